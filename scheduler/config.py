@@ -1,0 +1,275 @@
+"""The greensched configuration: one YAML file, loaded and validated in one place.
+
+``load_config(path)`` returns a frozen :class:`Config` or raises :class:`ConfigError` whose
+message names the file, the field path and what is allowed. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from forecasts.specs import SupplySite
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Config",
+    "ConfigError",
+    "ForecastSettings",
+    "JobClass",
+    "Site",
+    "SolverSettings",
+    "Workload",
+    "load_config",
+]
+
+
+def _default_config_path() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "configs" / "default.yaml", here / "_configs" / "default.yaml"):
+        if candidate.exists():
+            return candidate
+    return here.parent / "configs" / "default.yaml"
+
+
+DEFAULT_CONFIG_PATH = _default_config_path()
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names file, field and rule."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Site(SupplySite):
+    """A GPU site: its renewable plants (from :class:`SupplySite`) plus load and grid terms."""
+
+    gpus: int = Field(gt=0, le=10_000_000, description="GPUs the scheduler may use [-]")
+    kw_per_gpu: float = Field(gt=0.05, le=5.0, description="server power per busy GPU [kW]")
+    pue: float = Field(ge=1.0, le=3.0, description="power usage effectiveness [-]")
+    base_load_mw: float = Field(ge=0, description="load drawn whatever runs (idle, cooling) [MW]")
+    grid_import_limit_mw: float = Field(gt=0, description="most the site may draw from grid [MW]")
+    carbon_kg_per_mwh: float | list[float] = Field(
+        description="grid carbon intensity [kg CO2/MWh]: a constant, or 24 hourly values "
+        "in the site's local time"
+    )
+    price_per_mwh: float | list[float] = Field(
+        default=0.0, description="grid energy price [currency/MWh]: constant or 24 hourly values"
+    )
+    latency_ms: dict[str, float] = Field(
+        default_factory=dict, description="round-trip latency to user regions [ms]"
+    )
+
+    @field_validator("carbon_kg_per_mwh", "price_per_mwh")
+    @classmethod
+    def _profile(cls, value: float | list[float]) -> float | list[float]:
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and len(value) != 24:
+            raise ValueError(f"an hourly profile needs 24 values, got {len(value)}")
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError("values must be finite and >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _grid_can_carry_base_load(self) -> Site:
+        if self.base_load_mw >= self.grid_import_limit_mw:
+            raise ValueError(
+                f"grid_import_limit_mw ({self.grid_import_limit_mw}) must exceed base_load_mw "
+                f"({self.base_load_mw}), or the site could not run at night without wind"
+            )
+        return self
+
+    @property
+    def mw_per_gpu(self) -> float:
+        """Site power per busy GPU, PUE included [MW]."""
+        return self.kw_per_gpu * self.pue / 1000.0
+
+    @property
+    def full_load_mw(self) -> float:
+        """Site load with every GPU busy [MW]."""
+        return self.base_load_mw + self.gpus * self.mw_per_gpu
+
+
+class JobClass(_Strict):
+    """A class of inference jobs from which a workload is drawn with a seed.
+
+    Ranges are ``[low, high]`` and drawn uniformly per job; hours are relative to the start of
+    the operating day.
+    """
+
+    jobs: int = Field(ge=0, le=1_000_000, description="jobs of this class per day")
+    gpu_hours: tuple[float, float] = Field(description="work per job [GPU-h]")
+    max_gpus: tuple[int, int] = Field(description="most GPUs a job may use at once")
+    release_hour: tuple[float, float] = Field(
+        default=(0.0, 0.0), description="release, hours after the day starts [h]"
+    )
+    window_hours: tuple[float, float] = Field(description="deadline minus release [h]")
+    sites: list[str] = Field(default_factory=list, description="allowed sites; empty = any")
+    preemptible: bool = Field(default=True, description="may pause and resume between slots")
+    tokens_per_gpu_hour: float = Field(gt=0, description="tokens produced per GPU-hour")
+
+    @field_validator("gpu_hours", "max_gpus", "release_hour", "window_hours")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not (0 <= low <= high):
+            raise ValueError(f"range [{low}, {high}] must satisfy 0 <= low <= high")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_a_day(self) -> JobClass:
+        if self.release_hour[1] + self.window_hours[0] > 24 + 1e-9:
+            raise ValueError(
+                "latest release_hour plus shortest window_hours reaches past the 24 h day"
+            )
+        if self.window_hours[0] <= 0:
+            raise ValueError("window_hours must be > 0")
+        if self.max_gpus[0] < 1:
+            raise ValueError("max_gpus must be >= 1")
+        return self
+
+
+class Workload(_Strict):
+    """The default daily workload: job classes drawn with a seed."""
+
+    user_region: str = Field(
+        default="singapore", description="region whose latency ranks sites for the fifo baseline"
+    )
+    classes: dict[str, JobClass] = Field(default_factory=dict)
+
+
+class ForecastSettings(_Strict):
+    """How weather becomes a supply forecast."""
+
+    slot_minutes: int = Field(default=15, description="slot length [min]; divides 60 or 1440")
+    wind_nrmse: float = Field(
+        default=0.15, ge=0, le=1, description="day-ahead wind error, std / capacity [-]"
+    )
+    pv_nrmse: float = Field(
+        default=0.07, ge=0, le=1, description="day-ahead PV error at clear-sky peak / capacity [-]"
+    )
+    error_correlation_hours: float = Field(
+        default=6.0, gt=0, le=72, description="e-folding time of forecast errors [h]"
+    )
+    max_gap_hours: float = Field(
+        default=3.0, ge=0, le=48, description="longest NaN run in a weather file we interpolate [h]"
+    )
+    far_station_km: float = Field(
+        default=100.0, gt=0, description="warn when a weather file's station is farther [km]"
+    )
+
+    @field_validator("slot_minutes")
+    @classmethod
+    def _divides_day(cls, value: int) -> int:
+        if value <= 0 or 1440 % value or (value < 60 and 60 % value):
+            raise ValueError(f"{value} does not divide the day evenly; use 5, 10, 15, 30 or 60")
+        return value
+
+
+class SolverSettings(_Strict):
+    """Optimizer settings (data, never hard-coded)."""
+
+    time_limit_s: float = Field(default=30.0, gt=0, le=86_400)
+    relative_gap: float = Field(default=0.01, ge=0, le=1)
+    seed: int = Field(default=1, ge=0)
+    workers: int = Field(default=2, ge=1, le=64)
+    max_site_moves: int | None = Field(
+        default=None, ge=0, description="most times a job may change site; null = no limit"
+    )
+
+
+class Config(_Strict):
+    """Everything greensched needs to forecast, plan and run a day."""
+
+    seed: int = Field(default=1, ge=0, description="seed for synthetic weather and workloads")
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    solver: SolverSettings = Field(default_factory=SolverSettings)
+    sites: dict[str, Site]
+    workload: Workload = Field(default_factory=Workload)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_sites(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("sites"), dict):
+            sites = {}
+            for key, body in data["sites"].items():
+                if isinstance(body, dict):
+                    if "name" in body and body["name"] != key:
+                        raise ValueError(
+                            f"sites.{key}.name: {body['name']!r} differs from its key {key!r}; "
+                            "omit it, the key is the name"
+                        )
+                    body = {**body, "name": key}
+                sites[key] = body
+            data = {**data, "sites": sites}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        if not self.sites:
+            raise ValueError("sites: at least one site is needed")
+        zones = {s.timezone for s in self.sites.values()}
+        if len(zones) > 1:
+            raise ValueError(
+                f"sites use different time zones ({', '.join(sorted(zones))}); the operating day "
+                "is defined in one zone, so all sites must share it"
+            )
+        known = sorted(self.sites)
+        for name, job_class in self.workload.classes.items():
+            for site in job_class.sites:
+                if site not in self.sites:
+                    raise ValueError(
+                        f"workload.classes.{name}.sites: unknown site {site!r}; "
+                        f"known sites: {', '.join(known)}"
+                    )
+        return self
+
+    @property
+    def timezone(self) -> str:
+        """The zone in which operating days are counted (shared by all sites)."""
+        return next(iter(self.sites.values())).timezone
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (not a field of this section)"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        elif "input" in item and item["type"] not in ("model_type",):
+            message = f"{item['input']!r}: {message}" if not isinstance(item["input"], dict) else message
+        lines.append(f"{path}: {message}")
+    return f"{source}: invalid configuration\n  " + "\n  ".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate an already-parsed mapping; ``source`` names it in errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(source, error)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a YAML config; ``None`` means the embedded default."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(data, str(path))
