@@ -1,0 +1,661 @@
+"""Weather file readers: EPW, TMY3, PVGIS TMY and a plain CSV, each returning :class:`Weather`.
+
+Every reader ends in :func:`validate_weather`, so every source obeys the frame contract of
+:mod:`forecasts.weather` (UTC index at interval starts, pvlib column names, SI units) and every
+problem is a :class:`WeatherFileError` whose message starts with the file path.
+
+Time conventions of the sources
+-------------------------------
+- EPW and TMY3: hour ``h`` (1..24) is the interval ``[h-1, h)`` in local *standard* time (the
+  fixed UTC offset ``TZ`` of the header, no daylight saving). The index is built here from the
+  month, day and hour fields, not taken from pvlib, whose labelling differs between the two.
+- PVGIS TMY (json or csv): ``time(UTC)`` at hh:00 labels the hour starting then.
+- Typical years (EPW, TMY3, PVGIS): rows come from different real years; they are placed on the
+  non-leap year :data:`TYPICAL_YEAR` of their own clock (local standard time for EPW/TMY3, UTC
+  for PVGIS), Feb 29 rows are dropped, and the clock is recorded in :attr:`Weather.notes` so
+  that :func:`map_to_dates` can put them on real dates.
+
+Plain CSV
+---------
+::
+
+    # wind_height_m: 10
+    # latitude: 31.40
+    # longitude: 121.45
+    time,ghi,dni,dhi,temp_air,wind_speed,pressure
+    2024-06-01T00:00Z,0,0,0,21.5,3.2,100900
+
+``time`` is the START of each interval, ISO 8601 with ``Z`` or an explicit offset such as
+``+08:00``; naive times are rejected, since their zone would be a guess. Units: ``ghi``,
+``dni``, ``dhi`` [W/m^2], ``temp_air`` [C], ``wind_speed`` [m/s], ``pressure`` [Pa], optional
+``roughness_length`` [m]; other columns are ignored. Leading ``# key: value`` lines may give
+``wind_height_m`` (default 10 m, the WMO standard height, said in the notes) and the station
+``latitude`` and ``longitude``; other comment lines are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pvlib
+
+from forecasts.weather import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Weather
+
+__all__ = [
+    "KINDS",
+    "TYPICAL_YEAR",
+    "WeatherFileError",
+    "map_to_dates",
+    "read_csv_weather",
+    "read_epw_weather",
+    "read_pvgis_weather",
+    "read_tmy3_weather",
+    "read_weather",
+    "sniff_kind",
+    "station_distance_km",
+    "typical_year_utc_offset_hours",
+    "validate_weather",
+    "warn_if_far",
+]
+
+logger = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("epw", "tmy3", "pvgis", "csv")
+TYPICAL_YEAR = 1990
+"""Non-leap year on which the rows of a typical-year file are placed (in the file's own clock)."""
+
+STANDARD_WIND_HEIGHT_M = 10.0
+EARTH_RADIUS_KM = 6371.0088
+_IRRADIANCE = ("ghi", "dni", "dhi")
+_NEGATIVE_IRRADIANCE_TOLERANCE_W_M2 = 10.0
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "ghi": (0.0, 1500.0, "W/m^2"),
+    "dni": (0.0, 1500.0, "W/m^2"),
+    "dhi": (0.0, 1500.0, "W/m^2"),
+    "temp_air": (-60.0, 60.0, "C"),
+    "wind_speed": (0.0, 50.0, "m/s"),
+    "pressure": (50_000.0, 110_000.0, "Pa"),
+    "roughness_length": (0.0, 10.0, "m"),
+}
+_KMH_P99_M_S = 40.0
+# EPW codes for a missing value: anything at or above these is missing
+_EPW_MISSING = {
+    "temp_air": 99.9,
+    "atmospheric_pressure": 999_999.0,
+    "ghi": 9999.0,
+    "dni": 9999.0,
+    "dhi": 9999.0,
+    "wind_speed": 999.0,
+}
+_CLOCK_NOTE = "typical-year clock: local standard time UTC{:+g} h"
+_CLOCK_RE = re.compile(r"typical-year clock: local standard time UTC([+-][0-9.]+) h")
+_ZONED_TIME_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+_CSV_HEADER_RE = re.compile(r"^#\s*(wind_height_m|latitude|longitude)\s*:\s*(\S+)\s*$")
+
+
+class WeatherFileError(ValueError):
+    """A weather file that cannot be used; the message starts with the file path."""
+
+
+# --------------------------------------------------------------------------------------------
+# validation (all sources, also the synthetic generator)
+
+
+def validate_weather(
+    frame: pd.DataFrame, source: str, *, max_gap_hours: float = 3.0
+) -> tuple[pd.DataFrame, int]:
+    """Check a weather frame against the contract and fill short gaps.
+
+    Parameters
+    ----------
+    frame : DataFrame with a tz-aware DatetimeIndex (interval starts) and at least the
+        columns of :data:`forecasts.weather.REQUIRED_COLUMNS` in contract units.
+    source : file path or other name; every error message starts with it.
+    max_gap_hours : longest run of missing values per column that is filled by linear
+        interpolation in time [h]; longer runs are errors.
+
+    Returns
+    -------
+    (frame, n_filled) : the frame with the contract columns only (float, UTC index named
+        ``time``) and the number of values filled.
+
+    Raises
+    ------
+    WeatherFileError : naming the column, or the 1-based data row and its time.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise WeatherFileError(
+            f"{source}: missing column(s) {', '.join(missing)}; "
+            f"required: {', '.join(REQUIRED_COLUMNS)}"
+        )
+    columns = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in frame.columns)]
+    index = _checked_index(frame.index, source)
+    data = pd.DataFrame(
+        {c: _numeric(frame[c], c, index, source) for c in columns}, index=index
+    ).rename_axis("time")
+    data = _checked_ranges(data, source)
+    return _filled_gaps(data, source, max_gap_hours)
+
+
+def _row(index: pd.DatetimeIndex, position: int) -> str:
+    """``data row N (time)`` for a 0-based position, 1-based in the message."""
+    return f"data row {position + 1} ({index[position].isoformat()})"
+
+
+def _checked_index(index: pd.Index, source: str) -> pd.DatetimeIndex:
+    if not isinstance(index, pd.DatetimeIndex):
+        raise WeatherFileError(f"{source}: the rows have no times (index is not datetime)")
+    if index.tz is None:
+        raise WeatherFileError(
+            f"{source}: times have no time zone; give them in UTC or with an offset"
+        )
+    if len(index) < 2:
+        raise WeatherFileError(f"{source}: {len(index)} row(s); at least 2 are needed")
+    index = index.tz_convert("UTC")
+    steps = index[1:] - index[:-1]
+    backwards = np.flatnonzero(steps <= pd.Timedelta(0))
+    if backwards.size:
+        i = int(backwards[0])
+        relation = "repeats the time of" if steps[i] == pd.Timedelta(0) else "is earlier than"
+        raise WeatherFileError(
+            f"{source}: {_row(index, i + 1)} {relation} {_row(index, i)}; times must increase"
+        )
+    step = pd.Series(steps).mode().iloc[0]
+    irregular = np.flatnonzero(steps != step)
+    if irregular.size:
+        i = int(irregular[0])
+        raise WeatherFileError(
+            f"{source}: {_row(index, i + 1)} comes {steps[i]} after the row before; "
+            f"the file's step is {step} and must be regular"
+        )
+    return index
+
+
+def _numeric(column: pd.Series, name: str, index: pd.DatetimeIndex, source: str) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(np.isnan(values) & column.notna().to_numpy())
+    if bad.size:
+        raise WeatherFileError(
+            f"{source}: column {name!r}, {_row(index, int(bad[0]))}: "
+            f"{column.iloc[int(bad[0])]!r} is not a number"
+        )
+    return values
+
+
+def _unit_hint(name: str, values: pd.Series) -> str:
+    """A guess at the unit mistake behind out-of-range values, or ``''``."""
+    if name == "temp_air" and values.min() > 150:
+        return "; this looks like Kelvin (subtract 273.15)"
+    if name == "wind_speed" and values.quantile(0.99) > _KMH_P99_M_S:
+        return (
+            f"; its 99th percentile is {values.quantile(0.99):.1f}, which looks like km/h "
+            "(divide by 3.6)"
+        )
+    if name == "pressure" and 500 <= values.median() <= 1100:
+        return "; this looks like hPa or mbar (multiply by 100)"
+    if name == "pressure" and 50 <= values.median() <= 110:
+        return "; this looks like kPa (multiply by 1000)"
+    return ""
+
+
+def _checked_ranges(data: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Raise on values outside the physical range; clip small negative irradiance to 0."""
+    for name in data.columns:
+        low, high, unit = _RANGES[name]
+        values = data[name].dropna()
+        if values.empty:
+            continue
+        tolerance = _NEGATIVE_IRRADIANCE_TOLERANCE_W_M2 if name in _IRRADIANCE else 0.0
+        hint = _unit_hint(name, values)
+        outside = (data[name] < low - tolerance) | (data[name] > high)
+        if hint or outside.any():
+            first = int(np.argmax(outside.to_numpy())) if outside.any() else 0
+            where = f", first at {_row(data.index, first)}" if outside.any() else ""
+            raise WeatherFileError(
+                f"{source}: column {name!r} has values from {values.min():g} to "
+                f"{values.max():g}; allowed {low:g} to {high:g} {unit}{where}{hint}"
+            )
+    irradiance = data[list(_IRRADIANCE)]
+    n_negative = int((irradiance < 0).sum().sum())
+    if n_negative:
+        logger.info("%s: clipped %d small negative irradiance values to 0", source, n_negative)
+        data = data.assign(**{c: data[c].clip(lower=0.0) for c in _IRRADIANCE})
+    return data
+
+
+def _nan_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """``(first, last)`` positions of each run of NaN."""
+    edges = np.diff(np.concatenate(([0], np.isnan(values).astype(int), [0])))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1, strict=True))
+
+
+def _filled_gaps(data: pd.DataFrame, source: str, max_gap_hours: float) -> tuple[pd.DataFrame, int]:
+    step_hours = (data.index[1] - data.index[0]) / pd.Timedelta(hours=1)
+    for name in data.columns:
+        for first, last in _nan_runs(data[name].to_numpy()):
+            gap_hours = (last - first + 1) * step_hours
+            if gap_hours > max_gap_hours:
+                raise WeatherFileError(
+                    f"{source}: column {name!r} is missing for {gap_hours:g} h, from "
+                    f"{data.index[first].isoformat()} to {data.index[last].isoformat()} "
+                    f"(data rows {first + 1} to {last + 1}); at most {max_gap_hours:g} h "
+                    "are interpolated"
+                )
+    n_filled = int(data.isna().sum().sum())
+    if n_filled:
+        counts = data.isna().sum()
+        logger.info(
+            "%s: filled %d missing values by linear interpolation in time (%s)",
+            source,
+            n_filled,
+            ", ".join(f"{c}: {n}" for c, n in counts[counts > 0].items()),
+        )
+        data = data.interpolate(method="time").ffill().bfill()
+    return data, n_filled
+
+
+# --------------------------------------------------------------------------------------------
+# readers
+
+
+def sniff_kind(path: str | Path) -> str:
+    """Guess the kind of a weather file from its extension and first lines.
+
+    ``.epw`` or a ``LOCATION,`` first line -> ``'epw'``; ``.json`` or a PVGIS ``Latitude
+    (decimal degrees):`` first line -> ``'pvgis'``; a TMY3 second line (``Date (MM/DD/YYYY)``)
+    -> ``'tmy3'``; otherwise ``'csv'``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".epw":
+        return "epw"
+    if suffix == ".json":
+        return "pvgis"
+    lines = _head(path, 2)
+    first, second = [*lines, "", ""][:2]
+    if first.startswith("LOCATION,"):
+        return "epw"
+    if first.startswith("Latitude (decimal degrees)"):
+        return "pvgis"
+    if second.startswith("Date (MM/DD/YYYY)"):
+        return "tmy3"
+    return "csv"
+
+
+def read_weather(
+    path: str | Path, kind: str | None = None, *, max_gap_hours: float = 3.0
+) -> Weather:
+    """Read a weather file of any supported kind into a validated :class:`Weather`.
+
+    ``kind`` is one of :data:`KINDS`; ``None`` guesses it with :func:`sniff_kind`.
+    ``max_gap_hours`` is the longest run of missing values that is interpolated [h].
+    """
+    kind = kind if kind is not None else sniff_kind(path)
+    readers: dict[str, Callable[..., Weather]] = {
+        "epw": read_epw_weather,
+        "tmy3": read_tmy3_weather,
+        "pvgis": read_pvgis_weather,
+        "csv": read_csv_weather,
+    }
+    if kind not in readers:
+        raise WeatherFileError(
+            f"{path}: unknown weather kind {kind!r}; allowed: {', '.join(KINDS)}"
+        )
+    weather = readers[kind](path, max_gap_hours=max_gap_hours)
+    logger.info("%s: read %d rows of %s weather", path, len(weather.data), kind)
+    return weather
+
+
+def read_epw_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
+    """Read an EnergyPlus EPW file (wind at 10 m, a typical year) via pvlib."""
+    raw, meta = _with_pvlib(pvlib.iotools.read_epw, path, "EPW")
+    raw = raw.assign(
+        **{c: raw[c].where(raw[c] < missing) for c, missing in _EPW_MISSING.items()}
+    ).rename(columns={"atmospheric_pressure": "pressure"})
+    offset_hours = float(meta["TZ"])
+    frame, notes = _on_typical_year(
+        raw, raw["month"], raw["day"], raw["hour"] - 1, offset_hours, path
+    )
+    notes = (
+        f"EPW hour h (1-24, local standard time UTC{offset_hours:+g} h) is the interval "
+        "[h-1, h); relabelled to interval starts in UTC",
+        *notes,
+    )
+    return _finish(
+        frame,
+        path,
+        max_gap_hours,
+        station=(meta["latitude"], meta["longitude"]),
+        typical_year=True,
+        notes=notes,
+        wind_height_m=STANDARD_WIND_HEIGHT_M,
+    )
+
+
+def read_tmy3_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
+    """Read an NREL TMY3 CSV (pressure in mbar, converted to Pa; wind at 10 m) via pvlib."""
+    raw, meta = _with_pvlib(pvlib.iotools.read_tmy3, path, "TMY3", map_variables=True)
+    date = pd.to_datetime(raw["Date (MM/DD/YYYY)"], format="%m/%d/%Y")
+    hour_end = raw["Time (HH:MM)"].str.split(":").str[0].astype(int)
+    raw = raw.assign(pressure=raw["pressure"] * 100.0)  # mbar -> Pa
+    offset_hours = float(meta["TZ"])
+    frame, notes = _on_typical_year(
+        raw, date.dt.month, date.dt.day, hour_end - 1, offset_hours, path
+    )
+    notes = (
+        f"TMY3 hour h (1-24, local standard time UTC{offset_hours:+g} h) is the interval "
+        "[h-1, h); relabelled to interval starts in UTC; pressure mbar -> Pa",
+        *notes,
+    )
+    return _finish(
+        frame,
+        path,
+        max_gap_hours,
+        station=(meta["latitude"], meta["longitude"]),
+        typical_year=True,
+        notes=notes,
+        wind_height_m=STANDARD_WIND_HEIGHT_M,
+    )
+
+
+def read_pvgis_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
+    """Read a PVGIS TMY file, json or csv (UTC times, wind at 10 m, pressure in Pa) via pvlib."""
+    raw, meta = _with_pvlib(pvlib.iotools.read_pvgis_tmy, path, "PVGIS TMY", map_variables=True)
+    inputs = meta["inputs"]
+    location = inputs.get("location", inputs)
+    times = raw.index
+    frame, notes = _on_typical_year(raw, times.month, times.day, times.hour, 0.0, path)
+    notes = ("PVGIS time(UTC) hh:00 taken as the start of the hour", *notes)
+    return _finish(
+        frame,
+        path,
+        max_gap_hours,
+        station=(float(location["latitude"]), float(location["longitude"])),
+        typical_year=True,
+        notes=notes,
+        wind_height_m=STANDARD_WIND_HEIGHT_M,
+    )
+
+
+def read_csv_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
+    """Read the plain CSV described in the module docstring."""
+    header = _csv_header(path)
+    try:
+        table = pd.read_csv(path, comment="#", skipinitialspace=True)
+    except (OSError, ValueError) as error:
+        raise WeatherFileError(f"{path}: cannot read as CSV: {error}") from None
+    if "time" not in table.columns:
+        raise WeatherFileError(
+            f"{path}: missing column time (interval start, ISO 8601 with Z or an offset)"
+        )
+    frame = table.drop(columns="time").set_axis(_zoned_times(table["time"], path))
+    notes: tuple[str, ...] = ()
+    wind_height_m = header.get("wind_height_m")
+    if wind_height_m is None:
+        wind_height_m = STANDARD_WIND_HEIGHT_M
+        notes = (f"no '# wind_height_m:' line; wind taken at the standard {wind_height_m:g} m",)
+    if ("latitude" in header) != ("longitude" in header):
+        raise WeatherFileError(f"{path}: give both '# latitude:' and '# longitude:' or neither")
+    station = (header["latitude"], header["longitude"]) if "latitude" in header else None
+    return _finish(
+        frame,
+        path,
+        max_gap_hours,
+        station=station,
+        typical_year=False,
+        notes=notes,
+        wind_height_m=wind_height_m,
+    )
+
+
+def _head(path: Path, n_lines: int) -> list[str]:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            return [line for _, line in zip(range(n_lines), handle, strict=False)]
+    except OSError as error:
+        raise WeatherFileError(f"{path}: cannot read weather file: {error.strerror}") from None
+
+
+def _with_pvlib(
+    reader: Callable, path: str | Path, what: str, **kwargs
+) -> tuple[pd.DataFrame, dict]:
+    """Call a pvlib reader; turn its failures into a :class:`WeatherFileError`."""
+    try:
+        return reader(path, **kwargs)
+    except OSError as error:
+        raise WeatherFileError(f"{path}: cannot read weather file: {error.strerror}") from None
+    except (ValueError, KeyError, IndexError, TypeError) as error:
+        raise WeatherFileError(f"{path}: not a readable {what} file: {error!r}") from None
+
+
+def _on_typical_year(
+    frame: pd.DataFrame,
+    month: pd.Series | pd.Index,
+    day: pd.Series | pd.Index,
+    hour_start: pd.Series | pd.Index,
+    utc_offset_hours: float,
+    path: str | Path,
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Index rows by interval start in UTC, placed on :data:`TYPICAL_YEAR` of their clock."""
+    month, day, hour_start = (np.asarray(v, dtype=int) for v in (month, day, hour_start))
+    leap_day = (month == 2) & (day == 29)
+    notes = [
+        _CLOCK_NOTE.format(utc_offset_hours),
+        f"typical year: rows placed on {TYPICAL_YEAR} of that clock",
+    ]
+    if leap_day.any():
+        notes.append(f"dropped {int(leap_day.sum())} rows of Feb 29")
+        logger.info("%s: dropped %d rows of Feb 29 from a typical year", path, leap_day.sum())
+    keep = ~leap_day
+    bad_hour = np.flatnonzero(keep & ((hour_start < 0) | (hour_start > 23)))
+    if bad_hour.size:
+        raise WeatherFileError(
+            f"{path}: data row {bad_hour[0] + 1}: hour {hour_start[bad_hour[0]] + 1} is not in 1-24"
+        )
+    try:
+        dates = pd.to_datetime(
+            pd.DataFrame({"year": TYPICAL_YEAR, "month": month[keep], "day": day[keep]})
+        )
+    except ValueError as error:
+        raise WeatherFileError(f"{path}: invalid month/day in the rows: {error}") from None
+    local = dates + pd.to_timedelta(hour_start[keep], unit="h")
+    index = pd.DatetimeIndex(local - pd.Timedelta(hours=utc_offset_hours)).tz_localize("UTC")
+    return frame.loc[keep].set_axis(index), tuple(notes)
+
+
+def _finish(
+    frame: pd.DataFrame,
+    path: str | Path,
+    max_gap_hours: float,
+    *,
+    station: tuple[float, float] | None,
+    typical_year: bool,
+    notes: tuple[str, ...],
+    wind_height_m: float,
+) -> Weather:
+    data, n_filled = validate_weather(frame, str(path), max_gap_hours=max_gap_hours)
+    if n_filled:
+        notes = (*notes, f"{n_filled} missing values filled by linear interpolation in time")
+    return Weather(
+        data=data,
+        wind_height_m=float(wind_height_m),
+        source=str(path),
+        station=None if station is None else (float(station[0]), float(station[1])),
+        typical_year=typical_year,
+        notes=notes,
+    )
+
+
+def _csv_header(path: str | Path) -> dict[str, float]:
+    """``# key: value`` lines at the top of a plain CSV (only the documented keys)."""
+    header: dict[str, float] = {}
+    for line in _head(Path(path), 50):
+        if not line.startswith("#"):
+            break
+        match = _CSV_HEADER_RE.match(line.strip())
+        if match:
+            key, text = match.groups()
+            try:
+                header[key] = float(text)
+            except ValueError:
+                raise WeatherFileError(
+                    f"{path}: '# {key}:' must be a number, got {text!r}"
+                ) from None
+    return header
+
+
+def _zoned_times(text: pd.Series, path: str | Path) -> pd.DatetimeIndex:
+    """Parse ISO 8601 times that carry ``Z`` or an offset; naive ones are errors."""
+    text = text.astype(str).str.strip()
+    naive = np.flatnonzero(~text.str.contains(_ZONED_TIME_RE, regex=True).to_numpy())
+    if naive.size:
+        i = int(naive[0])
+        raise WeatherFileError(
+            f"{path}: data row {i + 1}: time {text.iloc[i]!r} has no UTC offset; write e.g. "
+            "2024-06-01T00:00Z or 2024-06-01T08:00+08:00 (naive times are rejected)"
+        )
+    times = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = np.flatnonzero(times.isna().to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise WeatherFileError(
+            f"{path}: data row {i + 1}: {text.iloc[i]!r} is not an ISO 8601 time"
+        )
+    return pd.DatetimeIndex(times)
+
+
+# --------------------------------------------------------------------------------------------
+# station distance
+
+
+def station_distance_km(weather: Weather, latitude: float, longitude: float) -> float | None:
+    """Great-circle (haversine) distance from the weather station to a point [km].
+
+    ``None`` when the source names no station.
+    """
+    if weather.station is None:
+        return None
+    lat1, lon1, lat2, lon2 = map(math.radians, (*weather.station, latitude, longitude))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+
+
+def warn_if_far(
+    weather: Weather, site_name: str, latitude: float, longitude: float, limit_km: float
+) -> float | None:
+    """Warn (``UserWarning``) and log when the station is farther than ``limit_km`` from a site.
+
+    Reusing a nearby station is allowed; this says so. Returns the distance [km] or ``None``.
+    """
+    distance_km = station_distance_km(weather, latitude, longitude)
+    if distance_km is not None and distance_km > limit_km:
+        message = (
+            f"{weather.source}: weather station at {weather.station[0]:.2f} N, "
+            f"{weather.station[1]:.2f} E is {distance_km:.0f} km from site '{site_name}' "
+            f"(more than {limit_km:g} km); its weather may not represent the site"
+        )
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return distance_km
+
+
+# --------------------------------------------------------------------------------------------
+# typical year -> real dates
+
+
+def typical_year_utc_offset_hours(weather: Weather) -> float:
+    """UTC offset of the clock a typical year was read in [h], from :attr:`Weather.notes`."""
+    for note in weather.notes:
+        match = _CLOCK_RE.fullmatch(note)
+        if match:
+            return float(match.group(1))
+    raise WeatherFileError(
+        f"{weather.source}: the notes do not state the typical year's clock; "
+        "pass utc_offset_hours to map_to_dates"
+    )
+
+
+def map_to_dates(
+    weather: Weather,
+    start: pd.Timestamp | str,
+    end: pd.Timestamp | str,
+    *,
+    utc_offset_hours: float | None = None,
+) -> Weather:
+    """Weather on the real dates ``[start, end)`` (tz-aware) at the weather's own step.
+
+    For a typical year, each requested time takes the row with the same month, day, hour and
+    minute in the file's local standard time (``utc_offset_hours``, default: the clock the
+    reader recorded); Feb 29 takes Feb 28's values. Ranges may span several years. Real-year
+    weather is sliced and must cover the range.
+    """
+    start, end = (
+        _utc_timestamp(t, name, weather.source) for t, name in ((start, "start"), (end, "end"))
+    )
+    if end <= start:
+        raise WeatherFileError(f"{weather.source}: end {end} is not after start {start}")
+    target = pd.date_range(start, end, freq=weather.freq, inclusive="left", name="time")
+    if not weather.typical_year:
+        positions = weather.data.index.get_indexer(target)
+        _raise_if_uncovered(weather, target, positions)
+        return replace(weather, data=weather.data.iloc[positions].set_axis(target))
+    if utc_offset_hours is None:
+        utc_offset_hours = typical_year_utc_offset_hours(weather)
+    offset = pd.Timedelta(hours=utc_offset_hours)
+    keys = pd.Index(_calendar_key(weather.data.index + offset))
+    if not keys.is_unique:
+        raise WeatherFileError(f"{weather.source}: a typical year must not cover a date twice")
+    target_local = target + offset
+    leap_day = (target_local.month == 2) & (target_local.day == 29)
+    target_keys = _calendar_key(target_local) - np.where(leap_day, 10_000, 0)  # Feb 29 -> 28
+    positions = keys.get_indexer(target_keys)
+    _raise_if_uncovered(weather, target, positions)
+    notes = [
+        f"typical year mapped onto {start.isoformat()} to {end.isoformat()} by month, day and "
+        f"hour of local standard time UTC{utc_offset_hours:+g} h"
+    ]
+    if leap_day.any():
+        notes.append("Feb 29 takes Feb 28's values")
+    return replace(
+        weather,
+        data=weather.data.iloc[positions].set_axis(target),
+        notes=(*weather.notes, *notes),
+    )
+
+
+def _utc_timestamp(value: pd.Timestamp | str, name: str, source: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        raise WeatherFileError(f"{source}: {name} {value!r} has no time zone; give it in UTC")
+    return stamp.tz_convert("UTC")
+
+
+def _calendar_key(index: pd.DatetimeIndex) -> np.ndarray:
+    """``MMDDhhmm`` as one integer per time."""
+    return np.asarray(
+        index.month * 1_000_000 + index.day * 10_000 + index.hour * 100 + index.minute,
+        dtype=np.int64,
+    )
+
+
+def _raise_if_uncovered(weather: Weather, target: pd.DatetimeIndex, positions: np.ndarray) -> None:
+    uncovered = np.flatnonzero(positions < 0)
+    if uncovered.size:
+        index = weather.data.index
+        raise WeatherFileError(
+            f"{weather.source}: no row for {target[uncovered[0]].isoformat()} "
+            f"({uncovered.size} of {len(target)} requested times missing); the weather covers "
+            f"{index[0].isoformat()} to {index[-1].isoformat()} at a {weather.freq} step"
+        )
