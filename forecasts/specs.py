@@ -32,7 +32,7 @@ TemperatureModel = Literal[
 
 
 class PVPlant(_Spec):
-    """A fixed-tilt PV plant, modelled with pvlib's PVWatts DC/AC models and SAPM cell temperature."""
+    """A fixed-tilt PV plant, modelled with pvlib PVWatts DC/AC and SAPM cell temperature."""
 
     capacity_mw_dc: float = Field(gt=0, le=5000, description="DC nameplate at STC [MW]")
     capacity_mw_ac: float = Field(gt=0, le=5000, description="inverter AC limit [MW]")

@@ -246,7 +246,9 @@ def _format_errors(source: str, error: ValidationError) -> str:
         elif item["type"] == "missing":
             message = "required field is missing"
         elif "input" in item and item["type"] not in ("model_type",):
-            message = f"{item['input']!r}: {message}" if not isinstance(item["input"], dict) else message
+            message = (
+                f"{item['input']!r}: {message}" if not isinstance(item["input"], dict) else message
+            )
         lines.append(f"{path}: {message}")
     return f"{source}: invalid configuration\n  " + "\n  ".join(lines)
 

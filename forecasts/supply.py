@@ -1,0 +1,165 @@
+"""From weather to the supply table: one object that wires the steps, each step replaceable.
+
+``SupplyModel`` follows pvlib's and windpowerlib's ModelChain: ``resample`` (weather to slot
+length), ``pv_model`` (per plant) and ``wind_model`` (per farm) are callables chosen when the
+object is built. ``actual`` gives the supply table of ``DESIGN.md``; ``forecast`` adds the
+day-ahead error model to it.
+
+Supply table: one row per site and slot, columns ``time`` (slot start, UTC), ``site``,
+``pv_mw``, ``wind_mw``, ``green_mw`` (= pv + wind) [MW, AC delivered to the site], and for a
+forecast optionally ``green_mw_p10`` / ``green_mw_p90``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pvlib
+
+from forecasts.error import ForecastError, add_forecast_error
+from forecasts.pv import pv_ac_mw
+from forecasts.resample import to_slots
+from forecasts.specs import PVPlant, SupplySite, WindFarm
+from forecasts.weather import Weather
+from forecasts.wind import wind_farm_mw
+
+__all__ = ["SUPPLY_COLUMNS", "SupplyModel", "site_summary", "sun_factor"]
+
+SUPPLY_COLUMNS: tuple[str, ...] = ("time", "site", "pv_mw", "wind_mw", "green_mw")
+
+PVModel = Callable[[pd.DataFrame, PVPlant, SupplySite], pd.Series]
+WindModel = Callable[[pd.DataFrame, WindFarm, float], pd.Series]
+Resampler = Callable[[Weather, int, float, float, float], Weather]
+
+
+def sun_factor(index: pd.DatetimeIndex, latitude: float, longitude: float) -> np.ndarray:
+    """cos(solar zenith) at interval midpoints, clipped to [0, 1] (analytical, fast) [-]."""
+    step = pd.Timedelta(index[1] - index[0]) if len(index) > 1 else pd.Timedelta(hours=1)
+    mid = index + step / 2
+    doy = mid.dayofyear.to_numpy()
+    declination = pvlib.solarposition.declination_spencer71(doy)
+    eot = pvlib.solarposition.equation_of_time_spencer71(doy)
+    hour_angle = pvlib.solarposition.hour_angle(mid, longitude, eot)
+    zenith = pvlib.solarposition.solar_zenith_analytical(
+        np.radians(latitude), np.radians(hour_angle), declination
+    )
+    return np.clip(np.cos(zenith), 0.0, 1.0)
+
+
+@dataclass
+class SupplyModel:
+    """Turns per-site weather into the supply table at ``slot_minutes`` resolution."""
+
+    sites: Mapping[str, SupplySite]
+    slot_minutes: int = 15
+    pv_model: PVModel = pv_ac_mw
+    wind_model: WindModel = wind_farm_mw
+    resample: Resampler = to_slots
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, step in (
+            ("pv_model", self.pv_model),
+            ("wind_model", self.wind_model),
+            ("resample", self.resample),
+        ):
+            if not callable(step):
+                raise TypeError(f"SupplyModel.{name} must be callable, got {step!r}")
+
+    def _timed(self, step: str, started: float) -> None:
+        self.timings_s[step] = self.timings_s.get(step, 0.0) + time.perf_counter() - started
+
+    def site_actual(self, site: SupplySite, weather: Weather) -> pd.DataFrame:
+        """Supply of one site indexed by slot start: ``pv_mw``, ``wind_mw``, ``green_mw``."""
+        started = time.perf_counter()
+        slots = self.resample(
+            weather, self.slot_minutes, site.latitude, site.longitude, site.altitude_m
+        )
+        self._timed("resample", started)
+        frame = pd.DataFrame(index=slots.data.index)
+        frame.index.name = "time"
+
+        started = time.perf_counter()
+        pv = [self.pv_model(slots.data, plant, site) for plant in site.pv.values()]
+        frame["pv_mw"] = np.sum([s.to_numpy() for s in pv], axis=0) if pv else 0.0
+        self._timed("pv", started)
+
+        started = time.perf_counter()
+        wind = [
+            self.wind_model(slots.data, farm, slots.wind_height_m) for farm in site.wind.values()
+        ]
+        frame["wind_mw"] = np.sum([s.to_numpy() for s in wind], axis=0) if wind else 0.0
+        self._timed("wind", started)
+
+        frame["green_mw"] = frame["pv_mw"] + frame["wind_mw"]
+        return frame
+
+    def actual(self, weather: Mapping[str, Weather]) -> pd.DataFrame:
+        """The supply table for every site in ``weather`` (actual output, no forecast error)."""
+        parts = []
+        for name, site_weather in weather.items():
+            if name not in self.sites:
+                raise KeyError(
+                    f"weather given for unknown site {name!r}; known: {', '.join(self.sites)}"
+                )
+            parts.append(
+                self.site_actual(self.sites[name], site_weather).reset_index().assign(site=name)
+            )
+        return _tidy(pd.concat(parts, ignore_index=True))
+
+    def forecast(
+        self, actual: pd.DataFrame, error: ForecastError, seed: int, quantiles: bool = True
+    ) -> pd.DataFrame:
+        """A day-ahead forecast of ``actual`` (a supply table) under the ``error`` model."""
+        started = time.perf_counter()
+        parts = []
+        for name, rows in actual.groupby("site", sort=False):
+            site = self.sites[str(name)]
+            rows = rows.set_index("time")
+            forecast = add_forecast_error(
+                rows,
+                wind_capacity_mw=site.wind_capacity_mw,
+                pv_capacity_mw=site.pv_capacity_mw_ac,
+                sun_factor=sun_factor(rows.index, site.latitude, site.longitude),
+                error=error,
+                seed=seed,
+                key=site.name,
+                quantiles=quantiles,
+            )
+            parts.append(forecast.reset_index().assign(site=name))
+        self._timed("forecast_error", started)
+        return _tidy(pd.concat(parts, ignore_index=True))
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    extra = [c for c in frame.columns if c not in SUPPLY_COLUMNS]
+    return frame[[*SUPPLY_COLUMNS, *extra]].sort_values(["site", "time"], ignore_index=True)
+
+
+def site_summary(supply: pd.DataFrame, sites: Mapping[str, SupplySite]) -> pd.DataFrame:
+    """Per site: energy [MWh], peak [MW] and capacity factor [-] of PV, wind and the total.
+
+    Energy integrates MW over each row's slot length, taken from the ``time`` column.
+    """
+    rows = []
+    for name, part in supply.groupby("site", sort=False):
+        times = pd.DatetimeIndex(part["time"])
+        slot_h = (times[1] - times[0]) / pd.Timedelta(hours=1) if len(times) > 1 else 1.0
+        site = sites[str(name)]
+        capacity = site.pv_capacity_mw_ac + site.wind_capacity_mw
+        rows.append(
+            {
+                "site": name,
+                "pv_mwh": part["pv_mw"].sum() * slot_h,
+                "wind_mwh": part["wind_mw"].sum() * slot_h,
+                "green_mwh": part["green_mw"].sum() * slot_h,
+                "peak_mw": part["green_mw"].max(),
+                "capacity_mw": capacity,
+                "capacity_factor": part["green_mw"].mean() / capacity if capacity else 0.0,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,203 @@
+"""The ``greensched`` command line (a driver: it wires the packages and holds no logic)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from scheduler.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+
+app = typer.Typer(
+    help=(
+        "greensched: plan AI inference across GPU sites so that it follows wind and solar.\n\n"
+        "Weather -> renewable supply per site and slot (pvlib, windpowerlib) -> a plan of which "
+        "job runs where and when (OR-Tools) -> run on Ray. Every command works on the embedded "
+        "default config (two sites, qingyang and shantou) with nothing to prepare."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config; default: the embedded configs/default.yaml"),
+]
+WeatherOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--weather",
+        "-w",
+        help="'synthetic' (default) or SITE=FILE (EPW, TMY3, PVGIS TMY or CSV); repeatable",
+    ),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")]
+
+
+class UserError(Exception):
+    """A problem the user must fix; printed without a stack trace, exit code 2."""
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+    # forecasts log what they warn about (a far weather station); print it once
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"forecasts\..*")
+    for noisy in ("windpowerlib", "pvlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _load(config: Path | None) -> Config:
+    try:
+        return load_config(config)
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+    else:
+        raise UserError(f"--out {path}: use a .csv or .parquet file name")
+
+
+@app.command()
+def forecast(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    start: Annotated[
+        str | None, typer.Option(help="first operating day (sites' local date); default tomorrow")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="number of days")] = 1,
+    slot_minutes: Annotated[
+        int | None, typer.Option(help="slot length [min]; default from config (15)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for weather and forecast error")] = None,
+    actual: Annotated[
+        bool, typer.Option("--actual", help="write the actual supply instead of the forecast")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="supply table: .csv or .parquet")] = Path(
+        "out/supply.csv"
+    ),
+    plot: Annotated[Path | None, typer.Option(help="also draw MW per site to this PNG")] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Forecast wind and solar MW per site and slot (the supply table) for operating days."""
+    from forecasts.plot import plot_supply
+    from forecasts.supply import site_summary
+    from scheduler.forecasting import parse_weather_specs, run_supply
+    from scheduler.horizon import operating_day, tomorrow
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    slot = slot_minutes or cfg.forecast.slot_minutes
+    if slot <= 0 or 1440 % slot or (slot < 60 and 60 % slot):
+        raise UserError(f"--slot-minutes {slot}: must divide the day evenly (5, 10, 15, 30, 60)")
+    day = start or tomorrow(cfg.timezone).isoformat()
+    try:
+        horizon = operating_day(day, cfg.timezone, slot, days)
+        sources = parse_weather_specs(weather or [], list(cfg.sites))
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    run = run_supply(cfg, horizon, sources, seed=seed)
+    table = run.actual if actual else run.forecast
+    _write_table(table, out)
+
+    kind = "actual" if actual else "day-ahead forecast"
+    summary = site_summary(table, cfg.sites)
+    view = Table(title=f"{kind} supply, {day} + {days} day(s), {slot}-min slots ({cfg.timezone})")
+    for column in (
+        "site",
+        "weather",
+        "PV MWh",
+        "wind MWh",
+        "green MWh",
+        "peak MW",
+        "capacity MW",
+        "CF",
+    ):
+        view.add_column(column, justify="left" if column in ("site", "weather") else "right")
+    for row in summary.itertuples():
+        view.add_row(
+            row.site,
+            Path(run.weather[row.site].source).name,
+            f"{row.pv_mwh:,.1f}",
+            f"{row.wind_mwh:,.1f}",
+            f"{row.green_mwh:,.1f}",
+            f"{row.peak_mw:,.1f}",
+            f"{row.capacity_mw:,.1f}",
+            f"{row.capacity_factor:.1%}",
+        )
+    console.print(view)
+    for name, site_weather in run.weather.items():
+        if site_weather.typical_year:
+            console.print(f"[dim]{name}: typical-year file mapped onto the requested dates[/dim]")
+        for note in site_weather.notes:
+            logging.getLogger(__name__).info("%s: %s", name, note)
+    console.print(f"wrote {out} ({len(table):,} rows)")
+    if plot is not None:
+        plot_supply(table, plot, cfg.timezone, title=f"greensched {kind} {day}")
+        console.print(f"wrote {plot}")
+
+
+@app.command()
+def turbines() -> None:
+    """List the wind turbine types (with power curves) bundled with windpowerlib."""
+    from forecasts.specs import turbine_library
+
+    view = Table(title="windpowerlib turbine library (types with a power curve)")
+    view.add_column("turbine_type")
+    view.add_column("nominal MW", justify="right")
+    for name, mw in sorted(turbine_library().items()):
+        view.add_row(name, f"{mw:.2f}")
+    console.print(view)
+
+
+@app.command("check-config")
+def check_config(
+    path: Annotated[Path | None, typer.Argument(help="config to check; default: embedded")] = None,
+) -> None:
+    """Validate a config file and print its sites; exit 2 with the field named if it is wrong."""
+    cfg = _load(path)
+    view = Table(title=f"{path or DEFAULT_CONFIG_PATH}: valid")
+    for column in ("site", "GPUs", "full load MW", "grid limit MW", "PV MW ac", "wind MW"):
+        view.add_column(column, justify="right" if column != "site" else "left")
+    for site in cfg.sites.values():
+        view.add_row(
+            site.name,
+            f"{site.gpus:,}",
+            f"{site.full_load_mw:.1f}",
+            f"{site.grid_import_limit_mw:.1f}",
+            f"{site.pv_capacity_mw_ac:.1f}",
+            f"{site.wind_capacity_mw:.1f}",
+        )
+    console.print(view)
+
+
+def main() -> None:
+    """Console entry point: user errors are one clear message and exit code 2."""
+    try:
+        app()
+    except (UserError, ConfigError) as error:
+        err_console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        sys.exit(2)

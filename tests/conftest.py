@@ -1,0 +1,30 @@
+"""Shared fixtures: the default config and the real weather files (when present)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from scheduler.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_WEATHER = REPO.parent / "shared" / "data" / "weather"
+SHANGHAI_EPW = REAL_WEATHER / "CHN_Shanghai.Shanghai.583620_CSWD.epw"
+URUMQI_EPW = REAL_WEATHER / "CHN_Xinjiang.Uygur.Urumqi.514630_CSWD.epw"
+
+needs_real_weather = pytest.mark.skipif(
+    not (SHANGHAI_EPW.exists() and URUMQI_EPW.exists()),
+    reason="real EPW files in ../shared/data/weather are absent",
+)
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    """The embedded default config (frozen, safe to share)."""
+    return load_config()
