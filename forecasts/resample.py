@@ -42,11 +42,13 @@ def to_slots(
       averaged over each source interval; the clear-sky index ``kt = ghi / ghi_clear`` of the
       daylit source intervals (clipped to [0, 1.5]) and their diffuse fraction ``dhi / ghi``
       are interpolated linearly in time between source interval midpoints (held at the ends)
-      onto the slot midpoints; ``ghi = kt * ghi_clear`` (zero at night by construction),
-      ``dhi = fraction * ghi``, and ``dni = (ghi - dhi) / cos(zenith)`` clipped to
-      [0, 1.1 * dni_clear] and 0 for zenith > 87 deg, with ``dhi`` recomputed so that
-      ``ghi = dhi + dni * cos(zenith)`` holds. Other columns are interpolated linearly between
-      source interval midpoints. Daily GHI energy is kept within a few percent.
+      onto the slot midpoints; ``ghi = kt * ghi_clear`` (zero at night by construction), then
+      scaled within each source interval so that its mean GHI equals the source value
+      (energy-conserving, except intervals with GHI but no clear-sky sun, which become 0 and
+      are logged); ``dhi = fraction * ghi``; ``dni = (ghi - dhi) / cos(zenith)`` clipped to
+      [0, 1.1 * dni_clear] and 0 for apparent zenith > 87 deg, with ``dhi`` recomputed so
+      that ``ghi = dhi + dni * cos(zenith)`` holds. Other columns are interpolated linearly
+      between source interval midpoints.
     - downsampling (e.g. 15 -> 60 min): interval means, bins starting at the first row;
       an incomplete last bin is dropped.
 
