@@ -14,11 +14,19 @@ from pvlib.modelchain import ModelChain
 from pvlib.pvsystem import PVSystem
 from pvlib.temperature import TEMPERATURE_MODEL_PARAMETERS
 
+from forecasts.solar import solar_position
 from forecasts.specs import PVPlant, SupplySite
 
 __all__ = ["INVERTER_EFFICIENCY", "pv_ac_mw", "pv_model_chain"]
 
 INVERTER_EFFICIENCY = 0.96  # PVWatts nominal inverter efficiency [-]
+
+
+class _SharedSunLocation(pvlib.location.Location):
+    """A Location whose solar position comes from the shared cache in ``forecasts.solar``."""
+
+    def get_solarposition(self, times, pressure=None, temperature=12, **kwargs):
+        return solar_position(times, self.latitude, self.longitude, self.altitude)
 
 
 def pv_model_chain(plant: PVPlant, site: SupplySite) -> ModelChain:
@@ -36,7 +44,7 @@ def pv_model_chain(plant: PVPlant, site: SupplySite) -> ModelChain:
         },
         temperature_model_parameters=TEMPERATURE_MODEL_PARAMETERS["sapm"][plant.temperature_model],
     )
-    location = pvlib.location.Location(site.latitude, site.longitude, "UTC", site.altitude_m)
+    location = _SharedSunLocation(site.latitude, site.longitude, "UTC", site.altitude_m)
     return ModelChain(
         system,
         location,

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pvlib
 
 from forecasts.error import ForecastError, add_forecast_error
 from forecasts.pv import pv_ac_mw
 from forecasts.resample import to_slots
+from forecasts.solar import solar_position
 from forecasts.specs import PVPlant, SupplySite, WindFarm
 from forecasts.weather import Weather
 from forecasts.wind import wind_farm_mw
@@ -36,18 +36,13 @@ WindModel = Callable[[pd.DataFrame, WindFarm, float], pd.Series]
 Resampler = Callable[[Weather, int, float, float, float], Weather]
 
 
-def sun_factor(index: pd.DatetimeIndex, latitude: float, longitude: float) -> np.ndarray:
-    """cos(solar zenith) at interval midpoints, clipped to [0, 1] (analytical, fast) [-]."""
+def sun_factor(
+    index: pd.DatetimeIndex, latitude: float, longitude: float, altitude_m: float = 0.0
+) -> np.ndarray:
+    """cos(solar zenith) at interval midpoints, clipped to [0, 1] [-]."""
     step = pd.Timedelta(index[1] - index[0]) if len(index) > 1 else pd.Timedelta(hours=1)
-    mid = index + step / 2
-    doy = mid.dayofyear.to_numpy()
-    declination = pvlib.solarposition.declination_spencer71(doy)
-    eot = pvlib.solarposition.equation_of_time_spencer71(doy)
-    hour_angle = pvlib.solarposition.hour_angle(mid, longitude, eot)
-    zenith = pvlib.solarposition.solar_zenith_analytical(
-        np.radians(latitude), np.radians(hour_angle), declination
-    )
-    return np.clip(np.cos(zenith), 0.0, 1.0)
+    zenith_deg = solar_position(index + step / 2, latitude, longitude, altitude_m)["zenith"]
+    return np.clip(np.cos(np.radians(zenith_deg.to_numpy())), 0.0, 1.0)
 
 
 @dataclass
@@ -124,7 +119,9 @@ class SupplyModel:
                 rows,
                 wind_capacity_mw=site.wind_capacity_mw,
                 pv_capacity_mw=site.pv_capacity_mw_ac,
-                sun_factor=sun_factor(rows.index, site.latitude, site.longitude),
+                sun_factor=sun_factor(
+                    pd.DatetimeIndex(rows.index), site.latitude, site.longitude, site.altitude_m
+                ),
                 error=error,
                 seed=seed,
                 key=site.name,

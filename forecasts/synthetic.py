@@ -20,6 +20,7 @@ import pandas as pd
 import pvlib
 from scipy import signal, special, stats
 
+from forecasts.solar import solar_position
 from forecasts.specs import Climate, SupplySite
 from forecasts.weather import Weather
 
@@ -90,7 +91,8 @@ def _drivers(site: SupplySite, seed: int, times_mid: pd.DatetimeIndex) -> pd.Dat
     offset_h = times_mid[:1].tz_convert(site.timezone).tz_localize(None)[0] - times_mid[
         0
     ].tz_localize(None)
-    years = range(times_mid.min().year - 1, times_mid.max().year + 2)
+    margin = pd.Timedelta(hours=1)  # interpolation reaches one hourly value past each end
+    years = range((times_mid.min() - margin).year, (times_mid.max() + margin).year + 1)
     hourly = pd.concat(
         [
             _hourly_year(site.climate, seed, site.name, y, offset_h / pd.Timedelta(hours=1))
@@ -125,7 +127,7 @@ def synthetic_weather(
     drivers = _drivers(site, seed, times_mid)
 
     location = pvlib.location.Location(site.latitude, site.longitude, "UTC", site.altitude_m)
-    solpos = location.get_solarposition(times_mid)
+    solpos = solar_position(times_mid, site.latitude, site.longitude, site.altitude_m)
     clear = location.get_clearsky(times_mid, model="ineichen", solar_position=solpos)
     clearness = special.expit(drivers["clearness_logit"].to_numpy())
     ghi = clear["ghi"].to_numpy() * np.minimum(clearness, 1.0)
