@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 
+from forecasts.solar import solar_position as cached_solar_position
 from forecasts.weather import Weather
 
 __all__ = ["to_slots"]
@@ -110,7 +111,9 @@ def _upsample(
     target_s = _seconds(target_mid)
     source_s = _seconds(data.index + source_step / 2)
 
-    solar_position = location.get_solarposition(target_mid)
+    solar_position = cached_solar_position(
+        target_mid, location.latitude, location.longitude, location.altitude
+    )
     clear = location.get_clearsky(target_mid, model="ineichen", solar_position=solar_position)
     ghi_clear = clear["ghi"].to_numpy()
     ghi_clear_source = ghi_clear.reshape(len(data), per_source).mean(axis=1)
