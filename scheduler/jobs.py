@@ -1,0 +1,329 @@
+"""The jobs table: read from CSV, generated from the config's workload classes, validated.
+
+A job is inference work of ``gpu_hours`` GPU-hours that may use up to ``max_gpus`` GPUs at once,
+between ``release`` and ``deadline`` (UTC), at one of its allowed ``sites`` (empty = any).
+
+Slots and work units
+--------------------
+Planning counts work in *GPU-slots* (one GPU busy for one slot):
+``work_units = ceil(gpu_hours * 60 / slot_minutes)``. A slot is usable by a job when it lies
+wholly inside the job's window: the first usable slot is the first that starts at or after
+``release``, the last usable one ends at or before ``deadline``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scheduler.config import Workload
+from scheduler.horizon import Horizon
+
+__all__ = [
+    "JOB_COLUMNS",
+    "Job",
+    "JobError",
+    "generate_jobs",
+    "jobs_frame",
+    "read_jobs",
+    "validate_jobs",
+    "window_slots",
+    "work_units",
+]
+
+log = logging.getLogger(__name__)
+
+JOB_COLUMNS = [
+    "job_id",
+    "gpu_hours",
+    "max_gpus",
+    "release",
+    "deadline",
+    "sites",
+    "preemptible",
+    "tokens",
+]
+_MAX_LISTED_ERRORS = 20
+
+
+class JobError(ValueError):
+    """A jobs table that cannot be planned; the message names the rows and fields at fault."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One inference job (a row of the jobs table).
+
+    ``release`` and ``deadline`` are tz-aware UTC; ``sites`` empty means any site.
+    """
+
+    job_id: str
+    gpu_hours: float  # work [GPU-h]
+    max_gpus: int  # most GPUs at once [-]
+    release: pd.Timestamp  # earliest start, UTC
+    deadline: pd.Timestamp  # all work done by, UTC
+    sites: tuple[str, ...] = ()  # allowed sites; empty = any
+    preemptible: bool = True  # may pause and resume between slots
+    tokens: float = 0.0  # tokens the job produces [-]
+
+
+def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
+    """The jobs table (columns :data:`JOB_COLUMNS`) of a list of :class:`Job`."""
+    rows = [
+        {
+            "job_id": j.job_id,
+            "gpu_hours": j.gpu_hours,
+            "max_gpus": j.max_gpus,
+            "release": j.release,
+            "deadline": j.deadline,
+            "sites": ";".join(j.sites),
+            "preemptible": j.preemptible,
+            "tokens": j.tokens,
+        }
+        for j in jobs
+    ]
+    return _canonical(pd.DataFrame(rows, columns=JOB_COLUMNS), source="jobs", first_row=1)
+
+
+def work_units(gpu_hours: np.ndarray | float, slot_minutes: int) -> np.ndarray:
+    """Work in GPU-slots, rounded up: ``ceil(gpu_hours * 60 / slot_minutes)`` [GPU-slot]."""
+    units = np.asarray(gpu_hours, dtype=float) * 60.0 / slot_minutes
+    return np.ceil(units - 1e-9).astype(np.int64)
+
+
+def window_slots(jobs: pd.DataFrame, horizon: Horizon) -> tuple[np.ndarray, np.ndarray]:
+    """First usable slot and end slot (exclusive) of each job's window, as slot indices.
+
+    Slot ``t`` is usable when ``release <= start + t*slot`` and ``start + (t+1)*slot <= deadline``.
+    Indices are not clipped to the horizon (see :func:`validate_jobs`).
+    """
+    slot_ns = horizon.slot_minutes * 60 * 10**9
+    start_ns = horizon.start.value
+    release_ns = _ns(jobs["release"]) - start_ns
+    deadline_ns = _ns(jobs["deadline"]) - start_ns
+    first = -(-release_ns // slot_ns)  # ceil
+    end = deadline_ns // slot_ns  # floor
+    return first.astype(np.int64), end.astype(np.int64)
+
+
+def read_jobs(path: str | Path) -> pd.DataFrame:
+    """Read a jobs CSV (columns :data:`JOB_COLUMNS`); times without an offset are taken as UTC.
+
+    Raises :class:`JobError` naming the file, line and field of every row that cannot be read.
+    Horizon and site checks need a problem context: see :func:`validate_jobs`.
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype={"job_id": str, "sites": str}, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise JobError(f"{path}: cannot read jobs CSV: {error}") from None
+    missing = [c for c in JOB_COLUMNS if c not in raw.columns]
+    if missing:
+        raise JobError(
+            f"{path}: missing column(s) {', '.join(missing)}; a jobs CSV needs "
+            f"{', '.join(JOB_COLUMNS)}"
+        )
+    # line 1 is the header, so data row i is on line i + 2
+    return _canonical(raw[JOB_COLUMNS], source=f"{path} line", first_row=2)
+
+
+def validate_jobs(
+    jobs: pd.DataFrame,
+    horizon: Horizon,
+    site_names: Sequence[str],
+    source: str = "jobs row",
+    first_row: int = 1,
+) -> None:
+    """Check a canonical jobs table against a horizon and the known sites.
+
+    Raises :class:`JobError` listing every bad row as ``<source> <n> (job_id 'x'): field: what``
+    where ``n`` counts from ``first_row`` (use ``source="jobs.csv line", first_row=2`` for a file).
+    """
+    errors: list[str] = []
+
+    def fail(i: int, field: str, message: str) -> None:
+        errors.append(
+            f"{source} {i + first_row} (job_id {jobs['job_id'].iat[i]!r}): {field}: {message}"
+        )
+
+    duplicated = jobs["job_id"].duplicated(keep="first").to_numpy()
+    for i in np.flatnonzero(duplicated):
+        fail(i, "job_id", "duplicate; job ids must be unique")
+    gpu_hours = jobs["gpu_hours"].to_numpy(dtype=float)
+    max_gpus = jobs["max_gpus"].to_numpy()
+    for i in np.flatnonzero(~(gpu_hours > 0)):
+        fail(i, "gpu_hours", f"{gpu_hours[i]} must be > 0")
+    for i in np.flatnonzero(max_gpus < 1):
+        fail(i, "max_gpus", f"{max_gpus[i]} must be >= 1")
+    for i in np.flatnonzero(~(jobs["tokens"].to_numpy(dtype=float) >= 0)):
+        fail(i, "tokens", f"{jobs['tokens'].iat[i]} must be >= 0")
+    release, deadline = jobs["release"], jobs["deadline"]
+    for i in np.flatnonzero((deadline <= release).to_numpy()):
+        fail(i, "deadline", f"{deadline.iat[i]} is not after release {release.iat[i]}")
+    for i in np.flatnonzero((release < horizon.start).to_numpy()):
+        fail(i, "release", f"{release.iat[i]} is before the horizon start {horizon.start}")
+    for i in np.flatnonzero((deadline > horizon.end).to_numpy()):
+        fail(i, "deadline", f"{deadline.iat[i]} is after the horizon end {horizon.end}")
+    first, end = window_slots(jobs, horizon)
+    slots = np.clip(end, 0, horizon.n_slots) - np.clip(first, 0, horizon.n_slots)
+    units = work_units(gpu_hours, horizon.slot_minutes)
+    too_much = (
+        (deadline > release).to_numpy()
+        & (gpu_hours > 0)
+        & (units > max_gpus * np.maximum(slots, 0))
+    )
+    for i in np.flatnonzero(too_much):
+        fail(
+            i,
+            "gpu_hours",
+            f"{gpu_hours[i]:g} GPU-h do not fit the window: {max(slots[i], 0)} whole "
+            f"{horizon.slot_minutes}-minute slot(s) x max_gpus {max_gpus[i]} hold "
+            f"{max(slots[i], 0) * max_gpus[i] * horizon.slot_minutes / 60:g} GPU-h",
+        )
+    known = set(site_names)
+    for i, sites in enumerate(jobs["sites"]):
+        unknown = [s for s in _split_sites(sites) if s not in known]
+        if unknown:
+            fail(
+                i,
+                "sites",
+                f"unknown site(s) {', '.join(map(repr, unknown))}; known sites: "
+                f"{', '.join(sorted(known))}",
+            )
+    _raise(errors)
+
+
+def generate_jobs(
+    workload: Workload,
+    day_start_utc: pd.Timestamp,
+    seed: int,
+    site_names: Sequence[str],
+    slot_minutes: int = 15,
+) -> pd.DataFrame:
+    """Draw a day's jobs from the workload classes, deterministically for ``seed``.
+
+    Each value is drawn uniformly in its class range (``max_gpus`` as an integer). Releases are
+    floored to a slot boundary; deadlines are rounded to one, at least one slot after release and
+    clipped to the end of the 24 h day. Where a job's work would not fit its window at
+    ``max_gpus`` (``work_units > max_gpus * window_slots``), ``max_gpus`` is raised to
+    ``ceil(work_units / window_slots)`` so that every generated job is plannable in principle.
+    Job ids are ``<class>-<n>``; tokens are ``gpu_hours * tokens_per_gpu_hour``.
+    """
+    day_start = pd.Timestamp(day_start_utc)
+    if day_start.tzinfo is None:
+        raise JobError(f"day_start_utc must be tz-aware (UTC), got {day_start}")
+    day_start = day_start.tz_convert("UTC")
+    slots_per_day = 24 * 60 // slot_minutes
+    known = set(site_names)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name, cls in workload.classes.items():
+        unknown = [s for s in cls.sites if s not in known]
+        if unknown:
+            raise JobError(
+                f"workload class {name!r}: unknown site(s) {', '.join(unknown)}; known sites: "
+                f"{', '.join(sorted(known))}"
+            )
+        n = cls.jobs
+        gpu_hours = rng.uniform(*cls.gpu_hours, size=n)
+        max_gpus = rng.integers(cls.max_gpus[0], cls.max_gpus[1], endpoint=True, size=n)
+        release_slot = np.floor(rng.uniform(*cls.release_hour, size=n) * 60 / slot_minutes)
+        window_slot = np.rint(rng.uniform(*cls.window_hours, size=n) * 60 / slot_minutes)
+        release_slot = np.minimum(release_slot, slots_per_day - 1).astype(np.int64)
+        end_slot = np.minimum(release_slot + np.maximum(window_slot, 1), slots_per_day).astype(
+            np.int64
+        )
+        units = work_units(gpu_hours, slot_minutes)
+        max_gpus = np.maximum(max_gpus, -(-units // (end_slot - release_slot)))
+        slot = pd.Timedelta(minutes=slot_minutes)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "job_id": [f"{name}-{i:05d}" for i in range(n)],
+                    "gpu_hours": gpu_hours,
+                    "max_gpus": max_gpus,
+                    "release": day_start + release_slot * slot,
+                    "deadline": day_start + end_slot * slot,
+                    "sites": ";".join(cls.sites),
+                    "preemptible": cls.preemptible,
+                    "tokens": gpu_hours * cls.tokens_per_gpu_hour,
+                }
+            )
+        )
+    if not frames:
+        return jobs_frame([])
+    jobs = pd.concat(frames, ignore_index=True)
+    log.info("generated %d jobs from %d workload classes", len(jobs), len(frames))
+    return _canonical(jobs, source="generated jobs row", first_row=1)
+
+
+def _split_sites(sites: str) -> list[str]:
+    return [s.strip() for s in str(sites).split(";") if s.strip()]
+
+
+def _ns(times: pd.Series) -> np.ndarray:
+    return times.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+
+
+def _raise(errors: list[str]) -> None:
+    if not errors:
+        return
+    shown = errors[:_MAX_LISTED_ERRORS]
+    more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
+    raise JobError(f"{len(errors)} bad job row(s):\n  " + "\n  ".join(shown) + more)
+
+
+def _canonical(raw: pd.DataFrame, source: str, first_row: int) -> pd.DataFrame:
+    """Coerce a jobs table to canonical dtypes; name every cell that cannot be converted."""
+    errors: list[str] = []
+    out = pd.DataFrame(index=range(len(raw)))
+    ids = raw["job_id"].astype(str).str.strip()
+    out["job_id"] = ids.to_numpy()
+
+    def where(i: int) -> str:
+        return f"{source} {i + first_row} (job_id {ids.iat[i]!r})"
+
+    for i in np.flatnonzero((ids == "").to_numpy()):
+        errors.append(f"{source} {i + first_row}: job_id: empty; every job needs a unique id")
+    for column in ("gpu_hours", "tokens"):
+        values = pd.to_numeric(raw[column], errors="coerce")
+        for i in np.flatnonzero(values.isna().to_numpy()):
+            errors.append(f"{where(i)}: {column}: {raw[column].iat[i]!r} is not a number")
+        out[column] = values.to_numpy(dtype=float)
+    max_gpus = pd.to_numeric(raw["max_gpus"], errors="coerce")
+    not_int = max_gpus.isna() | (max_gpus != np.round(max_gpus))
+    for i in np.flatnonzero(not_int.to_numpy()):
+        errors.append(f"{where(i)}: max_gpus: {raw['max_gpus'].iat[i]!r} is not a whole number")
+    out["max_gpus"] = max_gpus.fillna(0).round().astype(np.int64).to_numpy()
+    for column in ("release", "deadline"):
+        times = pd.to_datetime(raw[column], errors="coerce", utc=True, format="mixed")
+        for i in np.flatnonzero(times.isna().to_numpy()):
+            errors.append(f"{where(i)}: {column}: {raw[column].iat[i]!r} is not a date-time")
+        out[column] = times.to_numpy()
+        out[column] = pd.to_datetime(out[column], utc=True)
+    out["sites"] = [";".join(_split_sites(s)) for s in raw["sites"].fillna("")]
+    out["preemptible"] = _booleans(raw["preemptible"], where, errors)
+    _raise(errors)
+    return out[JOB_COLUMNS]
+
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def _booleans(values: pd.Series, where, errors: list[str]) -> np.ndarray:
+    if values.dtype == bool:
+        return values.to_numpy()
+    out = np.zeros(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            out[i] = True
+        elif text not in _FALSE:
+            errors.append(f"{where(i)}: preemptible: {value!r} is not true/false")
+    return out

@@ -1,0 +1,219 @@
+"""Scoring a plan: the site-load table and the metrics, one function for every policy.
+
+Everything here is computed from the tables alone (plan, jobs, supply, sites, caps), so a plan
+made on a forecast can be settled against actual supply by passing the actual supply table.
+
+Per site and slot (``slot_h = slot_minutes / 60``)::
+
+    load_mw       = gpus_busy * kw_per_gpu * pue / 1000 + base_load_mw
+    green_used_mw = min(load_mw, green_mw)
+    grid_mw       = load_mw - green_used_mw
+    energy [MWh]  = power [MW] * slot_h
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from scheduler.config import Site
+from scheduler.horizon import Horizon
+from scheduler.jobs import work_units
+from scheduler.problem import LoadCap, cap_matrices, hourly_profile, supply_matrix
+
+__all__ = [
+    "SITE_LOAD_COLUMNS",
+    "PlanMetrics",
+    "busy_gpus",
+    "plan_metrics",
+    "site_load",
+]
+
+SITE_LOAD_COLUMNS = [
+    "time",
+    "site",
+    "gpus_busy",
+    "load_mw",
+    "green_mw",
+    "green_used_mw",
+    "grid_mw",
+    "cap_mw",
+    "load_cap_mw",
+    "carbon_kg_per_mwh",
+    "grid_co2_kg",
+    "cap_violation",
+]
+CAP_TOLERANCE_MW = 1e-6  # rounding slack when checking caps [MW]
+
+
+def busy_gpus(plan: pd.DataFrame, site_names: Sequence[str], horizon: Horizon) -> np.ndarray:
+    """GPUs busy per ``[site, slot]`` (int) from a plan table; rows outside are an error."""
+    out = np.zeros((len(site_names), horizon.n_slots), dtype=np.int64)
+    if plan.empty:
+        return out
+    site = pd.Categorical(plan["site"], categories=list(site_names)).codes
+    slot = _slot_index(plan["time"], horizon)
+    bad = (site < 0) | (slot < 0) | (slot >= horizon.n_slots)
+    if bad.any():
+        row = plan[bad].iloc[0]
+        raise ValueError(
+            f"plan row ({row['job_id']}, {row['site']}, {row['time']}) is outside the sites "
+            f"{', '.join(site_names)} or the horizon {horizon.start} to {horizon.end}"
+        )
+    np.add.at(out, (site, slot), plan["gpus"].to_numpy(dtype=np.int64))
+    return out
+
+
+def site_load(
+    plan: pd.DataFrame,
+    supply: pd.DataFrame,
+    sites: Sequence[Site],
+    horizon: Horizon,
+    caps: Sequence[LoadCap] = (),
+) -> pd.DataFrame:
+    """The site-load table (columns :data:`SITE_LOAD_COLUMNS`), one row per site and slot.
+
+    ``cap_mw`` is the tightest cap on grid draw (import limit and ``IMPORT_CAPACITY_LIMIT`` caps),
+    ``load_cap_mw`` the tightest ``LOAD_LIMIT`` cap (``inf`` when none). ``cap_violation`` marks
+    a slot where the plan has GPUs busy and grid or load exceeds its cap by more than
+    :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing.
+    """
+    arrays = _load_arrays(plan, supply, sites, horizon, caps)
+    n_sites = len(sites)
+    return pd.DataFrame(
+        {
+            "time": np.tile(horizon.times, n_sites),
+            "site": np.repeat([s.name for s in sites], horizon.n_slots),
+            **{name: arrays[name].ravel() for name in SITE_LOAD_COLUMNS[2:]},
+        }
+    )
+
+
+def _load_arrays(
+    plan: pd.DataFrame,
+    supply: pd.DataFrame,
+    sites: Sequence[Site],
+    horizon: Horizon,
+    caps: Sequence[LoadCap],
+) -> dict[str, np.ndarray]:
+    """The site-load columns as ``[site, slot]`` arrays."""
+    names = [s.name for s in sites]
+    gpus = busy_gpus(plan, names, horizon)
+    green = supply_matrix(supply, names, horizon)
+    mpg = np.array([s.mw_per_gpu for s in sites])[:, None]
+    base = np.array([s.base_load_mw for s in sites])[:, None]
+    load = gpus * mpg + base
+    green_used = np.minimum(load, green)
+    grid = load - green_used
+    grid_cap, load_cap = cap_matrices(caps, sites, horizon)
+    carbon = np.array(
+        [hourly_profile(s.carbon_kg_per_mwh, horizon.times, s.timezone) for s in sites]
+    )
+    violation = (gpus > 0) & (
+        (grid > grid_cap + CAP_TOLERANCE_MW) | (load > load_cap + CAP_TOLERANCE_MW)
+    )
+    return {
+        "gpus_busy": gpus,
+        "load_mw": load,
+        "green_mw": green,
+        "green_used_mw": green_used,
+        "grid_mw": grid,
+        "cap_mw": grid_cap,
+        "load_cap_mw": load_cap,
+        "carbon_kg_per_mwh": carbon,
+        "grid_co2_kg": grid * carbon * horizon.slot_hours,
+        "cap_violation": violation,
+    }
+
+
+@dataclass(frozen=True)
+class PlanMetrics:
+    """How green a plan is and whether it did its work; units in the names.
+
+    ``green_share`` is green energy used over energy used, matched slot by slot (base load
+    included). A job's tokens are credited per GPU-slot run (``tokens / work_units``), so an
+    unfinished job earns part of its tokens; a site-slot's green fraction is
+    ``green_used_mw / load_mw``.
+    """
+
+    energy_used_mwh: float
+    green_used_mwh: float
+    green_share: float  # [-], 0..1
+    grid_mwh: float
+    co2_t: float
+    green_unused_mwh: float  # green supply not used (curtailed)
+    gpu_hours_placed: float
+    jobs_unfinished: int  # jobs with work not placed by their deadline
+    unfinished_gpu_hours: float
+    cap_violations: int  # site-slots over a cap; must be 0
+    tokens: float
+    green_tokens: float
+    tokens_by_site: dict[str, float]
+    green_tokens_by_site: dict[str, float]
+
+    def to_dict(self) -> dict[str, float | int | dict[str, float]]:
+        """Plain values for JSON."""
+        return asdict(self)
+
+
+def plan_metrics(
+    plan: pd.DataFrame,
+    jobs: pd.DataFrame,
+    supply: pd.DataFrame,
+    sites: Sequence[Site],
+    horizon: Horizon,
+    caps: Sequence[LoadCap] = (),
+) -> PlanMetrics:
+    """Score a plan from the tables alone; pass the actual supply to settle a forecast plan."""
+    load = _load_arrays(plan, supply, sites, horizon, caps)
+    slot_h = horizon.slot_hours
+    energy = load["load_mw"].sum() * slot_h
+    green_used = load["green_used_mw"].sum() * slot_h
+    required = work_units(jobs["gpu_hours"].to_numpy(dtype=float), horizon.slot_minutes)
+    placed = (
+        plan.groupby("job_id")["gpus"].sum().reindex(jobs["job_id"], fill_value=0).to_numpy()
+        if len(plan)
+        else np.zeros(len(jobs), dtype=np.int64)
+    )
+    missing = np.maximum(required - placed, 0)
+
+    names = [s.name for s in sites]
+    tokens_per_unit = pd.Series(
+        jobs["tokens"].to_numpy(dtype=float) / np.maximum(required, 1), index=jobs["job_id"]
+    )
+    site = pd.Categorical(plan["site"], categories=names).codes
+    slot = _slot_index(plan["time"], horizon)
+    row_tokens = plan["gpus"].to_numpy() * tokens_per_unit.reindex(plan["job_id"]).to_numpy()
+    green_fraction = load["green_used_mw"] / load["load_mw"]
+    row_green_tokens = row_tokens * green_fraction[site, slot]
+    return PlanMetrics(
+        energy_used_mwh=float(energy),
+        green_used_mwh=float(green_used),
+        green_share=float(green_used / energy) if energy > 0 else 0.0,
+        grid_mwh=float(load["grid_mw"].sum() * slot_h),
+        co2_t=float(load["grid_co2_kg"].sum() / 1000.0),
+        green_unused_mwh=float((load["green_mw"] - load["green_used_mw"]).sum() * slot_h),
+        gpu_hours_placed=float(placed.sum() * slot_h),
+        jobs_unfinished=int((missing > 0).sum()),
+        unfinished_gpu_hours=float(missing.sum() * slot_h),
+        cap_violations=int(load["cap_violation"].sum()),
+        tokens=float(row_tokens.sum()),
+        green_tokens=float(row_green_tokens.sum()),
+        tokens_by_site={n: float(row_tokens[site == s].sum()) for s, n in enumerate(names)},
+        green_tokens_by_site={
+            n: float(row_green_tokens[site == s].sum()) for s, n in enumerate(names)
+        },
+    )
+
+
+def _slot_index(times: pd.Series, horizon: Horizon) -> np.ndarray:
+    offset = pd.to_datetime(times, utc=True) - horizon.start
+    slot = pd.Timedelta(minutes=horizon.slot_minutes)
+    index = (offset / slot).to_numpy(dtype=float)
+    whole = np.floor(index)
+    if (index != whole).any():
+        raise ValueError("plan times must be slot starts of the horizon")
+    return whole.astype(np.int64)

@@ -1,0 +1,160 @@
+"""The policy interface and what a policy returns.
+
+A policy is a small object with a ``name`` and one method, ``plan(problem) -> PlanResult``.
+Policies build their plan as four integer arrays (job, site, slot, gpus) and hand them to
+:func:`make_result`, which turns them into the plan table and scores the objective the same
+way for every policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from scheduler.problem import Problem
+
+__all__ = [
+    "PLAN_COLUMNS",
+    "PlanArrays",
+    "PlanResult",
+    "Policy",
+    "make_result",
+    "objective_kg",
+    "unfinished_penalty_kg",
+]
+
+PLAN_COLUMNS = ["job_id", "site", "time", "gpus"]
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """A policy's plan and how it was found.
+
+    ``plan`` has columns :data:`PLAN_COLUMNS` (one row per job, site and slot with ``gpus >= 1``).
+    ``objective_kg`` is grid CO2 of the plan on the supply it was planned on [kg], plus
+    :func:`unfinished_penalty_kg` per GPU-slot of work left unplaced. ``best_bound_kg`` and
+    ``gap = (objective - bound) / bound`` are set by policies that have a bound.
+    ``unfinished_gpu_hours`` is indexed by ``job_id`` (every job, zeros included).
+    ``supply_basis`` says which supply the plan was made on: ``"forecast"`` or ``"actual"``.
+    """
+
+    policy: str
+    plan: pd.DataFrame
+    unfinished_gpu_hours: pd.Series
+    status: str
+    objective_kg: float
+    solve_seconds: float
+    best_bound_kg: float | None = None
+    gap: float | None = None
+    build_seconds: float = 0.0
+    supply_basis: str = "forecast"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def jobs_unfinished(self) -> list[str]:
+        """Ids of jobs with work left unplaced."""
+        return self.unfinished_gpu_hours.index[self.unfinished_gpu_hours > 0].tolist()
+
+
+class Policy(Protocol):
+    """Anything with a name that turns a problem into a plan."""
+
+    name: str
+
+    def plan(self, problem: Problem) -> PlanResult: ...
+
+
+@dataclass(frozen=True)
+class PlanArrays:
+    """A plan as parallel integer arrays: ``gpus`` GPUs of job ``job`` at ``site`` in ``slot``."""
+
+    job: np.ndarray
+    site: np.ndarray
+    slot: np.ndarray
+    gpus: np.ndarray
+
+    @classmethod
+    def empty(cls) -> PlanArrays:
+        return cls(*(np.zeros(0, dtype=np.int64) for _ in range(4)))
+
+    @classmethod
+    def concat(cls, parts: list[PlanArrays]) -> PlanArrays:
+        if not parts:
+            return cls.empty()
+        return cls(
+            *(
+                np.concatenate([getattr(p, f) for p in parts]).astype(np.int64)
+                for f in ("job", "site", "slot", "gpus")
+            )
+        )
+
+    def placed_units(self, n_jobs: int) -> np.ndarray:
+        """GPU-slots placed per job."""
+        return np.bincount(self.job, weights=self.gpus, minlength=n_jobs).astype(np.int64)
+
+
+def unfinished_penalty_kg(problem: Problem) -> float:
+    """Objective penalty per GPU-slot left unplaced [kg CO2-equivalent].
+
+    Twice the dearest grid GPU-slot plus 1 kg: dearer than placing the work anywhere.
+    """
+    return 2.0 * float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 1.0
+
+
+def objective_kg(problem: Problem, arrays: PlanArrays) -> float:
+    """Grid CO2 of a plan on the problem's supply plus the unfinished-work penalty [kg]."""
+    gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    np.add.at(gpus, (arrays.site, arrays.slot), arrays.gpus)
+    load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
+    grid_mwh = np.maximum(load - problem.green_mw, 0) * problem.slot_hours
+    missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
+    return float((grid_mwh * problem.carbon_kg_per_mwh).sum()) + unfinished_penalty_kg(
+        problem
+    ) * float(missing.sum())
+
+
+def make_result(
+    problem: Problem,
+    policy: str,
+    arrays: PlanArrays,
+    status: str,
+    solve_seconds: float,
+    **extra,
+) -> PlanResult:
+    """Build a :class:`PlanResult` from plan arrays.
+
+    Rows for the same job, site and slot are summed; rows with ``gpus == 0`` are dropped.
+    """
+    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
+    key = (arrays.job * n_slots + arrays.slot) * n_sites + arrays.site  # sorts by job, slot, site
+    unique, inverse = np.unique(key, return_inverse=True)
+    gpus = np.bincount(inverse.ravel(), weights=arrays.gpus, minlength=len(unique)).astype(np.int64)
+    keep = gpus > 0
+    unique, gpus = unique[keep], gpus[keep]
+    job, rest = np.divmod(unique, n_slots * n_sites)
+    slot, site = np.divmod(rest, n_sites)
+    plan = pd.DataFrame(
+        {
+            "job_id": problem.job_ids[job],
+            "site": np.asarray(problem.site_names, dtype=object)[site],
+            "time": problem.horizon.times[slot],
+            "gpus": gpus,
+        },
+        columns=PLAN_COLUMNS,
+    )
+    arrays = PlanArrays(job, site, slot, gpus)
+    missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
+    unfinished = pd.Series(missing * problem.slot_hours, index=problem.job_ids, name="gpu_hours")
+    unfinished.index.name = "job_id"
+    return PlanResult(
+        policy=policy,
+        plan=plan,
+        unfinished_gpu_hours=unfinished,
+        status=status,
+        objective_kg=objective_kg(problem, arrays),
+        solve_seconds=solve_seconds,
+        **extra,
+    )

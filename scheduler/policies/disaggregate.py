@@ -1,0 +1,194 @@
+"""Split a group flow back into whole GPUs per job, site and slot.
+
+Two steps, each vectorised over all groups at once, slot by slot:
+
+1. **Slots**: a group's GPUs in a slot go first to each job's *must-run* amount (work that can
+   no longer wait: remaining work minus what ``max_gpus`` can still do in the slots left), then
+   to the jobs that need the most slots at ``max_gpus`` (longest remaining first), each up to
+   ``max_gpus``. The exact aggregation guarantees that a split exists; if this greedy split ever
+   falls short for a group, that group is split by a small max-flow instead (OR-Tools
+   ``SimpleMaxFlow``: jobs -> slots with capacity ``max_gpus`` -> slot totals).
+2. **Sites**: each job first takes GPUs at the site it used in its previous run slot (fewer
+   moves), then the group's leftover site flows are dealt to the leftover job GPUs in order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from ortools.graph.python import max_flow
+
+from scheduler.policies.base import PlanArrays
+from scheduler.policies.flow import FlowResult, Groups
+from scheduler.problem import Problem
+
+__all__ = ["disaggregate"]
+
+log = logging.getLogger(__name__)
+
+
+def disaggregate(problem: Problem, groups: Groups, flow: FlowResult) -> PlanArrays:
+    """Whole GPUs per job, site and slot that add up to ``flow``'s group-site-slot totals."""
+    n_slots = problem.horizon.n_slots
+    totals = np.zeros((groups.n, n_slots), dtype=np.int64)
+    np.add.at(totals, (flow.group, flow.slot), flow.gpus)
+    job, slot, gpus = _split_slots(problem, groups, totals, flow.unplaced > 0)
+    return _split_sites(problem, groups, flow, job, slot, gpus)
+
+
+def _split_slots(
+    problem: Problem, groups: Groups, totals: np.ndarray, short: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GPUs per job and slot; ``short`` groups (work left unplaced) go straight to max-flow."""
+    members = np.flatnonzero(groups.job_group >= 0)
+    group = groups.job_group[members]
+    first, end = problem.release_slot[members], problem.deadline_slot[members]
+    max_gpus, remaining = problem.max_gpus[members], problem.work_units[members].copy()
+    failed = short.copy()
+    out_job, out_slot, out_gpus = [], [], []
+    for t in range(problem.horizon.n_slots):
+        active = np.flatnonzero((first <= t) & (t < end) & (remaining > 0) & ~failed[group])
+        if len(active) == 0:
+            continue
+        g = group[active]
+        must = np.clip(remaining[active] - max_gpus[active] * (end[active] - t - 1), 0, None)
+        room = np.minimum(max_gpus[active], remaining[active]) - must
+        left = totals[g, t] - np.bincount(g, weights=must, minlength=groups.n)[g]
+        failed[np.unique(g[(left < 0) | (room < 0)])] = True
+        # longest remaining (in slots at max_gpus) first, within each group
+        order = np.lexsort((active, -remaining[active], -remaining[active] / max_gpus[active], g))
+        g_sorted, room_sorted = g[order], room[order]
+        before = np.cumsum(room_sorted) - room_sorted
+        group_start = np.ones(len(order), dtype=bool)
+        group_start[1:] = g_sorted[1:] != g_sorted[:-1]
+        before -= before[group_start][np.cumsum(group_start) - 1]
+        give = np.empty(len(order), dtype=np.int64)
+        give[order] = np.clip(left[order] - before, 0, room_sorted)
+        given = np.bincount(g, weights=give, minlength=groups.n)
+        failed[np.unique(g[given[g] < np.maximum(left, 0)])] = True
+        take = must + give
+        remaining[active] -= take
+        hit = take > 0
+        out_job.append(members[active[hit]])
+        out_slot.append(np.full(int(hit.sum()), t))
+        out_gpus.append(take[hit])
+    job = np.concatenate(out_job) if out_job else np.zeros(0, dtype=np.int64)
+    slot = np.concatenate(out_slot) if out_slot else np.zeros(0, dtype=np.int64)
+    gpus = np.concatenate(out_gpus) if out_gpus else np.zeros(0, dtype=np.int64)
+    keep = ~failed[groups.job_group[job]]
+    job, slot, gpus = job[keep], slot[keep], gpus[keep]
+    redo = np.flatnonzero(failed & (totals.sum(axis=1) > 0))
+    if len(redo):
+        log.info(
+            "greedy split fell short for %d group(s); splitting them by max-flow",
+            int((failed & ~short).sum()),
+        )
+        parts = [
+            _max_flow_split(problem, np.flatnonzero(groups.job_group == g), totals[g]) for g in redo
+        ]
+        job = np.concatenate([job, *(p[0] for p in parts)])
+        slot = np.concatenate([slot, *(p[1] for p in parts)])
+        gpus = np.concatenate([gpus, *(p[2] for p in parts)])
+    return job, slot, gpus
+
+
+def _max_flow_split(
+    problem: Problem, jobs: np.ndarray, totals: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Jobs -> slots (cap ``max_gpus``) -> slot totals; the flow on job-slot arcs is the split."""
+    n = len(jobs)
+    first, end = problem.release_slot[jobs], problem.deadline_slot[jobs]
+    lengths = end - first
+    pair_job = np.repeat(np.arange(n), lengths)
+    pair_slot = (
+        first[pair_job]
+        + np.arange(lengths.sum())
+        - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    )
+    source, sink, slot_base = 0, 1, 2 + n
+    smf = max_flow.SimpleMaxFlow()
+    smf.add_arcs_with_capacity(
+        np.zeros(n, dtype=np.int64), 2 + np.arange(n), problem.work_units[jobs]
+    )
+    pair_arcs = smf.add_arcs_with_capacity(
+        2 + pair_job, slot_base + pair_slot, problem.max_gpus[jobs][pair_job]
+    )
+    used = np.flatnonzero(totals > 0)
+    smf.add_arcs_with_capacity(slot_base + used, np.full(len(used), sink), totals[used])
+    status = smf.solve(source, sink)
+    if status != smf.OPTIMAL or smf.optimal_flow() != totals.sum():
+        raise RuntimeError(
+            f"group of {n} jobs cannot be split to whole GPUs (max-flow {smf.optimal_flow()} of "
+            f"{totals.sum()}); the aggregation is wrong"
+        )
+    flows = smf.flows(pair_arcs)
+    hit = flows > 0
+    return jobs[pair_job[hit]], pair_slot[hit], flows[hit].astype(np.int64)
+
+
+def _split_sites(
+    problem: Problem,
+    groups: Groups,
+    flow: FlowResult,
+    job: np.ndarray,
+    slot: np.ndarray,
+    gpus: np.ndarray,
+) -> PlanArrays:
+    n_sites = len(problem.sites)
+    last_site = np.full(problem.n_jobs, -1, dtype=np.int64)
+    by_slot = np.argsort(slot, kind="stable")
+    job, slot, gpus = job[by_slot], slot[by_slot], gpus[by_slot]
+    bounds = np.searchsorted(slot, np.arange(problem.horizon.n_slots + 1))
+    flow_order = np.argsort(flow.slot, kind="stable")
+    f_group, f_site, f_gpus = flow.group[flow_order], flow.site[flow_order], flow.gpus[flow_order]
+    f_bounds = np.searchsorted(flow.slot[flow_order], np.arange(problem.horizon.n_slots + 1))
+    parts: list[PlanArrays] = []
+    for t in range(problem.horizon.n_slots):
+        j, x = job[bounds[t] : bounds[t + 1]], gpus[bounds[t] : bounds[t + 1]]
+        if len(j) == 0:
+            continue
+        g = groups.job_group[j]
+        site_left = np.zeros((groups.n, n_sites), dtype=np.int64)
+        lo, hi = f_bounds[t], f_bounds[t + 1]
+        np.add.at(site_left, (f_group[lo:hi], f_site[lo:hi]), f_gpus[lo:hi])
+        # 1. stay: take what the site used last slot still has
+        stay = last_site[j]
+        take = np.zeros(len(j), dtype=np.int64)
+        has = np.flatnonzero(stay >= 0)
+        if len(has):
+            key = g[has] * n_sites + stay[has]
+            order = np.lexsort((j[has], key))
+            key_sorted, x_sorted = key[order], x[has][order]
+            before = np.cumsum(x_sorted) - x_sorted
+            start = np.ones(len(order), dtype=bool)
+            start[1:] = key_sorted[1:] != key_sorted[:-1]
+            before -= before[start][np.cumsum(start) - 1]
+            available = site_left.ravel()[key_sorted]
+            took = np.clip(available - before, 0, x_sorted)
+            take[has[order]] = took
+            np.subtract.at(site_left.ravel(), key_sorted, took)
+        if take.any():
+            kept = np.flatnonzero(take)
+            parts.append(PlanArrays(j[kept], stay[kept], np.full(len(kept), t), take[kept]))
+        # 2. deal the group's leftover site GPUs to the leftover job GPUs, both in order
+        rest = x - take
+        order = np.lexsort((j, g))
+        job_end = np.cumsum(rest[order])
+        site_end = np.cumsum(site_left.ravel())
+        cuts = np.union1d(job_end, site_end)
+        cuts = cuts[cuts > 0]
+        piece_start = np.concatenate([[0], cuts[:-1]])
+        length = cuts - piece_start
+        keep = length > 0
+        piece_start, length = piece_start[keep], length[keep]
+        who = order[np.searchsorted(job_end, piece_start, side="right")]
+        where = np.searchsorted(site_end, piece_start, side="right") % n_sites
+        parts.append(PlanArrays(j[who], where, np.full(len(who), t), length))
+        # remember each job's main site this slot
+        slot_job = np.concatenate([j[take > 0], j[who]])
+        slot_site = np.concatenate([stay[take > 0], where])
+        slot_gpus = np.concatenate([take[take > 0], length])
+        main = np.lexsort((slot_gpus, slot_job))
+        last_site[slot_job[main]] = slot_site[main]  # the largest piece is written last
+    return PlanArrays.concat(parts)

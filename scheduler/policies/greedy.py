@@ -1,0 +1,135 @@
+"""``greedy``: follow the green, slot by slot, without looking ahead at supply.
+
+In each slot, in this order:
+
+1. Non-preemptible jobs not yet started (most urgent first) start as one contiguous block at the
+   allowed site with the most green headroom, if that headroom carries the block's GPUs now, or
+   wherever the block fits if this is their last chance to start.
+2. Preemptible jobs, least slack first (slack = slots left minus slots still needed at
+   ``max_gpus``), place their *must-run* GPUs (work that can no longer wait), first into green
+   headroom (sites by most headroom), then into any free capacity (sites by lowest grid CO2).
+3. The same jobs take more GPUs, up to ``max_gpus``, but only where green headroom remains.
+
+Green headroom is the GPUs the site's green supply carries after base load and the GPUs already
+placed. Site GPUs, the grid import limit and every cap are hard limits. With a
+``max_site_moves`` limit a job stays at the first site it runs at.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from scheduler.policies._blocks import block_gpus, block_starts, place_block
+from scheduler.policies.base import PlanArrays, PlanResult, make_result
+from scheduler.problem import Problem
+
+__all__ = ["GreedyPolicy"]
+
+_GPU_TOLERANCE = 1e-9
+SAFETY_SHARE = 0.5  # share of a job's remaining slots greedy will not count on
+
+
+def _spare_slots(left_slots: np.ndarray) -> np.ndarray:
+    """Slots after this one a job may still count on: all but :data:`SAFETY_SHARE` of them."""
+    return np.floor((left_slots - 1) * (1 - SAFETY_SHARE)).astype(np.int64)
+
+
+class GreedyPolicy:
+    """Slot-by-slot green follower; see the module docstring."""
+
+    name = "greedy"
+
+    def plan(self, problem: Problem) -> PlanResult:
+        began = time.perf_counter()
+        state = _State(problem)
+        for t in range(problem.horizon.n_slots):
+            state.start_blocks(t)
+            state.fill(t)
+        return make_result(
+            problem,
+            self.name,
+            PlanArrays.concat(state.parts),
+            "HEURISTIC",
+            time.perf_counter() - began,
+        )
+
+
+class _State:
+    def __init__(self, problem: Problem) -> None:
+        self.p = problem
+        self.free = problem.capacity_gpus.copy()
+        self.green = np.clip(np.floor(problem.green_gpus + _GPU_TOLERANCE), 0, None).astype(
+            np.int64
+        )
+        self.green = np.minimum(self.green, self.free)
+        self.remaining = problem.work_units.copy()
+        self.mask = problem.site_mask.copy()
+        self.pin = problem.max_site_moves is not None
+        self.started = problem.preemptible.copy()  # preemptible jobs never start a block
+        self.last_start = problem.deadline_slot - problem.duration_slots
+        self.parts: list[PlanArrays] = []
+
+    def _use(self, site: int, slots: np.ndarray, gpus: np.ndarray) -> None:
+        self.green[site, slots] = np.maximum(self.green[site, slots] - gpus, 0)
+        self.green[site, slots] = np.minimum(self.green[site, slots], self.free[site, slots])
+
+    def start_blocks(self, t: int) -> None:
+        p = self.p
+        waiting = np.flatnonzero(~self.started & (p.release_slot <= t) & (t <= self.last_start))
+        for j in waiting[np.lexsort((waiting, -p.work_units[waiting], self.last_start[waiting]))]:
+            gpus = block_gpus(int(p.work_units[j]), int(p.max_gpus[j]))
+            last_chance = t == self.last_start[j]
+            sites = np.flatnonzero(self.mask[j])
+            for s in sites[np.argsort(-self.green[sites, t], kind="stable")]:
+                if self.green[s, t] < gpus[0] and not last_chance:
+                    break  # sites are by headroom: none further carries it either
+                if len(block_starts(self.free[s], t, t + len(gpus), gpus)):
+                    self.parts.append(place_block(self.free, j, s, t, gpus))
+                    self._use(s, np.arange(t, t + len(gpus)), gpus)
+                    self.started[j] = True
+                    self.remaining[j] = 0
+                    break
+
+    def fill(self, t: int) -> None:
+        p = self.p
+        active = np.flatnonzero(
+            p.preemptible & (p.release_slot <= t) & (t < p.deadline_slot) & (self.remaining > 0)
+        )
+        if len(active) == 0:
+            return
+        left_slots = p.deadline_slot[active] - t
+        max_gpus, remaining = p.max_gpus[active], self.remaining[active]
+        slack = left_slots - (-(-remaining // max_gpus))
+        order = np.lexsort((active, slack))
+        active, max_gpus, remaining = active[order], max_gpus[order], remaining[order]
+        must = np.clip(remaining - max_gpus * _spare_slots(left_slots[order]), 0, max_gpus)
+        extra = np.minimum(max_gpus, remaining) - must
+        by_headroom = np.argsort(-self.green[:, t], kind="stable")
+        by_co2 = np.lexsort((-self.green[:, t], p.grid_kg_per_gpu_slot[:, t]))
+        taken = np.zeros(len(active), dtype=np.int64)
+        for want, sites, green_only in (
+            (must, by_headroom, True),
+            (must, by_co2, False),
+            (extra, by_headroom, True),
+        ):
+            for s in sites:
+                room = self.green[s, t] if green_only else self.free[s, t]
+                wish = np.where(self.mask[active, s], want, 0)
+                give = np.clip(room - (np.cumsum(wish) - wish), 0, wish)
+                total = int(give.sum())
+                if total == 0:
+                    continue
+                want -= give
+                taken += give
+                self.free[s, t] -= total
+                self._use(s, np.array([t]), np.array([total]))
+                got = np.flatnonzero(give)
+                self.parts.append(
+                    PlanArrays(active[got], np.full(len(got), s), np.full(len(got), t), give[got])
+                )
+                if self.pin:
+                    self.mask[active[got]] = False
+                    self.mask[active[got], s] = True
+        self.remaining[active] -= taken

@@ -1,0 +1,366 @@
+"""The planning problem: a horizon, sites with per-slot supply, carbon, price and caps, and jobs.
+
+Everything a policy needs is here as numpy arrays indexed ``[site, slot]`` or ``[job]``; site
+order is the order of ``Problem.sites``, slot ``t`` starts at ``horizon.start + t * slot``.
+
+Grid and caps, per site and slot (``mpg`` = MW per busy GPU, PUE included)::
+
+    load_mw = base_load_mw + gpus * mpg
+    grid_mw = max(0, load_mw - green_mw)
+    grid_mw <= grid_cap_mw   (grid import limit and IMPORT_CAPACITY_LIMIT caps)
+    load_mw <= load_cap_mw   (LOAD_LIMIT caps; inf when none)
+
+A cap is in force in every slot its interval ``[start, end)`` overlaps (the conservative
+reading of a cap that starts or ends inside a slot).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from scheduler.config import Site
+from scheduler.horizon import Horizon
+from scheduler.jobs import window_slots, work_units
+
+__all__ = [
+    "CAP_COLUMNS",
+    "CAP_TYPES",
+    "IMPORT_CAPACITY_LIMIT",
+    "LOAD_LIMIT",
+    "SUPPLY_COLUMNS",
+    "LoadCap",
+    "Problem",
+    "ProblemError",
+    "cap_matrices",
+    "caps_frame",
+    "caps_from_frame",
+    "hourly_profile",
+    "supply_matrix",
+]
+
+log = logging.getLogger(__name__)
+
+IMPORT_CAPACITY_LIMIT = "IMPORT_CAPACITY_LIMIT"  # limits grid draw: load - green
+LOAD_LIMIT = "LOAD_LIMIT"  # limits total site load
+CAP_TYPES = (IMPORT_CAPACITY_LIMIT, LOAD_LIMIT)
+CAP_COLUMNS = ["site", "start", "end", "type", "value_mw"]
+SUPPLY_COLUMNS = ["time", "site", "pv_mw", "wind_mw", "green_mw"]
+_GPU_TOLERANCE = 1e-9  # floor(x + tol): a cap met exactly still admits the GPU
+
+
+class ProblemError(ValueError):
+    """Inputs that do not make a plannable problem; the message says what and what is allowed."""
+
+
+@dataclass(frozen=True)
+class LoadCap:
+    """A grid coordinator's cap: site ``site`` may draw at most ``value_mw`` in ``[start, end)``.
+
+    ``type`` is ``IMPORT_CAPACITY_LIMIT`` (grid draw, load minus green) or ``LOAD_LIMIT``
+    (total site load). Times are converted to UTC.
+    """
+
+    site: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    type: str
+    value_mw: float
+
+    def __post_init__(self) -> None:
+        if self.type not in CAP_TYPES:
+            raise ProblemError(
+                f"load cap type {self.type!r} is unknown; allowed: {', '.join(CAP_TYPES)}"
+            )
+        for name in ("start", "end"):
+            time = pd.Timestamp(getattr(self, name))
+            if time.tzinfo is None:
+                raise ProblemError(f"load cap {name} {time} must be tz-aware (UTC)")
+            object.__setattr__(self, name, time.tz_convert("UTC"))
+        if not self.end > self.start:
+            raise ProblemError(f"load cap end {self.end} must be after start {self.start}")
+        if not self.value_mw >= 0:
+            raise ProblemError(f"load cap value_mw {self.value_mw} must be >= 0")
+
+
+def caps_frame(caps: Sequence[LoadCap]) -> pd.DataFrame:
+    """The caps table (columns :data:`CAP_COLUMNS`); empty with those columns when none."""
+    frame = pd.DataFrame([vars(c) for c in caps], columns=CAP_COLUMNS)
+    for column in ("start", "end"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+def caps_from_frame(frame: pd.DataFrame) -> list[LoadCap]:
+    """Caps from a caps table; times without an offset are taken as UTC."""
+    starts = pd.to_datetime(frame["start"], utc=True)
+    ends = pd.to_datetime(frame["end"], utc=True)
+    return [
+        LoadCap(str(site), start, end, str(kind), float(value))
+        for site, start, end, kind, value in zip(
+            frame["site"], starts, ends, frame["type"], frame["value_mw"], strict=True
+        )
+    ]
+
+
+def hourly_profile(
+    value: float | Sequence[float], times: pd.DatetimeIndex, timezone: str
+) -> np.ndarray:
+    """Per-slot values of a constant or of 24 hourly values given in local time ``timezone``.
+
+    Slot ``t`` takes the value of the local hour in which it starts.
+    """
+    if np.isscalar(value):
+        return np.full(len(times), float(value))
+    hours = times.tz_convert(timezone).hour.to_numpy()
+    return np.asarray(value, dtype=float)[hours]
+
+
+def supply_matrix(
+    supply: pd.DataFrame, site_names: Sequence[str], horizon: Horizon, column: str = "green_mw"
+) -> np.ndarray:
+    """``supply[column]`` as an array ``[site, slot]`` [MW]; every site needs every slot.
+
+    Rows outside the horizon are ignored. Raises :class:`ProblemError` naming a missing site,
+    missing or duplicate slots, or bad values.
+    """
+    missing = [c for c in ("time", "site", column) if c not in supply.columns]
+    if missing:
+        raise ProblemError(
+            f"supply table lacks column(s) {', '.join(missing)}; "
+            f"it needs {', '.join(SUPPLY_COLUMNS)}"
+        )
+    times = horizon.times
+    frame = supply.loc[supply["site"].isin(site_names), ["time", "site", column]].copy()
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame = frame[(frame["time"] >= horizon.start) & (frame["time"] < horizon.end)]
+    duplicated = frame.duplicated(["time", "site"])
+    if duplicated.any():
+        row = frame[duplicated].iloc[0]
+        raise ProblemError(f"supply has more than one row for site {row['site']} at {row['time']}")
+    wide = frame.pivot(index="time", columns="site", values=column)
+    out = np.empty((len(site_names), len(times)))
+    for s, name in enumerate(site_names):
+        if name not in wide.columns:
+            raise ProblemError(
+                f"supply has no rows for site {name!r} in the horizon {horizon.start} to "
+                f"{horizon.end}; sites in supply: "
+                f"{', '.join(sorted(map(str, supply['site'].unique())))}"
+            )
+        values = wide[name].reindex(times).to_numpy(dtype=float)
+        if np.isnan(values).any():
+            gaps = times[np.isnan(values)]
+            raise ProblemError(
+                f"supply for site {name!r} lacks {len(gaps)} of {len(times)} slots of "
+                f"{horizon.slot_minutes} min (first {gaps[0]}); slot starts must match the horizon"
+            )
+        if (values < 0).any():
+            raise ProblemError(f"supply {column} for site {name!r} has negative values")
+        out[s] = values
+    return out
+
+
+def cap_matrices(
+    caps: Sequence[LoadCap], sites: Sequence[Site], horizon: Horizon
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tightest grid cap and load cap per ``[site, slot]`` [MW].
+
+    The grid cap starts at each site's ``grid_import_limit_mw`` and is lowered by every
+    ``IMPORT_CAPACITY_LIMIT`` cap; the load cap starts at ``inf`` and is lowered by every
+    ``LOAD_LIMIT`` cap. A cap binds every slot its interval overlaps.
+    """
+    names = [s.name for s in sites]
+    grid_cap = np.repeat([[s.grid_import_limit_mw] for s in sites], horizon.n_slots, axis=1)
+    load_cap = np.full((len(sites), horizon.n_slots), np.inf)
+    slot = pd.Timedelta(minutes=horizon.slot_minutes)
+    for cap in caps:
+        if cap.site not in names:
+            raise ProblemError(
+                f"unknown site {cap.site!r} in load cap; known sites: {', '.join(sorted(names))}"
+            )
+        first = max(0, int(np.floor((cap.start - horizon.start) / slot)))
+        end = min(horizon.n_slots, int(np.ceil((cap.end - horizon.start) / slot)))
+        if first >= end:
+            continue
+        target = grid_cap if cap.type == IMPORT_CAPACITY_LIMIT else load_cap
+        row = names.index(cap.site)
+        target[row, first:end] = np.minimum(target[row, first:end], cap.value_mw)
+    return grid_cap, load_cap
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """What to plan: horizon, sites, planning supply, jobs, caps.
+
+    ``supply`` is what policies plan on (usually a forecast); ``actual_supply``, when given, is
+    what happened and is used by the oracle and to settle plans. ``jobs`` is a canonical jobs
+    table (see :mod:`scheduler.jobs`), already validated against the horizon and sites.
+    ``max_site_moves`` limits how often one job may change site (``None`` = no limit, 0 = one
+    site for the whole job).
+    """
+
+    horizon: Horizon
+    sites: tuple[Site, ...]
+    jobs: pd.DataFrame
+    supply: pd.DataFrame
+    caps: tuple[LoadCap, ...] = ()
+    actual_supply: pd.DataFrame | None = None
+    user_region: str = "singapore"
+    max_site_moves: int | None = None
+
+    def on_actual_supply(self) -> Problem:
+        """The same problem planned on ``actual_supply`` (the oracle's view)."""
+        if self.actual_supply is None:
+            raise ProblemError("this problem has no actual_supply; the oracle needs one")
+        return replace(self, supply=self.actual_supply)
+
+    # --- sites x slots -----------------------------------------------------------------
+    @cached_property
+    def site_names(self) -> list[str]:
+        return [s.name for s in self.sites]
+
+    @cached_property
+    def slot_hours(self) -> float:
+        """Slot length [h]."""
+        return self.horizon.slot_minutes / 60.0
+
+    @cached_property
+    def green_mw(self) -> np.ndarray:
+        """Planning green supply ``[site, slot]`` [MW]."""
+        return supply_matrix(self.supply, self.site_names, self.horizon)
+
+    @cached_property
+    def carbon_kg_per_mwh(self) -> np.ndarray:
+        """Grid carbon intensity ``[site, slot]`` [kg CO2/MWh]."""
+        return self._profile("carbon_kg_per_mwh")
+
+    @cached_property
+    def price_per_mwh(self) -> np.ndarray:
+        """Grid energy price ``[site, slot]`` [currency/MWh]."""
+        return self._profile("price_per_mwh")
+
+    @cached_property
+    def _caps(self) -> tuple[np.ndarray, np.ndarray]:
+        return cap_matrices(self.caps, self.sites, self.horizon)
+
+    @property
+    def grid_cap_mw(self) -> np.ndarray:
+        """Tightest grid-draw cap ``[site, slot]`` [MW] (import limit and import caps)."""
+        return self._caps[0]
+
+    @property
+    def load_cap_mw(self) -> np.ndarray:
+        """Tightest load cap ``[site, slot]`` [MW]; ``inf`` where none is in force."""
+        return self._caps[1]
+
+    @cached_property
+    def mw_per_gpu(self) -> np.ndarray:
+        """Site power per busy GPU, PUE included ``[site]`` [MW]."""
+        return np.array([s.mw_per_gpu for s in self.sites])
+
+    @cached_property
+    def base_load_mw(self) -> np.ndarray:
+        """Load drawn whatever runs ``[site]`` [MW]."""
+        return np.array([s.base_load_mw for s in self.sites])
+
+    @cached_property
+    def site_gpus(self) -> np.ndarray:
+        """GPUs per site ``[site]``."""
+        return np.array([s.gpus for s in self.sites], dtype=np.int64)
+
+    @cached_property
+    def green_gpus(self) -> np.ndarray:
+        """GPUs that green supply carries after base load ``[site, slot]`` (float, may be < 0)."""
+        return (self.green_mw - self.base_load_mw[:, None]) / self.mw_per_gpu[:, None]
+
+    @cached_property
+    def grid_kg_per_gpu_slot(self) -> np.ndarray:
+        """Grid CO2 of one GPU busy one slot on grid power ``[site, slot]`` [kg]."""
+        return self.carbon_kg_per_mwh * self.mw_per_gpu[:, None] * self.slot_hours
+
+    @cached_property
+    def capacity_gpus(self) -> np.ndarray:
+        """Most GPUs busy per ``[site, slot]`` under site size, grid cap and load cap (int)."""
+        return self.capacity_with(np.zeros((len(self.sites), self.horizon.n_slots)))
+
+    def capacity_with(self, fixed_gpus: np.ndarray) -> np.ndarray:
+        """GPUs still available per ``[site, slot]`` when ``fixed_gpus`` are already busy."""
+        mpg = self.mw_per_gpu[:, None]
+        base = self.base_load_mw[:, None]
+        by_grid = (self.grid_cap_mw + self.green_mw - base) / mpg
+        by_load = (self.load_cap_mw - base) / mpg
+        limit = np.minimum(np.minimum(by_grid, by_load), self.site_gpus[:, None].astype(float))
+        free = np.floor(limit + _GPU_TOLERANCE) - fixed_gpus
+        return np.maximum(free, 0).astype(np.int64)
+
+    def _profile(self, field: str) -> np.ndarray:
+        times = self.horizon.times
+        return np.array([hourly_profile(getattr(s, field), times, s.timezone) for s in self.sites])
+
+    # --- jobs -----------------------------------------------------------------------------
+    @cached_property
+    def n_jobs(self) -> int:
+        return len(self.jobs)
+
+    @cached_property
+    def job_ids(self) -> np.ndarray:
+        return self.jobs["job_id"].to_numpy(dtype=object)
+
+    @cached_property
+    def work_units(self) -> np.ndarray:
+        """Work per job in GPU-slots ``[job]`` (int)."""
+        return work_units(self.jobs["gpu_hours"].to_numpy(dtype=float), self.horizon.slot_minutes)
+
+    @cached_property
+    def max_gpus(self) -> np.ndarray:
+        """Most GPUs per job per slot ``[job]`` (int)."""
+        return self.jobs["max_gpus"].to_numpy(dtype=np.int64)
+
+    @cached_property
+    def _windows(self) -> tuple[np.ndarray, np.ndarray]:
+        first, end = window_slots(self.jobs, self.horizon)
+        return np.clip(first, 0, self.horizon.n_slots), np.clip(end, 0, self.horizon.n_slots)
+
+    @property
+    def release_slot(self) -> np.ndarray:
+        """First usable slot per job ``[job]``."""
+        return self._windows[0]
+
+    @property
+    def deadline_slot(self) -> np.ndarray:
+        """End slot per job, exclusive ``[job]``."""
+        return self._windows[1]
+
+    @cached_property
+    def site_mask(self) -> np.ndarray:
+        """Allowed sites ``[job, site]`` (bool); an empty ``sites`` cell allows all."""
+        cells, inverse = np.unique(self.jobs["sites"].to_numpy(dtype=str), return_inverse=True)
+        by_cell = np.array(
+            [[not cell or name in cell.split(";") for name in self.site_names] for cell in cells],
+            dtype=bool,
+        ).reshape(len(cells), len(self.sites))
+        return by_cell[inverse]
+
+    @cached_property
+    def preemptible(self) -> np.ndarray:
+        return self.jobs["preemptible"].to_numpy(dtype=bool)
+
+    @cached_property
+    def duration_slots(self) -> np.ndarray:
+        """Slots a job needs at ``max_gpus``: ``ceil(work_units / max_gpus)`` ``[job]``."""
+        return -(-self.work_units // self.max_gpus)
+
+    @cached_property
+    def latency_order(self) -> list[int]:
+        """Site indices by latency to ``user_region`` (unknown latency last), ties by name."""
+
+        def key(s: int) -> tuple[float, str]:
+            site = self.sites[s]
+            return (site.latency_ms.get(self.user_region, np.inf), site.name)
+
+        return sorted(range(len(self.sites)), key=key)

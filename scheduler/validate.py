@@ -1,0 +1,194 @@
+"""The plan validator: does a plan keep every rule of its problem?
+
+Run on every plan before it is written or trusted, whichever policy made it. Rules: integer
+``gpus >= 1``; known jobs, sites and slot starts; one row per job, site and slot; each row inside
+its job's window and at an allowed site; at most ``max_gpus`` per job and slot; site GPUs, grid
+import limit and every cap per site and slot (on the supply the plan was made on); placed plus
+reported-unfinished work equals the job's work; non-preemptible jobs in one contiguous run at
+one site; at most ``problem.max_site_moves`` site changes per job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scheduler.metrics import CAP_TOLERANCE_MW, site_load
+from scheduler.policies.base import PLAN_COLUMNS, PlanResult
+from scheduler.problem import Problem
+
+__all__ = ["PlanInvalidError", "Violation", "assert_valid", "site_moves", "validate_plan"]
+
+_MAX_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: ``rule`` is a short key (``site_capacity``, ``window``, ...)."""
+
+    rule: str
+    message: str
+
+
+class PlanInvalidError(AssertionError):
+    """A plan that breaks its problem's rules; the message lists the violations."""
+
+
+def site_moves(job: np.ndarray, site: np.ndarray, slot: np.ndarray, n_jobs: int) -> np.ndarray:
+    """Site changes per job ``[job]``.
+
+    Walking a job's run slots in time order, every site it uses that it did not use in its
+    previous run slot counts one entry; moves are entries minus one (so a job that stays at one
+    site has 0, one split across two sites in a slot has 1).
+    """
+    if len(job) == 0:
+        return np.zeros(n_jobs, dtype=np.int64)
+    order = np.lexsort((site, slot, job))
+    job, site, slot = job[order], site[order], slot[order]
+    new_slot = np.ones(len(job), dtype=bool)
+    new_slot[1:] = (job[1:] != job[:-1]) | (slot[1:] != slot[:-1])
+    run = np.cumsum(new_slot)  # global run-slot counter; consecutive within a job
+    n_sites = int(site.max()) + 1
+    key = run * n_sites + site
+    previous = (run - 1) * n_sites + site
+    starts = np.ones(len(job), dtype=bool)
+    starts[1:] = job[1:] != job[:-1]
+    first_run_id = run[starts][np.cumsum(starts) - 1]
+    first_run = run == first_run_id
+    entered = first_run | ~np.isin(previous, key)
+    entries = np.bincount(job, weights=entered, minlength=n_jobs).astype(np.int64)
+    return np.maximum(entries - 1, 0)
+
+
+def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
+    """Every rule ``result.plan`` breaks (empty when valid); see the module docstring."""
+    if result.supply_basis == "actual":
+        problem = problem.on_actual_supply()
+    plan = result.plan
+    out: list[Violation] = []
+
+    def add(rule: str, rows: pd.DataFrame | None, what: str) -> None:
+        if rows is None:
+            out.append(Violation(rule, what))
+            return
+        shown = "; ".join(
+            f"{r.job_id}@{r.site} {r.time}: {what.format(r=r)}"
+            for r in rows.head(_MAX_SHOWN).itertuples()
+        )
+        more = f" (and {len(rows) - _MAX_SHOWN} more)" if len(rows) > _MAX_SHOWN else ""
+        out.append(Violation(rule, f"{len(rows)} row(s): {shown}{more}"))
+
+    missing = [c for c in PLAN_COLUMNS if c not in plan.columns]
+    if missing:
+        return [Violation("columns", f"plan lacks column(s) {', '.join(missing)}")]
+    gpus = plan["gpus"].to_numpy()
+    if not np.issubdtype(gpus.dtype, np.integer):
+        add("integer_gpus", None, f"gpus column has dtype {gpus.dtype}; GPUs are whole numbers")
+    bad = plan[gpus < 1]
+    if len(bad):
+        add("integer_gpus", bad, "gpus {r.gpus} < 1")
+    job = pd.Index(problem.job_ids).get_indexer(plan["job_id"])
+    site = pd.Categorical(plan["site"], categories=problem.site_names).codes.astype(np.int64)
+    offset = (pd.to_datetime(plan["time"], utc=True) - problem.horizon.start) / pd.Timedelta(
+        minutes=problem.horizon.slot_minutes
+    )
+    slot_f = offset.to_numpy(dtype=float)
+    unknown = (job < 0) | (site < 0) | (slot_f != np.floor(slot_f)) | (slot_f < 0)
+    unknown |= slot_f >= problem.horizon.n_slots
+    if unknown.any():
+        add(
+            "unknown", plan[unknown], "unknown job, unknown site or not a slot start of the horizon"
+        )
+        plan, job, site, slot_f = plan[~unknown], job[~unknown], site[~unknown], slot_f[~unknown]
+    slot = slot_f.astype(np.int64)
+    gpus = plan["gpus"].to_numpy().astype(np.int64)
+
+    duplicated = plan.duplicated(["job_id", "site", "time"], keep=False).to_numpy()
+    if duplicated.any():
+        add("duplicate_rows", plan[duplicated], "more than one row for this job, site and slot")
+    outside = (slot < problem.release_slot[job]) | (slot >= problem.deadline_slot[job])
+    if outside.any():
+        add("window", plan[outside], "slot outside the job's window")
+    not_allowed = ~problem.site_mask[job, site]
+    if not_allowed.any():
+        add("allowed_sites", plan[not_allowed], "site not allowed for this job")
+
+    per_job_slot = (
+        pd.DataFrame({"job": job, "slot": slot, "gpus": gpus})
+        .groupby(["job", "slot"])["gpus"]
+        .sum()
+    )
+    over = per_job_slot[
+        per_job_slot.to_numpy() > problem.max_gpus[per_job_slot.index.get_level_values(0)]
+    ]
+    if len(over):
+        names = [
+            f"{problem.job_ids[j]} slot {t}: {g}" for (j, t), g in over.head(_MAX_SHOWN).items()
+        ]
+        add("max_gpus", None, f"{len(over)} job-slot(s) above max_gpus: {'; '.join(names)}")
+
+    load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps)
+    over_site = load["gpus_busy"].to_numpy() > np.repeat(problem.site_gpus, problem.horizon.n_slots)
+    for rule, mask in (("site_capacity", over_site), ("caps", load["cap_violation"].to_numpy())):
+        if mask.any():
+            rows = load[mask].head(_MAX_SHOWN)
+            shown = "; ".join(
+                f"{r.site} {r.time}: {r.gpus_busy} GPUs, load {r.load_mw:.3f} MW, grid "
+                f"{r.grid_mw:.3f} MW (caps: grid {r.cap_mw:.3f}, load {r.load_cap_mw:.3f}, "
+                f"tolerance {CAP_TOLERANCE_MW})"
+                for r in rows.itertuples()
+            )
+            add(rule, None, f"{int(mask.sum())} site-slot(s): {shown}")
+
+    placed = np.bincount(job, weights=gpus, minlength=problem.n_jobs).astype(np.int64)
+    reported = result.unfinished_gpu_hours.reindex(problem.job_ids).fillna(np.nan).to_numpy()
+    reported_units = np.rint(reported / problem.slot_hours)
+    mismatch = np.isnan(reported) | (placed + reported_units != problem.work_units)
+    if mismatch.any():
+        names = [
+            f"{problem.job_ids[j]}: needs {problem.work_units[j]}, placed {placed[j]}, "
+            f"reported unfinished {reported_units[j]:g} GPU-slots"
+            for j in np.flatnonzero(mismatch)[:_MAX_SHOWN]
+        ]
+        add("work", None, f"{int(mismatch.sum())} job(s): {'; '.join(names)}")
+
+    np_rows = ~problem.preemptible[job]
+    if np_rows.any():
+        frame = pd.DataFrame({"job": job[np_rows], "site": site[np_rows], "slot": slot[np_rows]})
+        shape = frame.groupby("job").agg(
+            sites=("site", "nunique"),
+            first=("slot", "min"),
+            last=("slot", "max"),
+            n=("slot", "nunique"),
+        )
+        broken = shape[(shape["sites"] > 1) | (shape["last"] - shape["first"] + 1 != shape["n"])]
+        if len(broken):
+            names = ", ".join(problem.job_ids[broken.index[:_MAX_SHOWN]])
+            add(
+                "non_preemptible",
+                None,
+                f"{len(broken)} job(s) not in one contiguous run at one site: {names}",
+            )
+
+    if problem.max_site_moves is not None:
+        moves = site_moves(job, site, slot, problem.n_jobs)
+        over_moves = np.flatnonzero(moves > problem.max_site_moves)
+        if len(over_moves):
+            names = ", ".join(f"{problem.job_ids[j]} ({moves[j]})" for j in over_moves[:_MAX_SHOWN])
+            add(
+                "max_site_moves",
+                None,
+                f"{len(over_moves)} job(s) move more than {problem.max_site_moves} "
+                f"time(s): {names}",
+            )
+    return out
+
+
+def assert_valid(problem: Problem, result: PlanResult) -> None:
+    """Raise :class:`PlanInvalidError` listing every violation of ``result``'s plan."""
+    violations = validate_plan(problem, result)
+    if violations:
+        lines = "\n  ".join(f"[{v.rule}] {v.message}" for v in violations)
+        raise PlanInvalidError(f"plan of policy {result.policy!r} is invalid:\n  {lines}")
