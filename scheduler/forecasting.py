@@ -5,6 +5,7 @@ Wires ``forecasts`` for the commands (forecast, plan, nightly, replay); holds no
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +71,6 @@ def run_supply(
     error_scale: float = 1.0,
 ) -> SupplyRun:
     """Weather -> actual supply -> day-ahead forecast for every site over ``horizon``."""
-    import time
-
     seed = config.seed if seed is None else seed
     started = time.perf_counter()
     weather = {
