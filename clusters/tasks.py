@@ -1,0 +1,122 @@
+"""One plan chunk (job, site, slot, GPUs) as a Ray task pinned to its site's resource."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import ray
+
+from clusters.resources import DEFAULT_GPUS_PER_UNIT, gpus_to_units, site_resource
+from clusters.workload import (
+    DEFAULT_TOKENS_PER_REAL_TOKEN,
+    accounted_tokens,
+    real_tokens,
+    tiny_decoder,
+)
+
+__all__ = [
+    "Chunk",
+    "ChunkRecord",
+    "ChunkRunner",
+    "ChunkWork",
+    "TaskSettings",
+    "chunk_seed",
+    "run_chunk",
+]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """``gpus`` GPUs of job ``job_id`` at ``site`` for the slot starting at ``time`` (UTC)."""
+
+    job_id: str
+    site: str
+    time: pd.Timestamp
+    gpus: float
+    slot_minutes: float
+    tokens_per_gpu_hour: float
+
+    @property
+    def gpu_hours(self) -> float:
+        """Work in the chunk [GPU-h]."""
+        return self.gpus * self.slot_minutes / 60.0
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """How chunks become Ray tasks.
+
+    ``gpus_per_unit`` scales GPUs to site-resource units; ``num_cpus`` is the CPU share each task
+    asks for [CPU]; ``tokens_per_real_token`` is planned tokens per token really generated.
+    """
+
+    gpus_per_unit: float = DEFAULT_GPUS_PER_UNIT
+    num_cpus: float = 0.25
+    tokens_per_real_token: float = DEFAULT_TOKENS_PER_REAL_TOKEN
+
+    def resources(self, chunk: Chunk) -> dict[str, float]:
+        """Custom resources the chunk's task requests: ``{"site:<name>": units}``."""
+        return {site_resource(chunk.site): gpus_to_units(chunk.gpus, self.gpus_per_unit)}
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """What a chunk's task did: tokens, wall time [s], where it ran and what it held."""
+
+    tokens_real: int
+    tokens_accounted: float
+    wall_s: float
+    started_unix_s: float
+    node_id: str
+    assigned_resources: dict[str, float]
+
+
+def run_chunk(chunk: Chunk, tokens_per_real_token: float, seed: int) -> ChunkRecord:
+    """Generate the chunk's real tokens with the decoder and account its planned tokens."""
+    started = time.time()
+    t0 = time.perf_counter()
+    tokens = accounted_tokens(chunk.gpus, chunk.slot_minutes, chunk.tokens_per_gpu_hour)
+    n_real = real_tokens(tokens, tokens_per_real_token)
+    generated = tiny_decoder().generate(n_real, seed)
+    context = ray.get_runtime_context()
+    return ChunkRecord(
+        tokens_real=len(generated),
+        tokens_accounted=tokens,
+        wall_s=time.perf_counter() - t0,
+        started_unix_s=started,
+        node_id=context.get_node_id(),
+        assigned_resources=dict(context.get_assigned_resources()),
+    )
+
+
+def chunk_seed(chunk: Chunk, attempt: int) -> int:
+    """A seed fixed by job, site, slot and attempt, so reruns generate the same tokens."""
+    key = f"{chunk.job_id}|{chunk.site}|{chunk.time.isoformat()}|{attempt}"
+    return zlib.crc32(key.encode())
+
+
+ChunkWork = Callable[[Chunk, float, int], ChunkRecord]
+"""What a task runs: ``(chunk, tokens_per_real_token, seed) -> ChunkRecord``."""
+
+
+class ChunkRunner:
+    """Submits chunks as Ray tasks pinned to their site's resource.
+
+    ``work`` is the function each task runs (default :func:`run_chunk`; tests inject failing
+    ones). Ray's own retries are off (``max_retries=0``): the dispatcher counts attempts and
+    decides whether a failure is the task's (retry) or the site's (re-plan).
+    """
+
+    def __init__(self, settings: TaskSettings = TaskSettings(), work: ChunkWork = run_chunk):
+        self.settings = settings
+        self._remote = ray.remote(max_retries=0)(work)
+
+    def submit(self, chunk: Chunk, attempt: int = 0) -> ray.ObjectRef:
+        """Start ``chunk`` (attempt number ``attempt``); return the ref of its ChunkRecord."""
+        return self._remote.options(
+            num_cpus=self.settings.num_cpus, resources=self.settings.resources(chunk)
+        ).remote(chunk, self.settings.tokens_per_real_token, chunk_seed(chunk, attempt))
