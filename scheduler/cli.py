@@ -160,6 +160,107 @@ def forecast(
         console.print(f"wrote {plot}")
 
 
+def _parse_daily_cap(text: str):
+    from scheduler.replay import DailyCap
+
+    try:
+        site, hours, value = text.split(":")
+        start, end = (float(h) for h in hours.split("-"))
+        return DailyCap(site=site, start_hour=start, end_hour=end, value_mw=float(value))
+    except ValueError:
+        raise UserError(
+            f"--daily-cap {text!r}: expected SITE:START-END:MW in local hours, e.g. shantou:18-22:5"
+        ) from None
+
+
+@app.command()
+def replay(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    first: Annotated[
+        str, typer.Option("--from", help="first operating day (local date)")
+    ] = "2026-01-01",
+    last: Annotated[str, typer.Option("--to", help="last operating day, inclusive")] = "2026-01-07",
+    policies: Annotated[
+        str, typer.Option(help="comma-separated: fifo, greedy, optimizer, oracle")
+    ] = "fifo,greedy,optimizer,oracle",
+    forecast_error: Annotated[
+        float, typer.Option(min=0.0, help="scale of the forecast error (0 = perfect foresight)")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of weather, errors and jobs")] = 1,
+    daily_cap: Annotated[
+        list[str] | None,
+        typer.Option(help="a cap every day, SITE:START-END:MW (local hours, grid import MW)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/replay"),
+    resume: Annotated[
+        bool, typer.Option(help="continue a run in OUT without redoing days")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Replay weather day by day: plan on the forecast, settle on actuals, compare policies."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scheduler.forecasting import parse_weather_specs
+    from scheduler.replay import ReplaySpec, summarize, write_summary
+    from scheduler.replay import replay as run_replay
+    from scheduler.replay_report import write_replay_report
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    try:
+        sources = parse_weather_specs(weather or [], list(cfg.sites))
+        names = tuple(p.strip() for p in policies.split(",") if p.strip())
+        from scheduler.policies import POLICIES
+
+        unknown = [p for p in names if p not in POLICIES]
+        if unknown:
+            raise ValueError(
+                f"--policies: unknown {', '.join(unknown)}; allowed: {', '.join(POLICIES)}"
+            )
+        spec = ReplaySpec(
+            cfg, sources, first, last, names, forecast_error, seed,
+            tuple(_parse_daily_cap(c) for c in daily_cap or []),
+        )  # fmt: skip
+        days = spec.days
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[shares]}"), console=err_console,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("replay", total=len(days), shares="")
+
+        def show(day: str, daily: pd.DataFrame) -> None:
+            sums = daily.groupby("policy", sort=False)[["green_used_mwh", "energy_used_mwh"]].sum()
+            shares = "  ".join(
+                f"{p} {row.green_used_mwh / row.energy_used_mwh:.1%}" for p, row in sums.iterrows()
+            )
+            bar.update(task, completed=daily["day"].nunique(), description=day, shares=shares)
+
+        result = run_replay(spec, out, resume=resume, progress=show)
+    summary = summarize(result)
+    write_summary(summary, out / "summary.json")
+    report = write_replay_report(out, result.daily, summary)
+
+    view = Table(title=f"replay {days[0]} to {days[-1]} ({len(days)} days), settled on actuals")
+    for column in ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
+                   "late job-days", "unfinished GPU-h", "solve s"):  # fmt: skip
+        view.add_column(column, justify="left" if column == "policy" else "right")
+    for name, row in summary["policies"].items():
+        view.add_row(
+            name, f"{row['green_share']:.1%}", f"{row['grid_mwh']:,.0f}", f"{row['co2_t']:,.0f}",
+            f"{row['green_unused_mwh']:,.0f}", str(row["late_job_days"]),
+            f"{row['unfinished_gpu_hours_at_end']:,.1f}", f"{row['solve_seconds']:.1f}",
+        )  # fmt: skip
+    console.print(view)
+    share = summary.get("optimizer_share_of_oracle_gain")
+    if share is not None:
+        console.print(f"optimizer reaches {share:.0%} of the oracle's gain over fifo")
+    console.print(f"wrote {out / 'daily.csv'}, {out / 'summary.json'}, {report}")
+
+
 @app.command()
 def turbines() -> None:
     """List the wind turbine types (with power curves) bundled with windpowerlib."""

@@ -19,7 +19,13 @@ from forecasts.weather import Weather
 from scheduler.config import Config
 from scheduler.horizon import Horizon
 
-__all__ = ["SupplyRun", "forecast_error_of", "parse_weather_specs", "run_supply"]
+__all__ = [
+    "SupplyRun",
+    "forecast_error_of",
+    "load_site_weather",
+    "parse_weather_specs",
+    "run_supply",
+]
 
 
 def parse_weather_specs(specs: Sequence[str], site_names: Sequence[str]) -> dict[str, str]:
@@ -62,18 +68,11 @@ class SupplyRun:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def run_supply(
-    config: Config,
-    horizon: Horizon,
-    sources: Mapping[str, str],
-    *,
-    seed: int | None = None,
-    error_scale: float = 1.0,
-) -> SupplyRun:
-    """Weather -> actual supply -> day-ahead forecast for every site over ``horizon``."""
-    seed = config.seed if seed is None else seed
-    started = time.perf_counter()
-    weather = {
+def load_site_weather(
+    config: Config, horizon: Horizon, sources: Mapping[str, str], *, seed: int
+) -> dict[str, Weather]:
+    """Weather for every site of ``config`` over ``horizon`` from its source."""
+    return {
         name: load_weather(
             site,
             sources.get(name, SYNTHETIC),
@@ -86,6 +85,20 @@ def run_supply(
         )
         for name, site in config.sites.items()
     }
+
+
+def run_supply(
+    config: Config,
+    horizon: Horizon,
+    sources: Mapping[str, str],
+    *,
+    seed: int | None = None,
+    error_scale: float = 1.0,
+) -> SupplyRun:
+    """Weather -> actual supply -> day-ahead forecast for every site over ``horizon``."""
+    seed = config.seed if seed is None else seed
+    started = time.perf_counter()
+    weather = load_site_weather(config, horizon, sources, seed=seed)
     weather_s = time.perf_counter() - started
     model = SupplyModel(config.sites, slot_minutes=horizon.slot_minutes)
     actual = model.actual(weather)

@@ -1,0 +1,83 @@
+"""The replay report: a Markdown page with charts, from ``daily.csv`` and ``summary.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+__all__ = ["write_replay_report"]
+
+
+def _green_share_by_month(daily: pd.DataFrame, path: Path) -> None:
+    month = pd.to_datetime(daily["day"]).dt.to_period("M").astype(str)
+    sums = (
+        daily.assign(month=month)
+        .groupby(["month", "policy"], sort=True)[["green_used_mwh", "energy_used_mwh"]]
+        .sum()
+    )
+    share = (sums["green_used_mwh"] / sums["energy_used_mwh"]).unstack("policy")
+    ax = share.plot(marker="o", figsize=(9, 4))
+    ax.set_ylabel("green share (energy-weighted)")
+    ax.set_title("green share by month per policy")
+    ax.grid(alpha=0.3)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=100)
+    plt.close(ax.figure)
+
+
+def _daily_gain(daily: pd.DataFrame, path: Path) -> None:
+    share = daily.pivot(index="day", columns="policy", values="green_share")
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for policy in [p for p in ("greedy", "optimizer", "oracle") if p in share]:
+        ax.hist((share[policy] - share["fifo"]) * 100, bins=30, alpha=0.5, label=policy)
+    ax.set_xlabel("daily green share gain over fifo [percentage points]")
+    ax.set_ylabel("days")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_replay_report(out_dir: Path, daily: pd.DataFrame, summary: dict) -> Path:
+    """Write ``report.md`` with the summary table and two charts beside it; return its path."""
+    charts = []
+    if "fifo" in set(daily["policy"]):
+        _daily_gain(daily, out_dir / "daily_gain.png")
+        charts.append(("Distribution of the daily gain over fifo", "daily_gain.png"))
+    _green_share_by_month(daily, out_dir / "green_share_by_month.png")
+    charts.insert(0, ("Green share by month", "green_share_by_month.png"))
+
+    lines = [
+        "# greensched replay",
+        "",
+        f"{daily['day'].min()} to {daily['day'].max()}, {daily['day'].nunique()} days. "
+        "Plans are made on the day-ahead forecast (the oracle on actual supply) and settled "
+        "on the actual supply; unfinished work carries into the next day.",
+        "",
+        "| policy | green share | grid MWh | CO2 t | unused green MWh | late job-days | "
+        "unfinished at end GPU-h | cap violations | solve s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in summary["policies"].items():
+        lines.append(
+            f"| {name} | {row['green_share']:.1%} | {row['grid_mwh']:,.0f} | {row['co2_t']:,.0f} "
+            f"| {row['green_unused_mwh']:,.0f} | {row['late_job_days']} "
+            f"| {row['unfinished_gpu_hours_at_end']:,.1f} | {row['cap_violations']} "
+            f"| {row['solve_seconds']:.1f} |"
+        )
+    share = summary.get("optimizer_share_of_oracle_gain")
+    if share is not None:
+        lines += ["", f"The optimizer achieves **{share:.0%}** of the oracle's gain over fifo."]
+    for note in summary.get("notes", []):
+        lines.append(f"\n_{note}_")
+    for title, name in charts:
+        lines += ["", f"## {title}", "", f"![{title}]({name})"]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
