@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pandas as pd
+from ray import cloudpickle
+
+from clusters.tasks import ChunkRecord, run_chunk
+
+# Ray workers cannot import test modules: ship this module's functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 SITES_GPUS = {"qingyang": 16000, "shantou": 8000}
 GPUS_PER_UNIT = 1000
@@ -36,3 +45,19 @@ def job_row(job_id: str, gpu_hours: float, max_gpus: int, sites: str = "", **kw)
         "preemptible": kw.pop("preemptible", True),
         "tokens": kw.pop("tokens", gpu_hours * 5e6),
     }
+
+
+def raises_for_bad(chunk, tokens_per_real_token, seed) -> ChunkRecord:
+    """Chunk work that raises for job ``bad`` and runs the decoder otherwise."""
+    if chunk.job_id == "bad":
+        raise ValueError(f"model weights for {chunk.job_id} are corrupt")
+    return run_chunk(chunk, tokens_per_real_token, seed)
+
+
+def raises_once(chunk, tokens_per_real_token, seed) -> ChunkRecord:
+    """Chunk work that raises the first time (``job_id`` is a marker file path), then runs."""
+    marker = Path(chunk.job_id)
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("transient")
+    return run_chunk(chunk, tokens_per_real_token, seed)
