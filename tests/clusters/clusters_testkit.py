@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -60,4 +61,11 @@ def raises_once(chunk, tokens_per_real_token, seed) -> ChunkRecord:
     if not marker.exists():
         marker.write_text("failed once")
         raise RuntimeError("transient")
+    return run_chunk(chunk, tokens_per_real_token, seed)
+
+
+def slow_at_shantou(chunk, tokens_per_real_token, seed) -> ChunkRecord:
+    """Chunk work that takes 3 s longer at shantou (so its node can die mid-task)."""
+    if chunk.site == "shantou":
+        time.sleep(3.0)
     return run_chunk(chunk, tokens_per_real_token, seed)
