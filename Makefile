@@ -11,7 +11,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export MPLBACKEND ?= Agg
 
-.PHONY: run test lint format bench venv clean
+.PHONY: run test lint format bench venv clean proto
 
 venv: $(STAMP)
 
@@ -40,3 +40,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
+
+# gRPC stubs of the load-cap service (committed; tests/service/test_stubs.py fails when stale).
+# grpcio-tools stays < 1.82: newer stubs need protobuf 7 and fail at import with protobuf 6.33.
+PROTO_DIR := scheduler/service/proto
+PB_DIR    := scheduler/service/pb
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PB_DIR) --pyi_out=$(PB_DIR) \
+		--grpc_python_out=$(PB_DIR) $(PROTO_DIR)/greensched/v1/loadcap.proto
+	sed -i 's/^from greensched\.v1 import/from . import/' $(PB_DIR)/greensched/v1/loadcap_pb2_grpc.py

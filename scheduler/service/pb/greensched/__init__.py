@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the load-cap service (`make proto`); do not edit."""
