@@ -160,6 +160,93 @@ def forecast(
         console.print(f"wrote {plot}")
 
 
+@app.command()
+def plan(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    date: Annotated[
+        str | None, typer.Option(help="operating day (sites' local date); default tomorrow")
+    ] = None,
+    jobs: Annotated[
+        Path | None, typer.Option(help="jobs CSV; default: drawn from the config's workload")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="policy whose plan is the plan")] = "optimizer",
+    compare: Annotated[
+        str, typer.Option(help="comma-separated policies to compare with")
+    ] = "fifo,greedy",
+    time_limit: Annotated[
+        float | None, typer.Option(min=0.1, help="solver time limit [s]; default from config")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of weather, errors and jobs")] = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/plan"),
+    verbose: VerboseOption = False,
+) -> None:
+    """Plan a day: which job runs at which site in which slot; compare policies."""
+    from scheduler.forecasting import parse_weather_specs, run_supply
+    from scheduler.horizon import operating_day, tomorrow
+    from scheduler.jobs import JobError, generate_jobs, read_jobs, validate_jobs
+    from scheduler.planning import plan_day, write_plan_dir
+    from scheduler.policies import POLICIES
+    from scheduler.problem import Problem
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    if time_limit is not None:
+        cfg = cfg.model_copy(
+            update={"solver": cfg.solver.model_copy(update={"time_limit_s": time_limit})}
+        )
+    seed = cfg.seed if seed is None else seed
+    names = [policy, *(p.strip() for p in compare.split(",") if p.strip())]
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown:
+        raise UserError(f"unknown policy {', '.join(unknown)}; allowed: {', '.join(POLICIES)}")
+    day = date or tomorrow(cfg.timezone).isoformat()
+    try:
+        horizon = operating_day(day, cfg.timezone, cfg.forecast.slot_minutes)
+        sources = parse_weather_specs(weather or [], list(cfg.sites))
+        if jobs is None:
+            table = generate_jobs(
+                cfg.workload, horizon.start, seed, list(cfg.sites), horizon.slot_minutes
+            )
+        else:
+            table = read_jobs(jobs)
+            validate_jobs(table, horizon, list(cfg.sites), source=f"{jobs} line", first_row=2)
+    except (ValueError, JobError) as error:
+        raise UserError(str(error)) from None
+    run = run_supply(cfg, horizon, sources, seed=seed)
+    problem = Problem(
+        horizon=horizon, sites=tuple(cfg.sites.values()), jobs=table, supply=run.forecast,
+        actual_supply=run.actual, user_region=cfg.workload.user_region,
+        max_site_moves=cfg.solver.max_site_moves,
+    )  # fmt: skip
+    result = plan_day(problem, cfg, names)
+    write_plan_dir(out, result, run.actual, cfg.timezone)
+
+    view = Table(
+        title=f"plan for {day} ({len(table)} jobs, {horizon.n_slots} slots), on the forecast"
+    )
+    for column in ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
+                   "unfinished jobs", "cap violations", "status", "gap", "solve s"):  # fmt: skip
+        view.add_column(column, justify="left" if column in ("policy", "status") else "right")
+    for name, metrics in result.metrics.items():
+        solved = result.results[name]
+        view.add_row(
+            name, f"{metrics.green_share:.1%}", f"{metrics.grid_mwh:,.1f}", f"{metrics.co2_t:,.1f}",
+            f"{metrics.green_unused_mwh:,.1f}", str(metrics.jobs_unfinished),
+            str(metrics.cap_violations), solved.status,
+            "" if solved.gap is None else f"{solved.gap:.2%}", f"{solved.solve_seconds:.2f}",
+        )  # fmt: skip
+    console.print(view)
+    console.print(f"wrote {out}/plan.csv, summary.json, plan.png and the tables beside them")
+    late = result.results[policy].jobs_unfinished
+    if late:
+        shown = ", ".join(late[:20]) + (" ..." if len(late) > 20 else "")
+        raise UserError(
+            f"{len(late)} job(s) cannot be placed in their window at any allowed site "
+            f"(GPU capacity, grid limit or caps): {shown}; widen their windows or sites"
+        )
+
+
 def _parse_daily_cap(text: str):
     from scheduler.replay import DailyCap
 

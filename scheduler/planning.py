@@ -1,0 +1,133 @@
+"""Driver: plan one operating day with several policies and write the plan directory.
+
+Wires forecasts (supply), jobs, the policies, the validator and metrics; holds no planning
+logic. Every plan is checked by the shared validator before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from scheduler.config import Config
+from scheduler.metrics import PlanMetrics, plan_metrics, site_load
+from scheduler.policies import PlanResult, get_policy
+from scheduler.problem import Problem, caps_frame
+from scheduler.validate import assert_valid
+
+__all__ = ["DayPlan", "plan_day", "write_plan_dir"]
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Every policy's validated result and metrics for one problem; ``primary`` is the plan."""
+
+    problem: Problem
+    primary: str
+    results: dict[str, PlanResult]
+    metrics: dict[str, PlanMetrics]
+
+
+def plan_day(problem: Problem, config: Config, policies: Sequence[str]) -> DayPlan:
+    """Plan ``problem`` with each policy (the first is primary), validate and score each."""
+    results, metrics = {}, {}
+    for name in dict.fromkeys(policies):
+        result = get_policy(name, config.solver).plan(problem)
+        assert_valid(problem, result)
+        results[name] = result
+        metrics[name] = plan_metrics(
+            result.plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps
+        )
+    return DayPlan(problem, policies[0], results, metrics)
+
+
+def sites_frame(problem: Problem) -> pd.DataFrame:
+    """The parameters the plan was made with (carbon as the day's mean of any profile)."""
+    carbon = problem.carbon_kg_per_mwh.mean(axis=1)
+    return pd.DataFrame(
+        {
+            "site": [s.name for s in problem.sites],
+            "gpus": [s.gpus for s in problem.sites],
+            "kw_per_gpu": [s.kw_per_gpu for s in problem.sites],
+            "pue": [s.pue for s in problem.sites],
+            "base_load_mw": [s.base_load_mw for s in problem.sites],
+            "grid_import_limit_mw": [s.grid_import_limit_mw for s in problem.sites],
+            "carbon_kg_per_mwh": carbon,
+        }
+    )
+
+
+def summary_of(day: DayPlan) -> dict:
+    """``summary.json``: one entry per policy, metrics plus solver facts."""
+    out = {}
+    for name, result in day.results.items():
+        out[name] = {
+            **day.metrics[name].to_dict(),
+            "status": result.status,
+            "solve_seconds": result.solve_seconds,
+            "objective_kg": result.objective_kg,
+            "best_bound_kg": result.best_bound_kg,
+            "gap": result.gap,
+            "jobs_unfinished_ids": result.jobs_unfinished,
+        }
+    return out
+
+
+def _plot(day: DayPlan, load: pd.DataFrame, path: Path, timezone: str) -> None:
+    sites = [s.name for s in day.problem.sites]
+    fig, axes = plt.subplots(
+        len(sites), 1, figsize=(11, 3.2 * len(sites)), sharex=True, squeeze=False
+    )
+    for ax, site in zip(axes[:, 0], sites, strict=True):
+        part = load[load["site"] == site]
+        local = pd.DatetimeIndex(part["time"]).tz_convert(timezone).tz_localize(None)
+        ax.step(local, part["green_mw"], where="post", color="#2a9d8f", label="green supply")
+        ax.step(local, part["load_mw"], where="post", color="black", label=f"load ({day.primary})")
+        ax.fill_between(local, part["green_used_mw"], part["load_mw"], step="post",
+                        color="#e76f51", alpha=0.4, label="grid draw")  # fmt: skip
+        ax.step(local, part["cap_mw"] + part["green_mw"], where="post", color="grey", ls=":",
+                lw=0.8, label="grid limit + green")  # fmt: skip
+        ax.set_ylabel("MW")
+        ax.set_title(site, loc="left")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize="small")
+    axes[-1, 0].set_xlabel(f"local time ({timezone})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_plan_dir(
+    out: Path, day: DayPlan, actual_supply: pd.DataFrame | None, timezone: str
+) -> None:
+    """Write the plan directory of issue 3 (CSV tables, ``summary.json``, ``plan.png``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    problem = day.problem
+
+    def csv(frame: pd.DataFrame, name: str) -> None:
+        frame.to_csv(out / name, index=False, date_format=_TIME_FORMAT)
+
+    csv(problem.supply, "supply.csv")
+    if actual_supply is not None:
+        csv(actual_supply, "supply_actual.csv")
+    csv(problem.jobs, "jobs.csv")
+    csv(sites_frame(problem), "sites.csv")
+    csv(caps_frame(list(problem.caps)), "caps.csv")
+    for name, result in day.results.items():
+        csv(result.plan, f"plan-{name}.csv")
+    csv(day.results[day.primary].plan, "plan.csv")
+    load = site_load(day.results[day.primary].plan, problem.supply, problem.sites, problem.horizon,
+                     problem.caps)  # fmt: skip
+    csv(load, "site_load.csv")
+    (out / "summary.json").write_text(json.dumps(summary_of(day), indent=2, default=float))
+    _plot(day, load, out / "plan.png", timezone)
