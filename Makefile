@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/greensched forecast --out $(OUT)/supply.csv --plot $(OUT)/supply.png
+	$(BIN)/greensched plan --out $(OUT)/plan
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
