@@ -89,3 +89,19 @@ def auth_server(small_config: Path, tmp_path: Path) -> Iterator[Running]:
     )
     yield running
     running.stop(0)
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    small_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """One open server for a module whose tests store nothing (bad input, fuzzing)."""
+    running = start_server(small_config, tmp_path_factory.mktemp("shared") / "caps.sqlite")
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture(scope="module")
+def shared_client(shared_server: Running) -> Iterator[CapClient]:
+    with CapClient(f"127.0.0.1:{shared_server.port}") as c:
+        yield c
