@@ -22,10 +22,17 @@ def three_days(config):
     return replay(spec_for(config))
 
 
-def test_policies_rank_as_expected_every_day(three_days):
-    share = three_days.daily.pivot(index="day", columns="policy", values="green_share")
-    assert (share["oracle"] >= share["optimizer"] - 0.02).all()
-    assert (share["optimizer"] >= share["fifo"] - TOL).all()
+def test_policies_rank_as_expected_over_the_run(three_days):
+    """Over the run: oracle >= optimizer >= fifo in green share, settled on actuals.
+
+    Not asserted per day: on a single day forecast error (and work carried in from the day
+    before) can leave the forecast-driven optimizer below fifo; the run total is the claim.
+    """
+    totals = summarize(three_days)["policies"]
+    share = {name: row["green_share"] for name, row in totals.items()}
+    assert share["oracle"] >= share["optimizer"] - 0.01
+    assert share["optimizer"] > share["fifo"]
+    assert totals["optimizer"]["co2_t"] < totals["fifo"]["co2_t"]
     assert (three_days.daily["cap_violations"] == 0).all()
 
 
