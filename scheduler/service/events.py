@@ -20,6 +20,7 @@ from scheduler.config import Site
 from scheduler.problem import CAP_TYPES, LoadCap
 
 __all__ = [
+    "MAX_DURATION_S",
     "MAX_EVENT_ID_CHARS",
     "MAX_INTERVALS",
     "MAX_PROGRAM_CHARS",
@@ -32,6 +33,7 @@ __all__ = [
 MAX_INTERVALS = 96  # one day of 15-minute slots
 MAX_EVENT_ID_CHARS = 128
 MAX_PROGRAM_CHARS = 64
+MAX_DURATION_S = 31 * 86400  # a month
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]+")
 
 
@@ -105,7 +107,7 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
     Raises :class:`EventError` naming the first bad field and what is allowed. Rules: event id
     of 1 to 128 characters ``[A-Za-z0-9._:-]``; program at most 64 characters; one or more
     distinct known targets; 1 to :data:`MAX_INTERVALS` intervals, each with a known type, a
-    positive duration, an end after ``now`` and a finite value at or above every target's
+    positive duration of at most 31 days, an end after ``now`` and a finite value at or above every target's
     base load (a site draws its base load whatever runs, even without wind or sun).
     """
     if not event.event_id or len(event.event_id) > MAX_EVENT_ID_CHARS:
@@ -141,9 +143,11 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
         where = f"intervals[{k}]"
         if interval.type not in CAP_TYPES:
             raise EventError(f"{where}.type", f"{interval.type!r}; allowed: {', '.join(CAP_TYPES)}")
-        if not interval.duration_s > 0:
+        if not 0 < interval.duration_s <= MAX_DURATION_S:
             raise EventError(
-                f"{where}.duration", f"{interval.duration_s:g} s; must be > 0 (end after start)"
+                f"{where}.duration",
+                f"{interval.duration_s:g} s; must be > 0 (end after start) and at most "
+                f"{MAX_DURATION_S} s (31 days)",
             )
         if not interval.end > now:
             raise EventError(
