@@ -107,8 +107,9 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
     Raises :class:`EventError` naming the first bad field and what is allowed. Rules: event id
     of 1 to 128 characters ``[A-Za-z0-9._:-]``; program at most 64 characters; one or more
     distinct known targets; 1 to :data:`MAX_INTERVALS` intervals, each with a known type, a
-    positive duration of at most 31 days, an end after ``now`` and a finite value at or above every target's
-    base load (a site draws its base load whatever runs, even without wind or sun).
+    positive duration of at most 31 days, an end after ``now`` and a finite value at or above
+    every target's base load (a site draws its base load whatever runs, even without wind or
+    sun).
     """
     if not event.event_id or len(event.event_id) > MAX_EVENT_ID_CHARS:
         raise EventError("event_id", f"must have 1 to {MAX_EVENT_ID_CHARS} characters")

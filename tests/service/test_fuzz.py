@@ -1,4 +1,4 @@
-"""Property-based fuzzing of SubmitLoadCap: the server never crashes and bad input stores nothing."""
+"""Fuzzing SubmitLoadCap (hypothesis): the server never crashes; bad input stores nothing."""
 
 from __future__ import annotations
 
