@@ -5,9 +5,9 @@ Two steps, each vectorised over all groups at once, slot by slot:
 1. **Slots**: a group's GPUs in a slot go first to each job's *must-run* amount (work that can
    no longer wait: remaining work minus what ``max_gpus`` can still do in the slots left), then
    to the jobs that need the most slots at ``max_gpus`` (longest remaining first), each up to
-   ``max_gpus``. The exact aggregation guarantees that a split exists; if this greedy split ever
-   falls short for a group, that group is split by a small max-flow instead (OR-Tools
-   ``SimpleMaxFlow``: jobs -> slots with capacity ``max_gpus`` -> slot totals).
+   ``max_gpus``. If this greedy split falls short for a group, that group is split by a small
+   max-flow instead (OR-Tools ``SimpleMaxFlow``: jobs -> slots with capacity ``max_gpus`` ->
+   slot totals), which always succeeds for splittable groups (see :mod:`.flow`).
 2. **Sites**: each job first takes GPUs at the site it used in its previous run slot (fewer
    moves), then the group's leftover site flows are dealt to the leftover job GPUs in order.
 """
@@ -29,23 +29,26 @@ log = logging.getLogger(__name__)
 
 
 def disaggregate(problem: Problem, groups: Groups, flow: FlowResult) -> PlanArrays:
-    """Whole GPUs per job, site and slot that add up to ``flow``'s group-site-slot totals."""
-    n_slots = problem.horizon.n_slots
-    totals = np.zeros((groups.n, n_slots), dtype=np.int64)
+    """Whole GPUs per job, site and slot that add up to ``flow``'s group-site-slot totals.
+
+    ``groups`` must be splittable (see :mod:`.flow`); a group flow that cannot be split is a bug
+    and raises ``RuntimeError``.
+    """
+    totals = np.zeros((groups.n, problem.horizon.n_slots), dtype=np.int64)
     np.add.at(totals, (flow.group, flow.slot), flow.gpus)
-    job, slot, gpus = _split_slots(problem, groups, totals, flow.unplaced > 0)
+    job, slot, gpus = _split_slots(problem, groups, totals)
     return _split_sites(problem, groups, flow, job, slot, gpus)
 
 
 def _split_slots(
-    problem: Problem, groups: Groups, totals: np.ndarray, short: np.ndarray
+    problem: Problem, groups: Groups, totals: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GPUs per job and slot; ``short`` groups (work left unplaced) go straight to max-flow."""
+    """GPUs per job and slot: the greedy split, then max-flow for groups where it fell short."""
     members = np.flatnonzero(groups.job_group >= 0)
     group = groups.job_group[members]
     first, end = problem.release_slot[members], problem.deadline_slot[members]
     max_gpus, remaining = problem.max_gpus[members], problem.work_units[members].copy()
-    failed = short.copy()
+    failed = np.zeros(groups.n, dtype=bool)
     out_job, out_slot, out_gpus = [], [], []
     for t in range(problem.horizon.n_slots):
         active = np.flatnonzero((first <= t) & (t < end) & (remaining > 0) & ~failed[group])
@@ -73,29 +76,31 @@ def _split_slots(
         out_job.append(members[active[hit]])
         out_slot.append(np.full(int(hit.sum()), t))
         out_gpus.append(take[hit])
-    job = np.concatenate(out_job) if out_job else np.zeros(0, dtype=np.int64)
-    slot = np.concatenate(out_slot) if out_slot else np.zeros(0, dtype=np.int64)
-    gpus = np.concatenate(out_gpus) if out_gpus else np.zeros(0, dtype=np.int64)
-    keep = ~failed[groups.job_group[job]]
-    job, slot, gpus = job[keep], slot[keep], gpus[keep]
+    parts = (
+        [(np.concatenate(out_job), np.concatenate(out_slot), np.concatenate(out_gpus))]
+        if out_job
+        else []
+    )
+    if parts:
+        keep = ~failed[groups.job_group[parts[0][0]]]
+        parts[0] = tuple(column[keep] for column in parts[0])
     redo = np.flatnonzero(failed & (totals.sum(axis=1) > 0))
     if len(redo):
-        log.info(
-            "greedy split fell short for %d group(s); splitting them by max-flow",
-            int((failed & ~short).sum()),
-        )
-        parts = [
-            _max_flow_split(problem, np.flatnonzero(groups.job_group == g), totals[g]) for g in redo
+        log.info("greedy split fell short for %d group(s); splitting them by max-flow", len(redo))
+        by_group = np.argsort(groups.job_group, kind="stable")
+        starts = np.searchsorted(groups.job_group[by_group], np.arange(groups.n + 1))
+        parts += [
+            _max_flow_split(problem, by_group[starts[g] : starts[g + 1]], totals[g]) for g in redo
         ]
-        job = np.concatenate([job, *(p[0] for p in parts)])
-        slot = np.concatenate([slot, *(p[1] for p in parts)])
-        gpus = np.concatenate([gpus, *(p[2] for p in parts)])
+    if not parts:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(3))
+    job, slot, gpus = (np.concatenate(column) for column in zip(*parts, strict=True))
     return job, slot, gpus
 
 
 def _max_flow_split(
     problem: Problem, jobs: np.ndarray, totals: np.ndarray
-) -> tuple[np.ndarray, ...]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Jobs -> slots (cap ``max_gpus``) -> slot totals; the flow on job-slot arcs is the split."""
     n = len(jobs)
     first, end = problem.release_slot[jobs], problem.deadline_slot[jobs]
@@ -119,8 +124,8 @@ def _max_flow_split(
     status = smf.solve(source, sink)
     if status != smf.OPTIMAL or smf.optimal_flow() != totals.sum():
         raise RuntimeError(
-            f"group of {n} jobs cannot be split to whole GPUs (max-flow {smf.optimal_flow()} of "
-            f"{totals.sum()}); the aggregation is wrong"
+            f"a group of {n} jobs cannot carry its flow ({smf.optimal_flow()} of "
+            f"{totals.sum()} GPU-slots, status {status}); its cap is not splittable"
         )
     flows = smf.flows(pair_arcs)
     hit = flows > 0

@@ -14,17 +14,24 @@ One unit of flow is one GPU busy for one slot (a GPU-slot). Network::
   capacity is the site-slot's GPU capacity under site size, grid import limit and caps.
 * Work that fits nowhere flows on the penalty arc and is reported as unplaced.
 
-Exact aggregation: jobs with the same window, allowed sites and duration
-``d = ceil(work / max_gpus)`` merge into one group with per-slot cap ``sum(max_gpus)``. Any
-integral group flow can be split back to jobs (each job at most ``max_gpus`` per slot): for
-``k < d`` slots a job can take ``k * max_gpus < work``, so every ``k`` slots of the group can
-absorb ``k * cap``; for ``k >= d`` every job can finish. By Gale's theorem the split exists, so
-the flow optimum is the optimum of the time-indexed model (see :mod:`.disaggregate`).
-Merging by window and sites only (cap ``sum(max_gpus)``) relaxes the model: that flow's cost is
-the LP bound.
+Aggregation (:func:`group_jobs`). Jobs with the same window and allowed sites merge into one
+group with per-slot cap ``sum(max_gpus)``: this *relaxes* the time-indexed model (every plan
+maps to a group flow of the same cost), so that flow's cost is the LP bound.
 
-Costs are scaled to int64; tie-breaks (cheaper grid price, then earlier slot) are at most
-1e-7 of the dearest grid GPU-slot, so they never trade away more than that share of CO2.
+For planning, a group must be *splittable*: every integral group flow must split back to jobs,
+each at most ``max_gpus`` per slot and at most its work. By Gale's theorem that holds iff in any
+``k`` slots the group flow is at most ``F(k) = sum_j min(work_j, k * max_gpus_j)``. With a
+per-slot cap ``C`` the flow in ``k`` slots is at most ``min(k * C, sum work)``, and
+``F(k) = sum work`` once ``k >= D``, the longest duration ``d = ceil(work / max_gpus)`` in the
+group; ``F(k) / k`` does not grow with ``k``. So the largest cap that keeps any flow splittable
+is ``C* = floor(F(D - 1) / (D - 1))``. Jobs of one duration get ``C* = sum(max_gpus)`` (exact:
+no restriction at all); mixing durations costs flexibility, so planning groups also split by
+duration bucket (durations within a factor :data:`DURATION_BUCKET_RATIO`), trading a small
+restriction (measured as the gap to the bound) for a much smaller network.
+
+Costs are scaled to integers, the dearest grid GPU-slot to :data:`COST_RESOLUTION`; CO2 is read
+back in floating point from the flows. The price tie-break adds at most 1e-5 of the dearest
+grid GPU-slot per GPU-slot, so it can trade away at most that share of CO2.
 """
 
 from __future__ import annotations
@@ -39,13 +46,22 @@ from ortools.graph.python import min_cost_flow
 from scheduler.policies.base import unfinished_penalty_kg
 from scheduler.problem import Problem
 
-__all__ = ["FlowResult", "Groups", "SiteTiers", "group_jobs", "site_tiers", "solve_flow"]
+__all__ = [
+    "COST_RESOLUTION",
+    "DURATION_BUCKET_RATIO",
+    "FlowResult",
+    "Groups",
+    "SiteTiers",
+    "group_jobs",
+    "site_tiers",
+    "solve_flow",
+]
 
 log = logging.getLogger(__name__)
 
-_TIE_PRICE = 1e-7  # price tie-break, share of the dearest grid GPU-slot cost
-_TIE_SLOT = 1e-9  # earlier-slot tie-break per slot index, same unit
-_INT_BUDGET = 2**62  # int64 headroom for OR-Tools' cost scaling
+COST_RESOLUTION = 2**24  # integer cost of the dearest grid GPU-slot: CO2 rounds to ~6e-8 of it
+DURATION_BUCKET_RATIO = 1.5  # planning groups mix job durations within this factor
+_TIE_PRICE = 1e-5  # price tie-break, share of the dearest grid GPU-slot cost
 _GPU_TOLERANCE = 1e-9
 
 
@@ -59,37 +75,96 @@ class Groups:
     site_mask: np.ndarray  # [group, site] allowed sites
     cap: np.ndarray  # GPUs per slot
     work: np.ndarray  # GPU-slots
+    slot_cap: np.ndarray | None = None  # [group, slot] GPUs per slot, overrides ``cap``
 
     @property
     def n(self) -> int:
         return len(self.work)
 
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(group, slot, cap)`` of every slot in every group's window."""
+        lengths = self.end - self.first
+        group = np.repeat(np.arange(self.n), lengths)
+        slot = (
+            self.first[group]
+            + np.arange(lengths.sum())
+            - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        )
+        cap = self.cap[group] if self.slot_cap is None else self.slot_cap[group, slot]
+        return group, slot, cap
 
-def group_jobs(problem: Problem, jobs: np.ndarray, site_mask: np.ndarray, exact: bool) -> Groups:
-    """Merge ``jobs`` (indices) by window and allowed sites, and by duration and preemptibility
-    when ``exact`` (see the module docstring); ``site_mask`` is ``[job, site]``."""
+
+def group_jobs(
+    problem: Problem,
+    jobs: np.ndarray,
+    site_mask: np.ndarray,
+    duration_ratio: float | None = None,
+    by_preemptible: bool = False,
+) -> Groups:
+    """Merge ``jobs`` (indices) by window and allowed sites (``site_mask`` is ``[job, site]``).
+
+    ``duration_ratio=None`` gives the relaxed groups of the bound (cap ``sum(max_gpus)``).
+    Otherwise groups also split by duration bucket ``floor(log(d) / log(duration_ratio))`` and
+    take the splittable cap ``C*`` of the module docstring; a group whose ``C*`` would not let
+    it finish in its window is split by exact duration instead. ``by_preemptible`` also splits
+    preemptible from non-preemptible jobs.
+    """
+    duration = problem.duration_slots[jobs]
+    if duration_ratio is None:
+        return _groups(
+            problem, jobs, site_mask, np.zeros(len(jobs), np.int64), by_preemptible, False
+        )
+    bucket = np.floor(np.log(duration) / np.log(duration_ratio) + 1e-9).astype(np.int64)
+    groups = _groups(problem, jobs, site_mask, bucket, by_preemptible, True)
+    short = groups.cap * (groups.end - groups.first) < groups.work
+    if short.any():
+        exact = short[groups.job_group[jobs]]
+        bucket = np.where(exact, -duration, bucket)  # negative codes: one duration per group
+        groups = _groups(problem, jobs, site_mask, bucket, by_preemptible, True)
+    return groups
+
+
+def _groups(
+    problem: Problem,
+    jobs: np.ndarray,
+    site_mask: np.ndarray,
+    bucket: np.ndarray,
+    by_preemptible: bool,
+    splittable: bool,
+) -> Groups:
     n_sites = site_mask.shape[1]
     site_code = site_mask[jobs].astype(np.int64) @ (1 << np.arange(n_sites, dtype=np.int64))
-    columns = [problem.release_slot[jobs], problem.deadline_slot[jobs], site_code]
-    if exact:
-        columns += [problem.duration_slots[jobs], problem.preemptible[jobs].astype(np.int64)]
+    preemptible = problem.preemptible[jobs].astype(np.int64) * by_preemptible
+    columns = [
+        problem.release_slot[jobs],
+        problem.deadline_slot[jobs],
+        site_code,
+        bucket,
+        preemptible,
+    ]
     keys = np.stack(columns, axis=1) if len(jobs) else np.zeros((0, len(columns)), dtype=np.int64)
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.ravel()
+    n_groups = len(unique)
     job_group = np.full(problem.n_jobs, -1, dtype=np.int64)
     job_group[jobs] = inverse
-    n_groups = len(unique)
+    max_gpus, work = problem.max_gpus[jobs], problem.work_units[jobs]
+    cap = np.bincount(inverse, weights=max_gpus, minlength=n_groups)
+    if splittable:
+        longest = np.zeros(n_groups, dtype=np.int64)
+        np.maximum.at(longest, inverse, problem.duration_slots[jobs])
+        k = np.maximum(longest - 1, 1)
+        f = np.bincount(
+            inverse, weights=np.minimum(work, k[inverse] * max_gpus), minlength=n_groups
+        )
+        cap = np.where(longest > 1, np.floor(f / k + 1e-9), cap)
     return Groups(
         job_group=job_group,
         first=unique[:, 0].astype(np.int64),
         end=unique[:, 1].astype(np.int64),
         site_mask=((unique[:, 2:3] >> np.arange(n_sites)) & 1).astype(bool),
-        cap=np.bincount(inverse, weights=problem.max_gpus[jobs], minlength=n_groups).astype(
-            np.int64
-        ),
-        work=np.bincount(inverse, weights=problem.work_units[jobs], minlength=n_groups).astype(
-            np.int64
-        ),
+        cap=cap.astype(np.int64),
+        work=np.bincount(inverse, weights=work, minlength=n_groups).astype(np.int64),
     )
 
 
@@ -152,11 +227,7 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
     n_groups = groups.n
 
     # data: (group, slot) pairs of every group's window
-    lengths = groups.end - groups.first
-    pair_group = np.repeat(np.arange(n_groups), lengths)
-    pair_slot = groups.first[pair_group] + (
-        np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    )
+    pair_group, pair_slot, pair_cap = groups.pairs()
     multi = groups.site_mask.sum(axis=1) > 1
     pair_multi = multi[pair_group]
 
@@ -168,19 +239,15 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
     pair_node[pair_multi] = site_slot_base + n_sites * n_slots + np.arange(pair_multi.sum())
     n_nodes = site_slot_base + n_sites * n_slots + int(pair_multi.sum())
 
-    # costs
+    # costs: modest integers, since cost scaling runs log(n * max cost) phases
     total_work = int(groups.work.sum())
     penalty_kg = unfinished_penalty_kg(problem)
-    scale = (
-        min(_INT_BUDGET / (4 * (n_nodes + 1)), _INT_BUDGET / (2 * (total_work + 1))) / penalty_kg
-    )
+    scale = COST_RESOLUTION / max(float(problem.grid_kg_per_gpu_slot.max(initial=0.0)), 1e-9)
     unit = tiers.co2_kg * scale
     if tie_break:
         price_gpu_slot = problem.price_per_mwh * problem.mw_per_gpu[:, None] * problem.slot_hours
-        dearest = max(float(unit.max()), 1.0)
-        price_norm = max(float(price_gpu_slot.max()), 1e-12)
-        unit = unit + tiers.grid_share * (price_gpu_slot / price_norm)[None] * _TIE_PRICE * dearest
-        unit = unit + np.arange(n_slots)[None, None, :] * max(1.0, _TIE_SLOT * dearest)
+        price_share = price_gpu_slot / max(float(price_gpu_slot.max()), 1e-12)
+        unit = unit + tiers.grid_share * price_share[None] * _TIE_PRICE * COST_RESOLUTION
     unit = np.rint(unit).astype(np.int64)
 
     # constraints (arcs)
@@ -196,7 +263,7 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
     site_free = tiers.capacity.sum(axis=0)  # [site, slot]
     # group -> (group, slot) for multi-site groups: the group's per-slot GPU cap
     g = pair_group[pair_multi]
-    arcs(group_node[g], pair_node[pair_multi], groups.cap[g], 0, kind=0)
+    arcs(group_node[g], pair_node[pair_multi], pair_cap[pair_multi], 0, kind=0)
     # (group, slot) -> (site, slot), or group -> (site, slot) for single-site groups
     x_group, x_site, x_slot = [], [], []
     for s in range(n_sites):
@@ -205,7 +272,7 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
         arcs(
             tail,
             site_slot_base + s * n_slots + pair_slot[pick],
-            groups.cap[pair_group[pick]],
+            pair_cap[pick],
             0,
             kind=1,
         )

@@ -3,15 +3,16 @@
 Objective: grid CO2 (then grid price, then earlier slots, as tie-breaks), with work that fits
 nowhere penalised and reported unfinished. Steps:
 
-1. **Bound**: the relaxed flow (jobs merged by window and sites, :func:`.flow.group_jobs` with
-   ``exact=False``) gives ``best_bound_kg``; ``gap = (objective - bound) / bound``.
-2. **Non-preemptible jobs** (if any): solve the exact flow with every job divisible; then place
+1. **Bound**: the relaxed flow (jobs merged by window and sites only, :func:`.flow.group_jobs`)
+   gives ``best_bound_kg``; ``gap = (objective - bound) / bound``.
+2. **Non-preemptible jobs** (if any): solve the flow with every job divisible; then place
    the non-preemptible jobs, largest first, each as one contiguous block at the (site, start)
    with the cheapest marginal grid CO2 on top of the divisible jobs' load in residual capacity
    (pushing divisible work out costs the dearest grid GPU-slot); they are then fixed.
-3. **Divisible jobs**: the exact flow on what is left, split back to jobs by
-   :func:`.disaggregate.disaggregate`. Without non-preemptible jobs or a move limit this plan
-   is optimal (status ``OPTIMAL``); otherwise ``FEASIBLE`` with its gap to the bound.
+3. **Divisible jobs**: the flow with jobs in splittable groups (window, sites and duration
+   bucket, see :mod:`.flow`), split back to whole GPUs per job by
+   :func:`.disaggregate.disaggregate`. Status ``OPTIMAL`` when the plan's objective meets the
+   bound within :data:`OPTIMAL_GAP`, else ``FEASIBLE`` with its gap to the bound.
 4. **Site moves**: with ``problem.max_site_moves`` set, jobs that move more often are pinned
    to the site where they did most work and step 2-3 run again (at most
    :data:`MAX_PIN_ROUNDS` rounds, after which every multi-site job still free is pinned, which
@@ -34,15 +35,22 @@ from scheduler.config import SolverSettings
 from scheduler.policies._blocks import block_gpus, block_starts
 from scheduler.policies.base import PlanArrays, PlanResult, make_result, objective_kg
 from scheduler.policies.disaggregate import disaggregate
-from scheduler.policies.flow import FlowResult, group_jobs, site_tiers, solve_flow
+from scheduler.policies.flow import (
+    DURATION_BUCKET_RATIO,
+    FlowResult,
+    group_jobs,
+    site_tiers,
+    solve_flow,
+)
 from scheduler.problem import Problem
 from scheduler.validate import site_moves
 
-__all__ = ["MAX_PIN_ROUNDS", "OptimizerPolicy", "lp_bound", "optimize"]
+__all__ = ["MAX_PIN_ROUNDS", "OPTIMAL_GAP", "OptimizerPolicy", "lp_bound", "optimize"]
 
 log = logging.getLogger(__name__)
 
 MAX_PIN_ROUNDS = 3
+OPTIMAL_GAP = 1e-6  # a plan this close to the bound is optimal up to cost rounding and tie-breaks
 
 
 class OptimizerPolicy:
@@ -60,7 +68,7 @@ class OptimizerPolicy:
 def lp_bound(problem: Problem) -> FlowResult:
     """The relaxed flow: a lower bound on grid CO2 (plus unplaced penalty) of any valid plan."""
     jobs = np.arange(problem.n_jobs)
-    groups = group_jobs(problem, jobs, problem.site_mask, exact=False)
+    groups = group_jobs(problem, jobs, problem.site_mask)
     tiers = site_tiers(problem, np.zeros((len(problem.sites), problem.horizon.n_slots)))
     return solve_flow(problem, groups, tiers, tie_break=False)
 
@@ -101,8 +109,8 @@ def optimize(
             f"{int(pinned.sum())} job(s) pinned to one site"
         )
     seconds = time.perf_counter() - began
-    status = "OPTIMAL" if problem.preemptible.all() and not pinned.any() else "FEASIBLE"
     gap = _gap(objective_kg(problem, arrays), bound.co2_kg)
+    status = "OPTIMAL" if gap <= OPTIMAL_GAP else "FEASIBLE"
     if gap > settings.relative_gap:
         notes.append(
             f"gap {gap:.4%} is above the requested relative_gap {settings.relative_gap:.4%}"
@@ -138,20 +146,30 @@ def _plan_once(problem: Problem, site_mask: np.ndarray) -> PlanArrays:
     fixed = np.zeros((n_sites, n_slots), dtype=np.int64)
     parts: list[PlanArrays] = []
     if not problem.preemptible.all():
-        everyone = group_jobs(problem, np.arange(problem.n_jobs), site_mask, exact=True)
+        everyone = group_jobs(
+            problem,
+            np.arange(problem.n_jobs),
+            site_mask,
+            DURATION_BUCKET_RATIO,
+            by_preemptible=True,
+        )
         relaxed = solve_flow(problem, everyone, site_tiers(problem, fixed), tie_break=True)
+        divisible_group = np.zeros(everyone.n, dtype=bool)
+        divisible_group[everyone.job_group] = problem.preemptible
+        rows = divisible_group[relaxed.group]
         divisible_load = np.zeros((n_sites, n_slots), dtype=np.int64)
-        # groups are split by preemptibility, so a group's flag is any member's flag
-        flag = np.zeros(everyone.n, dtype=bool)
-        flag[everyone.job_group] = problem.preemptible
-        rows = flag[relaxed.group]
         np.add.at(divisible_load, (relaxed.site[rows], relaxed.slot[rows]), relaxed.gpus[rows])
         parts.append(_place_blocks(problem, site_mask, divisible_load, fixed))
-    divisible = np.flatnonzero(problem.preemptible)
-    groups = group_jobs(problem, divisible, site_mask, exact=True)
-    flow = solve_flow(problem, groups, site_tiers(problem, fixed), tie_break=True)
-    parts.append(disaggregate(problem, groups, flow))
+    parts.append(_plan_divisible(problem, site_mask, fixed))
     return PlanArrays.concat(parts)
+
+
+def _plan_divisible(problem: Problem, site_mask: np.ndarray, fixed: np.ndarray) -> PlanArrays:
+    """Preemptible jobs in splittable groups, on the capacity ``fixed`` GPUs leave."""
+    divisible = np.flatnonzero(problem.preemptible)
+    groups = group_jobs(problem, divisible, site_mask, DURATION_BUCKET_RATIO)
+    flow = solve_flow(problem, groups, site_tiers(problem, fixed), tie_break=True)
+    return disaggregate(problem, groups, flow)
 
 
 def _place_blocks(
