@@ -49,6 +49,7 @@ from scheduler.problem import Problem
 __all__ = [
     "COST_RESOLUTION",
     "DURATION_BUCKET_RATIO",
+    "EXACT",
     "FlowResult",
     "Groups",
     "SiteTiers",
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 COST_RESOLUTION = 2**24  # integer cost of the dearest grid GPU-slot: CO2 rounds to ~6e-8 of it
 DURATION_BUCKET_RATIO = 1.5  # planning groups mix job durations within this factor
+EXACT = 1.0  # a duration ratio of 1: one duration per group, no restriction
 _TIE_PRICE = 1e-5  # price tie-break, share of the dearest grid GPU-slot cost
 _GPU_TOLERANCE = 1e-9
 
@@ -104,7 +106,8 @@ def group_jobs(
     """Merge ``jobs`` (indices) by window and allowed sites (``site_mask`` is ``[job, site]``).
 
     ``duration_ratio=None`` gives the relaxed groups of the bound (cap ``sum(max_gpus)``).
-    Otherwise groups also split by duration bucket ``floor(log(d) / log(duration_ratio))`` and
+    Otherwise groups also split by duration bucket ``floor(log(d) / log(duration_ratio))`` (by
+    duration itself for ``duration_ratio <= EXACT``) and
     take the splittable cap ``C*`` of the module docstring; a group whose ``C*`` would not let
     it finish in its window is split by exact duration instead. ``by_preemptible`` also splits
     preemptible from non-preemptible jobs.
@@ -114,7 +117,10 @@ def group_jobs(
         return _groups(
             problem, jobs, site_mask, np.zeros(len(jobs), np.int64), by_preemptible, False
         )
-    bucket = np.floor(np.log(duration) / np.log(duration_ratio) + 1e-9).astype(np.int64)
+    if duration_ratio <= EXACT:
+        bucket = duration
+    else:
+        bucket = np.floor(np.log(duration) / np.log(duration_ratio) + 1e-9).astype(np.int64)
     groups = _groups(problem, jobs, site_mask, bucket, by_preemptible, True)
     short = groups.cap * (groups.end - groups.first) < groups.work
     if short.any():

@@ -12,7 +12,9 @@ nowhere penalised and reported unfinished. Steps:
 3. **Divisible jobs**: the flow with jobs in splittable groups (window, sites and duration
    bucket, see :mod:`.flow`), split back to whole GPUs per job by
    :func:`.disaggregate.disaggregate`. Status ``OPTIMAL`` when the plan's objective meets the
-   bound within :data:`OPTIMAL_GAP`, else ``FEASIBLE`` with its gap to the bound.
+   bound within :data:`OPTIMAL_GAP`, else ``FEASIBLE`` with its gap to the bound. If the gap
+   is above ``SolverSettings.relative_gap``, steps 2-4 run again with exact groups (one duration
+   each: no restriction) and the better plan is kept.
 4. **Site moves**: with ``problem.max_site_moves`` set, jobs that move more often are pinned
    to the site where they did most work and step 2-3 run again (at most
    :data:`MAX_PIN_ROUNDS` rounds, after which every multi-site job still free is pinned, which
@@ -37,6 +39,7 @@ from scheduler.policies.base import PlanArrays, PlanResult, make_result, objecti
 from scheduler.policies.disaggregate import disaggregate
 from scheduler.policies.flow import (
     DURATION_BUCKET_RATIO,
+    EXACT,
     FlowResult,
     group_jobs,
     site_tiers,
@@ -82,27 +85,13 @@ def optimize(
     """Plan ``problem`` (steps in the module docstring) and report status, bound and gap."""
     began = time.perf_counter()
     bound = lp_bound(problem)
-    site_mask = problem.site_mask.copy()
+    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO)
+    if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
+        log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
+        exact, exact_pinned = _plan_with_moves(problem, EXACT)
+        if objective_kg(problem, exact) < objective_kg(problem, arrays):
+            arrays, pinned = exact, exact_pinned
     notes: list[str] = []
-    pinned = np.zeros(problem.n_jobs, dtype=bool)
-    for round_ in range(MAX_PIN_ROUNDS + 1):
-        arrays = _plan_once(problem, site_mask)
-        if problem.max_site_moves is None:
-            break
-        moves = site_moves(arrays.job, arrays.site, arrays.slot, problem.n_jobs)
-        over = moves > problem.max_site_moves
-        if not over.any():
-            break
-        if round_ == MAX_PIN_ROUNDS - 1:
-            over = ~pinned & (site_mask.sum(axis=1) > 1)
-        used = np.zeros_like(site_mask, dtype=np.int64)
-        np.add.at(used, (arrays.job, arrays.site), arrays.gpus)
-        for j in np.flatnonzero(over):
-            allowed = np.flatnonzero(site_mask[j])
-            main = allowed[np.argmax(used[j, allowed])]
-            site_mask[j] = False
-            site_mask[j, main] = True
-        pinned |= over
     if pinned.any():
         notes.append(
             f"max_site_moves={problem.max_site_moves}: "
@@ -135,13 +124,38 @@ def optimize(
     )
 
 
+def _plan_with_moves(problem: Problem, duration_ratio: float) -> tuple[PlanArrays, np.ndarray]:
+    """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned."""
+    site_mask = problem.site_mask.copy()
+    pinned = np.zeros(problem.n_jobs, dtype=bool)
+    for round_ in range(MAX_PIN_ROUNDS + 1):
+        arrays = _plan_once(problem, site_mask, duration_ratio)
+        if problem.max_site_moves is None:
+            break
+        moves = site_moves(arrays.job, arrays.site, arrays.slot, problem.n_jobs)
+        over = moves > problem.max_site_moves
+        if not over.any():
+            break
+        if round_ == MAX_PIN_ROUNDS - 1:
+            over = ~pinned & (site_mask.sum(axis=1) > 1)
+        used = np.zeros_like(site_mask, dtype=np.int64)
+        np.add.at(used, (arrays.job, arrays.site), arrays.gpus)
+        for j in np.flatnonzero(over):
+            allowed = np.flatnonzero(site_mask[j])
+            main = allowed[np.argmax(used[j, allowed])]
+            site_mask[j] = False
+            site_mask[j, main] = True
+        pinned |= over
+    return arrays, pinned
+
+
 def _gap(objective: float, bound: float) -> float:
     if bound > 0:
         return max(objective - bound, 0.0) / bound
     return 0.0 if objective <= 1e-9 else float("inf")
 
 
-def _plan_once(problem: Problem, site_mask: np.ndarray) -> PlanArrays:
+def _plan_once(problem: Problem, site_mask: np.ndarray, duration_ratio: float) -> PlanArrays:
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     fixed = np.zeros((n_sites, n_slots), dtype=np.int64)
     parts: list[PlanArrays] = []
@@ -160,14 +174,16 @@ def _plan_once(problem: Problem, site_mask: np.ndarray) -> PlanArrays:
         divisible_load = np.zeros((n_sites, n_slots), dtype=np.int64)
         np.add.at(divisible_load, (relaxed.site[rows], relaxed.slot[rows]), relaxed.gpus[rows])
         parts.append(_place_blocks(problem, site_mask, divisible_load, fixed))
-    parts.append(_plan_divisible(problem, site_mask, fixed))
+    parts.append(_plan_divisible(problem, site_mask, fixed, duration_ratio))
     return PlanArrays.concat(parts)
 
 
-def _plan_divisible(problem: Problem, site_mask: np.ndarray, fixed: np.ndarray) -> PlanArrays:
+def _plan_divisible(
+    problem: Problem, site_mask: np.ndarray, fixed: np.ndarray, duration_ratio: float
+) -> PlanArrays:
     """Preemptible jobs in splittable groups, on the capacity ``fixed`` GPUs leave."""
     divisible = np.flatnonzero(problem.preemptible)
-    groups = group_jobs(problem, divisible, site_mask, DURATION_BUCKET_RATIO)
+    groups = group_jobs(problem, divisible, site_mask, duration_ratio)
     flow = solve_flow(problem, groups, site_tiers(problem, fixed), tie_break=True)
     return disaggregate(problem, groups, flow)
 
