@@ -1,4 +1,4 @@
-"""``python -m benchmarks [NAME ...]`` runs every ``bench_*.py`` module's ``main()`` (or those named)."""
+"""`python -m benchmarks [NAME ...]`: run each `bench_*.py` main(), or only those named."""
 
 from __future__ import annotations
 
