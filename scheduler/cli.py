@@ -382,6 +382,17 @@ def check_config(
     console.print(view)
 
 
+def _register_service_commands() -> None:
+    """The grid coordinators' commands live with the gRPC service (scheduler/service)."""
+    from scheduler.service.commands import caps_app, serve
+
+    app.command("serve")(serve)
+    app.add_typer(caps_app, name="caps")
+
+
+_register_service_commands()
+
+
 def main() -> None:
     """Console entry point: user errors are one clear message and exit code 2."""
     try:
