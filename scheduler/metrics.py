@@ -187,7 +187,12 @@ def plan_metrics(
     site = pd.Categorical(plan["site"], categories=names).codes
     slot = _slot_index(plan["time"], horizon)
     row_tokens = plan["gpus"].to_numpy() * tokens_per_unit.reindex(plan["job_id"]).to_numpy()
-    green_fraction = load["green_used_mw"] / load["load_mw"]
+    green_fraction = np.divide(
+        load["green_used_mw"],
+        load["load_mw"],
+        out=np.zeros_like(load["load_mw"]),
+        where=load["load_mw"] > 0,
+    )
     row_green_tokens = row_tokens * green_fraction[site, slot]
     return PlanMetrics(
         energy_used_mwh=float(energy),

@@ -1,0 +1,54 @@
+"""Metrics against hand-computed numbers: catches MW vs MWh and slot-length mistakes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scheduler_testkit import START, site, supply_frame
+
+from scheduler.horizon import Horizon
+from scheduler.jobs import Job, jobs_frame
+from scheduler.metrics import plan_metrics, site_load
+
+
+def test_metrics_by_hand_on_15_minute_slots():
+    # 1.2 kW x PUE 1.25 = 1.5 kW per GPU; 40 GPUs = 0.06 MW on top of 0.1 MW base load
+    s = site("a", kw_per_gpu=1.2, pue=1.25, base_load_mw=0.1, carbon=600.0)
+    horizon = Horizon(START, 15, 2)
+    supply = supply_frame(horizon, ["a"], np.array([[0.1, 0.2]]))
+    jobs = jobs_frame([Job("j", 10.0, 40, START, START + pd.Timedelta(hours=1), tokens=1000.0)])
+    plan = pd.DataFrame({"job_id": ["j"], "site": ["a"], "time": [START], "gpus": [40]})
+
+    load = site_load(plan, supply, [s], horizon)
+    assert load["load_mw"].tolist() == pytest.approx([0.16, 0.1])
+    assert load["grid_mw"].tolist() == pytest.approx([0.06, 0.0])
+    assert load["grid_co2_kg"].tolist() == pytest.approx([0.06 * 0.25 * 600, 0.0])
+
+    m = plan_metrics(plan, jobs, supply, [s], horizon)
+    assert m.energy_used_mwh == pytest.approx((0.16 + 0.1) * 0.25)
+    assert m.green_used_mwh == pytest.approx((0.1 + 0.1) * 0.25)
+    assert m.green_share == pytest.approx(0.05 / 0.065)
+    assert m.grid_mwh == pytest.approx(0.015)
+    assert m.co2_t == pytest.approx(0.009)
+    assert m.green_unused_mwh == pytest.approx(0.1 * 0.25)
+    # 10 GPU-h = 40 GPU-slots of 15 min: all placed, so all tokens; green fraction 0.1 / 0.16
+    assert m.gpu_hours_placed == pytest.approx(10.0)
+    assert m.jobs_unfinished == 0
+    assert m.tokens == pytest.approx(1000.0)
+    assert m.green_tokens == pytest.approx(1000.0 * 0.1 / 0.16)
+    assert m.tokens_by_site == {"a": pytest.approx(1000.0)}
+    assert m.cap_violations == 0
+
+
+def test_unfinished_work_and_cap_violation_are_counted():
+    s = site("a", grid_import_limit_mw=0.01)  # 10 GPUs on grid power at most
+    horizon = Horizon(START, 60, 2)
+    supply = supply_frame(horizon, ["a"], np.zeros((1, 2)))
+    jobs = jobs_frame([Job("j", 30.0, 20, START, START + pd.Timedelta(hours=2), tokens=30.0)])
+    plan = pd.DataFrame({"job_id": ["j"], "site": ["a"], "time": [START], "gpus": [20]})
+    m = plan_metrics(plan, jobs, supply, [s], horizon)
+    assert m.cap_violations == 1
+    assert m.jobs_unfinished == 1
+    assert m.unfinished_gpu_hours == pytest.approx(10.0)
+    assert m.tokens == pytest.approx(20.0)

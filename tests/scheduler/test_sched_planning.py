@@ -1,0 +1,49 @@
+"""Infeasible input names the jobs; the validator catches broken plans."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from scheduler_testkit import START, job, make_problem, site
+
+from scheduler.planning import PlanningError, check_feasible, plan_day
+from scheduler.policies import get_policy
+from scheduler.validate import validate_plan
+
+
+def test_job_that_fits_nowhere_is_named(config):
+    sites = [site("qingyang", gpus=100), site("shantou", gpus=10)]
+    jobs = [
+        job("fine", 4.0, 2, 0, 4),
+        job("too-big-for-shantou", 50.0, 20, 0, 4, sites=("shantou",)),
+        job("no-block", 6.0, 3, 0, 4, sites=("shantou",), preemptible=False),
+    ]
+    caps_free = make_problem(sites, np.zeros((2, 4)), jobs)
+    squeezed = replace(caps_free, sites=(sites[0], site("shantou", gpus=2)))
+    with pytest.raises(PlanningError) as error:
+        check_feasible(squeezed)
+    text = str(error.value)
+    assert "too-big-for-shantou: needs 50 GPU-h at shantou; at most 8 fit" in text
+    assert "no-block: needs 6 GPU-h in one contiguous run at one site at shantou" in text
+    assert "fine" not in text
+    with pytest.raises(PlanningError):
+        plan_day(squeezed, config, ["optimizer"])
+
+
+def test_validator_names_each_broken_rule(two_sites):
+    problem = make_problem(two_sites, np.zeros((2, 4)), [job("j", 2.0, 1, 1, 3, sites=("near",))])
+    good = get_policy("fifo").plan(problem)
+    assert validate_plan(problem, good) == []
+    bad_plan = pd.DataFrame(
+        {
+            "job_id": ["j", "j"],
+            "site": ["far", "near"],
+            "time": [START, START + pd.Timedelta(hours=1)],
+            "gpus": [1, 5],
+        }
+    )
+    rules = {v.rule for v in validate_plan(problem, replace(good, plan=bad_plan))}
+    assert {"window", "allowed_sites", "max_gpus", "work"} <= rules

@@ -1,0 +1,67 @@
+"""Properties on random small feasible instances (hypothesis, real OR-Tools)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scheduler_testkit import START, job, make_problem, plan_all, site
+
+from scheduler.policies.optimizer import lp_bound
+from scheduler.problem import IMPORT_CAPACITY_LIMIT, LoadCap
+
+N_SLOTS = 6
+REL = 1e-4  # the price tie-break may trade away up to ~1e-5 of CO2 per GPU-slot
+
+
+@st.composite
+def instances(draw):
+    sites = [
+        site("a", gpus=draw(st.integers(6, 20)), carbon=draw(st.sampled_from([300.0, 600.0]))),
+        site("b", gpus=draw(st.integers(6, 20)), carbon=draw(st.sampled_from([450.0, 700.0])),
+             base_load_mw=0.001),
+    ]  # fmt: skip
+    green = np.array(draw(st.lists(st.floats(0, 0.02), min_size=2 * N_SLOTS, max_size=2 * N_SLOTS)))
+    jobs = []
+    for i in range(draw(st.integers(1, 5))):
+        first = draw(st.integers(0, N_SLOTS - 2))
+        end = draw(st.integers(first + 1, N_SLOTS))
+        max_gpus = draw(st.integers(1, 5))
+        units = draw(st.integers(1, max_gpus * (end - first)))
+        allowed = draw(st.sampled_from([(), ("a",), ("b",)]))
+        jobs.append(job(f"j{i}", float(units), max_gpus, first, end, sites=allowed))
+    return make_problem(sites, green.reshape(2, N_SLOTS), jobs)
+
+
+def _optimum(problem) -> float:
+    return plan_all(problem, names=("optimizer",), relative_gap=0.0)["optimizer"].objective_kg
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances())
+def test_optimizer_is_never_worse_than_the_heuristics_nor_better_than_the_bound(problem):
+    results = plan_all(problem, relative_gap=0.0)
+    best = results["optimizer"].objective_kg
+    for rival in ("fifo", "greedy"):
+        assert best <= results[rival].objective_kg * (1 + REL) + 1e-9
+    assert best >= lp_bound(problem).co2_kg * (1 - 1e-9) - 1e-9
+    assert results["optimizer"].best_bound_kg == pytest.approx(lp_bound(problem).co2_kg)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(), st.integers(0, N_SLOTS - 1), st.floats(0.0, 0.01))
+def test_a_cap_never_lowers_the_optimum(problem, slot, value_mw):
+    start = START + np.timedelta64(slot, "h")
+    cap = LoadCap("a", start, start + np.timedelta64(2, "h"), IMPORT_CAPACITY_LIMIT, value_mw)
+    capped = replace(problem, caps=(cap,))
+    assert _optimum(capped) >= _optimum(problem) * (1 - REL) - 1e-9
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(), st.floats(0.0, 0.01))
+def test_more_green_never_raises_the_optimum(problem, extra_mw):
+    greener = problem.supply.assign(green_mw=problem.supply["green_mw"] + extra_mw)
+    assert _optimum(replace(problem, supply=greener)) <= _optimum(problem) * (1 + REL) + 1e-9
