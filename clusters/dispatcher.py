@@ -557,6 +557,7 @@ class Dispatcher:
                 "capacity_gpus",
             ],
         )
+        walked["time"] = pd.to_datetime(walked["time"], utc=True)
         planned = (
             self.original_plan.groupby(["time", "site"], as_index=False)["gpus"]
             .sum()
@@ -585,7 +586,9 @@ class Dispatcher:
                     "cap_violation_mw": limits.violation_mw(load),
                 }
             )
-        return pd.concat([table, pd.DataFrame(rows, index=table.index)], axis=1)
+        columns = ["planned_load_mw", "load_mw", "green_mw", "green_used_mw", "grid_mw"]
+        columns += ["grid_cap_mw", "load_cap_mw", "cap_violation_mw"]
+        return pd.concat([table, pd.DataFrame(rows, index=table.index, columns=columns)], axis=1)
 
     def _report(self, wall_s: float) -> RunReport:
         site_slots = self._site_slot_table()

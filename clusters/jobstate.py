@@ -89,6 +89,13 @@ def _as_bool(value: object) -> bool:
     return bool(value)
 
 
+def _utc(value: object, what: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        raise ValueError(f"{what} {stamp} has no time zone; jobs tables carry tz-aware UTC times")
+    return stamp.tz_convert("UTC")
+
+
 def parse_jobs(jobs: pd.DataFrame) -> dict[str, JobState]:
     """Job states by id from a jobs table (the jobs contract; ``tokens`` optional)."""
     missing = [c for c in _JOB_COLUMNS if c not in jobs.columns]
@@ -108,8 +115,8 @@ def parse_jobs(jobs: pd.DataFrame) -> dict[str, JobState]:
             job_id=job_id,
             gpu_hours_required=gpu_hours,
             max_gpus=float(row["max_gpus"]),
-            release=pd.Timestamp(row["release"]).tz_convert("UTC"),
-            deadline=pd.Timestamp(row["deadline"]).tz_convert("UTC"),
+            release=_utc(row["release"], f"job {job_id!r} release"),
+            deadline=_utc(row["deadline"], f"job {job_id!r} deadline"),
             sites=tuple(s.strip() for s in sites.split(";") if s.strip()),
             preemptible=_as_bool(row["preemptible"]),
             tokens_per_gpu_hour=tokens / gpu_hours,

@@ -174,3 +174,32 @@ def test_a_task_that_raises_once_succeeds_on_retry(local_ray, tmp_path):
     assert report.statuses == {job_id: "done"}
     assert list(report.chunks["outcome"]) == ["error", "ok"]
     assert list(report.events["kind"]) == ["retry"]
+
+
+def test_compressed_clock_runs_a_day_in_a_minute_at_1440():
+    clock = CompressedClock(speedup=1440)
+    assert clock.real_seconds(pd.Timedelta(hours=24)) == pytest.approx(60)
+    clock.sleep_until(T0)
+    clock.sleep_until(T0 + pd.Timedelta(minutes=2))  # 2 min of plan = 83 ms
+    assert clock.now() >= T0 + pd.Timedelta(minutes=2)
+    assert clock.now() < T0 + pd.Timedelta(minutes=20)
+
+
+def test_an_empty_plan_reports_every_job_late_with_a_reason(local_ray):
+    jobs = pd.DataFrame([job_row("orphan", 100, 100)])
+    empty = pd.DataFrame(columns=["job_id", "site", "time", "gpus"])
+    report = Dispatcher(empty, jobs, sites_table(), 15, InstantClock(), settings=FAST).run()
+    assert report.statuses == {"orphan": "late"}
+    assert "the plan has no work for this job" in report.jobs["reason"].iloc[0]
+
+
+def test_naive_job_times_are_refused():
+    jobs = pd.DataFrame([{**job_row("naive", 1, 1), "release": pd.Timestamp("2026-11-28 16:00")}])
+    with pytest.raises(ValueError, match=r"'naive' release .* has no time zone"):
+        Dispatcher(
+            pd.DataFrame(plan_rows("naive", "shantou", range(1), 1)),
+            jobs,
+            sites_table(),
+            15,
+            InstantClock(),
+        )
