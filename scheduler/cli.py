@@ -247,19 +247,6 @@ def plan(
         )
 
 
-def _parse_daily_cap(text: str):
-    from scheduler.replay import DailyCap
-
-    try:
-        site, hours, value = text.split(":")
-        start, end = (float(h) for h in hours.split("-"))
-        return DailyCap(site=site, start_hour=start, end_hour=end, value_mw=float(value))
-    except ValueError:
-        raise UserError(
-            f"--daily-cap {text!r}: expected SITE:START-END:MW in local hours, e.g. shantou:18-22:5"
-        ) from None
-
-
 @app.command()
 def replay(
     config: ConfigOption = None,
@@ -292,6 +279,7 @@ def replay(
     from scheduler.replay import ReplaySpec, summarize, write_summary
     from scheduler.replay import replay as run_replay
     from scheduler.replay_report import write_replay_report
+    from scheduler.study import parse_daily_cap
 
     _setup_logging(verbose)
     cfg = _load(config)
@@ -307,7 +295,7 @@ def replay(
             )
         spec = ReplaySpec(
             cfg, sources, first, last, names, forecast_error, seed,
-            tuple(_parse_daily_cap(c) for c in daily_cap or []),
+            tuple(parse_daily_cap(c) for c in daily_cap or []),
         )  # fmt: skip
         days = spec.days
     except ValueError as error:
@@ -346,6 +334,41 @@ def replay(
     if share is not None:
         console.print(f"optimizer reaches {share:.0%} of the oracle's gain over fifo")
     console.print(f"wrote {out / 'daily.csv'}, {out / 'summary.json'}, {report}")
+
+
+@app.command()
+def study(
+    path: Annotated[Path, typer.Argument(help="study YAML (see scheduler/study.py)")],
+    config: ConfigOption = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="run scenarios on this Ray cluster; default: local")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="results table (.csv)")] = Path("out/study.csv"),
+    verbose: VerboseOption = False,
+) -> None:
+    """Sweep replay scenarios (forecast error, job mix, daily cap) as Ray tasks; one table."""
+    from scheduler.study import load_study, run_study
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    spec = load_study(path)
+    try:
+        table = run_study(spec, cfg, address=ray_address)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    view = Table(title=f"study {path.name}: {len(table)} rows")
+    columns = ["forecast_error", "deferrable_scale", "daily_cap", "policy", "green_share", "co2_t"]
+    for column in columns:
+        view.add_column(column, justify="left" if column in ("daily_cap", "policy") else "right")
+    for row in table[columns].itertuples(index=False):
+        view.add_row(
+            f"{row.forecast_error:g}", f"{row.deferrable_scale:g}", row.daily_cap or "-",
+            row.policy, f"{row.green_share:.1%}", f"{row.co2_t:,.0f}",
+        )  # fmt: skip
+    console.print(view)
+    console.print(f"wrote {out}")
 
 
 @app.command()
