@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/greensched forecast --out $(OUT)/supply.csv --plot $(OUT)/supply.png
-	$(BIN)/greensched plan --out $(OUT)/plan
+	$(BIN)/greensched nightly --out $(OUT)/nightly --speedup 1440
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -336,6 +336,132 @@ def replay(
     console.print(f"wrote {out / 'daily.csv'}, {out / 'summary.json'}, {report}")
 
 
+def _run_display(title: str, slots: int):
+    """A rich progress bar for a dispatch: slot, tasks per site, green share so far."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"), console=err_console,
+    )  # fmt: skip
+    task = bar.add_task(title, total=slots, detail="")
+
+    def show(progress) -> None:
+        tasks = " ".join(f"{s}:{n}" for s, n in progress.tasks_by_site.items())
+        bar.update(
+            task, completed=progress.index + 1,
+            detail=f"slot {progress.time:%H:%M}Z tasks {tasks} "
+            f"green {progress.green_share_so_far:.1%} "
+            f"jobs {progress.jobs_finished}/{progress.jobs_total}",
+        )  # fmt: skip
+
+    return bar, task, show
+
+
+def _run_summary(report) -> int:
+    """Print planned vs actual and return the exit code: 0 when every job is done or late."""
+    view = Table(title="planned vs actual")
+    view.add_column("measure")
+    view.add_column("planned", justify="right")
+    view.add_column("actual", justify="right")
+    planned, actual = report.totals["planned"], report.totals["actual"]
+    for key in ("gpu_hours", "load_mwh", "green_used_mwh", "grid_mwh", "green_share", "tokens"):
+        fmt = {"green_share": "{:.1%}", "tokens": "{:,.0f}"}.get(key, "{:,.1f}")
+        view.add_row(
+            key,
+            fmt.format(planned.get(key, float("nan"))),
+            fmt.format(actual.get(key, float("nan"))),
+        )
+    console.print(view)
+    counts = report.jobs["status"].value_counts().to_dict()
+    console.print("jobs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    late = report.jobs[report.jobs["status"] != "done"]
+    for row in late.head(10).itertuples():
+        console.print(f"  {row.job_id}: {row.status}: {row.reason}")
+    failed = report.jobs["status"] == "failed"
+    unexplained = (report.jobs["status"] == "late") & (report.jobs["reason"].fillna("") == "")
+    return 1 if failed.any() or unexplained.any() else 0
+
+
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster (HOST:PORT or auto); default: an embedded local Ray"),
+]
+SpeedupOption = Annotated[
+    float,
+    typer.Option(min=1.0, help="clock speed-up: 1 = real time, 1440 = a day in a minute"),
+]
+
+
+@app.command()
+def dispatch(
+    directory: Annotated[Path, typer.Argument(help="plan directory written by `greensched plan`")],
+    config: ConfigOption = None,
+    ray_address: RayAddressOption = None,
+    speedup: SpeedupOption = 1.0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run a plan on Ray (site-labelled resources) and report what actually ran."""
+    from clusters.resources import ClusterError
+    from scheduler.dispatching import dispatch as run_dispatch
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    bar, _, show = _run_display("dispatch", 24 * 60 // cfg.forecast.slot_minutes)
+    try:
+        with bar:
+            report = run_dispatch(
+                directory, cfg, ray_address=ray_address, speedup=speedup, progress=show
+            )
+    except (ClusterError, FileNotFoundError) as error:
+        raise UserError(str(error)) from None
+    console.print(f"wrote {directory}/run_report.json and {directory}/run.csv")
+    raise typer.Exit(_run_summary(report))
+
+
+@app.command()
+def nightly(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    date: Annotated[str | None, typer.Option(help="operating day to run; default tomorrow")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output directory; default out/nightly/DATE")
+    ] = None,
+    ray_address: RayAddressOption = None,
+    speedup: SpeedupOption = 1.0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Forecast, plan and dispatch the next operating day: the command for cron.
+
+    Exit code 0 only when every job ended done or late with a reason; 1 when a job failed;
+    2 for bad input; 75 when another nightly run holds the lock.
+    """
+    from filelock import FileLock, Timeout
+
+    from scheduler.horizon import tomorrow
+
+    cfg = _load(config)
+    day = date or tomorrow(cfg.timezone).isoformat()
+    directory = out or Path("out/nightly") / day
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(directory.parent / ".greensched-nightly.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        err_console.print(f"another nightly run holds {lock.lock_file}; not starting a second one")
+        raise typer.Exit(75) from None
+    try:
+        plan(
+            config=config, weather=weather, date=day, jobs=None, policy="optimizer",
+            compare="fifo,greedy", time_limit=None, seed=None, out=directory, verbose=verbose,
+        )  # fmt: skip
+        dispatch(
+            directory, config=config, ray_address=ray_address, speedup=speedup, verbose=verbose
+        )
+    finally:
+        lock.release()
+
+
 @app.command()
 def study(
     path: Annotated[Path, typer.Argument(help="study YAML (see scheduler/study.py)")],
