@@ -1,0 +1,91 @@
+"""The operator's night: plan, dispatch on a real local Ray, report; re-planning; the lock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from filelock import FileLock
+
+from scheduler.config import DEFAULT_CONFIG_PATH, load_config
+from scheduler.dispatching import make_replanner, read_plan_dir
+
+DAY = "2026-03-02"
+
+
+@pytest.fixture(scope="module")
+def small_config_path(tmp_path_factory) -> Path:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    for cls in data["workload"]["classes"].values():
+        cls["jobs"] = max(1, cls["jobs"] // 10)
+    path = tmp_path_factory.mktemp("config") / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def greensched(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def plan_dir(small_config_path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("plan")
+    result = greensched(
+        "plan", "--config", str(small_config_path), "--date", DAY, "--out", str(out), cwd=out
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_replanner_moves_work_to_the_sites_left(plan_dir, small_config_path):
+    config = load_config(small_config_path)
+    tables = read_plan_dir(plan_dir, config.forecast.slot_minutes)
+    replan = make_replanner(config, tables)
+    jobs = tables.jobs.set_index("job_id")
+    remaining = {job: float(row.gpu_hours) / 2 for job, row in jobs.iterrows()}
+    noon = tables.horizon.start + pd.Timedelta(hours=12)
+    plan = replan(remaining, noon, {"qingyang": 16000.0})
+    assert not plan.empty
+    assert set(plan["site"]) == {"qingyang"}
+    assert (pd.to_datetime(plan["time"], utc=True) >= noon).all()
+    shantou_only = set(jobs.index[jobs["sites"] == "shantou"])
+    assert shantou_only and not (set(plan["job_id"]) & shantou_only)
+    done = plan.groupby("job_id")["gpus"].sum() / 4  # GPU-slots of 15 min -> GPU-hours
+    assert (done <= pd.Series(remaining).reindex(done.index) + 0.25).all()
+
+
+@pytest.mark.slow
+def test_dispatch_runs_the_plan_and_reports(plan_dir, small_config_path):
+    result = greensched("dispatch", str(plan_dir), "--config", str(small_config_path),
+                        "--speedup", "100000", cwd=plan_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((plan_dir / "run_report.json").read_text())
+    planned_gpu_h = pd.read_csv(plan_dir / "plan.csv")["gpus"].sum() / 4
+    assert report["totals"]["actual"]["gpu_hours"] == pytest.approx(planned_gpu_h, rel=1e-6)
+    assert "planned vs actual" in result.stdout
+    run = pd.read_csv(plan_dir / "run.csv")
+    assert {"site", "time"} <= set(run.columns)
+
+
+def test_nightly_refuses_to_overlap(tmp_path, small_config_path):
+    out = tmp_path / "nightly" / DAY
+    out.mkdir(parents=True)
+    with FileLock(str(out.parent / ".greensched-nightly.lock")):
+        result = greensched("nightly", "--config", str(small_config_path), "--date", DAY,
+                            "--out", str(out), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 75
+    assert "another nightly run" in result.stderr
+
+
+def test_dispatch_of_a_non_plan_directory_is_a_clear_error(tmp_path):
+    result = greensched("dispatch", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not a plan directory" in result.stderr
