@@ -1,20 +1,20 @@
-"""``optimizer``: OR-Tools over the whole horizon, as a min-cost flow with exact aggregation.
+"""``optimizer``: OR-Tools over the whole horizon, as a min-cost flow over aggregated jobs.
 
-Objective: grid CO2 (then grid price, then earlier slots, as tie-breaks), with work that fits
-nowhere penalised and reported unfinished. Steps:
+Objective: grid CO2 (then grid price, as a tie-break), with work that fits nowhere penalised
+and reported unfinished. Steps:
 
 1. **Bound**: the relaxed flow (jobs merged by window and sites only, :func:`.flow.group_jobs`)
    gives ``best_bound_kg``; ``gap = (objective - bound) / bound``.
-2. **Non-preemptible jobs** (if any): solve the flow with every job divisible; then place
-   the non-preemptible jobs, largest first, each as one contiguous block at the (site, start)
-   with the cheapest marginal grid CO2 on top of the divisible jobs' load in residual capacity
-   (pushing divisible work out costs the dearest grid GPU-slot); they are then fixed.
+2. **Non-preemptible jobs** (if any): place them, largest first, each as one contiguous block
+   at the (site, start) with the cheapest marginal grid CO2 on top of the preemptible jobs' load
+   in the bound's flow, in residual capacity (pushing preemptible work out costs the dearest
+   grid GPU-slot); they are then fixed.
 3. **Divisible jobs**: the flow with jobs in splittable groups (window, sites and duration
    bucket, see :mod:`.flow`), split back to whole GPUs per job by
    :func:`.disaggregate.disaggregate`. Status ``OPTIMAL`` when the plan's objective meets the
    bound within :data:`OPTIMAL_GAP`, else ``FEASIBLE`` with its gap to the bound. If the gap
    is above ``SolverSettings.relative_gap``, steps 2-4 run again with exact groups (one duration
-   each: no restriction) and the better plan is kept.
+   each: no restriction, a larger network) and the better plan is kept.
 4. **Site moves**: with ``problem.max_site_moves`` set, jobs that move more often are pinned
    to the site where they did most work and step 2-3 run again (at most
    :data:`MAX_PIN_ROUNDS` rounds, after which every multi-site job still free is pinned, which
@@ -23,13 +23,15 @@ nowhere penalised and reported unfinished. Steps:
 
 ``SolverSettings.time_limit_s`` is checked after the fact: a min-cost flow cannot be stopped
 part way, so a run that takes longer is reported in the notes; ``relative_gap`` is compared with
-the achieved gap and reported likewise.
+the achieved gap (see step 3). ``seed`` and ``workers`` are not used: min-cost flow is
+deterministic and single-threaded.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -69,11 +71,19 @@ class OptimizerPolicy:
 
 
 def lp_bound(problem: Problem) -> FlowResult:
-    """The relaxed flow: a lower bound on grid CO2 (plus unplaced penalty) of any valid plan."""
-    jobs = np.arange(problem.n_jobs)
-    groups = group_jobs(problem, jobs, problem.site_mask)
+    """The relaxed flow: a lower bound on grid CO2 (plus unplaced penalty) of any valid plan.
+
+    Its rows keep only the preemptible jobs' flow (the load non-preemptible blocks meet).
+
+    Jobs merge by window, allowed sites and preemptibility with cap ``sum(max_gpus)``.
+    """
+    groups = group_jobs(problem, np.arange(problem.n_jobs), problem.site_mask, by_preemptible=True)
     tiers = site_tiers(problem, np.zeros((len(problem.sites), problem.horizon.n_slots)))
-    return solve_flow(problem, groups, tiers, tie_break=False)
+    flow = solve_flow(problem, groups, tiers, tie_break=False)
+    divisible = np.zeros(groups.n, dtype=bool)
+    divisible[groups.job_group] = problem.preemptible
+    keep = divisible[flow.group]
+    return replace(flow, **{f: getattr(flow, f)[keep] for f in ("group", "site", "slot", "gpus")})
 
 
 def optimize(
@@ -85,10 +95,12 @@ def optimize(
     """Plan ``problem`` (steps in the module docstring) and report status, bound and gap."""
     began = time.perf_counter()
     bound = lp_bound(problem)
-    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO)
+    divisible_load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    np.add.at(divisible_load, (bound.site, bound.slot), bound.gpus)
+    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, divisible_load)
     if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
         log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
-        exact, exact_pinned = _plan_with_moves(problem, EXACT)
+        exact, exact_pinned = _plan_with_moves(problem, EXACT, divisible_load)
         if objective_kg(problem, exact) < objective_kg(problem, arrays):
             arrays, pinned = exact, exact_pinned
     notes: list[str] = []
@@ -124,12 +136,14 @@ def optimize(
     )
 
 
-def _plan_with_moves(problem: Problem, duration_ratio: float) -> tuple[PlanArrays, np.ndarray]:
+def _plan_with_moves(
+    problem: Problem, duration_ratio: float, divisible_load: np.ndarray
+) -> tuple[PlanArrays, np.ndarray]:
     """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned."""
     site_mask = problem.site_mask.copy()
     pinned = np.zeros(problem.n_jobs, dtype=bool)
     for round_ in range(MAX_PIN_ROUNDS + 1):
-        arrays = _plan_once(problem, site_mask, duration_ratio)
+        arrays = _plan_once(problem, site_mask, duration_ratio, divisible_load)
         if problem.max_site_moves is None:
             break
         moves = site_moves(arrays.job, arrays.site, arrays.slot, problem.n_jobs)
@@ -155,27 +169,12 @@ def _gap(objective: float, bound: float) -> float:
     return 0.0 if objective <= 1e-9 else float("inf")
 
 
-def _plan_once(problem: Problem, site_mask: np.ndarray, duration_ratio: float) -> PlanArrays:
-    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
-    fixed = np.zeros((n_sites, n_slots), dtype=np.int64)
-    parts: list[PlanArrays] = []
-    if not problem.preemptible.all():
-        everyone = group_jobs(
-            problem,
-            np.arange(problem.n_jobs),
-            site_mask,
-            DURATION_BUCKET_RATIO,
-            by_preemptible=True,
-        )
-        relaxed = solve_flow(problem, everyone, site_tiers(problem, fixed), tie_break=True)
-        divisible_group = np.zeros(everyone.n, dtype=bool)
-        divisible_group[everyone.job_group] = problem.preemptible
-        rows = divisible_group[relaxed.group]
-        divisible_load = np.zeros((n_sites, n_slots), dtype=np.int64)
-        np.add.at(divisible_load, (relaxed.site[rows], relaxed.slot[rows]), relaxed.gpus[rows])
-        parts.append(_place_blocks(problem, site_mask, divisible_load, fixed))
-    parts.append(_plan_divisible(problem, site_mask, fixed, duration_ratio))
-    return PlanArrays.concat(parts)
+def _plan_once(
+    problem: Problem, site_mask: np.ndarray, duration_ratio: float, divisible_load: np.ndarray
+) -> PlanArrays:
+    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    blocks = _place_blocks(problem, site_mask, divisible_load, fixed)
+    return PlanArrays.concat([blocks, _plan_divisible(problem, site_mask, fixed, duration_ratio)])
 
 
 def _plan_divisible(
