@@ -317,7 +317,7 @@ def replay(
         result = run_replay(spec, out, resume=resume, progress=show)
     summary = summarize(result)
     write_summary(summary, out / "summary.json")
-    report = write_replay_report(out, result.daily, summary)
+    report = write_replay_report(out, result.daily, summary, cfg.timezone)
 
     view = Table(title=f"replay {days[0]} to {days[-1]} ({len(days)} days), settled on actuals")
     for column in ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",

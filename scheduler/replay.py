@@ -6,9 +6,9 @@ policy (the oracle on the actual supply), settles every plan against the actual 
 hold; see :mod:`scheduler.settle`) and carries work left unfinished into the next day for that
 policy, so no policy wins by dropping work. Same seed, same numbers.
 
-Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``carry-<policy>.csv`` (work
-carried into the next day; lets ``resume`` continue), and ``summary.json`` via
-:func:`summarize`.
+Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``site_load.csv`` (settled
+load, green supply and grid draw per policy, site and slot), ``carry-<policy>.csv`` (work carried
+into the next day; lets ``resume`` continue), and ``summary.json`` via :func:`summarize`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from scheduler.config import Config
 from scheduler.forecasting import forecast_error_of, load_site_weather
 from scheduler.horizon import Horizon, operating_day
 from scheduler.jobs import generate_jobs, work_units
-from scheduler.metrics import plan_metrics
+from scheduler.metrics import plan_metrics, site_load
 from scheduler.policies import get_policy
 from scheduler.problem import LoadCap, Problem
 from scheduler.settle import settle
@@ -37,6 +37,7 @@ __all__ = ["DailyCap", "ReplaySpec", "replay", "summarize"]
 
 log = logging.getLogger(__name__)
 
+SITE_LOAD_KEEP = ["policy", "time", "site", "load_mw", "green_mw", "grid_mw"]
 DAILY_COLUMNS = [
     "day", "policy", "green_share", "grid_mwh", "co2_t", "green_unused_mwh", "late_jobs",
     "energy_used_mwh", "green_used_mwh", "gpu_hours_submitted", "gpu_hours_served",
@@ -175,6 +176,8 @@ def replay(
     rows = daily.to_dict("records") if daily is not None else []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            (out_dir / "site_load.csv").unlink(missing_ok=True)
 
     started = time.perf_counter()
     whole = operating_day(days[0], tz, slot, days=len(days))
@@ -197,6 +200,7 @@ def replay(
         new_jobs = _day_jobs(spec, day, horizon, index)
         caps = tuple(cap.on(horizon, tz) for cap in spec.daily_caps)
         next_day = operating_day(pd.Timestamp(day) + pd.Timedelta(days=1), tz, slot)
+        loads: list[pd.DataFrame] = []
 
         for name, policy in policies.items():
             jobs = (
@@ -218,6 +222,8 @@ def replay(
             timings["settle"] += time.perf_counter() - started
             remaining = result.unfinished_gpu_hours.add(settled.cut_gpu_hours, fill_value=0.0)
             carry[name] = _carry_over(jobs, remaining, next_day)
+            load = site_load(settled.plan, actual, sites, horizon, caps)
+            loads.append(load.assign(policy=name)[SITE_LOAD_KEEP])
             rows.append(
                 {
                     "day": day,
@@ -240,6 +246,11 @@ def replay(
             )
         daily = pd.DataFrame(rows, columns=DAILY_COLUMNS)
         if out_dir is not None:
+            load_path = out_dir / "site_load.csv"  # before daily.csv: a resumed day rewrites it
+            pd.concat(loads).to_csv(
+                load_path, mode="a", header=not load_path.exists(), index=False,
+                date_format="%Y-%m-%dT%H:%M:%SZ",
+            )  # fmt: skip
             daily.to_csv(out_dir / "daily.csv", index=False)
             for name, frame in carry.items():
                 frame.to_csv(out_dir / f"carry-{name}.csv", index=False)

@@ -44,9 +44,59 @@ def _daily_gain(daily: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def write_replay_report(out_dir: Path, daily: pd.DataFrame, summary: dict) -> Path:
-    """Write ``report.md`` with the summary table and two charts beside it; return its path."""
+def typical_week(daily: pd.DataFrame, policy: str = "optimizer") -> list[str]:
+    """The 7 consecutive days whose mean green share under ``policy`` is nearest the median day.
+
+    All days when there are fewer than 7.
+    """
+    share = daily[daily["policy"] == policy].set_index("day")["green_share"].sort_index()
+    if len(share) <= 7:
+        return share.index.tolist()
+    weekly = share.rolling(7).mean().dropna()
+    end = (weekly - share.median()).abs().idxmin()
+    position = share.index.get_loc(end)
+    return share.index[position - 6 : position + 1].tolist()
+
+
+def _week_of_load(site_load: pd.DataFrame, days: list[str], path: Path, timezone: str) -> None:
+    load = site_load.drop_duplicates(["policy", "time", "site"], keep="last")
+    local = pd.to_datetime(load["time"], utc=True).dt.tz_convert(timezone)
+    week = load[local.dt.strftime("%Y-%m-%d").isin(days)].assign(local=local.dt.tz_localize(None))
+    sites = list(dict.fromkeys(week["site"]))
+    fig, axes = plt.subplots(
+        len(sites), 1, figsize=(11, 3.2 * len(sites)), sharex=True, squeeze=False
+    )
+    for ax, site in zip(axes[:, 0], sites, strict=True):
+        part = week[week["site"] == site]
+        any_policy = part.drop_duplicates("time")
+        ax.fill_between(any_policy["local"], 0, any_policy["green_mw"], step="post",
+                        color="#2a9d8f", alpha=0.3, label="green supply (actual)")  # fmt: skip
+        for policy, style in (("fifo", ":"), ("optimizer", "-")):
+            rows = part[part["policy"] == policy]
+            if not rows.empty:
+                ax.step(rows["local"], rows["load_mw"], where="post", ls=style, color="black",
+                        lw=0.9, label=f"load, {policy}")  # fmt: skip
+        ax.set_ylabel("MW")
+        ax.set_title(site, loc="left")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize="small")
+    axes[-1, 0].set_xlabel(f"local time ({timezone})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_replay_report(
+    out_dir: Path, daily: pd.DataFrame, summary: dict, timezone: str = "UTC"
+) -> Path:
+    """Write ``report.md`` with the summary table and charts beside it; return its path."""
     charts = []
+    load_path = out_dir / "site_load.csv"
+    if load_path.exists() and "optimizer" in set(daily["policy"]):
+        week = typical_week(daily)
+        _week_of_load(pd.read_csv(load_path), week, out_dir / "typical_week.png", timezone)
+        charts.append((f"A typical week: supply vs load per site ({week[0]} to {week[-1]})",
+                       "typical_week.png"))  # fmt: skip
     if "fifo" in set(daily["policy"]):
         _daily_gain(daily, out_dir / "daily_gain.png")
         charts.append(("Distribution of the daily gain over fifo", "daily_gain.png"))
