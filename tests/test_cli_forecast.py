@@ -25,7 +25,13 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_forecast_writes_table_and_chart_for_both_sites(tmp_path):
     result = run(
-        "forecast", "--start", "2026-11-29", "--out", "supply.csv", "--plot", "supply.png",
+        "forecast",
+        "--start",
+        "2026-11-29",
+        "--out",
+        "supply.csv",
+        "--plot",
+        "supply.png",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -46,8 +52,19 @@ def test_forecast_on_an_epw_file_it_has_never_seen(tmp_path):
     copy = tmp_path / "station.epw"
     copy.write_bytes(SHANGHAI_EPW.read_bytes())
     result = run(
-        "forecast", "--weather", f"shantou={copy}", "--start", "2026-07-01", "--days", "3",
-        "--slot-minutes", "60", "--actual", "--out", "epw.parquet", cwd=tmp_path,
+        "forecast",
+        "--weather",
+        f"shantou={copy}",
+        "--start",
+        "2026-07-01",
+        "--days",
+        "3",
+        "--slot-minutes",
+        "60",
+        "--actual",
+        "--out",
+        "epw.parquet",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(tmp_path / "epw.parquet")
