@@ -11,13 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from forecasts.plot import local_times, site_panels
 from scheduler.config import Config
 from scheduler.metrics import PlanMetrics, plan_metrics, site_load
 from scheduler.policies import PlanResult, get_policy
@@ -151,27 +148,17 @@ def summary_of(day: DayPlan) -> dict:
 
 
 def _plot(day: DayPlan, load: pd.DataFrame, path: Path, timezone: str) -> None:
-    sites = [s.name for s in day.problem.sites]
-    fig, axes = plt.subplots(
-        len(sites), 1, figsize=(11, 3.2 * len(sites)), sharex=True, squeeze=False
-    )
-    for ax, site in zip(axes[:, 0], sites, strict=True):
+    def draw(ax, site: str) -> None:
         part = load[load["site"] == site]
-        local = pd.DatetimeIndex(part["time"]).tz_convert(timezone).tz_localize(None)
+        local = local_times(part["time"], timezone)
         ax.step(local, part["green_mw"], where="post", color="#2a9d8f", label="green supply")
         ax.step(local, part["load_mw"], where="post", color="black", label=f"load ({day.primary})")
         ax.fill_between(local, part["green_used_mw"], part["load_mw"], step="post",
                         color="#e76f51", alpha=0.4, label="grid draw")  # fmt: skip
         ax.step(local, part["cap_mw"] + part["green_mw"], where="post", color="grey", ls=":",
                 lw=0.8, label="grid limit + green")  # fmt: skip
-        ax.set_ylabel("MW")
-        ax.set_title(site, loc="left")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize="small")
-    axes[-1, 0].set_xlabel(f"local time ({timezone})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+    site_panels([s.name for s in day.problem.sites], path, draw, timezone)
 
 
 def write_plan_dir(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+
+from forecasts.plot import local_times, site_panels  # also selects the Agg backend
 
 __all__ = ["write_replay_report"]
 
@@ -60,30 +59,22 @@ def typical_week(daily: pd.DataFrame, policy: str = "optimizer") -> list[str]:
 
 def _week_of_load(site_load: pd.DataFrame, days: list[str], path: Path, timezone: str) -> None:
     load = site_load.drop_duplicates(["policy", "time", "site"], keep="last")
-    local = pd.to_datetime(load["time"], utc=True).dt.tz_convert(timezone)
-    week = load[local.dt.strftime("%Y-%m-%d").isin(days)].assign(local=local.dt.tz_localize(None))
-    sites = list(dict.fromkeys(week["site"]))
-    fig, axes = plt.subplots(
-        len(sites), 1, figsize=(11, 3.2 * len(sites)), sharex=True, squeeze=False
-    )
-    for ax, site in zip(axes[:, 0], sites, strict=True):
+    local = local_times(load["time"], timezone)
+    in_week = local.strftime("%Y-%m-%d").isin(days)
+    week = load[in_week].assign(local=local[in_week])
+
+    def draw(ax, site: str) -> None:
         part = week[week["site"] == site]
-        any_policy = part.drop_duplicates("time")
-        ax.fill_between(any_policy["local"], 0, any_policy["green_mw"], step="post",
+        supply = part.drop_duplicates("time")
+        ax.fill_between(supply["local"], 0, supply["green_mw"], step="post",
                         color="#2a9d8f", alpha=0.3, label="green supply (actual)")  # fmt: skip
         for policy, style in (("fifo", ":"), ("optimizer", "-")):
             rows = part[part["policy"] == policy]
             if not rows.empty:
                 ax.step(rows["local"], rows["load_mw"], where="post", ls=style, color="black",
                         lw=0.9, label=f"load, {policy}")  # fmt: skip
-        ax.set_ylabel("MW")
-        ax.set_title(site, loc="left")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize="small")
-    axes[-1, 0].set_xlabel(f"local time ({timezone})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+    site_panels(list(dict.fromkeys(week["site"])), path, draw, timezone)
 
 
 def write_replay_report(
