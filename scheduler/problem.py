@@ -135,33 +135,39 @@ def supply_matrix(
             f"supply table lacks column(s) {', '.join(missing)}; "
             f"it needs {', '.join(SUPPLY_COLUMNS)}"
         )
-    times = horizon.times
-    frame = supply.loc[supply["site"].isin(site_names), ["time", "site", column]].copy()
-    frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    frame = frame[(frame["time"] >= horizon.start) & (frame["time"] < horizon.end)]
-    duplicated = frame.duplicated(["time", "site"])
-    if duplicated.any():
-        row = frame[duplicated].iloc[0]
-        raise ProblemError(f"supply has more than one row for site {row['site']} at {row['time']}")
-    wide = frame.pivot(index="time", columns="site", values=column)
-    out = np.empty((len(site_names), len(times)))
+    frame = supply.loc[supply["site"].isin(site_names), ["time", "site", column]]
+    offset = (pd.to_datetime(frame["time"], utc=True) - horizon.start) / pd.Timedelta(
+        minutes=horizon.slot_minutes
+    )
+    offset = offset.to_numpy(dtype=float)
+    on_grid = (offset >= 0) & (offset < horizon.n_slots) & (offset == np.floor(offset))
+    slot = offset[on_grid].astype(np.int64)
+    site = pd.Categorical(frame["site"].to_numpy()[on_grid], categories=list(site_names)).codes
+    values = frame[column].to_numpy(dtype=float)[on_grid]
+    count = np.zeros((len(site_names), horizon.n_slots), dtype=np.int64)
+    np.add.at(count, (site, slot), 1)
+    if (count > 1).any():
+        s, t = np.argwhere(count > 1)[0]
+        raise ProblemError(
+            f"supply has more than one row for site {site_names[s]} at {horizon.times[t]}"
+        )
+    out = np.full((len(site_names), horizon.n_slots), np.nan)
+    out[site, slot] = values
     for s, name in enumerate(site_names):
-        if name not in wide.columns:
+        if not count[s].any():
             raise ProblemError(
                 f"supply has no rows for site {name!r} in the horizon {horizon.start} to "
                 f"{horizon.end}; sites in supply: "
                 f"{', '.join(sorted(map(str, supply['site'].unique())))}"
             )
-        values = wide[name].reindex(times).to_numpy(dtype=float)
-        if np.isnan(values).any():
-            gaps = times[np.isnan(values)]
+        gaps = horizon.times[(count[s] == 0) | np.isnan(out[s])]
+        if len(gaps):
             raise ProblemError(
-                f"supply for site {name!r} lacks {len(gaps)} of {len(times)} slots of "
+                f"supply for site {name!r} lacks {len(gaps)} of {horizon.n_slots} slots of "
                 f"{horizon.slot_minutes} min (first {gaps[0]}); slot starts must match the horizon"
             )
-        if (values < 0).any():
+        if (out[s] < 0).any():
             raise ProblemError(f"supply {column} for site {name!r} has negative values")
-        out[s] = values
     return out
 
 
