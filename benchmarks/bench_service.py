@@ -189,7 +189,6 @@ def main() -> None:
     for jobs in JOB_COUNTS:
         with tempfile.TemporaryDirectory(prefix="greensched-bench-") as directory:
             rows.append(run(jobs, Path(directory)))
-            console.print(rows[-1])
     table = Table(title="load-cap service on 127.0.0.1 (server process + client process)")
     columns = {
         "jobs": "{:,}",

@@ -96,7 +96,9 @@ class Dispatcher:
     ``sites`` is a sites table (``site, gpus, kw_per_gpu, pue, base_load_mw,
     grid_import_limit_mw``) or objects with those attributes. ``actual_supply``
     (``time, site, green_mw``) is what the run settles against; pass the forecast when no
-    actuals exist; a site-slot it lacks counts as 0 MW green. ``caps`` is the load-caps table.
+    actuals exist; a site-slot it lacks counts as 0 MW green. ``planned_supply`` is the supply
+    the plan was made on (the forecast), for the planned side of the report (default: the
+    actual supply). ``caps`` is the load-caps table.
     ``slot_timeout_s`` bounds the wait for a slot's tasks [s] (default: the slot's length on
     ``clock``, at least :data:`MIN_SLOT_TIMEOUT_S`). ``work`` is what each task runs.
     """
@@ -110,6 +112,7 @@ class Dispatcher:
         clock: Clock,
         actual_supply: pd.DataFrame | None = None,
         caps: pd.DataFrame | None = None,
+        planned_supply: pd.DataFrame | None = None,
         replan: Replan | None = None,
         max_retries: int = 2,
         settings: TaskSettings | None = None,
@@ -131,6 +134,9 @@ class Dispatcher:
         self.clock = clock
         self.caps = check_caps(caps, self.sites)
         self.green = self._green_lookup(actual_supply)
+        self.planned_green = (
+            self._green_lookup(planned_supply) if planned_supply is not None else self.green
+        )
         self.replan = replan
         self.max_retries = max_retries
         self.settings = settings if settings is not None else TaskSettings()
@@ -310,7 +316,7 @@ class Dispatcher:
         allowed_gpus: int,
         limits: SlotLimits,
     ) -> None:
-        """Cut preemptible chunks at ``site`` (largest slack first) until it fits."""
+        """Cut chunks at ``site`` until it fits: preemptible first, then non-preemptible."""
         here = [k for k in chunks if k[1] == site and chunks[k] > 0]
         excess = sum(chunks[k] for k in here) - allowed_gpus
         if excess <= 1e-9:
@@ -320,26 +326,28 @@ class Dispatcher:
             f"{self._capacity_gpus[site]:g} GPUs, grid cap {limits.grid_cap_mw:g} MW, "
             f"load cap {limits.load_cap_mw:g} MW, green {limits.green_mw:.3f} MW)"
         )
-        preemptible = [k for k in here if self.jobs[k[0]].preemptible]
-        for key in sorted(preemptible, key=lambda k: -self.jobs[k[0]].slack_h(t)):
+        # preemptible work first, largest slack first; then non-preemptible work, because a cap
+        # is hard: an interrupted non-preemptible job resumes later and says so in its reason
+        order = sorted(
+            here, key=lambda k: (not self.jobs[k[0]].preemptible, -self.jobs[k[0]].slack_h(t))
+        )
+        for key in order:
             cut = min(chunks[key], excess)
             chunks[key] -= cut
             excess -= cut
-            self.jobs[key[0]].backlog_gpu_hours += cut * self.slot_minutes / 60.0
-            self._event(
-                t, "deferred", f"{cut:g} GPUs deferred: {why}", site=site, job_id=key[0], gpus=cut
-            )
+            job = self.jobs[key[0]]
+            job.backlog_gpu_hours += cut * self.slot_minutes / 60.0
+            if job.preemptible:
+                self._event(t, "deferred", f"{cut:g} GPUs deferred: {why}", site=site,
+                            job_id=key[0], gpus=cut)  # fmt: skip
+            else:
+                job.notes.append(
+                    f"non-preemptible run interrupted at {t.isoformat()} to keep a cap"
+                )
+                self._event(t, "stopped", f"{cut:g} GPUs of non-preemptible work stopped: {why}",
+                            site=site, job_id=key[0], gpus=cut)  # fmt: skip
             if excess <= 1e-9:
                 return
-        load_mw = self.sites[site].load_mw(allowed_gpus + excess)
-        self._event(
-            t,
-            "over_limit",
-            f"non-preemptible work needs {excess:g} GPUs more than {why}; it runs, "
-            f"breaching by {limits.violation_mw(load_mw):.3f} MW",
-            site=site,
-            gpus=excess,
-        )
 
     def _resume(
         self, t: pd.Timestamp, chunks: dict[tuple[str, str], float], allowed: dict[str, int]
@@ -577,6 +585,7 @@ class Dispatcher:
             rows.append(
                 {
                     "planned_load_mw": params.load_mw(planned_gpus),
+                    "planned_green_mw": float(self.planned_green.get((t, site), 0.0)),
                     "load_mw": load,
                     "green_mw": limits.green_mw,
                     "green_used_mw": green_used,
@@ -586,7 +595,8 @@ class Dispatcher:
                     "cap_violation_mw": limits.violation_mw(load),
                 }
             )
-        columns = ["planned_load_mw", "load_mw", "green_mw", "green_used_mw", "grid_mw"]
+        columns = ["planned_load_mw", "planned_green_mw", "load_mw", "green_mw", "green_used_mw"]
+        columns += ["grid_mw"]
         columns += ["grid_cap_mw", "load_cap_mw", "cap_violation_mw"]
         return pd.concat([table, pd.DataFrame(rows, index=table.index, columns=columns)], axis=1)
 

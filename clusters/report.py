@@ -48,12 +48,15 @@ class RunReport:
 def energy_totals(site_slots: pd.DataFrame, slot_minutes: float, prefix: str) -> dict[str, float]:
     """Load, green-used and grid energy [MWh] and green share [-] of one side of a run.
 
-    ``prefix`` is ``"planned_"`` or ``""`` (actual): the load column read is ``{prefix}load_mw``
-    and green used is ``min(load, green)`` slot by slot.
+    ``prefix`` is ``"planned_"`` or ``""`` (actual): the columns read are ``{prefix}load_mw`` and
+    ``{prefix}green_mw`` (``green_mw`` when absent), green used is ``min(load, green)`` slot by
+    slot. The planned side uses the supply the plan was made on (the forecast), the actual side
+    the supply the run settled on.
     """
     slot_h = slot_minutes / 60.0
     load = site_slots[f"{prefix}load_mw"]
-    green_used = load.clip(upper=site_slots["green_mw"])
+    green = site_slots.get(f"{prefix}green_mw", site_slots["green_mw"])
+    green_used = load.clip(upper=green)
     load_mwh = float(load.sum() * slot_h)
     green_mwh = float(green_used.sum() * slot_h)
     return {

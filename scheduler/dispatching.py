@@ -39,6 +39,7 @@ class PlanDir:
     jobs: pd.DataFrame
     sites: pd.DataFrame
     supply: pd.DataFrame  # what the run settles on: actuals when present, else the forecast
+    forecast: pd.DataFrame  # what the plan was made on
     caps: pd.DataFrame
     horizon: Horizon
     supply_basis: str
@@ -65,7 +66,8 @@ def read_plan_dir(directory: Path, slot_minutes: int) -> PlanDir:
     plan = _times(pd.read_csv(directory / "plan.csv", dtype={"job_id": str}), "time")
     actual = directory / "supply_actual.csv"
     basis = "actual" if actual.exists() else "forecast"
-    supply = _times(pd.read_csv(actual if actual.exists() else directory / "supply.csv"), "time")
+    forecast = _times(pd.read_csv(directory / "supply.csv"), "time")
+    supply = _times(pd.read_csv(actual), "time") if actual.exists() else forecast
     caps_path = directory / "caps.csv"
     caps = _times(pd.read_csv(caps_path), "start", "end") if caps_path.exists() else None
     times = pd.DatetimeIndex(supply["time"].unique()).sort_values()
@@ -75,6 +77,7 @@ def read_plan_dir(directory: Path, slot_minutes: int) -> PlanDir:
         jobs=read_jobs(directory / "jobs.csv"),
         sites=pd.read_csv(directory / "sites.csv"),
         supply=supply,
+        forecast=forecast,
         caps=caps
         if caps is not None
         else pd.DataFrame(columns=["site", "start", "end", "type", "value_mw"]),
@@ -169,7 +172,7 @@ def dispatch(
             clock = RealClock() if speedup == 1.0 else CompressedClock(speedup)
         report = Dispatcher(
             plan_dir.plan, plan_dir.jobs, plan_dir.sites, config.forecast.slot_minutes, clock,
-            actual_supply=plan_dir.supply, caps=plan_dir.caps,
+            actual_supply=plan_dir.supply, caps=plan_dir.caps, planned_supply=plan_dir.forecast,
             replan=make_replanner(config, plan_dir),
             settings=TaskSettings(gpus_per_unit=gpus_per_unit), progress=progress,
         ).run()  # fmt: skip

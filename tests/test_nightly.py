@@ -70,9 +70,14 @@ def test_dispatch_runs_the_plan_and_reports(plan_dir, small_config_path):
     report = json.loads((plan_dir / "run_report.json").read_text())
     planned_gpu_h = pd.read_csv(plan_dir / "plan.csv")["gpus"].sum() / 4
     assert report["totals"]["actual"]["gpu_hours"] == pytest.approx(planned_gpu_h, rel=1e-6)
+    # the planned side is what the plan expected: green from the forecast it was made on
+    run = pd.read_csv(plan_dir / "run.csv", parse_dates=["time"])
+    forecast = pd.read_csv(plan_dir / "supply.csv", parse_dates=["time"])
+    joined = run.merge(forecast[["time", "site", "green_mw"]], on=["time", "site"],
+                       suffixes=("", "_forecast"))  # fmt: skip
+    assert len(joined) == len(run)
+    assert joined["planned_green_mw"].to_numpy() == pytest.approx(joined["green_mw_forecast"])
     assert "planned vs actual" in result.stdout
-    run = pd.read_csv(plan_dir / "run.csv")
-    assert {"site", "time"} <= set(run.columns)
 
 
 def test_nightly_refuses_to_overlap(tmp_path, small_config_path):

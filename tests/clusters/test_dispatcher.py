@@ -127,7 +127,7 @@ def test_short_supply_under_a_cap_defers_preemptible_work_and_never_breaks_the_c
     assert flex_slots.max() > slot(1)  # carried past the plan's last slot
 
 
-def test_non_preemptible_work_over_a_cap_runs_and_is_reported(local_ray):
+def test_non_preemptible_work_over_a_cap_is_stopped_and_reported(local_ray):
     jobs = pd.DataFrame([job_row("fixed", 1000, 4000, preemptible=False)])
     plan = pd.DataFrame(plan_rows("fixed", "shantou", range(1), 4000))
     caps = pd.DataFrame(
@@ -136,10 +136,12 @@ def test_non_preemptible_work_over_a_cap_runs_and_is_reported(local_ray):
     report = Dispatcher(
         plan, jobs, sites_table(), 15, InstantClock(), caps=caps, settings=FAST
     ).run()
-    assert report.statuses == {"fixed": "done"}
-    assert report.totals["actual"]["cap_violations"] == 1
-    over = report.events[report.events["kind"] == "over_limit"]
-    assert len(over) == 1 and "breaching by" in over["detail"].iloc[0]
+    assert report.totals["actual"]["cap_violations"] == 0  # a cap is hard
+    stopped = report.events[report.events["kind"] == "stopped"]
+    assert len(stopped) == 1 and "non-preemptible" in stopped["detail"].iloc[0]
+    job = report.jobs.set_index("job_id").loc["fixed"]
+    assert job["gpu_hours_done"] == pytest.approx(1000)  # the stopped work ran later
+    assert "interrupted" in job["reason"]
 
 
 def test_a_task_that_raises_is_retried_then_its_job_fails(local_ray):

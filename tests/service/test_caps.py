@@ -34,6 +34,24 @@ def test_health_reflection_and_forecast(client: CapClient, server: Running) -> N
     assert len(plan.slots) == 2 * HORIZON.n_slots
 
 
+def test_reflection_lists_and_describes_the_service(server: Running) -> None:
+    """What grpcurl does first: list services, then fetch the method descriptors."""
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = set(database.get_services())
+        assert {"greensched.v1.LoadCapService", "grpc.health.v1.Health"} <= services
+        pool = DescriptorPool(database)
+        service = pool.FindServiceByName("greensched.v1.LoadCapService")
+        methods = {m.name for m in service.methods}
+    assert {"SubmitLoadCap", "CancelLoadCap", "ListLoadCaps", "GetPlan", "WatchPlan",
+            "GetForecast"} <= methods  # fmt: skip
+
+
 def test_submit_list_cancel(client: CapClient, server: Running) -> None:
     reply = client.submit("dr-1", ["shantou"], [cap_interval(local("18:00"), 7200, 5.0)])
     assert reply.accepted and reply.opt == pb.OPT_IN and not reply.replayed
