@@ -215,10 +215,9 @@ def plan_metrics(
 
 
 def _slot_index(times: pd.Series, horizon: Horizon) -> np.ndarray:
-    offset = pd.to_datetime(times, utc=True) - horizon.start
-    slot = pd.Timedelta(minutes=horizon.slot_minutes)
-    index = (offset / slot).to_numpy(dtype=float)
-    whole = np.floor(index)
-    if (index != whole).any():
+    time_ns = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).as_unit("ns").asi8
+    slot_ns = horizon.slot_minutes * 60 * 10**9
+    offset_ns = time_ns - horizon.start.as_unit("ns").value
+    if (offset_ns % slot_ns).any():
         raise ValueError("plan times must be slot starts of the horizon")
-    return whole.astype(np.int64)
+    return offset_ns // slot_ns

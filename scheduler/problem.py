@@ -135,15 +135,19 @@ def supply_matrix(
             f"supply table lacks column(s) {', '.join(missing)}; "
             f"it needs {', '.join(SUPPLY_COLUMNS)}"
         )
-    frame = supply.loc[supply["site"].isin(site_names), ["time", "site", column]]
-    offset = (pd.to_datetime(frame["time"], utc=True) - horizon.start) / pd.Timedelta(
-        minutes=horizon.slot_minutes
+    site_code = pd.Categorical(supply["site"].to_numpy(), categories=list(site_names)).codes
+    time_ns = pd.DatetimeIndex(pd.to_datetime(supply["time"], utc=True)).as_unit("ns").asi8
+    slot_ns = horizon.slot_minutes * 60 * 10**9
+    offset_ns = time_ns - horizon.start.as_unit("ns").value
+    on_grid = (
+        (site_code >= 0)
+        & (offset_ns >= 0)
+        & (offset_ns < horizon.n_slots * slot_ns)
+        & (offset_ns % slot_ns == 0)
     )
-    offset = offset.to_numpy(dtype=float)
-    on_grid = (offset >= 0) & (offset < horizon.n_slots) & (offset == np.floor(offset))
-    slot = offset[on_grid].astype(np.int64)
-    site = pd.Categorical(frame["site"].to_numpy()[on_grid], categories=list(site_names)).codes
-    values = frame[column].to_numpy(dtype=float)[on_grid]
+    slot = offset_ns[on_grid] // slot_ns
+    site = site_code[on_grid]
+    values = supply[column].to_numpy(dtype=float)[on_grid]
     count = np.zeros((len(site_names), horizon.n_slots), dtype=np.int64)
     np.add.at(count, (site, slot), 1)
     if (count > 1).any():
@@ -160,8 +164,9 @@ def supply_matrix(
                 f"{horizon.end}; sites in supply: "
                 f"{', '.join(sorted(map(str, supply['site'].unique())))}"
             )
-        gaps = horizon.times[(count[s] == 0) | np.isnan(out[s])]
-        if len(gaps):
+        gaps = (count[s] == 0) | np.isnan(out[s])
+        if gaps.any():
+            gaps = horizon.times[gaps]
             raise ProblemError(
                 f"supply for site {name!r} lacks {len(gaps)} of {horizon.n_slots} slots of "
                 f"{horizon.slot_minutes} min (first {gaps[0]}); slot starts must match the horizon"
