@@ -216,6 +216,12 @@ def serve(
     jobs: Annotated[
         Path | None, typer.Option(help="jobs CSV; default: the config's workload")
     ] = None,
+    weather: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weather", "-w", help="SITE=FILE weather (EPW, TMY3, PVGIS, CSV); repeatable"
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every call")] = False,
 ) -> None:
     """Serve the load-cap API (gRPC) and re-plan the day on every cap."""
@@ -233,7 +239,7 @@ def serve(
     if tls_client_ca is not None and tls_cert is None:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
     tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
-    options = ServeOptions(config, listen, db, auth, tls, date, jobs)
+    options = ServeOptions(config, listen, db, auth, tls, date, jobs, tuple(weather or ()))
     try:
         run(options)
     except ValueError as error:  # config, listen address, auth file, jobs, date

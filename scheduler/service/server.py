@@ -27,7 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scheduler.config import load_config
-from scheduler.forecasting import run_supply
+from scheduler.forecasting import parse_weather_specs, run_supply
 from scheduler.horizon import operating_day, tomorrow
 from scheduler.jobs import generate_jobs, read_jobs, validate_jobs
 from scheduler.service.auth import Authenticator, AuthError, ScopeError
@@ -92,6 +92,7 @@ class ServeOptions:
     tls: TlsFiles | None = None
     date: str | None = None  # operating day; None = tomorrow in the sites' zone
     jobs: Path | None = None  # jobs CSV; None = the config's workload
+    weather: tuple[str, ...] = ()  # "SITE=FILE" specs; sites not named get synthetic weather
     max_workers: int = 16
 
 
@@ -380,7 +381,8 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
     check_listen(options.listen, auth.is_open)
     day = options.date or tomorrow(config.timezone).isoformat()
     horizon = operating_day(day, config.timezone, config.forecast.slot_minutes)
-    supply = run_supply(config, horizon, {}).forecast
+    sources = parse_weather_specs(list(options.weather), list(config.sites))
+    supply = run_supply(config, horizon, sources).forecast
     if options.jobs is not None:
         jobs = read_jobs(options.jobs)
         validate_jobs(jobs, horizon, list(config.sites), source=f"{options.jobs} line", first_row=2)

@@ -174,3 +174,29 @@ def test_concurrent_submissions_are_all_kept(client: CapClient, server: Running)
     assert sorted(e.event_id for e in client.list()) == sorted(f"c-{k}" for k in range(8))
     assert len(server.store.caps()) == 8
     assert server.planner.current.caps_in_force == 8
+
+
+def test_serve_plans_on_a_weather_file(small_config, tmp_path) -> None:
+    """`serve --weather shantou=FILE` forecasts that site from the file; a bad spec is refused."""
+    from tests.conftest import SHANGHAI_EPW
+
+    from .conftest import start_server
+
+    with pytest.raises(ValueError, match="unknown site 'shanto'; known sites"):
+        start_server(small_config, tmp_path / "bad.sqlite", weather=("shanto=x.epw",))
+    if not SHANGHAI_EPW.exists():
+        pytest.skip("real EPW files are absent")
+    synthetic = start_server(small_config, tmp_path / "a.sqlite")
+    from_file = start_server(
+        small_config, tmp_path / "b.sqlite", weather=(f"shantou={SHANGHAI_EPW}",)
+    )
+    try:
+        green = {}
+        for name, running in (("synthetic", synthetic), ("file", from_file)):
+            with CapClient(f"127.0.0.1:{running.port}") as client:
+                green[name] = [s.green_mw for s in client.forecast(["shantou"]).slots]
+        assert len(green["file"]) == HORIZON.n_slots
+        assert green["file"] != green["synthetic"]
+    finally:
+        synthetic.stop(0)
+        from_file.stop(0)
