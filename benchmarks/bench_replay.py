@@ -20,6 +20,7 @@ from rich.table import Table
 
 from scheduler.config import load_config
 from scheduler.replay import ReplaySpec, replay, summarize
+from scheduler.replay_report import SUMMARY_COLUMNS, summary_lines
 
 WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
 FILES = {
@@ -59,17 +60,10 @@ def main() -> None:
     console.print(where)
 
     totals = Table(title="the year's summary, settled on actual supply")
-    columns = ["green share", "grid MWh", "CO2 t", "unused green MWh", "late job-days",
-               "unfinished GPU-h at end", "solve s"]  # fmt: skip
-    totals.add_column("policy")
-    for column in columns:
-        totals.add_column(column, justify="right")
-    for name, row in summary["policies"].items():
-        totals.add_row(
-            name, f"{row['green_share']:.1%}", f"{row['grid_mwh']:,.0f}", f"{row['co2_t']:,.0f}",
-            f"{row['green_unused_mwh']:,.0f}", str(row["late_job_days"]),
-            f"{row['unfinished_gpu_hours_at_end']:,.0f}", f"{row['solve_seconds']:.0f}",
-        )  # fmt: skip
+    for column in SUMMARY_COLUMNS:
+        totals.add_column(column, justify="left" if column == "policy" else "right")
+    for cells in summary_lines(summary):
+        totals.add_row(*cells)
     console.print(totals)
     share = summary.get("optimizer_share_of_oracle_gain")
     if share is not None:

@@ -278,7 +278,7 @@ def replay(
     from scheduler.forecasting import parse_weather_specs
     from scheduler.replay import ReplaySpec, summarize, write_summary
     from scheduler.replay import replay as run_replay
-    from scheduler.replay_report import write_replay_report
+    from scheduler.replay_report import SUMMARY_COLUMNS, summary_lines, write_replay_report
     from scheduler.study import parse_daily_cap
 
     _setup_logging(verbose)
@@ -320,15 +320,10 @@ def replay(
     report = write_replay_report(out, result.daily, summary, cfg.timezone)
 
     view = Table(title=f"replay {days[0]} to {days[-1]} ({len(days)} days), settled on actuals")
-    for column in ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
-                   "late job-days", "unfinished GPU-h", "solve s"):  # fmt: skip
+    for column in SUMMARY_COLUMNS:
         view.add_column(column, justify="left" if column == "policy" else "right")
-    for name, row in summary["policies"].items():
-        view.add_row(
-            name, f"{row['green_share']:.1%}", f"{row['grid_mwh']:,.0f}", f"{row['co2_t']:,.0f}",
-            f"{row['green_unused_mwh']:,.0f}", str(row["late_job_days"]),
-            f"{row['unfinished_gpu_hours_at_end']:,.1f}", f"{row['solve_seconds']:.1f}",
-        )  # fmt: skip
+    for cells in summary_lines(summary):
+        view.add_row(*cells)
     console.print(view)
     share = summary.get("optimizer_share_of_oracle_gain")
     if share is not None:

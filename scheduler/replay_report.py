@@ -9,7 +9,27 @@ import pandas as pd
 
 from forecasts.plot import local_times, site_panels  # also selects the Agg backend
 
-__all__ = ["write_replay_report"]
+__all__ = ["summary_lines", "write_replay_report"]
+
+SUMMARY_COLUMNS = ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
+                   "late job-days", "unfinished GPU-h at end", "solve s")  # fmt: skip
+
+
+def summary_lines(summary: dict) -> list[list[str]]:
+    """The per-policy summary as text cells in :data:`SUMMARY_COLUMNS` order (CLI and bench)."""
+    return [
+        [
+            name,
+            f"{row['green_share']:.1%}",
+            f"{row['grid_mwh']:,.0f}",
+            f"{row['co2_t']:,.0f}",
+            f"{row['green_unused_mwh']:,.0f}",
+            str(row["late_job_days"]),
+            f"{row['unfinished_gpu_hours_at_end']:,.1f}",
+            f"{row['solve_seconds']:.1f}",
+        ]
+        for name, row in summary["policies"].items()
+    ]
 
 
 def _green_share_by_month(daily: pd.DataFrame, path: Path) -> None:
