@@ -170,6 +170,10 @@ def plan(
     jobs: Annotated[
         Path | None, typer.Option(help="jobs CSV; default: drawn from the config's workload")
     ] = None,
+    caps: Annotated[
+        Path | None,
+        typer.Option(help="load caps CSV: site, start, end, type, value_mw (hard constraints)"),
+    ] = None,
     policy: Annotated[str, typer.Option(help="policy whose plan is the plan")] = "optimizer",
     compare: Annotated[
         str, typer.Option(help="comma-separated policies to compare with")
@@ -185,9 +189,9 @@ def plan(
     from scheduler.forecasting import parse_weather_specs, run_supply
     from scheduler.horizon import operating_day, tomorrow
     from scheduler.jobs import JobError, generate_jobs, read_jobs, validate_jobs
-    from scheduler.planning import plan_day, write_plan_dir
+    from scheduler.planning import PlanningError, plan_day, write_plan_dir
     from scheduler.policies import POLICIES
-    from scheduler.problem import Problem
+    from scheduler.problem import Problem, ProblemError, read_caps
 
     _setup_logging(verbose)
     cfg = _load(config)
@@ -211,15 +215,19 @@ def plan(
         else:
             table = read_jobs(jobs)
             validate_jobs(table, horizon, list(cfg.sites), source=f"{jobs} line", first_row=2)
-    except (ValueError, JobError) as error:
+        cap_list = read_caps(caps, list(cfg.sites)) if caps is not None else ()
+    except (ValueError, JobError, ProblemError) as error:
         raise UserError(str(error)) from None
     run = run_supply(cfg, horizon, sources, seed=seed)
     problem = Problem(
         horizon=horizon, sites=tuple(cfg.sites.values()), jobs=table, supply=run.forecast,
-        actual_supply=run.actual, user_region=cfg.workload.user_region,
+        caps=cap_list, actual_supply=run.actual, user_region=cfg.workload.user_region,
         max_site_moves=cfg.solver.max_site_moves,
     )  # fmt: skip
-    result = plan_day(problem, cfg, names)
+    try:
+        result = plan_day(problem, cfg, names)
+    except PlanningError as error:
+        raise UserError(str(error)) from None
     write_plan_dir(out, result, run.actual, cfg.timezone)
 
     view = Table(
@@ -422,6 +430,7 @@ def nightly(
     out: Annotated[
         Path | None, typer.Option(help="output directory; default out/nightly/DATE")
     ] = None,
+    caps: Annotated[Path | None, typer.Option(help="load caps CSV in force for the night")] = None,
     ray_address: RayAddressOption = None,
     speedup: SpeedupOption = 1.0,
     verbose: VerboseOption = False,
@@ -447,7 +456,7 @@ def nightly(
         raise typer.Exit(75) from None
     try:
         plan(
-            config=config, weather=weather, date=day, jobs=None, policy="optimizer",
+            config=config, weather=weather, date=day, jobs=None, caps=caps, policy="optimizer",
             compare="fifo,greedy", time_limit=None, seed=None, out=directory, verbose=verbose,
         )  # fmt: skip
         dispatch(
@@ -542,5 +551,5 @@ def main() -> None:
     try:
         app()
     except (UserError, ConfigError) as error:
-        err_console.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)

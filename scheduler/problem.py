@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -106,6 +107,48 @@ def caps_from_frame(frame: pd.DataFrame) -> list[LoadCap]:
             frame["site"], starts, ends, frame["type"], frame["value_mw"], strict=True
         )
     ]
+
+
+def read_caps(path: str | Path, site_names: Sequence[str]) -> tuple[LoadCap, ...]:
+    """Read a caps CSV (``site, start, end, type, value_mw``; ISO times with an offset).
+
+    Raises :class:`ProblemError` naming the file, the line and the field.
+    """
+    try:
+        frame = pd.read_csv(path, dtype={"site": str, "type": str})
+    except (OSError, pd.errors.ParserError) as error:
+        raise ProblemError(f"{path}: cannot read caps: {error}") from None
+    missing = [c for c in CAP_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ProblemError(
+            f"{path}: missing column(s) {', '.join(missing)}; needs {', '.join(CAP_COLUMNS)}"
+        )
+    caps = []
+    for line, row in enumerate(frame.itertuples(index=False), start=2):
+        where = f"{path} line {line}"
+        if row.site not in site_names:
+            raise ProblemError(
+                f"{where}: site: unknown site {row.site!r}; known sites: {', '.join(site_names)}"
+            )
+        times = {}
+        for name in ("start", "end"):
+            value = getattr(row, name)
+            try:
+                time = pd.Timestamp(value)
+            except (ValueError, TypeError):
+                raise ProblemError(f"{where}: {name}: {value!r} is not an ISO 8601 time") from None
+            if time.tzinfo is None:
+                raise ProblemError(
+                    f"{where}: {name}: {value!r} has no UTC offset (e.g. +08:00 or Z)"
+                )
+            times[name] = time
+        try:
+            caps.append(
+                LoadCap(row.site, times["start"], times["end"], row.type, float(row.value_mw))
+            )
+        except (ProblemError, ValueError) as error:
+            raise ProblemError(f"{where}: {error}") from None
+    return tuple(caps)
 
 
 def hourly_profile(
