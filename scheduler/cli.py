@@ -400,6 +400,10 @@ SpeedupOption = Annotated[
 def dispatch(
     directory: Annotated[Path, typer.Argument(help="plan directory written by `greensched plan`")],
     config: ConfigOption = None,
+    actual_weather: Annotated[
+        list[str] | None,
+        typer.Option(help="SITE=FILE: settle that site on supply from this weather file"),
+    ] = None,
     ray_address: RayAddressOption = None,
     speedup: SpeedupOption = 1.0,
     verbose: VerboseOption = False,
@@ -407,15 +411,22 @@ def dispatch(
     """Run a plan on Ray (site-labelled resources) and report what actually ran."""
     from clusters.resources import ClusterError
     from scheduler.dispatching import dispatch as run_dispatch
+    from scheduler.forecasting import parse_weather_specs
 
     _setup_logging(verbose)
     cfg = _load(config)
+    try:
+        sources = parse_weather_specs(actual_weather or [], list(cfg.sites))
+    except ValueError as error:
+        raise UserError(str(error).replace("--weather", "--actual-weather")) from None
+    files = {site: path for site, path in sources.items() if path != "synthetic"}
     bar, _, show = _run_display("dispatch", 24 * 60 // cfg.forecast.slot_minutes)
     try:
         with bar:
             report = run_dispatch(
-                directory, cfg, ray_address=ray_address, speedup=speedup, progress=show
-            )
+                directory, cfg, actual_weather=files, ray_address=ray_address, speedup=speedup,
+                progress=show,
+            )  # fmt: skip
     except (ClusterError, FileNotFoundError) as error:
         raise UserError(str(error)) from None
     console.print(f"wrote {directory}/run_report.json and {directory}/run.csv")
@@ -460,8 +471,9 @@ def nightly(
             compare="fifo,greedy", time_limit=None, seed=None, out=directory, verbose=verbose,
         )  # fmt: skip
         dispatch(
-            directory, config=config, ray_address=ray_address, speedup=speedup, verbose=verbose
-        )
+            directory, config=config, actual_weather=None, ray_address=ray_address,
+            speedup=speedup, verbose=verbose,
+        )  # fmt: skip
     finally:
         lock.release()
 

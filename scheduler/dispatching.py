@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,9 @@ from clusters.dispatcher import Dispatcher, SlotProgress
 from clusters.report import RunReport, write_run_report
 from clusters.resources import DEFAULT_GPUS_PER_UNIT, connect, start_local
 from clusters.tasks import TaskSettings
+from forecasts.supply import SupplyModel
 from scheduler.config import Config
+from scheduler.forecasting import load_site_weather
 from scheduler.horizon import Horizon
 from scheduler.jobs import read_jobs, work_units
 from scheduler.policies import get_policy
@@ -147,20 +149,41 @@ def make_replanner(
     return replan
 
 
+def with_actual_weather(plan_dir: PlanDir, config: Config, sources: dict[str, str]) -> PlanDir:
+    """``plan_dir`` settling on supply computed from weather files for the sites named.
+
+    ``sources`` maps site to a weather file; other sites keep the plan directory's actuals.
+    """
+    if not sources:
+        return plan_dir
+    weather = load_site_weather(config, plan_dir.horizon, sources, seed=config.seed)
+    named = {name: w for name, w in weather.items() if name in sources}
+    actual = SupplyModel(config.sites, slot_minutes=plan_dir.horizon.slot_minutes).actual(named)
+    kept = plan_dir.supply[~plan_dir.supply["site"].isin(list(named))]
+    supply = pd.concat([kept, actual[kept.columns.intersection(actual.columns)]], ignore_index=True)
+    return replace(plan_dir, supply=supply, supply_basis="actual weather files")
+
+
 def dispatch(
     directory: Path,
     config: Config,
     *,
+    actual_weather: dict[str, str] | None = None,
     ray_address: str | None = None,
     speedup: float = 1.0,
     gpus_per_unit: float = DEFAULT_GPUS_PER_UNIT,
     progress: Callable[[SlotProgress], None] | None = None,
     clock: Clock | None = None,
 ) -> RunReport:
-    """Run the plan in ``directory`` on Ray and write ``run_report.json`` and ``run.csv`` there."""
+    """Run the plan in ``directory`` on Ray and write ``run_report.json`` and ``run.csv`` there.
+
+    The run settles on ``supply_actual.csv`` of the directory (or its forecast when absent),
+    with the sites in ``actual_weather`` (site -> weather file) recomputed from those files.
+    """
     import ray
 
     plan_dir = read_plan_dir(directory, config.forecast.slot_minutes)
+    plan_dir = with_actual_weather(plan_dir, config, actual_weather or {})
     gpus = {name: site.gpus for name, site in config.sites.items()}
     started_here = not ray.is_initialized()
     if ray_address:

@@ -94,3 +94,33 @@ def test_dispatch_of_a_non_plan_directory_is_a_clear_error(tmp_path):
     result = greensched("dispatch", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2
     assert "not a plan directory" in result.stderr
+
+
+@pytest.mark.slow
+def test_dispatch_settles_on_actual_weather_and_keeps_the_import_limit(
+    plan_dir, small_config_path, tmp_path
+):
+    """A calm, dark day at shantou (weather file made here): no green, grid within its limit."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(plan_dir, run_dir)
+    start = pd.Timestamp(DAY, tz="Asia/Shanghai").tz_convert("UTC")
+    times = pd.date_range(start, periods=24, freq="h")
+    calm = pd.DataFrame(
+        {"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "ghi": 0.0, "dni": 0.0, "dhi": 0.0,
+         "temp_air": 20.0, "wind_speed": 0.0, "pressure": 101325.0}
+    )  # fmt: skip
+    weather = tmp_path / "calm.csv"
+    weather.write_text("# wind_height_m: 10\n" + calm.to_csv(index=False))
+    result = greensched("dispatch", str(run_dir), "--config", str(small_config_path),
+                        "--actual-weather", f"shantou={weather}", "--speedup", "100000",
+                        cwd=run_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run = pd.read_csv(run_dir / "run.csv")
+    shantou = run[run["site"] == "shantou"]
+    assert (shantou["green_mw"] == 0).all()
+    limit = load_config(small_config_path).sites["shantou"].grid_import_limit_mw
+    assert (shantou["grid_mw"] <= limit + 1e-6).all()
+    qingyang = run[run["site"] == "qingyang"]
+    assert qingyang["green_mw"].sum() > 0  # the other site keeps the plan directory's actuals
