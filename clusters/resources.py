@@ -25,6 +25,7 @@ __all__ = [
     "ClusterError",
     "connect",
     "gpus_to_units",
+    "ray_environment_defaults",
     "site_capacity_units",
     "site_resource",
     "start_local",
@@ -39,6 +40,16 @@ _PREFIX = "site:"
 
 class ClusterError(RuntimeError):
     """A Ray cluster that cannot run the plan (missing or short site resources)."""
+
+
+def ray_environment_defaults() -> None:
+    """Token auth off and usage stats off, unless the environment already says otherwise.
+
+    Ray 2.60 turns token authentication on by default and writes ``~/.ray/auth_token``; setting
+    ``RAY_AUTH_MODE`` explicitly makes a fresh machine and CI behave the same.
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def site_resource(site: str) -> str:
@@ -101,8 +112,7 @@ def start_local(
     authentication is disabled unless ``RAY_AUTH_MODE`` is already set.
     """
     units = _site_units(sites, gpus_per_unit)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray_environment_defaults()
     init_kwargs.setdefault("include_dashboard", False)
     workers = 4 * num_cpus if max_workers is None else max_workers
     init_kwargs.setdefault("_system_config", {"num_workers_soft_limit": workers})
@@ -127,7 +137,7 @@ def connect(
     initialised in this process the existing connection is checked.
     """
     needed = _site_units(sites, gpus_per_unit)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray_environment_defaults()
     if not ray.is_initialized():
         try:
             ray.init(address=address, log_to_driver=False)

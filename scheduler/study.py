@@ -150,7 +150,10 @@ def run_study(
     """Run every scenario as a Ray task and return the tidy results table."""
     import ray
 
+    from clusters.resources import ray_environment_defaults
+
     scenarios = scenario_specs(study, config)
+    ray_environment_defaults()
     started_here = not ray.is_initialized()
     if started_here:
         if address:
