@@ -191,7 +191,7 @@ def plan(
     from scheduler.jobs import JobError, generate_jobs, read_jobs, validate_jobs
     from scheduler.planning import PlanningError, plan_day, write_plan_dir
     from scheduler.policies import POLICIES
-    from scheduler.problem import Problem, ProblemError, read_caps
+    from scheduler.problem import ProblemError, problem_for, read_caps
 
     _setup_logging(verbose)
     cfg = _load(config)
@@ -219,11 +219,9 @@ def plan(
     except (ValueError, JobError, ProblemError) as error:
         raise UserError(str(error)) from None
     run = run_supply(cfg, horizon, sources, seed=seed)
-    problem = Problem(
-        horizon=horizon, sites=tuple(cfg.sites.values()), jobs=table, supply=run.forecast,
-        caps=cap_list, actual_supply=run.actual, user_region=cfg.workload.user_region,
-        max_site_moves=cfg.solver.max_site_moves,
-    )  # fmt: skip
+    problem = problem_for(
+        cfg, horizon, table, run.forecast, caps=cap_list, actual_supply=run.actual
+    )
     try:
         result = plan_day(problem, cfg, names)
     except PlanningError as error:
@@ -270,6 +268,10 @@ def replay(
         float, typer.Option(min=0.0, help="scale of the forecast error (0 = perfect foresight)")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of weather, errors and jobs")] = 1,
+    limits_on: Annotated[
+        str | None,
+        typer.Option(help="plan grid limits on the 'forecast' or its 'p10'; default: config"),
+    ] = None,
     daily_cap: Annotated[
         list[str] | None,
         typer.Option(help="a cap every day, SITE:START-END:MW (local hours, grid import MW)"),
@@ -291,6 +293,11 @@ def replay(
 
     _setup_logging(verbose)
     cfg = _load(config)
+    if limits_on is not None:
+        if limits_on not in ("forecast", "p10"):
+            raise UserError(f"--limits-on {limits_on!r}: allowed: forecast, p10")
+        solver = cfg.solver.model_copy(update={"limits_on": limits_on})
+        cfg = cfg.model_copy(update={"solver": solver})
     try:
         sources = parse_weather_specs(weather or [], list(cfg.sites))
         names = tuple(p.strip() for p in policies.split(",") if p.strip())
@@ -501,13 +508,15 @@ def study(
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     view = Table(title=f"study {path.name}: {len(table)} rows")
-    columns = ["forecast_error", "deferrable_scale", "daily_cap", "policy", "green_share", "co2_t"]
+    columns = ["forecast_error", "deferrable_scale", "daily_cap", "limits_on", "policy",
+               "green_share", "co2_t"]  # fmt: skip
     for column in columns:
-        view.add_column(column, justify="left" if column in ("daily_cap", "policy") else "right")
+        left = column in ("daily_cap", "limits_on", "policy")
+        view.add_column(column, justify="left" if left else "right")
     for row in table[columns].itertuples(index=False):
         view.add_row(
             f"{row.forecast_error:g}", f"{row.deferrable_scale:g}", row.daily_cap or "-",
-            row.policy, f"{row.green_share:.1%}", f"{row.co2_t:,.0f}",
+            row.limits_on, row.policy, f"{row.green_share:.1%}", f"{row.co2_t:,.0f}",
         )  # fmt: skip
     console.print(view)
     console.print(f"wrote {out}")

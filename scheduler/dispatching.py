@@ -26,7 +26,7 @@ from scheduler.forecasting import load_site_weather
 from scheduler.horizon import Horizon
 from scheduler.jobs import read_jobs, work_units
 from scheduler.policies import get_policy
-from scheduler.problem import Problem
+from scheduler.problem import problem_for
 
 __all__ = ["PlanDir", "dispatch", "make_replanner", "read_plan_dir"]
 
@@ -138,10 +138,10 @@ def make_replanner(
             jobs["max_gpus"].to_numpy(), -(-units // np.maximum(slots, 1))
         )
         supply = plan_dir.supply[plan_dir.supply["time"] >= first]
-        problem = Problem(
-            horizon=window, sites=sites, jobs=jobs.reset_index(drop=True), supply=supply,
-            user_region=config.workload.user_region,
-        )  # fmt: skip
+        # a re-plan runs on the actual supply, which has no forecast quantiles
+        problem = problem_for(
+            config, window, jobs.reset_index(drop=True), supply, sites=sites, limits_on="forecast"
+        )
         result = get_policy("optimizer", config.solver).plan(problem)
         log.info("re-planned %d jobs from %s on %s", len(jobs), first, ", ".join(sorted(names)))
         return result.plan

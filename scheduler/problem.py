@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scheduler.config import Site
+from scheduler.config import Config, Site
 from scheduler.horizon import Horizon
 from scheduler.jobs import window_slots, work_units
 
@@ -42,6 +42,8 @@ __all__ = [
     "caps_frame",
     "caps_from_frame",
     "hourly_profile",
+    "problem_for",
+    "read_caps",
     "supply_matrix",
 ]
 
@@ -255,7 +257,9 @@ class Problem:
     what happened and is used by the oracle and to settle plans. ``jobs`` is a canonical jobs
     table (see :mod:`scheduler.jobs`), already validated against the horizon and sites.
     ``max_site_moves`` limits how often one job may change site (``None`` = no limit, 0 = one
-    site for the whole job).
+    site for the whole job). ``limit_green_column`` is the supply column the grid import limit
+    and caps are checked against (``green_mw``, or ``green_mw_p10`` for a margin against
+    forecast error); costs always use ``green_mw``.
     """
 
     horizon: Horizon
@@ -266,12 +270,13 @@ class Problem:
     actual_supply: pd.DataFrame | None = None
     user_region: str = "singapore"
     max_site_moves: int | None = None
+    limit_green_column: str = "green_mw"
 
     def on_actual_supply(self) -> Problem:
         """The same problem planned on ``actual_supply`` (the oracle's view)."""
         if self.actual_supply is None:
             raise ProblemError("this problem has no actual_supply; the oracle needs one")
-        return replace(self, supply=self.actual_supply)
+        return replace(self, supply=self.actual_supply, limit_green_column="green_mw")
 
     # --- sites x slots -----------------------------------------------------------------
     @cached_property
@@ -338,6 +343,16 @@ class Problem:
         return self.carbon_kg_per_mwh * self.mw_per_gpu[:, None] * self.slot_hours
 
     @cached_property
+    def limit_green_mw(self) -> np.ndarray:
+        """Green supply [MW] the grid limit and caps are checked against, ``[site, slot]``."""
+        if self.limit_green_column == "green_mw":
+            return self.green_mw
+        return np.minimum(
+            supply_matrix(self.supply, self.site_names, self.horizon, self.limit_green_column),
+            self.green_mw,
+        )
+
+    @cached_property
     def capacity_gpus(self) -> np.ndarray:
         """Most GPUs busy per ``[site, slot]`` under site size, grid cap and load cap (int)."""
         return self.capacity_with(np.zeros((len(self.sites), self.horizon.n_slots)))
@@ -346,7 +361,7 @@ class Problem:
         """GPUs still available per ``[site, slot]`` when ``fixed_gpus`` are already busy."""
         mpg = self.mw_per_gpu[:, None]
         base = self.base_load_mw[:, None]
-        by_grid = (self.grid_cap_mw + self.green_mw - base) / mpg
+        by_grid = (self.grid_cap_mw + self.limit_green_mw - base) / mpg
         by_load = (self.load_cap_mw - base) / mpg
         limit = np.minimum(np.minimum(by_grid, by_load), self.site_gpus[:, None].astype(float))
         free = np.floor(limit + _GPU_TOLERANCE) - fixed_gpus
@@ -418,3 +433,33 @@ class Problem:
             return (site.latency_ms.get(self.user_region, np.inf), site.name)
 
         return sorted(range(len(self.sites)), key=key)
+
+
+def problem_for(
+    config: Config,
+    horizon: Horizon,
+    jobs: pd.DataFrame,
+    supply: pd.DataFrame,
+    *,
+    caps: Sequence[LoadCap] = (),
+    actual_supply: pd.DataFrame | None = None,
+    sites: Sequence[Site] | None = None,
+    limits_on: str | None = None,
+) -> Problem:
+    """A :class:`Problem` with the config's sites (or ``sites``) and planning settings.
+
+    ``limits_on`` overrides ``config.solver.limits_on`` (e.g. ``"forecast"`` for actual supply,
+    which has no quantiles).
+    """
+    limits_on = config.solver.limits_on if limits_on is None else limits_on
+    return Problem(
+        horizon=horizon,
+        sites=tuple(config.sites.values()) if sites is None else tuple(sites),
+        jobs=jobs,
+        supply=supply,
+        caps=tuple(caps),
+        actual_supply=actual_supply,
+        user_region=config.workload.user_region,
+        max_site_moves=config.solver.max_site_moves,
+        limit_green_column="green_mw_p10" if limits_on == "p10" else "green_mw",
+    )

@@ -30,7 +30,7 @@ from scheduler.horizon import Horizon, operating_day
 from scheduler.jobs import generate_jobs, work_units
 from scheduler.metrics import plan_metrics, site_load
 from scheduler.policies import get_policy
-from scheduler.problem import LoadCap, Problem
+from scheduler.problem import LoadCap, problem_for
 from scheduler.settle import settle
 
 __all__ = ["DailyCap", "ReplaySpec", "replay", "summarize"]
@@ -195,7 +195,7 @@ def replay(
         in_day = (actual_all["time"] >= horizon.start) & (actual_all["time"] < horizon.end)
         actual = actual_all[in_day].reset_index(drop=True)
         started = time.perf_counter()
-        forecast = model.forecast(actual, error, spec.seed, quantiles=False)
+        forecast = model.forecast(actual, error, spec.seed)
         timings["forecast"] += time.perf_counter() - started
         new_jobs = _day_jobs(spec, day, horizon, index)
         caps = tuple(cap.on(horizon, tz) for cap in spec.daily_caps)
@@ -208,11 +208,7 @@ def replay(
                 if name in carry
                 else new_jobs
             )
-            problem = Problem(
-                horizon=horizon, sites=sites, jobs=jobs, supply=forecast, caps=caps,
-                actual_supply=actual, user_region=config.workload.user_region,
-                max_site_moves=config.solver.max_site_moves,
-            )  # fmt: skip
+            problem = problem_for(config, horizon, jobs, forecast, caps=caps, actual_supply=actual)
             started = time.perf_counter()
             result = policy.plan(problem)
             timings[f"plan_{name}"] += time.perf_counter() - started

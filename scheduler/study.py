@@ -15,6 +15,7 @@ Example::
       forecast_error: [0.0, 1.0, 2.0]
       deferrable_scale: [0.5, 1.0]
       daily_cap: [null, "shantou:18-22:5"]
+      limits_on: [forecast, p10]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import datetime as dt
 import itertools
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
@@ -57,6 +58,7 @@ class Sweep(BaseModel):
     forecast_error: list[float] = Field(default=[1.0], min_length=1)
     deferrable_scale: list[float] = Field(default=[1.0], min_length=1)
     daily_cap: list[str | None] = Field(default=[None], min_length=1)
+    limits_on: list[Literal["forecast", "p10"]] = Field(default=["forecast"], min_length=1)
 
     @field_validator("forecast_error", "deferrable_scale")
     @classmethod
@@ -116,11 +118,15 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
     sources = {name: study.weather.get(name, "synthetic") for name in config.sites}
     out = []
     sweep = study.sweep
-    for error, scale, cap in itertools.product(
-        sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap
+    for error, scale, cap, limits_on in itertools.product(
+        sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, sweep.limits_on
     ):
+        scenario_config = _with_deferrable_scale(config, scale)
+        scenario_config = scenario_config.model_copy(
+            update={"solver": scenario_config.solver.model_copy(update={"limits_on": limits_on})}
+        )
         spec = ReplaySpec(
-            config=_with_deferrable_scale(config, scale),
+            config=scenario_config,
             sources=sources,
             first=study.first.isoformat(),
             last=study.last.isoformat(),
@@ -129,9 +135,13 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
             seed=study.seed,
             daily_caps=(parse_daily_cap(cap),) if cap else (),
         )
-        out.append(
-            ({"forecast_error": error, "deferrable_scale": scale, "daily_cap": cap or ""}, spec)
-        )
+        parameters = {
+            "forecast_error": error,
+            "deferrable_scale": scale,
+            "daily_cap": cap or "",
+            "limits_on": limits_on,
+        }
+        out.append((parameters, spec))
     return out
 
 

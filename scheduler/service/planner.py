@@ -32,7 +32,7 @@ from scheduler.config import Config
 from scheduler.horizon import Horizon
 from scheduler.metrics import PlanMetrics, plan_metrics, site_load
 from scheduler.policies import PlanResult, get_policy
-from scheduler.problem import LoadCap, Problem
+from scheduler.problem import LoadCap, Problem, problem_for
 from scheduler.service.auth import Coordinator
 from scheduler.service.events import CapEvent, event_caps
 from scheduler.service.store import CANCELLED, PlanRecord, Store, StoredEvent
@@ -310,15 +310,7 @@ class Planner:
         return [c for eid, caps in self._caps.items() if eid != event_id for c in caps]
 
     def _problem(self, caps: Sequence[LoadCap]) -> Problem:
-        return Problem(
-            horizon=self.horizon,
-            sites=tuple(self.config.sites.values()),
-            jobs=self.jobs,
-            supply=self.supply,
-            caps=tuple(caps),
-            user_region=self.config.workload.user_region,
-            max_site_moves=self.config.solver.max_site_moves,
-        )
+        return problem_for(self.config, self.horizon, self.jobs, self.supply, caps=caps)
 
     def _next(self, problem: Problem, reason: str) -> PlanVersion:
         """The plan under ``problem``'s caps: the current version when they change nothing."""

@@ -126,3 +126,34 @@ def test_replay_on_weather_files_made_here(config, tmp_path):
     assert result.daily["day"].nunique() == 2
     assert (result.daily["cap_violations"] == 0).all()
     assert (result.daily["green_share"] > 0).all()
+
+
+def test_planning_limits_on_p10_cuts_less_at_settlement(config):
+    """A margin against forecast error: far less work cut on actuals, about the same green."""
+    results = {}
+    for limits_on in ("forecast", "p10"):
+        solver = config.solver.model_copy(update={"limits_on": limits_on})
+        spec = spec_for(config.model_copy(update={"solver": solver}), last="2026-03-04",
+                        policies=("optimizer",), job_scale=1.0, error_scale=2.0)  # fmt: skip
+        results[limits_on] = replay(spec)
+    cut = {k: r.daily["cut_gpu_hours"].sum() for k, r in results.items()}
+    share = {k: summarize(r)["policies"]["optimizer"]["green_share"] for k, r in results.items()}
+    assert cut["p10"] < 0.5 * cut["forecast"]
+    assert share["p10"] == pytest.approx(share["forecast"], abs=0.02)
+
+
+def test_p10_limits_never_allow_more_than_the_forecast(config):
+    from scheduler.forecasting import run_supply
+    from scheduler.horizon import operating_day
+    from scheduler.jobs import generate_jobs
+    from scheduler.problem import problem_for
+
+    horizon = operating_day("2026-03-02", config.timezone, 15)
+    run = run_supply(config, horizon, dict.fromkeys(config.sites, "synthetic"))
+    jobs = generate_jobs(config.workload, horizon.start, 1, list(config.sites))
+    capacity = {
+        limits: problem_for(config, horizon, jobs, run.forecast, limits_on=limits).capacity_gpus
+        for limits in ("forecast", "p10")
+    }
+    assert (capacity["p10"] <= capacity["forecast"]).all()
+    assert (capacity["p10"] < capacity["forecast"]).any()
