@@ -8,6 +8,8 @@ In each slot, in this order:
 2. Preemptible jobs, least slack first (slack = slots left minus slots still needed at
    ``max_gpus``), place their *must-run* GPUs (work that can no longer wait), first into green
    headroom (sites by most headroom), then into any free capacity (sites by lowest grid CO2).
+   When the work left would not fit the capacity left after this slot (counting on only part
+   of it), more work becomes must-run now, least slack first.
 3. The same jobs take more GPUs, up to ``max_gpus``, but only where green headroom remains.
 
 Green headroom is the GPUs the site's green supply carries after base load and the GPUs already
@@ -92,6 +94,21 @@ class _State:
                     self.remaining[j] = 0
                     break
 
+    def _crowded(
+        self, t: int, remaining: np.ndarray, max_gpus: np.ndarray, must: np.ndarray
+    ) -> np.ndarray:
+        """Raise must-run GPUs (least slack first) when all the work left would not fit in the
+        capacity left after this slot, counting on only part of it (:data:`SAFETY_SHARE`).
+
+        Per-job must-run work alone lets jobs with long windows all wait for the same late slots.
+        """
+        future = float(self.free[:, t + 1 :].sum()) * (1 - SAFETY_SHARE)
+        backlog = int(remaining.sum() - future) - int(must.sum())
+        if backlog <= 0:
+            return must
+        room = np.minimum(max_gpus, remaining) - must
+        return must + np.clip(backlog - (np.cumsum(room) - room), 0, room)
+
     def fill(self, t: int) -> None:
         p = self.p
         active = np.flatnonzero(
@@ -105,6 +122,7 @@ class _State:
         order = np.lexsort((active, slack))
         active, max_gpus, remaining = active[order], max_gpus[order], remaining[order]
         must = np.clip(remaining - max_gpus * _spare_slots(left_slots[order]), 0, max_gpus)
+        must = self._crowded(t, remaining, max_gpus, must)
         extra = np.minimum(max_gpus, remaining) - must
         by_headroom = np.argsort(-self.green[:, t], kind="stable")
         by_co2 = np.lexsort((-self.green[:, t], p.grid_kg_per_gpu_slot[:, t]))
