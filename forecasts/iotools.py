@@ -321,23 +321,8 @@ def read_epw_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather
     raw = raw.assign(
         **{c: raw[c].where(raw[c] < missing) for c, missing in _EPW_MISSING.items()}
     ).rename(columns={"atmospheric_pressure": "pressure"})
-    offset_hours = float(meta["TZ"])
-    frame, notes = _on_typical_year(
-        raw, raw["month"], raw["day"], raw["hour"] - 1, offset_hours, path
-    )
-    notes = (
-        f"EPW hour h (1-24, local standard time UTC{offset_hours:+g} h) is the interval "
-        "[h-1, h); relabelled to interval starts in UTC",
-        *notes,
-    )
-    return _finish(
-        frame,
-        path,
-        max_gap_hours,
-        station=(meta["latitude"], meta["longitude"]),
-        typical_year=True,
-        notes=notes,
-        wind_height_m=STANDARD_WIND_HEIGHT_M,
+    return _hour_ending_typical_year(
+        raw, meta, raw["month"], raw["day"], raw["hour"], path, max_gap_hours, "EPW", ""
     )
 
 
@@ -347,13 +332,29 @@ def read_tmy3_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weathe
     date = pd.to_datetime(raw["Date (MM/DD/YYYY)"], format="%m/%d/%Y")
     hour_end = raw["Time (HH:MM)"].str.split(":").str[0].astype(int)
     raw = raw.assign(pressure=raw["pressure"] * 100.0)  # mbar -> Pa
+    return _hour_ending_typical_year(
+        raw, meta, date.dt.month, date.dt.day, hour_end, path, max_gap_hours, "TMY3",
+        "; pressure mbar -> Pa",
+    )  # fmt: skip
+
+
+def _hour_ending_typical_year(
+    raw: pd.DataFrame,
+    meta: dict,
+    month: pd.Series,
+    day: pd.Series,
+    hour_end: pd.Series,
+    path: str | Path,
+    max_gap_hours: float,
+    kind: str,
+    extra_note: str,
+) -> Weather:
+    """EPW and TMY3: hour h (1-24) in local standard time is the interval [h-1, h)."""
     offset_hours = float(meta["TZ"])
-    frame, notes = _on_typical_year(
-        raw, date.dt.month, date.dt.day, hour_end - 1, offset_hours, path
-    )
+    frame, notes = _on_typical_year(raw, month, day, hour_end - 1, offset_hours, path)
     notes = (
-        f"TMY3 hour h (1-24, local standard time UTC{offset_hours:+g} h) is the interval "
-        "[h-1, h); relabelled to interval starts in UTC; pressure mbar -> Pa",
+        f"{kind} hour h (1-24, local standard time UTC{offset_hours:+g} h) is the interval "
+        f"[h-1, h); relabelled to interval starts in UTC{extra_note}",
         *notes,
     )
     return _finish(

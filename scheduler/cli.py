@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from scheduler.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from scheduler.horizon import UTC_ISO_FORMAT
 
 app = typer.Typer(
     help=(
@@ -76,7 +77,7 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)
     elif path.suffix == ".csv":
-        frame.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        frame.to_csv(path, index=False, date_format=UTC_ISO_FORMAT)
     else:
         raise UserError(f"--out {path}: use a .csv or .parquet file name")
 
@@ -106,13 +107,15 @@ def forecast(
     from forecasts.plot import plot_supply
     from forecasts.supply import site_summary
     from scheduler.forecasting import parse_weather_specs, run_supply
-    from scheduler.horizon import operating_day, tomorrow
+    from scheduler.horizon import check_slot_minutes, operating_day, tomorrow
 
     _setup_logging(verbose)
     cfg = _load(config)
     slot = slot_minutes or cfg.forecast.slot_minutes
-    if slot <= 0 or 1440 % slot or (slot < 60 and 60 % slot):
-        raise UserError(f"--slot-minutes {slot}: must divide the day evenly (5, 10, 15, 30, 60)")
+    try:
+        check_slot_minutes(slot)
+    except ValueError as error:
+        raise UserError(f"--slot-minutes: {error}") from None
     day = start or tomorrow(cfg.timezone).isoformat()
     try:
         horizon = operating_day(day, cfg.timezone, slot, days)
@@ -196,9 +199,7 @@ def plan(
     _setup_logging(verbose)
     cfg = _load(config)
     if time_limit is not None:
-        cfg = cfg.model_copy(
-            update={"solver": cfg.solver.model_copy(update={"time_limit_s": time_limit})}
-        )
+        cfg = cfg.with_solver(time_limit_s=time_limit)
     seed = cfg.seed if seed is None else seed
     names = [policy, *(p.strip() for p in compare.split(",") if p.strip())]
     unknown = [p for p in names if p not in POLICIES]
@@ -296,8 +297,7 @@ def replay(
     if limits_on is not None:
         if limits_on not in ("forecast", "p10"):
             raise UserError(f"--limits-on {limits_on!r}: allowed: forecast, p10")
-        solver = cfg.solver.model_copy(update={"limits_on": limits_on})
-        cfg = cfg.model_copy(update={"solver": solver})
+        cfg = cfg.with_solver(limits_on=limits_on)
     try:
         sources = parse_weather_specs(weather or [], list(cfg.sites))
         names = tuple(p.strip() for p in policies.split(",") if p.strip())

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forecasts.specs import SupplySite
+from scheduler.horizon import check_slot_minutes
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -167,9 +168,7 @@ class ForecastSettings(_Strict):
     @field_validator("slot_minutes")
     @classmethod
     def _divides_day(cls, value: int) -> int:
-        if value <= 0 or 1440 % value or (value < 60 and 60 % value):
-            raise ValueError(f"{value} does not divide the day evenly; use 5, 10, 15, 30 or 60")
-        return value
+        return check_slot_minutes(value)
 
 
 class SolverSettings(_Strict):
@@ -241,6 +240,22 @@ class Config(_Strict):
     def timezone(self) -> str:
         """The zone in which operating days are counted (shared by all sites)."""
         return next(iter(self.sites.values())).timezone
+
+    def with_solver(self, **changes: Any) -> Config:
+        """This config with some solver settings changed (e.g. ``time_limit_s``)."""
+        return self.model_copy(update={"solver": self.solver.model_copy(update=changes)})
+
+    def with_jobs_scaled(self, factor: float, min_window_hours: float = 0.0) -> Config:
+        """This config with the jobs per class times ``factor`` (rounded), for the classes
+        whose shortest window is at least ``min_window_hours``."""
+        classes = {
+            name: cls.model_copy(update={"jobs": round(cls.jobs * factor)})
+            if cls.window_hours[0] >= min_window_hours
+            else cls
+            for name, cls in self.workload.classes.items()
+        }
+        workload = self.workload.model_copy(update={"classes": classes})
+        return self.model_copy(update={"workload": workload})
 
 
 def _format_errors(source: str, error: ValidationError) -> str:

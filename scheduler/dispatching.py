@@ -24,7 +24,7 @@ from forecasts.supply import SupplyModel
 from scheduler.config import Config
 from scheduler.forecasting import load_site_weather
 from scheduler.horizon import Horizon
-from scheduler.jobs import read_jobs, work_units
+from scheduler.jobs import max_gpus_to_fit, read_jobs, work_units
 from scheduler.policies import get_policy
 from scheduler.problem import problem_for
 
@@ -44,7 +44,6 @@ class PlanDir:
     forecast: pd.DataFrame  # what the plan was made on
     caps: pd.DataFrame
     horizon: Horizon
-    supply_basis: str
 
 
 def _times(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -67,7 +66,6 @@ def read_plan_dir(directory: Path, slot_minutes: int) -> PlanDir:
         )
     plan = _times(pd.read_csv(directory / "plan.csv", dtype={"job_id": str}), "time")
     actual = directory / "supply_actual.csv"
-    basis = "actual" if actual.exists() else "forecast"
     forecast = _times(pd.read_csv(directory / "supply.csv"), "time")
     supply = _times(pd.read_csv(actual), "time") if actual.exists() else forecast
     caps_path = directory / "caps.csv"
@@ -84,7 +82,6 @@ def read_plan_dir(directory: Path, slot_minutes: int) -> PlanDir:
         if caps is not None
         else pd.DataFrame(columns=["site", "start", "end", "type", "value_mw"]),
         horizon=horizon,
-        supply_basis=basis,
     )
 
 
@@ -134,9 +131,7 @@ def make_replanner(
         jobs["deadline"] = jobs["deadline"].clip(upper=window.end)
         slots = ((jobs["deadline"] - jobs["release"]) / slot).to_numpy().astype(np.int64)
         units = work_units(jobs["gpu_hours"].to_numpy(), horizon.slot_minutes)
-        jobs["max_gpus"] = np.maximum(
-            jobs["max_gpus"].to_numpy(), -(-units // np.maximum(slots, 1))
-        )
+        jobs["max_gpus"] = max_gpus_to_fit(jobs["max_gpus"].to_numpy(), units, slots)
         supply = plan_dir.supply[plan_dir.supply["time"] >= first]
         # a re-plan runs on the actual supply, which has no forecast quantiles
         problem = problem_for(
@@ -156,12 +151,11 @@ def with_actual_weather(plan_dir: PlanDir, config: Config, sources: dict[str, st
     """
     if not sources:
         return plan_dir
-    weather = load_site_weather(config, plan_dir.horizon, sources, seed=config.seed)
-    named = {name: w for name, w in weather.items() if name in sources}
+    named = load_site_weather(config, plan_dir.horizon, sources, seed=config.seed, only=sources)
     actual = SupplyModel(config.sites, slot_minutes=plan_dir.horizon.slot_minutes).actual(named)
     kept = plan_dir.supply[~plan_dir.supply["site"].isin(list(named))]
     supply = pd.concat([kept, actual[kept.columns.intersection(actual.columns)]], ignore_index=True)
-    return replace(plan_dir, supply=supply, supply_basis="actual weather files")
+    return replace(plan_dir, supply=supply)
 
 
 def dispatch(

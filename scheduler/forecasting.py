@@ -6,7 +6,7 @@ Wires ``forecasts`` for the commands (forecast, plan, nightly, replay); holds no
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +69,15 @@ class SupplyRun:
 
 
 def load_site_weather(
-    config: Config, horizon: Horizon, sources: Mapping[str, str], *, seed: int
+    config: Config,
+    horizon: Horizon,
+    sources: Mapping[str, str],
+    *,
+    seed: int,
+    only: Iterable[str] | None = None,
 ) -> dict[str, Weather]:
-    """Weather for every site of ``config`` over ``horizon`` from its source."""
+    """Weather for every site of ``config`` (or those in ``only``) over ``horizon``."""
+    wanted = set(config.sites if only is None else only)
     return {
         name: load_weather(
             site,
@@ -84,6 +90,7 @@ def load_site_weather(
             far_station_km=config.forecast.far_station_km,
         )
         for name, site in config.sites.items()
+        if name in wanted
     }
 
 

@@ -90,6 +90,13 @@ def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
     return _canonical(pd.DataFrame(rows, columns=JOB_COLUMNS), source="jobs", first_row=1)
 
 
+def max_gpus_to_fit(
+    max_gpus: np.ndarray, units: np.ndarray, window_slots: np.ndarray | int
+) -> np.ndarray:
+    """``max_gpus`` raised where ``units`` GPU-slots would not fit ``window_slots`` slots."""
+    return np.maximum(max_gpus, -(-units // np.maximum(window_slots, 1)))
+
+
 def work_units(gpu_hours: np.ndarray | float, slot_minutes: int) -> np.ndarray:
     """Work in GPU-slots, rounded up: ``ceil(gpu_hours * 60 / slot_minutes)`` [GPU-slot]."""
     units = np.asarray(gpu_hours, dtype=float) * 60.0 / slot_minutes
@@ -239,7 +246,7 @@ def generate_jobs(
             np.int64
         )
         units = work_units(gpu_hours, slot_minutes)
-        max_gpus = np.maximum(max_gpus, -(-units // (end_slot - release_slot)))
+        max_gpus = max_gpus_to_fit(max_gpus, units, end_slot - release_slot)
         slot = pd.Timedelta(minutes=slot_minutes)
         frames.append(
             pd.DataFrame(

@@ -55,7 +55,7 @@ def busy_gpus(plan: pd.DataFrame, site_names: Sequence[str], horizon: Horizon) -
     if plan.empty:
         return out
     site = pd.Categorical(plan["site"], categories=list(site_names)).codes
-    slot = _slot_index(plan["time"], horizon)
+    slot = slot_index(plan["time"], horizon)
     bad = (site < 0) | (slot < 0) | (slot >= horizon.n_slots)
     if bad.any():
         row = plan[bad].iloc[0]
@@ -185,7 +185,7 @@ def plan_metrics(
         jobs["tokens"].to_numpy(dtype=float) / np.maximum(required, 1), index=jobs["job_id"]
     )
     site = pd.Categorical(plan["site"], categories=names).codes
-    slot = _slot_index(plan["time"], horizon)
+    slot = slot_index(plan["time"], horizon)
     row_tokens = plan["gpus"].to_numpy() * tokens_per_unit.reindex(plan["job_id"]).to_numpy()
     green_fraction = np.divide(
         load["green_used_mw"],
@@ -214,7 +214,8 @@ def plan_metrics(
     )
 
 
-def _slot_index(times: pd.Series, horizon: Horizon) -> np.ndarray:
+def slot_index(times: pd.Series, horizon: Horizon) -> np.ndarray:
+    """Slot number of each time in ``horizon``; times off the slot grid are an error."""
     time_ns = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).as_unit("ns").asi8
     slot_ns = horizon.slot_minutes * 60 * 10**9
     offset_ns = time_ns - horizon.start.as_unit("ns").value

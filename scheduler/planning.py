@@ -16,6 +16,7 @@ import pandas as pd
 
 from forecasts.plot import local_times, site_panels
 from scheduler.config import Config
+from scheduler.horizon import UTC_ISO_FORMAT
 from scheduler.metrics import PlanMetrics, plan_metrics, site_load
 from scheduler.policies import PlanResult, get_policy
 from scheduler.policies._blocks import block_gpus, block_starts
@@ -31,7 +32,6 @@ __all__ = [
     "write_plan_dir",
 ]
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _MAX_NAMED = 20
 
 
@@ -169,7 +169,7 @@ def write_plan_dir(
     problem = day.problem
 
     def csv(frame: pd.DataFrame, name: str) -> None:
-        frame.to_csv(out / name, index=False, date_format=_TIME_FORMAT)
+        frame.to_csv(out / name, index=False, date_format=UTC_ISO_FORMAT)
 
     csv(problem.supply, "supply.csv")
     if actual_supply is not None:

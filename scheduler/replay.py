@@ -20,14 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from forecasts.supply import SupplyModel
 from scheduler.config import Config
 from scheduler.forecasting import forecast_error_of, load_site_weather
-from scheduler.horizon import Horizon, operating_day
-from scheduler.jobs import generate_jobs, work_units
+from scheduler.horizon import UTC_ISO_FORMAT, Horizon, operating_day
+from scheduler.jobs import generate_jobs, max_gpus_to_fit, work_units
 from scheduler.metrics import plan_metrics, site_load
 from scheduler.policies import get_policy
 from scheduler.problem import LoadCap, problem_for
@@ -110,23 +109,13 @@ def _carry_over(jobs: pd.DataFrame, remaining_gpu_hours: pd.Series, day: Horizon
     carried["release"] = day.start
     carried["deadline"] = day.end
     units = work_units(carried["gpu_hours"].to_numpy(), day.slot_minutes)
-    carried["max_gpus"] = np.maximum(carried["max_gpus"], -(-units // day.n_slots))
+    carried["max_gpus"] = max_gpus_to_fit(carried["max_gpus"].to_numpy(), units, day.n_slots)
     return carried
 
 
 def _day_jobs(spec: ReplaySpec, day: str, horizon: Horizon, index: int) -> pd.DataFrame:
-    workload = spec.config.workload
-    if spec.job_scale != 1.0:
-        workload = workload.model_copy(
-            update={
-                "classes": {
-                    name: cls.model_copy(update={"jobs": round(cls.jobs * spec.job_scale)})
-                    for name, cls in workload.classes.items()
-                }
-            }
-        )
     jobs = generate_jobs(
-        workload,
+        spec.config.with_jobs_scaled(spec.job_scale).workload,
         horizon.start,
         spec.seed * 1_000_003 + index,
         list(spec.config.sites),
@@ -245,7 +234,7 @@ def replay(
             load_path = out_dir / "site_load.csv"  # before daily.csv: a resumed day rewrites it
             pd.concat(loads).to_csv(
                 load_path, mode="a", header=not load_path.exists(), index=False,
-                date_format="%Y-%m-%dT%H:%M:%SZ",
+                date_format=UTC_ISO_FORMAT,
             )  # fmt: skip
             daily.to_csv(out_dir / "daily.csv", index=False)
             for name, frame in carry.items():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scheduler.metrics import busy_gpus
+from scheduler.metrics import busy_gpus, slot_index
 from scheduler.problem import Problem
 
 __all__ = ["Settlement", "settle"]
@@ -50,14 +50,7 @@ def settle(problem: Problem, plan: pd.DataFrame) -> Settlement:
 
     settled = plan.copy()
     site_code = pd.Categorical(settled["site"], categories=names).codes
-    slot = (
-        (
-            (pd.to_datetime(settled["time"], utc=True) - actual.horizon.start)
-            / pd.Timedelta(minutes=actual.horizon.slot_minutes)
-        )
-        .to_numpy()
-        .astype(np.int64)
-    )
+    slot = slot_index(settled["time"], actual.horizon)
     preemptible = (
         actual.jobs.set_index("job_id")["preemptible"].reindex(settled["job_id"]).to_numpy(bool)
     )

@@ -101,18 +101,6 @@ def load_study(path: str | Path) -> StudySpec:
         raise ConfigError(_format_errors(str(path), error)) from None
 
 
-def _with_deferrable_scale(config: Config, scale: float) -> Config:
-    classes = {
-        name: cls.model_copy(update={"jobs": round(cls.jobs * scale)})
-        if cls.window_hours[0] >= DEFERRABLE_WINDOW_H
-        else cls
-        for name, cls in config.workload.classes.items()
-    }
-    return config.model_copy(
-        update={"workload": config.workload.model_copy(update={"classes": classes})}
-    )
-
-
 def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any], ReplaySpec]]:
     """The scenario grid: ``(parameters, replay spec)`` per point."""
     sources = {name: study.weather.get(name, "synthetic") for name in config.sites}
@@ -121,9 +109,8 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
     for error, scale, cap, limits_on in itertools.product(
         sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, sweep.limits_on
     ):
-        scenario_config = _with_deferrable_scale(config, scale)
-        scenario_config = scenario_config.model_copy(
-            update={"solver": scenario_config.solver.model_copy(update={"limits_on": limits_on})}
+        scenario_config = config.with_jobs_scaled(scale, DEFERRABLE_WINDOW_H).with_solver(
+            limits_on=limits_on
         )
         spec = ReplaySpec(
             config=scenario_config,
