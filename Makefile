@@ -44,8 +44,8 @@ clean:
 
 # gRPC stubs of the load-cap service (committed; tests/service/test_stubs.py fails when stale).
 # grpcio-tools stays < 1.82: newer stubs need protobuf 7 and fail at import with protobuf 6.33.
-PROTO_DIR := scheduler/service/proto
-PB_DIR    := scheduler/service/pb
+PROTO_DIR := scheduler/drivers/service/proto
+PB_DIR    := scheduler/drivers/service/pb
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PB_DIR) --pyi_out=$(PB_DIR) \
 		--grpc_python_out=$(PB_DIR) $(PROTO_DIR)/greensched/v1/loadcap.proto

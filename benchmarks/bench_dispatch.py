@@ -20,11 +20,11 @@ import time
 import numpy as np
 import pandas as pd
 import ray
+from clusters.clock import InstantClock
+from clusters.dispatcher import Dispatcher
 from rich.console import Console
 from rich.table import Table
 
-from clusters.clock import InstantClock
-from clusters.dispatcher import Dispatcher
 from clusters.resources import site_resource, start_local
 from clusters.tasks import Chunk, TaskSettings, run_chunk
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from scheduler.config import load_config
-from scheduler.forecasting import run_supply
 from scheduler.horizon import operating_day
+from scheduler.pipeline import run_supply
 
 SAMPLE_DAYS = 14  # days timed one call at a time, scaled to a year
 

@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from scheduler.config import Config, load_config
-from scheduler.forecasting import run_supply
 from scheduler.horizon import operating_day
 from scheduler.jobs import generate_jobs
 from scheduler.metrics import plan_metrics
+from scheduler.pipeline import run_supply
 from scheduler.policies import get_policy
 from scheduler.policies.lp_reference import solve_time_indexed_lp
 from scheduler.policies.optimizer import lp_bound

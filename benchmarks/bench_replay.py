@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from scheduler.config import load_config
-from scheduler.replay import ReplaySpec, replay, summarize
-from scheduler.replay_report import SUMMARY_COLUMNS, summary_lines
+from scheduler.drivers.replay import ReplaySpec, replay, summarize
+from scheduler.drivers.replay_report import SUMMARY_COLUMNS, summary_lines
 
 WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
 FILES = {

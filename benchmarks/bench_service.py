@@ -31,8 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from scheduler.config import DEFAULT_CONFIG_PATH
+from scheduler.drivers.service.client import CapClient, cap_interval
 from scheduler.horizon import tomorrow
-from scheduler.service.client import CapClient, cap_interval
 
 JOB_COUNTS = (1_000, 10_000)
 PLAIN_REQUESTS = 200  # sequential caps that need no re-plan
@@ -62,7 +62,7 @@ def _free_port() -> int:
 
 def _start(config: Path, directory: Path, day: str) -> tuple[subprocess.Popen, CapClient]:
     port, log = _free_port(), directory / "serve.log"
-    command = [sys.executable, "-m", "scheduler.service", "serve", f"--config={config}"]
+    command = [sys.executable, "-m", "scheduler.drivers.service", "serve", f"--config={config}"]
     command += [f"--listen=127.0.0.1:{port}", f"--db={directory / 'bench.sqlite'}"]
     command += [f"--date={day}"]
     with log.open("wb") as out:

@@ -1,30 +1,20 @@
-"""Run a plan on Ray: sites as custom resources, real inference tasks, a run report.
+"""Run slot decisions on Ray: sites as custom resources, real inference tasks.
 
-Knows nothing of pvlib or forecasts: it takes plain tables (plan, jobs, sites, supply, caps)
-and an optional re-planning callable.
+Knows nothing of pvlib or forecasts, and of ``scheduler/`` only its contracts: the settlement
+engine decides what runs in each slot and hands the chunks to :class:`RayRunner`.
 """
 
-from clusters.clock import CompressedClock, InstantClock, RealClock
-from clusters.dispatcher import Dispatcher, Replan, SlotProgress
-from clusters.report import RunReport, write_run_report
 from clusters.resources import ClusterError, connect, gpus_to_units, site_resource, start_local
-from clusters.tasks import Chunk, ChunkRecord, TaskSettings
+from clusters.runner import RayRunner
+from clusters.tasks import ChunkRecord, TaskSettings
 
 __all__ = [
-    "Chunk",
     "ChunkRecord",
     "ClusterError",
-    "CompressedClock",
-    "Dispatcher",
-    "InstantClock",
-    "RealClock",
-    "Replan",
-    "RunReport",
-    "SlotProgress",
+    "RayRunner",
     "TaskSettings",
     "connect",
     "gpus_to_units",
     "site_resource",
     "start_local",
-    "write_run_report",
 ]

@@ -20,6 +20,8 @@ import os
 
 import ray
 
+from scheduler.contracts import UserError
+
 __all__ = [
     "DEFAULT_GPUS_PER_UNIT",
     "ClusterError",
@@ -38,7 +40,7 @@ _RAY_RESOLUTION = 1e-4  # smallest fractional resource Ray tracks [unit]
 _PREFIX = "site:"
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UserError):
     """A Ray cluster that cannot run the plan (missing or short site resources)."""
 
 

@@ -7,19 +7,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pandas as pd
 import ray
 
 from clusters.resources import DEFAULT_GPUS_PER_UNIT, gpus_to_units, site_resource
-from clusters.workload import (
-    DEFAULT_TOKENS_PER_REAL_TOKEN,
-    accounted_tokens,
-    real_tokens,
-    tiny_decoder,
-)
+from clusters.workload import DEFAULT_TOKENS_PER_REAL_TOKEN, real_tokens, tiny_decoder
+from scheduler.contracts.chunks import Chunk
 
 __all__ = [
-    "Chunk",
     "ChunkRecord",
     "ChunkRunner",
     "ChunkWork",
@@ -27,23 +21,6 @@ __all__ = [
     "chunk_seed",
     "run_chunk",
 ]
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """``gpus`` GPUs of job ``job_id`` at ``site`` for the slot starting at ``time`` (UTC)."""
-
-    job_id: str
-    site: str
-    time: pd.Timestamp
-    gpus: float
-    slot_minutes: float
-    tokens_per_gpu_hour: float
-
-    @property
-    def gpu_hours(self) -> float:
-        """Work in the chunk [GPU-h]."""
-        return self.gpus * self.slot_minutes / 60.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +56,7 @@ def run_chunk(chunk: Chunk, tokens_per_real_token: float, seed: int) -> ChunkRec
     """Generate the chunk's real tokens with the decoder and account its planned tokens."""
     started = time.time()
     t0 = time.perf_counter()
-    tokens = accounted_tokens(chunk.gpus, chunk.slot_minutes, chunk.tokens_per_gpu_hour)
+    tokens = chunk.tokens_accounted
     n_real = real_tokens(tokens, tokens_per_real_token)
     generated = tiny_decoder().generate(n_real, seed)
     context = ray.get_runtime_context()

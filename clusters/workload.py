@@ -27,7 +27,6 @@ __all__ = [
     "DEFAULT_TOKENS_PER_REAL_TOKEN",
     "DecoderConfig",
     "TinyDecoder",
-    "accounted_tokens",
     "real_tokens",
     "tiny_decoder",
 ]
@@ -105,11 +104,6 @@ class TinyDecoder:
 def tiny_decoder(config: DecoderConfig = DecoderConfig()) -> TinyDecoder:
     """The decoder for ``config``, built once per process (weights are read-only)."""
     return TinyDecoder(config)
-
-
-def accounted_tokens(gpus: float, slot_minutes: float, tokens_per_gpu_hour: float) -> float:
-    """Tokens a chunk stands for in the plan: ``gpus * slot_minutes / 60 * tokens_per_gpu_hour``."""
-    return gpus * slot_minutes / 60.0 * tokens_per_gpu_hour
 
 
 def real_tokens(tokens_accounted: float, tokens_per_real_token: float) -> int:

@@ -48,6 +48,7 @@ import pandas as pd
 import pvlib
 
 from forecasts.weather import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Weather
+from scheduler.contracts import UserError
 
 __all__ = [
     "KINDS",
@@ -101,7 +102,7 @@ _ZONED_TIME_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?
 _CSV_HEADER_RE = re.compile(r"^#\s*(wind_height_m|latitude|longitude)\s*:\s*(\S+)\s*$")
 
 
-class WeatherFileError(ValueError):
+class WeatherFileError(UserError):
     """A weather file that cannot be used; the message starts with the file path."""
 
 

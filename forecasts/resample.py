@@ -16,6 +16,7 @@ import pvlib
 
 from forecasts.solar import solar_position as cached_solar_position
 from forecasts.weather import Weather
+from scheduler.contracts import check_slot_minutes
 
 __all__ = ["to_slots"]
 
@@ -61,8 +62,7 @@ def to_slots(
     latitude, longitude : site position [deg N, deg E], for the clear sky.
     altitude_m : site altitude [m above sea level], for the clear sky.
     """
-    if slot_minutes <= 0 or (60 % slot_minutes and 1440 % slot_minutes):
-        raise ValueError(f"slot_minutes {slot_minutes} must divide 60 or 1440 (e.g. 5, 15, 60)")
+    check_slot_minutes(slot_minutes)
     source_step = weather.freq
     target_step = pd.Timedelta(minutes=slot_minutes)
     if target_step == source_step:

@@ -26,10 +26,10 @@ from forecasts.solar import solar_position
 from forecasts.specs import PVPlant, SupplySite, WindFarm
 from forecasts.weather import Weather
 from forecasts.wind import wind_farm_mw
+from scheduler.contracts import SUPPLY
 
-__all__ = ["SUPPLY_COLUMNS", "SupplyModel", "site_summary", "sun_factor"]
+__all__ = ["SupplyModel", "site_summary", "sun_factor"]
 
-SUPPLY_COLUMNS: tuple[str, ...] = ("time", "site", "pv_mw", "wind_mw", "green_mw")
 
 PVModel = Callable[[pd.DataFrame, PVPlant, SupplySite], pd.Series]
 WindModel = Callable[[pd.DataFrame, WindFarm, float], pd.Series]
@@ -133,8 +133,8 @@ class SupplyModel:
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    extra = [c for c in frame.columns if c not in SUPPLY_COLUMNS]
-    return frame[[*SUPPLY_COLUMNS, *extra]].sort_values(["site", "time"], ignore_index=True)
+    extra = [c for c in frame.columns if c not in SUPPLY.names]
+    return frame[[*SUPPLY.names, *extra]].sort_values(["site", "time"], ignore_index=True)
 
 
 def site_summary(supply: pd.DataFrame, sites: Mapping[str, SupplySite]) -> pd.DataFrame:

@@ -6,6 +6,7 @@ message names the file, the field path and what is allowed. Unknown keys are err
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forecasts.specs import SupplySite
-from scheduler.horizon import check_slot_minutes
+from scheduler.contracts import UserError, check_slot_minutes
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -25,8 +26,12 @@ __all__ = [
     "Site",
     "SolverSettings",
     "Workload",
+    "format_validation_errors",
     "load_config",
+    "parse_config",
 ]
+
+PolicyName = Literal["fifo", "greedy", "optimizer", "oracle"]
 
 
 def _default_config_path() -> Path:
@@ -40,7 +45,7 @@ def _default_config_path() -> Path:
 DEFAULT_CONFIG_PATH = _default_config_path()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration file that cannot be used; the message names file, field and rule."""
 
 
@@ -148,7 +153,7 @@ class Workload(_Strict):
 class ForecastSettings(_Strict):
     """How weather becomes a supply forecast."""
 
-    slot_minutes: int = Field(default=15, description="slot length [min]; divides 60 or 1440")
+    slot_minutes: int = Field(default=15, description="slot length [min]; a divisor of 60")
     wind_nrmse: float = Field(
         default=0.15, ge=0, le=1, description="day-ahead wind error, std / capacity [-]"
     )
@@ -174,10 +179,12 @@ class ForecastSettings(_Strict):
 class SolverSettings(_Strict):
     """Optimizer settings (data, never hard-coded)."""
 
+    policy: PolicyName = Field(default="optimizer", description="policy whose plan is the plan")
+    compare: list[PolicyName] = Field(
+        default=["fifo", "greedy"], description="policies planned beside it for comparison"
+    )
     time_limit_s: float = Field(default=30.0, gt=0, le=86_400)
     relative_gap: float = Field(default=0.01, ge=0, le=1)
-    seed: int = Field(default=1, ge=0)
-    workers: int = Field(default=2, ge=1, le=64)
     max_site_moves: int | None = Field(
         default=None, ge=0, description="most times a job may change site; null = no limit"
     )
@@ -241,24 +248,41 @@ class Config(_Strict):
         """The zone in which operating days are counted (shared by all sites)."""
         return next(iter(self.sites.values())).timezone
 
+    def sha256(self) -> str:
+        """A hash of every setting (hex), recorded in plan directories."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def updated(self, changes: dict[str, Any], source: str = "<config change>") -> Config:
+        """This config with ``changes`` merged in (nested by section), validated again."""
+        return parse_config(_merge(self.model_dump(), changes), source)
+
     def with_solver(self, **changes: Any) -> Config:
-        """This config with some solver settings changed (e.g. ``time_limit_s``)."""
-        return self.model_copy(update={"solver": self.solver.model_copy(update=changes)})
+        """This config with some solver settings changed (e.g. ``time_limit_s``), validated."""
+        return self.updated({"solver": changes})
 
     def with_jobs_scaled(self, factor: float, min_window_hours: float = 0.0) -> Config:
         """This config with the jobs per class times ``factor`` (rounded), for the classes
-        whose shortest window is at least ``min_window_hours``."""
+        whose shortest window is at least ``min_window_hours``; validated."""
         classes = {
-            name: cls.model_copy(update={"jobs": round(cls.jobs * factor)})
-            if cls.window_hours[0] >= min_window_hours
-            else cls
+            name: {"jobs": round(cls.jobs * factor)}
             for name, cls in self.workload.classes.items()
+            if cls.window_hours[0] >= min_window_hours
         }
-        workload = self.workload.model_copy(update={"classes": classes})
-        return self.model_copy(update={"workload": workload})
+        return self.updated({"workload": {"classes": classes}})
 
 
-def _format_errors(source: str, error: ValidationError) -> str:
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def format_validation_errors(source: str, error: ValidationError) -> str:
+    """One line per pydantic error: the field path and what is wrong, under ``source``."""
     lines = []
     for item in error.errors(include_url=False):
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
@@ -282,7 +306,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_format_errors(source, error)) from None
+        raise ConfigError(format_validation_errors(source, error)) from None
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -7,16 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["UTC_ISO_FORMAT", "Horizon", "check_slot_minutes", "operating_day", "tomorrow"]
-
-UTC_ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # how tables write times (UTC)
-
-
-def check_slot_minutes(value: int) -> int:
-    """``value`` if slots of that many minutes tile the day and the hour, else ValueError."""
-    if value <= 0 or 1440 % value or (value < 60 and 60 % value):
-        raise ValueError(f"{value} does not divide the day evenly; use 5, 10, 15, 30 or 60")
-    return value
+__all__ = ["Horizon", "operating_day", "tomorrow"]
 
 
 @dataclass(frozen=True)

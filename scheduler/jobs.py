@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from scheduler.config import Workload
+from scheduler.contracts import JOBS, UserError, read_table, split_sites
 from scheduler.horizon import Horizon
 
 __all__ = [
-    "JOB_COLUMNS",
     "Job",
     "JobError",
     "generate_jobs",
@@ -38,20 +38,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-JOB_COLUMNS = [
-    "job_id",
-    "gpu_hours",
-    "max_gpus",
-    "release",
-    "deadline",
-    "sites",
-    "preemptible",
-    "tokens",
-]
 _MAX_LISTED_ERRORS = 20
 
 
-class JobError(ValueError):
+class JobError(UserError):
     """A jobs table that cannot be planned; the message names the rows and fields at fault."""
 
 
@@ -73,7 +63,7 @@ class Job:
 
 
 def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
-    """The jobs table (columns :data:`JOB_COLUMNS`) of a list of :class:`Job`."""
+    """The jobs table (:data:`~scheduler.contracts.JOBS`) of a list of :class:`Job`."""
     rows = [
         {
             "job_id": j.job_id,
@@ -87,7 +77,7 @@ def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
         }
         for j in jobs
     ]
-    return _canonical(pd.DataFrame(rows, columns=JOB_COLUMNS), source="jobs", first_row=1)
+    return JOBS.canonical(pd.DataFrame(rows, columns=JOBS.names))
 
 
 def max_gpus_to_fit(
@@ -119,24 +109,12 @@ def window_slots(jobs: pd.DataFrame, horizon: Horizon) -> tuple[np.ndarray, np.n
 
 
 def read_jobs(path: str | Path) -> pd.DataFrame:
-    """Read a jobs CSV (columns :data:`JOB_COLUMNS`); times without an offset are taken as UTC.
+    """Read a jobs CSV (:data:`~scheduler.contracts.JOBS`); times need a UTC offset.
 
-    Raises :class:`JobError` naming the file, line and field of every row that cannot be read.
-    Horizon and site checks need a problem context: see :func:`validate_jobs`.
+    Raises :class:`~scheduler.contracts.TableError` naming the file, line and field of every
+    row that cannot be read. Horizon and site checks need a problem: see :func:`validate_jobs`.
     """
-    path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype={"job_id": str, "sites": str}, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise JobError(f"{path}: cannot read jobs CSV: {error}") from None
-    missing = [c for c in JOB_COLUMNS if c not in raw.columns]
-    if missing:
-        raise JobError(
-            f"{path}: missing column(s) {', '.join(missing)}; a jobs CSV needs "
-            f"{', '.join(JOB_COLUMNS)}"
-        )
-    # line 1 is the header, so data row i is on line i + 2
-    return _canonical(raw[JOB_COLUMNS], source=f"{path} line", first_row=2)
+    return read_table(JOBS, path)
 
 
 def validate_jobs(
@@ -158,17 +136,8 @@ def validate_jobs(
             f"{source} {i + first_row} (job_id {jobs['job_id'].iat[i]!r}): {field}: {message}"
         )
 
-    duplicated = jobs["job_id"].duplicated(keep="first").to_numpy()
-    for i in np.flatnonzero(duplicated):
-        fail(i, "job_id", "duplicate; job ids must be unique")
     gpu_hours = jobs["gpu_hours"].to_numpy(dtype=float)
     max_gpus = jobs["max_gpus"].to_numpy()
-    for i in np.flatnonzero(~(gpu_hours > 0)):
-        fail(i, "gpu_hours", f"{gpu_hours[i]} must be > 0")
-    for i in np.flatnonzero(max_gpus < 1):
-        fail(i, "max_gpus", f"{max_gpus[i]} must be >= 1")
-    for i in np.flatnonzero(~(jobs["tokens"].to_numpy(dtype=float) >= 0)):
-        fail(i, "tokens", f"{jobs['tokens'].iat[i]} must be >= 0")
     release, deadline = jobs["release"], jobs["deadline"]
     for i in np.flatnonzero((deadline <= release).to_numpy()):
         fail(i, "deadline", f"{deadline.iat[i]} is not after release {release.iat[i]}")
@@ -194,7 +163,7 @@ def validate_jobs(
         )
     known = set(site_names)
     for i, sites in enumerate(jobs["sites"]):
-        unknown = [s for s in _split_sites(sites) if s not in known]
+        unknown = [s for s in split_sites(sites) if s not in known]
         if unknown:
             fail(
                 i,
@@ -266,11 +235,7 @@ def generate_jobs(
         return jobs_frame([])
     jobs = pd.concat(frames, ignore_index=True)
     log.info("generated %d jobs from %d workload classes", len(jobs), len(frames))
-    return _canonical(jobs, source="generated jobs row", first_row=1)
-
-
-def _split_sites(sites: str) -> list[str]:
-    return [s.strip() for s in str(sites).split(";") if s.strip()]
+    return JOBS.canonical(jobs, source="generated jobs row")
 
 
 def _ns(times: pd.Series) -> np.ndarray:
@@ -283,54 +248,3 @@ def _raise(errors: list[str]) -> None:
     shown = errors[:_MAX_LISTED_ERRORS]
     more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
     raise JobError(f"{len(errors)} bad job row(s):\n  " + "\n  ".join(shown) + more)
-
-
-def _canonical(raw: pd.DataFrame, source: str, first_row: int) -> pd.DataFrame:
-    """Coerce a jobs table to canonical dtypes; name every cell that cannot be converted."""
-    errors: list[str] = []
-    out = pd.DataFrame(index=range(len(raw)))
-    ids = raw["job_id"].astype(str).str.strip()
-    out["job_id"] = ids.to_numpy()
-
-    def where(i: int) -> str:
-        return f"{source} {i + first_row} (job_id {ids.iat[i]!r})"
-
-    for i in np.flatnonzero((ids == "").to_numpy()):
-        errors.append(f"{source} {i + first_row}: job_id: empty; every job needs a unique id")
-    for column in ("gpu_hours", "tokens"):
-        values = pd.to_numeric(raw[column], errors="coerce")
-        for i in np.flatnonzero(values.isna().to_numpy()):
-            errors.append(f"{where(i)}: {column}: {raw[column].iat[i]!r} is not a number")
-        out[column] = values.to_numpy(dtype=float)
-    max_gpus = pd.to_numeric(raw["max_gpus"], errors="coerce")
-    not_int = max_gpus.isna() | (max_gpus != np.round(max_gpus))
-    for i in np.flatnonzero(not_int.to_numpy()):
-        errors.append(f"{where(i)}: max_gpus: {raw['max_gpus'].iat[i]!r} is not a whole number")
-    out["max_gpus"] = max_gpus.fillna(0).round().astype(np.int64).to_numpy()
-    for column in ("release", "deadline"):
-        times = pd.to_datetime(raw[column], errors="coerce", utc=True, format="mixed")
-        for i in np.flatnonzero(times.isna().to_numpy()):
-            errors.append(f"{where(i)}: {column}: {raw[column].iat[i]!r} is not a date-time")
-        out[column] = times.to_numpy()
-        out[column] = pd.to_datetime(out[column], utc=True)
-    out["sites"] = [";".join(_split_sites(s)) for s in raw["sites"].fillna("")]
-    out["preemptible"] = _booleans(raw["preemptible"], where, errors)
-    _raise(errors)
-    return out[JOB_COLUMNS]
-
-
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f"}
-
-
-def _booleans(values: pd.Series, where, errors: list[str]) -> np.ndarray:
-    if values.dtype == bool:
-        return values.to_numpy()
-    out = np.zeros(len(values), dtype=bool)
-    for i, value in enumerate(values):
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            out[i] = True
-        elif text not in _FALSE:
-            errors.append(f"{where(i)}: preemptible: {value!r} is not true/false")
-    return out

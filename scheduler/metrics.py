@@ -20,32 +20,20 @@ import numpy as np
 import pandas as pd
 
 from scheduler.config import Site
+from scheduler.contracts import SITE_LOAD
 from scheduler.horizon import Horizon
 from scheduler.jobs import work_units
 from scheduler.problem import LoadCap, cap_matrices, hourly_profile, supply_matrix
 
 __all__ = [
-    "SITE_LOAD_COLUMNS",
+    "CAP_TOLERANCE_MW",
     "PlanMetrics",
     "busy_gpus",
     "plan_metrics",
     "site_load",
+    "slot_index",
 ]
 
-SITE_LOAD_COLUMNS = [
-    "time",
-    "site",
-    "gpus_busy",
-    "load_mw",
-    "green_mw",
-    "green_used_mw",
-    "grid_mw",
-    "cap_mw",
-    "load_cap_mw",
-    "carbon_kg_per_mwh",
-    "grid_co2_kg",
-    "cap_violation",
-]
 CAP_TOLERANCE_MW = 1e-6  # rounding slack when checking caps [MW]
 
 
@@ -74,7 +62,7 @@ def site_load(
     horizon: Horizon,
     caps: Sequence[LoadCap] = (),
 ) -> pd.DataFrame:
-    """The site-load table (columns :data:`SITE_LOAD_COLUMNS`), one row per site and slot.
+    """The site-load table (:data:`~scheduler.contracts.SITE_LOAD`), one row per site and slot.
 
     ``cap_mw`` is the tightest cap on grid draw (import limit and ``IMPORT_CAPACITY_LIMIT`` caps),
     ``load_cap_mw`` the tightest ``LOAD_LIMIT`` cap (``inf`` when none). ``cap_violation`` marks
@@ -87,7 +75,7 @@ def site_load(
         {
             "time": np.tile(horizon.times, n_sites),
             "site": np.repeat([s.name for s in sites], horizon.n_slots),
-            **{name: arrays[name].ravel() for name in SITE_LOAD_COLUMNS[2:]},
+            **{name: arrays[name].ravel() for name in SITE_LOAD.names[2:]},
         }
     )
 

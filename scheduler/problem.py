@@ -26,15 +26,13 @@ import numpy as np
 import pandas as pd
 
 from scheduler.config import Config, Site
+from scheduler.contracts import CAPS, SUPPLY, CapType, TableError, UserError, read_table
 from scheduler.horizon import Horizon
 from scheduler.jobs import window_slots, work_units
 
 __all__ = [
-    "CAP_COLUMNS",
-    "CAP_TYPES",
     "IMPORT_CAPACITY_LIMIT",
     "LOAD_LIMIT",
-    "SUPPLY_COLUMNS",
     "LoadCap",
     "Problem",
     "ProblemError",
@@ -49,15 +47,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMPORT_CAPACITY_LIMIT = "IMPORT_CAPACITY_LIMIT"  # limits grid draw: load - green
-LOAD_LIMIT = "LOAD_LIMIT"  # limits total site load
-CAP_TYPES = (IMPORT_CAPACITY_LIMIT, LOAD_LIMIT)
-CAP_COLUMNS = ["site", "start", "end", "type", "value_mw"]
-SUPPLY_COLUMNS = ["time", "site", "pv_mw", "wind_mw", "green_mw"]
+IMPORT_CAPACITY_LIMIT = CapType.IMPORT_CAPACITY_LIMIT  # limits grid draw: load - green
+LOAD_LIMIT = CapType.LOAD_LIMIT  # limits total site load
 _GPU_TOLERANCE = 1e-9  # floor(x + tol): a cap met exactly still admits the GPU
 
 
-class ProblemError(ValueError):
+class ProblemError(UserError):
     """Inputs that do not make a plannable problem; the message says what and what is allowed."""
 
 
@@ -72,14 +67,15 @@ class LoadCap:
     site: str
     start: pd.Timestamp
     end: pd.Timestamp
-    type: str
+    type: CapType
     value_mw: float
 
     def __post_init__(self) -> None:
-        if self.type not in CAP_TYPES:
+        if self.type not in tuple(CapType):
             raise ProblemError(
-                f"load cap type {self.type!r} is unknown; allowed: {', '.join(CAP_TYPES)}"
+                f"load cap type {self.type!r} is unknown; allowed: {', '.join(CapType)}"
             )
+        object.__setattr__(self, "type", CapType(self.type))
         for name in ("start", "end"):
             time = pd.Timestamp(getattr(self, name))
             if time.tzinfo is None:
@@ -92,21 +88,22 @@ class LoadCap:
 
 
 def caps_frame(caps: Sequence[LoadCap]) -> pd.DataFrame:
-    """The caps table (columns :data:`CAP_COLUMNS`); empty with those columns when none."""
-    frame = pd.DataFrame([vars(c) for c in caps], columns=CAP_COLUMNS)
-    for column in ("start", "end"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
+    """The caps table (:data:`~scheduler.contracts.CAPS`) of ``caps``."""
+    rows = [{**vars(c), "type": str(c.type)} for c in caps]
+    return CAPS.canonical(pd.DataFrame(rows, columns=CAPS.names))
 
 
 def caps_from_frame(frame: pd.DataFrame) -> list[LoadCap]:
-    """Caps from a caps table; times without an offset are taken as UTC."""
-    starts = pd.to_datetime(frame["start"], utc=True)
-    ends = pd.to_datetime(frame["end"], utc=True)
+    """Caps from a canonical caps table."""
     return [
-        LoadCap(str(site), start, end, str(kind), float(value))
+        LoadCap(str(site), start, end, CapType(kind), float(value))
         for site, start, end, kind, value in zip(
-            frame["site"], starts, ends, frame["type"], frame["value_mw"], strict=True
+            frame["site"],
+            frame["start"],
+            frame["end"],
+            frame["type"],
+            frame["value_mw"],
+            strict=True,
         )
     ]
 
@@ -114,43 +111,21 @@ def caps_from_frame(frame: pd.DataFrame) -> list[LoadCap]:
 def read_caps(path: str | Path, site_names: Sequence[str]) -> tuple[LoadCap, ...]:
     """Read a caps CSV (``site, start, end, type, value_mw``; ISO times with an offset).
 
-    Raises :class:`ProblemError` naming the file, the line and the field.
+    Raises :class:`~scheduler.contracts.TableError` or :class:`ProblemError` naming the file,
+    the line and the field.
     """
-    try:
-        frame = pd.read_csv(path, dtype={"site": str, "type": str})
-    except (OSError, pd.errors.ParserError) as error:
-        raise ProblemError(f"{path}: cannot read caps: {error}") from None
-    missing = [c for c in CAP_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ProblemError(
-            f"{path}: missing column(s) {', '.join(missing)}; needs {', '.join(CAP_COLUMNS)}"
-        )
-    caps = []
-    for line, row in enumerate(frame.itertuples(index=False), start=2):
-        where = f"{path} line {line}"
-        if row.site not in site_names:
-            raise ProblemError(
-                f"{where}: site: unknown site {row.site!r}; known sites: {', '.join(site_names)}"
+    frame = read_table(CAPS, path)
+    for line, (site, start, end) in enumerate(
+        zip(frame["site"], frame["start"], frame["end"], strict=True), start=2
+    ):
+        if site not in site_names:
+            raise TableError(
+                f"{path} line {line}: site: unknown site {site!r}; "
+                f"known sites: {', '.join(site_names)}"
             )
-        times = {}
-        for name in ("start", "end"):
-            value = getattr(row, name)
-            try:
-                time = pd.Timestamp(value)
-            except (ValueError, TypeError):
-                raise ProblemError(f"{where}: {name}: {value!r} is not an ISO 8601 time") from None
-            if time.tzinfo is None:
-                raise ProblemError(
-                    f"{where}: {name}: {value!r} has no UTC offset (e.g. +08:00 or Z)"
-                )
-            times[name] = time
-        try:
-            caps.append(
-                LoadCap(row.site, times["start"], times["end"], row.type, float(row.value_mw))
-            )
-        except (ProblemError, ValueError) as error:
-            raise ProblemError(f"{where}: {error}") from None
-    return tuple(caps)
+        if not end > start:
+            raise TableError(f"{path} line {line}: end: {end} must be after start {start}")
+    return tuple(caps_from_frame(frame))
 
 
 def hourly_profile(
@@ -177,8 +152,7 @@ def supply_matrix(
     missing = [c for c in ("time", "site", column) if c not in supply.columns]
     if missing:
         raise ProblemError(
-            f"supply table lacks column(s) {', '.join(missing)}; "
-            f"it needs {', '.join(SUPPLY_COLUMNS)}"
+            f"supply table lacks column(s) {', '.join(missing)}; it needs {', '.join(SUPPLY.names)}"
         )
     site_code = pd.Categorical(supply["site"].to_numpy(), categories=list(site_names)).codes
     time_ns = pd.DatetimeIndex(pd.to_datetime(supply["time"], utc=True)).as_unit("ns").asi8

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scheduler.contracts import PLAN
 from scheduler.metrics import CAP_TOLERANCE_MW, site_load
-from scheduler.policies.base import PLAN_COLUMNS, PlanResult
+from scheduler.policies.base import PlanResult, SupplyBasis, site_moves
 from scheduler.problem import Problem
 
-__all__ = ["PlanInvalidError", "Violation", "assert_valid", "site_moves", "validate_plan"]
+__all__ = ["PlanInvalidError", "Violation", "assert_valid", "validate_plan"]
 
 _MAX_SHOWN = 10
 
@@ -36,35 +37,9 @@ class PlanInvalidError(AssertionError):
     """A plan that breaks its problem's rules; the message lists the violations."""
 
 
-def site_moves(job: np.ndarray, site: np.ndarray, slot: np.ndarray, n_jobs: int) -> np.ndarray:
-    """Site changes per job ``[job]``.
-
-    Walking a job's run slots in time order, every site it uses that it did not use in its
-    previous run slot counts one entry; moves are entries minus one (so a job that stays at one
-    site has 0, one split across two sites in a slot has 1).
-    """
-    if len(job) == 0:
-        return np.zeros(n_jobs, dtype=np.int64)
-    order = np.lexsort((site, slot, job))
-    job, site, slot = job[order], site[order], slot[order]
-    new_slot = np.ones(len(job), dtype=bool)
-    new_slot[1:] = (job[1:] != job[:-1]) | (slot[1:] != slot[:-1])
-    run = np.cumsum(new_slot)  # global run-slot counter; consecutive within a job
-    n_sites = int(site.max()) + 1
-    key = run * n_sites + site
-    previous = (run - 1) * n_sites + site
-    starts = np.ones(len(job), dtype=bool)
-    starts[1:] = job[1:] != job[:-1]
-    first_run_id = run[starts][np.cumsum(starts) - 1]
-    first_run = run == first_run_id
-    entered = first_run | ~np.isin(previous, key)
-    entries = np.bincount(job, weights=entered, minlength=n_jobs).astype(np.int64)
-    return np.maximum(entries - 1, 0)
-
-
 def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
     """Every rule ``result.plan`` breaks (empty when valid); see the module docstring."""
-    if result.supply_basis == "actual":
+    if result.supply_basis is SupplyBasis.ACTUAL:
         problem = problem.on_actual_supply()
     plan = result.plan
     out: list[Violation] = []
@@ -80,7 +55,7 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
         more = f" (and {len(rows) - _MAX_SHOWN} more)" if len(rows) > _MAX_SHOWN else ""
         out.append(Violation(rule, f"{len(rows)} row(s): {shown}{more}"))
 
-    missing = [c for c in PLAN_COLUMNS if c not in plan.columns]
+    missing = [c for c in PLAN.names if c not in plan.columns]
     if missing:
         return [Violation("columns", f"plan lacks column(s) {', '.join(missing)}")]
     gpus = plan["gpus"].to_numpy()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,15 @@ needs_real_weather = pytest.mark.skipif(
 def config() -> Config:
     """The embedded default config (frozen, safe to share)."""
     return load_config()
+
+
+def greensched(*args: str, cwd: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``greensched`` command as a user would, in ``cwd``; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler.drivers", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

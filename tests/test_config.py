@@ -82,7 +82,7 @@ def test_missing_field_and_bad_range(tmp_path):
             lambda d: d["sites"]["qingyang"].update(grid_import_limit_mw=1.0),
             "must exceed base_load_mw",
         ),
-        (lambda d: d["forecast"].update(slot_minutes=7), "does not divide the day"),
+        (lambda d: d["forecast"].update(slot_minutes=7), "do not tile the hour"),
         (
             lambda d: d["workload"]["classes"]["medium"].update(sites=["shanto"]),
             "unknown site 'shanto'; known sites: qingyang, shantou",

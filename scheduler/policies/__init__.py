@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from scheduler.config import SolverSettings
+from scheduler.contracts import UserError
 from scheduler.policies.base import PlanResult, Policy
 from scheduler.policies.fifo import FifoPolicy
 from scheduler.policies.greedy import GreedyPolicy
@@ -43,5 +44,5 @@ def get_policy(name: str, settings: SolverSettings | None = None) -> Policy:
     try:
         factory = POLICIES[name]
     except KeyError:
-        raise ValueError(f"unknown policy {name!r}; allowed: {', '.join(POLICIES)}") from None
+        raise UserError(f"unknown policy {name!r}; allowed: {', '.join(POLICIES)}") from None
     return factory(settings or SolverSettings())

@@ -9,31 +9,49 @@ way for every policy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
+from scheduler.contracts import PLAN
 from scheduler.problem import Problem
 
 __all__ = [
-    "PLAN_COLUMNS",
     "PlanArrays",
     "PlanResult",
+    "PlanStatus",
     "Policy",
+    "SupplyBasis",
     "make_result",
     "objective_kg",
+    "site_moves",
     "unfinished_penalty_kg",
 ]
 
-PLAN_COLUMNS = ["job_id", "site", "time", "gpus"]
+
+class PlanStatus(StrEnum):
+    """How a plan was found."""
+
+    OPTIMAL = "OPTIMAL"  # within the optimizer's optimality tolerance of its bound
+    FEASIBLE = "FEASIBLE"  # valid, with a gap to the bound above that tolerance
+    HEURISTIC = "HEURISTIC"  # a heuristic's plan: valid, no bound
+
+
+class SupplyBasis(StrEnum):
+    """Which supply a plan was made on."""
+
+    FORECAST = "forecast"
+    ACTUAL = "actual"
 
 
 @dataclass(frozen=True)
 class PlanResult:
     """A policy's plan and how it was found.
 
-    ``plan`` has columns :data:`PLAN_COLUMNS` (one row per job, site and slot with ``gpus >= 1``).
+    ``plan`` is a plan table (:data:`~scheduler.contracts.PLAN`; one row per job, site and slot
+    with ``gpus >= 1``).
     ``objective_kg`` is grid CO2 of the plan on the supply it was planned on [kg], plus
     :func:`unfinished_penalty_kg` per GPU-slot of work left unplaced. ``best_bound_kg`` and
     ``gap = (objective - bound) / bound`` are set by policies that have a bound.
@@ -44,13 +62,13 @@ class PlanResult:
     policy: str
     plan: pd.DataFrame
     unfinished_gpu_hours: pd.Series
-    status: str
+    status: PlanStatus
     objective_kg: float
     solve_seconds: float
     best_bound_kg: float | None = None
     gap: float | None = None
     build_seconds: float = 0.0
-    supply_basis: str = "forecast"
+    supply_basis: SupplyBasis = SupplyBasis.FORECAST
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -120,7 +138,7 @@ def make_result(
     problem: Problem,
     policy: str,
     arrays: PlanArrays,
-    status: str,
+    status: PlanStatus,
     solve_seconds: float,
     **extra,
 ) -> PlanResult:
@@ -143,7 +161,7 @@ def make_result(
             "time": problem.horizon.times[slot],
             "gpus": gpus,
         },
-        columns=PLAN_COLUMNS,
+        columns=PLAN.names,
     )
     arrays = PlanArrays(job, site, slot, gpus)
     missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
@@ -158,3 +176,29 @@ def make_result(
         solve_seconds=solve_seconds,
         **extra,
     )
+
+
+def site_moves(job: np.ndarray, site: np.ndarray, slot: np.ndarray, n_jobs: int) -> np.ndarray:
+    """Site changes per job ``[job]``.
+
+    Walking a job's run slots in time order, every site it uses that it did not use in its
+    previous run slot counts one entry; moves are entries minus one (so a job that stays at one
+    site has 0, one split across two sites in a slot has 1).
+    """
+    if len(job) == 0:
+        return np.zeros(n_jobs, dtype=np.int64)
+    order = np.lexsort((site, slot, job))
+    job, site, slot = job[order], site[order], slot[order]
+    new_slot = np.ones(len(job), dtype=bool)
+    new_slot[1:] = (job[1:] != job[:-1]) | (slot[1:] != slot[:-1])
+    run = np.cumsum(new_slot)  # global run-slot counter; consecutive within a job
+    n_sites = int(site.max()) + 1
+    key = run * n_sites + site
+    previous = (run - 1) * n_sites + site
+    starts = np.ones(len(job), dtype=bool)
+    starts[1:] = job[1:] != job[:-1]
+    first_run_id = run[starts][np.cumsum(starts) - 1]
+    first_run = run == first_run_id
+    entered = first_run | ~np.isin(previous, key)
+    entries = np.bincount(job, weights=entered, minlength=n_jobs).astype(np.int64)
+    return np.maximum(entries - 1, 0)

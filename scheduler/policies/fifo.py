@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from scheduler.policies._blocks import block_gpus, block_starts, place_block
-from scheduler.policies.base import PlanArrays, PlanResult, make_result
+from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
+from scheduler.policies.blocks import block_gpus, block_starts, place_block
 from scheduler.problem import Problem
 
 __all__ = ["FifoPolicy"]
@@ -48,7 +48,11 @@ class FifoPolicy:
             else:
                 parts.append(_fill(free, j, sites, first, end, work, max_gpus))
         return make_result(
-            problem, self.name, PlanArrays.concat(parts), "HEURISTIC", time.perf_counter() - began
+            problem,
+            self.name,
+            PlanArrays.concat(parts),
+            PlanStatus.HEURISTIC,
+            time.perf_counter() - began,
         )
 
 

@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from scheduler.policies._blocks import block_gpus, block_starts, place_block
-from scheduler.policies.base import PlanArrays, PlanResult, make_result
+from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
+from scheduler.policies.blocks import block_gpus, block_starts, place_block
 from scheduler.problem import Problem
 
 __all__ = ["GreedyPolicy"]
@@ -53,7 +53,7 @@ class GreedyPolicy:
             problem,
             self.name,
             PlanArrays.concat(state.parts),
-            "HEURISTIC",
+            PlanStatus.HEURISTIC,
             time.perf_counter() - began,
         )
 

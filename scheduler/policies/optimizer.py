@@ -36,8 +36,16 @@ from dataclasses import replace
 import numpy as np
 
 from scheduler.config import SolverSettings
-from scheduler.policies._blocks import block_gpus, block_starts
-from scheduler.policies.base import PlanArrays, PlanResult, make_result, objective_kg
+from scheduler.policies.base import (
+    PlanArrays,
+    PlanResult,
+    PlanStatus,
+    SupplyBasis,
+    make_result,
+    objective_kg,
+    site_moves,
+)
+from scheduler.policies.blocks import block_gpus, block_starts
 from scheduler.policies.disaggregate import disaggregate
 from scheduler.policies.flow import (
     DURATION_BUCKET_RATIO,
@@ -48,7 +56,6 @@ from scheduler.policies.flow import (
     solve_flow,
 )
 from scheduler.problem import Problem
-from scheduler.validate import site_moves
 
 __all__ = ["MAX_PIN_ROUNDS", "OPTIMAL_GAP", "OptimizerPolicy", "lp_bound", "optimize"]
 
@@ -90,7 +97,7 @@ def optimize(
     problem: Problem,
     settings: SolverSettings,
     name: str = "optimizer",
-    supply_basis: str = "forecast",
+    supply_basis: SupplyBasis = SupplyBasis.FORECAST,
 ) -> PlanResult:
     """Plan ``problem`` (steps in the module docstring) and report status, bound and gap."""
     began = time.perf_counter()
@@ -111,7 +118,7 @@ def optimize(
         )
     seconds = time.perf_counter() - began
     gap = _gap(objective_kg(problem, arrays), bound.co2_kg)
-    status = "OPTIMAL" if gap <= OPTIMAL_GAP else "FEASIBLE"
+    status = PlanStatus.OPTIMAL if gap <= OPTIMAL_GAP else PlanStatus.FEASIBLE
     if gap > settings.relative_gap:
         notes.append(
             f"gap {gap:.4%} is above the requested relative_gap {settings.relative_gap:.4%}"

@@ -15,7 +15,7 @@ __all__ = ["OraclePolicy"]
 
 
 class OraclePolicy:
-    """Optimize on ``problem.actual_supply``; the result says ``supply_basis="actual"``."""
+    """Optimize on ``problem.actual_supply``; the result's ``supply_basis`` is ``ACTUAL``."""
 
     name = "oracle"
 

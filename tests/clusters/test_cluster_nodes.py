@@ -9,10 +9,10 @@ import threading
 import pandas as pd
 import pytest
 import ray
-from clusters_testkit import GPUS_PER_UNIT, SITES_GPUS, T0, job_row, sites_table, slow_at_shantou
-
 from clusters.clock import InstantClock
 from clusters.dispatcher import Dispatcher
+from clusters_testkit import GPUS_PER_UNIT, SITES_GPUS, T0, job_row, sites_table, slow_at_shantou
+
 from clusters.resources import ClusterError, connect
 from clusters.tasks import Chunk, ChunkRunner, TaskSettings
 

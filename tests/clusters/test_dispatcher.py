@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from clusters_testkit import T0, job_row, raises_for_bad, raises_once, sites_table
-
 from clusters.clock import CompressedClock, InstantClock
 from clusters.dispatcher import Dispatcher
 from clusters.report import write_run_report
+from clusters_testkit import T0, job_row, raises_for_bad, raises_once, sites_table
+
 from clusters.tasks import TaskSettings
 
 SLOT = pd.Timedelta(minutes=15)

@@ -117,16 +117,17 @@ def test_downsampling_takes_interval_means_and_drops_an_incomplete_slot():
     assert any("interval means" in note for note in hourly.notes)
 
 
-@pytest.mark.parametrize(("slot_minutes", "message"), [(7, "must divide"), (0, "must divide")])
-def test_slot_minutes_must_divide_the_hour_or_day(slot_minutes, message):
-    with pytest.raises(ValueError, match=message):
+@pytest.mark.parametrize("slot_minutes", [7, 0, 45, 120])
+def test_slot_minutes_must_tile_the_hour(slot_minutes):
+    with pytest.raises(ValueError, match="do not tile the hour"):
         to_slots(_hourly_weather(days=1), slot_minutes, **SITE)
 
 
 def test_steps_must_be_multiples():
-    # 45 min divides the day but not the hourly step
+    # 20-minute slots tile the hour but neither divide nor are a multiple of a 30-minute step
+    half_hourly = to_slots(_hourly_weather(days=1), 30, **SITE)
     with pytest.raises(ValueError, match="one must be a multiple of the other"):
-        to_slots(_hourly_weather(days=1), 45, **SITE)
+        to_slots(half_hourly, 20, **SITE)
 
 
 @pytest.mark.realdata

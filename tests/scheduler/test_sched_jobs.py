@@ -7,6 +7,7 @@ import pytest
 from scheduler_testkit import START
 
 from scheduler.config import JobClass, Workload
+from scheduler.contracts import UserError
 from scheduler.horizon import Horizon
 from scheduler.jobs import JobError, generate_jobs, read_jobs, validate_jobs, work_units
 
@@ -42,7 +43,7 @@ def test_bad_rows_are_named_by_line_and_field(tmp_path):
         "backwards,4,2,2026-06-01T04:00Z,2026-06-01T02:00Z,,true,10\n"
         "nowhere,4,2,2026-06-01T00:00Z,2026-06-01T04:00Z,a;zz,true,10\n"
         "too-big,40,2,2026-06-01T00:00Z,2026-06-01T04:00Z,,true,10\n"
-        "ok,1,1,2026-06-01T00:00Z,2026-06-01T04:00Z,,false,1\n"
+        "fine,1,1,2026-06-01T00:00Z,2026-06-01T04:00Z,,false,1\n"
         "early,1,1,2026-05-31T23:00Z,2026-06-01T04:00Z,,true,1\n"
     )
     jobs = read_jobs(path)
@@ -52,7 +53,6 @@ def test_bad_rows_are_named_by_line_and_field(tmp_path):
     assert "line 3 (job_id 'backwards'): deadline" in text
     assert "line 4 (job_id 'nowhere'): sites: unknown site(s) 'zz'; known sites: a, b" in text
     assert "line 5 (job_id 'too-big'): gpu_hours: 40 GPU-h do not fit the window" in text
-    assert "line 6 (job_id 'ok'): job_id: duplicate" in text
     assert "line 7 (job_id 'early'): release" in text and "before the horizon start" in text
     assert "line 2 " not in text
 
@@ -63,8 +63,25 @@ def test_unreadable_cells_are_named(tmp_path):
         "job_id,gpu_hours,max_gpus,release,deadline,sites,preemptible,tokens\n"
         "x,lots,2.5,yesterday,2026-06-01T04:00Z,,maybe,1\n"
     )
-    with pytest.raises(JobError) as error:
+    with pytest.raises(UserError) as error:
         read_jobs(path)
     text = str(error.value)
     for field in ("gpu_hours", "max_gpus", "release", "preemptible"):
         assert f"line 2 (job_id 'x'): {field}:" in text
+    assert "'yesterday' is not an ISO 8601 date-time" in text
+
+
+def test_repeated_ids_and_naive_times_are_refused_when_read(tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text(
+        "job_id,gpu_hours,max_gpus,release,deadline,sites,preemptible,tokens\n"
+        "ok,4,2,2026-06-01T00:00Z,2026-06-01T04:00Z,a,true,10\n"
+        "ok,1,1,2026-06-01T00:00,2026-06-01T04:00Z,,false,1\n"
+    )
+    with pytest.raises(UserError) as error:
+        read_jobs(path)
+    text = str(error.value)
+    assert "line 3 (job_id 'ok'): release: '2026-06-01T00:00' has no UTC offset" in text
+    path.write_text(path.read_text().replace("2026-06-01T00:00,", "2026-06-01T00:00Z,"))
+    with pytest.raises(UserError, match=r"line 3 \(job_id 'ok'\): job_id: repeated"):
+        read_jobs(path)

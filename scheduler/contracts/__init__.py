@@ -1,0 +1,52 @@
+"""The shared vocabulary: tables, the plan directory, the user-error base class.
+
+A leaf: it imports nothing else of the project, so every package (``forecasts/``, the
+scheduling core, its drivers, ``clusters/``) may import it and nothing more of ``scheduler/``
+is needed to speak the contracts of ``DESIGN.md``.
+"""
+
+from scheduler.contracts.errors import UserError
+from scheduler.contracts.tables import (
+    CAPS,
+    JOBS,
+    PLAN,
+    RUN,
+    RUN_JOBS,
+    SITE_LOAD,
+    SITES,
+    SUPPLY,
+    UTC_ISO_FORMAT,
+    CapType,
+    Column,
+    JobStatus,
+    Kind,
+    Schema,
+    TableError,
+    check_slot_minutes,
+    read_table,
+    split_sites,
+    write_table,
+)
+
+__all__ = [
+    "CAPS",
+    "JOBS",
+    "PLAN",
+    "RUN",
+    "RUN_JOBS",
+    "SITES",
+    "SITE_LOAD",
+    "SUPPLY",
+    "UTC_ISO_FORMAT",
+    "CapType",
+    "Column",
+    "JobStatus",
+    "Kind",
+    "Schema",
+    "TableError",
+    "UserError",
+    "check_slot_minutes",
+    "read_table",
+    "split_sites",
+    "write_table",
+]

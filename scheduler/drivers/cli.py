@@ -1,0 +1,528 @@
+"""The ``greensched`` command line (a driver: it wires the packages and holds no logic)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from scheduler.config import DEFAULT_CONFIG_PATH, Config, load_config
+from scheduler.contracts import UserError, write_table
+
+app = typer.Typer(
+    help=(
+        "greensched: plan AI inference across GPU sites so that it follows wind and solar.\n\n"
+        "Weather -> renewable supply per site and slot (pvlib, windpowerlib) -> a plan of which "
+        "job runs where and when (OR-Tools) -> run on Ray. Every command works on the embedded "
+        "default config (two sites, qingyang and shantou) with nothing to prepare."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config; default: the embedded configs/default.yaml"),
+]
+WeatherOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--weather",
+        "-w",
+        help="'synthetic' (default) or SITE=FILE (EPW, TMY3, PVGIS TMY or CSV); repeatable",
+    ),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")]
+
+
+def _names(text: str | None) -> list[str] | None:
+    """Policy names of a comma-separated option (``None`` when not given)."""
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+    # forecasts log what they warn about (a far weather station); print it once
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"forecasts\..*")
+    for noisy in ("windpowerlib", "pvlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _load(config: Path | None) -> Config:
+    return load_config(config)
+
+
+@app.command()
+def forecast(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    start: Annotated[
+        str | None, typer.Option(help="first operating day (sites' local date); default tomorrow")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=3660, help="number of days")] = 1,
+    slot_minutes: Annotated[
+        int | None, typer.Option(help="slot length [min]; default from config (15)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for weather and forecast error")] = None,
+    actual: Annotated[
+        bool, typer.Option("--actual", help="write the actual supply instead of the forecast")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="supply table: .csv or .parquet")] = Path(
+        "out/supply.csv"
+    ),
+    plot: Annotated[Path | None, typer.Option(help="also draw MW per site to this PNG")] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Forecast wind and solar MW per site and slot (the supply table) for operating days."""
+    from forecasts.plot import plot_supply
+    from forecasts.supply import site_summary
+    from scheduler.horizon import tomorrow
+    from scheduler.pipeline import DayPipeline, parse_weather_specs
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    if out.suffix not in (".csv", ".parquet"):
+        raise UserError(f"--out {out}: use a .csv or .parquet file name")
+    if slot_minutes is not None:
+        cfg = cfg.updated({"forecast": {"slot_minutes": slot_minutes}}, "--slot-minutes")
+    slot = cfg.forecast.slot_minutes
+    day = start or tomorrow(cfg.timezone).isoformat()
+    pipeline = DayPipeline(cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed)
+    run = pipeline.supply(pipeline.horizon(day, days))
+    table = run.actual if actual else run.forecast
+    write_table(table, out)
+
+    kind = "actual" if actual else "day-ahead forecast"
+    summary = site_summary(table, cfg.sites)
+    view = Table(title=f"{kind} supply, {day} + {days} day(s), {slot}-min slots ({cfg.timezone})")
+    for column in (
+        "site",
+        "weather",
+        "PV MWh",
+        "wind MWh",
+        "green MWh",
+        "peak MW",
+        "capacity MW",
+        "CF",
+    ):
+        view.add_column(column, justify="left" if column in ("site", "weather") else "right")
+    for row in summary.itertuples():
+        view.add_row(
+            row.site,
+            Path(run.weather[row.site].source).name,
+            f"{row.pv_mwh:,.1f}",
+            f"{row.wind_mwh:,.1f}",
+            f"{row.green_mwh:,.1f}",
+            f"{row.peak_mw:,.1f}",
+            f"{row.capacity_mw:,.1f}",
+            f"{row.capacity_factor:.1%}",
+        )
+    console.print(view)
+    for name, site_weather in run.weather.items():
+        if site_weather.typical_year:
+            console.print(f"[dim]{name}: typical-year file mapped onto the requested dates[/dim]")
+        for note in site_weather.notes:
+            logging.getLogger(__name__).info("%s: %s", name, note)
+    console.print(f"wrote {out} ({len(table):,} rows)")
+    if plot is not None:
+        plot_supply(table, plot, cfg.timezone, title=f"greensched {kind} {day}")
+        console.print(f"wrote {plot}")
+
+
+@app.command()
+def plan(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    date: Annotated[
+        str | None, typer.Option(help="operating day (sites' local date); default tomorrow")
+    ] = None,
+    jobs: Annotated[
+        Path | None, typer.Option(help="jobs CSV; default: drawn from the config's workload")
+    ] = None,
+    caps: Annotated[
+        Path | None,
+        typer.Option(help="load caps CSV: site, start, end, type, value_mw (hard constraints)"),
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="policy whose plan is the plan; default: solver.policy")
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="comma-separated policies to compare with; default: solver.compare"),
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(min=0.1, help="solver time limit [s]; default from config")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of weather, errors and jobs")] = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/plan"),
+    verbose: VerboseOption = False,
+) -> None:
+    """Plan a day: which job runs at which site in which slot; compare policies."""
+    from scheduler.drivers.plan_output import save_day_plan
+    from scheduler.horizon import tomorrow
+    from scheduler.jobs import read_jobs
+    from scheduler.pipeline import DayPipeline, parse_weather_specs, plan_day
+    from scheduler.problem import read_caps
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    changes = {"time_limit_s": time_limit, "policy": policy, "compare": _names(compare)}
+    cfg = cfg.with_solver(**{k: v for k, v in changes.items() if v is not None})
+    names = [cfg.solver.policy, *cfg.solver.compare]
+    seed = cfg.seed if seed is None else seed
+    day = date or tomorrow(cfg.timezone).isoformat()
+    pipeline = DayPipeline(cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed)
+    horizon = pipeline.horizon(day)
+    table = read_jobs(jobs) if jobs is not None else None
+    cap_list = read_caps(caps, list(cfg.sites)) if caps is not None else ()
+    problem = pipeline.problem(horizon, jobs=table, caps=cap_list, jobs_source=f"{jobs} line")
+    result = plan_day(problem, cfg, names)
+    save_day_plan(out, result, cfg, seed)
+
+    view = Table(
+        title=f"plan for {day} ({problem.n_jobs} jobs, {horizon.n_slots} slots), on the forecast"
+    )
+    for column in ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
+                   "unfinished jobs", "cap violations", "status", "gap", "solve s"):  # fmt: skip
+        view.add_column(column, justify="left" if column in ("policy", "status") else "right")
+    for name, metrics in result.metrics.items():
+        solved = result.results[name]
+        view.add_row(
+            name, f"{metrics.green_share:.1%}", f"{metrics.grid_mwh:,.1f}", f"{metrics.co2_t:,.1f}",
+            f"{metrics.green_unused_mwh:,.1f}", str(metrics.jobs_unfinished),
+            str(metrics.cap_violations), solved.status,
+            "" if solved.gap is None else f"{solved.gap:.2%}", f"{solved.solve_seconds:.2f}",
+        )  # fmt: skip
+    console.print(view)
+    console.print(f"wrote {out}/plan.csv, summary.json, plan.png and the tables beside them")
+    late = result.results[result.primary].jobs_unfinished
+    if late:
+        shown = ", ".join(late[:20]) + (" ..." if len(late) > 20 else "")
+        raise UserError(
+            f"{len(late)} job(s) cannot be placed in their window at any allowed site "
+            f"(GPU capacity, grid limit or caps): {shown}; widen their windows or sites"
+        )
+
+
+@app.command()
+def replay(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    first: Annotated[
+        str, typer.Option("--from", help="first operating day (local date)")
+    ] = "2026-01-01",
+    last: Annotated[str, typer.Option("--to", help="last operating day, inclusive")] = "2026-01-07",
+    policies: Annotated[
+        str, typer.Option(help="comma-separated: fifo, greedy, optimizer, oracle")
+    ] = "fifo,greedy,optimizer,oracle",
+    forecast_error: Annotated[
+        float, typer.Option(min=0.0, help="scale of the forecast error (0 = perfect foresight)")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of weather, errors and jobs")] = 1,
+    limits_on: Annotated[
+        str | None,
+        typer.Option(help="plan grid limits on the 'forecast' or its 'p10'; default: config"),
+    ] = None,
+    daily_cap: Annotated[
+        list[str] | None,
+        typer.Option(help="a cap every day, SITE:START-END:MW (local hours, grid import MW)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/replay"),
+    resume: Annotated[
+        bool, typer.Option(help="continue a run in OUT without redoing days")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Replay weather day by day: plan on the forecast, settle on actuals, compare policies."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scheduler.drivers.replay import ReplaySpec, summarize, write_summary
+    from scheduler.drivers.replay import replay as run_replay
+    from scheduler.drivers.replay_report import SUMMARY_COLUMNS, summary_lines, write_replay_report
+    from scheduler.drivers.study import parse_daily_cap
+    from scheduler.pipeline import parse_weather_specs
+    from scheduler.policies import get_policy
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    if limits_on is not None:
+        cfg = cfg.updated({"solver": {"limits_on": limits_on}}, "--limits-on")
+    sources = parse_weather_specs(weather or [], list(cfg.sites))
+    names = tuple(_names(policies) or ())
+    for name in names:
+        get_policy(name)
+    spec = ReplaySpec(
+        cfg, sources, first, last, names, forecast_error, seed,
+        tuple(parse_daily_cap(c) for c in daily_cap or []),
+    )  # fmt: skip
+    days = spec.days
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[shares]}"), console=err_console,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("replay", total=len(days), shares="")
+
+        def show(day: str, daily: pd.DataFrame) -> None:
+            sums = daily.groupby("policy", sort=False)[["green_used_mwh", "energy_used_mwh"]].sum()
+            shares = "  ".join(
+                f"{p} {row.green_used_mwh / row.energy_used_mwh:.1%}" for p, row in sums.iterrows()
+            )
+            bar.update(task, completed=daily["day"].nunique(), description=day, shares=shares)
+
+        result = run_replay(spec, out, resume=resume, progress=show)
+    summary = summarize(result)
+    write_summary(summary, out / "summary.json")
+    report = write_replay_report(out, result.daily, summary, cfg.timezone)
+
+    view = Table(title=f"replay {days[0]} to {days[-1]} ({len(days)} days), settled on actuals")
+    for column in SUMMARY_COLUMNS:
+        view.add_column(column, justify="left" if column == "policy" else "right")
+    for cells in summary_lines(summary):
+        view.add_row(*cells)
+    console.print(view)
+    share = summary.get("optimizer_share_of_oracle_gain")
+    if share is not None:
+        console.print(f"optimizer reaches {share:.0%} of the oracle's gain over fifo")
+    console.print(f"wrote {out / 'daily.csv'}, {out / 'summary.json'}, {report}")
+
+
+def _run_display(title: str, slots: int):
+    """A rich progress bar for a dispatch: slot, tasks per site, green share so far."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"), console=err_console,
+    )  # fmt: skip
+    task = bar.add_task(title, total=slots, detail="")
+
+    def show(progress) -> None:
+        tasks = " ".join(f"{s}:{n}" for s, n in progress.tasks_by_site.items())
+        bar.update(
+            task, completed=progress.index + 1,
+            detail=f"slot {progress.time:%H:%M}Z tasks {tasks} "
+            f"green {progress.green_share_so_far:.1%} "
+            f"jobs {progress.jobs_finished}/{progress.jobs_total}",
+        )  # fmt: skip
+
+    return bar, task, show
+
+
+def _run_summary(report) -> int:
+    """Print planned vs actual and return the exit code: 0 when every job is done or late."""
+    view = Table(title="planned vs actual")
+    view.add_column("measure")
+    view.add_column("planned", justify="right")
+    view.add_column("actual", justify="right")
+    planned, actual = report.totals["planned"], report.totals["actual"]
+    for key in ("gpu_hours", "load_mwh", "green_used_mwh", "grid_mwh", "green_share", "tokens"):
+        fmt = {"green_share": "{:.1%}", "tokens": "{:,.0f}"}.get(key, "{:,.1f}")
+        view.add_row(
+            key,
+            fmt.format(planned.get(key, float("nan"))),
+            fmt.format(actual.get(key, float("nan"))),
+        )
+    console.print(view)
+    counts = report.jobs["status"].value_counts().to_dict()
+    console.print("jobs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    late = report.jobs[report.jobs["status"] != "done"]
+    for row in late.head(10).itertuples():
+        console.print(f"  {row.job_id}: {row.status}: {row.reason}")
+    failed = report.jobs["status"] == "failed"
+    unexplained = (report.jobs["status"] == "late") & (report.jobs["reason"].fillna("") == "")
+    return 1 if failed.any() or unexplained.any() else 0
+
+
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster (HOST:PORT or auto); default: an embedded local Ray"),
+]
+SpeedupOption = Annotated[
+    float,
+    typer.Option(min=1.0, help="clock speed-up: 1 = real time, 1440 = a day in a minute"),
+]
+
+
+@app.command()
+def dispatch(
+    directory: Annotated[Path, typer.Argument(help="plan directory written by `greensched plan`")],
+    config: ConfigOption = None,
+    actual_weather: Annotated[
+        list[str] | None,
+        typer.Option(help="SITE=FILE: settle that site on supply from this weather file"),
+    ] = None,
+    ray_address: RayAddressOption = None,
+    speedup: SpeedupOption = 1.0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run a plan on Ray (site-labelled resources) and report what actually ran."""
+    from scheduler.drivers.nightly import dispatch as run_dispatch
+    from scheduler.pipeline import parse_weather_specs
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    sources = parse_weather_specs(actual_weather or [], list(cfg.sites), "--actual-weather")
+    files = {site: path for site, path in sources.items() if path != "synthetic"}
+    bar, _, show = _run_display("dispatch", 24 * 60 // cfg.forecast.slot_minutes)
+    with bar:
+        report = run_dispatch(
+            directory, cfg, actual_weather=files, ray_address=ray_address, speedup=speedup,
+            progress=show,
+        )  # fmt: skip
+    console.print(f"wrote {directory}/run.csv, run_jobs.csv and run_report.json")
+    raise typer.Exit(_run_summary(report))
+
+
+@app.command()
+def nightly(
+    config: ConfigOption = None,
+    weather: WeatherOption = None,
+    date: Annotated[str | None, typer.Option(help="operating day to run; default tomorrow")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output directory; default out/nightly/DATE")
+    ] = None,
+    caps: Annotated[Path | None, typer.Option(help="load caps CSV in force for the night")] = None,
+    ray_address: RayAddressOption = None,
+    speedup: SpeedupOption = 1.0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Forecast, plan and dispatch the next operating day: the command for cron.
+
+    Exit code 0 only when every job ended done or late with a reason; 1 when a job failed;
+    2 for bad input; 75 when another nightly run holds the lock.
+    """
+    from filelock import FileLock, Timeout
+
+    from scheduler.horizon import tomorrow
+
+    cfg = _load(config)
+    day = date or tomorrow(cfg.timezone).isoformat()
+    directory = out or Path("out/nightly") / day
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(directory.parent / ".greensched-nightly.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        err_console.print(f"another nightly run holds {lock.lock_file}; not starting a second one")
+        raise typer.Exit(75) from None
+    try:
+        plan(
+            config=config, weather=weather, date=day, jobs=None, caps=caps, policy=None,
+            compare=None, time_limit=None, seed=None, out=directory, verbose=verbose,
+        )  # fmt: skip
+        dispatch(
+            directory, config=config, actual_weather=None, ray_address=ray_address,
+            speedup=speedup, verbose=verbose,
+        )  # fmt: skip
+    finally:
+        lock.release()
+
+
+@app.command()
+def study(
+    path: Annotated[Path, typer.Argument(help="study YAML (see scheduler/drivers/study.py)")],
+    config: ConfigOption = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="run scenarios on this Ray cluster; default: local")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="results table (.csv)")] = Path("out/study.csv"),
+    verbose: VerboseOption = False,
+) -> None:
+    """Sweep replay scenarios (forecast error, job mix, daily cap) as Ray tasks; one table."""
+    from scheduler.drivers.study import load_study, run_study
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    spec = load_study(path)
+    try:
+        table = run_study(spec, cfg, address=ray_address)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    view = Table(title=f"study {path.name}: {len(table)} rows")
+    columns = ["forecast_error", "deferrable_scale", "daily_cap", "limits_on", "policy",
+               "green_share", "co2_t"]  # fmt: skip
+    for column in columns:
+        left = column in ("daily_cap", "limits_on", "policy")
+        view.add_column(column, justify="left" if left else "right")
+    for row in table[columns].itertuples(index=False):
+        view.add_row(
+            f"{row.forecast_error:g}", f"{row.deferrable_scale:g}", row.daily_cap or "-",
+            row.limits_on, row.policy, f"{row.green_share:.1%}", f"{row.co2_t:,.0f}",
+        )  # fmt: skip
+    console.print(view)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def turbines() -> None:
+    """List the wind turbine types (with power curves) bundled with windpowerlib."""
+    from forecasts.specs import turbine_library
+
+    view = Table(title="windpowerlib turbine library (types with a power curve)")
+    view.add_column("turbine_type")
+    view.add_column("nominal MW", justify="right")
+    for name, mw in sorted(turbine_library().items()):
+        view.add_row(name, f"{mw:.2f}")
+    console.print(view)
+
+
+@app.command("check-config")
+def check_config(
+    path: Annotated[Path | None, typer.Argument(help="config to check; default: embedded")] = None,
+) -> None:
+    """Validate a config file and print its sites; exit 2 with the field named if it is wrong."""
+    cfg = _load(path)
+    view = Table(title=f"{path or DEFAULT_CONFIG_PATH}: valid")
+    for column in ("site", "GPUs", "full load MW", "grid limit MW", "PV MW ac", "wind MW"):
+        view.add_column(column, justify="right" if column != "site" else "left")
+    for site in cfg.sites.values():
+        view.add_row(
+            site.name,
+            f"{site.gpus:,}",
+            f"{site.full_load_mw:.1f}",
+            f"{site.grid_import_limit_mw:.1f}",
+            f"{site.pv_capacity_mw_ac:.1f}",
+            f"{site.wind_capacity_mw:.1f}",
+        )
+    console.print(view)
+
+
+def _register_service_commands() -> None:
+    """The grid coordinators' commands live with the gRPC service (scheduler/drivers/service)."""
+    from scheduler.drivers.service.commands import caps_app, serve
+
+    app.command("serve")(serve)
+    app.add_typer(caps_app, name="caps")
+
+
+_register_service_commands()
+
+
+def main() -> None:
+    """Console entry point: user errors are one clear message and exit code 2."""
+    try:
+        app()
+    except UserError as error:
+        err_console.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,151 @@
+"""Driver: run a plan directory on Ray (``greensched dispatch``, the run step of ``nightly``).
+
+Reads the plan directory through its contract, checks its manifest against the config, builds
+the day's problem from the directory (horizon, slot length and sites come from the manifest),
+starts or connects to Ray and walks the day with the settlement engine, the Ray runner and the
+chosen clock; the optimizer re-plans when a site loses capacity. Holds no dispatching or
+planning logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from clusters.resources import DEFAULT_GPUS_PER_UNIT, connect, start_local
+from clusters.runner import RayRunner
+from clusters.tasks import ChunkWork, TaskSettings, run_chunk
+from forecasts.supply import SupplyModel
+from scheduler.clock import Clock, CompressedClock, RealClock
+from scheduler.config import Config
+from scheduler.contracts.plandir import (
+    PlanDirError,
+    PlanTables,
+    RunReport,
+    read_plan_dir,
+    write_run_report,
+)
+from scheduler.horizon import Horizon
+from scheduler.pipeline import load_site_weather, optimizer_replan
+from scheduler.problem import Problem, caps_from_frame
+from scheduler.settlement import Settlement, SlotProgress
+
+__all__ = ["dispatch", "plan_dir_problem"]
+
+_SITE_FIELDS = ("gpus", "kw_per_gpu", "pue", "base_load_mw", "grid_import_limit_mw")
+
+
+def _check_matches(directory: Path, tables: PlanTables, config: Config) -> None:
+    """Refuse a plan directory made under another slot length or other sites."""
+    manifest = tables.manifest
+    differences = []
+    if manifest.slot_minutes != config.forecast.slot_minutes:
+        differences.append(
+            f"slot length {manifest.slot_minutes} min in the plan, "
+            f"{config.forecast.slot_minutes} min in the config"
+        )
+    if set(manifest.sites) != set(config.sites):
+        differences.append(
+            f"sites {', '.join(manifest.sites)} in the plan, "
+            f"{', '.join(config.sites)} in the config"
+        )
+    else:
+        for row in tables.sites.itertuples(index=False):
+            site = config.sites[row.site]
+            for name in _SITE_FIELDS:
+                planned, configured = getattr(row, name), getattr(site, name)
+                if abs(float(planned) - float(configured)) > 1e-9 * max(1.0, abs(configured)):
+                    differences.append(
+                        f"{row.site}.{name} {planned:g} in the plan, {configured:g} in the config"
+                    )
+    if differences:
+        raise PlanDirError(
+            f"{directory}: made with another configuration: {'; '.join(differences)}; "
+            "dispatch it with the config it was planned with, or plan the day again"
+        )
+
+
+def plan_dir_problem(
+    directory: Path, config: Config, actual_weather: Mapping[str, str] | None = None
+) -> tuple[Problem, pd.DataFrame]:
+    """The problem a plan directory's day settles on, and its plan.
+
+    The horizon comes from the manifest; the day settles on ``supply_actual.csv`` (the forecast
+    when absent), with the sites in ``actual_weather`` (site -> weather file) computed from
+    those files instead.
+    """
+    tables = read_plan_dir(directory)
+    _check_matches(directory, tables, config)
+    manifest = tables.manifest
+    horizon = Horizon(manifest.day_start, manifest.slot_minutes, manifest.n_slots)
+    actual = tables.settle_supply
+    if actual_weather:
+        weather = load_site_weather(
+            config, horizon, actual_weather, seed=manifest.seed, only=actual_weather
+        )
+        computed = SupplyModel(config.sites, slot_minutes=horizon.slot_minutes).actual(weather)
+        kept = actual[~actual["site"].isin(list(weather))]
+        actual = pd.concat([kept, computed[kept.columns.intersection(computed.columns)]],
+                           ignore_index=True)  # fmt: skip
+    problem = Problem(
+        horizon=horizon,
+        sites=tuple(config.sites[name] for name in manifest.sites),
+        jobs=tables.jobs,
+        supply=tables.forecast,
+        caps=tuple(caps_from_frame(tables.caps)),
+        actual_supply=actual,
+        user_region=config.workload.user_region,
+        max_site_moves=config.solver.max_site_moves,
+    )
+    return problem, tables.plan
+
+
+def dispatch(
+    directory: Path,
+    config: Config,
+    *,
+    actual_weather: Mapping[str, str] | None = None,
+    ray_address: str | None = None,
+    speedup: float = 1.0,
+    gpus_per_unit: float = DEFAULT_GPUS_PER_UNIT,
+    progress: Callable[[SlotProgress], None] | None = None,
+    clock: Clock | None = None,
+    work: ChunkWork = run_chunk,
+) -> RunReport:
+    """Run the plan in ``directory`` on Ray; write ``run.csv``, ``run_jobs.csv`` and
+    ``run_report.json`` there."""
+    import ray
+
+    problem, plan = plan_dir_problem(directory, config, actual_weather)
+    gpus = {site.name: site.gpus for site in problem.sites}
+    started_here = not ray.is_initialized()
+    if ray_address:
+        connect(ray_address, gpus, gpus_per_unit)
+    elif started_here:
+        start_local(gpus, gpus_per_unit, log_to_driver=False)
+    settings = TaskSettings(gpus_per_unit=gpus_per_unit)
+    try:
+        if clock is None:
+            clock = RealClock() if speedup == 1.0 else CompressedClock(speedup)
+        runner = RayRunner(gpus, settings, work=work)
+        report = Settlement(
+            problem, plan, runner=runner, clock=clock,
+            replan=optimizer_replan(problem, config), progress=progress,
+        ).run()  # fmt: skip
+    finally:
+        if started_here:
+            ray.shutdown()
+    report = replace(
+        report,
+        settings={
+            "gpus_per_unit": settings.gpus_per_unit,
+            "num_cpus_per_task": settings.num_cpus,
+            "tokens_per_real_token": settings.tokens_per_real_token,
+            "max_retries": runner.max_retries,
+        },
+    )
+    write_run_report(directory, report)
+    return report

@@ -1,0 +1,248 @@
+"""Replay historical (or synthetic) weather day by day and settle each policy's plan on actuals.
+
+A driver over the day pipeline and the settlement engine: for each operating day the pipeline
+gives the day's problem (the same forecast and jobs as ``greensched plan --date``), each policy
+plans it (the oracle on the actual supply), the settlement engine runs every plan on the actual
+supply with an instant clock and no runner (the same decisions a dispatched night makes: caps
+hold, deferred work resumes where room is left), and work left unfinished is carried into the
+next day for that policy, so no policy wins by dropping work. Same seed, same numbers.
+
+Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``site_load.csv`` (settled
+load, green supply and grid draw per policy, site and slot), ``carry-<policy>.csv`` (work carried
+into the next day; lets ``resume`` continue), and ``summary.json`` via :func:`summarize`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from scheduler.config import Config
+from scheduler.contracts import JOBS, UTC_ISO_FORMAT, CapType, UserError, read_table, write_table
+from scheduler.horizon import Horizon
+from scheduler.metrics import plan_metrics, site_load
+from scheduler.pipeline import DayPipeline, carry_over
+from scheduler.policies import get_policy
+from scheduler.problem import LoadCap
+from scheduler.settlement import settle
+
+__all__ = ["DailyCap", "ReplaySpec", "replay", "summarize"]
+
+log = logging.getLogger(__name__)
+
+SITE_LOAD_KEEP = ["policy", "time", "site", "load_mw", "green_mw", "grid_mw"]
+DAILY_COLUMNS = [
+    "day", "policy", "green_share", "grid_mwh", "co2_t", "green_unused_mwh", "late_jobs",
+    "energy_used_mwh", "green_used_mwh", "gpu_hours_submitted", "gpu_hours_served",
+    "carried_out_gpu_hours", "cut_gpu_hours", "cap_violations", "solve_seconds", "status",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DailyCap:
+    """A load cap repeated every day: ``site`` limited from local ``start_hour`` to ``end_hour``."""
+
+    site: str
+    start_hour: float
+    end_hour: float
+    value_mw: float
+    type: CapType = CapType.IMPORT_CAPACITY_LIMIT
+
+    def on(self, horizon: Horizon, timezone: str) -> LoadCap:
+        """The cap on the operating day that ``horizon`` covers."""
+        day = horizon.start.tz_convert(timezone).normalize()
+        return LoadCap(
+            site=self.site,
+            start=(day + pd.Timedelta(hours=self.start_hour)).tz_convert("UTC"),
+            end=(day + pd.Timedelta(hours=self.end_hour)).tz_convert("UTC"),
+            type=self.type,
+            value_mw=self.value_mw,
+        )
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """What to replay: days ``first``..``last`` (inclusive, sites' local dates)."""
+
+    config: Config
+    sources: dict[str, str]
+    first: str
+    last: str
+    policies: tuple[str, ...] = ("fifo", "greedy", "optimizer", "oracle")
+    error_scale: float = 1.0
+    seed: int = 1
+    daily_caps: tuple[DailyCap, ...] = ()
+    job_scale: float = 1.0  # multiplies the jobs per class (a job-mix knob for studies)
+
+    @property
+    def days(self) -> list[str]:
+        """Operating days as ISO dates."""
+        dates = pd.date_range(self.first, self.last, freq="D")
+        if dates.empty:
+            raise UserError(f"--to {self.last} is before --from {self.first}")
+        return [d.date().isoformat() for d in dates]
+
+
+@dataclass
+class ReplayResult:
+    """Per-day rows, final carried-over work per policy, and where the time went [s]."""
+
+    daily: pd.DataFrame
+    carry: dict[str, pd.DataFrame]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_progress(
+    out_dir: Path, policies: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    daily_path = out_dir / "daily.csv"
+    if not daily_path.exists():
+        return pd.DataFrame(columns=DAILY_COLUMNS), {}
+    daily = pd.read_csv(daily_path, dtype={"day": str})
+    carry = {}
+    for policy in policies:
+        path = out_dir / f"carry-{policy}.csv"
+        if path.exists():
+            carry[policy] = read_table(JOBS, path)
+    return daily, carry
+
+
+def replay(
+    spec: ReplaySpec,
+    out_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    progress: Callable[[str, pd.DataFrame], None] | None = None,
+) -> ReplayResult:
+    """Replay every day of ``spec``; with ``out_dir`` write progress after each day."""
+    config = spec.config.with_jobs_scaled(spec.job_scale)
+    days = spec.days
+    tz = config.timezone
+    sites = tuple(config.sites.values())
+    timings = {"settle": 0.0, **{f"plan_{p}": 0.0 for p in spec.policies}}
+    policies = {name: get_policy(name, config.solver) for name in spec.policies}
+
+    daily, carry = _read_progress(out_dir, spec.policies) if (resume and out_dir) else (None, {})
+    done_days = set(daily["day"]) if daily is not None else set()
+    rows = daily.to_dict("records") if daily is not None else []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            (out_dir / "site_load.csv").unlink(missing_ok=True)
+
+    pipeline = DayPipeline(config, spec.sources, seed=spec.seed, error_scale=spec.error_scale)
+    pipeline.preload(pipeline.horizon(days[0], len(days)))
+    notes = [
+        f"{name}: {note}"
+        for name, w in pipeline.weather.items()
+        for note in w.notes
+        if w.typical_year
+    ]
+
+    for day in days:
+        if day in done_days:
+            continue
+        horizon = pipeline.horizon(day)
+        caps = tuple(cap.on(horizon, tz) for cap in spec.daily_caps)
+        day_problem = pipeline.problem(horizon, caps=caps)
+        new_jobs = day_problem.jobs
+        next_day = pipeline.horizon(pd.Timestamp(day).date() + pd.Timedelta(days=1))
+        loads: list[pd.DataFrame] = []
+
+        for name, policy in policies.items():
+            problem = (
+                replace(day_problem, jobs=pd.concat([carry[name], new_jobs], ignore_index=True))
+                if name in carry and len(carry[name])
+                else day_problem
+            )
+            jobs = problem.jobs
+            started = time.perf_counter()
+            result = policy.plan(problem)
+            timings[f"plan_{name}"] += time.perf_counter() - started
+            started = time.perf_counter()
+            run = settle(problem, result.plan)
+            assert run.executed is not None and problem.actual_supply is not None
+            actual = problem.actual_supply
+            metrics = plan_metrics(run.executed, jobs, actual, sites, horizon, caps)
+            timings["settle"] += time.perf_counter() - started
+            done = run.jobs.set_index("job_id")["gpu_hours_done"]
+            remaining = jobs.set_index("job_id")["gpu_hours"] - done
+            carry[name] = carry_over(jobs, remaining, next_day)
+            load = site_load(run.executed, actual, sites, horizon, caps)
+            loads.append(load.assign(policy=name)[SITE_LOAD_KEEP])
+            rows.append(
+                {
+                    "day": day,
+                    "policy": name,
+                    "green_share": metrics.green_share,
+                    "grid_mwh": metrics.grid_mwh,
+                    "co2_t": metrics.co2_t,
+                    "green_unused_mwh": metrics.green_unused_mwh,
+                    "late_jobs": len(carry[name]),
+                    "energy_used_mwh": metrics.energy_used_mwh,
+                    "green_used_mwh": metrics.green_used_mwh,
+                    "gpu_hours_submitted": float(new_jobs["gpu_hours"].sum()),
+                    "gpu_hours_served": metrics.gpu_hours_placed,
+                    "carried_out_gpu_hours": float(carry[name]["gpu_hours"].sum()),
+                    "cut_gpu_hours": run.totals["actual"]["cut_gpu_hours"],
+                    "cap_violations": metrics.cap_violations,
+                    "solve_seconds": result.solve_seconds,
+                    "status": str(result.status),
+                }
+            )
+        daily = pd.DataFrame(rows, columns=DAILY_COLUMNS)
+        if out_dir is not None:
+            load_path = out_dir / "site_load.csv"  # before daily.csv: a resumed day rewrites it
+            pd.concat(loads).to_csv(
+                load_path, mode="a", header=not load_path.exists(), index=False,
+                date_format=UTC_ISO_FORMAT,
+            )  # fmt: skip
+            daily.to_csv(out_dir / "daily.csv", index=False)
+            for name, frame in carry.items():
+                write_table(frame, out_dir / f"carry-{name}.csv")
+        if progress is not None:
+            progress(day, daily)
+    timings.update(pipeline.timings_s)
+    return ReplayResult(pd.DataFrame(rows, columns=DAILY_COLUMNS), carry, timings, notes)
+
+
+def summarize(result: ReplayResult) -> dict:
+    """Totals per policy, and the optimizer's share of the oracle's gain over fifo."""
+    daily = result.daily
+    totals = {}
+    for name, part in daily.groupby("policy", sort=False):
+        energy = part["energy_used_mwh"].sum()
+        totals[name] = {
+            "days": len(part),
+            "green_share": float(part["green_used_mwh"].sum() / energy) if energy else 0.0,
+            "grid_mwh": float(part["grid_mwh"].sum()),
+            "co2_t": float(part["co2_t"].sum()),
+            "green_unused_mwh": float(part["green_unused_mwh"].sum()),
+            "energy_used_mwh": float(energy),
+            "gpu_hours_submitted": float(part["gpu_hours_submitted"].sum()),
+            "gpu_hours_served": float(part["gpu_hours_served"].sum()),
+            "unfinished_gpu_hours_at_end": float(
+                result.carry[name]["gpu_hours"].sum() if name in result.carry else 0.0
+            ),
+            "late_job_days": int(part["late_jobs"].sum()),
+            "cap_violations": int(part["cap_violations"].sum()),
+            "solve_seconds": float(part["solve_seconds"].sum()),
+        }
+    summary: dict = {"policies": totals, "timings_s": result.timings_s, "notes": result.notes}
+    if {"fifo", "optimizer", "oracle"} <= totals.keys():
+        fifo, opt, oracle = (totals[p]["green_share"] for p in ("fifo", "optimizer", "oracle"))
+        gain = oracle - fifo
+        summary["optimizer_share_of_oracle_gain"] = (opt - fifo) / gain if gain > 1e-12 else None
+    return summary
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    """Write ``summary.json`` (plain JSON, 2-space indent)."""
+    path.write_text(json.dumps(summary, indent=2, default=float))

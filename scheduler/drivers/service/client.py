@@ -1,0 +1,136 @@
+"""A thin client of the load-cap service, for the CLI, the tests and the benchmark.
+
+>>> client = CapClient("127.0.0.1:50051", token="...")          # doctest: +SKIP
+>>> client.submit("dr-1", ["shantou"], [cap_interval(start, 7200, 5.0)])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import pandas as pd
+from google.protobuf import duration_pb2, timestamp_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
+from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_grpc
+
+__all__ = ["CapClient", "cap_interval", "pb"]
+
+
+def cap_interval(
+    start: pd.Timestamp, duration_s: float, value_mw: float, load_limit: bool = False
+) -> pb.Interval:
+    """One interval: at most ``value_mw`` of grid draw (or total load) from ``start``."""
+    start = pd.Timestamp(start)
+    seconds, nanos = divmod(start.tz_convert("UTC").value, 10**9)
+    whole = int(duration_s)
+    return pb.Interval(
+        start=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos),
+        duration=duration_pb2.Duration(seconds=whole, nanos=round((duration_s - whole) * 1e9)),
+        type=pb.LOAD_LIMIT if load_limit else pb.IMPORT_CAPACITY_LIMIT,
+        value_mw=value_mw,
+    )
+
+
+class CapClient:
+    """Calls of the ``greensched.v1.LoadCapService`` with the bearer token attached."""
+
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        tls_client: tuple[Path, Path] | None = None,
+        timeout_s: float = 120.0,
+    ) -> None:
+        if tls_ca is None:
+            self.channel = grpc.insecure_channel(target)
+        else:
+            cert_chain = private_key = None
+            if tls_client is not None:
+                cert_chain, private_key = tls_client[0].read_bytes(), tls_client[1].read_bytes()
+            credentials = grpc.ssl_channel_credentials(
+                tls_ca.read_bytes(), private_key=private_key, certificate_chain=cert_chain
+            )
+            self.channel = grpc.secure_channel(target, credentials)
+        self.stub = pb_grpc.LoadCapServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout_s = timeout_s
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> CapClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(
+        self,
+        event_id: str,
+        targets: Sequence[str],
+        intervals: Sequence[pb.Interval],
+        modification_number: int = 0,
+        program: str = "demand-response",
+        priority: int = 0,
+    ) -> pb.SubmitLoadCapResponse:
+        request = pb.SubmitLoadCapRequest(
+            event_id=event_id,
+            modification_number=modification_number,
+            program=program,
+            priority=priority,
+            targets=targets,
+            intervals=intervals,
+        )
+        return self.submit_request(request)
+
+    def submit_request(self, request: pb.SubmitLoadCapRequest) -> pb.SubmitLoadCapResponse:
+        return self.stub.SubmitLoadCap(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def cancel(self, event_id: str, reason: str = "") -> pb.CancelLoadCapResponse:
+        return self.stub.CancelLoadCap(
+            pb.CancelLoadCapRequest(event_id=event_id, reason=reason),
+            metadata=self.metadata,
+            timeout=self.timeout_s,
+        )
+
+    def list(
+        self,
+        sites: Sequence[str] = (),
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        include_cancelled: bool = False,
+    ) -> list[pb.LoadCapEvent]:
+        request = pb.ListLoadCapsRequest(sites=sites, include_cancelled=include_cancelled)
+        for field, time in (("from", start), ("to", end)):
+            if time is not None:
+                getattr(request, field).FromNanoseconds(pd.Timestamp(time).value)
+        reply = self.stub.ListLoadCaps(request, metadata=self.metadata, timeout=self.timeout_s)
+        return list(reply.events)
+
+    def plan(self, sites: Sequence[str] = ()) -> pb.Plan:
+        return self.stub.GetPlan(
+            pb.GetPlanRequest(sites=sites), metadata=self.metadata, timeout=self.timeout_s
+        )
+
+    def watch(self, sites: Sequence[str] = (), summary_only: bool = False) -> Iterator[pb.Plan]:
+        """Plan versions as they come (the current one first); cancel with ``.cancel()``."""
+        return self.stub.WatchPlan(
+            pb.WatchPlanRequest(sites=sites, summary_only=summary_only), metadata=self.metadata
+        )
+
+    def forecast(self, sites: Sequence[str] = ()) -> pb.Forecast:
+        return self.stub.GetForecast(
+            pb.GetForecastRequest(sites=sites), metadata=self.metadata, timeout=self.timeout_s
+        )
+
+    def health(self, service: str = "") -> str:
+        """``SERVING`` / ``NOT_SERVING`` / ... of the standard health service."""
+        reply = health_pb2_grpc.HealthStub(self.channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout_s
+        )
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -1,0 +1,247 @@
+"""CLI commands of the load-cap service: ``greensched serve`` and ``greensched caps ...``.
+
+``caps_app`` is a Typer sub-app (``submit``, ``list``, ``cancel``, ``hash-token``); ``serve``
+is a plain command function. ``scheduler/drivers/cli.py`` registers both; ``python -m
+scheduler.drivers.service`` runs them on their own.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+__all__ = ["caps_app", "parse_duration", "serve"]
+
+log = logging.getLogger(__name__)
+
+caps_app = typer.Typer(
+    name="caps",
+    help="Load caps from grid coordinators: submit, list and cancel them on a running server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ServerOption = Annotated[
+    str, typer.Option("--server", "-s", help="HOST:PORT of `greensched serve`")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", "-t", envvar="GREENSCHED_TOKEN", help="bearer token ($GREENSCHED_TOKEN)"
+    ),
+]
+CaOption = Annotated[
+    Path | None, typer.Option("--tls-ca", help="CA certificate (PEM) to verify a TLS server")
+]
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """``2h``, ``90m``, ``1h30m``, ``45s`` -> seconds; raises ``typer.BadParameter`` otherwise."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise typer.BadParameter(f"{text!r}: use hours/minutes/seconds like 2h, 90m, 1h30m")
+    hours, minutes, seconds = (float(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _client(server: str, token: str | None, tls_ca: Path | None):
+    from scheduler.drivers.service.client import CapClient
+
+    return CapClient(server, token=token, tls_ca=tls_ca)
+
+
+def _fail(error: Exception) -> None:
+    import grpc
+
+    if isinstance(error, grpc.RpcError):
+        typer.echo(f"error: {error.code().name}: {error.details()}", err=True)
+        raise typer.Exit(2) from None
+    raise error
+
+
+def _local(seconds: int, nanos: int, timezone: str | None) -> str:
+    time = pd.Timestamp(seconds * 10**9 + nanos, tz="UTC")
+    return (time.tz_convert(timezone) if timezone else time).isoformat()
+
+
+@caps_app.command("submit")
+def submit(
+    site: Annotated[list[str], typer.Option("--site", help="site to cap; repeatable")],
+    start: Annotated[str, typer.Option(help="ISO time with offset, e.g. 2026-11-29T18:00+08:00")],
+    duration: Annotated[str, typer.Option(help="length, e.g. 2h, 90m")],
+    max_grid_mw: Annotated[float, typer.Option("--max-grid-mw", help="the cap [MW]")],
+    server: ServerOption = "127.0.0.1:50051",
+    token: TokenOption = None,
+    tls_ca: CaOption = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="idempotency key; default: generated")
+    ] = None,
+    modification_number: Annotated[int, typer.Option(min=0, help="raise to replace")] = 0,
+    program: Annotated[str, typer.Option(help="program name")] = "demand-response",
+    priority: Annotated[int, typer.Option(min=0)] = 0,
+    load_limit: Annotated[
+        bool,
+        typer.Option("--load-limit", help="cap total site load instead of grid import"),
+    ] = False,
+) -> None:
+    """Submit a cap: SITE may draw at most MAX_GRID_MW from START for DURATION."""
+    import uuid
+
+    from scheduler.drivers.service.client import cap_interval, pb
+
+    begins = pd.Timestamp(start)
+    if begins.tzinfo is None:
+        raise typer.BadParameter(f"--start {start!r}: give an offset, e.g. +08:00 or Z")
+    event = event_id or f"cli-{uuid.uuid4().hex[:12]}"
+    interval = cap_interval(begins, parse_duration(duration), max_grid_mw, load_limit)
+    try:
+        with _client(server, token, tls_ca) as client:
+            reply = client.submit(event, site, [interval], modification_number, program, priority)
+    except Exception as error:
+        _fail(error)
+    opt = pb.Opt.Name(reply.opt)
+    replayed = " (stored answer to an identical earlier submission)" if reply.replayed else ""
+    typer.echo(f"event {event}: accepted, {opt}, plan version {reply.plan_version}{replayed}")
+    typer.echo(f"  {reply.opt_reason}")
+    cost = reply.cost
+    typer.echo(
+        f"  cost: {cost.late_jobs_total} job(s) late ({cost.late_gpu_hours:,.1f} GPU-h), "
+        f"{cost.moved_mwh:,.2f} MWh moved, green share {cost.green_share_change:+.2%}, "
+        f"grid {cost.grid_mwh_change:+,.2f} MWh"
+    )
+
+
+@caps_app.command("list")
+def list_caps(
+    server: ServerOption = "127.0.0.1:50051",
+    token: TokenOption = None,
+    tls_ca: CaOption = None,
+    site: Annotated[list[str] | None, typer.Option("--site", help="only these sites")] = None,
+    include_cancelled: Annotated[bool, typer.Option("--all", help="show cancelled too")] = False,
+    timezone: Annotated[
+        str | None, typer.Option(help="show times in this zone, e.g. Asia/Shanghai; default UTC")
+    ] = None,
+) -> None:
+    """List the load-cap events you may see."""
+    from scheduler.drivers.service.client import pb
+
+    try:
+        with _client(server, token, tls_ca) as client:
+            events = client.list(site or (), include_cancelled=include_cancelled)
+    except Exception as error:
+        _fail(error)
+    if not events:
+        typer.echo("no load caps")
+    for event in events:
+        typer.echo(
+            f"{event.event_id} (modification {event.modification_number}, "
+            f"{pb.EventStatus.Name(event.status)}, {pb.Opt.Name(event.opt)}, by "
+            f"{event.coordinator}, plan version {event.plan_version}) "
+            f"sites {', '.join(event.targets)}"
+        )
+        for i in event.intervals:
+            typer.echo(
+                f"  {_local(i.start.seconds, i.start.nanos, timezone)} for "
+                f"{i.duration.seconds / 3600:g} h: {pb.PayloadType.Name(i.type)} {i.value_mw:g} MW"
+            )
+
+
+@caps_app.command("cancel")
+def cancel(
+    event_id: Annotated[str, typer.Argument(help="the event to cancel")],
+    server: ServerOption = "127.0.0.1:50051",
+    token: TokenOption = None,
+    tls_ca: CaOption = None,
+    reason: Annotated[str, typer.Option(help="recorded in the audit log")] = "",
+) -> None:
+    """Cancel a load-cap event; the plan is made again without it."""
+    try:
+        with _client(server, token, tls_ca) as client:
+            reply = client.cancel(event_id, reason)
+    except Exception as error:
+        _fail(error)
+    state = "cancelled" if reply.cancelled else "was already cancelled"
+    typer.echo(f"event {event_id} {state}; plan version {reply.plan_version}")
+
+
+@caps_app.command("hash-token")
+def hash_token_command(
+    name: Annotated[str, typer.Option(help="coordinator name")] = "coordinator",
+    site: Annotated[
+        list[str] | None, typer.Option("--site", help="sites it may cap; default all ('*')")
+    ] = None,
+) -> None:
+    """Read a bearer token (prompt or stdin) and print its entry for the --auth file."""
+    from scheduler.drivers.service.auth import hash_token
+
+    token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    try:
+        token_hash = hash_token(token)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    sites = ", ".join(site or ["'*'"])
+    typer.echo(f"  - name: {name}\n    token_hash: {token_hash}\n    sites: [{sites}]")
+
+
+def serve(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config; default: embedded")
+    ] = None,
+    listen: Annotated[str, typer.Option(help="HOST:PORT; loopback unless --auth")] = (
+        "127.0.0.1:50051"
+    ),
+    db: Annotated[Path, typer.Option(help="SQLite database of caps and plans")] = Path(
+        "greensched.sqlite"
+    ),
+    auth: Annotated[
+        Path | None, typer.Option(help="tokens YAML; without it the service is open")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="server certificate (PEM)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="server private key (PEM)")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="require client certificates signed by this CA")
+    ] = None,
+    date: Annotated[
+        str | None, typer.Option(help="operating day to plan; default tomorrow")
+    ] = None,
+    jobs: Annotated[
+        Path | None, typer.Option(help="jobs CSV; default: the config's workload")
+    ] = None,
+    weather: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weather", "-w", help="SITE=FILE weather (EPW, TMY3, PVGIS, CSV); repeatable"
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every call")] = False,
+) -> None:
+    """Serve the load-cap API (gRPC) and re-plan the day on every cap."""
+    from scheduler.drivers.service.server import ServeOptions, TlsFiles
+    from scheduler.drivers.service.server import serve as run
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("scheduler.drivers.service").setLevel(logging.INFO)
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    options = ServeOptions(config, listen, db, auth, tls, date, jobs, tuple(weather or ()))
+    try:
+        run(options)
+    except ValueError as error:  # config, listen address, auth file, jobs, date
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None

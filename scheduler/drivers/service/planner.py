@@ -1,0 +1,407 @@
+"""The service's plan: one operating day re-planned under a lock whenever the caps change.
+
+Submissions and cancellations are serialised through one lock, so none is lost and each sees
+the plan its predecessor left. For every change the caps in force become hard constraints of a
+:class:`~scheduler.problem.Problem`, and:
+
+- if the cap matrices do not change (a cap outside the planned day, or looser than a limit
+  already in force), the plan version stays;
+- if they only tighten and the current plan already keeps them, that plan stays optimal
+  (adding constraints cannot improve an optimum that is still feasible): it is kept under a new
+  version with ``replanned = False``;
+- otherwise the ``optimizer`` policy plans again (bounded by ``solver.time_limit_s``; an
+  overrun is reported in the solver notes and the log).
+
+The change, its answer, the new plan version and the audit entry are committed in one SQLite
+transaction before the caller is answered. New versions are published to
+:meth:`Planner.wait_for_version` callers (WatchPlan streams).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from scheduler.config import Config
+from scheduler.drivers.service.auth import Coordinator
+from scheduler.drivers.service.events import CapEvent, event_caps
+from scheduler.drivers.service.store import CANCELLED, PlanRecord, Store, StoredEvent
+from scheduler.horizon import Horizon
+from scheduler.metrics import PlanMetrics, plan_metrics, site_load
+from scheduler.policies import PlanResult, get_policy
+from scheduler.problem import LoadCap, Problem, problem_for
+
+__all__ = [
+    "MAX_NAMED_LATE_JOBS",
+    "CapCost",
+    "ConflictError",
+    "PlanVersion",
+    "Planner",
+    "SubmitAnswer",
+    "UnknownEventError",
+    "utc_now",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_NAMED_LATE_JOBS = 100
+_LATE_TOLERANCE_GPU_H = 1e-9
+
+
+class ConflictError(Exception):
+    """A modification that conflicts with the stored one (gRPC FAILED_PRECONDITION)."""
+
+
+class UnknownEventError(Exception):
+    """An event id that was never accepted (gRPC NOT_FOUND)."""
+
+
+def utc_now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+@dataclass(frozen=True)
+class CapCost:
+    """What a change of caps cost the plan, against the previous version."""
+
+    late_jobs: tuple[str, ...]  # jobs made late, at most MAX_NAMED_LATE_JOBS named
+    late_jobs_total: int
+    late_gpu_hours: float  # work newly left unfinished by its deadline [GPU-h]
+    moved_mwh: float  # half the summed |site load change| over sites and slots [MWh]
+    green_share_change: float  # new minus old [-]
+    grid_mwh_change: float  # new minus old [MWh]
+
+
+@dataclass(frozen=True)
+class SubmitAnswer:
+    """The reply to an accepted event: whether the plan honours it, and at what cost."""
+
+    opt_in: bool
+    reason: str
+    cost: CapCost
+    plan_version: int
+    replayed: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, replayed: bool) -> SubmitAnswer:
+        cost = dict(data["cost"])
+        cost["late_jobs"] = tuple(cost["late_jobs"])
+        return cls(data["opt_in"], data["reason"], CapCost(**cost), data["plan_version"], replayed)
+
+
+@dataclass(frozen=True)
+class PlanVersion:
+    """A plan the service made, with the caps it was made under and its scores."""
+
+    version: int
+    created_at: pd.Timestamp
+    reason: str
+    replanned: bool  # False: the previous plan was kept because it already met the caps
+    problem: Problem
+    result: PlanResult
+    metrics: PlanMetrics
+    site_load: pd.DataFrame  # scheduler.contracts.SITE_LOAD
+    plan_seconds: float  # time to make (or check) this plan [s]
+
+    @property
+    def caps_in_force(self) -> int:
+        return len(self.problem.caps)
+
+    def record(self) -> PlanRecord:
+        metrics = {
+            **self.metrics.to_dict(),
+            "solver_status": self.result.status,
+            "plan_seconds": self.plan_seconds,
+        }
+        return PlanRecord(
+            self.version,
+            self.created_at,
+            self.reason,
+            self.replanned,
+            self.caps_in_force,
+            metrics,
+            self.result.plan if self.replanned else None,
+        )
+
+
+class Planner:
+    """Owns the current plan of ``horizon``; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        horizon: Horizon,
+        supply: pd.DataFrame,
+        jobs: pd.DataFrame,
+        store: Store,
+        clock: Callable[[], pd.Timestamp] = utc_now,
+    ) -> None:
+        self.config = config
+        self.horizon = horizon
+        self.supply = supply
+        self.jobs = jobs
+        self._store = store
+        self._clock = clock
+        self._policy = get_policy("optimizer", config.solver)
+        self._lock = threading.Lock()
+        self._published = threading.Condition()
+        self._caps: dict[str, list[LoadCap]] = {}
+        for event_id, cap in store.caps():
+            self._caps.setdefault(event_id, []).append(cap)
+        problem = self._problem(self._caps_without(None))
+        version = store.last_plan_version() + 1
+        self._current = self._plan(problem, version, "startup")
+        store.save_plan(self._current.record())
+        log.info(
+            "startup: %d cap(s) of %d event(s) in force; plan version %d (%s, %.2f s)",
+            len(problem.caps),
+            len(self._caps),
+            version,
+            self._current.result.status,
+            self._current.plan_seconds,
+        )
+
+    @property
+    def current(self) -> PlanVersion:
+        return self._current
+
+    @property
+    def sites(self) -> list[str]:
+        return list(self.config.sites)
+
+    # --- changes ---------------------------------------------------------------------------
+    def submit(self, event: CapEvent, coordinator: Coordinator) -> SubmitAnswer:
+        """Validate, authorise, re-plan, store and answer one event (see module docstring).
+
+        Raises :class:`~scheduler.drivers.service.events.EventError` (bad input),
+        :class:`~scheduler.drivers.service.auth.ScopeError` (site outside the caller's scope) or
+        :class:`ConflictError` (stale or conflicting modification); nothing is stored then.
+        """
+        now = self._clock()
+        caps = event_caps(event, self.config.sites, now)
+        coordinator.require(event.targets, "cap")
+        with self._lock:
+            stored = self._store.event(event.event_id)
+            if stored is not None:
+                replay = self._check_modification(stored, event, coordinator)
+                if replay is not None:
+                    return replay
+            problem = self._problem(self._caps_without(event.event_id) + caps)
+            previous = self._current
+            version = self._next(problem, f"submit {event.event_id}")
+            answer = _answer(previous, version, problem)
+            self._store.save_submission(
+                event,
+                caps,
+                coordinator.name,
+                now,
+                answer.to_dict(),
+                version.record() if version is not previous else None,
+            )
+            self._caps[event.event_id] = caps
+            self._publish(version)
+        log.info(
+            "%s: event %s modification %d accepted, %s, plan version %d",
+            coordinator.name,
+            event.event_id,
+            event.modification_number,
+            "OPT_IN" if answer.opt_in else "OPT_OUT",
+            answer.plan_version,
+        )
+        return answer
+
+    def cancel(self, event_id: str, coordinator: Coordinator, reason: str) -> tuple[bool, int]:
+        """Cancel an event: ``(cancelled now, plan version)``; already cancelled is a no-op.
+
+        Raises :class:`UnknownEventError` or :class:`~scheduler.drivers.service.auth.ScopeError`.
+        """
+        with self._lock:
+            stored = self._store.event(event_id)
+            if stored is None:
+                raise UnknownEventError(f"event_id {event_id[:128]!r}: no such event")
+            coordinator.require(stored.event.targets, "cancel caps on")
+            if stored.status == CANCELLED:
+                return False, self._current.version
+            problem = self._problem(self._caps_without(event_id))
+            version = self._next(problem, f"cancel {event_id}")
+            self._store.save_cancellation(
+                event_id,
+                stored.event.modification_number,
+                coordinator.name,
+                self._clock(),
+                reason,
+                version.record() if version is not self._current else None,
+            )
+            self._caps.pop(event_id, None)
+            self._publish(version)
+        log.info(
+            "%s: event %s cancelled, plan version %d", coordinator.name, event_id, version.version
+        )
+        return True, version.version
+
+    # --- reads -----------------------------------------------------------------------------
+    def events(
+        self,
+        coordinator: Coordinator,
+        sites: Sequence[str] = (),
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        include_cancelled: bool = False,
+    ) -> list[StoredEvent]:
+        """Stored events that target a site the caller may cap (and one of ``sites``, if
+        given) with an interval overlapping ``[start, end)``."""
+        out = []
+        for stored in self._store.events(include_cancelled):
+            targets = stored.event.targets
+            if not any(coordinator.may_cap(t) for t in targets):
+                continue
+            if sites and not set(sites) & set(targets):
+                continue
+            if any(
+                (start is None or i.end > start) and (end is None or i.start < end)
+                for i in stored.event.intervals
+            ):
+                out.append(stored)
+        return out
+
+    def wait_for_version(self, after: int, timeout_s: float) -> PlanVersion | None:
+        """The current plan once its version is above ``after``; ``None`` after ``timeout_s``."""
+        with self._published:
+            self._published.wait_for(lambda: self._current.version > after, timeout=timeout_s)
+            current = self._current
+        return current if current.version > after else None
+
+    # --- internals -------------------------------------------------------------------------
+    def _check_modification(
+        self, stored: StoredEvent, event: CapEvent, coordinator: Coordinator
+    ) -> SubmitAnswer | None:
+        """The stored answer for an identical resubmission; ``None`` for a newer modification."""
+        have, got = stored.event.modification_number, event.modification_number
+        name = f"event {event.event_id!r}"
+        if stored.status == CANCELLED and got <= have:
+            raise ConflictError(
+                f"{name} was cancelled at modification_number {have}; "
+                f"submit modification_number > {have} to activate it again"
+            )
+        if got == have:
+            if stored.event.content_sha256 == event.content_sha256:
+                return SubmitAnswer.from_dict(stored.answer, replayed=True)
+            raise ConflictError(
+                f"{name} modification_number {have} is stored with different content; "
+                f"send modification_number {have + 1} to change it"
+            )
+        if got < have:
+            raise ConflictError(
+                f"{name} is at modification_number {have}; {got} is older and was not applied"
+            )
+        coordinator.require(stored.event.targets, "modify caps on")
+        return None
+
+    def _caps_without(self, event_id: str | None) -> list[LoadCap]:
+        return [c for eid, caps in self._caps.items() if eid != event_id for c in caps]
+
+    def _problem(self, caps: Sequence[LoadCap]) -> Problem:
+        return problem_for(self.config, self.horizon, self.jobs, self.supply, caps=caps)
+
+    def _next(self, problem: Problem, reason: str) -> PlanVersion:
+        """The plan under ``problem``'s caps: the current version when they change nothing."""
+        current = self._current
+        old_grid, old_load = current.problem.grid_cap_mw, current.problem.load_cap_mw
+        new_grid, new_load = problem.grid_cap_mw, problem.load_cap_mw
+        if np.array_equal(old_grid, new_grid) and np.array_equal(old_load, new_load):
+            return current
+        version = current.version + 1
+        tighter = (new_grid <= old_grid).all() and (new_load <= old_load).all()
+        if tighter:
+            began = time.perf_counter()
+            load = site_load(
+                current.result.plan, self.supply, problem.sites, self.horizon, problem.caps
+            )
+            if not load["cap_violation"].any():
+                return self._version(
+                    problem, version, reason, current.result, time.perf_counter() - began, False
+                )
+        return self._plan(problem, version, reason)
+
+    def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
+        began = time.perf_counter()
+        result = self._policy.plan(problem)
+        return self._version(problem, version, reason, result, time.perf_counter() - began, True)
+
+    def _version(
+        self,
+        problem: Problem,
+        version: int,
+        reason: str,
+        result: PlanResult,
+        seconds: float,
+        replanned: bool,
+    ) -> PlanVersion:
+        sites, caps = problem.sites, problem.caps
+        return PlanVersion(
+            version=version,
+            created_at=self._clock(),
+            reason=reason,
+            replanned=replanned,
+            problem=problem,
+            result=result,
+            metrics=plan_metrics(result.plan, self.jobs, self.supply, sites, self.horizon, caps),
+            site_load=site_load(result.plan, self.supply, sites, self.horizon, caps),
+            plan_seconds=seconds,
+        )
+
+    def _publish(self, version: PlanVersion) -> None:
+        if version is self._current:
+            return
+        with self._published:
+            self._current = version
+            self._published.notify_all()
+
+
+def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitAnswer:
+    """OPT_IN when no job is later than before, else OPT_OUT naming the jobs made late."""
+    if new is previous:
+        return SubmitAnswer(
+            True,
+            "the caps in force already imply this cap in the planned day "
+            f"{problem.horizon.start.isoformat()} to {problem.horizon.end.isoformat()} "
+            "(or it lies outside it); the plan is unchanged",
+            CapCost((), 0, 0.0, 0.0, 0.0, 0.0),
+            new.version,
+        )
+    before = previous.result.unfinished_gpu_hours
+    after = new.result.unfinished_gpu_hours
+    increase = (after - before.reindex(after.index, fill_value=0.0)).clip(lower=0.0)
+    late = increase[increase > _LATE_TOLERANCE_GPU_H].sort_values(ascending=False)
+    load_change = np.abs(
+        new.site_load["load_mw"].to_numpy() - previous.site_load["load_mw"].to_numpy()
+    )
+    cost = CapCost(
+        late_jobs=tuple(late.index[:MAX_NAMED_LATE_JOBS]),
+        late_jobs_total=len(late),
+        late_gpu_hours=float(late.sum()),
+        moved_mwh=float(load_change.sum() * problem.horizon.slot_hours / 2),
+        green_share_change=new.metrics.green_share - previous.metrics.green_share,
+        grid_mwh_change=new.metrics.grid_mwh - previous.metrics.grid_mwh,
+    )
+    if late.empty:
+        how = "re-planned" if new.replanned else "the current plan already keeps it"
+        return SubmitAnswer(True, f"honoured with every job on time ({how})", cost, new.version)
+    named = ", ".join(cost.late_jobs[:10]) + (" ..." if len(late) > 10 else "")
+    return SubmitAnswer(
+        False,
+        f"accepted and enforced, but the plan cannot keep it with every job on time: "
+        f"{len(late)} job(s) late by their deadline ({cost.late_gpu_hours:,.1f} GPU-h "
+        f"unfinished): {named}",
+        cost,
+        new.version,
+    )

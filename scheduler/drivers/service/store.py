@@ -1,0 +1,320 @@
+"""Durable state of the load-cap service in one SQLite file.
+
+Tables: ``events`` (current modification and status per event id), ``event_versions`` (every
+accepted modification with its content hash and first answer), ``caps`` (the caps in force, one
+row per event, site and interval: the design's caps table), ``plan_versions`` and ``audit``.
+
+The database runs in WAL mode with ``synchronous=FULL``: a transaction is on disk when
+``COMMIT`` returns, so a cap is durable before the service acknowledges it. One connection is
+shared by the server's threads under a lock; every write is one ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from scheduler.drivers.service.events import CapEvent
+from scheduler.problem import LoadCap
+
+__all__ = ["ACTIVE", "CANCELLED", "PlanRecord", "Store", "StoredEvent"]
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "active"
+CANCELLED = "cancelled"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    modification_number INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'cancelled')),
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_versions (
+    event_id TEXT NOT NULL,
+    modification_number INTEGER NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    event_json TEXT NOT NULL,
+    coordinator TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    answer_json TEXT NOT NULL,
+    PRIMARY KEY (event_id, modification_number)
+);
+CREATE TABLE IF NOT EXISTS caps (
+    event_id TEXT NOT NULL REFERENCES events (event_id),
+    site TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    value_mw REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS caps_by_event ON caps (event_id);
+CREATE TABLE IF NOT EXISTS plan_versions (
+    version INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    replanned INTEGER NOT NULL,
+    caps_in_force INTEGER NOT NULL,
+    metrics_json TEXT NOT NULL,
+    plan_parquet BLOB
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    coordinator TEXT NOT NULL,
+    action TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    modification_number INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event's current modification as stored, with the answer given to it."""
+
+    event: CapEvent
+    status: str  # ACTIVE or CANCELLED
+    coordinator: str  # who submitted this modification
+    received_at: pd.Timestamp
+    answer: dict  # the first reply to this modification (see planner.SubmitAnswer.to_dict)
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """A plan version to store; ``plan`` is ``None`` when the previous plan was kept."""
+
+    version: int
+    created_at: pd.Timestamp
+    reason: str
+    replanned: bool
+    caps_in_force: int
+    metrics: dict
+    plan: pd.DataFrame | None
+
+
+class Store:
+    """The service's SQLite database; see the module docstring."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        log.info("store %s: WAL, synchronous=FULL", self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- reads -------------------------------------------------------------------------------
+    def event(self, event_id: str) -> StoredEvent | None:
+        """The current modification of ``event_id``, or ``None``."""
+        with self._lock:
+            row = self._db.execute(_EVENT_QUERY + " WHERE e.event_id = ?", (event_id,)).fetchone()
+        return _stored_event(row) if row else None
+
+    def events(self, include_cancelled: bool = False) -> list[StoredEvent]:
+        """Every event's current modification, oldest first."""
+        where = "" if include_cancelled else f" WHERE e.status = '{ACTIVE}'"
+        with self._lock:
+            rows = self._db.execute(_EVENT_QUERY + where + " ORDER BY v.received_at").fetchall()
+        return [_stored_event(row) for row in rows]
+
+    def caps(self) -> list[tuple[str, LoadCap]]:
+        """Every cap in force as ``(event_id, cap)``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, site, start_ns, end_ns, type, value_mw FROM caps ORDER BY rowid"
+            ).fetchall()
+        return [
+            (
+                event_id,
+                LoadCap(
+                    site, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"), kind, value
+                ),
+            )
+            for event_id, site, start, end, kind, value in rows
+        ]
+
+    def last_plan_version(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(version) FROM plan_versions").fetchone()
+        return int(row[0] or 0)
+
+    def count(self, table: str) -> int:
+        """Rows in ``table`` (one of the schema's tables)."""
+        if table not in ("events", "event_versions", "caps", "plan_versions", "audit"):
+            raise ValueError(f"unknown table {table!r}")
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def audit_log(self) -> list[dict]:
+        with self._lock:
+            cursor = self._db.execute("SELECT * FROM audit ORDER BY id")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # --- writes ------------------------------------------------------------------------------
+    def save_submission(
+        self,
+        event: CapEvent,
+        caps: Sequence[LoadCap],
+        coordinator: str,
+        received_at: pd.Timestamp,
+        answer: dict,
+        plan: PlanRecord | None,
+    ) -> None:
+        """Store an accepted modification, its caps, its answer, the plan and the audit entry.
+
+        One transaction, committed (and on disk) when this returns.
+        """
+        at = received_at.isoformat()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO events (event_id, modification_number, status, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET "
+                "modification_number = excluded.modification_number, status = excluded.status, "
+                "updated_at = excluded.updated_at",
+                (event.event_id, event.modification_number, ACTIVE, at),
+            )
+            db.execute(
+                "INSERT INTO event_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.event_id,
+                    event.modification_number,
+                    event.content_sha256,
+                    event.to_json(),
+                    coordinator,
+                    at,
+                    json.dumps(answer),
+                ),
+            )
+            db.execute("DELETE FROM caps WHERE event_id = ?", (event.event_id,))
+            db.executemany(
+                "INSERT INTO caps VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (event.event_id, c.site, c.start.value, c.end.value, c.type, c.value_mw)
+                    for c in caps
+                ],
+            )
+            if plan is not None:
+                _insert_plan(db, plan)
+            _audit(db, at, coordinator, "submit", event.event_id, event.modification_number, answer)
+
+    def save_cancellation(
+        self,
+        event_id: str,
+        modification_number: int,
+        coordinator: str,
+        at: pd.Timestamp,
+        reason: str,
+        plan: PlanRecord | None,
+    ) -> None:
+        """Mark an event cancelled, drop its caps, store the plan and the audit entry."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE events SET status = ?, updated_at = ? WHERE event_id = ?",
+                (CANCELLED, at.isoformat(), event_id),
+            )
+            db.execute("DELETE FROM caps WHERE event_id = ?", (event_id,))
+            if plan is not None:
+                _insert_plan(db, plan)
+            _audit(
+                db,
+                at.isoformat(),
+                coordinator,
+                "cancel",
+                event_id,
+                modification_number,
+                {"reason": reason},
+            )
+
+    def save_plan(self, plan: PlanRecord) -> None:
+        with self._transaction() as db:
+            _insert_plan(db, plan)
+
+
+_EVENT_QUERY = (
+    "SELECT v.event_json, e.status, v.coordinator, v.received_at, v.answer_json "
+    "FROM events e JOIN event_versions v "
+    "ON v.event_id = e.event_id AND v.modification_number = e.modification_number"
+)
+
+
+def _stored_event(row: tuple) -> StoredEvent:
+    event_json, status, coordinator, received_at, answer_json = row
+    return StoredEvent(
+        CapEvent.from_json(event_json),
+        status,
+        coordinator,
+        pd.Timestamp(received_at),
+        json.loads(answer_json),
+    )
+
+
+def _insert_plan(db: sqlite3.Connection, plan: PlanRecord) -> None:
+    blob = None
+    if plan.plan is not None:
+        buffer = io.BytesIO()
+        plan.plan.to_parquet(buffer, index=False, compression="zstd")
+        blob = buffer.getvalue()
+    db.execute(
+        "INSERT INTO plan_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            plan.version,
+            plan.created_at.isoformat(),
+            plan.reason,
+            int(plan.replanned),
+            plan.caps_in_force,
+            json.dumps(plan.metrics),
+            blob,
+        ),
+    )
+
+
+def _audit(
+    db: sqlite3.Connection,
+    at: str,
+    coordinator: str,
+    action: str,
+    event_id: str,
+    modification_number: int,
+    detail: dict,
+) -> None:
+    db.execute(
+        "INSERT INTO audit (at, coordinator, action, event_id, modification_number, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (at, coordinator, action, event_id, modification_number, json.dumps(detail)),
+    )
+    log.info(
+        "audit: %s %s event %s modification %d", coordinator, action, event_id, modification_number
+    )

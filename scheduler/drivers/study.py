@@ -1,0 +1,169 @@
+"""Studies: sweep replay scenarios (forecast error, job mix, a daily cap) and fan them out on Ray.
+
+A study file (YAML, validated like the config) names the replay and the values to sweep; the
+scenarios are the cartesian product of the sweeps. Scenarios are independent, so each runs as a
+Ray task: on an embedded local Ray by default, on a cluster with ``address``. Results come back
+as one tidy table, one row per scenario and policy.
+
+Example::
+
+    from: 2026-03-01
+    to: 2026-03-14
+    policies: [fifo, optimizer, oracle]
+    weather: {qingyang: synthetic, shantou: synthetic}
+    sweep:
+      forecast_error: [0.0, 1.0, 2.0]
+      deferrable_scale: [0.5, 1.0]
+      daily_cap: [null, "shantou:18-22:5"]
+      limits_on: [forecast, p10]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scheduler.config import Config, ConfigError, format_validation_errors
+from scheduler.contracts import UserError
+from scheduler.drivers.replay import DailyCap, ReplaySpec, replay, summarize
+
+__all__ = ["StudySpec", "load_study", "run_study", "scenario_specs"]
+
+log = logging.getLogger(__name__)
+DEFERRABLE_WINDOW_H = 12.0  # classes whose shortest window is at least this are "deferrable"
+
+
+def parse_daily_cap(text: str) -> DailyCap:
+    """``SITE:START-END:MW`` (local hours, grid-import MW) -> :class:`DailyCap`."""
+    try:
+        site, hours, value = text.split(":")
+        start, end = (float(h) for h in hours.split("-"))
+        return DailyCap(site=site, start_hour=start, end_hour=end, value_mw=float(value))
+    except ValueError:
+        raise UserError(
+            f"daily cap {text!r}: expected SITE:START-END:MW in local hours, e.g. shantou:18-22:5"
+        ) from None
+
+
+class Sweep(BaseModel):
+    """Values to sweep; each list is one axis of the scenario grid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    forecast_error: list[float] = Field(default=[1.0], min_length=1)
+    deferrable_scale: list[float] = Field(default=[1.0], min_length=1)
+    daily_cap: list[str | None] = Field(default=[None], min_length=1)
+    limits_on: list[Literal["forecast", "p10"]] = Field(default=["forecast"], min_length=1)
+
+    @field_validator("forecast_error", "deferrable_scale")
+    @classmethod
+    def _non_negative(cls, values: list[float]) -> list[float]:
+        if any(v < 0 for v in values):
+            raise ValueError("values must be >= 0")
+        return values
+
+    @field_validator("daily_cap")
+    @classmethod
+    def _caps(cls, values: list[str | None]) -> list[str | None]:
+        for value in values:
+            if value is not None:
+                parse_daily_cap(value)
+        return values
+
+
+class StudySpec(BaseModel):
+    """A study file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    first: dt.date = Field(alias="from")
+    last: dt.date = Field(alias="to")
+    policies: list[str] = Field(default=["fifo", "greedy", "optimizer", "oracle"], min_length=1)
+    weather: dict[str, str] = Field(default_factory=dict)
+    seed: int = 1
+    sweep: Sweep = Field(default_factory=Sweep)
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read study: {error}") from None
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_errors(str(path), error)) from None
+
+
+def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any], ReplaySpec]]:
+    """The scenario grid: ``(parameters, replay spec)`` per point."""
+    sources = {name: study.weather.get(name, "synthetic") for name in config.sites}
+    out = []
+    sweep = study.sweep
+    for error, scale, cap, limits_on in itertools.product(
+        sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, sweep.limits_on
+    ):
+        scenario_config = config.with_jobs_scaled(scale, DEFERRABLE_WINDOW_H).with_solver(
+            limits_on=limits_on
+        )
+        spec = ReplaySpec(
+            config=scenario_config,
+            sources=sources,
+            first=study.first.isoformat(),
+            last=study.last.isoformat(),
+            policies=tuple(study.policies),
+            error_scale=error,
+            seed=study.seed,
+            daily_caps=(parse_daily_cap(cap),) if cap else (),
+        )
+        parameters = {
+            "forecast_error": error,
+            "deferrable_scale": scale,
+            "daily_cap": cap or "",
+            "limits_on": limits_on,
+        }
+        out.append((parameters, spec))
+    return out
+
+
+def _run_one(parameters: dict[str, Any], spec: ReplaySpec) -> list[dict[str, Any]]:
+    summary = summarize(replay(spec))
+    share = summary.get("optimizer_share_of_oracle_gain")
+    return [
+        {**parameters, "policy": policy, **totals, "optimizer_share_of_oracle_gain": share}
+        for policy, totals in summary["policies"].items()
+    ]
+
+
+def run_study(
+    study: StudySpec, config: Config, *, address: str | None = None, num_cpus: int = 2
+) -> pd.DataFrame:
+    """Run every scenario as a Ray task and return the tidy results table."""
+    import ray
+
+    from clusters.resources import ray_environment_defaults
+
+    scenarios = scenario_specs(study, config)
+    ray_environment_defaults()
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1)(_run_one)
+        futures = [task.remote(parameters, spec) for parameters, spec in scenarios]
+        log.info("study: %d scenarios submitted", len(futures))
+        rows = [row for result in ray.get(futures) for row in result]
+    finally:
+        if started_here:
+            ray.shutdown()
+    return pd.DataFrame(rows)

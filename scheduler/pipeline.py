@@ -1,0 +1,388 @@
+"""The day pipeline: config + operating day + weather + jobs + caps -> the planning problem.
+
+One path for every driver (``plan``, ``nightly``, ``serve``, ``replay``, the re-planner of a
+run): weather is read through ``forecasts``, the actual supply and the day-ahead forecast are
+made with the config's error model and the seed, the day's jobs are drawn with a seed derived
+from the date (or given), caps are checked against the sites, and the result is a
+:class:`~scheduler.problem.Problem`. A replayed day therefore sees the same jobs and the same
+forecast as ``greensched plan --date`` for that day.
+
+The last step, :func:`plan_day`, plans a problem with several policies and validates and
+scores every plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecasts.error import ForecastError
+from forecasts.sources import SYNTHETIC, load_weather
+from forecasts.supply import SupplyModel
+from forecasts.weather import Weather
+from scheduler.config import Config
+from scheduler.contracts import UserError
+from scheduler.feasibility import check_feasible
+from scheduler.horizon import Horizon, operating_day
+from scheduler.jobs import generate_jobs, max_gpus_to_fit, validate_jobs, work_units
+from scheduler.metrics import PlanMetrics, plan_metrics
+from scheduler.policies import PlanResult, get_policy
+from scheduler.problem import LoadCap, Problem, problem_for
+from scheduler.settlement import Replan
+from scheduler.validate import assert_valid
+
+__all__ = [
+    "DayPipeline",
+    "DayPlan",
+    "SupplyRun",
+    "carry_over",
+    "day_seed",
+    "forecast_error_of",
+    "load_site_weather",
+    "optimizer_replan",
+    "parse_weather_specs",
+    "plan_day",
+    "remaining_problem",
+    "run_supply",
+    "sites_table",
+    "summary_of",
+]
+
+log = logging.getLogger(__name__)
+
+
+def parse_weather_specs(
+    specs: Sequence[str], site_names: Sequence[str], option: str = "--weather"
+) -> dict[str, str]:
+    """``["synthetic"]`` or ``["qingyang=FILE", ...]`` -> ``{site: source}`` for every site.
+
+    Sites not named get synthetic weather. Errors name ``option``, the bad spec and the sites.
+    """
+    sources = dict.fromkeys(site_names, SYNTHETIC)
+    for spec in specs:
+        if spec == SYNTHETIC:
+            continue
+        site, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise UserError(f"{option} {spec!r}: expected 'synthetic' or SITE=FILE")
+        if site not in sources:
+            raise UserError(
+                f"{option} {spec!r}: unknown site {site!r}; known sites: {', '.join(site_names)}"
+            )
+        if not Path(path).is_file():
+            raise UserError(f"{option} {spec!r}: no such file {path!r}")
+        sources[site] = path
+    return sources
+
+
+def forecast_error_of(config: Config, scale: float = 1.0) -> ForecastError:
+    """The config's day-ahead error model, optionally scaled (0 = perfect foresight)."""
+    settings = config.forecast
+    return ForecastError(
+        settings.wind_nrmse, settings.pv_nrmse, settings.error_correlation_hours
+    ).scaled(scale)
+
+
+@dataclass
+class SupplyRun:
+    """What one forecast run produced: weather per site, actual and forecast supply tables."""
+
+    weather: dict[str, Weather]
+    actual: pd.DataFrame
+    forecast: pd.DataFrame
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def load_site_weather(
+    config: Config,
+    horizon: Horizon,
+    sources: Mapping[str, str],
+    *,
+    seed: int,
+    only: Iterable[str] | None = None,
+) -> dict[str, Weather]:
+    """Weather for every site of ``config`` (or those in ``only``) over ``horizon``."""
+    wanted = set(config.sites if only is None else only)
+    return {
+        name: load_weather(
+            site,
+            sources.get(name, SYNTHETIC),
+            horizon.start,
+            horizon.end,
+            freq_minutes=horizon.slot_minutes,
+            seed=seed,
+            max_gap_hours=config.forecast.max_gap_hours,
+            far_station_km=config.forecast.far_station_km,
+        )
+        for name, site in config.sites.items()
+        if name in wanted
+    }
+
+
+def run_supply(
+    config: Config,
+    horizon: Horizon,
+    sources: Mapping[str, str],
+    *,
+    seed: int | None = None,
+    error_scale: float = 1.0,
+) -> SupplyRun:
+    """Weather -> actual supply -> day-ahead forecast for every site over ``horizon``."""
+    seed = config.seed if seed is None else seed
+    started = time.perf_counter()
+    weather = load_site_weather(config, horizon, sources, seed=seed)
+    weather_s = time.perf_counter() - started
+    model = SupplyModel(config.sites, slot_minutes=horizon.slot_minutes)
+    actual = model.actual(weather)
+    forecast = model.forecast(actual, forecast_error_of(config, error_scale), seed)
+    return SupplyRun(weather, actual, forecast, {"weather": weather_s, **model.timings_s})
+
+
+def day_seed(seed: int, day: dt.date) -> int:
+    """The seed of operating day ``day``'s generated jobs: the same day, the same jobs."""
+    return seed * 1_000_003 + day.toordinal()
+
+
+def _in(frame: pd.DataFrame, horizon: Horizon) -> pd.DataFrame:
+    keep = (frame["time"] >= horizon.start) & (frame["time"] < horizon.end)
+    return frame[keep.to_numpy()].reset_index(drop=True)
+
+
+class DayPipeline:
+    """Operating days of one config and set of weather sources, as planning problems.
+
+    ``seed`` seeds synthetic weather, forecast errors and generated jobs (default: the
+    config's); ``error_scale`` scales the forecast error (0 = perfect foresight). Call
+    :meth:`preload` before walking many days so their weather is read once.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        sources: Mapping[str, str] | None = None,
+        *,
+        seed: int | None = None,
+        error_scale: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.sources = dict(sources or dict.fromkeys(config.sites, SYNTHETIC))
+        self.seed = config.seed if seed is None else seed
+        self.error = forecast_error_of(config, error_scale)
+        self.model = SupplyModel(config.sites, slot_minutes=config.forecast.slot_minutes)
+        self.weather: dict[str, Weather] = {}
+        self._actual: pd.DataFrame | None = None
+        self._covered: Horizon | None = None
+        self.timings_s = {"weather_and_supply": 0.0, "forecast": 0.0}
+
+    def horizon(self, day: dt.date | str, days: int = 1) -> Horizon:
+        """Operating day(s) from ``day`` in the sites' zone."""
+        try:
+            return operating_day(day, self.config.timezone, self.config.forecast.slot_minutes, days)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+    def preload(self, horizon: Horizon) -> None:
+        """Read weather and compute the actual supply for ``horizon`` at once."""
+        started = time.perf_counter()
+        self.weather = load_site_weather(self.config, horizon, self.sources, seed=self.seed)
+        self._actual = self.model.actual(self.weather)
+        self._covered = horizon
+        self.timings_s["weather_and_supply"] += time.perf_counter() - started
+
+    def supply(self, horizon: Horizon) -> SupplyRun:
+        """Actual supply and day-ahead forecast over ``horizon``."""
+        covered = self._covered
+        if covered is None or horizon.start < covered.start or horizon.end > covered.end:
+            self.preload(horizon)
+        assert self._actual is not None
+        actual = _in(self._actual, horizon)
+        started = time.perf_counter()
+        forecast = self.model.forecast(actual, self.error, self.seed)
+        self.timings_s["forecast"] += time.perf_counter() - started
+        return SupplyRun(self.weather, actual, forecast)
+
+    def jobs(self, horizon: Horizon) -> pd.DataFrame:
+        """The day's jobs drawn from the workload classes; ids start with the local date."""
+        day = horizon.start.tz_convert(self.config.timezone).date()
+        jobs = generate_jobs(
+            self.config.workload,
+            horizon.start,
+            day_seed(self.seed, day),
+            list(self.config.sites),
+            horizon.slot_minutes,
+        )
+        return jobs.assign(job_id=f"{day.isoformat()}:" + jobs["job_id"])
+
+    def problem(
+        self,
+        horizon: Horizon,
+        *,
+        jobs: pd.DataFrame | None = None,
+        caps: Sequence[LoadCap] = (),
+        carried: pd.DataFrame | None = None,
+        jobs_source: str = "jobs row",
+    ) -> Problem:
+        """The planning problem of ``horizon``: supply, jobs (given or drawn) plus ``carried``
+        work from earlier days, and ``caps``. Given jobs are checked against the horizon and
+        the sites (errors name ``jobs_source`` and the row)."""
+        if jobs is None:
+            jobs = self.jobs(horizon)
+        else:
+            first_row = 2 if jobs_source.endswith(" line") else 1
+            validate_jobs(jobs, horizon, list(self.config.sites), jobs_source, first_row)
+        if carried is not None and len(carried):
+            jobs = pd.concat([carried, jobs], ignore_index=True)
+        run = self.supply(horizon)
+        return problem_for(
+            self.config, horizon, jobs, run.forecast, caps=caps, actual_supply=run.actual
+        )
+
+
+def carry_over(jobs: pd.DataFrame, remaining_gpu_hours: pd.Series, day: Horizon) -> pd.DataFrame:
+    """Jobs rows for work left unfinished: released at ``day``'s start, due at its end."""
+    left = remaining_gpu_hours[remaining_gpu_hours > 1e-9]
+    carried = jobs.set_index("job_id").loc[left.index].reset_index()
+    fraction = left.to_numpy() / carried["gpu_hours"].to_numpy()
+    carried["tokens"] = carried["tokens"] * fraction
+    carried["gpu_hours"] = left.to_numpy()
+    carried["release"] = day.start
+    carried["deadline"] = day.end
+    units = work_units(carried["gpu_hours"].to_numpy(), day.slot_minutes)
+    carried["max_gpus"] = max_gpus_to_fit(carried["max_gpus"].to_numpy(), units, day.n_slots)
+    return carried
+
+
+def remaining_problem(
+    problem: Problem,
+    from_time: pd.Timestamp,
+    remaining_gpu_hours: Mapping[str, float],
+    live_gpus: Mapping[str, float],
+) -> Problem | None:
+    """The rest of ``problem`` from the first slot at or after ``from_time``: the work left per
+    job, on the sites still live (their GPUs), planned on the actual supply.
+
+    Jobs whose deadline has passed may run to the end of the horizon (they are late); jobs
+    allowed only at sites that are gone are left out. ``None`` when nothing can be planned.
+    """
+    horizon = problem.horizon
+    slot = pd.Timedelta(minutes=horizon.slot_minutes)
+    first = horizon.start + np.ceil((from_time - horizon.start) / slot) * slot
+    n_slots = int((horizon.end - first) / slot)
+    sites = tuple(
+        site.model_copy(update={"gpus": int(live_gpus[site.name])})
+        for site in problem.sites
+        if live_gpus.get(site.name, 0) >= 1
+    )
+    if n_slots <= 0 or not sites:
+        return None
+    window = Horizon(first, horizon.slot_minutes, n_slots)
+    names = {s.name for s in sites}
+    wanted = [j for j, left in remaining_gpu_hours.items() if left > 0]
+    jobs = problem.jobs.set_index("job_id").loc[wanted].reset_index()
+    allowed = jobs["sites"].map(lambda text: [s for s in text.split(";") if s])
+    keep = allowed.map(lambda listed: not listed or bool(set(listed) & names)).to_numpy()
+    jobs = jobs[keep].copy()
+    if jobs.empty:
+        return None
+    jobs["sites"] = [";".join(s for s in listed if s in names) for listed in allowed[keep]]
+    jobs["gpu_hours"] = jobs["job_id"].map(remaining_gpu_hours).astype(float)
+    jobs["release"] = jobs["release"].clip(lower=first)
+    jobs.loc[jobs["deadline"] <= first, "deadline"] = window.end
+    jobs["deadline"] = jobs["deadline"].clip(upper=window.end)
+    slots = ((jobs["deadline"] - jobs["release"]) / slot).to_numpy().astype(np.int64)
+    units = work_units(jobs["gpu_hours"].to_numpy(), horizon.slot_minutes)
+    jobs["max_gpus"] = max_gpus_to_fit(jobs["max_gpus"].to_numpy(), units, slots)
+    actual = problem.actual_supply if problem.actual_supply is not None else problem.supply
+    return Problem(
+        horizon=window,
+        sites=sites,
+        jobs=jobs.reset_index(drop=True),
+        supply=_in(actual, window),
+        caps=problem.caps,
+        user_region=problem.user_region,
+        max_site_moves=problem.max_site_moves,
+    )
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Every policy's validated result and metrics for one problem; ``primary`` is the plan."""
+
+    problem: Problem
+    primary: str
+    results: dict[str, PlanResult]
+    metrics: dict[str, PlanMetrics]
+
+
+def plan_day(problem: Problem, config: Config, policies: Sequence[str]) -> DayPlan:
+    """Plan ``problem`` with each policy (the first is primary), validate and score each.
+
+    Raises :class:`~scheduler.feasibility.PlanningError` first if a job fits nowhere.
+    """
+    check_feasible(problem)
+    results, metrics = {}, {}
+    for name in dict.fromkeys(policies):
+        result = get_policy(name, config.solver).plan(problem)
+        assert_valid(problem, result)
+        results[name] = result
+        metrics[name] = plan_metrics(
+            result.plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps
+        )
+    return DayPlan(problem, policies[0], results, metrics)
+
+
+def sites_table(problem: Problem) -> pd.DataFrame:
+    """The sites table: the parameters the plan was made with (carbon as the day's mean)."""
+    carbon = problem.carbon_kg_per_mwh.mean(axis=1)
+    return pd.DataFrame(
+        {
+            "site": [s.name for s in problem.sites],
+            "gpus": [s.gpus for s in problem.sites],
+            "kw_per_gpu": [s.kw_per_gpu for s in problem.sites],
+            "pue": [s.pue for s in problem.sites],
+            "base_load_mw": [s.base_load_mw for s in problem.sites],
+            "grid_import_limit_mw": [s.grid_import_limit_mw for s in problem.sites],
+            "carbon_kg_per_mwh": carbon,
+        }
+    )
+
+
+def summary_of(day: DayPlan) -> dict:
+    """``summary.json``: one entry per policy, metrics plus solver facts."""
+    out = {}
+    for name, result in day.results.items():
+        out[name] = {
+            **day.metrics[name].to_dict(),
+            "status": result.status,
+            "solve_seconds": result.solve_seconds,
+            "objective_kg": result.objective_kg,
+            "best_bound_kg": result.best_bound_kg,
+            "gap": result.gap,
+            "jobs_unfinished_ids": result.jobs_unfinished,
+        }
+    return out
+
+
+def optimizer_replan(problem: Problem, config: Config) -> Replan:
+    """The settlement engine's re-planner: the optimizer over the rest of ``problem`` on the
+    sites still live (see :func:`remaining_problem`)."""
+    optimizer = get_policy("optimizer", config.solver)
+
+    def replan(
+        from_time: pd.Timestamp, remaining: dict[str, float], live: dict[str, float]
+    ) -> pd.DataFrame | None:
+        rest = remaining_problem(problem, from_time, remaining, live)
+        if rest is None:
+            return None
+        log.info("re-planning %d jobs from %s on %s", rest.n_jobs, rest.horizon.start,
+                 ", ".join(rest.site_names))  # fmt: skip
+        return optimizer.plan(rest).plan
+
+    return replan

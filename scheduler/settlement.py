@@ -1,0 +1,662 @@
+"""The settlement engine: what runs in each slot, given actual supply, caps and live capacity.
+
+One engine for every way a day is run. A replay walks the day on an instant clock with no
+runner (every chunk completes); ``greensched dispatch`` walks it on a real or compressed clock
+with the Ray runner of ``clusters/``. Both make the same decisions, so a replayed day predicts
+what the operator's night does.
+
+In each slot ``t`` the engine
+
+1. takes the plan's GPUs for ``t`` of jobs still active, never more than the work a job has
+   left;
+2. fits each site to what it may run: its live capacity and the GPUs that its grid import limit
+   and every cap in force allow on the *actual* green supply (the planning problem's own
+   capacity rule, :meth:`~scheduler.problem.Problem.capacity_with`);
+3. where a site is over, defers work: preemptible jobs before non-preemptible ones (a cap is
+   hard: an interrupted non-preemptible job resumes later and says so), and among them the job
+   with the most slack first. Deferred work goes to the job's backlog;
+4. places backlog where room is left, earliest deadline first, at the allowed site with the
+   most room, up to the job's ``max_gpus``, only inside the job's window;
+5. hands the chunks to the runner and books what completed; a lost chunk's work returns to the
+   backlog, a chunk that failed every attempt fails its job.
+
+A site that loses live capacity triggers ``replan`` for all remaining work. Work is counted in
+GPU-slots (one GPU busy for one slot), as the planning problem counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from scheduler.clock import Clock, InstantClock
+from scheduler.contracts import PLAN, RUN_JOBS, JobStatus
+from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
+from scheduler.contracts.plandir import RunReport
+from scheduler.metrics import busy_gpus, site_load, slot_index
+from scheduler.problem import Problem
+
+__all__ = [
+    "MIN_SLOT_TIMEOUT_S",
+    "Replan",
+    "Runner",
+    "Settlement",
+    "SlotProgress",
+    "settle",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_SLOT_TIMEOUT_S = 60.0  # shortest wait for a slot's chunks, whatever the clock [s]
+EVENT_COLUMNS = ["time", "kind", "detail", "site", "job_id", "gpus"]
+
+Replan = Callable[[pd.Timestamp, dict[str, float], dict[str, float]], pd.DataFrame | None]
+"""``replan(from_time, remaining_gpu_hours_by_job, live_gpus_by_site) -> plan table``."""
+
+
+class Runner(Protocol):
+    """What runs a slot's chunks: ``clusters.RayRunner`` on Ray; nothing in a replay."""
+
+    def capacity_gpus(self) -> dict[str, float]:
+        """GPUs each site can run now."""
+        ...
+
+    def run_slot(self, chunks: Sequence[Chunk], timeout_s: float) -> list[ChunkOutcome]:
+        """Run the chunks; one outcome each."""
+        ...
+
+    def attempts(self) -> pd.DataFrame:
+        """One row per task attempt so far (for the run report)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SlotProgress:
+    """Passed to the progress callback after each slot with work."""
+
+    index: int
+    time: pd.Timestamp
+    tasks_by_site: dict[str, int]
+    green_share_so_far: float
+    jobs_finished: int
+    jobs_total: int
+
+
+@dataclass
+class _Jobs:
+    """Per-job state of a run, as arrays over the problem's jobs (work in GPU-slots)."""
+
+    required: np.ndarray
+    done: np.ndarray
+    backlog: np.ndarray
+    finished_slot: np.ndarray
+    ran_site: np.ndarray  # [job, site] bool
+    ran_slots: np.ndarray
+    tokens_real: np.ndarray
+    failed: list[str | None]
+    notes: list[list[str]]
+    cut_units: int = 0
+
+    @classmethod
+    def of(cls, problem: Problem) -> _Jobs:
+        n = problem.n_jobs
+        return cls(
+            required=problem.work_units.copy(),
+            done=np.zeros(n, dtype=np.int64),
+            backlog=np.zeros(n, dtype=np.int64),
+            finished_slot=np.full(n, -1, dtype=np.int64),
+            ran_site=np.zeros((n, len(problem.sites)), dtype=bool),
+            ran_slots=np.zeros(n, dtype=np.int64),
+            tokens_real=np.zeros(n, dtype=np.int64),
+            failed=[None] * n,
+            notes=[[] for _ in range(n)],
+        )
+
+    @property
+    def remaining(self) -> np.ndarray:
+        return self.required - self.done
+
+    @property
+    def active(self) -> np.ndarray:
+        return (self.remaining > 0) & np.array([f is None for f in self.failed], dtype=bool)
+
+
+@dataclass
+class _Slot:
+    """The chunks of one slot as arrays: ``gpus`` of ``job`` at ``site``."""
+
+    job: np.ndarray
+    site: np.ndarray
+    gpus: np.ndarray
+
+    def add(self, job: int, site: int, gpus: int) -> None:
+        same = np.flatnonzero((self.job == job) & (self.site == site))
+        if len(same):
+            self.gpus[same[0]] += gpus
+            return
+        self.job = np.append(self.job, job)
+        self.site = np.append(self.site, site)
+        self.gpus = np.append(self.gpus, gpus)
+
+
+@dataclass
+class _Walk:
+    """What the walk records per slot, turned into the report at the end."""
+
+    executed: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list
+    )
+    dispatched: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
+    failed_tasks: list[tuple[int, int]] = field(default_factory=list)
+    capacity: dict[int, np.ndarray] = field(default_factory=dict)
+    events: list[dict[str, object]] = field(default_factory=list)
+
+
+class Settlement:
+    """Walks ``plan`` over ``problem``'s day on ``clock`` with ``runner``; see the module doc.
+
+    ``problem.actual_supply`` is what the day settles on (the forecast when absent);
+    ``problem.supply`` is what the plan was made on (the planned side of the report).
+    ``runner=None`` completes every chunk at once (replay). ``replan`` is called when a site
+    loses live capacity.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        plan: pd.DataFrame,
+        *,
+        runner: Runner | None = None,
+        clock: Clock | None = None,
+        replan: Replan | None = None,
+        progress: Callable[[SlotProgress], None] | None = None,
+        slot_timeout_s: float | None = None,
+    ) -> None:
+        self.problem = problem
+        self.actual = problem.on_actual_supply() if problem.actual_supply is not None else problem
+        self.plan = PLAN.canonical(plan, source="plan row")
+        self.plan_original = self.plan
+        self.runner = runner
+        self.clock = clock if clock is not None else InstantClock()
+        self.replan = replan
+        self.progress = progress
+        self.slot_timeout_s = slot_timeout_s
+        self._set_plan(self.plan)
+
+    # ----------------------------------------------------------------- plan as arrays
+    def _set_plan(self, plan: pd.DataFrame) -> None:
+        problem = self.problem
+        job_index = pd.Index(problem.job_ids)
+        job = job_index.get_indexer(plan["job_id"])
+        site = pd.Index(problem.site_names).get_indexer(plan["site"])
+        if (job < 0).any() or (site < 0).any():
+            row = plan[(job < 0) | (site < 0)].iloc[0]
+            raise ValueError(
+                f"plan row ({row['job_id']}, {row['site']}) names a job or site the problem "
+                f"lacks; sites: {', '.join(problem.site_names)}"
+            )
+        slot = slot_index(plan["time"], problem.horizon)
+        order = np.argsort(slot, kind="stable")
+        self._p_job, self._p_site = job[order], site[order]
+        self._p_slot = slot[order].astype(np.int64)
+        self._p_gpus = plan["gpus"].to_numpy(dtype=np.int64)[order]
+        self._p_ptr = np.searchsorted(self._p_slot, np.arange(problem.horizon.n_slots + 1))
+
+    def _planned(self, t: int) -> _Slot:
+        a, b = self._p_ptr[t], self._p_ptr[t + 1]
+        return _Slot(self._p_job[a:b].copy(), self._p_site[a:b].copy(), self._p_gpus[a:b].copy())
+
+    # ----------------------------------------------------------------- the walk
+    def run(self) -> RunReport:
+        """Walk the day; return the run report (tables of :mod:`scheduler.contracts`)."""
+        started = time.perf_counter()
+        problem = self.problem
+        jobs = _Jobs.of(problem)
+        walk = _Walk()
+        in_plan = np.zeros(problem.n_jobs, dtype=bool)
+        in_plan[self._p_job] = True
+        for j in np.flatnonzero(~in_plan):
+            jobs.notes[j].append("the plan has no work for this job")
+        live = self._live()
+        allowed_by_caps = self.actual.capacity_gpus  # [site, slot] on actual supply and caps
+        for t in range(problem.horizon.n_slots):
+            if not self._work_left(jobs, t):
+                break
+            now = live
+            live = self._live()
+            lost = np.flatnonzero(live < now - 1e-9)
+            if len(lost):
+                self._site_lost(t, lost, now, live, jobs, walk)
+            slot = self._planned(t)
+            self._cap_to_work_left(slot, jobs)
+            allowed = np.minimum(allowed_by_caps[:, t], np.floor(live + 1e-9).astype(np.int64))
+            self._defer(t, slot, allowed, jobs, walk)
+            self._resume(t, slot, allowed, jobs, walk)
+            keep = slot.gpus > 0
+            slot = _Slot(slot.job[keep], slot.site[keep], slot.gpus[keep])
+            walk.capacity[t] = live.copy()
+            if not len(slot.job):
+                continue
+            self._run(t, slot, jobs, walk)
+            if self.progress is not None:
+                self.progress(self._progress(t, slot, jobs, walk))
+        return self._report(jobs, walk, time.perf_counter() - started)
+
+    def _live(self) -> np.ndarray:
+        gpus = self.problem.site_gpus.astype(float)
+        if self.runner is None:
+            return gpus
+        live = self.runner.capacity_gpus()
+        return np.minimum(gpus, [live.get(name, 0.0) for name in self.problem.site_names])
+
+    def _work_left(self, jobs: _Jobs, t: int) -> bool:
+        active = jobs.active
+        later = self._p_job[self._p_ptr[t] :]
+        if active[later].any():
+            return True
+        waiting = active & (jobs.backlog > 0) & (self.problem.deadline_slot > t)
+        return bool(waiting.any())
+
+    def _event(self, t: int, kind: str, detail: str, walk: _Walk, **fields: object) -> None:
+        time_t = self.problem.horizon.times[t]
+        walk.events.append({"time": time_t, "kind": kind, "detail": detail, **fields})
+        log.info("%s %s: %s", time_t.isoformat(), kind, detail)
+
+    # ----------------------------------------------------------------- fitting a slot
+    def _cap_to_work_left(self, slot: _Slot, jobs: _Jobs) -> None:
+        """Drop chunks of inactive jobs; never run more than a job's work left."""
+        slot.gpus[~jobs.active[slot.job]] = 0
+        planned = np.bincount(slot.job, weights=slot.gpus, minlength=self.problem.n_jobs)
+        for j in np.flatnonzero(planned > jobs.remaining):
+            over = int(planned[j] - jobs.remaining[j])
+            for row in np.flatnonzero(slot.job == j):
+                cut = min(over, int(slot.gpus[row]))
+                slot.gpus[row] -= cut
+                over -= cut
+
+    def _slack_h(self, t: int, jobs: _Jobs) -> np.ndarray:
+        """Hours to the deadline minus hours the work left needs at ``max_gpus`` ``[job]``."""
+        problem = self.problem
+        slot_h = problem.slot_hours
+        return (problem.deadline_slot - t) * slot_h - jobs.remaining / problem.max_gpus * slot_h
+
+    def _defer(self, t: int, slot: _Slot, allowed: np.ndarray, jobs: _Jobs, walk: _Walk) -> None:
+        """Cut chunks where a site is over ``allowed``: preemptible first, most slack first."""
+        problem = self.problem
+        used = np.bincount(slot.site, weights=slot.gpus, minlength=len(problem.sites))
+        over_sites = np.flatnonzero(used > allowed)
+        if not len(over_sites):
+            return
+        slack = self._slack_h(t, jobs)
+        for s in over_sites:
+            excess = int(used[s] - allowed[s])
+            rows = np.flatnonzero((slot.site == s) & (slot.gpus > 0))
+            rows = rows[np.lexsort((-slack[slot.job[rows]], ~problem.preemptible[slot.job[rows]]))]
+            why = (
+                f"site {problem.site_names[s]!r} may run {int(allowed[s])} GPUs (grid import "
+                f"limit, caps in force and live capacity on the actual green supply)"
+            )
+            for row in rows:
+                j, cut = int(slot.job[row]), min(excess, int(slot.gpus[row]))
+                slot.gpus[row] -= cut
+                excess -= cut
+                jobs.backlog[j] += cut
+                jobs.cut_units += cut
+                site, job_id = problem.site_names[s], problem.job_ids[j]
+                if problem.preemptible[j]:
+                    self._event(t, "deferred", f"{cut} GPUs deferred: {why}", walk, site=site,
+                                job_id=job_id, gpus=cut)  # fmt: skip
+                else:
+                    when = problem.horizon.times[t].isoformat()
+                    jobs.notes[j].append(f"non-preemptible run interrupted at {when} to keep a cap")
+                    self._event(t, "stopped", f"{cut} GPUs of non-preemptible work stopped: "
+                                f"{why}", walk, site=site, job_id=job_id, gpus=cut)  # fmt: skip
+                if excess == 0:
+                    break
+
+    def _resume(self, t: int, slot: _Slot, allowed: np.ndarray, jobs: _Jobs, walk: _Walk) -> None:
+        """Place backlog where room is left: earliest deadline first, most room first."""
+        problem = self.problem
+        waiting = np.flatnonzero(
+            jobs.active
+            & (jobs.backlog > 0)
+            & (problem.release_slot <= t)
+            & (problem.deadline_slot > t)
+        )
+        if not len(waiting):
+            return
+        free = allowed - np.bincount(slot.site, weights=slot.gpus, minlength=len(problem.sites))
+        free = free.astype(np.int64)
+        for j in waiting[np.argsort(problem.deadline_slot[waiting], kind="stable")]:
+            room = int(problem.max_gpus[j] - slot.gpus[slot.job == j].sum())
+            for s in np.argsort(-free, kind="stable"):
+                gpus = min(int(jobs.backlog[j]), room, int(free[s]))
+                if gpus < 1 or not problem.site_mask[j, s]:
+                    continue
+                slot.add(int(j), int(s), gpus)
+                free[s] -= gpus
+                room -= gpus
+                jobs.backlog[j] -= gpus
+                self._event(t, "resumed", f"{gpus} GPUs of carried work placed", walk,
+                            site=problem.site_names[s], job_id=problem.job_ids[j],
+                            gpus=gpus)  # fmt: skip
+
+    # ----------------------------------------------------------------- running a slot
+    def _timeout_s(self) -> float:
+        if self.slot_timeout_s is not None:
+            return self.slot_timeout_s
+        slot = pd.Timedelta(minutes=self.problem.horizon.slot_minutes)
+        return max(MIN_SLOT_TIMEOUT_S, self.clock.real_seconds(slot))
+
+    def _run(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> None:
+        problem = self.problem
+        walk.dispatched.append((t, slot.site, slot.gpus))
+        self.clock.sleep_until(problem.horizon.times[t])
+        if self.runner is None:
+            ok = np.ones(len(slot.job), dtype=bool)
+        else:
+            ok = self._run_on(t, slot, jobs, walk)
+        job, site, gpus = slot.job[ok], slot.site[ok], slot.gpus[ok]
+        walk.executed.append((job, site, np.full(len(job), t), gpus))
+        np.add.at(jobs.done, job, gpus)
+        jobs.ran_site[job, site] = True
+        jobs.ran_slots[np.unique(job)] += 1
+        finished = np.flatnonzero((jobs.remaining <= 0) & (jobs.finished_slot < 0))
+        jobs.finished_slot[finished] = t
+
+    def _run_on(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> np.ndarray:
+        """Run the slot's chunks on the runner; ``True`` where a chunk completed."""
+        problem = self.problem
+        assert self.runner is not None
+        tokens_per_gpu_hour = problem.jobs["tokens"].to_numpy(float) / problem.jobs[
+            "gpu_hours"
+        ].to_numpy(float)
+        chunks = [
+            Chunk(
+                problem.job_ids[j],
+                problem.site_names[s],
+                problem.horizon.times[t],
+                int(g),
+                problem.horizon.slot_minutes,
+                float(tokens_per_gpu_hour[j]),
+            )
+            for j, s, g in zip(slot.job, slot.site, slot.gpus, strict=True)
+        ]
+        outcomes = self.runner.run_slot(chunks, self._timeout_s())
+        ok = np.zeros(len(chunks), dtype=bool)
+        for row, outcome in enumerate(outcomes):
+            j, s = int(slot.job[row]), int(slot.site[row])
+            chunk = outcome.chunk
+            for attempt, error in enumerate(outcome.retried):
+                self._event(t, "retry", f"attempt {attempt + 1} raised {error}", walk,
+                            site=chunk.site, job_id=chunk.job_id)  # fmt: skip
+            if outcome.status is ChunkStatus.OK:
+                ok[row] = True
+                jobs.tokens_real[j] += outcome.tokens_real
+                continue
+            walk.failed_tasks.append((t, s))
+            if outcome.status is ChunkStatus.FAILED:
+                jobs.failed[j] = (
+                    f"chunk at {chunk.site} in slot {chunk.time.isoformat()} failed after "
+                    f"{len(outcome.retried) + 1} attempts: {outcome.error}"
+                )
+                self._event(t, "failed", jobs.failed[j] or "", walk, site=chunk.site,
+                            job_id=chunk.job_id)  # fmt: skip
+            else:
+                jobs.backlog[j] += chunk.gpus
+                self._event(t, "lost", f"{chunk.gpus} GPUs of work carried: {outcome.error}",
+                            walk, site=chunk.site, job_id=chunk.job_id,
+                            gpus=chunk.gpus)  # fmt: skip
+        return ok
+
+    # ----------------------------------------------------------------- losing a site
+    def _site_lost(
+        self,
+        t: int,
+        lost: np.ndarray,
+        before: np.ndarray,
+        live: np.ndarray,
+        jobs: _Jobs,
+        walk: _Walk,
+    ) -> None:
+        problem = self.problem
+        names = [problem.site_names[s] for s in lost]
+        for s in lost:
+            self._event(t, "site_lost", f"site {problem.site_names[s]!r} capacity fell from "
+                        f"{before[s]:g} to {live[s]:g} GPUs", walk,
+                        site=problem.site_names[s])  # fmt: skip
+        when = problem.horizon.times[t]
+        active = np.flatnonzero(jobs.active)
+        remaining = {
+            problem.job_ids[j]: float(jobs.remaining[j] * problem.slot_hours) for j in active
+        }
+        available = {n: float(g) for n, g in zip(problem.site_names, live, strict=True) if g > 0}
+        new_plan = None
+        if self.replan is not None and remaining:
+            try:
+                new_plan = self.replan(when, remaining, available)
+            except Exception as error:  # a re-plan that cannot place work must not end the run
+                self._event(t, "replan_failed", f"re-plan raised {type(error).__name__}: "
+                            f"{error}", walk)  # fmt: skip
+        old = self.plan[self.plan["time"] < when]
+        if new_plan is None:
+            dropped = self.plan[(self.plan["time"] >= when) & self.plan["site"].isin(names)]
+            for job_id, rows in dropped.groupby("job_id"):
+                gpu_h = rows["gpus"].sum() * problem.slot_hours
+                j = int(np.flatnonzero(problem.job_ids == job_id)[0])
+                jobs.notes[j].append(
+                    f"site {', '.join(names)} lost capacity at {when.isoformat()} and no "
+                    f"re-plan placed the {gpu_h:.6g} GPU-h planned there"
+                )
+            self.plan = self.plan.drop(dropped.index).reset_index(drop=True)
+        else:
+            new_plan = PLAN.canonical(new_plan, source="re-plan row")
+            new_plan = new_plan[new_plan["time"] >= when]
+            placed = new_plan.groupby("job_id")["gpus"].sum() * problem.slot_hours
+            for j in active:
+                jobs.backlog[j] = 0
+                got, need = (
+                    float(placed.get(problem.job_ids[j], 0.0)),
+                    remaining[problem.job_ids[j]],
+                )
+                if got < need - 1e-9:
+                    jobs.notes[j].append(
+                        f"after site {', '.join(names)} lost capacity at {when.isoformat()} the "
+                        f"re-plan placed {got:.6g} of {need:.6g} GPU-h left"
+                    )
+            self.plan = pd.concat([old, new_plan], ignore_index=True)
+            self._event(t, "replanned", f"re-planned {len(remaining)} jobs after losing "
+                        f"{', '.join(names)}", walk)  # fmt: skip
+        self._set_plan(self.plan)
+
+    # ----------------------------------------------------------------- reporting
+    def _progress(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> SlotProgress:
+        executed = self._executed(walk)
+        done = busy_gpus(executed, self.problem.site_names, self.problem.horizon)[:, : t + 1]
+        load = self.problem.base_load_mw[:, None] + done * self.problem.mw_per_gpu[:, None]
+        green = self.actual.green_mw[:, : t + 1]
+        share = float(np.minimum(load, green).sum() / load.sum()) if load.sum() > 0 else 0.0
+        counts = np.bincount(slot.site, minlength=len(self.problem.sites))
+        return SlotProgress(
+            index=t,
+            time=self.problem.horizon.times[t],
+            tasks_by_site=dict(zip(self.problem.site_names, counts.tolist(), strict=True)),
+            green_share_so_far=share,
+            jobs_finished=int((~jobs.active).sum()),
+            jobs_total=self.problem.n_jobs,
+        )
+
+    def _executed(self, walk: _Walk) -> pd.DataFrame:
+        """The work that completed, as a plan table."""
+        problem = self.problem
+        parts = walk.executed or [(np.zeros(0, np.int64),) * 4]
+        job, site, slot, gpus = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        return pd.DataFrame(
+            {
+                "job_id": problem.job_ids[job.astype(np.int64)],
+                "site": np.asarray(problem.site_names, dtype=object)[site.astype(np.int64)],
+                "time": problem.horizon.times[slot.astype(np.int64)],
+                "gpus": gpus.astype(np.int64),
+            },
+            columns=PLAN.names,
+        )
+
+    def _job_table(self, jobs: _Jobs) -> pd.DataFrame:
+        """How each job ended (:data:`~scheduler.contracts.RUN_JOBS`)."""
+        problem = self.problem
+        slot_h = problem.slot_hours
+        times = problem.horizon.times
+        required = problem.jobs["gpu_hours"].to_numpy(float)
+        done = np.minimum(required, jobs.done * slot_h)
+        deadline = problem.jobs["deadline"]
+        rows = []
+        for j, job_id in enumerate(problem.job_ids):
+            notes = "; ".join(jobs.notes[j])
+            finished = (
+                times[jobs.finished_slot[j]] + pd.Timedelta(hours=slot_h)
+                if jobs.finished_slot[j] >= 0
+                else pd.NaT
+            )
+            if jobs.failed[j] is not None:
+                status, reason = JobStatus.FAILED, "; ".join(filter(None, [jobs.failed[j], notes]))
+            elif pd.isna(finished):
+                status = JobStatus.LATE
+                reason = "; ".join(filter(None, [
+                    f"unfinished: {done[j]:.6g} of {required[j]:.6g} GPU-h done by the "
+                    f"deadline {deadline.iat[j].isoformat()}", notes]))  # fmt: skip
+            elif finished > deadline.iat[j]:
+                late_min = (finished - deadline.iat[j]) / pd.Timedelta(minutes=1)
+                status = JobStatus.LATE
+                reason = "; ".join(
+                    filter(None, [f"finished {late_min:.0f} min after the deadline", notes])
+                )
+            else:
+                status, reason = JobStatus.DONE, notes
+            rows.append(
+                {
+                    "job_id": job_id,
+                    "status": str(status),
+                    "reason": reason,
+                    "sites": ";".join(np.asarray(problem.site_names)[jobs.ran_site[j]]),
+                    "slots": int(jobs.ran_slots[j]),
+                    "gpu_hours_required": float(required[j]),
+                    "gpu_hours_done": float(done[j]),
+                    "tokens_accounted": float(
+                        jobs.done[j] * slot_h * problem.jobs["tokens"].iat[j] / required[j]
+                    ),
+                    "tokens_real": int(jobs.tokens_real[j]),
+                    "finished_at": finished,
+                    "deadline": deadline.iat[j],
+                }
+            )
+        return pd.DataFrame(rows, columns=RUN_JOBS.names)
+
+    def _report(self, jobs: _Jobs, walk: _Walk, wall_s: float) -> RunReport:
+        problem, actual = self.problem, self.actual
+        horizon, names = problem.horizon, problem.site_names
+        executed = self._executed(walk)
+        n_sites, n_slots = len(names), horizon.n_slots
+        dispatched = np.zeros((n_sites, n_slots), dtype=np.int64)
+        tasks = np.zeros((n_sites, n_slots), dtype=np.int64)
+        failed = np.zeros((n_sites, n_slots), dtype=np.int64)
+        for t, site, gpus in walk.dispatched:
+            np.add.at(dispatched, (site, t), gpus)
+            np.add.at(tasks, (site, t), 1)
+        for t, s in walk.failed_tasks:
+            failed[s, t] += 1
+        capacity = np.tile(problem.site_gpus.astype(float)[:, None], n_slots)
+        for t, live in walk.capacity.items():
+            capacity[:, t] = live
+        done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps)
+        planned_load = site_load(self.plan_original, problem.supply, problem.sites, horizon,
+                                 problem.caps)  # fmt: skip
+        run = pd.DataFrame(
+            {
+                "time": done_load["time"],
+                "site": done_load["site"],
+                "planned_gpus": planned_load["gpus_busy"],
+                "dispatched_gpus": dispatched.ravel(),
+                "actual_gpus": done_load["gpus_busy"],
+                "tasks": tasks.ravel(),
+                "tasks_failed": failed.ravel(),
+                "capacity_gpus": capacity.ravel(),
+                "planned_load_mw": planned_load["load_mw"],
+                "planned_green_mw": planned_load["green_mw"],
+                "load_mw": done_load["load_mw"],
+                "green_mw": done_load["green_mw"],
+                "green_used_mw": done_load["green_used_mw"],
+                "grid_mw": done_load["grid_mw"],
+                "grid_cap_mw": done_load["cap_mw"],
+                "load_cap_mw": done_load["load_cap_mw"],
+                "cap_violation_mw": np.where(
+                    done_load["gpus_busy"] > 0,
+                    np.maximum.reduce(
+                        [
+                            np.zeros(len(done_load)),
+                            done_load["grid_mw"] - done_load["cap_mw"],
+                            done_load["load_mw"] - done_load["load_cap_mw"],
+                        ]
+                    ),
+                    0.0,
+                ),
+            }
+        )
+        job_table = self._job_table(jobs)
+        attempts = self.runner.attempts() if self.runner is not None else pd.DataFrame()
+        slot_h = horizon.slot_hours
+        totals = {
+            "planned": {
+                **_energy(planned_load, slot_h),
+                "gpu_hours": float(self.plan_original["gpus"].sum() * slot_h),
+                "tokens": float(_tokens(self.plan_original, problem)),
+            },
+            "actual": {
+                **_energy(done_load, slot_h),
+                "gpu_hours": float(executed["gpus"].sum() * slot_h),
+                "tokens": float(_tokens(executed, problem)),
+                "tokens_real": float(jobs.tokens_real.sum()),
+                "cap_violations": int((run["cap_violation_mw"] > 1e-6).sum()),
+                "cut_gpu_hours": float(jobs.cut_units * slot_h),
+                **{f"jobs_{s}": int((job_table["status"] == s).sum()) for s in JobStatus},
+            },
+        }
+        return RunReport(
+            site_slots=run,
+            jobs=job_table,
+            chunks=attempts,
+            events=pd.DataFrame(walk.events, columns=EVENT_COLUMNS),
+            totals=totals,
+            slot_minutes=horizon.slot_minutes,
+            wall_s=wall_s,
+            executed=executed,
+        )
+
+
+def _energy(load: pd.DataFrame, slot_h: float) -> dict[str, float]:
+    """Load, green-used and grid energy [MWh] and green share [-] of a site-load table."""
+    load_mwh = float(load["load_mw"].sum() * slot_h)
+    green_mwh = float(load["green_used_mw"].sum() * slot_h)
+    return {
+        "load_mwh": load_mwh,
+        "green_used_mwh": green_mwh,
+        "grid_mwh": load_mwh - green_mwh,
+        "green_share": green_mwh / load_mwh if load_mwh > 0 else 0.0,
+    }
+
+
+def _tokens(plan: pd.DataFrame, problem: Problem) -> float:
+    """Tokens a plan table stands for: GPU-hours x each job's tokens per GPU-hour [token]."""
+    jobs = problem.jobs.set_index("job_id")
+    per_gpu_hour = (jobs["tokens"] / jobs["gpu_hours"]).reindex(plan["job_id"]).to_numpy()
+    return float((plan["gpus"].to_numpy() * problem.slot_hours * per_gpu_hour).sum())
+
+
+def settle(problem: Problem, plan: pd.DataFrame) -> RunReport:
+    """Settle ``plan`` on ``problem.actual_supply`` at once, with no runner (a replayed day)."""
+    return Settlement(problem, plan).run()

@@ -1,0 +1,43 @@
+"""Studies: a sweep file fans scenarios out as Ray tasks and returns one tidy table."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.config import ConfigError
+from scheduler.drivers.study import load_study, run_study, scenario_specs
+
+STUDY = """\
+from: 2026-04-01
+to: 2026-04-01
+policies: [fifo, optimizer]
+sweep:
+  forecast_error: [0.0, 2.0]
+  deferrable_scale: [0.2]
+  daily_cap: [null, "shantou:18-22:4"]
+"""
+
+
+def test_study_file_is_validated(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(STUDY.replace("forecast_error", "forecast_eror"))
+    with pytest.raises(ConfigError, match=r"sweep\.forecast_eror: unknown key"):
+        load_study(bad)
+    bad.write_text(STUDY.replace('"shantou:18-22:4"', '"shantou@18"'))
+    with pytest.raises(ConfigError, match="SITE:START-END:MW"):
+        load_study(bad)
+
+
+@pytest.mark.slow
+def test_study_grid_runs_as_ray_tasks(tmp_path, config):
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY)
+    spec = load_study(path)
+    assert len(scenario_specs(spec, config)) == 4
+    table = run_study(spec, config)
+    assert len(table) == 4 * 2
+    assert set(table["policy"]) == {"fifo", "optimizer"}
+    assert (table["cap_violations"] == 0).all()
+    optimizer = table[table["policy"] == "optimizer"].set_index(["forecast_error", "daily_cap"])
+    # perfect foresight is never worse than a forecast twice the default error
+    assert optimizer.loc[(0.0, ""), "green_share"] >= optimizer.loc[(2.0, ""), "green_share"] - 1e-9

@@ -1,0 +1,110 @@
+"""A server killed with SIGKILL right after acknowledging caps comes back with all of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+
+from scheduler.drivers.service.client import CapClient, cap_interval, pb
+from scheduler.horizon import tomorrow
+
+from .conftest import TIMEZONE
+
+pytestmark = pytest.mark.slow
+
+STARTUP_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(config: Path, db: Path, port: int, day: str, log: Path) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "scheduler.drivers.service",
+        "serve",
+        f"--config={config}",
+        f"--listen=127.0.0.1:{port}",
+        f"--db={db}",
+        f"--date={day}",
+    ]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+
+
+def wait_serving(client: CapClient, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited:\n{log.read_text()}"
+        try:
+            if client.health() == "SERVING":
+                return
+        except grpc.RpcError:
+            time.sleep(0.2)
+    raise AssertionError(f"server not serving after {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> None:
+    day = tomorrow(TIMEZONE).isoformat()
+    db, log, port = tmp_path / "caps.sqlite", tmp_path / "serve.log", free_port()
+    starts = [pd.Timestamp(f"{day}T{h:02d}:00").tz_localize(TIMEZONE) for h in (8, 9, 10, 18, 20)]
+
+    process = launch(small_config, db, port, day, log)
+    try:
+        with CapClient(f"127.0.0.1:{port}", timeout_s=60) as client:
+            client.timeout_s = 5
+            wait_serving(client, process, log)
+            client.timeout_s = 60
+            acks = [
+                client.submit(f"crash-{k}", ["shantou"], [cap_interval(start, 3600, 1.0 + k / 10)])
+                for k, start in enumerate(starts)
+            ]
+            process.send_signal(signal.SIGKILL)  # right after the last ack
+            process.wait(timeout=10)
+        assert all(a.accepted for a in acks)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    process = launch(small_config, db, port, day, log)
+    try:
+        with CapClient(f"127.0.0.1:{port}", timeout_s=5) as client:
+            wait_serving(client, process, log)
+            client.timeout_s = 60
+            events = client.list()
+            assert sorted(e.event_id for e in events) == [f"crash-{k}" for k in range(5)]
+            assert all(e.status == pb.ACTIVE for e in events)
+            plan = client.plan(["shantou"])
+            assert plan.caps_in_force == 5 and plan.reason == "startup"
+            assert plan.version > max(a.plan_version for a in acks)
+            for k, start in enumerate(starts):
+                slots = [
+                    s
+                    for s in plan.slots
+                    if start
+                    <= pd.Timestamp(s.start.ToNanoseconds(), tz="UTC")
+                    < start + pd.Timedelta(hours=1)
+                ]
+                assert len(slots) == 4
+                assert all(s.grid_cap_mw == pytest.approx(1.0 + k / 10) for s in slots)
+                assert all(s.grid_mw <= s.grid_cap_mw + 1e-6 for s in slots)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
