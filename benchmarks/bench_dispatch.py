@@ -1,14 +1,15 @@
-"""Dispatch overhead on the embedded Ray: what the dispatcher costs over plain Ray tasks.
+"""Dispatch overhead on the embedded Ray: what the settlement engine and its Ray runner cost
+over plain Ray tasks.
 
 A synthetic night of ``SLOTS`` slots with ``JOBS`` jobs at both sites (two chunks per job and
 slot) runs on an :class:`InstantClock` with a workload scale so large that each chunk generates
 a single token, so what is measured is dispatch, not the model. The baseline submits the same
 number of no-op ``ray.remote`` tasks with the same resources in the same per-slot batches.
 
-Reported: tasks per second, and the delay between a slot's start (the dispatcher waking, or
+Reported: tasks per second, and the delay between a slot's start (the engine waking, or
 the baseline batch being submitted) and each task starting to run, p50 and p95. A second
-baseline runs the dispatcher's task body (one decoder token, its record) as plain Ray tasks,
-separating the cost of the body from the cost of the dispatcher around it.
+baseline runs the runner's task body (one decoder token, its record) as plain Ray tasks,
+separating the cost of the body from the cost of the engine around it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ import time
 import numpy as np
 import pandas as pd
 import ray
-from clusters.clock import InstantClock
-from clusters.dispatcher import Dispatcher
 from rich.console import Console
 from rich.table import Table
 
 from clusters.resources import site_resource, start_local
-from clusters.tasks import Chunk, TaskSettings, run_chunk
+from clusters.runner import RayRunner
+from clusters.tasks import TaskSettings, run_chunk
+from scheduler.clock import InstantClock
+from scheduler.config import load_config
+from scheduler.contracts import JOBS as JOBS_TABLE
+from scheduler.contracts.chunks import Chunk
+from scheduler.horizon import Horizon
+from scheduler.problem import Problem
+from scheduler.settlement import Settlement
 
 SITES_GPUS = {"qingyang": 16000, "shantou": 8000}
 SLOTS = 24
@@ -35,15 +42,16 @@ T0 = pd.Timestamp("2026-11-28 16:00", tz="UTC")
 SETTINGS = TaskSettings(gpus_per_unit=1000, num_cpus=0.25, tokens_per_real_token=1e15)
 
 
-def _night() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    slot = pd.Timedelta(minutes=15)
+def _night() -> tuple[Problem, pd.DataFrame]:
+    """The night's problem (default sites, no green) and a plan of ``2 * JOBS`` chunks a slot."""
+    horizon = Horizon(T0, 15, SLOTS)
     jobs = pd.DataFrame(
         {
             "job_id": [f"j{i}" for i in range(JOBS)],
             "gpu_hours": SLOTS * 0.25 * 200.0,
             "max_gpus": 400,
             "release": T0,
-            "deadline": T0 + SLOTS * slot,
+            "deadline": horizon.end,
             "sites": "",
             "preemptible": True,
             "tokens": SLOTS * 0.25 * 200.0 * 5e6,
@@ -51,23 +59,22 @@ def _night() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     )
     plan = pd.DataFrame(
         [
-            {"job_id": f"j{i}", "site": site, "time": T0 + k * slot, "gpus": 100}
-            for k in range(SLOTS)
+            {"job_id": f"j{i}", "site": site, "time": t, "gpus": 100}
+            for t in horizon.times
             for i in range(JOBS)
             for site in SITES_GPUS
         ]
     )
-    sites = pd.DataFrame(
-        {
-            "site": list(SITES_GPUS),
-            "gpus": list(SITES_GPUS.values()),
-            "kw_per_gpu": 1.2,
-            "pue": [1.15, 1.3],
-            "base_load_mw": [1.5, 1.0],
-            "grid_import_limit_mw": [20.0, 12.0],
-        }
+    supply = pd.DataFrame(
+        [
+            {"time": t, "site": s, "pv_mw": 0.0, "wind_mw": 0.0, "green_mw": 0.0}
+            for t in horizon.times
+            for s in SITES_GPUS
+        ]
     )
-    return plan, jobs, sites
+    config = load_config()
+    problem = Problem(horizon, tuple(config.sites.values()), JOBS_TABLE.canonical(jobs), supply)
+    return problem, plan
 
 
 @ray.remote
@@ -77,13 +84,13 @@ def _noop() -> float:
 
 @ray.remote
 def _chunk_body(site: str) -> float:
-    """The dispatcher's task body (one decoder token and its record), without the dispatcher."""
+    """The runner's task body (one decoder token and its record), without the engine."""
     chunk = Chunk("bench", site, T0, 100, 15, 5e6)
     return run_chunk(chunk, SETTINGS.tokens_per_real_token, 0).started_unix_s
 
 
 def _baseline(task: ray.remote_function.RemoteFunction) -> tuple[float, np.ndarray]:
-    """Plain Ray: ``task`` in the dispatcher's per-slot batches; (wall s, start delays s)."""
+    """Plain Ray: ``task`` in the engine's per-slot batches; (wall s, start delays s)."""
     delays = []
     started = time.perf_counter()
     for _ in range(SLOTS):
@@ -110,9 +117,10 @@ def main() -> None:
     try:
         _baseline(_noop)  # warm the worker pool for every side
         _baseline(_chunk_body)
-        plan, jobs, sites = _night()
+        problem, plan = _night()
+        runner = RayRunner(SITES_GPUS, SETTINGS)
         started = time.perf_counter()
-        report = Dispatcher(plan, jobs, sites, 15, InstantClock(), settings=SETTINGS).run()
+        report = Settlement(problem, plan, runner=runner, clock=InstantClock()).run()
         dispatch_s = time.perf_counter() - started
         delays = report.chunks["delay_s"].dropna().to_numpy()
         base_s, base_delays = _baseline(_noop)
@@ -123,7 +131,13 @@ def main() -> None:
 
     n = len(report.chunks)
     table = Table(title=f"dispatch overhead: {SLOTS} slots x {2 * JOBS} chunks, embedded Ray")
-    for column in ("measure", "dispatcher", "plain: no-op", "plain: same body", "ratio to no-op"):
+    for column in (
+        "measure",
+        "engine + Ray runner",
+        "plain: no-op",
+        "plain: same body",
+        "ratio to no-op",
+    ):
         table.add_column(column, justify="left" if column == "measure" else "right")
     table.add_row("tasks", f"{n}", f"{SLOTS * 2 * JOBS}", f"{SLOTS * 2 * JOBS}", "")
     table.add_row(
@@ -143,7 +157,8 @@ def main() -> None:
             f"{c:.1f}",
             f"{d / b:.2f}",
         )
-    table.add_row("jobs done", f"{report.totals['actual']['jobs_done']} of {len(jobs)}", "", "", "")
+    done = report.totals["actual"]["jobs_done"]
+    table.add_row("jobs done", f"{done} of {problem.n_jobs}", "", "", "")
     console.print(table)
 
 

@@ -276,7 +276,7 @@ def remaining_problem(
     first = horizon.start + np.ceil((from_time - horizon.start) / slot) * slot
     n_slots = int((horizon.end - first) / slot)
     sites = tuple(
-        site.model_copy(update={"gpus": int(live_gpus[site.name])})
+        type(site).model_validate({**site.model_dump(), "gpus": int(live_gpus[site.name])})
         for site in problem.sites
         if live_gpus.get(site.name, 0) >= 1
     )

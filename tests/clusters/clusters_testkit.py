@@ -1,4 +1,4 @@
-"""Tables shared by the cluster tests: the two default sites and small jobs."""
+"""Shared by the cluster tests: the two default sites, small jobs, and a day's problem."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from pathlib import Path
 import pandas as pd
 from ray import cloudpickle
 
-from clusters.tasks import ChunkRecord, run_chunk
+from clusters.runner import RayRunner
+from clusters.tasks import ChunkRecord, TaskSettings, run_chunk
+from scheduler.clock import InstantClock
+from scheduler.config import load_config
+from scheduler.contracts import JOBS
+from scheduler.contracts.plandir import RunReport
+from scheduler.horizon import Horizon
+from scheduler.problem import LoadCap, Problem
+from scheduler.settlement import Settlement
 
 # Ray workers cannot import test modules: ship this module's functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -19,18 +27,47 @@ GPUS_PER_UNIT = 1000
 T0 = pd.Timestamp("2026-11-28 16:00", tz="UTC")  # first slot of operating day 2026-11-29
 
 
-def sites_table() -> pd.DataFrame:
-    """The two default sites' load and grid terms."""
-    return pd.DataFrame(
-        {
-            "site": ["qingyang", "shantou"],
-            "gpus": [16000, 8000],
-            "kw_per_gpu": [1.2, 1.2],
-            "pue": [1.15, 1.3],
-            "base_load_mw": [1.5, 1.0],
-            "grid_import_limit_mw": [20.0, 12.0],
-        }
+FAST = TaskSettings(gpus_per_unit=GPUS_PER_UNIT, tokens_per_real_token=1e8)
+SLOT = pd.Timedelta(minutes=15)
+
+
+def slot(i: int) -> pd.Timestamp:
+    return T0 + i * SLOT
+
+
+def plan_rows(job_id: str, site: str, slots: range, gpus: int) -> list[dict]:
+    return [{"job_id": job_id, "site": site, "time": slot(i), "gpus": gpus} for i in slots]
+
+
+def day_problem(
+    jobs: list[dict], green_mw: dict[str, float], caps: tuple[LoadCap, ...] = ()
+) -> Problem:
+    """The default sites over 24 slots of 15 min from :data:`T0`, constant green supply."""
+    config = load_config()
+    horizon = Horizon(T0, 15, 24)
+    supply = pd.DataFrame(
+        [
+            {"time": t, "site": s, "pv_mw": 0.0, "wind_mw": g, "green_mw": g}
+            for t in horizon.times
+            for s, g in green_mw.items()
+        ]
     )
+    return Problem(
+        horizon=horizon,
+        sites=tuple(config.sites.values()),
+        jobs=JOBS.canonical(pd.DataFrame(jobs)),
+        supply=supply,
+        caps=caps,
+        actual_supply=supply,
+    )
+
+
+def run_on_ray(problem: Problem, plan: pd.DataFrame, *, clock=None, **options) -> RunReport:
+    """Settle ``plan`` with the Ray runner (``options``: ``work``, ``max_retries``, and the
+    engine's ``replan``, ``progress``, ``slot_timeout_s``)."""
+    runner_options = {k: options.pop(k) for k in ("work", "max_retries") if k in options}
+    runner = RayRunner(SITES_GPUS, FAST, **runner_options)
+    return Settlement(problem, plan, runner=runner, clock=clock or InstantClock(), **options).run()
 
 
 def job_row(job_id: str, gpu_hours: float, max_gpus: int, sites: str = "", **kw) -> dict:

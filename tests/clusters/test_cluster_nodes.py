@@ -9,15 +9,21 @@ import threading
 import pandas as pd
 import pytest
 import ray
-from clusters.clock import InstantClock
-from clusters.dispatcher import Dispatcher
-from clusters_testkit import GPUS_PER_UNIT, SITES_GPUS, T0, job_row, sites_table, slow_at_shantou
+from clusters_testkit import (
+    FAST,
+    GPUS_PER_UNIT,
+    SITES_GPUS,
+    SLOT,
+    T0,
+    day_problem,
+    job_row,
+    run_on_ray,
+    slow_at_shantou,
+)
 
 from clusters.resources import ClusterError, connect
-from clusters.tasks import Chunk, ChunkRunner, TaskSettings
-
-SLOT = pd.Timedelta(minutes=15)
-FAST = TaskSettings(gpus_per_unit=GPUS_PER_UNIT, tokens_per_real_token=1e8)
+from clusters.tasks import ChunkRunner
+from scheduler.contracts.chunks import Chunk
 
 
 def test_tasks_run_on_the_node_that_carries_their_site(site_cluster):
@@ -43,11 +49,11 @@ def test_connect_checks_every_site_has_capacity(site_cluster):
         connect(cluster.address, {"qingyang": 32000}, GPUS_PER_UNIT)
 
 
-def replan_to_live_sites(jobs: pd.DataFrame):
+def replan_to_live_sites(jobs: list[dict]):
     """A simple re-planner: each job's remaining work at max GPUs on its first live site."""
-    by_id = jobs.set_index("job_id")
+    by_id = pd.DataFrame(jobs).set_index("job_id")
 
-    def replan(remaining, from_time, available):
+    def replan(from_time, remaining, available):
         rows = []
         for job_id, gpu_hours in remaining.items():
             job = by_id.loc[job_id]
@@ -70,9 +76,7 @@ def test_a_site_lost_mid_run_is_replanned_where_allowed(site_cluster):
     """Shantou's node dies after the first slot: 'anywhere' moves to qingyang and finishes,
     'coastal' may only run at shantou and ends late with the reason."""
     cluster, nodes = site_cluster
-    jobs = pd.DataFrame(
-        [job_row("anywhere", 1000, 1000), job_row("coastal", 1000, 1000, "shantou")]
-    )
+    jobs = [job_row("anywhere", 1000, 1000), job_row("coastal", 1000, 1000, "shantou")]
     plan = pd.DataFrame(
         [
             {"job_id": job_id, "site": "shantou", "time": T0 + i * SLOT, "gpus": 1000}
@@ -85,17 +89,13 @@ def test_a_site_lost_mid_run_is_replanned_where_allowed(site_cluster):
         if progress.index == 0:
             cluster.remove_node(nodes["shantou"])
 
-    report = Dispatcher(
+    report = run_on_ray(
+        day_problem(jobs, {"qingyang": 0.0, "shantou": 0.0}),
         plan,
-        jobs,
-        sites_table(),
-        15,
-        InstantClock(),
         replan=replan_to_live_sites(jobs),
-        settings=FAST,
         slot_timeout_s=10,
         progress=kill_shantou_after_first_slot,
-    ).run()
+    )
 
     assert report.statuses == {"anywhere": "done", "coastal": "late"}
     out = report.jobs.set_index("job_id")
@@ -120,9 +120,7 @@ def test_a_node_dying_under_running_tasks_without_a_replanner_ends_jobs_late(sit
     if ray.cluster_resources().get("site:shantou", 0) == 0:  # an earlier test removed it
         nodes["shantou"] = cluster.add_node(num_cpus=1, resources={"site:shantou": 8})
         cluster.wait_for_nodes()
-    jobs = pd.DataFrame(
-        [job_row("anywhere", 1000, 1000), job_row("coastal", 1000, 1000, "shantou")]
-    )
+    jobs = [job_row("anywhere", 1000, 1000), job_row("coastal", 1000, 1000, "shantou")]
     plan = pd.DataFrame(
         [
             {"job_id": job_id, "site": "shantou", "time": T0 + i * SLOT, "gpus": 1000}
@@ -135,17 +133,13 @@ def test_a_node_dying_under_running_tasks_without_a_replanner_ends_jobs_late(sit
         if progress.index == 0:
             threading.Timer(1.5, cluster.remove_node, args=(nodes["shantou"],)).start()
 
-    report = Dispatcher(
+    report = run_on_ray(
+        day_problem(jobs, {"qingyang": 0.0, "shantou": 0.0}),
         plan,
-        jobs,
-        sites_table(),
-        15,
-        InstantClock(),
-        settings=FAST,
         work=slow_at_shantou,
         slot_timeout_s=20,
         progress=kill_shantou_during_second_slot,
-    ).run()
+    )
 
     assert report.statuses == {"anywhere": "late", "coastal": "late"}
     lost = report.chunks[report.chunks["outcome"] == "lost"]

@@ -8,8 +8,9 @@ import ray
 from clusters_testkit import T0
 
 from clusters.resources import gpus_to_units, site_resource
-from clusters.tasks import Chunk, ChunkRunner, TaskSettings
-from clusters.workload import DecoderConfig, TinyDecoder, accounted_tokens, real_tokens
+from clusters.tasks import ChunkRunner, TaskSettings
+from clusters.workload import DecoderConfig, TinyDecoder, real_tokens
+from scheduler.contracts.chunks import Chunk
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,7 @@ def test_decoder_is_seeded_and_produces_vocab_tokens():
 
 
 def test_real_tokens_scale_with_planned_work():
-    tokens = accounted_tokens(gpus=2000, slot_minutes=15, tokens_per_gpu_hour=5e6)
+    tokens = Chunk("j", "qingyang", T0, 2000, 15, 5e6).tokens_accounted
     assert tokens == pytest.approx(2.5e9)
     assert real_tokens(tokens, 1e7) == 250
     assert real_tokens(1.0, 1e7) == 1

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import yaml
 
 from scheduler.config import DEFAULT_CONFIG_PATH
 from tests.conftest import SHANGHAI_EPW, greensched, needs_real_weather
+
 
 @pytest.mark.slow
 def test_forecast_writes_table_and_chart_for_both_sites(tmp_path):

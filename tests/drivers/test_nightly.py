@@ -15,7 +15,6 @@ from scheduler.config import DEFAULT_CONFIG_PATH, load_config
 from scheduler.contracts.plandir import FORMAT_VERSION, read_plan_dir
 from scheduler.drivers.nightly import plan_dir_problem
 from scheduler.pipeline import optimizer_replan
-
 from tests.conftest import greensched
 
 DAY = "2026-03-02"

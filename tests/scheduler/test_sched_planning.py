@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from scheduler.feasibility import PlanningError, check_feasible
-from scheduler.pipeline import plan_day
 from scheduler_testkit import START, job, make_problem, site
 
+from scheduler.feasibility import PlanningError, check_feasible
+from scheduler.pipeline import plan_day
 from scheduler.policies import get_policy
 from scheduler.validate import validate_plan
 

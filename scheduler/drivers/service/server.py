@@ -421,7 +421,7 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         "TLS" if options.tls else "plaintext",
         ", client certificates required" if options.tls and options.tls.client_ca else "",
         day,
-        len(jobs),
+        problem.n_jobs,
         options.db,
     )
     if auth.is_open:

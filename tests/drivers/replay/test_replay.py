@@ -128,12 +128,12 @@ def test_replay_on_weather_files_made_here(config, tmp_path):
     assert (result.daily["green_share"] > 0).all()
 
 
+@pytest.mark.slow
 def test_planning_limits_on_p10_cuts_less_at_settlement(config):
     """A margin against forecast error: far less work cut on actuals, about the same green."""
     results = {}
     for limits_on in ("forecast", "p10"):
-        solver = config.solver.model_copy(update={"limits_on": limits_on})
-        spec = spec_for(config.model_copy(update={"solver": solver}), last="2026-03-04",
+        spec = spec_for(config.with_solver(limits_on=limits_on), last="2026-03-10",
                         policies=("optimizer",), job_scale=1.0, error_scale=2.0)  # fmt: skip
         results[limits_on] = replay(spec)
     cut = {k: r.daily["cut_gpu_hours"].sum() for k, r in results.items()}

@@ -1,0 +1,165 @@
+"""Every bad input a user hands the command line is one message and exit code 2, never a
+traceback: bad weather files through ``forecast``, ``plan`` and ``replay``, a bad
+``--actual-weather`` for ``dispatch``, and ``serve`` on a port already in use.
+
+The matrix runs ``main()`` in this process (the console script's entry point, with its one
+``UserError`` catch); one case per command also runs as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scheduler.drivers.cli import main
+from tests.conftest import greensched
+
+DAY = "2026-04-12"
+START = pd.Timestamp(DAY, tz="Asia/Shanghai").tz_convert("UTC")
+
+
+def _csv(path: Path, frame: pd.DataFrame) -> Path:
+    path.write_text("# wind_height_m: 10\n" + frame.to_csv(index=False))
+    return path
+
+
+def _day_frame(hours: int = 48) -> pd.DataFrame:
+    times = pd.date_range(START - pd.Timedelta(hours=12), periods=hours, freq="h")
+    hour = np.arange(hours) % 24
+    sun = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None)
+    return pd.DataFrame(
+        {
+            "time": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ghi": 800 * sun, "dni": 600 * sun, "dhi": 150 * sun,
+            "temp_air": 15.0, "wind_speed": 6.0, "pressure": 90000.0,
+        }
+    )  # fmt: skip
+
+
+def truncated_epw(tmp: Path) -> Path:
+    """The first 200 rows of a valid EPW: January only, asked for April."""
+    from tests.conftest import SHANGHAI_EPW
+
+    if not SHANGHAI_EPW.exists():
+        pytest.skip("real EPW files absent")
+    lines = SHANGHAI_EPW.read_text(encoding="latin-1").splitlines()
+    path = tmp / "truncated.epw"
+    path.write_text("\n".join(lines[: 8 + 200]) + "\n", encoding="latin-1")
+    return path
+
+
+def duplicated_times(tmp: Path) -> Path:
+    frame = _day_frame()
+    return _csv(tmp / "dup.csv", pd.concat([frame.iloc[:10], frame.iloc[9:]]))
+
+
+def naive_times(tmp: Path) -> Path:
+    frame = _day_frame()
+    frame["time"] = frame["time"].str.removesuffix("Z")
+    return _csv(tmp / "naive.csv", frame)
+
+
+def empty_file(tmp: Path) -> Path:
+    path = tmp / "empty.epw"
+    path.write_text("")
+    return path
+
+
+def binary_file(tmp: Path) -> Path:
+    path = tmp / "noise.epw"
+    path.write_bytes(bytes(range(256)) * 64)
+    return path
+
+
+def csv_renamed_epw(tmp: Path) -> Path:
+    path = tmp / "renamed.epw"
+    path.write_text(_day_frame().to_csv(index=False))
+    return path
+
+
+def pressure_in_hpa(tmp: Path) -> Path:
+    frame = _day_frame()
+    frame["pressure"] = 900.0
+    return _csv(tmp / "hpa.csv", frame)
+
+
+def temperature_in_kelvin(tmp: Path) -> Path:
+    frame = _day_frame()
+    frame["temp_air"] = 288.0
+    return _csv(tmp / "kelvin.csv", frame)
+
+
+CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "truncated EPW": (truncated_epw, "truncated.epw"),
+    "duplicated timestamps": (duplicated_times, "dup.csv"),
+    "naive CSV times": (naive_times, "naive.csv"),
+    "empty file": (empty_file, "empty.epw"),
+    "binary file": (binary_file, "noise.epw"),
+    "CSV renamed .epw": (csv_renamed_epw, "renamed.epw"),
+    "pressure in hPa": (pressure_in_hpa, "pressure"),
+    "temperature in kelvin": (temperature_in_kelvin, "temp_air"),
+}
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """``greensched ARGS`` through ``main()``; returns (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["greensched", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    return stop.value.code, capsys.readouterr().err
+
+
+COMMANDS = {
+    "forecast": lambda f, out: ["forecast", "--weather", f"qingyang={f}", "--start", DAY,
+                                "--out", str(out / "supply.csv")],
+    "plan": lambda f, out: ["plan", "--weather", f"qingyang={f}", "--date", DAY,
+                            "--out", str(out / "plan")],
+    "replay": lambda f, out: ["replay", "--weather", f"qingyang={f}", "--from", DAY, "--to", DAY,
+                              "--policies", "fifo", "--out", str(out / "replay")],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_weather_is_one_message_and_exit_2(case, command, tmp_path, monkeypatch, capsys):
+    make, named = CASES[case]
+    path = make(tmp_path)
+    code, err = run_main(monkeypatch, capsys, *COMMANDS[command](path, tmp_path))
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert err.startswith("error:") and named in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_as_a_subprocess_too(command, tmp_path):
+    path = naive_times(tmp_path)
+    result = greensched(*COMMANDS[command](path, tmp_path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "naive.csv" in result.stderr
+
+
+def test_dispatch_with_bad_actual_weather_is_one_message(tmp_path, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, "plan", "--date", DAY, "--out", str(tmp_path / "p"))
+    assert code in (0, None), err
+    bad = empty_file(tmp_path)
+    code, err = run_main(monkeypatch, capsys, "dispatch", str(tmp_path / "p"),
+                         "--actual-weather", f"shantou={bad}")  # fmt: skip
+    assert code == 2 and "empty.epw" in err and "Traceback" not in err
+
+
+def test_serve_on_a_port_in_use_is_one_message(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = greensched("serve", "--listen", f"127.0.0.1:{port}", "--db",
+                            str(tmp_path / "caps.sqlite"), cwd=tmp_path, timeout_s=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and str(port) in result.stderr

@@ -1,0 +1,146 @@
+"""The settlement engine without Ray: caps hold on actual supply, deferral order, carried work,
+reasons for every job that is not done on time. Hand-built sites: 1 kW per GPU, PUE 1, no base
+load, so 1,000 GPUs draw 1 MW."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scheduler_testkit import START, job, make_problem, site
+
+from scheduler.problem import IMPORT_CAPACITY_LIMIT, LOAD_LIMIT, LoadCap
+from scheduler.settlement import Settlement, settle
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def plan_rows(job_id: str, site_name: str, slots: range, gpus: int) -> list[dict]:
+    return [
+        {"job_id": job_id, "site": site_name, "time": START + i * HOUR, "gpus": gpus} for i in slots
+    ]
+
+
+def test_a_plan_that_fits_runs_as_planned():
+    problem = make_problem(
+        [site("a")], [[0.05] * 4], [job("j", 120, 40, 0, 4)], actual_green_mw=[[0.05] * 4]
+    )
+    plan = pd.DataFrame(plan_rows("j", "a", range(3), 40))
+    run = settle(problem, plan)
+    assert run.statuses == {"j": "done"}
+    assert run.totals["actual"]["gpu_hours"] == pytest.approx(120)
+    assert run.totals["actual"]["grid_mwh"] == pytest.approx(run.totals["planned"]["grid_mwh"])
+    assert run.events.empty
+    load = run.site_slots.set_index("time")["load_mw"]
+    assert list(load) == pytest.approx([0.04, 0.04, 0.04, 0.0])  # 40 GPUs x 1 kW
+
+
+def test_short_supply_under_a_cap_defers_the_job_with_most_slack_and_keeps_the_cap():
+    """The plan assumed 0.1 MW of green; only 0.02 MW comes in the first two hours, and an
+    import cap of 0.03 MW leaves room for 50 GPUs there."""
+    forecast = np.full((1, 6), 0.1)
+    actual = forecast.copy()
+    actual[0, :2] = 0.02
+    cap = LoadCap("a", START, START + 6 * HOUR, IMPORT_CAPACITY_LIMIT, 0.03)
+    jobs = [job("flex", 80, 40, 0, 6), job("tight", 80, 40, 0, 2)]
+    problem = make_problem([site("a")], forecast, jobs, caps=[cap], actual_green_mw=actual)
+    plan = pd.DataFrame(
+        plan_rows("flex", "a", range(2), 40) + plan_rows("tight", "a", range(2), 40)
+    )
+    run = settle(problem, plan)
+
+    slots = run.site_slots
+    assert (slots["grid_mw"] <= slots["grid_cap_mw"] + 1e-9).all()
+    assert run.totals["actual"]["cap_violations"] == 0
+    assert list(slots["actual_gpus"][:2]) == [50, 50]  # (0.03 cap + 0.02 green) / 1 kW
+    deferred = run.events[run.events["kind"] == "deferred"]
+    assert set(deferred["job_id"]) == {"flex"}  # tight has no slack
+    assert run.statuses == {"flex": "done", "tight": "done"}
+    executed = run.executed
+    assert executed.loc[executed["job_id"] == "flex", "time"].max() > START + HOUR  # carried
+    assert run.totals["actual"]["cut_gpu_hours"] == pytest.approx(60)
+
+
+def test_carried_work_stays_in_its_window_and_at_its_allowed_sites():
+    forecast = np.full((2, 4), 0.1)
+    actual = forecast.copy()
+    actual[0, 0] = 0.0  # site a has no green in the first slot; a load cap keeps it at 10 GPUs
+    cap = LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.01)
+    jobs = [job("only-a", 80, 40, 0, 2, sites=("a",)), job("late-window", 40, 40, 1, 3)]
+    problem = make_problem([site("a"), site("b")], forecast, jobs, caps=[cap],
+                           actual_green_mw=actual)  # fmt: skip
+    plan = pd.DataFrame(plan_rows("only-a", "a", range(2), 40) + plan_rows("late-window", "b",
+                        range(1, 2), 40))  # fmt: skip
+    run = settle(problem, plan)
+    executed = run.executed
+    only_a = executed[executed["job_id"] == "only-a"]
+    assert set(only_a["site"]) == {"a"}
+    assert only_a["time"].max() < START + 2 * HOUR  # never after the deadline
+    assert run.statuses["only-a"] == "late"
+    reason = run.jobs.set_index("job_id").loc["only-a", "reason"]
+    assert "unfinished: 50 of 80 GPU-h done" in reason
+    assert run.statuses["late-window"] == "done"
+
+
+def test_non_preemptible_work_over_a_cap_is_stopped_then_resumed_with_a_reason():
+    problem = make_problem(
+        [site("a")],
+        [[0.0] * 3],
+        [job("fixed", 40, 40, 0, 3, preemptible=False)],
+        caps=[LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.01)],
+        actual_green_mw=[[0.0] * 3],
+    )
+    run = settle(problem, pd.DataFrame(plan_rows("fixed", "a", range(1), 40)))
+    assert run.totals["actual"]["cap_violations"] == 0  # a cap is hard
+    stopped = run.events[run.events["kind"] == "stopped"]
+    assert len(stopped) == 1 and "non-preemptible" in stopped["detail"].iloc[0]
+    outcome = run.jobs.set_index("job_id").loc["fixed"]
+    assert outcome["gpu_hours_done"] == pytest.approx(40)  # 10 in slot 0, 30 resumed in slot 1
+    assert outcome["status"] == "done" and "interrupted" in outcome["reason"]
+
+
+def test_an_empty_plan_reports_every_job_late_with_a_reason():
+    problem = make_problem([site("a")], [[0.0] * 2], [job("orphan", 10, 10, 0, 2)])
+    run = settle(problem, pd.DataFrame(columns=["job_id", "site", "time", "gpus"]))
+    assert run.statuses == {"orphan": "late"}
+    assert "the plan has no work for this job" in run.jobs["reason"].iloc[0]
+    assert len(run.site_slots) == 2 and (run.site_slots["load_mw"] == 0).all()
+
+
+class LosesSiteB:
+    """A runner whose site ``b`` vanishes after the first slot; every chunk completes."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def capacity_gpus(self) -> dict[str, float]:
+        self.calls += 1
+        return {"a": 100.0, "b": 100.0 if self.calls <= 2 else 0.0}
+
+    def run_slot(self, chunks, timeout_s):
+        from scheduler.contracts.chunks import ChunkOutcome, ChunkStatus
+
+        return [ChunkOutcome(c, ChunkStatus.OK) for c in chunks]
+
+    def attempts(self) -> pd.DataFrame:
+        return pd.DataFrame()
+
+
+def test_a_lost_site_hands_the_work_left_to_the_replanner():
+    green = np.full((2, 4), 0.1)
+    problem = make_problem(
+        [site("a"), site("b")], green, [job("j", 160, 40, 0, 4)], actual_green_mw=green
+    )
+    asked = {}
+
+    def replan(from_time, remaining, live):
+        asked.update(from_time=from_time, remaining=remaining, live=live)
+        return pd.DataFrame(plan_rows("j", "a", range(1, 4), 40))
+
+    plan = pd.DataFrame(plan_rows("j", "b", range(4), 40))
+    run = Settlement(problem, plan, runner=LosesSiteB(), replan=replan).run()
+    assert asked == {"from_time": START + HOUR, "remaining": {"j": 120.0}, "live": {"a": 100.0}}
+    assert run.statuses == {"j": "done"}
+    assert set(run.events["kind"]) == {"site_lost", "replanned"}
+    ran = run.executed.groupby("site")["gpus"].sum().to_dict()
+    assert ran == {"b": 40, "a": 120}
