@@ -45,12 +45,16 @@ def _core_files() -> list[Path]:
 RULES = {
     "contracts": (
         lambda: _modules("scheduler/contracts"),
-        lambda m: _in(m, "scheduler", "forecasts", "clusters") and not _in(m, "scheduler.contracts"),
+        lambda m: (
+            _in(m, "scheduler", "forecasts", "clusters") and not _in(m, "scheduler.contracts")
+        ),
     ),
     "forecasts": (
         lambda: _modules("forecasts"),
-        lambda m: _in(m, "ray", "grpc", "clusters")
-        or (_in(m, "scheduler") and not _in(m, "scheduler.contracts")),
+        lambda m: (
+            _in(m, "ray", "grpc", "clusters")
+            or (_in(m, "scheduler") and not _in(m, "scheduler.contracts"))
+        ),
     ),
     "core": (
         _core_files,
@@ -58,8 +62,10 @@ RULES = {
     ),
     "clusters": (
         lambda: _modules("clusters"),
-        lambda m: _in(m, "pvlib", "windpowerlib", "forecasts", "grpc")
-        or (_in(m, "scheduler") and not _in(m, "scheduler.contracts")),
+        lambda m: (
+            _in(m, "pvlib", "windpowerlib", "forecasts", "grpc")
+            or (_in(m, "scheduler") and not _in(m, "scheduler.contracts"))
+        ),
     ),
 }
 

@@ -519,10 +519,15 @@ def _register_service_commands() -> None:
 _register_service_commands()
 
 
-def main() -> None:
-    """Console entry point: user errors are one clear message and exit code 2."""
+def run(typer_app: typer.Typer) -> None:
+    """Run a command-line app: a user error is one clear message and exit code 2."""
     try:
-        app()
+        typer_app()
     except UserError as error:
         err_console.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+def main() -> None:
+    """Console entry point of ``greensched``."""
+    run(app)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from scheduler.contracts import UserError
+
 __all__ = [
     "MIN_TOKEN_CHARS",
     "AuthError",
@@ -75,7 +77,7 @@ class Coordinator:
 def hash_token(token: str, salt: bytes | None = None) -> str:
     """The auth-file hash of ``token``: ``scrypt$N$r$p$<salt hex>$<hash hex>``."""
     if len(token) < MIN_TOKEN_CHARS:
-        raise ValueError(
+        raise UserError(
             f"token has {len(token)} characters; use at least {MIN_TOKEN_CHARS} "
             "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
@@ -88,7 +90,7 @@ def verify_token(token: str, token_hash: str) -> bool:
     """Whether ``token`` matches an auth-file hash (constant-time compare)."""
     kind, n, r, p, salt, digest = token_hash.split("$")
     if kind != "scrypt":
-        raise ValueError(f"token_hash kind {kind!r} is unknown; allowed: scrypt")
+        raise UserError(f"token_hash kind {kind!r} is unknown; allowed: scrypt")
     computed = hashlib.scrypt(
         token.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
     )
@@ -126,28 +128,28 @@ class Authenticator:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"{path}: cannot read auth file: {error}") from None
+            raise UserError(f"{path}: cannot read auth file: {error}") from None
         items = data.get("coordinators") if isinstance(data, dict) else None
         if not isinstance(items, list) or not items:
-            raise ValueError(f"{path}: needs a non-empty list 'coordinators'")
+            raise UserError(f"{path}: needs a non-empty list 'coordinators'")
         entries, names = [], set()
         for k, item in enumerate(items):
             where = f"{path}: coordinators[{k}]"
             if not isinstance(item, dict) or set(item) != {"name", "token_hash", "sites"}:
-                raise ValueError(f"{where}: needs exactly the keys name, token_hash, sites")
+                raise UserError(f"{where}: needs exactly the keys name, token_hash, sites")
             name, token_hash, sites = item["name"], str(item["token_hash"]), item["sites"]
             if not isinstance(name, str) or not name or name in names:
-                raise ValueError(f"{where}: name must be a unique non-empty string")
+                raise UserError(f"{where}: name must be a unique non-empty string")
             if token_hash.count("$") != 5 or not token_hash.startswith("scrypt$"):
-                raise ValueError(
+                raise UserError(
                     f"{where}: token_hash must look like scrypt$N$r$p$salt$hash "
                     "(print one with `greensched caps hash-token`)"
                 )
             if not isinstance(sites, list) or not sites:
-                raise ValueError(f"{where}: sites must be a list of site names or ['*']")
+                raise UserError(f"{where}: sites must be a list of site names or ['*']")
             unknown = [s for s in sites if s != ALL_SITES and s not in known]
             if unknown:
-                raise ValueError(
+                raise UserError(
                     f"{where}: unknown site(s) {', '.join(map(str, unknown))}; known sites: "
                     f"{', '.join(sorted(known))} or '*'"
                 )

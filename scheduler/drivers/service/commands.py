@@ -17,6 +17,8 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from scheduler.contracts import UserError
+
 __all__ = ["caps_app", "parse_duration", "serve"]
 
 log = logging.getLogger(__name__)
@@ -186,7 +188,7 @@ def hash_token_command(
     token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
     try:
         token_hash = hash_token(token)
-    except ValueError as error:
+    except UserError as error:
         raise typer.BadParameter(str(error)) from None
     sites = ", ".join(site or ["'*'"])
     typer.echo(f"  - name: {name}\n    token_hash: {token_hash}\n    sites: [{sites}]")
@@ -240,8 +242,4 @@ def serve(
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
     tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     options = ServeOptions(config, listen, db, auth, tls, date, jobs, tuple(weather or ()))
-    try:
-        run(options)
-    except ValueError as error:  # config, listen address, auth file, jobs, date
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    run(options)  # a UserError (config, listen address, auth file, jobs, date) exits 2 in main

@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scheduler.config import load_config
+from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import Authenticator, AuthError, ScopeError
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
@@ -362,12 +363,31 @@ def check_listen(listen: str, auth_open: bool) -> None:
     """Refuse a non-loopback address without an auth file; the message says what is allowed."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+        raise UserError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
     if auth_open and not _is_loopback(host):
-        raise ValueError(
+        raise UserError(
             f"--listen {listen!r}: without --auth the server binds only to loopback "
             "(127.0.0.1, ::1, localhost); give an auth file to listen elsewhere"
         )
+
+
+def _bind(server: grpc.Server, options: ServeOptions) -> int:
+    """Listen on ``options.listen`` (TLS when configured); the port bound."""
+    try:
+        if options.tls is None:
+            return server.add_insecure_port(options.listen)
+        tls = options.tls
+        credentials = grpc.ssl_server_credentials(
+            [(tls.key.read_bytes(), tls.cert.read_bytes())],
+            root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
+            require_client_auth=tls.client_ca is not None,
+        )
+        return server.add_secure_port(options.listen, credentials)
+    except RuntimeError as error:
+        raise UserError(
+            f"--listen {options.listen}: cannot listen there (is the port in use by another "
+            f"process?): {error}"
+        ) from None
 
 
 def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) -> Running:
@@ -384,9 +404,6 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
     horizon = pipeline.horizon(day)
     jobs = read_jobs(options.jobs) if options.jobs is not None else None
     problem = pipeline.problem(horizon, jobs=jobs, jobs_source=f"{options.jobs} line")
-    store = Store(options.db)
-    planner = Planner(config, horizon, problem.supply, problem.jobs, store, clock)
-
     server = grpc.server(
         ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="greensched-rpc"),
         options=[
@@ -394,6 +411,9 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
             ("grpc.so_reuseport", 0),
         ],
     )
+    port = _bind(server, options)  # before the database: a busy port writes nothing
+    store = Store(options.db)
+    planner = Planner(config, horizon, problem.supply, problem.jobs, store, clock)
     pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -402,16 +422,6 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if options.tls is None:
-        port = server.add_insecure_port(options.listen)
-    else:
-        tls = options.tls
-        credentials = grpc.ssl_server_credentials(
-            [(tls.key.read_bytes(), tls.cert.read_bytes())],
-            root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
-            require_client_auth=tls.client_ca is not None,
-        )
-        port = server.add_secure_port(options.listen, credentials)
     server.start()
     host = options.listen.rpartition(":")[0]
     log.info(
