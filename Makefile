@@ -11,7 +11,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export MPLBACKEND ?= Agg
 
-.PHONY: run test lint format bench venv clean proto
+.PHONY: run test test-fast lint format bench venv clean proto
 
 venv: $(STAMP)
 
@@ -26,11 +26,16 @@ run: $(STAMP)
 	$(BIN)/greensched nightly --out $(OUT)/nightly --speedup 1440
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# the same suite without the end-to-end tests marked slow (they still run in `make test` and CI)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+from typing import Any
 
 import ray
 
@@ -102,7 +103,7 @@ def start_local(
     gpus_per_unit: float = DEFAULT_GPUS_PER_UNIT,
     num_cpus: int = 2,
     max_workers: int | None = None,
-    **init_kwargs: object,
+    **init_kwargs: Any,
 ) -> dict[str, float]:
     """Start an embedded Ray with one resource per site; return units per site.
 

@@ -562,7 +562,7 @@ def warn_if_far(
     Reusing a nearby station is allowed; this says so. Returns the distance [km] or ``None``.
     """
     distance_km = station_distance_km(weather, latitude, longitude)
-    if distance_km is not None and distance_km > limit_km:
+    if distance_km is not None and distance_km > limit_km and weather.station is not None:
         message = (
             f"{weather.source}: weather station at {weather.station[0]:.2f} N, "
             f"{weather.station[1]:.2f} E is {distance_km:.0f} km from site '{site_name}' "

@@ -131,7 +131,7 @@ def validate_jobs(
     """
     errors: list[str] = []
 
-    def fail(i: int, field: str, message: str) -> None:
+    def fail(i: int | np.integer, field: str, message: str) -> None:
         errors.append(
             f"{source} {i + first_row} (job_id {jobs['job_id'].iat[i]!r}): {field}: {message}"
         )
@@ -162,11 +162,11 @@ def validate_jobs(
             f"{max(slots[i], 0) * max_gpus[i] * horizon.slot_minutes / 60:g} GPU-h",
         )
     known = set(site_names)
-    for i, sites in enumerate(jobs["sites"]):
+    for row, sites in enumerate(jobs["sites"]):
         unknown = [s for s in split_sites(sites) if s not in known]
         if unknown:
             fail(
-                i,
+                row,
                 "sites",
                 f"unknown site(s) {', '.join(map(repr, unknown))}; known sites: "
                 f"{', '.join(sorted(known))}",

@@ -135,7 +135,7 @@ def hourly_profile(
 
     Slot ``t`` takes the value of the local hour in which it starts.
     """
-    if np.isscalar(value):
+    if isinstance(value, int | float):
         return np.full(len(times), float(value))
     hours = times.tz_convert(timezone).hour.to_numpy()
     return np.asarray(value, dtype=float)[hours]

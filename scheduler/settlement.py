@@ -459,7 +459,7 @@ class Settlement:
             new_plan = PLAN.canonical(new_plan, source="re-plan row")
             new_plan = new_plan[new_plan["time"] >= when]
             placed = new_plan.groupby("job_id")["gpus"].sum() * problem.slot_hours
-            for j in active:
+            for j in active.tolist():
                 jobs.backlog[j] = 0
                 got, need = (
                     float(placed.get(problem.job_ids[j], 0.0)),
@@ -566,8 +566,9 @@ class Settlement:
         tasks = np.zeros((n_sites, n_slots), dtype=np.int64)
         failed = np.zeros((n_sites, n_slots), dtype=np.int64)
         for t, site, gpus in walk.dispatched:
-            np.add.at(dispatched, (site, t), gpus)
-            np.add.at(tasks, (site, t), 1)
+            slot = np.full(len(site), t)
+            np.add.at(dispatched, (site, slot), gpus)
+            np.add.at(tasks, (site, slot), 1)
         for t, s in walk.failed_tasks:
             failed[s, t] += 1
         capacity = np.tile(problem.site_gpus.astype(float)[:, None], n_slots)

@@ -99,10 +99,10 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
         per_job_slot.to_numpy() > problem.max_gpus[per_job_slot.index.get_level_values(0)]
     ]
     if len(over):
-        names = [
+        listed = [
             f"{problem.job_ids[j]} slot {t}: {g}" for (j, t), g in over.head(_MAX_SHOWN).items()
         ]
-        add("max_gpus", None, f"{len(over)} job-slot(s) above max_gpus: {'; '.join(names)}")
+        add("max_gpus", None, f"{len(over)} job-slot(s) above max_gpus: {'; '.join(listed)}")
 
     load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps)
     over_site = load["gpus_busy"].to_numpy() > np.repeat(problem.site_gpus, problem.horizon.n_slots)
@@ -122,12 +122,12 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
     reported_units = np.rint(reported / problem.slot_hours)
     mismatch = np.isnan(reported) | (placed + reported_units != problem.work_units)
     if mismatch.any():
-        names = [
+        work_rows = [
             f"{problem.job_ids[j]}: needs {problem.work_units[j]}, placed {placed[j]}, "
             f"reported unfinished {reported_units[j]:g} GPU-slots"
             for j in np.flatnonzero(mismatch)[:_MAX_SHOWN]
         ]
-        add("work", None, f"{int(mismatch.sum())} job(s): {'; '.join(names)}")
+        add("work", None, f"{int(mismatch.sum())} job(s): {'; '.join(work_rows)}")
 
     np_rows = ~problem.preemptible[job]
     if np_rows.any():

@@ -177,7 +177,7 @@ class Schema:
         key = self.unique[0] if self.unique else None
         keys = frame[key].astype(str).to_numpy() if key in frame.columns else None
 
-        def where(i: int) -> str:
+        def where(i: int | np.integer) -> str:
             label = f" ({key} {keys[i]!r})" if keys is not None and len(self.unique) == 1 else ""
             return f"{source} {i + first_row}{label}"
 

@@ -93,7 +93,8 @@ def _split_slots(
             _max_flow_split(problem, by_group[starts[g] : starts[g + 1]], totals[g]) for g in redo
         ]
     if not parts:
-        return tuple(np.zeros(0, dtype=np.int64) for _ in range(3))
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy()
     job, slot, gpus = (np.concatenate(column) for column in zip(*parts, strict=True))
     return job, slot, gpus
 

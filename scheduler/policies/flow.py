@@ -287,12 +287,12 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
         x_slot.append(pair_slot[pick])
     # (site, slot) -> sink tiers
     for k in range(tiers.capacity.shape[0]):
-        s, t = np.nonzero(tiers.capacity[k] > 0)
+        tier_site, tier_slot = np.nonzero(tiers.capacity[k] > 0)
         arcs(
-            site_slot_base + s * n_slots + t,
-            np.full(len(s), sink),
-            tiers.capacity[k, s, t],
-            unit[k, s, t],
+            site_slot_base + tier_site * n_slots + tier_slot,
+            np.full(len(tier_site), sink),
+            tiers.capacity[k, tier_site, tier_slot],
+            unit[k, tier_site, tier_slot],
             kind=2 + k,
         )
     # group -> sink: unplaceable work at the penalty
@@ -329,10 +329,11 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
     grid_mwh = tiers.fixed_grid_mwh
     mwh_per_gpu_slot = problem.mw_per_gpu[:, None] * problem.slot_hours
     for k in range(tiers.capacity.shape[0]):
-        s, t = np.nonzero(tiers.capacity[k] > 0)
+        tier_site, tier_slot = np.nonzero(tiers.capacity[k] > 0)
         f = flow[kinds_a == 2 + k]
-        co2 += float((f * tiers.co2_kg[k, s, t]).sum())
-        grid_mwh += float((f * tiers.grid_share[k, s, t] * mwh_per_gpu_slot[s, 0]).sum())
+        co2 += float((f * tiers.co2_kg[k, tier_site, tier_slot]).sum())
+        share = tiers.grid_share[k, tier_site, tier_slot]
+        grid_mwh += float((f * share * mwh_per_gpu_slot[tier_site, 0]).sum())
     log.info(
         "min-cost flow: %d groups, %d nodes, %d arcs; built %.2f s, solved %.2f s",
         n_groups,

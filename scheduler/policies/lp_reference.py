@@ -51,7 +51,7 @@ def solve_time_indexed_lp(problem: Problem, time_limit_s: float = 600.0) -> LpSo
     # variables
     x: dict[tuple[int, int, int], pywraplp.Variable] = {}
     for j in range(problem.n_jobs):
-        for s in np.flatnonzero(problem.site_mask[j]):
+        for s in np.flatnonzero(problem.site_mask[j]).tolist():
             for t in range(problem.release_slot[j], problem.deadline_slot[j]):
                 x[j, s, t] = solver.NumVar(0, float(problem.max_gpus[j]), f"x_{j}_{s}_{t}")
     unplaced = [solver.NumVar(0, float(w), f"u_{j}") for j, w in enumerate(problem.work_units)]
@@ -69,7 +69,7 @@ def solve_time_indexed_lp(problem: Problem, time_limit_s: float = 600.0) -> LpSo
         by_job.setdefault(j, []).append(var)
         by_job_slot.setdefault((j, t), []).append(var)
         by_site_slot.setdefault((s, t), []).append(var)
-    for j, w in enumerate(problem.work_units):
+    for j, w in enumerate(problem.work_units.tolist()):
         solver.Add(sum(by_job.get(j, [])) + unplaced[j] == float(w))
     for (j, _t), vars_ in by_job_slot.items():
         if len(vars_) > 1:

@@ -209,11 +209,11 @@ def _place_blocks(
     jobs = np.flatnonzero(~problem.preemptible)
     jobs = jobs[np.lexsort((jobs, -problem.work_units[jobs]))]
     parts: list[PlanArrays] = []
-    for j in jobs:
+    for j in jobs.tolist():
         gpus = block_gpus(int(problem.work_units[j]), int(problem.max_gpus[j]))
         d = len(gpus)
         best: tuple[float, int, int] | None = None  # (cost, start, site)
-        for s in np.flatnonzero(site_mask[j]):
+        for s in np.flatnonzero(site_mask[j]).tolist():
             starts = block_starts(
                 capacity[s] - fixed[s], problem.release_slot[j], problem.deadline_slot[j], gpus
             )

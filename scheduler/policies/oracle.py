@@ -7,7 +7,7 @@ forecast plan settled against actual supply is measured against it.
 from __future__ import annotations
 
 from scheduler.config import SolverSettings
-from scheduler.policies.base import PlanResult
+from scheduler.policies.base import PlanResult, SupplyBasis
 from scheduler.policies.optimizer import optimize
 from scheduler.problem import Problem
 
@@ -23,4 +23,6 @@ class OraclePolicy:
         self.settings = settings or SolverSettings()
 
     def plan(self, problem: Problem) -> PlanResult:
-        return optimize(problem.on_actual_supply(), self.settings, self.name, supply_basis="actual")
+        return optimize(
+            problem.on_actual_supply(), self.settings, self.name, supply_basis=SupplyBasis.ACTUAL
+        )

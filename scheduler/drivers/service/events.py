@@ -169,6 +169,8 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
                     f"({base:g} MW, drawn whatever runs); allowed: >= {base:g} MW",
                 )
             caps.append(
-                LoadCap(target, interval.start, interval.end, interval.type, interval.value_mw)
+                LoadCap(
+                    target, interval.start, interval.end, CapType(interval.type), interval.value_mw
+                )
             )
     return caps

@@ -70,6 +70,7 @@ _STATUS_OF = {
     ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
     UnknownEventError: grpc.StatusCode.NOT_FOUND,
 }
+_REJECTED: tuple[type[Exception], ...] = tuple(_STATUS_OF)
 _LOOPBACK_NAMES = {"localhost"}
 
 
@@ -120,7 +121,7 @@ def _rpc(method: Callable) -> Callable:
     def wrapper(self: LoadCapServicer, request, context: grpc.ServicerContext):
         try:
             return method(self, request, context)
-        except tuple(_STATUS_OF) as error:
+        except _REJECTED as error:
             code = _STATUS_OF[type(error)]
             log.warning("%s rejected (%s): %s", method.__name__, code.name, error)
             context.abort(code, str(error))
