@@ -16,7 +16,7 @@ from rich.table import Table
 
 from scheduler.config import load_config
 from scheduler.horizon import operating_day
-from scheduler.pipeline import run_supply
+from scheduler.pipeline import DayPipeline
 
 SAMPLE_DAYS = 14  # days timed one call at a time, scaled to a year
 
@@ -29,14 +29,15 @@ def main() -> None:
 
     year = operating_day("2026-01-01", config.timezone, 15, days=365)
     started = time.perf_counter()
-    run = run_supply(config, year, sources)
+    pipeline = DayPipeline(config, sources)
+    run = pipeline.supply(year)
     year_s = time.perf_counter() - started
     rows = len(run.forecast)
 
     started = time.perf_counter()
     for offset in range(SAMPLE_DAYS):
         day = (pd.Timestamp("2026-01-01") + pd.Timedelta(days=offset)).date()
-        run_supply(config, operating_day(day, config.timezone, 15), sources)
+        DayPipeline(config, sources).supply(operating_day(day, config.timezone, 15))
     per_day_s = (time.perf_counter() - started) / SAMPLE_DAYS
 
     table = Table(title="forecast: a year of 15-min supply, 2 sites (synthetic weather)")
@@ -45,7 +46,7 @@ def main() -> None:
     table.add_row("rows (site x slot)", f"{rows:,}")
     table.add_row("wall time, one call (s)", f"{year_s:.2f}")
     table.add_row("rows per second", f"{rows / year_s:,.0f}")
-    for step, seconds in run.timings_s.items():
+    for step, seconds in pipeline.model.timings_s.items():
         table.add_row(f"  {step} (s)", f"{seconds:.3f} ({seconds / year_s:.0%})")
     table.add_row("day-by-day, per day (s)", f"{per_day_s:.3f}")
     table.add_row("day-by-day year / one call (ratio)", f"{per_day_s * 365 / year_s:.1f}x")

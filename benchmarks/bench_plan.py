@@ -23,7 +23,7 @@ from scheduler.config import Config, load_config
 from scheduler.horizon import operating_day
 from scheduler.jobs import generate_jobs
 from scheduler.metrics import plan_metrics
-from scheduler.pipeline import run_supply
+from scheduler.pipeline import DayPipeline
 from scheduler.policies import get_policy
 from scheduler.policies.lp_reference import solve_time_indexed_lp
 from scheduler.policies.optimizer import lp_bound
@@ -75,7 +75,7 @@ def main() -> None:
     config = load_config()
     console = Console(width=160)
     horizon = operating_day(DATE, config.timezone, config.forecast.slot_minutes)
-    supply = run_supply(config, horizon, dict.fromkeys(config.sites, "synthetic")).forecast
+    supply = DayPipeline(config).supply(horizon).forecast
 
     table = Table(title=f"planning benchmark: 2 sites x {horizon.n_slots} slots, {DATE}")
     for column in (

@@ -21,6 +21,7 @@ from forecasts.weather import Weather
 __all__ = ["SYNTHETIC", "load_weather"]
 
 SYNTHETIC = "synthetic"
+NO_PAD = pd.Timedelta(0)
 log = logging.getLogger(__name__)
 
 
@@ -34,18 +35,21 @@ def load_weather(
     seed: int,
     max_gap_hours: float = 3.0,
     far_station_km: float = 100.0,
+    pad: pd.Timedelta = NO_PAD,
 ) -> Weather:
-    """Weather for ``site`` over ``[start, end)`` (UTC) from ``source``.
+    """Weather for ``site`` over ``[start, end)`` (UTC) from ``source``, and ``pad`` either
+    side where the source has it (so that resampling near ``start`` and ``end`` sees the same
+    neighbours whatever range was asked for).
 
     Synthetic weather is generated at ``freq_minutes``; file weather keeps the file's own
     resolution (the supply model resamples it to slots).
     """
     if str(source) == SYNTHETIC:
-        return synthetic_weather(site, start, end, freq_minutes, seed)
+        return synthetic_weather(site, start - pad, end + pad, freq_minutes, seed)
     weather = read_weather(Path(source), max_gap_hours=max_gap_hours)
     warn_if_far(weather, site.name, site.latitude, site.longitude, far_station_km)
     if weather.typical_year:
-        return map_to_dates(weather, start, end)
+        return map_to_dates(weather, start - pad, end + pad)
     data = weather.data
     step = weather.freq
     if data.index[0] > start or data.index[-1] + step < end:
@@ -53,7 +57,7 @@ def load_weather(
             f"{source}: covers {data.index[0]} to {data.index[-1] + step} (UTC) but "
             f"{start} to {end} is needed"
         )
-    sliced = data.loc[(data.index >= start) & (data.index < end)]
+    sliced = data.loc[(data.index >= start - pad) & (data.index < end + pad)]
     log.info("%s: %d rows for %s", source, len(sliced), site.name)
     return Weather(
         sliced, weather.wind_height_m, weather.source, weather.station, False, weather.notes

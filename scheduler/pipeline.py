@@ -17,14 +17,14 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from forecasts.error import ForecastError
-from forecasts.sources import SYNTHETIC, load_weather
+from forecasts.sources import NO_PAD, SYNTHETIC, load_weather
 from forecasts.supply import SupplyModel
 from forecasts.weather import Weather
 from scheduler.config import Config
@@ -39,6 +39,7 @@ from scheduler.settlement import Replan
 from scheduler.validate import assert_valid
 
 __all__ = [
+    "WEATHER_PAD",
     "DayPipeline",
     "DayPlan",
     "SupplyRun",
@@ -50,12 +51,15 @@ __all__ = [
     "parse_weather_specs",
     "plan_day",
     "remaining_problem",
-    "run_supply",
     "sites_table",
     "summary_of",
 ]
 
 log = logging.getLogger(__name__)
+
+WEATHER_PAD = pd.Timedelta(days=1)
+"""Weather read beyond a horizon on either side, so a day's supply does not depend on the
+range it was computed in (resampling looks at neighbouring hours and whole days)."""
 
 
 def parse_weather_specs(
@@ -97,7 +101,6 @@ class SupplyRun:
     weather: dict[str, Weather]
     actual: pd.DataFrame
     forecast: pd.DataFrame
-    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 def load_site_weather(
@@ -107,8 +110,10 @@ def load_site_weather(
     *,
     seed: int,
     only: Iterable[str] | None = None,
+    pad: pd.Timedelta = NO_PAD,
 ) -> dict[str, Weather]:
-    """Weather for every site of ``config`` (or those in ``only``) over ``horizon``."""
+    """Weather for every site of ``config`` (or those in ``only``) over ``horizon`` and ``pad``
+    either side where the source has it."""
     wanted = set(config.sites if only is None else only)
     return {
         name: load_weather(
@@ -120,29 +125,11 @@ def load_site_weather(
             seed=seed,
             max_gap_hours=config.forecast.max_gap_hours,
             far_station_km=config.forecast.far_station_km,
+            pad=pad,
         )
         for name, site in config.sites.items()
         if name in wanted
     }
-
-
-def run_supply(
-    config: Config,
-    horizon: Horizon,
-    sources: Mapping[str, str],
-    *,
-    seed: int | None = None,
-    error_scale: float = 1.0,
-) -> SupplyRun:
-    """Weather -> actual supply -> day-ahead forecast for every site over ``horizon``."""
-    seed = config.seed if seed is None else seed
-    started = time.perf_counter()
-    weather = load_site_weather(config, horizon, sources, seed=seed)
-    weather_s = time.perf_counter() - started
-    model = SupplyModel(config.sites, slot_minutes=horizon.slot_minutes)
-    actual = model.actual(weather)
-    forecast = model.forecast(actual, forecast_error_of(config, error_scale), seed)
-    return SupplyRun(weather, actual, forecast, {"weather": weather_s, **model.timings_s})
 
 
 def day_seed(seed: int, day: dt.date) -> int:
@@ -191,7 +178,9 @@ class DayPipeline:
     def preload(self, horizon: Horizon) -> None:
         """Read weather and compute the actual supply for ``horizon`` at once."""
         started = time.perf_counter()
-        self.weather = load_site_weather(self.config, horizon, self.sources, seed=self.seed)
+        self.weather = load_site_weather(
+            self.config, horizon, self.sources, seed=self.seed, pad=WEATHER_PAD
+        )
         self._actual = self.model.actual(self.weather)
         self._covered = horizon
         self.timings_s["weather_and_supply"] += time.perf_counter() - started

@@ -196,8 +196,16 @@ class Schema:
         _raise(errors)
         extra = [c for c in frame.columns if c not in out.columns]
         for name in extra:
-            out[name] = frame[name].to_numpy()
+            out[name] = _numbers_if_all(frame[name].reset_index(drop=True))
         return out
+
+
+def _numbers_if_all(values: pd.Series) -> pd.Series:
+    """An extra column as floats when every cell is a number (CSV cells arrive as text)."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().all() else values
 
 
 def _file_of(source: str) -> str:

@@ -29,7 +29,7 @@ from scheduler.contracts.plandir import (
     write_run_report,
 )
 from scheduler.horizon import Horizon
-from scheduler.pipeline import load_site_weather, optimizer_replan
+from scheduler.pipeline import WEATHER_PAD, load_site_weather, optimizer_replan
 from scheduler.problem import Problem, caps_from_frame
 from scheduler.settlement import Settlement, SlotProgress
 
@@ -84,9 +84,15 @@ def plan_dir_problem(
     actual = tables.settle_supply
     if actual_weather:
         weather = load_site_weather(
-            config, horizon, actual_weather, seed=manifest.seed, only=actual_weather
+            config,
+            horizon,
+            actual_weather,
+            seed=manifest.seed,
+            only=actual_weather,
+            pad=WEATHER_PAD,
         )
         computed = SupplyModel(config.sites, slot_minutes=horizon.slot_minutes).actual(weather)
+        computed = computed[(computed["time"] >= horizon.start) & (computed["time"] < horizon.end)]
         kept = actual[~actual["site"].isin(list(weather))]
         actual = pd.concat([kept, computed[kept.columns.intersection(computed.columns)]],
                            ignore_index=True)  # fmt: skip

@@ -20,7 +20,7 @@ def test_a_caps_file_is_a_hard_constraint(tmp_path):
         "shantou,2026-03-02T08:00+08:00,2026-03-02T12:00+08:00,IMPORT_CAPACITY_LIMIT,2.5\n"
     )
     result = greensched("plan", "--date", DAY, "--caps", str(caps), "--out", "plan", cwd=tmp_path)
-    assert result.returncode in (0, 2), result.stderr  # 2 only if jobs became unplaceable
+    assert result.returncode == 0, result.stderr  # shantou-only work fits around the cap
     load = pd.read_csv(tmp_path / "plan" / "site_load.csv", parse_dates=["time"])
     window = (
         (load["site"] == "shantou")

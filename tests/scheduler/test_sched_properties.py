@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scheduler_testkit import START, job, make_problem, plan_all, site
@@ -48,7 +47,10 @@ def test_optimizer_is_never_worse_than_the_heuristics_nor_better_than_the_bound(
     for rival in ("fifo", "greedy"):
         assert best <= results[rival].objective_kg * (1 + REL) + 1e-9
     assert best >= lp_bound(problem).co2_kg * (1 - 1e-9) - 1e-9
-    assert results["optimizer"].best_bound_kg == pytest.approx(lp_bound(problem).co2_kg)
+    # the reported bound holds below every plan any policy found
+    bound = results["optimizer"].best_bound_kg
+    assert bound is not None
+    assert bound <= min(r.objective_kg for r in results.values()) * (1 + 1e-9) + 1e-9
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

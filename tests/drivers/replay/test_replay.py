@@ -145,11 +145,11 @@ def test_planning_limits_on_p10_cuts_less_at_settlement(config):
 def test_p10_limits_never_allow_more_than_the_forecast(config):
     from scheduler.horizon import operating_day
     from scheduler.jobs import generate_jobs
-    from scheduler.pipeline import run_supply
+    from scheduler.pipeline import DayPipeline
     from scheduler.problem import problem_for
 
     horizon = operating_day("2026-03-02", config.timezone, 15)
-    run = run_supply(config, horizon, dict.fromkeys(config.sites, "synthetic"))
+    run = DayPipeline(config).supply(horizon)
     jobs = generate_jobs(config.workload, horizon.start, 1, list(config.sites))
     capacity = {
         limits: problem_for(config, horizon, jobs, run.forecast, limits_on=limits).capacity_gpus
