@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -40,7 +40,7 @@ from scheduler.contracts import PLAN, RUN_JOBS, JobStatus
 from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
 from scheduler.contracts.plandir import RunReport
 from scheduler.metrics import busy_gpus, site_load, slot_index
-from scheduler.problem import Problem
+from scheduler.problem import LoadCap, Problem
 
 __all__ = [
     "MIN_SLOT_TIMEOUT_S",
@@ -155,6 +155,8 @@ class _Walk:
     dispatched: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
     failed_tasks: list[tuple[int, int]] = field(default_factory=list)
     capacity: dict[int, np.ndarray] = field(default_factory=dict)
+    grid_cap_mw: dict[int, np.ndarray] = field(default_factory=dict)  # caps in force when run
+    load_cap_mw: dict[int, np.ndarray] = field(default_factory=dict)
     events: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -165,6 +167,11 @@ class Settlement:
     ``problem.supply`` is what the plan was made on (the planned side of the report).
     ``runner=None`` completes every chunk at once (replay). ``replan`` is called when a site
     loses live capacity.
+
+    :meth:`run` walks the whole day. A live loop instead calls :meth:`step` at each slot
+    boundary, and between steps may hand in the caps now in force (:meth:`set_caps`) and a new
+    plan for the rest of the day (:meth:`replace_plan`, made from :meth:`remaining_gpu_hours`);
+    :meth:`report` then tells what ran.
     """
 
     def __init__(
@@ -188,6 +195,14 @@ class Settlement:
         self.progress = progress
         self.slot_timeout_s = slot_timeout_s
         self._set_plan(self.plan)
+        self._jobs = _Jobs.of(problem)
+        self._walk = _Walk()
+        self._wall_s = 0.0
+        in_plan = np.zeros(problem.n_jobs, dtype=bool)
+        in_plan[self._p_job] = True
+        for j in np.flatnonzero(~in_plan):
+            self._jobs.notes[j].append("the plan has no work for this job")
+        self._live_gpus = self._live()
 
     # ----------------------------------------------------------------- plan as arrays
     def _set_plan(self, plan: pd.DataFrame) -> None:
@@ -215,38 +230,71 @@ class Settlement:
     # ----------------------------------------------------------------- the walk
     def run(self) -> RunReport:
         """Walk the day; return the run report (tables of :mod:`scheduler.contracts`)."""
-        started = time.perf_counter()
-        problem = self.problem
-        jobs = _Jobs.of(problem)
-        walk = _Walk()
-        in_plan = np.zeros(problem.n_jobs, dtype=bool)
-        in_plan[self._p_job] = True
-        for j in np.flatnonzero(~in_plan):
-            jobs.notes[j].append("the plan has no work for this job")
-        live = self._live()
-        allowed_by_caps = self.actual.capacity_gpus  # [site, slot] on actual supply and caps
-        for t in range(problem.horizon.n_slots):
-            if not self._work_left(jobs, t):
+        for t in range(self.problem.horizon.n_slots):
+            if not self.work_left(t):
                 break
-            now = live
-            live = self._live()
-            lost = np.flatnonzero(live < now - 1e-9)
-            if len(lost):
-                self._site_lost(t, lost, now, live, jobs, walk)
-            slot = self._planned(t)
-            self._cap_to_work_left(slot, jobs)
-            allowed = np.minimum(allowed_by_caps[:, t], np.floor(live + 1e-9).astype(np.int64))
-            self._defer(t, slot, allowed, jobs, walk)
-            self._resume(t, slot, allowed, jobs, walk)
-            keep = slot.gpus > 0
-            slot = _Slot(slot.job[keep], slot.site[keep], slot.gpus[keep])
-            walk.capacity[t] = live.copy()
-            if not len(slot.job):
-                continue
+            self.step(t)
+        return self.report()
+
+    def work_left(self, t: int) -> bool:
+        """Whether any plan row from slot ``t`` on, or any backlog, is still to run."""
+        return self._work_left(self._jobs, t)
+
+    def step(self, t: int) -> None:
+        """Run slot ``t``: fit the plan's work to live capacity and the caps in force on the
+        actual supply, defer and resume, hand the chunks to the runner and book the outcome."""
+        started = time.perf_counter()
+        jobs, walk = self._jobs, self._walk
+        before, live = self._live_gpus, self._live()
+        self._live_gpus = live
+        lost = np.flatnonzero(live < before - 1e-9)
+        if len(lost):
+            self._site_lost(t, lost, before, live, jobs, walk)
+        slot = self._planned(t)
+        self._cap_to_work_left(slot, jobs)
+        allowed = np.minimum(
+            self.actual.capacity_gpus[:, t], np.floor(live + 1e-9).astype(np.int64)
+        )
+        self._defer(t, slot, allowed, jobs, walk)
+        self._resume(t, slot, allowed, jobs, walk)
+        keep = slot.gpus > 0
+        slot = _Slot(slot.job[keep], slot.site[keep], slot.gpus[keep])
+        walk.capacity[t] = live.copy()
+        walk.grid_cap_mw[t] = self.actual.grid_cap_mw[:, t].copy()
+        walk.load_cap_mw[t] = self.actual.load_cap_mw[:, t].copy()
+        if len(slot.job):
             self._run(t, slot, jobs, walk)
             if self.progress is not None:
                 self.progress(self._progress(t, slot, jobs, walk))
-        return self._report(jobs, walk, time.perf_counter() - started)
+        self._wall_s += time.perf_counter() - started
+
+    def set_caps(self, caps: Sequence[LoadCap]) -> None:
+        """The caps in force from the next slot run on."""
+        self.problem = replace(self.problem, caps=tuple(caps))
+        self.actual = replace(self.actual, caps=tuple(caps))
+
+    def remaining_gpu_hours(self) -> dict[str, float]:
+        """Work left per active job [GPU-h] (backlog included)."""
+        jobs, problem = self._jobs, self.problem
+        return {
+            problem.job_ids[j]: float(jobs.remaining[j] * problem.slot_hours)
+            for j in np.flatnonzero(jobs.active)
+        }
+
+    def replace_plan(self, plan: pd.DataFrame, from_time: pd.Timestamp) -> None:
+        """Run ``plan`` from ``from_time`` on (it covers all the work left, backlog included);
+        what ran before stays."""
+        new = PLAN.canonical(plan, source="re-plan row")
+        self.plan = pd.concat(
+            [self.plan[self.plan["time"] < from_time], new[new["time"] >= from_time]],
+            ignore_index=True,
+        )
+        self._jobs.backlog[:] = 0
+        self._set_plan(self.plan)
+
+    def report(self) -> RunReport:
+        """What ran so far: the run tables, events and totals."""
+        return self._report(self._jobs, self._walk, self._wall_s)
 
     def _live(self) -> np.ndarray:
         gpus = self.problem.site_gpus.astype(float)
@@ -433,9 +481,7 @@ class Settlement:
                         site=problem.site_names[s])  # fmt: skip
         when = problem.horizon.times[t]
         active = np.flatnonzero(jobs.active)
-        remaining = {
-            problem.job_ids[j]: float(jobs.remaining[j] * problem.slot_hours) for j in active
-        }
+        remaining = self.remaining_gpu_hours()
         available = {n: float(g) for n, g in zip(problem.site_names, live, strict=True) if g > 0}
         new_plan = None
         if self.replan is not None and remaining:
@@ -444,7 +490,6 @@ class Settlement:
             except Exception as error:  # a re-plan that cannot place work must not end the run
                 self._event(t, "replan_failed", f"re-plan raised {type(error).__name__}: "
                             f"{error}", walk)  # fmt: skip
-        old = self.plan[self.plan["time"] < when]
         if new_plan is None:
             dropped = self.plan[(self.plan["time"] >= when) & self.plan["site"].isin(names)]
             for job_id, rows in dropped.groupby("job_id"):
@@ -455,25 +500,20 @@ class Settlement:
                     f"re-plan placed the {gpu_h:.6g} GPU-h planned there"
                 )
             self.plan = self.plan.drop(dropped.index).reset_index(drop=True)
-        else:
-            new_plan = PLAN.canonical(new_plan, source="re-plan row")
-            new_plan = new_plan[new_plan["time"] >= when]
-            placed = new_plan.groupby("job_id")["gpus"].sum() * problem.slot_hours
-            for j in active.tolist():
-                jobs.backlog[j] = 0
-                got, need = (
-                    float(placed.get(problem.job_ids[j], 0.0)),
-                    remaining[problem.job_ids[j]],
+            self._set_plan(self.plan)
+            return
+        self.replace_plan(new_plan, when)
+        placed = self.plan[self.plan["time"] >= when].groupby("job_id")["gpus"].sum()
+        for j in active.tolist():
+            job_id = problem.job_ids[j]
+            got = float(placed.get(job_id, 0) * problem.slot_hours)
+            if got < remaining[job_id] - 1e-9:
+                jobs.notes[j].append(
+                    f"after site {', '.join(names)} lost capacity at {when.isoformat()} the "
+                    f"re-plan placed {got:.6g} of {remaining[job_id]:.6g} GPU-h left"
                 )
-                if got < need - 1e-9:
-                    jobs.notes[j].append(
-                        f"after site {', '.join(names)} lost capacity at {when.isoformat()} the "
-                        f"re-plan placed {got:.6g} of {need:.6g} GPU-h left"
-                    )
-            self.plan = pd.concat([old, new_plan], ignore_index=True)
-            self._event(t, "replanned", f"re-planned {len(remaining)} jobs after losing "
-                        f"{', '.join(names)}", walk)  # fmt: skip
-        self._set_plan(self.plan)
+        self._event(t, "replanned", f"re-planned {len(remaining)} jobs after losing "
+                    f"{', '.join(names)}", walk)  # fmt: skip
 
     # ----------------------------------------------------------------- reporting
     def _progress(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> SlotProgress:
@@ -572,8 +612,10 @@ class Settlement:
         for t, s in walk.failed_tasks:
             failed[s, t] += 1
         capacity = np.tile(problem.site_gpus.astype(float)[:, None], n_slots)
-        for t, live in walk.capacity.items():
+        grid_cap, load_cap = actual.grid_cap_mw.copy(), actual.load_cap_mw.copy()
+        for t, live in walk.capacity.items():  # what was in force when each slot ran
             capacity[:, t] = live
+            grid_cap[:, t], load_cap[:, t] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
         done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps)
         planned_load = site_load(self.plan_original, problem.supply, problem.sites, horizon,
                                  problem.caps)  # fmt: skip
@@ -593,15 +635,15 @@ class Settlement:
                 "green_mw": done_load["green_mw"],
                 "green_used_mw": done_load["green_used_mw"],
                 "grid_mw": done_load["grid_mw"],
-                "grid_cap_mw": done_load["cap_mw"],
-                "load_cap_mw": done_load["load_cap_mw"],
+                "grid_cap_mw": grid_cap.ravel(),
+                "load_cap_mw": load_cap.ravel(),
                 "cap_violation_mw": np.where(
                     done_load["gpus_busy"] > 0,
                     np.maximum.reduce(
                         [
                             np.zeros(len(done_load)),
-                            done_load["grid_mw"] - done_load["cap_mw"],
-                            done_load["load_mw"] - done_load["load_cap_mw"],
+                            done_load["grid_mw"] - grid_cap.ravel(),
+                            done_load["load_mw"] - load_cap.ravel(),
                         ]
                     ),
                     0.0,

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,9 @@ from scheduler.drivers.service.events import CapEvent, event_caps
 from scheduler.drivers.service.store import CANCELLED, PlanRecord, Store, StoredEvent
 from scheduler.horizon import Horizon
 from scheduler.metrics import PlanMetrics, plan_metrics, site_load
+from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, get_policy
-from scheduler.problem import LoadCap, Problem, problem_for
+from scheduler.problem import LoadCap, Problem
 
 __all__ = [
     "MAX_NAMED_LATE_JOBS",
@@ -133,30 +134,38 @@ class PlanVersion:
         )
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a running day stands: work left per job [GPU-h] from ``from_time`` (a slot
+    boundary) on. A re-plan covers only that work, from that time."""
+
+    from_time: pd.Timestamp
+    remaining_gpu_hours: dict[str, float]
+
+
 class Planner:
-    """Owns the current plan of ``horizon``; see the module docstring."""
+    """Owns the current plan of the operating day ``day`` (a problem without caps); see the
+    module docstring. While a control loop runs the day, ``state`` says where it stands and
+    every re-plan covers only the work left, from the next slot boundary."""
 
     def __init__(
         self,
         config: Config,
-        horizon: Horizon,
-        supply: pd.DataFrame,
-        jobs: pd.DataFrame,
+        day: Problem,
         store: Store,
         clock: Callable[[], pd.Timestamp] = utc_now,
     ) -> None:
         self.config = config
-        self.horizon = horizon
-        self.supply = supply
-        self.jobs = jobs
         self._store = store
         self._clock = clock
         self._policy = get_policy("optimizer", config.solver)
         self._lock = threading.Lock()
         self._published = threading.Condition()
         self._caps: dict[str, list[LoadCap]] = {}
+        self.state: RunState | None = None
         for event_id, cap in store.caps():
             self._caps.setdefault(event_id, []).append(cap)
+        self.day = day
         problem = self._problem(self._caps_without(None))
         version = store.last_plan_version() + 1
         self._current = self._plan(problem, version, "startup")
@@ -169,6 +178,35 @@ class Planner:
             self._current.result.status,
             self._current.plan_seconds,
         )
+
+    @property
+    def horizon(self) -> Horizon:
+        """The operating day planned."""
+        return self.day.horizon
+
+    def new_day(self, day: Problem) -> PlanVersion:
+        """Plan the next operating day ``day`` with every cap in force, from its start."""
+        with self._lock:
+            self.day, self.state = day, None
+            return self._replan_locked(f"day {day.horizon.start.isoformat()}", force=True)
+
+    def replan(self, reason: str, state: RunState) -> PlanVersion:
+        """Plan the work left in ``state`` again (a fresher view, or on a timer)."""
+        with self._lock:
+            self.state = state
+            return self._replan_locked(reason, force=True)
+
+    def _replan_locked(self, reason: str, *, force: bool) -> PlanVersion:
+        problem = self._problem(self._caps_without(None))
+        version = (
+            self._plan(problem, self._current.version + 1, reason)
+            if force
+            else self._next(problem, reason)
+        )
+        if version is not self._current:
+            self._store.save_plan(version.record())
+            self._publish(version)
+        return version
 
     @property
     def current(self) -> PlanVersion:
@@ -310,11 +348,21 @@ class Planner:
         return [c for eid, caps in self._caps.items() if eid != event_id for c in caps]
 
     def _problem(self, caps: Sequence[LoadCap]) -> Problem:
-        return problem_for(self.config, self.horizon, self.jobs, self.supply, caps=caps)
+        """The day with ``caps``; while the day runs, only the work left from ``state``."""
+        day = replace(self.day, caps=tuple(caps))
+        state = self.state
+        if state is None:
+            return day
+        rest = remaining_problem(
+            day, state.from_time, state.remaining_gpu_hours, {s.name: s.gpus for s in day.sites}
+        )
+        return rest if rest is not None else replace(day, jobs=day.jobs.iloc[:0])
 
     def _next(self, problem: Problem, reason: str) -> PlanVersion:
         """The plan under ``problem``'s caps: the current version when they change nothing."""
         current = self._current
+        if current.problem.horizon != problem.horizon or current.problem.jobs is not problem.jobs:
+            return self._plan(problem, current.version + 1, reason)
         old_grid, old_load = current.problem.grid_cap_mw, current.problem.load_cap_mw
         new_grid, new_load = problem.grid_cap_mw, problem.load_cap_mw
         if np.array_equal(old_grid, new_grid) and np.array_equal(old_load, new_load):
@@ -324,7 +372,7 @@ class Planner:
         if tighter:
             began = time.perf_counter()
             load = site_load(
-                current.result.plan, self.supply, problem.sites, self.horizon, problem.caps
+                current.result.plan, problem.supply, problem.sites, problem.horizon, problem.caps
             )
             if not load["cap_violation"].any():
                 return self._version(
@@ -346,7 +394,8 @@ class Planner:
         seconds: float,
         replanned: bool,
     ) -> PlanVersion:
-        sites, caps = problem.sites, problem.caps
+        sites, caps, jobs = problem.sites, problem.caps, problem.jobs
+        supply, horizon = problem.supply, problem.horizon
         return PlanVersion(
             version=version,
             created_at=self._clock(),
@@ -354,8 +403,8 @@ class Planner:
             replanned=replanned,
             problem=problem,
             result=result,
-            metrics=plan_metrics(result.plan, self.jobs, self.supply, sites, self.horizon, caps),
-            site_load=site_load(result.plan, self.supply, sites, self.horizon, caps),
+            metrics=plan_metrics(result.plan, jobs, supply, sites, horizon, caps),
+            site_load=site_load(result.plan, supply, sites, horizon, caps),
             plan_seconds=seconds,
         )
 
@@ -382,9 +431,8 @@ def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> Submit
     after = new.result.unfinished_gpu_hours
     increase = (after - before.reindex(after.index, fill_value=0.0)).clip(lower=0.0)
     late = increase[increase > _LATE_TOLERANCE_GPU_H].sort_values(ascending=False)
-    load_change = np.abs(
-        new.site_load["load_mw"].to_numpy() - previous.site_load["load_mw"].to_numpy()
-    )
+    both = new.site_load.merge(previous.site_load, on=["time", "site"], suffixes=("", "_before"))
+    load_change = np.abs(both["load_mw"].to_numpy() - both["load_mw_before"].to_numpy())
     cost = CapCost(
         late_jobs=tuple(late.index[:MAX_NAMED_LATE_JOBS]),
         late_jobs_total=len(late),

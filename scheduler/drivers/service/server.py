@@ -17,7 +17,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -183,7 +183,7 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
     def GetForecast(self, request: pb.GetForecastRequest, context) -> pb.Forecast:
         self._auth.identify(context.invocation_metadata())
         sites = self._sites(request.sites) or self._planner.sites
-        supply = self._planner.supply
+        supply = self._planner.day.supply
         rows = supply[supply["site"].isin(sites)]
         return pb.Forecast(
             horizon_start=_timestamp(self._planner.horizon.start),
@@ -414,7 +414,7 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
     )
     port = _bind(server, options)  # before the database: a busy port writes nothing
     store = Store(options.db)
-    planner = Planner(config, horizon, problem.supply, problem.jobs, store, clock)
+    planner = Planner(config, replace(problem, actual_supply=None), store, clock)
     pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
