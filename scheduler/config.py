@@ -184,6 +184,12 @@ class SolverSettings(_Strict):
         default=["fifo", "greedy"], description="policies planned beside it for comparison"
     )
     time_limit_s: float = Field(default=30.0, gt=0, le=86_400)
+    replan_every_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=1440,
+        description="the control loop re-plans the work left at least this often [min]",
+    )
     relative_gap: float = Field(default=0.01, ge=0, le=1)
     max_site_moves: int | None = Field(
         default=None, ge=0, description="most times a job may change site; null = no limit"

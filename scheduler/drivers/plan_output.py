@@ -9,52 +9,77 @@ import pandas as pd
 from forecasts.plot import local_times, site_panels
 from scheduler.config import Config
 from scheduler.contracts.plandir import Manifest, PlanTables, write_plan_dir
-from scheduler.metrics import site_load
+from scheduler.metrics import plan_metrics, site_load
 from scheduler.pipeline import DayPlan, sites_table, summary_of
-from scheduler.problem import caps_frame
+from scheduler.problem import Problem, caps_frame
 
-__all__ = ["save_day_plan"]
+__all__ = ["save_day_plan", "save_run_day"]
 
 
-def _plot(day: DayPlan, load: pd.DataFrame, path: Path, timezone: str) -> None:
+def _plot(policy: str, load: pd.DataFrame, sites: list[str], path: Path, timezone: str) -> None:
     def draw(ax, site: str) -> None:
         part = load[load["site"] == site]
         local = local_times(part["time"], timezone)
         ax.step(local, part["green_mw"], where="post", color="#2a9d8f", label="green supply")
-        ax.step(local, part["load_mw"], where="post", color="black", label=f"load ({day.primary})")
+        ax.step(local, part["load_mw"], where="post", color="black", label=f"load ({policy})")
         ax.fill_between(local, part["green_used_mw"], part["load_mw"], step="post",
                         color="#e76f51", alpha=0.4, label="grid draw")  # fmt: skip
         ax.step(local, part["cap_mw"] + part["green_mw"], where="post", color="grey", ls=":",
                 lw=0.8, label="grid limit + green")  # fmt: skip
 
-    site_panels([s.name for s in day.problem.sites], path, draw, timezone)
+    site_panels(sites, path, draw, timezone)
 
 
-def save_day_plan(out: Path, day: DayPlan, config: Config, seed: int) -> Path:
-    """Write the plan directory of ``day`` (see :data:`scheduler.contracts.plandir.FILES`)."""
-    problem = day.problem
-    manifest = Manifest(
+def _manifest(problem: Problem, config: Config, seed: int, policies: list[str]) -> Manifest:
+    return Manifest(
         day_start=problem.horizon.start,
         day_end=problem.horizon.end,
         timezone=config.timezone,
         slot_minutes=problem.horizon.slot_minutes,
         sites=tuple(problem.site_names),
-        policy=day.primary,
-        compared=tuple(p for p in day.results if p != day.primary),
+        policy=policies[0],
+        compared=tuple(policies[1:]),
         seed=seed,
         config_sha256=config.sha256(),
     )
-    tables = PlanTables(
+
+
+def _tables(problem: Problem, manifest: Manifest, plans: dict[str, pd.DataFrame]) -> PlanTables:
+    return PlanTables(
         manifest=manifest,
         forecast=problem.supply,
         actual=problem.actual_supply,
         jobs=problem.jobs,
-        plans={name: result.plan for name, result in day.results.items()},
+        plans=plans,
         sites=sites_table(problem),
         caps=caps_frame(problem.caps),
     )
+
+
+def save_day_plan(out: Path, day: DayPlan, config: Config, seed: int) -> Path:
+    """Write the plan directory of ``day`` (see :data:`scheduler.contracts.plandir.FILES`)."""
+    problem = day.problem
+    policies = [day.primary, *(p for p in day.results if p != day.primary)]
+    manifest = _manifest(problem, config, seed, policies)
+    tables = _tables(problem, manifest, {name: r.plan for name, r in day.results.items()})
     primary = day.results[day.primary].plan
     load = site_load(primary, problem.supply, problem.sites, problem.horizon, problem.caps)
     write_plan_dir(out, tables, site_load=load, summary=summary_of(day))
-    _plot(day, load, out / "plan.png", config.timezone)
+    _plot(day.primary, load, problem.site_names, out / "plan.png", config.timezone)
+    return out
+
+
+def save_run_day(
+    out: Path, problem: Problem, plan: pd.DataFrame, config: Config, seed: int
+) -> Path:
+    """Write the plan directory of a day the control loop ran: ``plan`` is what it planned
+    from slot to slot (every re-plan included), ``problem`` the day with the caps in force."""
+    manifest = _manifest(problem, config, seed, ["optimizer"])
+    load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps)
+    metrics = plan_metrics(
+        plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps
+    )
+    write_plan_dir(out, _tables(problem, manifest, {"optimizer": plan}), site_load=load,
+                   summary={"optimizer": metrics.to_dict()})  # fmt: skip
+    _plot("optimizer", load, problem.site_names, out / "plan.png", config.timezone)
     return out

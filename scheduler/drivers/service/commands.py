@@ -224,9 +224,34 @@ def serve(
             "--weather", "-w", help="SITE=FILE weather (EPW, TMY3, PVGIS, CSV); repeatable"
         ),
     ] = None,
+    dispatch: Annotated[
+        bool,
+        typer.Option(help="run each slot on Ray; --no-dispatch: plan only (chunks complete)"),
+    ] = True,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster HOST:PORT; default: an embedded local Ray")
+    ] = None,
+    clock_start: Annotated[
+        str | None,
+        typer.Option(
+            help="run on a simulated clock from this instant, e.g. 2026-06-21T00:00+08:00"
+        ),
+    ] = None,
+    speedup: Annotated[
+        float, typer.Option(min=1.0, help="simulated seconds per second (with --clock-start)")
+    ] = 1.0,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="stop after this many operating days")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="one directory per operating day")] = Path("out/serve"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every call")] = False,
 ) -> None:
-    """Serve the load-cap API (gRPC) and re-plan the day on every cap."""
+    """The control plane: the load-cap API (gRPC), the planning loop, and dispatch on Ray.
+
+    Operating days run back to back on the clock (the wall clock, or a simulated one with
+    --clock-start and --speedup); every cap re-plans the work left and binds what runs from the
+    next slot boundary; each finished day is written to OUT/YYYY-MM-DD/.
+    """
     from scheduler.drivers.service.server import ServeOptions, TlsFiles
     from scheduler.drivers.service.server import serve as run
 
@@ -241,5 +266,18 @@ def serve(
     if tls_client_ca is not None and tls_cert is None:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
     tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
-    options = ServeOptions(config, listen, db, auth, tls, date, jobs, tuple(weather or ()))
+    start_at = None
+    if clock_start is not None:
+        try:
+            start_at = pd.Timestamp(clock_start)
+        except ValueError:
+            raise UserError(f"--clock-start {clock_start!r}: not an ISO 8601 time") from None
+        if start_at.tzinfo is None:
+            raise UserError(f"--clock-start {clock_start!r}: give a UTC offset, e.g. +08:00")
+        start_at = start_at.tz_convert("UTC")
+    options = ServeOptions(
+        config, listen, db, auth, tls, date, jobs, tuple(weather or ()), loop=True,
+        dispatch=dispatch, ray_address=ray_address, clock_start=start_at, speedup=speedup,
+        days=days, out=out,
+    )  # fmt: skip
     run(options)  # a UserError (config, listen address, auth file, jobs, date) exits 2 in main

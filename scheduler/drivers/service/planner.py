@@ -212,6 +212,12 @@ class Planner:
     def current(self) -> PlanVersion:
         return self._current
 
+    def settled(self) -> PlanVersion:
+        """The current plan once any change being planned now is published (the control loop
+        asks at each slot boundary, so a cap accepted before a boundary binds from it)."""
+        with self._lock:
+            return self._current
+
     @property
     def sites(self) -> list[str]:
         return list(self.config.sites)

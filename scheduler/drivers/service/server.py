@@ -26,10 +26,15 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from scheduler.config import load_config
+from clusters.resources import DEFAULT_GPUS_PER_UNIT, connect, start_local
+from clusters.runner import RayRunner
+from clusters.tasks import TaskSettings
+from scheduler.clock import Clock, CompressedClock, RealClock
+from scheduler.config import Config, load_config
 from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import Authenticator, AuthError, ScopeError
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
+from scheduler.drivers.service.loop import ControlLoop
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_grpc
 from scheduler.drivers.service.planner import (
@@ -96,6 +101,13 @@ class ServeOptions:
     jobs: Path | None = None  # jobs CSV; None = the config's workload
     weather: tuple[str, ...] = ()  # "SITE=FILE" specs; sites not named get synthetic weather
     max_workers: int = 16
+    loop: bool = False  # run the control loop: days on the clock, caps binding what runs
+    dispatch: bool = True  # with the loop: run each slot on Ray (False: chunks complete at once)
+    ray_address: str | None = None  # None = an embedded local Ray
+    clock_start: pd.Timestamp | None = None  # a simulated clock from here; None = wall clock
+    speedup: float = 1.0  # simulated seconds per wall-clock second
+    days: int | None = None  # stop after this many operating days; None = run until stopped
+    out: Path = Path("out/serve")  # one directory per operating day
 
 
 @dataclass
@@ -107,11 +119,44 @@ class Running:
     planner: Planner
     store: Store
     health: health.HealthServicer
+    loop: ControlLoop | None = None
+    ray_started: bool = False
+    thread: threading.Thread | None = None
+
+    def start_loop(self) -> threading.Thread:
+        """Run the control loop in a thread of its own."""
+        assert self.loop is not None
+        self.thread = threading.Thread(target=self.loop.run, name="greensched-loop", daemon=True)
+        self.thread.start()
+        return self.thread
 
     def stop(self, grace_s: float = 2.0) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+            if self.thread is not None:
+                self.thread.join()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
         self.store.close()
+        if self.ray_started:
+            import ray
+
+            ray.shutdown()
+
+
+def _runner(options: ServeOptions, config: Config) -> tuple[RayRunner | None, bool]:
+    """The Ray runner the loop dispatches on, and whether Ray was started here."""
+    if not options.dispatch:
+        return None, False
+    import ray
+
+    gpus = {name: site.gpus for name, site in config.sites.items()}
+    started = not ray.is_initialized()
+    if options.ray_address:
+        connect(options.ray_address, gpus, DEFAULT_GPUS_PER_UNIT)
+    elif started:
+        start_local(gpus, DEFAULT_GPUS_PER_UNIT, log_to_driver=False)
+    return RayRunner(gpus, TaskSettings(gpus_per_unit=DEFAULT_GPUS_PER_UNIT)), started
 
 
 def _rpc(method: Callable) -> Callable:
@@ -400,7 +445,20 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         else Authenticator.from_file(options.auth, config.sites)
     )
     check_listen(options.listen, auth.is_open)
-    day = options.date or tomorrow(config.timezone).isoformat()
+    loop_clock: Clock | None = None
+    if options.loop:
+        loop_clock = (
+            RealClock()
+            if options.clock_start is None
+            else CompressedClock(options.speedup, start=options.clock_start)
+        )
+        clock = loop_clock.now
+    first = options.date or (
+        clock().tz_convert(config.timezone).date().isoformat()
+        if options.loop
+        else tomorrow(config.timezone).isoformat()
+    )
+    day = first
     pipeline = DayPipeline(config, parse_weather_specs(list(options.weather), list(config.sites)))
     horizon = pipeline.horizon(day)
     jobs = read_jobs(options.jobs) if options.jobs is not None else None
@@ -439,11 +497,19 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         log.warning(
             "no --auth file: open service, every caller may cap every site; bound to loopback only"
         )
-    return Running(server, port, planner, store, health_servicer)
+    if loop_clock is None:
+        return Running(server, port, planner, store, health_servicer)
+    runner, ray_started = _runner(options, config)
+    loop = ControlLoop(
+        config, pipeline, planner, loop_clock, first_day=pd.Timestamp(first), days=options.days,
+        out_dir=options.out, runner=runner,
+    )  # fmt: skip
+    return Running(server, port, planner, store, health_servicer, loop, ray_started)
 
 
 def serve(options: ServeOptions) -> None:
-    """Run the server until SIGINT or SIGTERM, then stop gracefully."""
+    """Run the server (and its control loop) until SIGINT or SIGTERM, or until the loop has run
+    ``options.days`` days; then stop gracefully."""
     running = start(options)
     stopped = threading.Event()
 
@@ -453,5 +519,10 @@ def serve(options: ServeOptions) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    stopped.wait()
+    if running.loop is not None:
+        thread = running.start_loop()
+        while thread.is_alive() and not stopped.wait(0.5):
+            pass
+    else:
+        stopped.wait()
     running.stop()

@@ -40,6 +40,8 @@ def launch(config: Path, db: Path, port: int, day: str, log: Path) -> subprocess
         f"--listen=127.0.0.1:{port}",
         f"--db={db}",
         f"--date={day}",
+        "--no-dispatch",
+        f"--out={db.parent / 'out'}",
     ]
     with log.open("ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ)

@@ -1,0 +1,156 @@
+"""The control plane's loop: operating days back to back on a clock, caps binding what runs.
+
+For each operating day the day pipeline gives the problem; the service's planner (the one the
+gRPC API answers from) plans it with every cap in force; the settlement engine runs it slot by
+slot, on Ray or with no runner (``--no-dispatch``). At every slot boundary:
+
+1. if the planner has published a new plan version since the last boundary (a cap submitted or
+   cancelled over gRPC), its caps bind from this slot on and its plan of the work left
+   replaces the rest of the day's plan; a cap submitted during a slot therefore binds from the
+   next slot boundary;
+2. otherwise, every ``solver.replan_every_minutes`` the work left is planned again from the
+   current state;
+3. the engine runs the slot (caps hold on the actual supply, whatever the forecast said), and
+   the loop tells the planner where the day stands (work left, from the next boundary), so a
+   cap arriving in the middle of the day re-plans only what is left.
+
+At the end of a day its plan directory and run tables go to ``OUT/YYYY-MM-DD/`` and work left
+unfinished is carried into the next day, so days roll over by themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from scheduler.clock import Clock
+from scheduler.config import Config
+from scheduler.contracts.plandir import RunReport, write_run_report
+from scheduler.drivers.plan_output import save_run_day
+from scheduler.drivers.service.planner import Planner, RunState
+from scheduler.pipeline import DayPipeline, carry_over
+from scheduler.settlement import Runner, Settlement
+
+__all__ = ["ControlLoop", "DayDone"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DayDone:
+    """A finished operating day: its local date, where its tables are, and the run report."""
+
+    day: str
+    directory: Path
+    report: RunReport
+    jobs: pd.DataFrame  # the day's jobs table (work carried in included)
+
+
+class ControlLoop:
+    """Runs ``days`` operating days from ``first_day`` (``None``: until stopped) on ``clock``.
+
+    ``runner`` runs each slot's chunks (``None``: every chunk completes at once); ``out_dir``
+    receives one directory per day; ``solver.replan_every_minutes`` is the longest the loop
+    keeps a plan without re-planning the work left.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        pipeline: DayPipeline,
+        planner: Planner,
+        clock: Clock,
+        *,
+        first_day: pd.Timestamp,
+        days: int | None,
+        out_dir: Path,
+        runner: Runner | None = None,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.planner = planner
+        self.clock = clock
+        self.first_day = first_day
+        self.days = days
+        self.out_dir = out_dir
+        self.runner = runner
+        self.replan_every = pd.Timedelta(minutes=config.solver.replan_every_minutes)
+        self.done: list[DayDone] = []
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Stop after the slot running now."""
+        self._stop.set()
+
+    def run(self) -> list[DayDone]:
+        """Run the days; returns them as they finished (also in :attr:`done`)."""
+        day = self.first_day
+        carried: pd.DataFrame | None = None
+        while not self._stop.is_set() and (self.days is None or len(self.done) < self.days):
+            finished = self._run_day(day.date().isoformat(), carried)
+            if finished is None:
+                break
+            self.done.append(finished)
+            jobs = finished.report.jobs.set_index("job_id")
+            left = jobs["gpu_hours_required"] - jobs["gpu_hours_done"]
+            day = day + pd.Timedelta(days=1)
+            carried = carry_over(
+                finished.jobs, left[jobs["status"] != "failed"], self.pipeline.horizon(day.date())
+            )
+        return self.done
+
+    def _run_day(self, day: str, carried: pd.DataFrame | None) -> DayDone | None:
+        horizon = self.pipeline.horizon(day)
+        problem = self.pipeline.problem(horizon, carried=carried)
+        version = self.planner.new_day(replace(problem, actual_supply=None))
+        engine = Settlement(
+            replace(problem, caps=version.problem.caps),
+            version.result.plan,
+            runner=self.runner,
+            clock=self.clock,
+        )
+        slot = pd.Timedelta(minutes=horizon.slot_minutes)
+        # started inside the first day: plan the work from the first slot still to come (later
+        # days run every slot, late if the loop has fallen behind its clock)
+        first = 0 if self.done else int((horizon.times + slot <= self.clock.now()).sum())
+        first = min(first, horizon.n_slots - 1)
+        if first:
+            state = RunState(horizon.times[first], engine.remaining_gpu_hours())
+            version = self.planner.replan("started during the day", state)
+            engine.replace_plan(version.result.plan, horizon.times[first])
+        seen, planned_at = version.version, horizon.start
+        log.info("day %s: %d jobs, plan version %d", day, problem.n_jobs, seen)
+        for t in range(first, horizon.n_slots):
+            boundary = horizon.times[t]
+            if self._stop.is_set():
+                return None
+            self.clock.sleep_until(boundary)
+            current = self.planner.settled()
+            if current.version != seen:
+                engine.set_caps(current.problem.caps)
+                engine.replace_plan(current.result.plan, boundary)
+                seen, planned_at = current.version, boundary
+                log.info("%s: plan version %d (%s) runs from here", boundary, seen, current.reason)
+            elif boundary - planned_at >= self.replan_every and engine.work_left(t):
+                state = RunState(boundary, engine.remaining_gpu_hours())
+                current = self.planner.replan(f"every {self.replan_every}", state)
+                engine.replace_plan(current.result.plan, boundary)
+                seen, planned_at = current.version, boundary
+            engine.step(t)
+            self.planner.state = RunState(boundary + slot, engine.remaining_gpu_hours())
+        report = engine.report()
+        directory = self.out_dir / day
+        save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed)
+        write_run_report(directory, report)
+        totals = report.totals["actual"]
+        log.info(
+            "day %s done: green share %.1f%%, grid %.1f MWh, %d cap violation(s), jobs %d done "
+            "%d late %d failed",
+            day, 100 * totals["green_share"], totals["grid_mwh"], totals["cap_violations"],
+            totals["jobs_done"], totals["jobs_late"], totals["jobs_failed"],
+        )  # fmt: skip
+        return DayDone(day, directory, report, problem.jobs)

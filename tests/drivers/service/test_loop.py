@@ -1,0 +1,112 @@
+"""The control plane: a cap submitted over gRPC to a running loop binds what runs from the next
+slot boundary, and days roll over by themselves (simulated clock, real server on 127.0.0.1,
+real SQLite, the settlement engine; Ray in the slow test)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scheduler.contracts import RUN, read_table
+from scheduler.drivers.service.client import CapClient
+from scheduler.drivers.service.server import Running, ServeOptions, start
+
+from .conftest import TIMEZONE
+from .test_caps import cap_interval
+
+DAY = "2026-06-21"
+DAY_START = pd.Timestamp(DAY).tz_localize(TIMEZONE).tz_convert("UTC")
+SLOT = pd.Timedelta(minutes=15)
+
+
+def start_loop(config: Path, tmp_path: Path, speedup: float, days: int, dispatch: bool) -> Running:
+    options = ServeOptions(
+        config=config, listen="127.0.0.1:0", db=tmp_path / "caps.sqlite", loop=True,
+        dispatch=dispatch, clock_start=DAY_START, speedup=speedup, days=days,
+        out=tmp_path / "out",
+    )  # fmt: skip
+    running = start(options)
+    running.start_loop()
+    return running
+
+
+def wait_until(running: Running, when: pd.Timestamp, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    assert running.loop is not None
+    while running.loop.clock.now() < when:
+        assert time.monotonic() < deadline, "the loop's clock did not advance"
+        time.sleep(0.05)
+
+
+def finish(running: Running, timeout_s: float = 240) -> None:
+    assert running.thread is not None
+    running.thread.join(timeout_s)
+    assert not running.thread.is_alive(), "the loop did not finish its days"
+    running.stop(0)
+
+
+def capped_rows(tmp_path: Path, day: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    run = read_table(RUN, tmp_path / "out" / day / "run.csv")
+    window = (run["site"] == "shantou") & (run["time"] >= start) & (run["time"] < end)
+    return run[window]
+
+
+def submit_load_cap(running: Running, lead: pd.Timedelta, hours: int, value_mw: float):
+    """A LOAD_LIMIT at shantou from ``lead`` after the loop's now; returns (reply, start)."""
+    assert running.loop is not None
+    start_at = running.loop.clock.now() + lead
+    with CapClient(f"127.0.0.1:{running.port}") as client:
+        reply = client.submit(
+            f"dr-{start_at.value}", ["shantou"],
+            [cap_interval(start_at, hours * 3600, value_mw, load_limit=True)],
+        )  # fmt: skip
+    return reply, start_at
+
+
+def test_a_cap_submitted_during_the_day_binds_what_runs(small_config, tmp_path):
+    running = start_loop(small_config, tmp_path, speedup=3600, days=1, dispatch=False)
+    wait_until(running, DAY_START + pd.Timedelta(hours=6))
+    reply, start_at = submit_load_cap(running, pd.Timedelta(hours=2), 3, 1.5)
+    assert reply.accepted
+    now_reply, now_at = submit_load_cap(running, pd.Timedelta(0), 1, 1.2)
+    assert now_reply.accepted
+    finish(running)
+
+    window = capped_rows(tmp_path, DAY, start_at.floor("15min"), start_at + pd.Timedelta(hours=3))
+    assert len(window) == 13  # 3 h of 15-min slots, the first one started before the cap
+    assert (window["load_cap_mw"] == 1.5).all()
+    assert (window["load_mw"] <= 1.5 + 1e-6).all()
+    assert (window["cap_violation_mw"] == 0).all()
+    # a cap for "now" binds from the next slot boundary on
+    after = capped_rows(tmp_path, DAY, now_at.ceil("15min"), now_at + pd.Timedelta(hours=1))
+    assert len(after) >= 3
+    assert (after["load_cap_mw"] == 1.2).all() and (after["load_mw"] <= 1.2 + 1e-6).all()
+    before = capped_rows(tmp_path, DAY, DAY_START, now_at.floor("15min"))
+    assert (before["load_cap_mw"] == float("inf")).all()  # nothing was capped before
+
+
+def test_days_roll_over_without_restart(small_config, tmp_path):
+    running = start_loop(small_config, tmp_path, speedup=43200, days=3, dispatch=False)
+    finish(running)
+    days = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert days == ["2026-06-21", "2026-06-22", "2026-06-23"]
+    for day in days:
+        run = read_table(RUN, tmp_path / "out" / day / "run.csv")
+        assert len(run) == 2 * 96 and run["actual_gpus"].sum() > 0
+        assert (run["time"] >= pd.Timestamp(day).tz_localize(TIMEZONE)).all()
+
+
+@pytest.mark.slow
+def test_the_cap_binds_the_ray_tasks(small_config, tmp_path):
+    running = start_loop(small_config, tmp_path, speedup=1440, days=1, dispatch=True)
+    wait_until(running, DAY_START + pd.Timedelta(hours=4), timeout_s=180)
+    reply, start_at = submit_load_cap(running, pd.Timedelta(hours=2), 2, 1.5)
+    assert reply.accepted
+    finish(running, timeout_s=400)
+    window = capped_rows(tmp_path, DAY, start_at.ceil("15min"), start_at + pd.Timedelta(hours=2))
+    assert len(window) >= 7
+    assert (window["load_mw"] <= 1.5 + 1e-6).all() and (window["cap_violation_mw"] == 0).all()
+    assert window["tasks"].sum() > 0 or (window["actual_gpus"] == 0).all()
