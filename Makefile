@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/greensched forecast --out $(OUT)/supply.csv --plot $(OUT)/supply.png
-	$(BIN)/greensched nightly --out $(OUT)/nightly --speedup 1440
+	$(BIN)/greensched demo --out $(OUT)/demo --speedup 720
 
 test: $(STAMP)
 	$(BIN)/python -m pytest --durations=15

@@ -438,6 +438,55 @@ def nightly(
 
 
 @app.command()
+def demo(
+    date: Annotated[
+        str | None, typer.Option(help="operating day to run (local date); default tomorrow")
+    ] = None,
+    speedup: Annotated[
+        float, typer.Option(min=60.0, help="simulated seconds per second: 720 = a day in 2 min")
+    ] = 720.0,
+    config: ConfigOption = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/demo"),
+    verbose: VerboseOption = False,
+) -> None:
+    """The whole system: the control plane runs a day on a simulated clock with Ray, and a grid
+    coordinator caps shantou over gRPC in the middle of it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scheduler.drivers.service.demo import CAP_SITE, run_demo
+    from scheduler.horizon import tomorrow
+
+    _setup_logging(verbose)
+    cfg = _load(config)
+    day = date or tomorrow(cfg.timezone).isoformat()
+    start_at = pd.Timestamp(day).tz_localize(cfg.timezone)
+    with Progress(
+        TextColumn("control plane"), BarColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[clock]}"), console=err_console,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("day", total=24 * 60, clock="")
+
+        def show(now: pd.Timestamp) -> None:
+            local = now.tz_convert(cfg.timezone)
+            minutes = (local - start_at) / pd.Timedelta(minutes=1)
+            bar.update(task, completed=minutes, clock=f"{local:%Y-%m-%d %H:%M} {cfg.timezone}")
+
+        result = run_demo(day, out, speedup=speedup, config=config, progress=show)
+    local = result.cap_start.tz_convert(cfg.timezone)
+    console.print(
+        f"cap submitted over gRPC at 10:00: {CAP_SITE} load <= {result.cap_mw:g} MW from "
+        f"{local:%H:%M} for 4 h; the service answered {result.answer}"
+    )
+    _run_summary(result.report)
+    window = result.capped_slots
+    console.print(
+        f"{CAP_SITE} in the capped window: peak load {window['load_mw'].max():.2f} MW against a "
+        f"cap of {result.cap_mw:g} MW, {int((window['cap_violation_mw'] > 1e-6).sum())} slot(s) "
+        f"over it; tables in {result.directory}"
+    )
+
+
+@app.command()
 def study(
     path: Annotated[Path, typer.Argument(help="study YAML (see scheduler/drivers/study.py)")],
     config: ConfigOption = None,
