@@ -401,11 +401,23 @@ def nightly(
         Path | None, typer.Option(help="output directory; default out/nightly/DATE")
     ] = None,
     caps: Annotated[Path | None, typer.Option(help="load caps CSV in force for the night")] = None,
+    caps_from: Annotated[
+        str | None,
+        typer.Option(help="take the caps in force from a running `greensched serve` (HOST:PORT)"),
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="bearer token for --caps-from")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA certificate for --caps-from")] = None,
+    caps_db: Annotated[
+        Path | None, typer.Option(help="take the caps in force from a service database (read-only)")
+    ] = None,
     ray_address: RayAddressOption = None,
     speedup: SpeedupOption = 1.0,
     verbose: VerboseOption = False,
 ) -> None:
     """Forecast, plan and dispatch the next operating day: the command for cron.
+
+    The caps in force come from --caps (a CSV), from a running service (--caps-from) or from its
+    database (--caps-db), so a cap a grid coordinator submitted over gRPC binds the night too.
 
     Exit code 0 only when every job ended done or late with a reason; 1 when a job failed;
     2 for bad input; 75 when another nightly run holds the lock.
@@ -415,9 +427,13 @@ def nightly(
     from scheduler.horizon import tomorrow
 
     cfg = _load(config)
+    if sum(x is not None for x in (caps, caps_from, caps_db)) > 1:
+        raise UserError("--caps, --caps-from and --caps-db: give at most one source of caps")
     day = date or tomorrow(cfg.timezone).isoformat()
     directory = out or Path("out/nightly") / day
     directory.mkdir(parents=True, exist_ok=True)
+    if caps_from is not None or caps_db is not None:
+        caps = _service_caps(directory, caps_from, token, tls_ca, caps_db)
     lock = FileLock(str(directory.parent / ".greensched-nightly.lock"))
     try:
         lock.acquire(timeout=0)
@@ -435,6 +451,32 @@ def nightly(
         )  # fmt: skip
     finally:
         lock.release()
+
+
+def _service_caps(
+    directory: Path, server: str | None, token: str | None, tls_ca: Path | None, db: Path | None
+) -> Path:
+    """The caps in force at a service (or in its database), as ``DIR/caps-in-force.csv``."""
+    import grpc
+
+    from scheduler.drivers.service.client import CapClient
+    from scheduler.drivers.service.store import caps_in_database
+    from scheduler.problem import caps_frame
+
+    if db is not None:
+        found = tuple(caps_in_database(db))
+    else:
+        try:
+            with CapClient(str(server), token=token, tls_ca=tls_ca) as client:
+                found = client.caps_in_force()
+        except grpc.RpcError as error:
+            raise UserError(
+                f"--caps-from {server}: {error.code().name}: {error.details()}"
+            ) from None
+    path = directory / "caps-in-force.csv"
+    write_table(caps_frame(found), path)
+    console.print(f"{len(found)} cap(s) in force from {db or server}")
+    return path
 
 
 @app.command()

@@ -14,8 +14,10 @@ import pandas as pd
 from google.protobuf import duration_pb2, timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from scheduler.contracts import CapType
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_grpc
+from scheduler.problem import LoadCap
 
 __all__ = ["CapClient", "cap_interval", "pb"]
 
@@ -111,6 +113,23 @@ class CapClient:
                 getattr(request, field).FromNanoseconds(pd.Timestamp(time).value)
         reply = self.stub.ListLoadCaps(request, metadata=self.metadata, timeout=self.timeout_s)
         return list(reply.events)
+
+    def caps_in_force(self) -> tuple[LoadCap, ...]:
+        """Every cap of the active events the caller may see, one per target and interval."""
+        return tuple(
+            LoadCap(
+                site,
+                pd.Timestamp(interval.start.ToNanoseconds(), tz="UTC"),
+                pd.Timestamp(interval.start.ToNanoseconds(), tz="UTC")
+                + pd.Timedelta(seconds=interval.duration.ToTimedelta().total_seconds()),
+                CapType(pb.PayloadType.Name(interval.type)),
+                interval.value_mw,
+            )
+            for event in self.list()
+            if event.status == pb.ACTIVE
+            for site in event.targets
+            for interval in event.intervals
+        )
 
     def plan(self, sites: Sequence[str] = ()) -> pb.Plan:
         return self.stub.GetPlan(

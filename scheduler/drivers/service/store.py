@@ -17,16 +17,17 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from scheduler.contracts import UserError
 from scheduler.drivers.service.events import CapEvent
 from scheduler.problem import LoadCap
 
-__all__ = ["ACTIVE", "CANCELLED", "PlanRecord", "Store", "StoredEvent"]
+__all__ = ["ACTIVE", "CANCELLED", "PlanRecord", "Store", "StoredEvent", "caps_in_database"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,25 @@ class PlanRecord:
     caps_in_force: int
     metrics: dict
     plan: pd.DataFrame | None
+
+
+def caps_in_database(path: str | Path) -> list[LoadCap]:
+    """The caps in force in a service database, read without writing to it (a cron run beside
+    a running service). Raises :class:`~scheduler.contracts.UserError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--caps-db {path}: no such file (the database of `greensched serve`)")
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT site, start_ns, end_ns, type, value_mw FROM caps ORDER BY rowid"
+            ).fetchall()
+    except sqlite3.DatabaseError as error:
+        raise UserError(f"--caps-db {path}: not a greensched database: {error}") from None
+    return [
+        LoadCap(site, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"), kind, value)
+        for site, start, end, kind, value in rows
+    ]
 
 
 class Store:

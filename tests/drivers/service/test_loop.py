@@ -110,3 +110,36 @@ def test_the_cap_binds_the_ray_tasks(small_config, tmp_path):
     assert len(window) >= 7
     assert (window["load_mw"] <= 1.5 + 1e-6).all() and (window["cap_violation_mw"] == 0).all()
     assert window["tasks"].sum() > 0 or (window["actual_gpus"] == 0).all()
+
+
+def test_caps_in_a_service_database_are_read_without_writing(server, client, tmp_path):
+    from scheduler.drivers.service.store import caps_in_database
+
+    from .conftest import local
+
+    client.submit("dr-db", ["shantou"], [cap_interval(local("18:00"), 7200, 1.5, load_limit=True)])
+    before = server.store.path.stat().st_mtime_ns
+    (cap,) = caps_in_database(server.store.path)
+    assert (cap.site, cap.value_mw, str(cap.type)) == ("shantou", 1.5, "LOAD_LIMIT")
+    assert cap.start == local("18:00") and cap.end == local("20:00")
+    assert server.store.path.stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_nightly_runs_under_a_cap_submitted_over_grpc(server, client, small_config, tmp_path):
+    from tests.conftest import greensched
+
+    from .conftest import DAY as SERVED_DAY
+    from .conftest import local
+
+    client.submit("dr-night", ["qingyang"], [cap_interval(local("18:00"), 7200, 5.0)])
+    result = greensched("nightly", "--config", str(small_config), "--date", SERVED_DAY,
+                        "--caps-from", f"127.0.0.1:{server.port}", "--speedup", "100000",
+                        "--out", str(tmp_path / "night"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1 cap(s) in force" in result.stdout
+    run = read_table(RUN, tmp_path / "night" / "run.csv")
+    window = run[(run["site"] == "qingyang") & (run["time"] >= local("18:00"))
+                 & (run["time"] < local("20:00"))]  # fmt: skip
+    assert len(window) == 8 and (window["grid_cap_mw"] == 5.0).all()
+    assert (window["grid_mw"] <= 5.0 + 1e-6).all()
