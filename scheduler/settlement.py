@@ -292,6 +292,23 @@ class Settlement:
         self._jobs.backlog[:] = 0
         self._set_plan(self.plan)
 
+    def slot_load(self, t: int) -> dict[str, np.ndarray]:
+        """What each site drew in slot ``t`` once it has run: ``load_mw``, ``grid_mw`` and the
+        ``grid_cap_mw`` and ``load_cap_mw`` in force then, arrays ``[site]`` [MW]."""
+        problem, walk = self.problem, self._walk
+        gpus = np.zeros(len(problem.sites), dtype=np.int64)
+        for _job, site, slot, done in walk.executed[-1:]:
+            if len(slot) and slot[0] == t:
+                np.add.at(gpus, site, done)
+        load = problem.base_load_mw + gpus * problem.mw_per_gpu
+        grid = load - np.minimum(load, self.actual.green_mw[:, t])
+        return {
+            "load_mw": load,
+            "grid_mw": grid,
+            "grid_cap_mw": walk.grid_cap_mw[t],
+            "load_cap_mw": walk.load_cap_mw[t],
+        }
+
     def report(self) -> RunReport:
         """What ran so far: the run tables, events and totals."""
         return self._report(self._jobs, self._walk, self._wall_s)

@@ -142,6 +142,23 @@ class CapClient:
             pb.WatchPlanRequest(sites=sites, summary_only=summary_only), metadata=self.metadata
         )
 
+    def report(
+        self,
+        sites: Sequence[str] = (),
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> pb.Report:
+        """What the sites drew in the slots run so far (usage, demand, baseline, state)."""
+        request = pb.GetReportRequest(sites=sites)
+        for field, time in (("from", start), ("to", end)):
+            if time is not None:
+                getattr(request, field).FromNanoseconds(pd.Timestamp(time).value)
+        return self.stub.GetReport(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def watch_report(self, sites: Sequence[str] = ()) -> Iterator[pb.Report]:
+        """The report so far, then each slot as it runs; cancel with ``.cancel()``."""
+        return self.stub.WatchReport(pb.WatchReportRequest(sites=sites), metadata=self.metadata)
+
     def forecast(self, sites: Sequence[str] = ()) -> pb.Forecast:
         return self.stub.GetForecast(
             pb.GetForecastRequest(sites=sites), metadata=self.metadata, timeout=self.timeout_s

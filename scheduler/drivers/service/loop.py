@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scheduler.clock import Clock
@@ -35,9 +36,23 @@ from scheduler.drivers.service.planner import Planner, RunState
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.settlement import Runner, Settlement
 
-__all__ = ["ControlLoop", "DayDone"]
+__all__ = ["ControlLoop", "DayDone", "ReportRow"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One site in one slot that has run, in the OpenADR 3 report vocabulary [MW]."""
+
+    site: str
+    start: pd.Timestamp
+    usage_mw: float  # USAGE: load drawn
+    demand_mw: float  # DEMAND: grid draw, load minus green used
+    baseline_mw: float  # BASELINE: what the day's plan without caps would have drawn
+    curtailed: bool  # OPERATING_STATE RUNNING_CURTAILED: a cap in force, usage below baseline
+    grid_cap_mw: float
+    load_cap_mw: float  # inf when no LOAD_LIMIT was in force
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,8 @@ class ControlLoop:
         self.runner = runner
         self.replan_every = pd.Timedelta(minutes=config.solver.replan_every_minutes)
         self.done: list[DayDone] = []
+        self.reported: list[ReportRow] = []  # every site-slot run so far, in order
+        self.report_added = threading.Condition()
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -102,6 +119,38 @@ class ControlLoop:
                 finished.jobs, left[jobs["status"] != "failed"], self.pipeline.horizon(day.date())
             )
         return self.done
+
+    def _wait_until(self, t: pd.Timestamp) -> bool:
+        """Sleep until ``t`` on the clock, waking at once when stopped; ``False`` if stopped."""
+        while not self._stop.is_set():
+            left_s = self.clock.real_seconds(t - self.clock.now())
+            if left_s <= 0:
+                return True
+            self._stop.wait(min(left_s, 1.0))
+        return False
+
+    def _report_slot(self, engine: Settlement, t: int, start: pd.Timestamp) -> None:
+        drawn = engine.slot_load(t)
+        baseline = self.planner.baseline_mw[:, t]
+        limits = {s.name: s.grid_import_limit_mw for s in engine.problem.sites}
+        rows = []
+        for s, site in enumerate(engine.problem.site_names):
+            capped = drawn["grid_cap_mw"][s] < limits[site] or np.isfinite(drawn["load_cap_mw"][s])
+            rows.append(
+                ReportRow(
+                    site=site,
+                    start=start,
+                    usage_mw=float(drawn["load_mw"][s]),
+                    demand_mw=float(drawn["grid_mw"][s]),
+                    baseline_mw=float(baseline[s]),
+                    curtailed=bool(capped and drawn["load_mw"][s] < baseline[s] - 1e-6),
+                    grid_cap_mw=float(drawn["grid_cap_mw"][s]),
+                    load_cap_mw=float(drawn["load_cap_mw"][s]),
+                )
+            )
+        with self.report_added:
+            self.reported.extend(rows)
+            self.report_added.notify_all()
 
     def _run_day(self, day: str, carried: pd.DataFrame | None) -> DayDone | None:
         horizon = self.pipeline.horizon(day)
@@ -126,9 +175,8 @@ class ControlLoop:
         log.info("day %s: %d jobs, plan version %d", day, problem.n_jobs, seen)
         for t in range(first, horizon.n_slots):
             boundary = horizon.times[t]
-            if self._stop.is_set():
+            if not self._wait_until(boundary):
                 return None
-            self.clock.sleep_until(boundary)
             current = self.planner.settled()
             if current.version != seen:
                 engine.set_caps(current.problem.caps)
@@ -142,6 +190,7 @@ class ControlLoop:
                 seen, planned_at = current.version, boundary
             engine.step(t)
             self.planner.state = RunState(boundary + slot, engine.remaining_gpu_hours())
+            self._report_slot(engine, t, boundary)
         report = engine.report()
         directory = self.out_dir / day
         save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed)

@@ -33,7 +33,7 @@ from scheduler.drivers.service.auth import Coordinator
 from scheduler.drivers.service.events import CapEvent, event_caps
 from scheduler.drivers.service.store import CANCELLED, PlanRecord, Store, StoredEvent
 from scheduler.horizon import Horizon
-from scheduler.metrics import PlanMetrics, plan_metrics, site_load
+from scheduler.metrics import PlanMetrics, busy_gpus, plan_metrics, site_load
 from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, get_policy
 from scheduler.problem import LoadCap, Problem
@@ -157,7 +157,7 @@ class Planner:
     ) -> None:
         self.config = config
         self._store = store
-        self._clock = clock
+        self.clock = clock
         self._policy = get_policy("optimizer", config.solver)
         self._lock = threading.Lock()
         self._published = threading.Condition()
@@ -166,6 +166,7 @@ class Planner:
         for event_id, cap in store.caps():
             self._caps.setdefault(event_id, []).append(cap)
         self.day = day
+        self.baseline_mw = self._baseline(day)
         problem = self._problem(self._caps_without(None))
         version = store.last_plan_version() + 1
         self._current = self._plan(problem, version, "startup")
@@ -187,7 +188,11 @@ class Planner:
     def new_day(self, day: Problem) -> PlanVersion:
         """Plan the next operating day ``day`` with every cap in force, from its start."""
         with self._lock:
+            same = day.horizon == self.day.horizon and day.jobs.equals(self.day.jobs)
+            if same and self.state is None:  # the day planned at start-up
+                return self._current
             self.day, self.state = day, None
+            self.baseline_mw = self._baseline(day)
             return self._replan_locked(f"day {day.horizon.start.isoformat()}", force=True)
 
     def replan(self, reason: str, state: RunState) -> PlanVersion:
@@ -230,7 +235,7 @@ class Planner:
         :class:`~scheduler.drivers.service.auth.ScopeError` (site outside the caller's scope) or
         :class:`ConflictError` (stale or conflicting modification); nothing is stored then.
         """
-        now = self._clock()
+        now = self.clock()
         caps = event_caps(event, self.config.sites, now)
         coordinator.require(event.targets, "cap")
         with self._lock:
@@ -281,7 +286,7 @@ class Planner:
                 event_id,
                 stored.event.modification_number,
                 coordinator.name,
-                self._clock(),
+                self.clock(),
                 reason,
                 version.record() if version is not self._current else None,
             )
@@ -350,6 +355,13 @@ class Planner:
         coordinator.require(stored.event.targets, "modify caps on")
         return None
 
+    def _baseline(self, day: Problem) -> np.ndarray:
+        """BASELINE: the load ``[site, slot]`` the day's plan without any cap draws [MW]."""
+        free = replace(day, caps=())
+        plan = self._policy.plan(free).plan
+        gpus = busy_gpus(plan, free.site_names, free.horizon)
+        return free.base_load_mw[:, None] + gpus * free.mw_per_gpu[:, None]
+
     def _caps_without(self, event_id: str | None) -> list[LoadCap]:
         return [c for eid, caps in self._caps.items() if eid != event_id for c in caps]
 
@@ -404,7 +416,7 @@ class Planner:
         supply, horizon = problem.supply, problem.horizon
         return PlanVersion(
             version=version,
-            created_at=self._clock(),
+            created_at=self.clock(),
             reason=reason,
             replanned=replanned,
             problem=problem,

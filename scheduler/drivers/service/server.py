@@ -34,7 +34,7 @@ from scheduler.config import Config, load_config
 from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import Authenticator, AuthError, ScopeError
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
-from scheduler.drivers.service.loop import ControlLoop
+from scheduler.drivers.service.loop import ControlLoop, ReportRow
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_grpc
 from scheduler.drivers.service.planner import (
@@ -177,9 +177,12 @@ def _rpc(method: Callable) -> Callable:
 class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
     """Converts messages to shared types and back; see the module docstring."""
 
-    def __init__(self, planner: Planner, auth: Authenticator) -> None:
+    def __init__(
+        self, planner: Planner, auth: Authenticator, loop: ControlLoop | None = None
+    ) -> None:
         self._planner = planner
         self._auth = auth
+        self._loop = loop
 
     @_rpc
     def SubmitLoadCap(self, request: pb.SubmitLoadCapRequest, context) -> pb.SubmitLoadCapResponse:
@@ -208,7 +211,9 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
     @_rpc
     def GetPlan(self, request: pb.GetPlanRequest, context) -> pb.Plan:
         self._auth.identify(context.invocation_metadata())
-        return _plan_message(self._planner.current, self._sites(request.sites), slots=True)
+        return _plan_message(
+            self._planner.current, self._sites(request.sites), self._planner.clock(), slots=True
+        )
 
     def WatchPlan(self, request: pb.WatchPlanRequest, context) -> Iterator[pb.Plan]:
         try:
@@ -216,13 +221,75 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
             sites = self._sites(request.sites)
         except (AuthError, EventError) as error:
             context.abort(_STATUS_OF[type(error)], str(error))
-        version = self._planner.current
-        yield _plan_message(version, sites, slots=not request.summary_only)
+        version, clock = self._planner.current, self._planner.clock
+        yield _plan_message(version, sites, clock(), slots=not request.summary_only)
         while context.is_active():
             newer = self._planner.wait_for_version(version.version, _WATCH_POLL_S)
             if newer is not None:
                 version = newer
-                yield _plan_message(version, sites, slots=not request.summary_only)
+                yield _plan_message(version, sites, clock(), slots=not request.summary_only)
+
+    @_rpc
+    def GetReport(self, request: pb.GetReportRequest, context) -> pb.Report:
+        self._auth.identify(context.invocation_metadata())
+        loop = self._running_loop(context)
+        sites = set(self._sites(request.sites) or self._planner.sites)
+        start = _time_of(getattr(request, "from"), "from") if request.HasField("from") else None
+        end = _time_of(request.to, "to") if request.HasField("to") else None
+        with loop.report_added:
+            rows = [
+                row
+                for row in loop.reported
+                if row.site in sites
+                and (start is None or row.start >= start)
+                and (end is None or row.start < end)
+            ]
+        return self._report_message(rows)
+
+    def WatchReport(self, request: pb.WatchReportRequest, context) -> Iterator[pb.Report]:
+        try:
+            self._auth.identify(context.invocation_metadata())
+            sites = set(self._sites(request.sites) or self._planner.sites)
+        except (AuthError, EventError) as error:
+            context.abort(_STATUS_OF[type(error)], str(error))
+        loop = self._running_loop(context)
+        sent = 0
+        while context.is_active():
+            with loop.report_added:
+                if len(loop.reported) == sent:
+                    loop.report_added.wait(_WATCH_POLL_S)
+                rows, sent = loop.reported[sent:], len(loop.reported)
+            mine = [row for row in rows if row.site in sites]
+            if mine:
+                yield self._report_message(mine)
+
+    def _running_loop(self, context) -> ControlLoop:
+        if self._loop is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this service runs no control loop (plan only): nothing is reported",
+            )
+        assert self._loop is not None
+        return self._loop
+
+    def _report_message(self, rows: list[ReportRow]) -> pb.Report:
+        return pb.Report(
+            clock=_timestamp(self._planner.clock()),
+            slot_minutes=self._planner.horizon.slot_minutes,
+            slots=[
+                pb.ReportSlot(
+                    site=row.site,
+                    start=_timestamp(row.start),
+                    usage_mw=row.usage_mw,
+                    demand_mw=row.demand_mw,
+                    baseline_mw=row.baseline_mw,
+                    operating_state=pb.RUNNING_CURTAILED if row.curtailed else pb.NORMAL,
+                    grid_cap_mw=row.grid_cap_mw,
+                    load_cap_mw=row.load_cap_mw if math.isfinite(row.load_cap_mw) else None,
+                )
+                for row in rows
+            ],
+        )
 
     @_rpc
     def GetForecast(self, request: pb.GetForecastRequest, context) -> pb.Forecast:
@@ -352,9 +419,12 @@ def _event_message(stored: StoredEvent) -> pb.LoadCapEvent:
     )
 
 
-def _plan_message(version: PlanVersion, sites: list[str], slots: bool) -> pb.Plan:
+def _plan_message(
+    version: PlanVersion, sites: list[str], clock: pd.Timestamp, slots: bool
+) -> pb.Plan:
     metrics = version.metrics
     message = pb.Plan(
+        clock=_timestamp(clock),
         version=version.version,
         created_at=_timestamp(version.created_at),
         reason=version.reason,
@@ -473,7 +543,14 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
     port = _bind(server, options)  # before the database: a busy port writes nothing
     store = Store(options.db)
     planner = Planner(config, replace(problem, actual_supply=None), store, clock)
-    pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth), server)
+    loop, ray_started = None, False
+    if loop_clock is not None:
+        runner, ray_started = _runner(options, config)
+        loop = ControlLoop(
+            config, pipeline, planner, loop_clock, first_day=pd.Timestamp(first),
+            days=options.days, out_dir=options.out, runner=runner,
+        )  # fmt: skip
+    pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth, loop), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -497,13 +574,6 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         log.warning(
             "no --auth file: open service, every caller may cap every site; bound to loopback only"
         )
-    if loop_clock is None:
-        return Running(server, port, planner, store, health_servicer)
-    runner, ray_started = _runner(options, config)
-    loop = ControlLoop(
-        config, pipeline, planner, loop_clock, first_day=pd.Timestamp(first), days=options.days,
-        out_dir=options.out, runner=runner,
-    )  # fmt: skip
     return Running(server, port, planner, store, health_servicer, loop, ray_started)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from scheduler.contracts import RUN, read_table
-from scheduler.drivers.service.client import CapClient
+from scheduler.drivers.service.client import CapClient, pb
 from scheduler.drivers.service.server import Running, ServeOptions, start
 
 from .conftest import TIMEZONE
@@ -41,11 +41,12 @@ def wait_until(running: Running, when: pd.Timestamp, timeout_s: float = 60) -> N
         time.sleep(0.05)
 
 
-def finish(running: Running, timeout_s: float = 240) -> None:
+def finish(running: Running, timeout_s: float = 240, stop: bool = True) -> None:
     assert running.thread is not None
     running.thread.join(timeout_s)
     assert not running.thread.is_alive(), "the loop did not finish its days"
-    running.stop(0)
+    if stop:
+        running.stop(0)
 
 
 def capped_rows(tmp_path: Path, day: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -73,7 +74,20 @@ def test_a_cap_submitted_during_the_day_binds_what_runs(small_config, tmp_path):
     assert reply.accepted
     now_reply, now_at = submit_load_cap(running, pd.Timedelta(0), 1, 1.2)
     assert now_reply.accepted
-    finish(running)
+    with CapClient(f"127.0.0.1:{running.port}") as client:
+        clock = pd.Timestamp(client.plan().clock.ToNanoseconds(), tz="UTC")
+        assert now_at <= clock <= running.loop.clock.now()  # the service says its clock
+        finish(running, stop=False)
+        report = client.report(["shantou"], start_at, start_at + pd.Timedelta(hours=3))
+    running.stop(0)
+    # what the coordinator is told: the load drawn, under the cap, against the baseline
+    assert len(report.slots) >= 12
+    assert all(r.usage_mw <= 1.5 + 1e-6 and r.load_cap_mw == 1.5 for r in report.slots)
+    avoided = sum(r.baseline_mw - r.usage_mw for r in report.slots)
+    assert avoided > 0
+    for r in report.slots:
+        curtailed = r.operating_state == pb.RUNNING_CURTAILED
+        assert curtailed == (r.usage_mw < r.baseline_mw - 1e-6)
 
     window = capped_rows(tmp_path, DAY, start_at.floor("15min"), start_at + pd.Timedelta(hours=3))
     assert len(window) == 13  # 3 h of 15-min slots, the first one started before the cap
@@ -143,3 +157,11 @@ def test_nightly_runs_under_a_cap_submitted_over_grpc(server, client, small_conf
                  & (run["time"] < local("20:00"))]  # fmt: skip
     assert len(window) == 8 and (window["grid_cap_mw"] == 5.0).all()
     assert (window["grid_mw"] <= 5.0 + 1e-6).all()
+
+
+def test_a_plan_only_service_has_nothing_to_report(client):
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as error:
+        client.report()
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION

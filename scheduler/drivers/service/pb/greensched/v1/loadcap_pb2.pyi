@@ -28,6 +28,12 @@ class EventStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_STATUS_UNSPECIFIED: _ClassVar[EventStatus]
     ACTIVE: _ClassVar[EventStatus]
     CANCELLED: _ClassVar[EventStatus]
+
+class OperatingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATING_STATE_UNSPECIFIED: _ClassVar[OperatingState]
+    NORMAL: _ClassVar[OperatingState]
+    RUNNING_CURTAILED: _ClassVar[OperatingState]
 PAYLOAD_TYPE_UNSPECIFIED: PayloadType
 IMPORT_CAPACITY_LIMIT: PayloadType
 LOAD_LIMIT: PayloadType
@@ -37,6 +43,9 @@ OPT_OUT: Opt
 EVENT_STATUS_UNSPECIFIED: EventStatus
 ACTIVE: EventStatus
 CANCELLED: EventStatus
+OPERATING_STATE_UNSPECIFIED: OperatingState
+NORMAL: OperatingState
+RUNNING_CURTAILED: OperatingState
 
 class Interval(_message.Message):
     __slots__ = ("start", "duration", "type", "value_mw")
@@ -210,7 +219,7 @@ class SiteSlot(_message.Message):
     def __init__(self, site: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus_busy: _Optional[int] = ..., load_mw: _Optional[float] = ..., green_mw: _Optional[float] = ..., grid_mw: _Optional[float] = ..., grid_cap_mw: _Optional[float] = ..., load_cap_mw: _Optional[float] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("version", "created_at", "reason", "replanned", "horizon_start", "slot_minutes", "caps_in_force", "solver_status", "plan_seconds", "metrics", "slots")
+    __slots__ = ("version", "created_at", "reason", "replanned", "horizon_start", "slot_minutes", "caps_in_force", "solver_status", "plan_seconds", "metrics", "slots", "clock")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +231,7 @@ class Plan(_message.Message):
     PLAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
     version: int
     created_at: _timestamp_pb2.Timestamp
     reason: str
@@ -233,7 +243,53 @@ class Plan(_message.Message):
     plan_seconds: float
     metrics: PlanMetrics
     slots: _containers.RepeatedCompositeFieldContainer[SiteSlot]
-    def __init__(self, version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., replanned: _Optional[bool] = ..., horizon_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot_minutes: _Optional[int] = ..., caps_in_force: _Optional[int] = ..., solver_status: _Optional[str] = ..., plan_seconds: _Optional[float] = ..., metrics: _Optional[_Union[PlanMetrics, _Mapping]] = ..., slots: _Optional[_Iterable[_Union[SiteSlot, _Mapping]]] = ...) -> None: ...
+    clock: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., replanned: _Optional[bool] = ..., horizon_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot_minutes: _Optional[int] = ..., caps_in_force: _Optional[int] = ..., solver_status: _Optional[str] = ..., plan_seconds: _Optional[float] = ..., metrics: _Optional[_Union[PlanMetrics, _Mapping]] = ..., slots: _Optional[_Iterable[_Union[SiteSlot, _Mapping]]] = ..., clock: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetReportRequest(_message.Message):
+    __slots__ = ("sites", "to")
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    to: _timestamp_pb2.Timestamp
+    def __init__(self, sites: _Optional[_Iterable[str]] = ..., to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., **kwargs) -> None: ...
+
+class WatchReportRequest(_message.Message):
+    __slots__ = ("sites",)
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sites: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReportSlot(_message.Message):
+    __slots__ = ("site", "start", "usage_mw", "demand_mw", "baseline_mw", "operating_state", "grid_cap_mw", "load_cap_mw")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    USAGE_MW_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_MW_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_MW_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_STATE_FIELD_NUMBER: _ClassVar[int]
+    GRID_CAP_MW_FIELD_NUMBER: _ClassVar[int]
+    LOAD_CAP_MW_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    start: _timestamp_pb2.Timestamp
+    usage_mw: float
+    demand_mw: float
+    baseline_mw: float
+    operating_state: OperatingState
+    grid_cap_mw: float
+    load_cap_mw: float
+    def __init__(self, site: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., usage_mw: _Optional[float] = ..., demand_mw: _Optional[float] = ..., baseline_mw: _Optional[float] = ..., operating_state: _Optional[_Union[OperatingState, str]] = ..., grid_cap_mw: _Optional[float] = ..., load_cap_mw: _Optional[float] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("clock", "slot_minutes", "slots")
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
+    SLOT_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    clock: _timestamp_pb2.Timestamp
+    slot_minutes: int
+    slots: _containers.RepeatedCompositeFieldContainer[ReportSlot]
+    def __init__(self, clock: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot_minutes: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[ReportSlot, _Mapping]]] = ...) -> None: ...
 
 class GetForecastRequest(_message.Message):
     __slots__ = ("sites",)

@@ -59,6 +59,16 @@ class LoadCapServiceStub:
                 request_serializer=greensched_dot_v1_dot_loadcap__pb2.WatchPlanRequest.SerializeToString,
                 response_deserializer=greensched_dot_v1_dot_loadcap__pb2.Plan.FromString,
                 _registered_method=True)
+        self.GetReport = channel.unary_unary(
+                '/greensched.v1.LoadCapService/GetReport',
+                request_serializer=greensched_dot_v1_dot_loadcap__pb2.GetReportRequest.SerializeToString,
+                response_deserializer=greensched_dot_v1_dot_loadcap__pb2.Report.FromString,
+                _registered_method=True)
+        self.WatchReport = channel.unary_stream(
+                '/greensched.v1.LoadCapService/WatchReport',
+                request_serializer=greensched_dot_v1_dot_loadcap__pb2.WatchReportRequest.SerializeToString,
+                response_deserializer=greensched_dot_v1_dot_loadcap__pb2.Report.FromString,
+                _registered_method=True)
         self.GetForecast = channel.unary_unary(
                 '/greensched.v1.LoadCapService/GetForecast',
                 request_serializer=greensched_dot_v1_dot_loadcap__pb2.GetForecastRequest.SerializeToString,
@@ -104,6 +114,20 @@ class LoadCapServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReport(self, request, context):
+        """What the sites drew in the slots run so far: usage, demand, baseline, operating state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchReport(self, request, context):
+        """The report so far, then every slot as it is run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetForecast(self, request, context):
         """The renewable supply forecast the plan is made on.
         """
@@ -138,6 +162,16 @@ def add_LoadCapServiceServicer_to_server(servicer, server):
                     servicer.WatchPlan,
                     request_deserializer=greensched_dot_v1_dot_loadcap__pb2.WatchPlanRequest.FromString,
                     response_serializer=greensched_dot_v1_dot_loadcap__pb2.Plan.SerializeToString,
+            ),
+            'GetReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReport,
+                    request_deserializer=greensched_dot_v1_dot_loadcap__pb2.GetReportRequest.FromString,
+                    response_serializer=greensched_dot_v1_dot_loadcap__pb2.Report.SerializeToString,
+            ),
+            'WatchReport': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReport,
+                    request_deserializer=greensched_dot_v1_dot_loadcap__pb2.WatchReportRequest.FromString,
+                    response_serializer=greensched_dot_v1_dot_loadcap__pb2.Report.SerializeToString,
             ),
             'GetForecast': grpc.unary_unary_rpc_method_handler(
                     servicer.GetForecast,
@@ -280,6 +314,60 @@ class LoadCapService:
             '/greensched.v1.LoadCapService/WatchPlan',
             greensched_dot_v1_dot_loadcap__pb2.WatchPlanRequest.SerializeToString,
             greensched_dot_v1_dot_loadcap__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greensched.v1.LoadCapService/GetReport',
+            greensched_dot_v1_dot_loadcap__pb2.GetReportRequest.SerializeToString,
+            greensched_dot_v1_dot_loadcap__pb2.Report.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/greensched.v1.LoadCapService/WatchReport',
+            greensched_dot_v1_dot_loadcap__pb2.WatchReportRequest.SerializeToString,
+            greensched_dot_v1_dot_loadcap__pb2.Report.FromString,
             options,
             channel_credentials,
             insecure,
