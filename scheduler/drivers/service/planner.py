@@ -88,6 +88,7 @@ class SubmitAnswer:
     cost: CapCost
     plan_version: int
     replayed: bool = False
+    scheduled: bool = False  # every cap lies after the day planned: stored, not planned yet
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,7 +97,10 @@ class SubmitAnswer:
     def from_dict(cls, data: dict, replayed: bool) -> SubmitAnswer:
         cost = dict(data["cost"])
         cost["late_jobs"] = tuple(cost["late_jobs"])
-        return cls(data["opt_in"], data["reason"], CapCost(**cost), data["plan_version"], replayed)
+        return cls(
+            data["opt_in"], data["reason"], CapCost(**cost), data["plan_version"], replayed,
+            data.get("scheduled", False),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ class Planner:
             problem = self._problem(self._caps_without(event.event_id) + caps)
             previous = self._current
             version = self._next(problem, f"submit {event.event_id}")
-            answer = _answer(previous, version, problem)
+            answer = _answer(previous, version, problem, caps)
             self._store.save_submission(
                 event,
                 caps,
@@ -434,8 +438,20 @@ class Planner:
             self._published.notify_all()
 
 
-def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitAnswer:
-    """OPT_IN when no job is later than before, else OPT_OUT naming the jobs made late."""
+def _answer(
+    previous: PlanVersion, new: PlanVersion, problem: Problem, caps: Sequence[LoadCap]
+) -> SubmitAnswer:
+    """OPT_IN when no job is later than before, else OPT_OUT naming the jobs made late;
+    SCHEDULED when every one of the event's ``caps`` starts after the day planned."""
+    if new is previous and all(cap.start >= problem.horizon.end for cap in caps):
+        return SubmitAnswer(
+            True,
+            f"stored; it starts after the operating day now planned (to "
+            f"{problem.horizon.end.isoformat()}) and is planned when its day starts",
+            CapCost((), 0, 0.0, 0.0, 0.0, 0.0),
+            new.version,
+            scheduled=True,
+        )
     if new is previous:
         return SubmitAnswer(
             True,

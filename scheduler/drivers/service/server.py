@@ -379,7 +379,7 @@ def _answer_message(answer: SubmitAnswer) -> pb.SubmitLoadCapResponse:
     cost = answer.cost
     return pb.SubmitLoadCapResponse(
         accepted=True,
-        opt=pb.OPT_IN if answer.opt_in else pb.OPT_OUT,
+        opt=pb.SCHEDULED if answer.scheduled else pb.OPT_IN if answer.opt_in else pb.OPT_OUT,
         opt_reason=answer.reason,
         cost=pb.CapCost(
             late_jobs=cost.late_jobs,

@@ -145,7 +145,9 @@ def test_caps_that_change_nothing_keep_the_plan_version(client: CapClient) -> No
     reply = client.submit("loose", ["shantou"], [above_limit])
     assert reply.opt == pb.OPT_IN and reply.plan_version == 1
     next_day = cap_interval(HORIZON.end + pd.Timedelta(hours=2), 3600, 2.0)
-    assert client.submit("tomorrow", ["shantou"], [next_day]).plan_version == 1
+    reply = client.submit("tomorrow", ["shantou"], [next_day])
+    assert reply.plan_version == 1 and reply.opt == pb.SCHEDULED  # stored, planned later
+    assert "planned when its day starts" in reply.opt_reason
     assert len(client.list()) == 2
 
 

@@ -104,6 +104,12 @@ def test_a_cap_submitted_during_the_day_binds_what_runs(small_config, tmp_path):
 
 def test_days_roll_over_without_restart(small_config, tmp_path):
     running = start_loop(small_config, tmp_path, speedup=43200, days=3, dispatch=False)
+    tomorrow_8 = DAY_START + pd.Timedelta(days=1, hours=8)
+    with CapClient(f"127.0.0.1:{running.port}") as client:
+        reply = client.submit(
+            "next-day", ["shantou"], [cap_interval(tomorrow_8, 7200, 1.5, load_limit=True)]
+        )
+    assert reply.opt == pb.SCHEDULED  # beyond the day planned: stored, planned when it starts
     finish(running)
     days = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert days == ["2026-06-21", "2026-06-22", "2026-06-23"]
@@ -111,6 +117,9 @@ def test_days_roll_over_without_restart(small_config, tmp_path):
         run = read_table(RUN, tmp_path / "out" / day / "run.csv")
         assert len(run) == 2 * 96 and run["actual_gpus"].sum() > 0
         assert (run["time"] >= pd.Timestamp(day).tz_localize(TIMEZONE)).all()
+    capped = capped_rows(tmp_path, days[1], tomorrow_8, tomorrow_8 + pd.Timedelta(hours=2))
+    assert len(capped) == 8 and (capped["load_cap_mw"] == 1.5).all()
+    assert (capped["load_mw"] <= 1.5 + 1e-6).all()
 
 
 @pytest.mark.slow

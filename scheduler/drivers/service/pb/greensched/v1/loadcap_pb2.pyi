@@ -22,6 +22,7 @@ class Opt(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OPT_UNSPECIFIED: _ClassVar[Opt]
     OPT_IN: _ClassVar[Opt]
     OPT_OUT: _ClassVar[Opt]
+    SCHEDULED: _ClassVar[Opt]
 
 class EventStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -40,6 +41,7 @@ LOAD_LIMIT: PayloadType
 OPT_UNSPECIFIED: Opt
 OPT_IN: Opt
 OPT_OUT: Opt
+SCHEDULED: Opt
 EVENT_STATUS_UNSPECIFIED: EventStatus
 ACTIVE: EventStatus
 CANCELLED: EventStatus
