@@ -309,6 +309,59 @@ class Settlement:
             "load_cap_mw": walk.load_cap_mw[t],
         }
 
+    def state(self) -> dict[str, object]:
+        """Everything the walk has done so far, as plain JSON-ready values (see
+        :meth:`restore`): a live loop stores it after every slot to survive a crash."""
+        jobs, walk = self._jobs, self._walk
+        return {
+            "jobs": {
+                "done": jobs.done.tolist(),
+                "backlog": jobs.backlog.tolist(),
+                "finished_slot": jobs.finished_slot.tolist(),
+                "ran_site": jobs.ran_site.tolist(),
+                "ran_slots": jobs.ran_slots.tolist(),
+                "tokens_real": jobs.tokens_real.tolist(),
+                "failed": jobs.failed,
+                "notes": jobs.notes,
+                "cut_units": jobs.cut_units,
+            },
+            "executed": [[a.tolist() for a in part] for part in walk.executed],
+            "dispatched": [[t, a.tolist(), b.tolist()] for t, a, b in walk.dispatched],
+            "failed_tasks": walk.failed_tasks,
+            "capacity": {str(t): a.tolist() for t, a in walk.capacity.items()},
+            "grid_cap_mw": {str(t): a.tolist() for t, a in walk.grid_cap_mw.items()},
+            "load_cap_mw": {str(t): a.tolist() for t, a in walk.load_cap_mw.items()},
+            "events": [{k: _plain(v) for k, v in e.items()} for e in walk.events],
+            "wall_s": self._wall_s,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continue from a :meth:`state` of the same problem (after a restart)."""
+        saved = state["jobs"]
+        jobs = self._jobs
+        for name in ("done", "backlog", "finished_slot", "ran_slots", "tokens_real"):
+            getattr(jobs, name)[:] = saved[name]
+        jobs.ran_site[:] = np.asarray(saved["ran_site"], dtype=bool)
+        jobs.failed, jobs.notes, jobs.cut_units = (
+            saved["failed"],
+            saved["notes"],
+            saved["cut_units"],
+        )
+        arrays = [tuple(np.asarray(a, dtype=np.int64) for a in part) for part in state["executed"]]
+        self._walk = _Walk(
+            executed=arrays,  # type: ignore[arg-type]
+            dispatched=[
+                (int(t), np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+                for t, a, b in state["dispatched"]
+            ],
+            failed_tasks=[(int(t), int(s)) for t, s in state["failed_tasks"]],
+            capacity={int(t): np.asarray(a) for t, a in state["capacity"].items()},
+            grid_cap_mw={int(t): np.asarray(a) for t, a in state["grid_cap_mw"].items()},
+            load_cap_mw={int(t): np.asarray(a) for t, a in state["load_cap_mw"].items()},
+            events=[{**e, "time": pd.Timestamp(e["time"])} for e in state["events"]],
+        )
+        self._wall_s = float(state["wall_s"])
+
     def report(self) -> RunReport:
         """What ran so far: the run tables, events and totals."""
         return self._report(self._jobs, self._walk, self._wall_s)
@@ -720,3 +773,10 @@ def _tokens(plan: pd.DataFrame, problem: Problem) -> float:
 def settle(problem: Problem, plan: pd.DataFrame) -> RunReport:
     """Settle ``plan`` on ``problem.actual_supply`` at once, with no runner (a replayed day)."""
     return Settlement(problem, plan).run()
+
+
+def _plain(value: object) -> object:
+    """A cell as JSON holds it: numpy scalars as numbers, times as ISO 8601 text."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else value

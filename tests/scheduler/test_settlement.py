@@ -144,3 +144,32 @@ def test_a_lost_site_hands_the_work_left_to_the_replanner():
     assert set(run.events["kind"]) == {"site_lost", "replanned"}
     ran = run.executed.groupby("site")["gpus"].sum().to_dict()
     assert ran == {"b": 40, "a": 120}
+
+
+def test_a_walk_resumed_from_its_stored_state_ends_as_if_never_stopped():
+    """The state after slot 2, through JSON, into a fresh engine: the same end as one walk."""
+    import json
+
+    forecast = np.full((2, 6), 0.05)
+    actual = forecast.copy()
+    actual[0, 1:3] = 0.0
+    cap = LoadCap("a", START + HOUR, START + 3 * HOUR, LOAD_LIMIT, 0.02)
+    jobs = [job("x", 120, 40, 0, 6), job("y", 60, 30, 1, 5, preemptible=False)]
+    problem = make_problem([site("a"), site("b")], forecast, jobs, caps=[cap],
+                           actual_green_mw=actual)  # fmt: skip
+    plan = pd.DataFrame(plan_rows("x", "a", range(3), 40) + plan_rows("y", "a", range(1, 3), 30))
+    whole = settle(problem, plan)
+
+    first = Settlement(problem, plan)
+    for t in range(3):
+        first.step(t)
+    stored = json.loads(json.dumps(first.state()))
+    second = Settlement(problem, plan)
+    second.restore(stored)
+    for t in range(3, 6):
+        if second.work_left(t):
+            second.step(t)
+    resumed = second.report()
+    pd.testing.assert_frame_equal(resumed.site_slots, whole.site_slots)
+    pd.testing.assert_frame_equal(resumed.jobs, whole.jobs)
+    assert list(resumed.events["kind"]) == list(whole.events["kind"])

@@ -16,6 +16,11 @@ slot, on Ray or with no runner (``--no-dispatch``). At every slot boundary:
 
 At the end of a day its plan directory and run tables go to ``OUT/YYYY-MM-DD/`` and work left
 unfinished is carried into the next day, so days roll over by themselves.
+
+After every slot the loop commits where it stands to the service's database (the day, the first
+slot not yet run, the work carried into the day, the settlement engine's state) in one
+transaction. Started again on the same database after a crash, it resumes there: a slot that was
+running when the process died is run again and counted once, and no job is lost.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from scheduler.config import Config
 from scheduler.contracts.plandir import RunReport, write_run_report
 from scheduler.drivers.plan_output import save_run_day
 from scheduler.drivers.service.planner import Planner, RunState
+from scheduler.drivers.service.store import LoopProgress, Store
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.settlement import Runner, Settlement
 
@@ -78,6 +84,7 @@ class ControlLoop:
         config: Config,
         pipeline: DayPipeline,
         planner: Planner,
+        store: Store,
         clock: Clock,
         *,
         first_day: pd.Timestamp,
@@ -88,6 +95,7 @@ class ControlLoop:
         self.config = config
         self.pipeline = pipeline
         self.planner = planner
+        self.store = store
         self.clock = clock
         self.first_day = first_day
         self.days = days
@@ -105,12 +113,15 @@ class ControlLoop:
 
     def run(self) -> list[DayDone]:
         """Run the days; returns them as they finished (also in :attr:`done`)."""
-        day = self.first_day
-        carried: pd.DataFrame | None = None
+        progress = self.store.loop_progress()
+        resume = progress if progress is not None and not progress.finished else None
+        day = pd.Timestamp(resume.day) if resume is not None else self.first_day
+        carried = resume.carried if resume is not None else None
         while not self._stop.is_set() and (self.days is None or len(self.done) < self.days):
-            finished = self._run_day(day.date().isoformat(), carried)
+            finished = self._run_day(day.date().isoformat(), carried, resume)
             if finished is None:
                 break
+            resume = None
             self.done.append(finished)
             jobs = finished.report.jobs.set_index("job_id")
             left = jobs["gpu_hours_required"] - jobs["gpu_hours_done"]
@@ -118,6 +129,7 @@ class ControlLoop:
             carried = carry_over(
                 finished.jobs, left[jobs["status"] != "failed"], self.pipeline.horizon(day.date())
             )
+            self.store.save_loop_slot(day.date().isoformat(), 0, carried, {})
         return self.done
 
     def _wait_until(self, t: pd.Timestamp) -> bool:
@@ -152,7 +164,9 @@ class ControlLoop:
             self.reported.extend(rows)
             self.report_added.notify_all()
 
-    def _run_day(self, day: str, carried: pd.DataFrame | None) -> DayDone | None:
+    def _run_day(
+        self, day: str, carried: pd.DataFrame | None, resume: LoopProgress | None
+    ) -> DayDone | None:
         horizon = self.pipeline.horizon(day)
         problem = self.pipeline.problem(horizon, carried=carried)
         version = self.planner.new_day(replace(problem, actual_supply=None))
@@ -164,8 +178,13 @@ class ControlLoop:
         )
         slot = pd.Timedelta(minutes=horizon.slot_minutes)
         # started inside the first day: plan the work from the first slot still to come (later
-        # days run every slot, late if the loop has fallen behind its clock)
+        # days run every slot, late if the loop has fallen behind its clock); resumed after a
+        # crash: from the first slot not yet run
         first = 0 if self.done else int((horizon.times + slot <= self.clock.now()).sum())
+        if resume is not None and resume.engine_state:
+            engine.restore(resume.engine_state)
+            first = max(first, resume.next_slot)
+            log.warning("day %s: resuming at slot %d after a restart", day, first)
         first = min(first, horizon.n_slots - 1)
         if first:
             state = RunState(horizon.times[first], engine.remaining_gpu_hours())
@@ -189,9 +208,11 @@ class ControlLoop:
                 engine.replace_plan(current.result.plan, boundary)
                 seen, planned_at = current.version, boundary
             engine.step(t)
+            self.store.save_loop_slot(day, t + 1, carried, engine.state())
             self.planner.state = RunState(boundary + slot, engine.remaining_gpu_hours())
             self._report_slot(engine, t, boundary)
         report = engine.report()
+        self.store.save_loop_slot(day, horizon.n_slots, carried, engine.state(), finished=True)
         directory = self.out_dir / day
         save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed)
         write_run_report(directory, report)

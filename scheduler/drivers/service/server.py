@@ -506,6 +506,20 @@ def _bind(server: grpc.Server, options: ServeOptions) -> int:
         ) from None
 
 
+def _loop_clock(options: ServeOptions, store: Store, config: Config) -> Clock:
+    """The wall clock, or a simulated one from ``options.clock_start``; a simulated day the
+    loop was running when the process stopped resumes at the first slot it had not run."""
+    if options.clock_start is None:
+        return RealClock()
+    start_at = options.clock_start
+    progress = store.loop_progress()
+    if progress is not None and not progress.finished:
+        day_start = pd.Timestamp(progress.day).tz_localize(config.timezone).tz_convert("UTC")
+        slot = pd.Timedelta(minutes=config.forecast.slot_minutes)
+        start_at = max(start_at, day_start + progress.next_slot * slot)
+    return CompressedClock(options.speedup, start=start_at)
+
+
 def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) -> Running:
     """Forecast the day, load jobs and caps, plan, and start serving on ``options.listen``."""
     config = load_config(options.config)
@@ -515,24 +529,6 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         else Authenticator.from_file(options.auth, config.sites)
     )
     check_listen(options.listen, auth.is_open)
-    loop_clock: Clock | None = None
-    if options.loop:
-        loop_clock = (
-            RealClock()
-            if options.clock_start is None
-            else CompressedClock(options.speedup, start=options.clock_start)
-        )
-        clock = loop_clock.now
-    first = options.date or (
-        clock().tz_convert(config.timezone).date().isoformat()
-        if options.loop
-        else tomorrow(config.timezone).isoformat()
-    )
-    day = first
-    pipeline = DayPipeline(config, parse_weather_specs(list(options.weather), list(config.sites)))
-    horizon = pipeline.horizon(day)
-    jobs = read_jobs(options.jobs) if options.jobs is not None else None
-    problem = pipeline.problem(horizon, jobs=jobs, jobs_source=f"{options.jobs} line")
     server = grpc.server(
         ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="greensched-rpc"),
         options=[
@@ -542,12 +538,25 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
     )
     port = _bind(server, options)  # before the database: a busy port writes nothing
     store = Store(options.db)
+    loop_clock: Clock | None = None
+    if options.loop:
+        loop_clock = _loop_clock(options, store, config)
+        clock = loop_clock.now
+    first = options.date or (
+        clock().tz_convert(config.timezone).date().isoformat()
+        if options.loop
+        else tomorrow(config.timezone).isoformat()
+    )
+    pipeline = DayPipeline(config, parse_weather_specs(list(options.weather), list(config.sites)))
+    horizon = pipeline.horizon(first)
+    jobs = read_jobs(options.jobs) if options.jobs is not None else None
+    problem = pipeline.problem(horizon, jobs=jobs, jobs_source=f"{options.jobs} line")
     planner = Planner(config, replace(problem, actual_supply=None), store, clock)
     loop, ray_started = None, False
     if loop_clock is not None:
         runner, ray_started = _runner(options, config)
         loop = ControlLoop(
-            config, pipeline, planner, loop_clock, first_day=pd.Timestamp(first),
+            config, pipeline, planner, store, loop_clock, first_day=pd.Timestamp(first),
             days=options.days, out_dir=options.out, runner=runner,
         )  # fmt: skip
     pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth, loop), server)
@@ -566,7 +575,7 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         port,
         "TLS" if options.tls else "plaintext",
         ", client certificates required" if options.tls and options.tls.client_ca else "",
-        day,
+        first,
         problem.n_jobs,
         options.db,
     )

@@ -23,11 +23,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from scheduler.contracts import UserError
+from scheduler.contracts import JOBS, UserError
 from scheduler.drivers.service.events import CapEvent
 from scheduler.problem import LoadCap
 
-__all__ = ["ACTIVE", "CANCELLED", "PlanRecord", "Store", "StoredEvent", "caps_in_database"]
+__all__ = [
+    "ACTIVE",
+    "CANCELLED",
+    "LoopProgress",
+    "PlanRecord",
+    "Store",
+    "StoredEvent",
+    "caps_in_database",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +86,14 @@ CREATE TABLE IF NOT EXISTS audit (
     modification_number INTEGER NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS loop_days (
+    day TEXT PRIMARY KEY,
+    next_slot INTEGER NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0,
+    carried_json TEXT NOT NULL,
+    engine_json TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 """
 
 
@@ -122,6 +138,17 @@ def caps_in_database(path: str | Path) -> list[LoadCap]:
         LoadCap(site, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"), kind, value)
         for site, start, end, kind, value in rows
     ]
+
+
+@dataclass(frozen=True)
+class LoopProgress:
+    """How far the control loop got on ``day`` (see :meth:`Store.save_loop_slot`)."""
+
+    day: str
+    next_slot: int
+    finished: bool
+    carried: pd.DataFrame | None
+    engine_state: dict
 
 
 class Store:
@@ -281,6 +308,50 @@ class Store:
     def save_plan(self, plan: PlanRecord) -> None:
         with self._transaction() as db:
             _insert_plan(db, plan)
+
+    # --- the control loop's progress --------------------------------------------------------
+    def save_loop_slot(
+        self,
+        day: str,
+        next_slot: int,
+        carried: pd.DataFrame | None,
+        engine_state: dict,
+        finished: bool = False,
+    ) -> None:
+        """Where the loop stands on ``day`` after a slot, in one transaction: the first slot
+        not yet run, the jobs carried into the day, the settlement engine's state."""
+        carried_json = "" if carried is None else carried.to_json(orient="split", date_format="iso")
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO loop_days (day, next_slot, finished, carried_json, engine_json, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE SET "
+                "next_slot = excluded.next_slot, finished = excluded.finished, "
+                "carried_json = excluded.carried_json, engine_json = excluded.engine_json, "
+                "updated_at = excluded.updated_at",
+                (day, next_slot, int(finished), carried_json, json.dumps(engine_state),
+                 pd.Timestamp.now(tz="UTC").isoformat()),
+            )  # fmt: skip
+
+    def loop_progress(self) -> LoopProgress | None:
+        """The latest day the loop ran, and how far (``None`` before the first slot)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT day, next_slot, finished, carried_json, engine_json FROM loop_days "
+                "ORDER BY day DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        day, next_slot, finished, carried_json, engine_json = row
+        carried = (
+            JOBS.canonical(
+                pd.read_json(
+                    io.StringIO(carried_json), orient="split", convert_dates=False, dtype=False
+                )
+            )
+            if carried_json
+            else None
+        )
+        return LoopProgress(day, int(next_slot), bool(finished), carried, json.loads(engine_json))
 
 
 _EVENT_QUERY = (

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import grpc
 import pandas as pd
 import pytest
 
+from scheduler.contracts import JOBS, RUN, RUN_JOBS, read_table
 from scheduler.drivers.service.client import CapClient, cap_interval, pb
 from scheduler.horizon import tomorrow
 
@@ -110,3 +113,68 @@ def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _next_slot(db: Path) -> int:
+    """The furthest slot the loop has committed (0 before its database and table exist)."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT MAX(next_slot) FROM loop_days").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0] or 0)
+
+
+@pytest.mark.slow
+def test_the_loop_killed_twice_resumes_without_losing_or_doubling_work(
+    small_config: Path, tmp_path: Path
+) -> None:
+    """SIGKILL while a simulated day runs, twice; each restart resumes where the last slot was
+    committed. In the end every job's work is done once: done + unfinished == submitted."""
+    day, db, log = "2026-06-21", tmp_path / "caps.sqlite", tmp_path / "serve.log"
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "scheduler.drivers.service", "serve", f"--config={small_config}",
+        f"--db={db}", "--no-dispatch", f"--out={out}", "--clock-start",
+        f"{day}T00:00+08:00", "--speedup", "3600", "--days", "1",
+    ]  # fmt: skip
+    reached = []
+    for _ in range(2):
+        port = free_port()
+        with log.open("ab") as sink:
+            process = subprocess.Popen([*command, f"--listen=127.0.0.1:{port}"], stdout=sink,
+                                       stderr=subprocess.STDOUT, env=os.environ)  # fmt: skip
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while _next_slot(db) <= (reached[-1] if reached else 0) + 8:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            reached.append(_next_slot(db))
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    port = free_port()
+    finished = subprocess.run([*command, f"--listen=127.0.0.1:{port}"], capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    text = log.read_text() + finished.stderr
+    assert text.count("resuming at slot") == 2
+    assert reached[0] < reached[1] < 96
+
+    outcomes = read_table(RUN_JOBS, out / day / "run_jobs.csv")
+    jobs = read_table(JOBS, out / day / "jobs.csv")
+    assert sorted(outcomes["job_id"]) == sorted(jobs["job_id"])  # no job lost
+    assert set(outcomes["status"]) <= {"done", "late"}
+    assert (outcomes.loc[outcomes["status"] == "late", "reason"].str.len() > 0).all()
+    assert (outcomes["gpu_hours_done"] <= outcomes["gpu_hours_required"] + 1e-6).all()
+    # no work counted twice: what ran slot by slot is the work the jobs were credited with
+    # (up to rounding each job's work up to whole GPU-slots of 15 min)
+    run = read_table(RUN, out / day / "run.csv")
+    assert len(run) == 2 * 96
+    ran_gpu_h = run["actual_gpus"].sum() * 0.25
+    credited = outcomes["gpu_hours_done"].sum()
+    assert credited - 1e-6 <= ran_gpu_h <= credited + 0.25 * len(outcomes)
