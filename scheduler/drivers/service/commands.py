@@ -244,6 +244,10 @@ def serve(
         int | None, typer.Option(min=1, help="stop after this many operating days")
     ] = None,
     out: Annotated[Path, typer.Option(help="one directory per operating day")] = Path("out/serve"),
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(help="each day's jobs from DIR/YYYY-MM-DD.csv, read when the day starts"),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every call")] = False,
 ) -> None:
     """The control plane: the load-cap API (gRPC), the planning loop, and dispatch on Ray.
@@ -278,6 +282,6 @@ def serve(
     options = ServeOptions(
         config, listen, db, auth, tls, date, jobs, tuple(weather or ()), loop=True,
         dispatch=dispatch, ray_address=ray_address, clock_start=start_at, speedup=speedup,
-        days=days, out=out,
+        days=days, out=out, jobs_dir=jobs_dir,
     )  # fmt: skip
     run(options)  # a UserError (config, listen address, auth file, jobs, date) exits 2 in main

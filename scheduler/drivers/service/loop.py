@@ -35,16 +35,46 @@ import pandas as pd
 
 from scheduler.clock import Clock
 from scheduler.config import Config
+from scheduler.contracts import JOBS, UserError
 from scheduler.contracts.plandir import RunReport, write_run_report
 from scheduler.drivers.plan_output import save_run_day
 from scheduler.drivers.service.planner import Planner, RunState
 from scheduler.drivers.service.store import LoopProgress, Store
+from scheduler.horizon import Horizon
+from scheduler.jobs import read_jobs
 from scheduler.pipeline import DayPipeline, carry_over
+from scheduler.problem import Problem
 from scheduler.settlement import Runner, Settlement
 
-__all__ = ["ControlLoop", "DayDone", "ReportRow"]
+__all__ = ["ControlLoop", "DayDone", "ReportRow", "day_problem"]
 
 log = logging.getLogger(__name__)
+
+
+def day_problem(
+    pipeline: DayPipeline,
+    horizon: Horizon,
+    *,
+    carried: pd.DataFrame | None = None,
+    jobs_dir: Path | None = None,
+) -> Problem:
+    """An operating day's problem: its jobs from ``jobs_dir/YYYY-MM-DD.csv`` (none when the file
+    is absent; a bad file is refused with its row named in the log and the day runs without
+    it) or from the config's workload generator, plus the work ``carried`` into the day."""
+    if jobs_dir is None:
+        return pipeline.problem(horizon, carried=carried)
+    day = horizon.start.tz_convert(pipeline.config.timezone).date().isoformat()
+    path = jobs_dir / f"{day}.csv"
+    if not path.exists():
+        log.warning("%s: no jobs file for %s; only work carried in runs", path, day)
+        return pipeline.problem(horizon, jobs=JOBS.empty(), carried=carried)
+    try:
+        return pipeline.problem(
+            horizon, jobs=read_jobs(path), carried=carried, jobs_source=f"{path} line"
+        )
+    except UserError as error:
+        log.error("jobs of %s refused, the day runs without them: %s", day, error)
+        return pipeline.problem(horizon, jobs=JOBS.empty(), carried=carried)
 
 
 @dataclass(frozen=True)
@@ -91,6 +121,7 @@ class ControlLoop:
         days: int | None,
         out_dir: Path,
         runner: Runner | None = None,
+        jobs_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -101,6 +132,7 @@ class ControlLoop:
         self.days = days
         self.out_dir = out_dir
         self.runner = runner
+        self.jobs_dir = jobs_dir
         self.replan_every = pd.Timedelta(minutes=config.solver.replan_every_minutes)
         self.done: list[DayDone] = []
         self.reported: list[ReportRow] = []  # every site-slot run so far, in order
@@ -168,7 +200,7 @@ class ControlLoop:
         self, day: str, carried: pd.DataFrame | None, resume: LoopProgress | None
     ) -> DayDone | None:
         horizon = self.pipeline.horizon(day)
-        problem = self.pipeline.problem(horizon, carried=carried)
+        problem = day_problem(self.pipeline, horizon, carried=carried, jobs_dir=self.jobs_dir)
         version = self.planner.new_day(replace(problem, actual_supply=None))
         engine = Settlement(
             replace(problem, caps=version.problem.caps),

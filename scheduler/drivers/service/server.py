@@ -34,7 +34,7 @@ from scheduler.config import Config, load_config
 from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import Authenticator, AuthError, ScopeError
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
-from scheduler.drivers.service.loop import ControlLoop, ReportRow
+from scheduler.drivers.service.loop import ControlLoop, ReportRow, day_problem
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_grpc
 from scheduler.drivers.service.planner import (
@@ -108,6 +108,7 @@ class ServeOptions:
     speedup: float = 1.0  # simulated seconds per wall-clock second
     days: int | None = None  # stop after this many operating days; None = run until stopped
     out: Path = Path("out/serve")  # one directory per operating day
+    jobs_dir: Path | None = None  # with the loop: each day's jobs from DIR/YYYY-MM-DD.csv
 
 
 @dataclass
@@ -549,15 +550,19 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
     )
     pipeline = DayPipeline(config, parse_weather_specs(list(options.weather), list(config.sites)))
     horizon = pipeline.horizon(first)
-    jobs = read_jobs(options.jobs) if options.jobs is not None else None
-    problem = pipeline.problem(horizon, jobs=jobs, jobs_source=f"{options.jobs} line")
+    if options.jobs is not None:
+        problem = pipeline.problem(
+            horizon, jobs=read_jobs(options.jobs), jobs_source=f"{options.jobs} line"
+        )
+    else:
+        problem = day_problem(pipeline, horizon, jobs_dir=options.jobs_dir)
     planner = Planner(config, replace(problem, actual_supply=None), store, clock)
     loop, ray_started = None, False
     if loop_clock is not None:
         runner, ray_started = _runner(options, config)
         loop = ControlLoop(
             config, pipeline, planner, store, loop_clock, first_day=pd.Timestamp(first),
-            days=options.days, out_dir=options.out, runner=runner,
+            days=options.days, out_dir=options.out, runner=runner, jobs_dir=options.jobs_dir,
         )  # fmt: skip
     pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth, loop), server)
     health_servicer = health.HealthServicer()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scheduler.contracts import RUN, read_table
+from scheduler.contracts import RUN, RUN_JOBS, read_table
 from scheduler.drivers.service.client import CapClient, pb
 from scheduler.drivers.service.server import Running, ServeOptions, start
 
@@ -174,3 +174,31 @@ def test_a_plan_only_service_has_nothing_to_report(client):
     with pytest.raises(grpc.RpcError) as error:
         client.report()
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_jobs_arrive_day_by_day_from_a_directory(small_config, tmp_path, caplog):
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    header = "job_id,gpu_hours,max_gpus,release,deadline,sites,preemptible,tokens\n"
+    (jobs_dir / "2026-06-21.csv").write_text(
+        header + "a,400,200,2026-06-21T01:00+08:00,2026-06-21T09:00+08:00,,true,1e9\n"
+        "b,100,100,2026-06-21T12:00+08:00,2026-06-21T18:00+08:00,shantou,false,1e9\n"
+    )
+    (jobs_dir / "2026-06-22.csv").write_text(
+        header + "c,100,100,2026-06-22T01:00,2026-06-22T09:00+08:00,,true,1e9\n"  # naive time
+    )
+    options = ServeOptions(
+        config=small_config, listen="127.0.0.1:0", db=tmp_path / "caps.sqlite", loop=True,
+        dispatch=False, clock_start=DAY_START, speedup=43200, days=3, out=tmp_path / "out",
+        jobs_dir=jobs_dir,
+    )  # fmt: skip
+    running = start(options)
+    running.start_loop()
+    finish(running)
+    first = read_table(RUN_JOBS, tmp_path / "out" / "2026-06-21" / "run_jobs.csv")
+    assert dict(zip(first["job_id"], first["status"], strict=True)) == {"a": "done", "b": "done"}
+    assert first["gpu_hours_done"].sum() == pytest.approx(500)
+    for day in ("2026-06-22", "2026-06-23"):  # refused file, then no file: no new jobs
+        assert read_table(RUN_JOBS, tmp_path / "out" / day / "run_jobs.csv").empty
+    assert "2026-06-22.csv line 2 (job_id 'c'): release" in caplog.text
+    assert "2026-06-23.csv: no jobs file" in caplog.text
