@@ -264,8 +264,8 @@ def remaining_problem(
     slot = pd.Timedelta(minutes=horizon.slot_minutes)
     first = horizon.start + np.ceil((from_time - horizon.start) / slot) * slot
     n_slots = int((horizon.end - first) / slot)
-    sites = tuple(
-        type(site).model_validate({**site.model_dump(), "gpus": int(live_gpus[site.name])})
+    sites = tuple(  # a site's GPUs only ever lowered to those live (>= 1): still valid
+        site.model_copy(update={"gpus": min(site.gpus, int(live_gpus[site.name]))})
         for site in problem.sites
         if live_gpus.get(site.name, 0) >= 1
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from scheduler.contracts import JOBS, UserError
 from scheduler.drivers.service.events import CapEvent
@@ -157,6 +158,16 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._writer = FileLock(f"{self.path}.lock")  # one service writes a database
+        try:
+            self._writer.acquire(timeout=0)
+        except Timeout:
+            raise UserError(
+                f"--db {self.path}: in use by another `greensched serve` (it holds "
+                f"{self.path}.lock); one service per database, or give another --db"
+            ) from None
+        except OSError as error:
+            raise UserError(f"--db {self.path}: cannot open: {error.strerror}") from None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -170,6 +181,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._writer.release()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -120,3 +120,14 @@ def test_auth_no_token_wrong_token_out_of_scope(auth_server: Running) -> None:
         ("national", "submit", "n"),
         ("national", "cancel", "n"),
     ]
+
+
+def test_a_second_service_on_the_same_database_refuses_to_start(server, small_config):
+    from scheduler.contracts import UserError
+
+    from .conftest import start_server
+
+    versions = server.store.last_plan_version()
+    with pytest.raises(UserError, match=r"in use by another `greensched serve`"):
+        start_server(small_config, server.store.path)
+    assert server.store.last_plan_version() == versions  # it wrote nothing
