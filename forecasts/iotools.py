@@ -35,10 +35,10 @@ Plain CSV
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from forecasts.weather import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Weather
+from forecasts.checks import kmh_suspicion, warn_user
+from forecasts.weather import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Weather, WeatherFileError
 
 __all__ = [
     "KINDS",
@@ -85,7 +86,6 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "pressure": (50_000.0, 110_000.0, "Pa"),
     "roughness_length": (0.0, 10.0, "m"),
 }
-_KMH_P99_M_S = 40.0
 # EPW codes for a missing value: anything at or above these is missing
 _EPW_MISSING = {
     "temp_air": 99.9,
@@ -95,14 +95,12 @@ _EPW_MISSING = {
     "dhi": 9999.0,
     "wind_speed": 999.0,
 }
+_EPW_HEADER_LINES = 8
+_EPW_FIELDS = 35
 _CLOCK_NOTE = "typical-year clock: local standard time UTC{:+g} h"
 _CLOCK_RE = re.compile(r"typical-year clock: local standard time UTC([+-][0-9.]+) h")
 _ZONED_TIME_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _CSV_HEADER_RE = re.compile(r"^#\s*(wind_height_m|latitude|longitude)\s*:\s*(\S+)\s*$")
-
-
-class WeatherFileError(ValueError):
-    """A weather file that cannot be used; the message starts with the file path."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,7 +108,11 @@ class WeatherFileError(ValueError):
 
 
 def validate_weather(
-    frame: pd.DataFrame, source: str, *, max_gap_hours: float = 3.0
+    frame: pd.DataFrame,
+    source: str,
+    *,
+    max_gap_hours: float = 3.0,
+    wind_height_m: float = STANDARD_WIND_HEIGHT_M,
 ) -> tuple[pd.DataFrame, int]:
     """Check a weather frame against the contract and fill short gaps.
 
@@ -121,6 +123,7 @@ def validate_weather(
     source : file path or other name; every error message starts with it.
     max_gap_hours : longest run of missing values per column that is filled by linear
         interpolation in time [h]; longer runs are errors.
+    wind_height_m : height of ``wind_speed`` [m], to judge whether it is m/s.
 
     Returns
     -------
@@ -142,7 +145,7 @@ def validate_weather(
     data = pd.DataFrame(
         {c: _numeric(frame[c], c, index, source) for c in columns}, index=index
     ).rename_axis("time")
-    data = _checked_ranges(data, source)
+    data = _checked_ranges(data, source, wind_height_m)
     return _filled_gaps(data, source, max_gap_hours)
 
 
@@ -191,15 +194,13 @@ def _numeric(column: pd.Series, name: str, index: pd.DatetimeIndex, source: str)
     return values
 
 
-def _unit_hint(name: str, values: pd.Series) -> str:
+def _unit_hint(name: str, values: pd.Series, wind_height_m: float) -> str:
     """A guess at the unit mistake behind out-of-range values, or ``''``."""
     if name == "temp_air" and values.min() > 150:
         return "; this looks like Kelvin (subtract 273.15)"
-    if name == "wind_speed" and values.quantile(0.99) > _KMH_P99_M_S:
-        return (
-            f"; its 99th percentile is {values.quantile(0.99):.1f}, which looks like km/h "
-            "(divide by 3.6)"
-        )
+    if name == "wind_speed":
+        suspicion = kmh_suspicion(values, wind_height_m)
+        return f"; {suspicion}" if suspicion else ""
     if name == "pressure" and 500 <= values.median() <= 1100:
         return "; this looks like hPa or mbar (multiply by 100)"
     if name == "pressure" and 50 <= values.median() <= 110:
@@ -207,7 +208,7 @@ def _unit_hint(name: str, values: pd.Series) -> str:
     return ""
 
 
-def _checked_ranges(data: pd.DataFrame, source: str) -> pd.DataFrame:
+def _checked_ranges(data: pd.DataFrame, source: str, wind_height_m: float) -> pd.DataFrame:
     """Raise on values outside the physical range; clip small negative irradiance to 0."""
     for name in data.columns:
         low, high, unit = _RANGES[name]
@@ -215,7 +216,7 @@ def _checked_ranges(data: pd.DataFrame, source: str) -> pd.DataFrame:
         if values.empty:
             continue
         tolerance = _NEGATIVE_IRRADIANCE_TOLERANCE_W_M2 if name in _IRRADIANCE else 0.0
-        hint = _unit_hint(name, values)
+        hint = _unit_hint(name, values, wind_height_m)
         outside = (data[name] < low - tolerance) | (data[name] > high)
         if hint or outside.any():
             first = int(np.argmax(outside.to_numpy())) if outside.any() else 0
@@ -317,6 +318,7 @@ def read_weather(
 
 def read_epw_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
     """Read an EnergyPlus EPW file (wind at 10 m, a typical year) via pvlib."""
+    _check_field_counts(Path(path), _EPW_HEADER_LINES, _EPW_FIELDS)
     raw, meta = _with_pvlib(pvlib.iotools.read_epw, path, "EPW")
     raw = raw.assign(
         **{c: raw[c].where(raw[c] < missing) for c, missing in _EPW_MISSING.items()}
@@ -390,6 +392,7 @@ def read_pvgis_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weath
 def read_csv_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
     """Read the plain CSV described in the module docstring."""
     header = _csv_header(path)
+    _check_field_counts(Path(path), 0, None, comment="#")
     try:
         table = pd.read_csv(path, comment="#", skipinitialspace=True)
     except (OSError, ValueError) as error:
@@ -416,6 +419,35 @@ def read_csv_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather
         notes=notes,
         wind_height_m=wind_height_m,
     )
+
+
+def _check_field_counts(
+    path: Path, skip_lines: int, expected: int | None, *, comment: str | None = None
+) -> None:
+    """Raise on the first data line whose comma-separated field count is not ``expected``.
+
+    The first ``skip_lines`` lines (and lines starting with ``comment``) are not data; with
+    ``expected`` None the first data line (a header) sets the count. Lines are numbered from 1
+    as in an editor. A row with a field too few or too many would otherwise be read shifted.
+    """
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                text = line.rstrip("\r\n")
+                if number <= skip_lines or not text.strip():
+                    continue
+                if comment is not None and text.startswith(comment):
+                    continue
+                fields = len(next(csv.reader([text])))
+                if expected is None:
+                    expected = fields
+                elif fields != expected:
+                    raise WeatherFileError(
+                        f"{path}: line {number} has {fields} fields, expected {expected}; "
+                        "a missing or extra field would shift the columns"
+                    )
+    except OSError as error:
+        raise WeatherFileError(f"{path}: cannot read weather file: {error.strerror}") from None
 
 
 def _head(path: Path, n_lines: int) -> list[str]:
@@ -468,9 +500,29 @@ def _on_typical_year(
         )
     except ValueError as error:
         raise WeatherFileError(f"{path}: invalid month/day in the rows: {error}") from None
-    local = dates + pd.to_timedelta(hour_start[keep], unit="h")
+    local = pd.DatetimeIndex(dates + pd.to_timedelta(hour_start[keep], unit="h"))
+    _check_covers_typical_year(local, path)
     index = pd.DatetimeIndex(local - pd.Timedelta(hours=utc_offset_hours)).tz_localize("UTC")
     return frame.loc[keep].set_axis(index), tuple(notes)
+
+
+def _check_covers_typical_year(local: pd.DatetimeIndex, path: str | Path) -> None:
+    """Raise unless the hours (in the file's clock) are every hour of the typical year."""
+    year = pd.date_range(
+        f"{TYPICAL_YEAR}-01-01", f"{TYPICAL_YEAR + 1}-01-01", freq="h", inclusive="left"
+    )
+    missing = year.difference(local)
+    if len(missing) or len(local) != len(year):
+        first = (
+            f", first missing {missing[0]:%m-%d %H:00} (hour starting, file's clock)"
+            if len(missing)
+            else ""
+        )
+        raise WeatherFileError(
+            f"{path}: a typical year must have one row for each of the {len(year):,} hours "
+            f"(Feb 29 aside); the rows give {local.nunique():,} distinct hours in {len(local):,} "
+            f"rows{first}; the file is truncated or has repeated rows"
+        )
 
 
 def _finish(
@@ -483,7 +535,9 @@ def _finish(
     notes: tuple[str, ...],
     wind_height_m: float,
 ) -> Weather:
-    data, n_filled = validate_weather(frame, str(path), max_gap_hours=max_gap_hours)
+    data, n_filled = validate_weather(
+        frame, str(path), max_gap_hours=max_gap_hours, wind_height_m=wind_height_m
+    )
     if n_filled:
         notes = (*notes, f"{n_filled} missing values filled by linear interpolation in time")
     return Weather(
@@ -567,8 +621,7 @@ def warn_if_far(
             f"{weather.station[1]:.2f} E is {distance_km:.0f} km from site '{site_name}' "
             f"(more than {limit_km:g} km); its weather may not represent the site"
         )
-        logger.warning(message)
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warn_user(message)
     return distance_km
 
 

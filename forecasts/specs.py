@@ -8,6 +8,7 @@ the field names.
 from __future__ import annotations
 
 import difflib
+import math
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -144,6 +145,12 @@ class Climate(_Spec):
     temp_mean_c: float = Field(default=12.0, ge=-40, le=45, description="annual mean air T [C]")
     temp_annual_amplitude_c: float = Field(default=12.0, ge=0, le=40, description="[C]")
     temp_diurnal_amplitude_c: float = Field(default=5.0, ge=0, le=25, description="[C]")
+
+    @property
+    def mean_wind_at_10m_m_s(self) -> float:
+        """Mean of the Weibull wind, brought to 10 m by the neutral 1/7 power law [m/s]."""
+        weibull_mean = self.wind_weibull_scale_m_s * math.gamma(1 + 1 / self.wind_weibull_shape)
+        return weibull_mean * (10.0 / self.wind_height_m) ** (1.0 / 7.0)
 
 
 class SupplySite(_Spec):

@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "Weather"]
+__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "Weather", "WeatherFileError"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "pressure")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("roughness_length",)
+
+
+class WeatherFileError(ValueError):
+    """A weather file that cannot be used; the message starts with the file path."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class Weather:
 
     ``station`` is ``(latitude, longitude)`` of the measuring station when known;
     ``typical_year`` is true for TMY/EPW files whose rows come from different real years.
+    ``clock_offset_minutes`` is how late the file's irradiance runs against the sun as measured
+    (``None`` when not measured) and ``time_shift_minutes`` how far it was moved back [min];
+    ``closure`` is ``sum(dhi + dni cos Z) / sum(ghi)`` of the file (``None`` when not measured).
     """
 
     data: pd.DataFrame
@@ -35,6 +42,9 @@ class Weather:
     station: tuple[float, float] | None = None
     typical_year: bool = False
     notes: tuple[str, ...] = field(default=())
+    clock_offset_minutes: float | None = None
+    time_shift_minutes: float = 0.0
+    closure: float | None = None
 
     @property
     def freq(self) -> pd.Timedelta:

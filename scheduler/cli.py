@@ -82,6 +82,13 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
         raise UserError(f"--out {path}: use a .csv or .parquet file name")
 
 
+def _clock_offset_text(weather) -> str:
+    """The measured clock offset of a weather file and the shift applied, for the summary."""
+    if weather.clock_offset_minutes is None:
+        return "-"
+    return f"{weather.clock_offset_minutes:+.1f} min, moved {weather.time_shift_minutes:g}"
+
+
 @app.command()
 def forecast(
     config: ConfigOption = None,
@@ -132,6 +139,7 @@ def forecast(
     for column in (
         "site",
         "weather",
+        "clock offset",
         "PV MWh",
         "wind MWh",
         "green MWh",
@@ -139,11 +147,14 @@ def forecast(
         "capacity MW",
         "CF",
     ):
-        view.add_column(column, justify="left" if column in ("site", "weather") else "right")
+        view.add_column(
+            column, justify="left" if column in ("site", "weather", "clock offset") else "right"
+        )
     for row in summary.itertuples():
         view.add_row(
             row.site,
             Path(run.weather[row.site].source).name,
+            _clock_offset_text(run.weather[row.site]),
             f"{row.pv_mwh:,.1f}",
             f"{row.wind_mwh:,.1f}",
             f"{row.green_mwh:,.1f}",
