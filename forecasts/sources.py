@@ -13,7 +13,8 @@ A source is ``"synthetic"`` (seeded generator) or a path to a file that
    atmosphere) and its components against each other (:mod:`forecasts.components`, resolved
    by ``dni_rule``, with a warning naming the closure when they do not close);
 5. its wind is compared with the site's climate (a warning when more than twice as windy);
-6. typical years are mapped onto the requested dates, dated files sliced.
+6. typical years are mapped onto the requested dates, dated files sliced (a part day missing at
+   an end of the request takes the same hours of the nearest covered day, with a warning).
 """
 
 from __future__ import annotations
@@ -82,16 +83,45 @@ def load_weather(
     _warn_if_windier_than_climate(weather, site)
     if weather.typical_year:
         return map_to_dates(weather, start, end)
-    data = weather.data
+    return _dated_slice(weather, start, end)
+
+
+def _dated_slice(weather: Weather, start: pd.Timestamp, end: pd.Timestamp) -> Weather:
+    """Rows of dated weather in ``[start, end)``.
+
+    A request outside the file's dates is an error. A part day missing at either end, as when
+    a file of UTC days serves operating days in another time zone, takes the same hours of the
+    nearest day the file covers, with a warning naming how many hours.
+    """
+    index = weather.data.index
     step = weather.freq
-    if data.index[0] > start or data.index[-1] + step < end:
+    first, stop = index[0], index[-1] + step
+    day = pd.Timedelta(days=1)
+    if start < first - day + step or end > stop + day - step or start >= stop or end <= first:
         raise WeatherFileError(
-            f"{source}: covers {data.index[0]} to {data.index[-1] + step} (UTC) but "
-            f"{start} to {end} is needed"
+            f"{weather.source}: covers {first.isoformat()} to {stop.isoformat()} (UTC), but "
+            f"{start.isoformat()} to {end.isoformat()} is asked for; request dates inside the "
+            "file's"
         )
-    sliced = data.loc[(data.index >= start) & (data.index < end)]
-    log.info("%s: %d rows for %s", source, len(sliced), site.name)
-    return replace(weather, data=sliced)
+    target = pd.date_range(start, end, freq=step, inclusive="left", name="time")
+    source_times = target.where(target >= first, target + day).where(target < stop, target - day)
+    positions = index.get_indexer(source_times)
+    if (positions < 0).any():
+        raise WeatherFileError(
+            f"{weather.source}: no row for {target[positions < 0][0].isoformat()}; the file's "
+            f"times are not on the {step} grid of the request"
+        )
+    filled = int((source_times != target).sum())
+    notes = weather.notes
+    if filled:
+        message = (
+            f"{weather.source}: covers {first.isoformat()} to {stop.isoformat()} (UTC); "
+            f"{filled * step / pd.Timedelta(hours=1):g} h at the ends of the request take the "
+            "same hours of the nearest covered day"
+        )
+        warn_user(message)
+        notes = (*notes, message)
+    return replace(weather, data=weather.data.iloc[positions].set_axis(target), notes=notes)
 
 
 def on_sun_clock(

@@ -121,14 +121,32 @@ def typical_epw(path: Path, frame: pd.DataFrame | None = None) -> Path:
     return path
 
 
-def pvgis_hourly_csv(path: Path, frame: pd.DataFrame, slope_deg: float = 0.0) -> Path:
-    """A PVGIS ``seriescalc`` CSV with components on a plane of ``slope_deg`` (0 = horizontal).
+def _pvgis_rows(frame: pd.DataFrame) -> list[dict]:
+    """PVGIS hourly records of a horizontal plane: time stamped hh:10 (UTC, the SARAH image),
+    ``Gb(i)`` the beam on the horizontal (``ghi - dhi``), ``Gd(i)`` the diffuse, ``Gr(i)`` 0,
+    ``H_sun`` the sun's elevation at the time stamp."""
+    stamps = frame.index + pd.Timedelta(minutes=10)
+    elevation = pvlib.solarposition.get_solarposition(stamps, *SHANGHAI)["elevation"]
+    return [
+        {
+            "time": f"{stamp:%Y%m%d:%H%M}",
+            "Gb(i)": round(row.ghi - row.dhi, 2),
+            "Gd(i)": round(row.dhi, 2),
+            "Gr(i)": 0.0,
+            "H_sun": round(max(sun_height, 0.0), 2),
+            "T2m": round(row.temp_air, 2),
+            "WS10m": round(row.wind_speed, 2),
+            "Int": 0.0,
+        }
+        for stamp, row, sun_height in zip(
+            stamps, frame.itertuples(index=False), elevation, strict=True
+        )
+    ]
 
-    Times are UTC at hh:10 (the SARAH satellite time stamp); ``Gb(i)`` is the beam on the plane
-    (for a horizontal plane ``dni cos Z``), ``Gd(i)`` the diffuse, ``Gr(i)`` the reflected.
-    """
-    sun = pvlib.solarposition.get_solarposition(frame.index + pd.Timedelta(minutes=30), *SHANGHAI)
-    cos_zenith = np.clip(np.cos(np.radians(sun["zenith"].to_numpy())), 0, 1)
+
+def pvgis_hourly_csv(path: Path, frame: pd.DataFrame, slope_deg: float = 0.0) -> Path:
+    """A PVGIS ``seriescalc`` CSV with components on a plane of ``slope_deg`` (0 = horizontal)."""
+    rows = _pvgis_rows(frame)
     lines = [
         f"Latitude (decimal degrees):\t{SHANGHAI[0]:.3f}",
         f"Longitude (decimal degrees):\t{SHANGHAI[1]:.3f}",
@@ -137,17 +155,8 @@ def pvgis_hourly_csv(path: Path, frame: pd.DataFrame, slope_deg: float = 0.0) ->
         "",
         f"Slope: {slope_deg:g} deg. ",
         "Azimuth: 0 deg. ",
-        "time,Gb(i),Gd(i),Gr(i),H_sun,T2m,WS10m,Int",
-    ]
-    for time, row, cz, elevation in zip(
-        frame.index, frame.itertuples(index=False), cos_zenith, sun["elevation"], strict=True
-    ):
-        beam = row.dni * cz
-        lines.append(
-            f"{time + pd.Timedelta(minutes=10):%Y%m%d:%H%M},{beam:.2f},{row.dhi:.2f},0.0,"
-            f"{max(elevation, 0):.2f},{row.temp_air:.2f},{row.wind_speed:.2f},0.0"
-        )
-    lines += [
+        ",".join(rows[0]),
+        *(",".join(str(v) for v in row.values()) for row in rows),
         "",
         "Gb(i): Beam (direct) irradiance on the inclined plane (plane of the array) (W/m2)",
         "Gd(i): Diffuse irradiance on the inclined plane (plane of the array) (W/m2)",
@@ -164,23 +173,6 @@ def pvgis_hourly_csv(path: Path, frame: pd.DataFrame, slope_deg: float = 0.0) ->
 
 def pvgis_hourly_json(path: Path, frame: pd.DataFrame) -> Path:
     """The same series as :func:`pvgis_hourly_csv` in PVGIS's JSON output (horizontal plane)."""
-    sun = pvlib.solarposition.get_solarposition(frame.index + pd.Timedelta(minutes=30), *SHANGHAI)
-    cos_zenith = np.clip(np.cos(np.radians(sun["zenith"].to_numpy())), 0, 1)
-    hourly = [
-        {
-            "time": f"{time + pd.Timedelta(minutes=10):%Y%m%d:%H%M}",
-            "Gb(i)": round(row.dni * cz, 2),
-            "Gd(i)": round(row.dhi, 2),
-            "Gr(i)": 0.0,
-            "H_sun": round(max(elevation, 0.0), 2),
-            "T2m": round(row.temp_air, 2),
-            "WS10m": round(row.wind_speed, 2),
-            "Int": 0.0,
-        }
-        for time, row, cz, elevation in zip(
-            frame.index, frame.itertuples(index=False), cos_zenith, sun["elevation"], strict=True
-        )
-    ]
     source = {
         "inputs": {
             "location": {"latitude": SHANGHAI[0], "longitude": SHANGHAI[1], "elevation": 4.0},
@@ -193,7 +185,7 @@ def pvgis_hourly_json(path: Path, frame: pd.DataFrame) -> Path:
                 }
             },
         },
-        "outputs": {"hourly": hourly},
+        "outputs": {"hourly": _pvgis_rows(frame)},
         "meta": {"inputs": {}, "outputs": {}},
     }
     path.write_text(json.dumps(source), encoding="utf-8")
