@@ -154,7 +154,7 @@ class ForecastSettings(_Strict):
         default=0.15, ge=0, le=1, description="day-ahead wind error, std / capacity [-]"
     )
     pv_nrmse: float = Field(
-        default=0.07, ge=0, le=1, description="day-ahead PV error at clear-sky peak / capacity [-]"
+        default=0.08, ge=0, le=1, description="day-ahead PV RMSE over daylit hours / capacity [-]"
     )
     error_correlation_hours: float = Field(
         default=6.0, gt=0, le=72, description="e-folding time of forecast errors [h]"
