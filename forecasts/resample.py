@@ -25,6 +25,7 @@ _MIN_CLEAR_W_M2 = 5.0  # below this clear-sky mean the clear-sky index is not de
 _MIN_GHI_W_M2 = 5.0  # below this measured GHI the diffuse fraction is not defined
 _MAX_CLEAR_SKY_INDEX = 1.5
 _IRRADIANCE = ("ghi", "dni", "dhi")
+_WIND_SHAPE_SHARE = 0.5  # share of the linear interpolation's slope kept within an interval
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
@@ -47,7 +48,8 @@ def to_slots(
       are logged); ``dhi = fraction * ghi``; DNI the same way as GHI with its own clear-sky
       index against the Ineichen clear-sky DNI. The components keep the closure they had in
       the source (see :mod:`forecasts.components`). Other columns are interpolated linearly
-      between source interval midpoints.
+      between source interval midpoints; wind speed then keeps each source interval's mean
+      (see ``_mean_preserving``).
     - downsampling (e.g. 15 -> 60 min): interval means, bins starting at the first row;
       an incomplete last bin is dropped.
 
@@ -126,7 +128,30 @@ def _upsample(
     columns = {"ghi": ghi, "dni": dni, "dhi": dhi}
     for name in data.columns.drop(list(_IRRADIANCE)):
         columns[name] = np.interp(target_s, source_s, data[name].to_numpy())
+    columns["wind_speed"] = _mean_preserving(columns["wind_speed"], data["wind_speed"].to_numpy())
     return pd.DataFrame(columns, index=target)[list(data.columns)]
+
+
+def _mean_preserving(slots: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Slot values with each source interval's mean, and half the within-interval slope of
+    the linear interpolation ``slots``.
+
+    Linear interpolation between interval midpoints pulls each interval toward its neighbours
+    (a windy hour between calm ones loses speed); with the power curve's cut-in this lost
+    2-6 % of wind energy at calm sites. Keeping the mean removes that; halving the slope
+    keeps the slots' extra spread small enough that the power curve's curvature moves annual
+    energy by less than 0.5 % against hourly slots (the full slope gave +0.6 % at Urumqi).
+    Values below zero are set to zero and the rest of the interval lowered to keep the mean.
+    """
+    per_source = len(slots) // len(source)
+    shaped = slots.reshape(len(source), per_source)
+    deviation = shaped - shaped.mean(axis=1, keepdims=True)
+    shifted = source[:, None] + _WIND_SHAPE_SHARE * deviation
+    negative = np.minimum(shifted, 0.0).sum(axis=1)
+    positive = np.maximum(shifted, 0.0)
+    total = positive.sum(axis=1)
+    scale = np.divide(total + negative, total, out=np.zeros_like(total), where=total > 0)
+    return (positive * np.maximum(scale, 0.0)[:, None]).ravel()
 
 
 def _by_clear_sky_index(
