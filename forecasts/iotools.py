@@ -92,6 +92,7 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "wind_speed": (0.0, 50.0, "m/s"),
     "pressure": (50_000.0, 110_000.0, "Pa"),
     "roughness_length": (0.0, 10.0, "m"),
+    "wind_shear_exponent": (0.0, 1.0, "-"),
 }
 # EPW codes for a missing value: anything at or above these is missing
 _EPW_MISSING = {

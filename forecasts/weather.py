@@ -6,7 +6,9 @@ Contract (all sources, synthetic or file):
   each interval; values are interval means.
 - columns (pvlib names): ``ghi``, ``dni``, ``dhi`` [W/m^2], ``temp_air`` [C],
   ``wind_speed`` [m/s] at :attr:`Weather.wind_height_m`, ``pressure`` [Pa],
-  optional ``roughness_length`` [m].
+  optional ``roughness_length`` [m] and ``wind_shear_exponent`` [-] (power-law exponent of
+  the wind profile above the measurement height; when given, wind is brought to hub height by
+  it instead of by the farm's log profile).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 __all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "Weather", "WeatherFileError"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "pressure")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("roughness_length",)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("roughness_length", "wind_shear_exponent")
 
 
 class WeatherFileError(ValueError):
