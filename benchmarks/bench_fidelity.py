@@ -8,8 +8,9 @@ onto the station:
   be 1.00), with ``dni_rule: ghi_dhi`` (DNI rebuilt from GHI - DHI), and the default 15-minute
   run (clock corrected: the yield moves in time, not much in total);
 - wind capacity factor against a direct windpowerlib run on the raw file's 10 m wind (same farm);
-- the day-ahead forecast over the year, issued day by day on the year's distribution: bias of
-  wind and PV [% of capacity] and the share of actual green supply below p10 / above p90;
+- the day-ahead forecast over the year, issued day by day on each day's own distribution (as
+  ``forecast`` and ``replay`` issue it) and on the year's: bias of wind and PV [% of
+  capacity], NRMSE, and the share of actual green supply below p10 / above p90;
 - the clock offset measured against the sun and the closure of the irradiance components.
 
 Ratios matter here, not absolute MWh.
@@ -66,14 +67,39 @@ def _direct_windpowerlib_cf(raw: pd.DataFrame, site) -> float:
     return float(output_mw.mean() / site.wind_capacity_mw)
 
 
-def _day_by_day_forecast(model: SupplyModel, actual: pd.DataFrame, config) -> pd.DataFrame:
+def _day_by_day_forecast(
+    model: SupplyModel, actual: pd.DataFrame, config, reference: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Day-ahead forecasts one operating day at a time, on ``reference``'s distribution
+    (``None``: each day's own, as ``forecast`` and ``replay`` issue them)."""
     local_day = (pd.DatetimeIndex(actual["time"]) + pd.Timedelta(hours=8)).date
     error = forecast_error_of(config)
     parts = [
-        model.forecast(rows.reset_index(drop=True), error, config.seed, reference=actual)
+        model.forecast(rows.reset_index(drop=True), error, config.seed, reference=reference)
         for _, rows in actual.groupby(local_day)
     ]
     return pd.concat(parts, ignore_index=True)
+
+
+def _forecast_figures(
+    forecast: pd.DataFrame, actual: pd.DataFrame, site, daylit: np.ndarray
+) -> dict[str, str]:
+    """Bias, NRMSE and p10-p90 coverage of a year of forecasts of one site."""
+    pv_cap, wind_cap = site.pv_capacity_mw_ac, site.wind_capacity_mw
+    wind_error = (forecast["wind_mw"] - actual["wind_mw"]).to_numpy()
+    pv_error = (forecast["pv_mw"] - actual["pv_mw"]).to_numpy()
+    green = actual["green_mw"].to_numpy()
+    below = float(np.mean(green < forecast["green_mw_p10"].to_numpy() - 1e-9))
+    above = float(np.mean(green > forecast["green_mw_p90"].to_numpy() + 1e-9))
+    wind_nrmse = float(np.sqrt(np.mean(wind_error**2))) / wind_cap
+    pv_nrmse = float(np.sqrt(np.mean(pv_error[daylit] ** 2))) / pv_cap
+    return {
+        "bias wind / PV (% cap)": f"{wind_error.mean() / wind_cap:+.2%} / "
+        f"{pv_error.mean() / pv_cap:+.2%}",
+        "NRMSE wind / PV (daylit)": f"{wind_nrmse:.3f} / {pv_nrmse:.3f}",
+        "p10-p90 coverage": f"{1 - below - above:.1%}",
+        "below p10 / above p90": f"{below:.1%} / {above:.1%}",
+    }
 
 
 def _row(config, name: str, path, site_name: str) -> dict[str, str]:
@@ -99,16 +125,15 @@ def _row(config, name: str, path, site_name: str) -> dict[str, str]:
     kept, _ = supply(60, time_shift=0, dni_rule="file")
     rebuilt, _ = supply(60, time_shift=0, dni_rule="ghi_dhi")
     default, weather = supply(15)
-    forecast = _day_by_day_forecast(SupplyModel(sites, slot_minutes=15), default, config)
+    model = SupplyModel(sites, slot_minutes=15)
     daylit = sun_factor(pd.DatetimeIndex(default["time"]), site.latitude, site.longitude) > 0.05
-    pv_cap, wind_cap = site.pv_capacity_mw_ac, site.wind_capacity_mw
-    wind_error = (forecast["wind_mw"] - default["wind_mw"]).to_numpy()
-    pv_error = (forecast["pv_mw"] - default["pv_mw"]).to_numpy()[daylit]
-    wind_nrmse = float(np.sqrt(np.mean(wind_error**2))) / wind_cap
-    pv_nrmse = float(np.sqrt(np.mean(pv_error**2))) / pv_cap
-    green = default["green_mw"].to_numpy()
-    below = float(np.mean(green < forecast["green_mw_p10"].to_numpy() - 1e-9))
-    above = float(np.mean(green > forecast["green_mw_p90"].to_numpy() + 1e-9))
+    own_day = _forecast_figures(
+        _day_by_day_forecast(model, default, config, None), default, site, daylit
+    )
+    on_year = _forecast_figures(
+        _day_by_day_forecast(model, default, config, default), default, site, daylit
+    )
+    wind_cf = float(default["wind_mw"].mean() / site.wind_capacity_mw)
     return {
         "file": name,
         "clock offset (min)": f"{weather.clock_offset_minutes:+.1f}",
@@ -116,14 +141,9 @@ def _row(config, name: str, path, site_name: str) -> dict[str, str]:
         "PV / pvlib (hourly, file clock)": f"{pv_mwh(kept) / direct_pv:.3f}",
         "PV / pvlib (ghi_dhi rule)": f"{pv_mwh(rebuilt) / direct_pv:.3f}",
         "PV / pvlib (15 min, default)": f"{pv_mwh(default) / direct_pv:.3f}",
-        "wind CF / windpowerlib": (
-            f"{default['wind_mw'].mean() / wind_cap:.3f} / {_direct_windpowerlib_cf(raw, site):.3f}"
-        ),
-        "bias wind (% cap)": f"{(forecast['wind_mw'] - default['wind_mw']).mean() / wind_cap:+.2%}",
-        "bias PV (% cap)": f"{(forecast['pv_mw'] - default['pv_mw']).mean() / pv_cap:+.2%}",
-        "NRMSE wind / PV (day)": f"{wind_nrmse:.3f} / {pv_nrmse:.3f}",
-        "p10-p90 coverage": f"{1 - below - above:.1%}",
-        "below p10 / above p90": f"{below:.1%} / {above:.1%}",
+        "wind CF / windpowerlib": f"{wind_cf:.3f} / {_direct_windpowerlib_cf(raw, site):.3f}",
+        **{f"{k}, day's own": v for k, v in own_day.items()},
+        **{f"{k}, year's": v for k, v in on_year.items()},
     }
 
 

@@ -62,12 +62,12 @@ forecasts beat climatology by 30-50 % (Giebel et al. 2011)."""
 CLEAR_SKY_ERROR_SHARE = 0.25
 """PV's error on the clearest days as a share of that in overcast [-]."""
 _GRID = np.linspace(-4.5, 4.5, 181)  # latent values of the posterior
-_PRIOR = np.exp(-0.5 * _GRID**2)
+_PRIOR = np.exp(-0.5 * _GRID**2)  # standard normal, unnormalised
 _SAMPLES = 100  # equal-probability strata per row for the quantiles of the green total
 _STRATA = (np.arange(_SAMPLES) + 0.5) / _SAMPLES
 _SOLVE_POINTS = special.ndtri((np.arange(40) + 0.5) / 40)  # z_a and eps to size the error
 _MIN_SUN_FACTOR = 0.05  # below (sun under ~3 deg) PV is forecast exactly
-_MIN_REFERENCE = 8  # fewer reference values than this: no error can be modelled
+_MIN_REFERENCE = 8  # fewer reference values (or all equal): forecast exactly
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ def _posterior(z_forecast: np.ndarray, spread_on_grid: np.ndarray) -> np.ndarray
     """``P(z_a = grid value | z_f)`` for each row (rows x grid), normalised, when the latent
     error at grid value ``z`` has standard deviation ``spread_on_grid``."""
     distance = (z_forecast[:, None] - _GRID[None, :]) / spread_on_grid
-    weights = np.exp(-0.5 * distance**2) / spread_on_grid * _PRIOR
+    log_weights = -0.5 * (distance**2 + _GRID[None, :] ** 2) - np.log(spread_on_grid)
+    weights = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))  # no underflow
     return weights / weights.sum(axis=1, keepdims=True)
 
 
@@ -148,7 +149,7 @@ class _Marginal:
         return float(np.sqrt(prior @ self.on_grid**2 - (prior @ self.on_grid) ** 2))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def _marginal_and_scale(
     sorted_reference: bytes, target_rmse: float, clear_sky_share: float | None
 ) -> tuple[_Marginal, float]:
@@ -185,7 +186,8 @@ def _forecast_part(
 ) -> _Part:
     """Point forecast and conditional samples of one technology (see the module doc)."""
     n = len(actual_u)
-    if n == 0 or len(reference_u) < _MIN_REFERENCE or target_rmse_u <= 0:
+    varies = len(reference_u) >= _MIN_REFERENCE and np.ptp(reference_u) > 0
+    if n == 0 or not varies or target_rmse_u <= 0:
         actual_mw = actual_u * scale_mw
         return _Part(actual_mw, np.repeat(actual_mw[:, None], _SAMPLES, axis=1))
     marginal, tau = _marginal_and_scale(
@@ -195,12 +197,14 @@ def _forecast_part(
     z_forecast = marginal.forecast_latent(z_actual, tau, ar1(rng.standard_normal(n), phi))
     posterior = _posterior(z_forecast, tau * marginal.shape)
     # stratified draws from each row's posterior, in a random order per row so that two
-    # technologies pair independently; rows are offset by 1 so one searchsorted serves all
-    offset = np.arange(n)[:, None]
-    cumulative = np.cumsum(posterior, axis=1) + offset
+    # technologies pair independently; rows are offset by 2 (each spans [0, 1]) so that one
+    # searchsorted over all rows stays sorted
+    offset = 2.0 * np.arange(n)[:, None]
+    cumulative = np.cumsum(posterior, axis=1)
+    cumulative[:, -1] = 1.0
     draws = rng.permuted(np.tile(_STRATA, (n, 1)), axis=1) + offset
-    index = np.searchsorted(cumulative.ravel(), draws.ravel()).reshape(n, _SAMPLES)
-    index = np.minimum(index - offset * len(_GRID), len(_GRID) - 1)
+    index = np.searchsorted((cumulative + offset).ravel(), draws.ravel()).reshape(n, _SAMPLES)
+    index = np.clip(index - np.arange(n)[:, None] * len(_GRID), 0, len(_GRID) - 1)
     point_u = posterior @ marginal.on_grid
     return _Part(point_u * scale_mw, marginal.on_grid[index] * scale_mw[:, None])
 

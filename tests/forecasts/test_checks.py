@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pvlib
 import pytest
 from scipy import stats
 
@@ -159,3 +160,28 @@ def test_real_cswd_files_in_m_s_pass_and_in_kmh_are_refused(path, tmp_path):
     kmh.write_text("\n".join(lines) + "\n")
     with pytest.raises(WeatherFileError, match="looks like km/h"):
         read_weather(kmh)
+
+
+def test_components_that_do_not_close_warn_and_follow_the_rule(site, tmp_path):
+    """DNI 12 % short of what closes: the closure is named; 'ghi_dhi' rebuilds a DNI that
+    closes against an independent sun (NREL SPA), 'file' keeps the file's DNI."""
+    frame = typical_year_frame()
+    frame["dni"] *= 0.88
+    path = typical_epw(tmp_path / "open.epw", frame)
+    with pytest.warns(UserWarning, match=r"do not close: .* is 0\.9\d\d .*'file'"):
+        kept = _load(site, path)
+    with pytest.warns(UserWarning, match="'ghi_dhi'"):
+        rebuilt = _load(site, path, dni_rule="ghi_dhi")
+    assert kept.closure == pytest.approx(rebuilt.closure) and kept.closure < 0.97
+    day = kept.data.index
+    sun = pvlib.solarposition.get_solarposition(day + pd.Timedelta(minutes=30), *SHANGHAI)
+    cos_zenith = np.cos(np.radians(sun["zenith"].to_numpy()))
+    up = (cos_zenith > 0.3).nonzero()[0]
+
+    def independent_closure(weather) -> float:
+        data = weather.data.iloc[up]
+        return float((data["dhi"] + data["dni"] * cos_zenith[up]).sum() / data["ghi"].sum())
+
+    assert independent_closure(kept) < 0.97
+    assert independent_closure(rebuilt) == pytest.approx(1.0, abs=0.02)
+    np.testing.assert_array_equal(kept.data["ghi"], rebuilt.data["ghi"])

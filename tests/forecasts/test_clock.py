@@ -81,3 +81,24 @@ def test_cswd_pv_is_centred_on_solar_noon_with_auto_and_late_without(
     with pytest.warns(UserWarning, match="components do not close"):
         kept = _pv_centre_minutes_after_noon(config, path, position, 0)
     assert late_low < kept < late_high
+
+
+def test_a_number_of_minutes_is_applied_as_given(config, tmp_path):
+    import warnings
+
+    from tests.forecasts.weather_files import write_plain_csv
+
+    site = config.sites["shantou"].model_copy(
+        update={"latitude": SHANGHAI[0], "longitude": SHANGHAI[1]}
+    )
+    truth = hourly_weather("2019-04-01T00:00Z", 24 * 20)
+    late = hourly_weather("2019-04-01T00:00Z", 24 * 20, late_minutes=30)
+    path = write_plain_csv(tmp_path / "late.csv", late)
+    span = (pd.Timestamp("2019-04-05T00:00Z"), pd.Timestamp("2019-04-08T00:00Z"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shift given leaves no offset to warn about
+        weather = load_weather(site, path, *span, freq_minutes=60, seed=1, time_shift=30)
+    assert weather.time_shift_minutes == 30
+    assert weather.clock_offset_minutes == pytest.approx(30, abs=3)
+    expected = truth.loc[span[0] : span[1] - pd.Timedelta("1h"), "ghi"].to_numpy()
+    assert np.abs(weather.data["ghi"].to_numpy() - expected).max() < 0.05 * expected.max()
