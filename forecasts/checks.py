@@ -22,7 +22,7 @@ from forecasts.weather import WeatherFileError
 __all__ = [
     "check_below_top_of_atmosphere",
     "check_dark_days",
-    "check_not_all_zero",
+    "has_irradiance",
     "kmh_suspicion",
     "mean_wind_at_10m_m_s",
     "warn_user",
@@ -45,12 +45,19 @@ def warn_user(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def check_not_all_zero(ghi_w_m2: pd.Series, source: str) -> None:
-    """Raise when GHI is zero (or missing) in every row."""
-    if not (ghi_w_m2 > 0).any():
-        raise WeatherFileError(
-            f"{source}: column 'ghi' is zero in every row; the file has no irradiance"
-        )
+def has_irradiance(ghi_w_m2: pd.Series, source: str) -> bool:
+    """Whether GHI is above zero anywhere; warns (naming the file) when it is not.
+
+    A file of zeros is allowed, as a deliberately dark scenario, but never silently: it
+    gives no PV at all, and is more often missing irradiance written as 0.
+    """
+    if (ghi_w_m2 > 0).any():
+        return True
+    warn_user(
+        f"{source}: column 'ghi' is zero in every row, so there is no PV from this file; if "
+        "the irradiance is missing rather than dark, fix the file"
+    )
+    return False
 
 
 def check_dark_days(

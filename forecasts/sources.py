@@ -9,9 +9,10 @@ A source is ``"synthetic"`` (seeded generator) or a path to a file that
    irradiance moved back by ``time_shift``: ``"auto"`` moves it by the measured offset when
    that is :data:`AUTO_SHIFT_MINUTES` or more (with a warning), a number of minutes moves it by
    that much, 0 keeps the file as it is;
-4. its irradiance is checked against the sun (no dark days, nothing above the top of the
-   atmosphere) and its components against each other (:mod:`forecasts.components`, resolved
-   by ``dni_rule``, with a warning naming the closure when they do not close);
+4. its irradiance is checked against the sun (a file without any is warned about and left
+   as it is; no dark days, nothing above the top of the atmosphere) and its components
+   against each other (:mod:`forecasts.components`, resolved by ``dni_rule``, with a warning
+   naming the closure when they do not close);
 5. its wind is compared with the site's climate (a warning when more than twice as windy);
 6. typical years are mapped onto the requested dates, dated files sliced (a part day missing at
    an end of the request takes the same hours of the nearest covered day, with a warning).
@@ -29,7 +30,7 @@ import pandas as pd
 from forecasts.checks import (
     check_below_top_of_atmosphere,
     check_dark_days,
-    check_not_all_zero,
+    has_irradiance,
     mean_wind_at_10m_m_s,
     warn_user,
 )
@@ -138,7 +139,8 @@ def on_sun_clock(
     ``time_shift_minutes`` and the ``closure`` filled in, and a note for each.
     """
     source = weather.source
-    check_not_all_zero(weather.data["ghi"], source)
+    if not has_irradiance(weather.data["ghi"], source):
+        return replace(weather, notes=(*weather.notes, "no irradiance: clock not measured"))
     offset_min, correlation = clock_offset_minutes(weather.data["ghi"], latitude, longitude)
     if correlation < _MIN_SUN_CORRELATION or abs(offset_min) >= MAX_OFFSET_MINUTES - 1:
         raise WeatherFileError(

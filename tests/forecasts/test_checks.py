@@ -79,11 +79,12 @@ def test_csv_row_with_a_field_missing_names_the_line(tmp_path):
         read_weather(path)
 
 
-def test_all_zero_irradiance_is_refused(site, tmp_path):
+def test_all_zero_irradiance_is_named(site, tmp_path):
     frame = typical_year_frame().assign(ghi=0.0, dni=0.0, dhi=0.0)
     path = typical_epw(tmp_path / "dark.epw", frame)
-    with pytest.raises(WeatherFileError, match="'ghi' is zero in every row"):
-        _load(site, path)
+    with pytest.warns(UserWarning, match=r"dark\.epw: column 'ghi' is zero in every row"):
+        weather = _load(site, path)
+    assert weather.clock_offset_minutes is None and (weather.data["ghi"] == 0).all()
 
 
 def test_a_dark_july_day_is_named(site, tmp_path):
