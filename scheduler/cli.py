@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from forecasts.weather import Weather
 from scheduler.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from scheduler.horizon import UTC_ISO_FORMAT
 
@@ -82,7 +83,7 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
         raise UserError(f"--out {path}: use a .csv or .parquet file name")
 
 
-def _clock_offset_text(weather) -> str:
+def _clock_offset_text(weather: Weather) -> str:
     """The measured clock offset of a weather file and the shift applied, for the summary."""
     if weather.clock_offset_minutes is None:
         return "-"
