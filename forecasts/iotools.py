@@ -1,4 +1,8 @@
-"""Weather file readers: EPW, TMY3, PVGIS TMY and a plain CSV, each returning :class:`Weather`.
+"""Weather file readers, each returning :class:`Weather`.
+
+Typical years: EPW, TMY3, PVGIS TMY. Dated series: actual-year EPW (all rows of one year),
+PVGIS hourly series (:func:`read_pvgis_hourly_weather`), the Open-Meteo historical CSV export
+(:func:`read_open_meteo_weather`) and the plain CSV below.
 
 Every reader ends in :func:`validate_weather`, so every source obeys the frame contract of
 :mod:`forecasts.weather` (UTC index at interval starts, pvlib column names, SI units) and every
@@ -35,10 +39,10 @@ Plain CSV
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -47,8 +51,9 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from forecasts.weather import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Weather
-from scheduler.contracts import UserError
+from forecasts.checks import kmh_suspicion, warn_user
+from forecasts.clock import sun_interval_means
+from forecasts.weather import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Weather, WeatherFileError
 
 __all__ = [
     "KINDS",
@@ -57,6 +62,8 @@ __all__ = [
     "map_to_dates",
     "read_csv_weather",
     "read_epw_weather",
+    "read_open_meteo_weather",
+    "read_pvgis_hourly_weather",
     "read_pvgis_weather",
     "read_tmy3_weather",
     "read_weather",
@@ -69,7 +76,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("epw", "tmy3", "pvgis", "csv")
+KINDS: tuple[str, ...] = ("epw", "tmy3", "pvgis", "pvgis_hourly", "open_meteo", "csv")
 TYPICAL_YEAR = 1990
 """Non-leap year on which the rows of a typical-year file are placed (in the file's own clock)."""
 
@@ -85,8 +92,8 @@ _RANGES: dict[str, tuple[float, float, str]] = {
     "wind_speed": (0.0, 50.0, "m/s"),
     "pressure": (50_000.0, 110_000.0, "Pa"),
     "roughness_length": (0.0, 10.0, "m"),
+    "wind_shear_exponent": (0.0, 1.0, "-"),
 }
-_KMH_P99_M_S = 40.0
 # EPW codes for a missing value: anything at or above these is missing
 _EPW_MISSING = {
     "temp_air": 99.9,
@@ -96,14 +103,37 @@ _EPW_MISSING = {
     "dhi": 9999.0,
     "wind_speed": 999.0,
 }
+_PVGIS_MIN_ELEVATION_DEG = 2.0
+_OPEN_METEO_HEADER_RE = re.compile(r"^\s*([a-z_0-9]+)\s*\((.*)\)\s*$")
+_OPEN_METEO_VARIABLES = {
+    "shortwave_radiation": "ghi",
+    "direct_normal_irradiance": "dni",
+    "diffuse_radiation": "dhi",
+    "temperature_2m": "temp_air",
+    "wind_speed_10m": "wind_speed",
+    "windspeed_10m": "wind_speed",  # the name before 2023
+    "surface_pressure": "pressure",
+}
+_W_M2 = {"W/m²": (1.0, 0.0), "W/m2": (1.0, 0.0)}
+_OPEN_METEO_UNITS: dict[str, dict[str, tuple[float, float]]] = {
+    "ghi": _W_M2,
+    "dni": _W_M2,
+    "dhi": _W_M2,
+    "temp_air": {"°C": (1.0, 0.0), "°F": (5.0 / 9.0, -32.0 * 5.0 / 9.0)},
+    "wind_speed": {"km/h": (1 / 3.6, 0.0), "m/s": (1.0, 0.0), "mp/h": (0.44704, 0.0),
+                   "kn": (0.514444, 0.0)},
+    "pressure": {"hPa": (100.0, 0.0)},
+}  # fmt: skip
+_JSON_SNIFF_CHARS = 1_000_000
+_EPW_HEADER_LINES = 8
+_TYPICAL_YEAR_RE = re.compile(
+    r"\b(TMY\w*|IWEC\w*|CWEC|CSWD|TRY|IGDG|CTYW|ISHRAE|typical|standard weather)\b", re.I
+)
+_EPW_FIELDS = 35
 _CLOCK_NOTE = "typical-year clock: local standard time UTC{:+g} h"
 _CLOCK_RE = re.compile(r"typical-year clock: local standard time UTC([+-][0-9.]+) h")
 _ZONED_TIME_RE = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _CSV_HEADER_RE = re.compile(r"^#\s*(wind_height_m|latitude|longitude)\s*:\s*(\S+)\s*$")
-
-
-class WeatherFileError(UserError):
-    """A weather file that cannot be used; the message starts with the file path."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,7 +141,11 @@ class WeatherFileError(UserError):
 
 
 def validate_weather(
-    frame: pd.DataFrame, source: str, *, max_gap_hours: float = 3.0
+    frame: pd.DataFrame,
+    source: str,
+    *,
+    max_gap_hours: float = 3.0,
+    wind_height_m: float = STANDARD_WIND_HEIGHT_M,
 ) -> tuple[pd.DataFrame, int]:
     """Check a weather frame against the contract and fill short gaps.
 
@@ -122,6 +156,7 @@ def validate_weather(
     source : file path or other name; every error message starts with it.
     max_gap_hours : longest run of missing values per column that is filled by linear
         interpolation in time [h]; longer runs are errors.
+    wind_height_m : height of ``wind_speed`` [m], to judge whether it is m/s.
 
     Returns
     -------
@@ -143,7 +178,7 @@ def validate_weather(
     data = pd.DataFrame(
         {c: _numeric(frame[c], c, index, source) for c in columns}, index=index
     ).rename_axis("time")
-    data = _checked_ranges(data, source)
+    data = _checked_ranges(data, source, wind_height_m)
     return _filled_gaps(data, source, max_gap_hours)
 
 
@@ -192,15 +227,13 @@ def _numeric(column: pd.Series, name: str, index: pd.DatetimeIndex, source: str)
     return values
 
 
-def _unit_hint(name: str, values: pd.Series) -> str:
+def _unit_hint(name: str, values: pd.Series, wind_height_m: float) -> str:
     """A guess at the unit mistake behind out-of-range values, or ``''``."""
     if name == "temp_air" and values.min() > 150:
         return "; this looks like Kelvin (subtract 273.15)"
-    if name == "wind_speed" and values.quantile(0.99) > _KMH_P99_M_S:
-        return (
-            f"; its 99th percentile is {values.quantile(0.99):.1f}, which looks like km/h "
-            "(divide by 3.6)"
-        )
+    if name == "wind_speed":
+        suspicion = kmh_suspicion(values, wind_height_m)
+        return f"; {suspicion}" if suspicion else ""
     if name == "pressure" and 500 <= values.median() <= 1100:
         return "; this looks like hPa or mbar (multiply by 100)"
     if name == "pressure" and 50 <= values.median() <= 110:
@@ -208,7 +241,7 @@ def _unit_hint(name: str, values: pd.Series) -> str:
     return ""
 
 
-def _checked_ranges(data: pd.DataFrame, source: str) -> pd.DataFrame:
+def _checked_ranges(data: pd.DataFrame, source: str, wind_height_m: float) -> pd.DataFrame:
     """Raise on values outside the physical range; clip small negative irradiance to 0."""
     for name in data.columns:
         low, high, unit = _RANGES[name]
@@ -216,7 +249,7 @@ def _checked_ranges(data: pd.DataFrame, source: str) -> pd.DataFrame:
         if values.empty:
             continue
         tolerance = _NEGATIVE_IRRADIANCE_TOLERANCE_W_M2 if name in _IRRADIANCE else 0.0
-        hint = _unit_hint(name, values)
+        hint = _unit_hint(name, values, wind_height_m)
         outside = (data[name] < low - tolerance) | (data[name] > high)
         if hint or outside.any():
             first = int(np.argmax(outside.to_numpy())) if outside.any() else 0
@@ -271,22 +304,32 @@ def _filled_gaps(data: pd.DataFrame, source: str, max_gap_hours: float) -> tuple
 def sniff_kind(path: str | Path) -> str:
     """Guess the kind of a weather file from its extension and first lines.
 
-    ``.epw`` or a ``LOCATION,`` first line -> ``'epw'``; ``.json`` or a PVGIS ``Latitude
-    (decimal degrees):`` first line -> ``'pvgis'``; a TMY3 second line (``Date (MM/DD/YYYY)``)
-    -> ``'tmy3'``; otherwise ``'csv'``.
+    ``.epw`` or a ``LOCATION,`` first line -> ``'epw'``; PVGIS (``.json``, or a ``Latitude
+    (decimal degrees):`` first line) -> ``'pvgis'`` for a TMY (``tmy_hourly`` / ``time(UTC)``)
+    and ``'pvgis_hourly'`` for a series (``hourly`` / ``time,``); an Open-Meteo location header
+    (``latitude,longitude,elevation,utc_offset_seconds``) -> ``'open_meteo'``; a TMY3 second
+    line (``Date (MM/DD/YYYY)``) -> ``'tmy3'``; otherwise ``'csv'``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".epw":
         return "epw"
     if suffix == ".json":
-        return "pvgis"
-    lines = _head(path, 2)
+        try:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                head = handle.read(_JSON_SNIFF_CHARS)
+        except OSError as error:
+            raise WeatherFileError(f"{path}: cannot read weather file: {error.strerror}") from None
+        return "pvgis_hourly" if '"hourly"' in head and '"tmy_hourly"' not in head else "pvgis"
+    lines = _head(path, 60)
     first, second = [*lines, "", ""][:2]
     if first.startswith("LOCATION,"):
         return "epw"
     if first.startswith("Latitude (decimal degrees)"):
-        return "pvgis"
+        series = any(line.startswith("time,") for line in lines)
+        return "pvgis_hourly" if series else "pvgis"
+    if first.startswith("latitude,longitude,elevation,utc_offset_seconds"):
+        return "open_meteo"
     if second.startswith("Date (MM/DD/YYYY)"):
         return "tmy3"
     return "csv"
@@ -305,6 +348,8 @@ def read_weather(
         "epw": read_epw_weather,
         "tmy3": read_tmy3_weather,
         "pvgis": read_pvgis_weather,
+        "pvgis_hourly": read_pvgis_hourly_weather,
+        "open_meteo": read_open_meteo_weather,
         "csv": read_csv_weather,
     }
     if kind not in readers:
@@ -317,13 +362,60 @@ def read_weather(
 
 
 def read_epw_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
-    """Read an EnergyPlus EPW file (wind at 10 m, a typical year) via pvlib."""
+    """Read an EnergyPlus EPW file (wind at 10 m) via pvlib.
+
+    A file whose rows all carry one year, and whose LOCATION source field and COMMENTS lines
+    do not name a typical-year product (TMY, IWEC, CWEC, CSWD, TRY, "typical", ...), is that
+    actual year and keeps its dates (Feb 29 included); any other file is a typical year (the
+    CSWD files carry one year in every row).
+    """
+    _check_field_counts(Path(path), _EPW_HEADER_LINES, _EPW_FIELDS)
     raw, meta = _with_pvlib(pvlib.iotools.read_epw, path, "EPW")
     raw = raw.assign(
         **{c: raw[c].where(raw[c] < missing) for c, missing in _EPW_MISSING.items()}
     ).rename(columns={"atmospheric_pressure": "pressure"})
+    years = raw["year"].unique()
+    if len(years) == 1 and not _says_typical(Path(path)):
+        return _hour_ending_actual_year(raw, meta, int(years[0]), path, max_gap_hours)
     return _hour_ending_typical_year(
         raw, meta, raw["month"], raw["day"], raw["hour"], path, max_gap_hours, "EPW", ""
+    )
+
+
+def _says_typical(path: Path) -> bool:
+    """Whether an EPW header names a typical-year product (LOCATION source, COMMENTS lines)."""
+    lines = _head(path, _EPW_HEADER_LINES)
+    location = next(csv.reader(lines[:1]), [])
+    source = location[4] if len(location) > 4 else ""
+    comments = " ".join(line for line in lines if line.startswith("COMMENTS"))
+    return bool(_TYPICAL_YEAR_RE.search(f"{source} {comments}"))
+
+
+def _hour_ending_actual_year(
+    raw: pd.DataFrame, meta: dict, year: int, path: str | Path, max_gap_hours: float
+) -> Weather:
+    """EPW rows of one real year: hour h (1-24) of local standard time is ``[h-1, h)``."""
+    offset_hours = float(meta["TZ"])
+    try:
+        dates = pd.to_datetime(
+            pd.DataFrame({"year": year, "month": raw["month"], "day": raw["day"]})
+        )
+    except ValueError as error:
+        raise WeatherFileError(f"{path}: invalid month/day in the rows: {error}") from None
+    local = dates + pd.to_timedelta(raw["hour"].to_numpy() - 1, unit="h")
+    index = pd.DatetimeIndex(local - pd.Timedelta(hours=offset_hours)).tz_localize("UTC")
+    notes = (
+        f"EPW rows all of {year}: an actual year, kept on its dates; hour h (1-24, local "
+        f"standard time UTC{offset_hours:+g} h) is the interval [h-1, h)",
+    )
+    return _finish(
+        raw.set_axis(index),
+        path,
+        max_gap_hours,
+        station=(meta["latitude"], meta["longitude"]),
+        typical_year=False,
+        notes=notes,
+        wind_height_m=STANDARD_WIND_HEIGHT_M,
     )
 
 
@@ -388,9 +480,168 @@ def read_pvgis_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weath
     )
 
 
+def read_pvgis_hourly_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
+    """Read a PVGIS hourly series (``seriescalc``, json or csv) via pvlib: dated, UTC.
+
+    The series must hold the irradiance components on a horizontal plane (``angle=0``,
+    ``components=1``): ``Gb(i)`` is then the beam on the horizontal, ``Gd(i)`` the diffuse
+    and ``Gr(i)`` zero, so ``ghi = Gb(i) + Gd(i)``, ``dhi = Gd(i)`` and ``dni = Gb(i) / cos Z``
+    with the hour's mean cos Z at the station (0, the beam counted as diffuse, with the sun
+    below 2 deg). PVGIS time stamps each hour at the minute of its satellite
+    image (``hh:10`` for SARAH); the row is taken as the hour starting at ``hh:00``, and any
+    offset this leaves is measured against the sun downstream. Pressure, absent from PVGIS,
+    comes from the elevation (pvlib ``alt2pres``); wind is at 10 m.
+    """
+    raw, meta = _with_pvlib(pvlib.iotools.read_pvgis_hourly, path, "PVGIS hourly")
+    inputs = meta["inputs"]
+    location = inputs.get("location", inputs)
+    slope_deg = _pvgis_slope_deg(inputs)
+    if slope_deg != 0:
+        raise WeatherFileError(
+            f"{path}: the PVGIS series is for a plane tilted {slope_deg:g} deg; download it for a "
+            "horizontal plane (angle=0) with components=1"
+        )
+    needed = ("poa_direct", "poa_sky_diffuse", "temp_air", "wind_speed")
+    missing = [c for c in needed if c not in raw.columns]
+    if missing:
+        names = {v: k for k, v in pvlib.iotools.pvgis.VARIABLE_MAP.items()}
+        raise WeatherFileError(
+            f"{path}: missing column(s) {', '.join(names.get(c, c) for c in missing)}; download "
+            "the series with components=1 (Gb(i), Gd(i), Gr(i))"
+        )
+    latitude, longitude = float(location["latitude"]), float(location["longitude"])
+    index = pd.DatetimeIndex(raw.index.floor("h"))
+    if len(index) < 2:
+        raise WeatherFileError(f"{path}: {len(index)} row(s); at least 2 are needed")
+    cos_zenith = sun_interval_means(index, latitude, longitude)["cos_zenith"].to_numpy()
+    beam_w_m2 = raw["poa_direct"].to_numpy(dtype=float)
+    diffuse_w_m2 = raw["poa_sky_diffuse"].to_numpy(dtype=float)
+    up = cos_zenith > math.sin(math.radians(_PVGIS_MIN_ELEVATION_DEG))
+    frame = pd.DataFrame(
+        {
+            "ghi": beam_w_m2 + diffuse_w_m2,
+            "dni": np.where(up, beam_w_m2 / np.where(up, cos_zenith, 1.0), 0.0),
+            "dhi": diffuse_w_m2 + np.where(up, 0.0, beam_w_m2),
+            "temp_air": raw["temp_air"].to_numpy(dtype=float),
+            "wind_speed": raw["wind_speed"].to_numpy(dtype=float),
+            "pressure": pvlib.atmosphere.alt2pres(float(location["elevation"])),
+        },
+        index=index,
+    )
+    notes = (
+        "PVGIS hourly series: time hh:mm (UTC) taken as the hour starting hh:00; horizontal "
+        "components, dni = Gb(i) / mean cos Z of the hour; pressure from the elevation",
+    )
+    return _finish(
+        frame,
+        path,
+        max_gap_hours,
+        station=(latitude, longitude),
+        typical_year=False,
+        notes=notes,
+        wind_height_m=STANDARD_WIND_HEIGHT_M,
+    )
+
+
+def _pvgis_slope_deg(inputs: dict) -> float:
+    """The plane's slope of a PVGIS series [deg]: json ``mounting_system``, csv ``Slope:``."""
+    mounting = inputs.get("mounting_system")
+    if isinstance(mounting, dict):
+        for system in mounting.values():
+            slope = system.get("slope", {}).get("value") if isinstance(system, dict) else None
+            if slope is None:
+                continue
+            try:
+                return float(slope)
+            except (TypeError, ValueError):
+                continue  # tracking systems give "-"
+        return float("nan")
+    match = re.match(r"\s*(-?[0-9.]+)", str(inputs.get("Slope", "")))
+    return float(match.group(1)) if match else float("nan")
+
+
+def read_open_meteo_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
+    """Read an Open-Meteo historical-weather CSV export: dated, units from its header.
+
+    Layout: a location header (``latitude,longitude,elevation,utc_offset_seconds,timezone,
+    ...``) and its values, a blank line, then ``time,<variable> (<unit>),...``. Times are local
+    in the export's ``timezone``; each row is labelled at the END of its hour (Open-Meteo's
+    radiation is the mean of the preceding hour), so it becomes the interval starting an hour
+    earlier. Columns used: ``shortwave_radiation`` (GHI), ``direct_normal_irradiance`` (DNI),
+    ``diffuse_radiation`` (DHI), ``temperature_2m``, ``wind_speed_10m`` (or ``windspeed_10m``)
+    and ``surface_pressure`` (from the elevation when absent). Units are converted to the
+    contract's from the header: wind km/h, m/s, mp/h or kn; temperature degC or degF; pressure
+    hPa; irradiance W/m^2.
+    """
+    lines = _head(Path(path), 4)
+    try:
+        location = next(csv.DictReader(lines[:2]))
+        latitude, longitude = float(location["latitude"]), float(location["longitude"])
+        elevation_m, zone = float(location["elevation"]), location["timezone"].strip()
+        table = pd.read_csv(path, skiprows=3)
+    except (KeyError, TypeError, ValueError, StopIteration) as error:
+        raise WeatherFileError(f"{path}: not a readable Open-Meteo CSV export: {error!r}") from None
+    columns = _open_meteo_columns(table.columns, path)
+    frame = pd.DataFrame(
+        {
+            name: pd.to_numeric(table[column], errors="coerce") * scale + add
+            for name, (column, scale, add) in columns.items()
+        }
+    )
+    if "pressure" not in frame:
+        frame["pressure"] = pvlib.atmosphere.alt2pres(elevation_m)
+    try:
+        local_end = pd.DatetimeIndex(pd.to_datetime(table["time"], format="%Y-%m-%dT%H:%M"))
+        index = local_end.tz_localize(zone, ambiguous="infer").tz_convert("UTC")
+    except (ValueError, KeyError, TypeError) as error:
+        raise WeatherFileError(f"{path}: column 'time': {error}") from None
+    notes = (
+        f"Open-Meteo export: local times ({zone}) at the hour end, taken as the hour before; "
+        f"units {', '.join(f'{n}: {c}' for n, (c, _, _) in columns.items())}",
+    )
+    return _finish(
+        frame.set_axis(index - pd.Timedelta(hours=1)),
+        path,
+        max_gap_hours,
+        station=(latitude, longitude),
+        typical_year=False,
+        notes=notes,
+        wind_height_m=STANDARD_WIND_HEIGHT_M,
+    )
+
+
+def _open_meteo_columns(names: pd.Index, path: str | Path) -> dict[str, tuple[str, float, float]]:
+    """``{contract name: (export column, scale, offset)}``; the unit is read from the header."""
+    found: dict[str, tuple[str, float, float]] = {}
+    for column in names:
+        match = _OPEN_METEO_HEADER_RE.match(str(column))
+        if not match or match.group(1) not in _OPEN_METEO_VARIABLES:
+            continue
+        variable, unit = match.groups()
+        name = _OPEN_METEO_VARIABLES[variable]
+        if unit not in _OPEN_METEO_UNITS.get(name, {}):
+            allowed = ", ".join(_OPEN_METEO_UNITS[name])
+            raise WeatherFileError(
+                f"{path}: column {column!r}: unit {unit!r} is not known; allowed: {allowed}"
+            )
+        found[name] = (str(column), *_OPEN_METEO_UNITS[name][unit])
+    missing = [
+        variable
+        for variable, name in _OPEN_METEO_VARIABLES.items()
+        if name not in found and name != "pressure" and variable != "windspeed_10m"
+    ]
+    if missing:
+        raise WeatherFileError(
+            f"{path}: missing column(s) {', '.join(missing)}; export them hourly from the "
+            "Open-Meteo historical weather API"
+        )
+    return found
+
+
 def read_csv_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather:
     """Read the plain CSV described in the module docstring."""
     header = _csv_header(path)
+    _check_field_counts(Path(path), 0, None, comment="#")
     try:
         table = pd.read_csv(path, comment="#", skipinitialspace=True)
     except (OSError, ValueError) as error:
@@ -417,6 +668,35 @@ def read_csv_weather(path: str | Path, *, max_gap_hours: float = 3.0) -> Weather
         notes=notes,
         wind_height_m=wind_height_m,
     )
+
+
+def _check_field_counts(
+    path: Path, skip_lines: int, expected: int | None, *, comment: str | None = None
+) -> None:
+    """Raise on the first data line whose comma-separated field count is not ``expected``.
+
+    The first ``skip_lines`` lines (and lines starting with ``comment``) are not data; with
+    ``expected`` None the first data line (a header) sets the count. Lines are numbered from 1
+    as in an editor. A row with a field too few or too many would otherwise be read shifted.
+    """
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                text = line.rstrip("\r\n")
+                if number <= skip_lines or not text.strip():
+                    continue
+                if comment is not None and text.startswith(comment):
+                    continue
+                fields = len(next(csv.reader([text])))
+                if expected is None:
+                    expected = fields
+                elif fields != expected:
+                    raise WeatherFileError(
+                        f"{path}: line {number} has {fields} fields, expected {expected}; "
+                        "a missing or extra field would shift the columns"
+                    )
+    except OSError as error:
+        raise WeatherFileError(f"{path}: cannot read weather file: {error.strerror}") from None
 
 
 def _head(path: Path, n_lines: int) -> list[str]:
@@ -469,9 +749,29 @@ def _on_typical_year(
         )
     except ValueError as error:
         raise WeatherFileError(f"{path}: invalid month/day in the rows: {error}") from None
-    local = dates + pd.to_timedelta(hour_start[keep], unit="h")
+    local = pd.DatetimeIndex(dates + pd.to_timedelta(hour_start[keep], unit="h"))
+    _check_covers_typical_year(local, path)
     index = pd.DatetimeIndex(local - pd.Timedelta(hours=utc_offset_hours)).tz_localize("UTC")
     return frame.loc[keep].set_axis(index), tuple(notes)
+
+
+def _check_covers_typical_year(local: pd.DatetimeIndex, path: str | Path) -> None:
+    """Raise unless the hours (in the file's clock) are every hour of the typical year."""
+    year = pd.date_range(
+        f"{TYPICAL_YEAR}-01-01", f"{TYPICAL_YEAR + 1}-01-01", freq="h", inclusive="left"
+    )
+    missing = year.difference(local)
+    if len(missing) or len(local) != len(year):
+        first = (
+            f", first missing {missing[0]:%m-%d %H:00} (hour starting, file's clock)"
+            if len(missing)
+            else ""
+        )
+        raise WeatherFileError(
+            f"{path}: a typical year must have one row for each of the {len(year):,} hours "
+            f"(Feb 29 aside); the rows give {local.nunique():,} distinct hours in {len(local):,} "
+            f"rows{first}; the file is truncated or has repeated rows"
+        )
 
 
 def _finish(
@@ -484,7 +784,9 @@ def _finish(
     notes: tuple[str, ...],
     wind_height_m: float,
 ) -> Weather:
-    data, n_filled = validate_weather(frame, str(path), max_gap_hours=max_gap_hours)
+    data, n_filled = validate_weather(
+        frame, str(path), max_gap_hours=max_gap_hours, wind_height_m=wind_height_m
+    )
     if n_filled:
         notes = (*notes, f"{n_filled} missing values filled by linear interpolation in time")
     return Weather(
@@ -568,8 +870,7 @@ def warn_if_far(
             f"{weather.station[1]:.2f} E is {distance_km:.0f} km from site '{site_name}' "
             f"(more than {limit_km:g} km); its weather may not represent the site"
         )
-        logger.warning(message)
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warn_user(message)
     return distance_km
 
 

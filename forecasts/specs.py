@@ -8,6 +8,7 @@ the field names.
 from __future__ import annotations
 
 import difflib
+import math
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -114,8 +115,10 @@ class Climate(_Spec):
     """Parameters of the seeded synthetic weather for one site.
 
     Clearness: the daily clear-sky index follows an AR(1) process in logit space, so cloudy days
-    come in runs. Wind: a Weibull-distributed speed at ``wind_height_m`` obtained from a
-    Gaussian AR(1) process by a quantile transform, with a diurnal cycle.
+    come in runs, around a mean that may change by month. Wind: a Weibull-distributed speed at
+    ``wind_height_m`` obtained from a Gaussian AR(1) process by a quantile transform, with a
+    scale that may change by month and a diurnal cycle; with shear exponents, the wind aloft
+    follows the stability of the day (weak shear in the afternoon, strong before dawn).
     """
 
     clearness_mean: float = Field(
@@ -141,9 +144,57 @@ class Climate(_Spec):
     wind_peak_hour_local: float = Field(
         default=15.0, ge=0, lt=24, description="local hour of the diurnal wind maximum [h]"
     )
+    clearness_month_factors: tuple[float, ...] | None = Field(
+        default=None,
+        description="12 factors (Jan-Dec, mean 1) on clearness_mean for each month [-]; "
+        "null = no seasons",
+    )
+    wind_month_factors: tuple[float, ...] | None = Field(
+        default=None,
+        description="12 factors (Jan-Dec, mean 1) on wind_weibull_scale_m_s for each month [-]; "
+        "null = no seasons",
+    )
+    wind_shear_exponent_day: float | None = Field(
+        default=None,
+        ge=0,
+        le=0.6,
+        description="power-law exponent of the wind profile above wind_height_m in the "
+        "afternoon (unstable, well mixed) [-]; null = the farm's log profile at all hours",
+    )
+    wind_shear_exponent_night: float | None = Field(
+        default=None,
+        ge=0,
+        le=0.8,
+        description="the same before dawn (stable: the surface wind drops, the wind aloft does "
+        "not) [-]",
+    )
     temp_mean_c: float = Field(default=12.0, ge=-40, le=45, description="annual mean air T [C]")
     temp_annual_amplitude_c: float = Field(default=12.0, ge=0, le=40, description="[C]")
     temp_diurnal_amplitude_c: float = Field(default=5.0, ge=0, le=25, description="[C]")
+
+    @field_validator("clearness_month_factors", "wind_month_factors")
+    @classmethod
+    def _twelve_months_mean_one(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is None:
+            return value
+        if len(value) != 12 or min(value) <= 0:
+            raise ValueError(f"give 12 positive factors, Jan to Dec; got {len(value)}")
+        if not 0.97 <= sum(value) / 12 <= 1.03:
+            raise ValueError(f"the 12 factors must average 1 (within 3 %); they average "
+                             f"{sum(value) / 12:.3f}")  # fmt: skip
+        return value
+
+    @model_validator(mode="after")
+    def _shear_day_and_night(self) -> Climate:
+        if (self.wind_shear_exponent_day is None) != (self.wind_shear_exponent_night is None):
+            raise ValueError("give both wind_shear_exponent_day and _night, or neither")
+        return self
+
+    @property
+    def mean_wind_at_10m_m_s(self) -> float:
+        """Mean of the Weibull wind, brought to 10 m by the neutral 1/7 power law [m/s]."""
+        weibull_mean = self.wind_weibull_scale_m_s * math.gamma(1 + 1 / self.wind_weibull_shape)
+        return weibull_mean * (10.0 / self.wind_height_m) ** (1.0 / 7.0)
 
 
 class SupplySite(_Spec):

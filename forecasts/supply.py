@@ -107,29 +107,44 @@ class SupplyModel:
         return _tidy(pd.concat(parts, ignore_index=True))
 
     def forecast(
-        self, actual: pd.DataFrame, error: ForecastError, seed: int, quantiles: bool = True
+        self,
+        actual: pd.DataFrame,
+        error: ForecastError,
+        seed: int,
+        quantiles: bool = True,
+        reference: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        """A day-ahead forecast of ``actual`` (a supply table) under the ``error`` model."""
+        """A day-ahead forecast of ``actual`` (a supply table) under the ``error`` model.
+
+        ``reference`` is a supply table (e.g. a whole year of the same sites) whose
+        distribution the error model uses; by default ``actual`` itself.
+        """
         started = time.perf_counter()
+        reference = actual if reference is None else reference
         parts = []
         for name, rows in actual.groupby("site", sort=False):
             site = self.sites[str(name)]
             rows = rows.set_index("time")
+            climate = reference[reference["site"] == name].set_index("time")
             forecast = add_forecast_error(
                 rows,
                 wind_capacity_mw=site.wind_capacity_mw,
                 pv_capacity_mw=site.pv_capacity_mw_ac,
-                sun_factor=sun_factor(
-                    pd.DatetimeIndex(rows.index), site.latitude, site.longitude, site.altitude_m
-                ),
+                sun_factor=self._sun_factor(rows.index, site),
                 error=error,
                 seed=seed,
                 key=site.name,
                 quantiles=quantiles,
+                reference=climate,
+                reference_sun_factor=self._sun_factor(climate.index, site),
             )
             parts.append(forecast.reset_index().assign(site=name))
         self._timed("forecast_error", started)
         return _tidy(pd.concat(parts, ignore_index=True))
+
+    @staticmethod
+    def _sun_factor(index: pd.Index, site: SupplySite) -> np.ndarray:
+        return sun_factor(pd.DatetimeIndex(index), site.latitude, site.longitude, site.altitude_m)
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:

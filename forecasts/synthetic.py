@@ -1,9 +1,13 @@
 """Seeded synthetic weather for a site: pvlib clear sky times a persistent clearness process.
 
 Irradiance: Ineichen clear sky (pvlib's bundled Linke turbidity) times a clear-sky index built
-from a daily AR(1) process in logit space (cloudy days come in runs) plus an hourly AR(1)
-anomaly; DNI/DHI by the Erbs decomposition. Wind: a Gaussian AR(1) process mapped through the
-normal CDF onto the site's Weibull distribution, times a diurnal cycle. Temperature: annual and
+from a daily AR(1) process in logit space (cloudy days come in runs) around a mean that
+follows the months, plus an hourly AR(1) anomaly; DNI/DHI by the Erbs decomposition. Wind: a
+Gaussian AR(1) process mapped through the normal CDF onto the site's Weibull distribution
+(its scale following the months), times the surface diurnal cycle; with the climate's shear
+exponents, a ``wind_shear_exponent`` column carries the stability of each hour, so that the
+wind aloft peaks at night while the wind at 10 m peaks in the afternoon. Monthly values are
+given for mid-month and interpolated linearly between them. Temperature: annual and
 daily cycles plus a persistent anomaly. Pressure: barometric at the site's altitude.
 
 Random processes are drawn hourly for whole calendar years, keyed by ``(seed, site, year)``, and
@@ -31,6 +35,7 @@ _INTRADAY_STD = 0.45  # std of the hourly clearness anomaly in logit space [-]
 _INTRADAY_HOURS = 2.0  # e-folding time of that anomaly [h]
 _TEMP_ANOMALY_STD_C = 2.0
 _TEMP_ANOMALY_HOURS = 48.0
+_MOST_STABLE_HOUR = 4.0  # local hour of the strongest shear (before dawn)
 
 
 def _site_key(name: str) -> int:
@@ -62,6 +67,22 @@ def logit_offset_for_mean(mean: float, spread: float) -> float:
     return 0.5 * (low + high)
 
 
+_MID_MONTH_FRACTION = (np.arange(12) + 0.5) / 12  # mid-months as fractions of the year
+
+
+def _through_the_year(monthly: np.ndarray, year_fraction: np.ndarray) -> np.ndarray:
+    """Values given for mid-months, interpolated linearly (across New Year too) at
+    ``year_fraction`` in [0, 1) [same unit as ``monthly``]."""
+    return np.interp(year_fraction, _MID_MONTH_FRACTION, monthly, period=1.0)
+
+
+def _monthly_logit_centre(climate: Climate) -> np.ndarray:
+    """Logit-space centre of daily clearness for each month, for its monthly mean [-]."""
+    factors = np.asarray(climate.clearness_month_factors or np.ones(12))
+    means = np.clip(climate.clearness_mean * factors, 0.12, 0.93)
+    return np.array([logit_offset_for_mean(m, climate.clearness_spread) for m in means])
+
+
 def _hourly_year(
     climate: Climate, seed: int, site: str, year: int, utc_offset_h: float
 ) -> pd.DataFrame:
@@ -72,12 +93,14 @@ def _hourly_year(
     )
     n_days = len(hours) // 24
     daily = ar1(rng.standard_normal(n_days + 1), climate.clearness_day_to_day)
-    mu = logit_offset_for_mean(climate.clearness_mean, climate.clearness_spread)
+    mu = _monthly_logit_centre(climate)
     local_day = (
         (hours.hour.to_numpy() + utc_offset_h) // 24 + hours.dayofyear.to_numpy() - 1
     ).astype(int)
     intraday = ar1(rng.standard_normal(len(hours)), np.exp(-1.0 / _INTRADAY_HOURS))
-    clearness_logit = mu + climate.clearness_spread * daily[np.clip(local_day, 0, n_days)]
+    day_of_year = np.clip(local_day, 0, n_days)
+    centre = _through_the_year(mu, (day_of_year + 0.5) / n_days)
+    clearness_logit = centre + climate.clearness_spread * daily[day_of_year]
     clearness_logit = clearness_logit + _INTRADAY_STD * intraday
     wind_z = ar1(rng.standard_normal(len(hours)), np.exp(-1.0 / climate.wind_autocorrelation_hours))
     temp_z = ar1(rng.standard_normal(len(hours)), np.exp(-1.0 / _TEMP_ANOMALY_HOURS))
@@ -105,6 +128,15 @@ def _drivers(site: SupplySite, seed: int, times_mid: pd.DatetimeIndex) -> pd.Dat
     return pd.DataFrame(
         {c: np.interp(xi, x, hourly[c].to_numpy()) for c in hourly}, index=times_mid
     )
+
+
+def _stability_shear(climate: Climate, local_hour: np.ndarray) -> np.ndarray:
+    """Power-law shear exponent of the hour [-]: the day value in mid-afternoon (unstable, well
+    mixed), the night value before dawn (stable), cosine in between."""
+    night_weight = 0.5 * (1.0 + np.cos(2 * np.pi * (local_hour - _MOST_STABLE_HOUR) / 24.0))
+    day, night = climate.wind_shear_exponent_day, climate.wind_shear_exponent_night
+    assert day is not None and night is not None  # the climate validates both or neither
+    return day + (night - day) * night_weight
 
 
 def synthetic_weather(
@@ -148,9 +180,11 @@ def synthetic_weather(
     )
 
     quantile = np.clip(special.ndtr(drivers["wind_z"].to_numpy()), 1e-9, 1 - 1e-9)
-    wind = stats.weibull_min.ppf(
-        quantile, climate.wind_weibull_shape, scale=climate.wind_weibull_scale_m_s
+    year_fraction = ((local.dayofyear - 1) + local_hour / 24.0) / 365.25
+    scale_m_s = climate.wind_weibull_scale_m_s * _through_the_year(
+        np.asarray(climate.wind_month_factors or np.ones(12)), np.asarray(year_fraction)
     )
+    wind = stats.weibull_min.ppf(quantile, climate.wind_weibull_shape, scale=scale_m_s)
     diurnal = 1.0 + climate.wind_diurnal_amplitude * np.cos(
         2 * np.pi * (local_hour - climate.wind_peak_hour_local) / 24.0
     )
@@ -166,6 +200,8 @@ def synthetic_weather(
         },
         index=index,
     )
+    if climate.wind_shear_exponent_day is not None:
+        data["wind_shear_exponent"] = _stability_shear(climate, np.asarray(local_hour))
     return Weather(
         data=data,
         wind_height_m=climate.wind_height_m,

@@ -6,7 +6,9 @@ Contract (all sources, synthetic or file):
   each interval; values are interval means.
 - columns (pvlib names): ``ghi``, ``dni``, ``dhi`` [W/m^2], ``temp_air`` [C],
   ``wind_speed`` [m/s] at :attr:`Weather.wind_height_m`, ``pressure`` [Pa],
-  optional ``roughness_length`` [m].
+  optional ``roughness_length`` [m] and ``wind_shear_exponent`` [-] (power-law exponent of
+  the wind profile above the measurement height; when given, wind is brought to hub height by
+  it instead of by the farm's log profile).
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "Weather"]
+from scheduler.contracts import UserError
+
+__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "Weather", "WeatherFileError"]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "pressure")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("roughness_length",)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("roughness_length", "wind_shear_exponent")
+
+
+class WeatherFileError(UserError):
+    """A weather file that cannot be used; the message starts with the file path."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,9 @@ class Weather:
 
     ``station`` is ``(latitude, longitude)`` of the measuring station when known;
     ``typical_year`` is true for TMY/EPW files whose rows come from different real years.
+    ``clock_offset_minutes`` is how late the file's irradiance runs against the sun as measured
+    (``None`` when not measured) and ``time_shift_minutes`` how far it was moved back [min];
+    ``closure`` is ``sum(dhi + dni cos Z) / sum(ghi)`` of the file (``None`` when not measured).
     """
 
     data: pd.DataFrame
@@ -35,6 +46,9 @@ class Weather:
     station: tuple[float, float] | None = None
     typical_year: bool = False
     notes: tuple[str, ...] = field(default=())
+    clock_offset_minutes: float | None = None
+    time_shift_minutes: float = 0.0
+    closure: float | None = None
 
     @property
     def freq(self) -> pd.Timedelta:

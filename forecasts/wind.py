@@ -17,7 +17,7 @@ from windpowerlib import TurbineClusterModelChain, WindFarm, WindTurbine
 
 from forecasts.specs import WindFarm as WindFarmSpec
 
-__all__ = ["wind_farm_mw", "wind_turbine"]
+__all__ = ["power_law_to_height", "wind_farm_mw", "wind_turbine"]
 
 _TEMPERATURE_HEIGHT_M = 2.0  # air temperature in weather data is at 2 m
 
@@ -53,12 +53,30 @@ def windpowerlib_weather(
     return pd.DataFrame(values, index=weather.index, columns=columns)
 
 
+def power_law_to_height(
+    wind_speed_m_s: pd.Series, height_m: float, hub_height_m: float, exponent: pd.Series
+) -> pd.Series:
+    """Wind speed at ``hub_height_m`` from ``height_m`` by the power law ``(h2/h1)**alpha``
+    with a per-row shear exponent [m/s] (Hellman; alpha ~0.1 unstable, 0.3-0.5 stable)."""
+    return wind_speed_m_s * (hub_height_m / height_m) ** exponent
+
+
 def wind_farm_mw(weather: pd.DataFrame, farm: WindFarmSpec, wind_height_m: float) -> pd.Series:
     """AC output of ``farm`` [MW] for each weather interval.
 
     ``weather`` follows the weather frame contract with ``wind_speed`` measured at
-    ``wind_height_m``; the farm's own ``roughness_length_m`` describes its surroundings.
+    ``wind_height_m``; the farm's own ``roughness_length_m`` describes its surroundings. With a
+    ``wind_shear_exponent`` column (synthetic weather with stability) wind is brought to hub
+    height by the power law instead of the log profile.
     """
+    if "wind_shear_exponent" in weather.columns:
+        weather = weather.assign(
+            wind_speed=power_law_to_height(
+                weather["wind_speed"], wind_height_m, farm.hub_height_m,
+                weather["wind_shear_exponent"],
+            )
+        )  # fmt: skip
+        wind_height_m = farm.hub_height_m  # windpowerlib's log profile is then the identity
     turbine = wind_turbine(farm.turbine_type, farm.hub_height_m)
     power_plant = WindFarm(
         wind_turbine_fleet=pd.DataFrame(

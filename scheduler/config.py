@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from forecasts.clock import MAX_OFFSET_MINUTES
 from forecasts.specs import SupplySite
 from scheduler.contracts import UserError, check_slot_minutes
 
@@ -158,7 +159,7 @@ class ForecastSettings(_Strict):
         default=0.15, ge=0, le=1, description="day-ahead wind error, std / capacity [-]"
     )
     pv_nrmse: float = Field(
-        default=0.07, ge=0, le=1, description="day-ahead PV error at clear-sky peak / capacity [-]"
+        default=0.08, ge=0, le=1, description="day-ahead PV RMSE over daylit hours / capacity [-]"
     )
     error_correlation_hours: float = Field(
         default=6.0, gt=0, le=72, description="e-folding time of forecast errors [h]"
@@ -169,6 +170,26 @@ class ForecastSettings(_Strict):
     far_station_km: float = Field(
         default=100.0, gt=0, description="warn when a weather file's station is farther [km]"
     )
+    weather_time_shift: Literal["auto"] | float = Field(
+        default="auto",
+        description="move a weather file's irradiance back onto the sun's clock: 'auto' by the "
+        "offset measured against the clear sky when it is 15 min or more, a number of minutes, "
+        "or 0 to keep the file's clock [min]",
+    )
+    dni_rule: Literal["file", "ghi_dhi"] = Field(
+        default="file",
+        description="irradiance components that do not close: 'file' keeps the file's DNI and "
+        "DHI (as a direct pvlib run), 'ghi_dhi' rebuilds DNI = (GHI - DHI) / cos Z",
+    )
+
+    @field_validator("weather_time_shift")
+    @classmethod
+    def _shift_within_search(cls, value: str | float) -> str | float:
+        if (isinstance(value, str) and value != "auto") or (
+            not isinstance(value, str) and abs(value) > MAX_OFFSET_MINUTES
+        ):
+            raise ValueError(f"must be 'auto' or within +-{MAX_OFFSET_MINUTES} minutes")
+        return value
 
     @field_validator("slot_minutes")
     @classmethod

@@ -125,6 +125,8 @@ def load_site_weather(
             seed=seed,
             max_gap_hours=config.forecast.max_gap_hours,
             far_station_km=config.forecast.far_station_km,
+            time_shift=config.forecast.weather_time_shift,
+            dni_rule=config.forecast.dni_rule,
             pad=pad,
         )
         for name, site in config.sites.items()

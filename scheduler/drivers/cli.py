@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from forecasts.weather import Weather
 from scheduler.config import DEFAULT_CONFIG_PATH, Config, load_config
 from scheduler.contracts import UserError, write_table
 
@@ -70,6 +71,13 @@ def _load(config: Path | None) -> Config:
     return load_config(config)
 
 
+def _clock_offset_text(weather: Weather) -> str:
+    """The measured clock offset of a weather file and the shift applied, for the summary."""
+    if weather.clock_offset_minutes is None:
+        return "-"
+    return f"{weather.clock_offset_minutes:+.1f} min, moved {weather.time_shift_minutes:g}"
+
+
 @app.command()
 def forecast(
     config: ConfigOption = None,
@@ -116,6 +124,7 @@ def forecast(
     for column in (
         "site",
         "weather",
+        "clock offset",
         "PV MWh",
         "wind MWh",
         "green MWh",
@@ -123,11 +132,14 @@ def forecast(
         "capacity MW",
         "CF",
     ):
-        view.add_column(column, justify="left" if column in ("site", "weather") else "right")
+        view.add_column(
+            column, justify="left" if column in ("site", "weather", "clock offset") else "right"
+        )
     for row in summary.itertuples():
         view.add_row(
             row.site,
             Path(run.weather[row.site].source).name,
+            _clock_offset_text(run.weather[row.site]),
             f"{row.pv_mwh:,.1f}",
             f"{row.wind_mwh:,.1f}",
             f"{row.green_mwh:,.1f}",

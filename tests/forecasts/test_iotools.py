@@ -38,10 +38,21 @@ def _ghi_w_m2(hour_end: int) -> float:
     return round(max(0.0, 800 * np.sin(np.pi * (middle - 6) / 12)), 1)
 
 
-def _epw_text(days: list[tuple[int, int, int]], tz_hours: float = 8.0, **overrides) -> str:
-    """A minimal EPW: 8 header lines and 24 rows per ``(year, month, day)``.
+def _epw_text(
+    days: list[tuple[int, int, int]],
+    tz_hours: float = 8.0,
+    *,
+    whole_year: bool = True,
+    year: int | None = None,
+    **overrides,
+) -> str:
+    """A minimal EPW: 8 header lines and 24 rows per day.
 
-    ``overrides`` maps ``(field, row_position)`` names like ``ghi_5`` to a value.
+    With ``whole_year`` the rows are every day of a typical year, each month from another
+    year, except the ``days`` listed, which keep the year given; ``overrides`` maps names like
+    ``ghi_5`` to a value for row 5 counted within the listed ``days`` (24 rows each). With
+    ``year`` every row is from that one year (an actual-year file, Feb 29 included in a leap
+    year); without ``whole_year`` only the ``days`` listed are written.
     """
     header = [
         f"LOCATION,Test,Test,CHN,TEST,000000,31.40,121.45,{tz_hours},5.5",
@@ -53,8 +64,21 @@ def _epw_text(days: list[tuple[int, int, int]], tz_hours: float = 8.0, **overrid
         "COMMENTS 2,",
         "DATA PERIODS,1,1,Data,Sunday, 1/ 1,12/31",
     ]
+    listed = {(m, d): (position, y) for position, (y, m, d) in enumerate(days)}
+    if year is not None:
+        calendar = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
+        all_days = [(year, t.month, t.day) for t in calendar]
+    elif whole_year:
+        calendar = pd.date_range("2001-01-01", "2001-12-31", freq="D")
+        all_days = [
+            (listed[(t.month, t.day)][1] if (t.month, t.day) in listed else 1998 + t.month % 5,
+             t.month, t.day)
+            for t in calendar
+        ]  # fmt: skip
+    else:
+        all_days = list(days)
     rows = []
-    for year, month, day in days:
+    for row_year, month, day in all_days:
         for hour in range(1, 25):
             ghi = _ghi_w_m2(hour)
             values = {
@@ -65,12 +89,14 @@ def _epw_text(days: list[tuple[int, int, int]], tz_hours: float = 8.0, **overrid
                 "dhi": round(ghi * 0.3, 1),
                 "wind_speed": 3.0,
             }
-            for key, value in overrides.items():
-                name, position = key.rsplit("_", 1)
-                if int(position) == len(rows):
-                    values[name] = value
+            if (month, day) in listed:
+                position = listed[(month, day)][0] * 24 + hour - 1
+                for key, value in overrides.items():
+                    name, at = key.rsplit("_", 1)
+                    if int(at) == position:
+                        values[name] = value
             fields = [
-                year,
+                row_year,
                 month,
                 day,
                 hour,
@@ -130,8 +156,8 @@ def test_epw_hours_become_interval_starts_in_utc(tmp_path):
     assert weather.station == (31.4, 121.45)
     assert weather.typical_year
     assert weather.wind_height_m == 10.0
-    # rows from 2005 and 2007 are one continuous typical year
-    assert len(data) == 48
+    # rows from different years are one continuous typical year
+    assert len(data) == 8760
 
 
 def test_epw_missing_codes_are_filled_when_short(tmp_path, caplog):
@@ -187,17 +213,17 @@ def test_tmy3_end_of_hour_labels_and_mbar(tmp_path):
         "Date (MM/DD/YYYY),Time (HH:MM),GHI (W/m^2),DNI (W/m^2),DHI (W/m^2),Dry-bulb (C),"
         "Wspd (m/s),Pressure (mbar)",
     ]
-    for day in (1, 2):
+    for day in pd.date_range("1998-01-01", "1998-12-31", freq="D"):
         for hour in range(1, 25):
             ghi = _ghi_w_m2(hour)
-            lines.append(f"01/{day:02d}/1998,{hour:02d}:00,{ghi},{ghi * 0.8},{ghi * 0.3},5,2,970")
+            lines.append(f"{day:%m/%d/%Y},{hour:02d}:00,{ghi},{ghi * 0.8},{ghi * 0.3},5,2,970")
     path = _write(tmp_path, "723456TY.csv", "\n".join(lines) + "\n")
     assert sniff_kind(path) == "tmy3"
     weather = read_weather(path)
     data = weather.data
     # hour 1 of Jan 1 at UTC-7 is 00:00-01:00 local, 07:00 UTC
     assert data.index[0] == pd.Timestamp(f"{TYPICAL_YEAR}-01-01T07:00Z")
-    assert data.index[-1] == pd.Timestamp(f"{TYPICAL_YEAR}-01-03T06:00Z")
+    assert data.index[-1] == pd.Timestamp(f"{TYPICAL_YEAR + 1}-01-01T06:00Z")
     assert (data["pressure"] == 97_000.0).all()
     assert weather.station == (33.45, -111.983)
     # the local noon interval 12:00-13:00 is hour 13: peak of the symmetric shape
@@ -223,8 +249,8 @@ def _pvgis_rows(times: pd.DatetimeIndex) -> list[dict]:
 
 
 def test_pvgis_json_months_from_different_years(tmp_path):
-    times = pd.date_range("2007-01-31", periods=24, freq="1h").append(
-        pd.date_range("2012-02-01", periods=24, freq="1h")
+    times = pd.date_range("2007-01-01", "2007-01-31 23:00", freq="1h").append(
+        pd.date_range("2012-02-01", "2012-12-31 23:00", freq="1h")
     )
     source = {
         "inputs": {"location": {"latitude": 45.0, "longitude": 8.0, "elevation": 250.0}},
@@ -234,8 +260,8 @@ def test_pvgis_json_months_from_different_years(tmp_path):
     path = _write(tmp_path, "tmy.json", json.dumps(source))
     weather = read_weather(path)
     assert weather.station == (45.0, 8.0)
-    assert weather.data.index[0] == pd.Timestamp(f"{TYPICAL_YEAR}-01-31T00:00Z")
-    assert len(weather.data) == 48 and weather.freq == pd.Timedelta(hours=1)
+    assert weather.data.index[0] == pd.Timestamp(f"{TYPICAL_YEAR}-01-01T00:00Z")
+    assert len(weather.data) == 8760 and weather.freq == pd.Timedelta(hours=1)
     assert (weather.data["pressure"] == 98_000.0).all()
 
 
@@ -416,8 +442,6 @@ def test_map_to_dates_uses_local_clock_and_feb28_for_feb29(tmp_path):
     assert data.loc[pd.Timestamp("2028-02-28T16:00Z"), "temp_air"] == -5.0
     assert any("Feb 29 takes Feb 28" in note for note in mapped.notes)
     assert any("typical year mapped onto 2028-02-27T16:00" in note for note in mapped.notes)
-    with pytest.raises(WeatherFileError, match=r"no row for 2028-03-02T16:00:00\+00:00"):
-        map_to_dates(weather, "2028-02-28T16:00Z", "2028-03-03T16:00Z")
     with pytest.raises(WeatherFileError, match="start '2028-02-28' has no time zone"):
         map_to_dates(weather, "2028-02-28", "2028-03-01T16:00Z")
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pvlib
 import pytest
 from scipy import special
 
 from forecasts.error import ForecastError
 from forecasts.pv import pv_ac_mw
+from forecasts.specs import Climate
 from forecasts.supply import SupplyModel, sun_factor
 from forecasts.synthetic import synthetic_weather
-from forecasts.wind import wind_farm_mw
+from forecasts.wind import power_law_to_height, wind_farm_mw
 
 UTC = "UTC"
 YEAR = (pd.Timestamp("2026-01-01", tz=UTC), pd.Timestamp("2027-01-01", tz=UTC))
@@ -112,3 +114,62 @@ def test_forecast_error_size_and_night(config, year_weather):
     np.testing.assert_allclose(perfect["green_mw"], actual["green_mw"])
     again = model.forecast(actual, error, seed=1)
     pd.testing.assert_frame_equal(forecast, again)
+
+
+def _local(frame: pd.DataFrame, site) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(frame.index).tz_convert(site.timezone)
+
+
+def test_shantou_wind_is_stronger_in_the_winter_monsoon(config, year_weather):
+    """The north-east monsoon through the Taiwan Strait (Oct-Mar) against summer's weak
+    south-west monsoon: at 10 m and in the farm's output."""
+    site = config.sites["shantou"]
+    data = year_weather["shantou"].data
+    month = _local(data, site).month
+    winter, summer = month.isin([12, 1, 2]), month.isin([6, 7, 8])
+    assert data["wind_speed"][winter].mean() > 1.2 * data["wind_speed"][summer].mean()
+    output = sum(wind_farm_mw(data, farm, 10.0) for farm in site.wind.values())
+    assert output[winter].mean() > 1.2 * output[summer].mean()
+
+
+def test_qingyang_wind_aloft_peaks_at_night_while_the_surface_peaks_by_day(config, year_weather):
+    site = config.sites["qingyang"]
+    data = year_weather["qingyang"].data
+    hour = _local(data, site).hour
+    farm = next(iter(site.wind.values()))
+    hub = power_law_to_height(
+        data["wind_speed"], 10.0, farm.hub_height_m, data["wind_shear_exponent"]
+    )
+    hub_by_hour = hub.groupby(hour).mean()
+    surface_by_hour = data["wind_speed"].groupby(hour).mean()
+    assert hub_by_hour.idxmax() in (21, 22, 23, 0, 1, 2, 3, 4, 5, 6, 7)
+    assert 11 <= surface_by_hour.idxmax() <= 17
+    output = wind_farm_mw(data, farm, 10.0).groupby(hour).mean() / farm.capacity_mw
+    night, afternoon = output[[0, 1, 2, 3, 4, 5]].mean(), output[[13, 14, 15, 16]].mean()
+    assert night > 1.2 * afternoon  # the wind and the sun no longer coincide
+
+
+def test_qingyang_autumn_is_cloudier_than_winter(config, year_weather):
+    site = config.sites["qingyang"]
+    data = year_weather["qingyang"].data
+    clear = pvlib.location.Location(site.latitude, site.longitude, "UTC", site.altitude_m)
+    ghi_clear = clear.get_clearsky(data.index + pd.Timedelta(minutes=30))["ghi"].to_numpy()
+    month = _local(data, site).month
+    index = (
+        pd.Series(data["ghi"].to_numpy(), index=month).groupby(level=0).sum()
+        / pd.Series(ghi_clear, index=month).groupby(level=0).sum()
+    )
+    assert index[9] < 0.85 * index[12]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("wind_month_factors", [1.0] * 11, "12 positive factors"),
+        ("clearness_month_factors", [1.5] * 12, "must average 1"),
+        ("wind_shear_exponent_day", 0.1, "or neither"),
+    ],
+)
+def test_climate_months_and_shear_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Climate(**{field: value})
