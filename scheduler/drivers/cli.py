@@ -41,7 +41,7 @@ WeatherOption = Annotated[
     typer.Option(
         "--weather",
         "-w",
-        help="'synthetic' (default) or SITE=FILE (EPW, TMY3, PVGIS, Open-Meteo CSV or CSV); repeatable",
+        help="'synthetic' (default) or SITE=FILE (EPW, TMY3, PVGIS, Open-Meteo or CSV)",
     ),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")]
