@@ -136,7 +136,7 @@ def test_the_loop_killed_twice_resumes_without_losing_or_doubling_work(
     command = [
         sys.executable, "-m", "scheduler.drivers.service", "serve", f"--config={small_config}",
         f"--db={db}", "--no-dispatch", f"--out={out}", "--clock-start",
-        f"{day}T00:00+08:00", "--speedup", "3600", "--days", "1",
+        f"{day}T00:00+08:00", "--speedup", "7200", "--days", "1",
     ]  # fmt: skip
     reached = []
     for _ in range(2):

@@ -124,7 +124,7 @@ def test_days_roll_over_without_restart(small_config, tmp_path):
 
 @pytest.mark.slow
 def test_the_cap_binds_the_ray_tasks(small_config, tmp_path):
-    running = start_loop(small_config, tmp_path, speedup=1440, days=1, dispatch=True)
+    running = start_loop(small_config, tmp_path, speedup=2880, days=1, dispatch=True)
     wait_until(running, DAY_START + pd.Timedelta(hours=4), timeout_s=180)
     reply, start_at = submit_load_cap(running, pd.Timedelta(hours=2), 2, 1.5)
     assert reply.accepted
