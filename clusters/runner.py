@@ -96,8 +96,11 @@ class RayRunner:
             attempt = _Attempt(index, chunk, 0, self._tasks.submit(chunk, 0))
             pending[attempt.ref] = attempt
         while pending:
+            # wait for the whole batch (one call, not one per task), up to the slot's deadline
             ready, _ = ray.wait(
-                list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic())
+                list(pending),
+                num_returns=len(pending),
+                timeout=max(0.0, deadline - time.monotonic()),
             )
             if not ready:
                 for attempt in pending.values():
@@ -108,38 +111,46 @@ class RayRunner:
                         attempt.chunk, ChunkStatus.LOST, text, retried=attempt.errors
                     )
                 break
-            attempt = pending.pop(ready[0])
-            try:
-                record = ray.get(attempt.ref, timeout=0)
-            except RayTaskError as error:
-                text = error_text(error)
-                self._row(attempt, "error", None, woke_unix_s, text)
-                if attempt.attempt < self.max_retries:
-                    retry = _Attempt(
-                        attempt.index,
-                        attempt.chunk,
-                        attempt.attempt + 1,
-                        self._tasks.submit(attempt.chunk, attempt.attempt + 1),
-                        (*attempt.errors, text),
-                    )
+            for ref in ready:
+                attempt = pending.pop(ref)
+                retry = self._settle(attempt, woke_unix_s, outcomes)
+                if retry is not None:
                     pending[retry.ref] = retry
-                    continue
-                outcomes[attempt.index] = ChunkOutcome(
-                    attempt.chunk, ChunkStatus.FAILED, text, retried=attempt.errors
-                )
-            except (ray.exceptions.RayError, GetTimeoutError) as error:
-                text = error_text(error)
-                self._row(attempt, "lost", None, woke_unix_s, text)
-                outcomes[attempt.index] = ChunkOutcome(
-                    attempt.chunk, ChunkStatus.LOST, text, retried=attempt.errors
-                )
-            else:
-                self._row(attempt, "ok", record, woke_unix_s)
-                outcomes[attempt.index] = ChunkOutcome(
-                    attempt.chunk, ChunkStatus.OK, tokens_real=record.tokens_real,
-                    retried=attempt.errors,
-                )  # fmt: skip
         return [o for o in outcomes if o is not None]
+
+    def _settle(
+        self, attempt: _Attempt, woke_unix_s: float, outcomes: list[ChunkOutcome | None]
+    ) -> _Attempt | None:
+        """Book one finished attempt into ``outcomes``; the retry to wait for, if any."""
+        try:
+            record = ray.get(attempt.ref, timeout=0)
+        except RayTaskError as error:
+            text = error_text(error)
+            self._row(attempt, "error", None, woke_unix_s, text)
+            if attempt.attempt < self.max_retries:
+                return _Attempt(
+                    attempt.index,
+                    attempt.chunk,
+                    attempt.attempt + 1,
+                    self._tasks.submit(attempt.chunk, attempt.attempt + 1),
+                    (*attempt.errors, text),
+                )
+            outcomes[attempt.index] = ChunkOutcome(
+                attempt.chunk, ChunkStatus.FAILED, text, retried=attempt.errors
+            )
+        except (ray.exceptions.RayError, GetTimeoutError) as error:
+            text = error_text(error)
+            self._row(attempt, "lost", None, woke_unix_s, text)
+            outcomes[attempt.index] = ChunkOutcome(
+                attempt.chunk, ChunkStatus.LOST, text, retried=attempt.errors
+            )
+        else:
+            self._row(attempt, "ok", record, woke_unix_s)
+            outcomes[attempt.index] = ChunkOutcome(
+                attempt.chunk, ChunkStatus.OK, tokens_real=record.tokens_real,
+                retried=attempt.errors,
+            )  # fmt: skip
+        return None
 
     def _row(
         self,

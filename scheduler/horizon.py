@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
@@ -28,7 +29,7 @@ class Horizon:
         """Slot length [h]."""
         return self.slot_minutes / 60.0
 
-    @property
+    @cached_property
     def times(self) -> pd.DatetimeIndex:
         """Slot starts, UTC."""
         return pd.date_range(self.start, periods=self.n_slots, freq=f"{self.slot_minutes}min")
