@@ -21,6 +21,13 @@ and reported unfinished. Steps:
    meets any limit). The notes say how many jobs were pinned; work a pinned job can no longer
    place is reported unfinished, never dropped.
 
+Before steps 2-4, the **load profile** (:mod:`.profile`): a small GLOP LP over sites x slots,
+fed with the bound's flow, decides each site's GPUs per slot under ramp limits, caps and supply,
+with a bounded smoothing term that picks the calmest of equal-carbon profiles. Steps 2-4 then
+place jobs inside that profile, and :func:`.ramp_fit.fit_ramps` repairs what rounding or an
+unfilled profile leaves (the plan keeps every ramp). ``ramp_cost_kg`` in the result is the
+grid CO2 this costs over the same plan made without a profile.
+
 ``SolverSettings.time_limit_s`` is checked after the fact: a min-cost flow cannot be stopped
 part way, so a run that takes longer is reported in the notes; ``relative_gap`` is compared with
 the achieved gap (see step 3). ``seed`` and ``workers`` are not used: min-cost flow is
@@ -51,10 +58,13 @@ from scheduler.policies.flow import (
     DURATION_BUCKET_RATIO,
     EXACT,
     FlowResult,
+    Groups,
     group_jobs,
     site_tiers,
     solve_flow,
 )
+from scheduler.policies.profile import LoadProfile, SiteWork, solve_profile
+from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 
 __all__ = ["MAX_PIN_ROUNDS", "OPTIMAL_GAP", "OptimizerPolicy", "lp_bound", "optimize"]
@@ -84,13 +94,18 @@ def lp_bound(problem: Problem) -> FlowResult:
 
     Jobs merge by window, allowed sites and preemptibility with cap ``sum(max_gpus)``.
     """
+    return _bound_and_groups(problem)[0]
+
+
+def _bound_and_groups(problem: Problem) -> tuple[FlowResult, Groups]:
     groups = group_jobs(problem, np.arange(problem.n_jobs), problem.site_mask, by_preemptible=True)
     tiers = site_tiers(problem, np.zeros((len(problem.sites), problem.horizon.n_slots)))
     flow = solve_flow(problem, groups, tiers, tie_break=False)
     divisible = np.zeros(groups.n, dtype=bool)
     divisible[groups.job_group] = problem.preemptible
     keep = divisible[flow.group]
-    return replace(flow, **{f: getattr(flow, f)[keep] for f in ("group", "site", "slot", "gpus")})
+    flow = replace(flow, **{f: getattr(flow, f)[keep] for f in ("group", "site", "slot", "gpus")})
+    return flow, groups
 
 
 def optimize(
@@ -101,13 +116,14 @@ def optimize(
 ) -> PlanResult:
     """Plan ``problem`` (steps in the module docstring) and report status, bound and gap."""
     began = time.perf_counter()
-    bound = lp_bound(problem)
+    bound, bound_groups = _bound_and_groups(problem)
     divisible_load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(divisible_load, (bound.site, bound.slot), bound.gpus)
-    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, divisible_load)
+    profile = _profile(problem, bound, bound_groups, divisible_load)
+    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, divisible_load, profile)
     if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
         log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
-        exact, exact_pinned = _plan_with_moves(problem, EXACT, divisible_load)
+        exact, exact_pinned = _plan_with_moves(problem, EXACT, divisible_load, profile)
         if objective_kg(problem, exact) < objective_kg(problem, arrays):
             arrays, pinned = exact, exact_pinned
     notes: list[str] = []
@@ -143,14 +159,25 @@ def optimize(
     )
 
 
+def _profile(
+    problem: Problem, bound: FlowResult, groups: Groups, divisible_load: np.ndarray
+) -> LoadProfile:
+    """The load profile (:mod:`.profile`) for the bound's divisible work and the blocks."""
+    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    _place_blocks(problem, problem.site_mask, divisible_load, fixed)
+    work = np.zeros((groups.n, len(problem.sites)), dtype=np.int64)
+    np.add.at(work, (bound.group, bound.site), bound.gpus)
+    return solve_profile(problem, SiteWork(groups.first, groups.end, groups.cap, work), fixed)
+
+
 def _plan_with_moves(
-    problem: Problem, duration_ratio: float, divisible_load: np.ndarray
+    problem: Problem, duration_ratio: float, divisible_load: np.ndarray, profile: LoadProfile
 ) -> tuple[PlanArrays, np.ndarray]:
     """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned."""
     site_mask = problem.site_mask.copy()
     pinned = np.zeros(problem.n_jobs, dtype=bool)
     for round_ in range(MAX_PIN_ROUNDS + 1):
-        arrays = _plan_once(problem, site_mask, duration_ratio, divisible_load)
+        arrays = _plan_once(problem, site_mask, duration_ratio, divisible_load, profile)
         if problem.max_site_moves is None:
             break
         moves = site_moves(arrays.job, arrays.site, arrays.slot, problem.n_jobs)
@@ -177,20 +204,33 @@ def _gap(objective: float, bound: float) -> float:
 
 
 def _plan_once(
-    problem: Problem, site_mask: np.ndarray, duration_ratio: float, divisible_load: np.ndarray
+    problem: Problem,
+    site_mask: np.ndarray,
+    duration_ratio: float,
+    divisible_load: np.ndarray,
+    profile: LoadProfile,
 ) -> PlanArrays:
     fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     blocks = _place_blocks(problem, site_mask, divisible_load, fixed)
-    return PlanArrays.concat([blocks, _plan_divisible(problem, site_mask, fixed, duration_ratio)])
+    divisible = _plan_divisible(problem, site_mask, fixed, duration_ratio, profile)
+    return fit_ramps(problem, PlanArrays.concat([blocks, divisible]))
 
 
 def _plan_divisible(
-    problem: Problem, site_mask: np.ndarray, fixed: np.ndarray, duration_ratio: float
+    problem: Problem,
+    site_mask: np.ndarray,
+    fixed: np.ndarray,
+    duration_ratio: float,
+    profile: LoadProfile,
 ) -> PlanArrays:
-    """Preemptible jobs in splittable groups, on the capacity ``fixed`` GPUs leave."""
+    """Preemptible jobs in splittable groups, inside the profile above ``fixed`` GPUs: leaving
+    the profile costs the dearest grid GPU-slot's CO2 more, so it carries only work the profile
+    cannot (less than the unplaced penalty, so no work is dropped for it)."""
     divisible = np.flatnonzero(problem.preemptible)
     groups = group_jobs(problem, divisible, site_mask, duration_ratio)
-    flow = solve_flow(problem, groups, site_tiers(problem, fixed), tie_break=True)
+    premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0))
+    tiers = site_tiers(problem, fixed).within(profile.gpus - fixed, premium_kg)
+    flow = solve_flow(problem, groups, tiers, tie_break=True)
     return disaggregate(problem, groups, flow)
 
 
