@@ -322,8 +322,9 @@ def plan_day(problem: Problem, config: Config, policies: Sequence[str]) -> DayPl
         assert_valid(problem, result)
         results[name] = result
         metrics[name] = plan_metrics(
-            result.plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps
-        )
+            result.plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps,
+            problem.initial_load_mw,
+        )  # fmt: skip
     return DayPlan(problem, policies[0], results, metrics)
 
 

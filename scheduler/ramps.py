@@ -27,6 +27,7 @@ from scheduler.config import Site
 
 __all__ = [
     "RAMP_TOLERANCE_MW",
+    "RampBounds",
     "RampStats",
     "load_steps_mw",
     "ramp_bounds_gpus",
@@ -94,28 +95,45 @@ def ramp_stats(
     )
 
 
+@dataclass(frozen=True)
+class RampBounds:
+    """GPUs per site ``[site]`` (int) a slot may run: at most ``most``, at least ``least``.
+
+    ``needed`` is what the ramp-down limit alone asks for; where it is above ``most`` a cap (or
+    the site's size, import limit or live capacity) leaves less room and wins.
+    """
+
+    most: np.ndarray
+    least: np.ndarray
+    needed: np.ndarray
+
+    @property
+    def cap_wins(self) -> np.ndarray:
+        """Sites where the ramp-down limit cannot hold under the room left ``[site]`` (bool)."""
+        return self.needed > self.most
+
+
 def ramp_bounds_gpus(
     previous_gpus: np.ndarray | None,
     ramp_up_mw: np.ndarray,
     ramp_down_mw: np.ndarray,
     mw_per_gpu: np.ndarray,
     allowed_gpus: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Most and fewest GPUs per site ``[site]`` (int) in a slot after ``previous_gpus``.
+) -> RampBounds:
+    """The GPUs per site a slot may run after ``previous_gpus`` ``[site]`` ran in the slot before.
 
-    ``most`` is ``allowed_gpus`` (site size, caps, import limit) lowered by the ramp-up limit;
-    ``least`` is what the ramp-down limit requires, lowered to ``most`` where a cap leaves less
-    room (the cap wins). ``previous_gpus=None`` (first slot, load before unknown) gives no ramp
-    bound. Limits are [MW per slot], ``mw_per_gpu`` [MW].
+    ``most`` is ``allowed_gpus`` (site size, caps, import limit, live capacity) lowered by the
+    ramp-up limit; ``least`` is what the ramp-down limit needs, lowered to ``most`` where that
+    leaves less room (a cap is hard and wins). ``previous_gpus=None`` (the load before the
+    first slot is unknown) bounds nothing. Limits are [MW per slot], ``mw_per_gpu`` [MW].
     """
     allowed = np.asarray(allowed_gpus, dtype=np.int64)
     if previous_gpus is None:
-        return allowed, np.zeros_like(allowed)
+        none = np.zeros_like(allowed)
+        return RampBounds(allowed, none, none)
     previous = np.asarray(previous_gpus, dtype=float)
-    with np.errstate(invalid="ignore"):
-        up = np.floor(previous + ramp_up_mw / mw_per_gpu + _GPU_TOLERANCE)
-        down = np.ceil(previous - ramp_down_mw / mw_per_gpu - _GPU_TOLERANCE)
+    up = np.floor(previous + ramp_up_mw / mw_per_gpu + _GPU_TOLERANCE)
+    down = np.ceil(previous - ramp_down_mw / mw_per_gpu - _GPU_TOLERANCE)
     most = np.minimum(allowed, np.where(np.isfinite(up), up, allowed)).astype(np.int64)
-    most = np.maximum(most, 0)
-    least = np.where(np.isfinite(down), np.maximum(down, 0), 0).astype(np.int64)
-    return most, np.minimum(least, most)
+    needed = np.where(np.isfinite(down), np.maximum(down, 0), 0).astype(np.int64)
+    return RampBounds(most, np.minimum(needed, most), needed)

@@ -68,9 +68,10 @@ class _Fit:
             self.job_gpus = np.bincount(
                 self.job[a:b], weights=self.gpus[a:b], minlength=p.n_jobs
             ).astype(np.int64)
-            most, least = ramp_bounds_gpus(
+            bounds = ramp_bounds_gpus(
                 previous, p.ramp_up_mw, p.ramp_down_mw, p.mw_per_gpu, p.capacity_gpus[:, t]
             )
+            most, least = bounds.most, bounds.least
             for s in range(len(p.sites)):
                 if self.load[s, t] > most[s]:
                     self._defer(t, s, int(self.load[s, t] - most[s]))
