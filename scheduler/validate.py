@@ -193,8 +193,8 @@ def _ramp_violations(
     unfinished = placed < problem.work_units
     ran_at = np.zeros((problem.n_jobs, n_sites), dtype=bool)
     ran_at[job, site] = True
-    last_at = np.full((problem.n_jobs, n_sites), -1, dtype=np.int64)
-    np.maximum.at(last_at, (job, site), slot)
+    last_slot = np.full(problem.n_jobs, -1, dtype=np.int64)
+    np.maximum.at(last_slot, job, slot)
     out = []
     for s, t in np.argwhere(rises | falls):
         what = f"{problem.site_names[s]} {problem.horizon.times[t]}: step {steps[s, t]:+.3f} MW"
@@ -204,7 +204,7 @@ def _ramp_violations(
         at_t = np.bincount(job[slot == t], weights=gpus[slot == t], minlength=problem.n_jobs)
         could = problem.preemptible & problem.site_mask[:, s] & (at_t < problem.max_gpus)
         could &= (problem.release_slot <= t) & (t < problem.deadline_slot)
-        could &= (last_at[:, s] > t) | unfinished
+        could &= (last_slot > t) | unfinished  # work it runs later, or never
         if problem.max_site_moves is not None:
             could &= ran_at[:, s] | ~ran_at.any(axis=1)
         if could.any():

@@ -64,7 +64,7 @@ from scheduler.policies.flow import (
     solve_flow,
 )
 from scheduler.policies.profile import LoadProfile, SiteWork, solve_profile
-from scheduler.policies.ramp_fit import fit_ramps
+from scheduler.policies.ramp_fit import fit_ramps, has_ramps
 from scheduler.problem import Problem
 
 __all__ = ["MAX_PIN_ROUNDS", "OPTIMAL_GAP", "OptimizerPolicy", "lp_bound", "optimize"]
@@ -119,7 +119,7 @@ def optimize(
     bound, bound_groups = _bound_and_groups(problem)
     divisible_load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(divisible_load, (bound.site, bound.slot), bound.gpus)
-    profile = _profile(problem, bound, bound_groups, divisible_load)
+    profile, ramp_cost_kg = _profile(problem, bound, bound_groups, divisible_load)
     arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, divisible_load, profile)
     if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
         log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
@@ -146,6 +146,8 @@ def optimize(
         )
     for note in notes:
         log.warning("%s: %s", name, note)
+    if ramp_cost_kg is not None:
+        notes.append(f"ramp limits cost {ramp_cost_kg:,.1f} kg CO2 in the load profile")
     return make_result(
         problem,
         name,
@@ -156,18 +158,27 @@ def optimize(
         gap=gap,
         supply_basis=supply_basis,
         notes=tuple(notes),
+        ramp_cost_kg=ramp_cost_kg,
     )
 
 
 def _profile(
     problem: Problem, bound: FlowResult, groups: Groups, divisible_load: np.ndarray
-) -> LoadProfile:
-    """The load profile (:mod:`.profile`) for the bound's divisible work and the blocks."""
+) -> tuple[LoadProfile, float | None]:
+    """The load profile (:mod:`.profile`) for the bound's divisible work and the blocks, and
+    what the ramp limits cost in it [kg CO2] (``None`` when no site has a limit)."""
     fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     _place_blocks(problem, problem.site_mask, divisible_load, fixed)
     work = np.zeros((groups.n, len(problem.sites)), dtype=np.int64)
     np.add.at(work, (bound.group, bound.site), bound.gpus)
-    return solve_profile(problem, SiteWork(groups.first, groups.end, groups.cap, work), fixed)
+    site_work = SiteWork(groups.first, groups.end, groups.cap, work)
+    profile = solve_profile(problem, site_work, fixed)
+    if not has_ramps(problem):
+        return profile, None
+    if not profile.ramps_bind:  # no limit touched: the LP without them has the same optimum
+        return profile, 0.0
+    free = solve_profile(problem, site_work, fixed, ramps=False)
+    return profile, max(profile.co2_kg - free.co2_kg, 0.0)
 
 
 def _plan_with_moves(
@@ -224,11 +235,12 @@ def _plan_divisible(
     profile: LoadProfile,
 ) -> PlanArrays:
     """Preemptible jobs in splittable groups, inside the profile above ``fixed`` GPUs: leaving
-    the profile costs the dearest grid GPU-slot's CO2 more, so it carries only work the profile
-    cannot (less than the unplaced penalty, so no work is dropped for it)."""
+    the profile costs the dearest grid GPU-slot's CO2 plus 0.5 kg more, above any CO2 a move
+    can save, so it carries only work the profile cannot; and below the unplaced penalty
+    (twice the dearest plus 1 kg), so no work is dropped for it."""
     divisible = np.flatnonzero(problem.preemptible)
     groups = group_jobs(problem, divisible, site_mask, duration_ratio)
-    premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0))
+    premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 0.5
     tiers = site_tiers(problem, fixed).within(profile.gpus - fixed, premium_kg)
     flow = solve_flow(problem, groups, tiers, tie_break=True)
     return disaggregate(problem, groups, flow)

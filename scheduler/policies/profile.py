@@ -20,7 +20,8 @@ absolute step, ``r_{s}_{t}`` GPUs over a ramp limit; ``q_{s}`` work left unplace
     minimise  sum y * tier CO2 + penalty * sum q + RAMP_PENALTY * sum r
               + SMOOTHING_SHARE * (mean grid CO2 of a GPU-slot) * sum u
 
-Ramp limits are whole GPUs less one (rounding margin). ``r`` is there only so the LP always
+Ramp limits are whole GPUs less one per slot of the horizon: the profile is rounded up to whole
+GPUs, and the flow may leave up to that many unfilled. ``r`` is there only so the LP always
 has a solution (a cap or a block can force a step); its penalty is far above any CO2. The
 smoothing term is the tie-breaker among equal-carbon profiles: a GPU of step costs
 :data:`SMOOTHING_SHARE` of a mean grid GPU-slot, so the LP gives up at most that much CO2 per
@@ -62,7 +63,9 @@ class LoadProfile:
 
     gpus: np.ndarray
     status: str
+    co2_kg: float  # grid CO2 of the profile, fixed load included, plus unplaced penalty [kg]
     seconds: float
+    ramps_bind: bool  # some step is at (or over) a ramp limit
 
 
 def smoothing_kg_per_gpu(problem: Problem) -> float:
@@ -102,22 +105,25 @@ def _site_work(work: SiteWork, n_slots: int) -> tuple[np.ndarray, ...]:
     )
 
 
-def solve_profile(problem: Problem, site_work: SiteWork, fixed: np.ndarray) -> LoadProfile:
+def solve_profile(
+    problem: Problem, site_work: SiteWork, fixed: np.ndarray, ramps: bool = True
+) -> LoadProfile:
     """The profile LP of the module docstring for ``site_work``; ``fixed`` ``[site, slot]`` are
-    the GPUs of non-preemptible blocks (kept as they are)."""
+    the GPUs of non-preemptible blocks (kept as they are). ``ramps=False`` drops the ramp
+    limits (smoothing stays): what the limits cost is the difference in ``co2_kg``."""
     began = time.perf_counter()
     # data
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     released, due, rate, work = _site_work(site_work, n_slots)
     tiers = site_tiers(problem, fixed)
     mpg = problem.mw_per_gpu
-    up = np.where(
-        np.isfinite(problem.ramp_up_mw), np.floor(problem.ramp_up_mw / mpg) - 1, _BIG_GPUS
-    )
-    down = np.where(
-        np.isfinite(problem.ramp_down_mw), np.floor(problem.ramp_down_mw / mpg) - 1, _BIG_GPUS
-    )
-    up, down = np.maximum(up, 0), np.maximum(down, 0)
+    margin = n_slots  # rounding the profile up leaves at most one GPU per slot unfilled
+
+    def limit_gpus(limit_mw: np.ndarray) -> np.ndarray:
+        gpus = np.floor(limit_mw / mpg + 1e-9) - margin
+        return np.where(np.isfinite(limit_mw) & ramps, np.maximum(gpus, 0), _BIG_GPUS)
+
+    up, down = limit_gpus(problem.ramp_up_mw), limit_gpus(problem.ramp_down_mw)
     initial = problem.initial_gpus
     penalty_kg = unfinished_penalty_kg(problem)
     smooth_kg = smoothing_kg_per_gpu(problem)
@@ -129,6 +135,7 @@ def solve_profile(problem: Problem, site_work: SiteWork, fixed: np.ndarray) -> L
          for s in range(n_sites)]  # fmt: skip
     q = [solver.NumVar(0, float(work[s]), f"q_{s}") for s in range(n_sites)]
     objective = solver.Objective()
+    co2_terms: list[tuple[pywraplp.Variable, float]] = [(v, penalty_kg) for v in q]
 
     def constraint(low: float, high: float, terms: list[tuple[pywraplp.Variable, float]]) -> None:
         row = solver.Constraint(low, high)
@@ -145,6 +152,7 @@ def solve_profile(problem: Problem, site_work: SiteWork, fixed: np.ndarray) -> L
             for k in np.flatnonzero(tiers.capacity[:, s, t] > 0).tolist():
                 y = solver.NumVar(0, float(tiers.capacity[k, s, t]), f"y_{s}_{t}_{k}")
                 objective.SetCoefficient(y, float(tiers.co2_kg[k, s, t]))
+                co2_terms.append((y, float(tiers.co2_kg[k, s, t])))
                 tiers_st.append((y, -1.0))
             constraint(0.0, 0.0, [(p[s][t], 1.0), *tiers_st])
             # released and due work
@@ -182,7 +190,15 @@ def solve_profile(problem: Problem, site_work: SiteWork, fixed: np.ndarray) -> L
     if status not in names:
         raise RuntimeError(f"profile LP ended with status {status_name}; it always has a solution")
     values = np.array([[v.solution_value() for v in row] for row in p])
+    load = values + fixed
+    steps = (
+        np.diff(load, axis=1)
+        if initial is None
+        else np.diff(load, axis=1, prepend=initial[:, None])
+    )
+    ramps_bind = bool((steps >= up[:, None] - 1e-6).any() or (-steps >= down[:, None] - 1e-6).any())
     gpus = np.ceil(values - 1e-6).astype(np.int64) + fixed.astype(np.int64)
+    co2 = tiers.fixed_co2_kg + sum(v.solution_value() * c for v, c in co2_terms)
     seconds = time.perf_counter() - began
     log.info("profile LP: %s in %.2f s", status_name, seconds)
-    return LoadProfile(gpus=gpus, status=status_name, seconds=seconds)
+    return LoadProfile(gpus, status_name, co2, seconds, ramps_bind)

@@ -9,8 +9,8 @@ Walking the horizon, each site's GPUs in slot ``t`` are kept between the bounds 
   whole (reported unfinished);
 * **room below the bound**: backlog (deferred, or left unplaced by the policy) resumes, the
   earliest deadline first, inside the job's window and up to its ``max_gpus``;
-* **below the ramp-down bound**: after backlog, work planned at the site in later slots is
-  brought forward (earliest deadline first, taken from its latest slots).
+* **below the ramp-down bound**: after backlog, work the job has planned in later slots (at
+  any site) is brought forward (earliest deadline first, taken from its latest slots).
 
 Backlog never runs outside its job's window, so what cannot be placed is reported unfinished.
 With ``max_site_moves`` set, work resumes only at a site the job already runs at.
@@ -57,7 +57,7 @@ class _Fit:
         self.ran_at = np.zeros((problem.n_jobs, n_sites), dtype=bool)
         self.ran_at[self.job, self.site] = True
         self.deadline_order = np.argsort(problem.deadline_slot, kind="stable")
-        self._future: dict[tuple[int, int], np.ndarray] | None = None
+        self._future: dict[int, np.ndarray] | None = None
         self.job_gpus = np.zeros(problem.n_jobs, dtype=np.int64)  # [job] GPUs in the slot walked
 
     def run(self) -> PlanArrays:
@@ -72,11 +72,14 @@ class _Fit:
                 previous, p.ramp_up_mw, p.ramp_down_mw, p.mw_per_gpu, p.capacity_gpus[:, t]
             )
             most, least = bounds.most, bounds.least
-            for s in range(len(p.sites)):
+            sites = range(len(p.sites))
+            for s in sites:  # cuts first: they free room in the jobs' max_gpus elsewhere
                 if self.load[s, t] > most[s]:
                     self._defer(t, s, int(self.load[s, t] - most[s]))
+            for s in sites:
                 if self.load[s, t] < most[s]:
                     self._resume(t, s, int(most[s] - self.load[s, t]))
+            for s in sites:
                 if self.load[s, t] < least[s]:
                     self._bring_forward(t, s, int(least[s] - self.load[s, t]))
             previous = self.load[:, t].astype(float)
@@ -156,7 +159,7 @@ class _Fit:
         for j, free in zip(jobs.tolist(), room.tolist(), strict=True):
             if need <= 0:
                 break
-            rows = future.get((j, s))
+            rows = future.get(j)
             if rows is None or free <= 0:
                 continue
             rows = rows[(self.slot[rows] > t) & (self.gpus[rows] > 0)][::-1]  # latest first
@@ -170,16 +173,14 @@ class _Fit:
             self._add(t, s, np.array([j]), np.array([moved]))
             need -= moved
 
-    def _future_rows(self) -> dict[tuple[int, int], np.ndarray]:
-        """Row indices of preemptible work per ``(job, site)``, in slot order (built once)."""
+    def _future_rows(self) -> dict[int, np.ndarray]:
+        """Row indices of each preemptible job's work, in slot order (built once)."""
         if self._future is None:
             soft = np.flatnonzero(self.p.preemptible[self.job])
-            order = soft[np.lexsort((self.slot[soft], self.site[soft], self.job[soft]))]
-            key = self.job[order] * len(self.p.sites) + self.site[order]
-            cuts = np.flatnonzero(np.diff(key)) + 1
+            order = soft[np.lexsort((self.slot[soft], self.job[soft]))]
+            cuts = np.flatnonzero(np.diff(self.job[order])) + 1
+            starts = self.job[order][np.r_[0, cuts]] if len(order) else []
             self._future = {
-                (int(k) // len(self.p.sites), int(k) % len(self.p.sites)): rows
-                for k, rows in zip(key[np.r_[0, cuts]] if len(key) else [], np.split(order, cuts),
-                                   strict=True)
-            }  # fmt: skip
+                int(j): rows for j, rows in zip(starts, np.split(order, cuts), strict=True)
+            }
         return self._future
