@@ -179,7 +179,7 @@ class _Fit:
             soft = np.flatnonzero(self.p.preemptible[self.job])
             order = soft[np.lexsort((self.slot[soft], self.job[soft]))]
             cuts = np.flatnonzero(np.diff(self.job[order])) + 1
-            starts = self.job[order][np.r_[0, cuts]] if len(order) else []
+            starts = self.job[order][np.r_[0, cuts]] if len(order) else np.zeros(0, np.int64)
             self._future = {
                 int(j): rows for j, rows in zip(starts, np.split(order, cuts), strict=True)
             }
