@@ -146,3 +146,22 @@ def test_settlement_and_dispatch_keep_the_ramp_when_actual_supply_differs(runner
     assert (-steps[~(cap_wins | ran_out)]).max() <= 5.0 + 1e-9
     assert run.totals["actual"]["cap_violations"] == 0
     assert run.statuses == {"flex": "done"}
+
+
+def test_settlement_brings_later_work_forward_rather_than_fall_faster_than_the_limit():
+    """A plan that stops for two hours mid-window (10, 10, 0, 0, 10, 10 MW) after a day that
+    ended at 10 MW: settled, the load falls 5 MW per hour at most, the hole is filled with work
+    planned for later, and the restart is no faster than 5 MW per hour; all work still done."""
+    problem = replace(
+        make_problem([ramped("a", 20_000)], np.zeros((1, 6)), [job("j", 40_000, 10_000, 0, 6)]),
+        initial_load_mw=(10.0,),
+    )
+    plan = pd.DataFrame(
+        [{"job_id": "j", "site": "a", "time": START + t * HOUR, "gpus": 10_000}
+         for t in (0, 1, 4, 5)]
+    )  # fmt: skip
+    run = settle(problem, plan)
+    load = run.site_slots["load_mw"].to_numpy()
+    assert list(load) == pytest.approx([10, 10, 5, 0, 5, 10])
+    assert set(run.events["kind"]) == {"brought_forward", "deferred", "resumed"}
+    assert run.statuses == {"j": "done"}
