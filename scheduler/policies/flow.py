@@ -13,6 +13,8 @@ One unit of flow is one GPU busy for one slot (a GPU-slot). Network::
   this equals the exact grid CO2 ``carbon * max(0, load - green) * slot_h``. The tiers' total
   capacity is the site-slot's GPU capacity under site size, grid import limit and caps.
 * Work that fits nowhere flows on the penalty arc and is reported as unplaced.
+* With a load profile (:meth:`SiteTiers.within`, the optimizer's ramp-aware profile) each tier
+  is split at the profile: GPUs above it cost a premium, so the flow fills the profile first.
 
 Aggregation (:func:`group_jobs`). Jobs with the same window and allowed sites merge into one
 group with per-slot cap ``sum(max_gpus)``: this *relaxes* the time-indexed model (every plan
