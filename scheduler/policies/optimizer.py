@@ -8,25 +8,24 @@ and reported unfinished. Steps:
 2. **Non-preemptible jobs** (if any): place them, largest first, each as one contiguous block
    at the (site, start) with the cheapest marginal grid CO2 on top of the preemptible jobs' load
    in the bound's flow, in residual capacity (pushing preemptible work out costs the dearest
-   grid GPU-slot); they are then fixed.
+   grid GPU-slot); they are then fixed (moves and re-solves below never change a block).
+2b. **Load profile** (:mod:`.profile`): a small GLOP LP over sites x slots, fed with the
+   bound's divisible work and the blocks, decides each site's GPUs per slot under ramp limits,
+   caps and supply, with a bounded smoothing term that picks the calmest of equal-carbon
+   profiles. Step 3 places jobs inside it, and :func:`.ramp_fit.fit_ramps` repairs what
+   rounding or an unfilled profile leaves, so the plan keeps every ramp. ``ramp_cost_kg`` in
+   the result is what the ramp limits cost in the profile (the LP with minus without them).
 3. **Divisible jobs**: the flow with jobs in splittable groups (window, sites and duration
    bucket, see :mod:`.flow`), split back to whole GPUs per job by
    :func:`.disaggregate.disaggregate`. Status ``OPTIMAL`` when the plan's objective meets the
    bound within :data:`OPTIMAL_GAP`, else ``FEASIBLE`` with its gap to the bound. If the gap
-   is above ``SolverSettings.relative_gap``, steps 2-4 run again with exact groups (one duration
+   is above ``SolverSettings.relative_gap``, steps 3-4 run again with exact groups (one duration
    each: no restriction, a larger network) and the better plan is kept.
 4. **Site moves**: with ``problem.max_site_moves`` set, jobs that move more often are pinned
-   to the site where they did most work and step 2-3 run again (at most
+   to the site where they did most work and step 3 runs again (at most
    :data:`MAX_PIN_ROUNDS` rounds, after which every multi-site job still free is pinned, which
    meets any limit). The notes say how many jobs were pinned; work a pinned job can no longer
    place is reported unfinished, never dropped.
-
-Before steps 2-4, the **load profile** (:mod:`.profile`): a small GLOP LP over sites x slots,
-fed with the bound's flow, decides each site's GPUs per slot under ramp limits, caps and supply,
-with a bounded smoothing term that picks the calmest of equal-carbon profiles. Steps 2-4 then
-place jobs inside that profile, and :func:`.ramp_fit.fit_ramps` repairs what rounding or an
-unfilled profile leaves (the plan keeps every ramp). ``ramp_cost_kg`` in the result is the
-grid CO2 this costs over the same plan made without a profile.
 
 ``SolverSettings.time_limit_s`` is checked after the fact: a min-cost flow cannot be stopped
 part way, so a run that takes longer is reported in the notes; ``relative_gap`` is compared with
@@ -119,11 +118,13 @@ def optimize(
     bound, bound_groups = _bound_and_groups(problem)
     divisible_load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(divisible_load, (bound.site, bound.slot), bound.gpus)
-    profile, ramp_cost_kg = _profile(problem, bound, bound_groups, divisible_load)
-    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, divisible_load, profile)
+    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    blocks = _place_blocks(problem, problem.site_mask, divisible_load, fixed)
+    profile, ramp_cost_kg = _profile(problem, bound, bound_groups, fixed)
+    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, blocks, fixed, profile)
     if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
         log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
-        exact, exact_pinned = _plan_with_moves(problem, EXACT, divisible_load, profile)
+        exact, exact_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, profile)
         if objective_kg(problem, exact) < objective_kg(problem, arrays):
             arrays, pinned = exact, exact_pinned
     notes: list[str] = []
@@ -163,12 +164,11 @@ def optimize(
 
 
 def _profile(
-    problem: Problem, bound: FlowResult, groups: Groups, divisible_load: np.ndarray
+    problem: Problem, bound: FlowResult, groups: Groups, fixed: np.ndarray
 ) -> tuple[LoadProfile, float | None]:
-    """The load profile (:mod:`.profile`) for the bound's divisible work and the blocks, and
-    what the ramp limits cost in it [kg CO2] (``None`` when no site has a limit)."""
-    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
-    _place_blocks(problem, problem.site_mask, divisible_load, fixed)
+    """The load profile (:mod:`.profile`) for the bound's divisible work and the blocks'
+    ``fixed`` GPUs, and what the ramp limits cost in it [kg CO2] (``None`` when no site has a
+    limit)."""
     work = np.zeros((groups.n, len(problem.sites)), dtype=np.int64)
     np.add.at(work, (bound.group, bound.site), bound.gpus)
     site_work = SiteWork(groups.first, groups.end, groups.cap, work)
@@ -182,13 +182,21 @@ def _profile(
 
 
 def _plan_with_moves(
-    problem: Problem, duration_ratio: float, divisible_load: np.ndarray, profile: LoadProfile
+    problem: Problem,
+    duration_ratio: float,
+    blocks: PlanArrays,
+    fixed: np.ndarray,
+    profile: LoadProfile,
 ) -> tuple[PlanArrays, np.ndarray]:
-    """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned."""
+    """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned.
+
+    ``blocks`` are the non-preemptible jobs' runs (step 2) and ``fixed`` their GPUs ``[site,
+    slot]``: pinning never changes them, since a block runs at one site."""
     site_mask = problem.site_mask.copy()
     pinned = np.zeros(problem.n_jobs, dtype=bool)
     for round_ in range(MAX_PIN_ROUNDS + 1):
-        arrays = _plan_once(problem, site_mask, duration_ratio, divisible_load, profile)
+        divisible = _plan_divisible(problem, site_mask, fixed, duration_ratio, profile)
+        arrays = fit_ramps(problem, PlanArrays.concat([blocks, divisible]))
         if problem.max_site_moves is None:
             break
         moves = site_moves(arrays.job, arrays.site, arrays.slot, problem.n_jobs)
@@ -212,19 +220,6 @@ def _gap(objective: float, bound: float) -> float:
     if bound > 0:
         return max(objective - bound, 0.0) / bound
     return 0.0 if objective <= 1e-9 else float("inf")
-
-
-def _plan_once(
-    problem: Problem,
-    site_mask: np.ndarray,
-    duration_ratio: float,
-    divisible_load: np.ndarray,
-    profile: LoadProfile,
-) -> PlanArrays:
-    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
-    blocks = _place_blocks(problem, site_mask, divisible_load, fixed)
-    divisible = _plan_divisible(problem, site_mask, fixed, duration_ratio, profile)
-    return fit_ramps(problem, PlanArrays.concat([blocks, divisible]))
 
 
 def _plan_divisible(
