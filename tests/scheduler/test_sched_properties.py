@@ -92,7 +92,7 @@ def ramped_instances(draw):
     return replace(problem, sites=sites, initial_load_mw=initial)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ramped_instances())
 def test_no_policy_ever_steps_above_a_ramp_limit(problem):
     results = plan_all(problem)  # the validator holds ramps, falls included (with exemptions)
