@@ -355,6 +355,7 @@ def summary_of(day: DayPlan) -> dict:
             "objective_kg": result.objective_kg,
             "best_bound_kg": result.best_bound_kg,
             "gap": result.gap,
+            "ramp_cost_kg": result.ramp_cost_kg,
             "jobs_unfinished_ids": result.jobs_unfinished,
         }
     return out
