@@ -367,8 +367,9 @@ class Settlement:
         ``max_gpus``, taken from their latest planned slots."""
         problem = self.problem
         for s in np.flatnonzero(bounds.cap_wins):
-            self._event(t, "ramp_cap", f"caps leave room for {int(bounds.most[s])} GPUs, the "
-                        f"ramp-down limit needs {int(bounds.needed[s])}: the cap wins", walk,
+            self._event(t, "ramp_cap", f"caps, import limit and live capacity leave room for "
+                        f"{int(bounds.most[s])} GPUs, the ramp-down limit needs "
+                        f"{int(bounds.needed[s])}: the cap wins", walk,
                         site=problem.site_names[s])  # fmt: skip
         used = np.bincount(slot.site, weights=slot.gpus, minlength=len(problem.sites))
         for s in np.flatnonzero(used < bounds.least):
