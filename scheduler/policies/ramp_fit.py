@@ -77,7 +77,7 @@ class _Fit:
                 if self.load[s, t] > most[s]:
                     self._defer(t, s, int(self.load[s, t] - most[s]))
             for s in sites:
-                if self.load[s, t] < most[s]:
+                if self.load[s, t] < most[s] and self.backlog.any():
                     self._resume(t, s, int(most[s] - self.load[s, t]))
             for s in sites:
                 if self.load[s, t] < least[s]:
