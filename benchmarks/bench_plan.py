@@ -1,12 +1,11 @@
 """Planning benchmark: 1k, 10k and 100k jobs x 2 sites x 96 slots.
 
-The default workload classes and the default sites (GPUs, base load, grid import limit, renewable
-supply) are scaled by the same factor, so utilisation stays near the default's ~60 % of
-GPU-hours. For each size it prints build and solve seconds and peak memory of the optimizer
-(including the LP bound),
-its gap to the LP bound (grid CO2 and grid MWh), and the green share of fifo, greedy and
-optimizer side by side. It also times the plain time-indexed GLOP model at 1k jobs, the
-baseline the flow formulation replaces.
+The default workload classes and the default sites (GPUs, base load, grid import limit, ramp
+limits, renewable supply) are scaled by the same factor, so utilisation stays near the
+default's ~60 % of GPU-hours. For each size it prints build and solve seconds and peak memory
+of the optimizer (including the LP bound), its gap to the LP bound (grid CO2 and grid MWh),
+and the green share of fifo, greedy and optimizer side by side. It also times the plain
+time-indexed GLOP model at 1k jobs, the baseline the flow formulation replaces.
 """
 
 from __future__ import annotations
@@ -50,6 +49,10 @@ def scaled_problem(config: Config, supply: pd.DataFrame, n_jobs: int) -> Problem
                 "gpus": round(s.gpus * factor),
                 "base_load_mw": s.base_load_mw * factor,
                 "grid_import_limit_mw": s.grid_import_limit_mw * factor,
+                **{
+                    field: None if getattr(s, field) is None else getattr(s, field) * factor
+                    for field in ("ramp_up_mw_per_min", "ramp_down_mw_per_min")
+                },
             }
         )
         for s in config.sites.values()

@@ -72,6 +72,16 @@ class Site(SupplySite):
     latency_ms: dict[str, float] = Field(
         default_factory=dict, description="round-trip latency to user regions [ms]"
     )
+    ramp_up_mw_per_min: float | None = Field(
+        default=None,
+        gt=0,
+        description="fastest rise of the site's load the grid accepts [MW/min]; null = no limit",
+    )
+    ramp_down_mw_per_min: float | None = Field(
+        default=None,
+        gt=0,
+        description="fastest fall of the site's load the grid accepts [MW/min]; null = no limit",
+    )
 
     @field_validator("carbon_kg_per_mwh", "price_per_mwh")
     @classmethod

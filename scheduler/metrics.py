@@ -24,6 +24,7 @@ from scheduler.contracts import SITE_LOAD
 from scheduler.horizon import Horizon
 from scheduler.jobs import work_units
 from scheduler.problem import LoadCap, cap_matrices, hourly_profile, supply_matrix
+from scheduler.ramps import ramp_limits_mw, ramp_stats
 
 __all__ = [
     "CAP_TOLERANCE_MW",
@@ -124,7 +125,9 @@ class PlanMetrics:
     ``green_share`` is green energy used over energy used, matched slot by slot (base load
     included). A job's tokens are credited per GPU-slot run (``tokens / work_units``), so an
     unfinished job earns part of its tokens; a site-slot's green fraction is
-    ``green_used_mw / load_mw``.
+    ``green_used_mw / load_mw``. Per site, the load's steps between adjacent slots (the first
+    from ``initial_load_mw`` when given): the largest, their absolute sum (the swing) and how
+    many are above the site's ramp limit (see :mod:`scheduler.ramps`).
     """
 
     energy_used_mwh: float
@@ -141,6 +144,9 @@ class PlanMetrics:
     green_tokens: float
     tokens_by_site: dict[str, float]
     green_tokens_by_site: dict[str, float]
+    largest_step_mw: dict[str, float]  # largest load change between adjacent slots [MW]
+    total_swing_mw: dict[str, float]  # sum of absolute load changes [MW]
+    slots_over_ramp: dict[str, int]  # steps above the site's ramp limit; must be 0
 
     def to_dict(self) -> dict[str, float | int | dict[str, float]]:
         """Plain values for JSON."""
@@ -154,9 +160,17 @@ def plan_metrics(
     sites: Sequence[Site],
     horizon: Horizon,
     caps: Sequence[LoadCap] = (),
+    initial_load_mw: Sequence[float] | None = None,
 ) -> PlanMetrics:
-    """Score a plan from the tables alone; pass the actual supply to settle a forecast plan."""
+    """Score a plan from the tables alone; pass the actual supply to settle a forecast plan.
+
+    ``initial_load_mw`` ``[site]`` is the load before the first slot [MW] (the previous day's
+    last slot), when known.
+    """
     load = _load_arrays(plan, supply, sites, horizon, caps)
+    up_mw, down_mw = ramp_limits_mw(sites, horizon.slot_minutes)
+    initial = None if initial_load_mw is None else np.asarray(initial_load_mw, dtype=float)
+    ramps = ramp_stats(load["load_mw"], up_mw, down_mw, initial)
     slot_h = horizon.slot_hours
     energy = load["load_mw"].sum() * slot_h
     green_used = load["green_used_mw"].sum() * slot_h
@@ -199,6 +213,9 @@ def plan_metrics(
         green_tokens_by_site={
             n: float(row_green_tokens[site == s].sum()) for s, n in enumerate(names)
         },
+        largest_step_mw=dict(zip(names, ramps.largest_step_mw.tolist(), strict=True)),
+        total_swing_mw=dict(zip(names, ramps.total_swing_mw.tolist(), strict=True)),
+        slots_over_ramp=dict(zip(names, ramps.slots_over_ramp.tolist(), strict=True)),
     )
 
 

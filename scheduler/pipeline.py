@@ -324,8 +324,9 @@ def plan_day(problem: Problem, config: Config, policies: Sequence[str]) -> DayPl
         assert_valid(problem, result)
         results[name] = result
         metrics[name] = plan_metrics(
-            result.plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps
-        )
+            result.plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps,
+            problem.initial_load_mw,
+        )  # fmt: skip
     return DayPlan(problem, policies[0], results, metrics)
 
 
@@ -356,6 +357,7 @@ def summary_of(day: DayPlan) -> dict:
             "objective_kg": result.objective_kg,
             "best_bound_kg": result.best_bound_kg,
             "gap": result.gap,
+            "ramp_cost_kg": result.ramp_cost_kg,
             "jobs_unfinished_ids": result.jobs_unfinished,
         }
     return out

@@ -29,6 +29,7 @@ from scheduler.config import Config, Site
 from scheduler.contracts import CAPS, SUPPLY, CapType, TableError, UserError, read_table
 from scheduler.horizon import Horizon
 from scheduler.jobs import window_slots, work_units
+from scheduler.ramps import ramp_limits_mw
 
 __all__ = [
     "IMPORT_CAPACITY_LIMIT",
@@ -233,7 +234,9 @@ class Problem:
     ``max_site_moves`` limits how often one job may change site (``None`` = no limit, 0 = one
     site for the whole job). ``limit_green_column`` is the supply column the grid import limit
     and caps are checked against (``green_mw``, or ``green_mw_p10`` for a margin against
-    forecast error); costs always use ``green_mw``.
+    forecast error); costs always use ``green_mw``. ``initial_load_mw`` is each site's load
+    in the slot before the horizon (the previous day's last slot) [MW], ``None`` when unknown:
+    the ramp limits then bind from the horizon's second slot.
     """
 
     horizon: Horizon
@@ -245,6 +248,7 @@ class Problem:
     user_region: str = "singapore"
     max_site_moves: int | None = None
     limit_green_column: str = "green_mw"
+    initial_load_mw: tuple[float, ...] | None = None
 
     def on_actual_supply(self) -> Problem:
         """The same problem planned on ``actual_supply`` (the oracle's view)."""
@@ -340,6 +344,36 @@ class Problem:
         limit = np.minimum(np.minimum(by_grid, by_load), self.site_gpus[:, None].astype(float))
         free = np.floor(limit + _GPU_TOLERANCE) - fixed_gpus
         return np.maximum(free, 0).astype(np.int64)
+
+    @cached_property
+    def _ramps(self) -> tuple[np.ndarray, np.ndarray]:
+        return ramp_limits_mw(self.sites, self.horizon.slot_minutes)
+
+    @property
+    def ramp_up_mw(self) -> np.ndarray:
+        """Largest rise of each site's load from one slot to the next ``[site]`` [MW per slot];
+        ``inf`` without a limit."""
+        return self._ramps[0]
+
+    @property
+    def ramp_down_mw(self) -> np.ndarray:
+        """Largest fall of each site's load from one slot to the next ``[site]`` [MW per slot];
+        ``inf`` without a limit."""
+        return self._ramps[1]
+
+    @cached_property
+    def initial_gpus(self) -> np.ndarray | None:
+        """GPUs busy per site in the slot before the horizon ``[site]`` (float), from
+        ``initial_load_mw``; ``None`` when unknown."""
+        if self.initial_load_mw is None:
+            return None
+        load = np.asarray(self.initial_load_mw, dtype=float)
+        if load.shape != (len(self.sites),):
+            raise ProblemError(
+                f"initial_load_mw has {load.size} value(s); it needs one per site "
+                f"({', '.join(self.site_names)})"
+            )
+        return np.maximum(load - self.base_load_mw, 0.0) / self.mw_per_gpu
 
     def _profile(self, field: str) -> np.ndarray:
         times = self.horizon.times

@@ -17,6 +17,11 @@ In each slot ``t`` the engine
    with the most slack first. Deferred work goes to the job's backlog;
 4. places backlog where room is left, earliest deadline first, at the allowed site with the
    most room, up to the job's ``max_gpus``, only inside the job's window;
+   steps 2-4 also keep each site's ramp limits from the GPUs that ran in the slot before
+   (:func:`~scheduler.ramps.ramp_bounds_gpus`): no more than the ramp-up limit allows, and
+   where the site would fall faster than its ramp-down limit, work planned there later is
+   brought forward (earliest deadline first). A cap is hard and wins over the ramp; an event
+   says so;
 5. hands the chunks to the runner and books what completed; a lost chunk's work returns to the
    backlog, a chunk that failed every attempt fails its job.
 
@@ -41,6 +46,7 @@ from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
 from scheduler.contracts.plandir import RunReport
 from scheduler.metrics import busy_gpus, site_load, slot_index
 from scheduler.problem import LoadCap, Problem
+from scheduler.ramps import RampBounds, ramp_bounds_gpus
 
 __all__ = [
     "MIN_SLOT_TIMEOUT_S",
@@ -203,6 +209,8 @@ class Settlement:
         for j in np.flatnonzero(~in_plan):
             self._jobs.notes[j].append("the plan has no work for this job")
         self._live_gpus = self._live()
+        # GPUs run per site in the slot before (None: unknown before the first slot)
+        self._previous: np.ndarray | None = problem.initial_gpus
 
     # ----------------------------------------------------------------- plan as arrays
     def _set_plan(self, plan: pd.DataFrame) -> None:
@@ -241,10 +249,11 @@ class Settlement:
         return self._work_left(self._jobs, t)
 
     def step(self, t: int) -> None:
-        """Run slot ``t``: fit the plan's work to live capacity and the caps in force on the
-        actual supply, defer and resume, hand the chunks to the runner and book the outcome."""
+        """Run slot ``t``: fit the plan's work to live capacity, the caps in force on the
+        actual supply and the ramp from the slot before, defer and resume, hand the chunks to
+        the runner and book the outcome."""
         started = time.perf_counter()
-        jobs, walk = self._jobs, self._walk
+        problem, jobs, walk = self.problem, self._jobs, self._walk
         before, live = self._live_gpus, self._live()
         self._live_gpus = live
         lost = np.flatnonzero(live < before - 1e-9)
@@ -255,15 +264,19 @@ class Settlement:
         allowed = np.minimum(
             self.actual.capacity_gpus[:, t], np.floor(live + 1e-9).astype(np.int64)
         )
-        self._defer(t, slot, allowed, jobs, walk)
-        self._resume(t, slot, allowed, jobs, walk)
+        bounds = ramp_bounds_gpus(self._previous, problem.ramp_up_mw, problem.ramp_down_mw,
+                                  problem.mw_per_gpu, allowed)  # fmt: skip
+        self._defer(t, slot, bounds.most, jobs, walk)
+        self._resume(t, slot, bounds.most, jobs, walk)
+        self._hold_ramp_down(t, slot, bounds, jobs, walk)
         keep = slot.gpus > 0
         slot = _Slot(slot.job[keep], slot.site[keep], slot.gpus[keep])
         walk.capacity[t] = live.copy()
         walk.grid_cap_mw[t] = self.actual.grid_cap_mw[:, t].copy()
         walk.load_cap_mw[t] = self.actual.load_cap_mw[:, t].copy()
+        self._previous = np.zeros(len(problem.sites))
         if len(slot.job):
-            self._run(t, slot, jobs, walk)
+            self._previous = self._run(t, slot, jobs, walk).astype(float)
             if self.progress is not None:
                 self.progress(self._progress(t, slot, jobs, walk))
         self._wall_s += time.perf_counter() - started
@@ -333,6 +346,7 @@ class Settlement:
             "load_cap_mw": {str(t): a.tolist() for t, a in walk.load_cap_mw.items()},
             "events": [{k: _plain(v) for k, v in e.items()} for e in walk.events],
             "wall_s": self._wall_s,
+            "previous_gpus": None if self._previous is None else self._previous.tolist(),
         }
 
     def restore(self, state: dict) -> None:
@@ -361,6 +375,8 @@ class Settlement:
             events=[{**e, "time": pd.Timestamp(e["time"])} for e in state["events"]],
         )
         self._wall_s = float(state["wall_s"])
+        previous = state["previous_gpus"]
+        self._previous = None if previous is None else np.asarray(previous, dtype=float)
 
     def report(self) -> RunReport:
         """What ran so far: the run tables, events and totals."""
@@ -418,7 +434,8 @@ class Settlement:
             rows = rows[np.lexsort((-slack[slot.job[rows]], ~problem.preemptible[slot.job[rows]]))]
             why = (
                 f"site {problem.site_names[s]!r} may run {int(allowed[s])} GPUs (grid import "
-                f"limit, caps in force and live capacity on the actual green supply)"
+                f"limit, caps in force and live capacity on the actual green supply, ramp-up "
+                f"limit from the slot before)"
             )
             for row in rows:
                 j, cut = int(slot.job[row]), min(excess, int(slot.gpus[row]))
@@ -465,6 +482,41 @@ class Settlement:
                             site=problem.site_names[s], job_id=problem.job_ids[j],
                             gpus=gpus)  # fmt: skip
 
+    def _hold_ramp_down(
+        self, t: int, slot: _Slot, bounds: RampBounds, jobs: _Jobs, walk: _Walk
+    ) -> None:
+        """Where a site would fall below ``bounds.least``, bring work planned there later
+        forward: active preemptible jobs in their window, earliest deadline first, up to their
+        ``max_gpus``, taken from their latest planned slots."""
+        problem = self.problem
+        for s in np.flatnonzero(bounds.cap_wins):
+            self._event(t, "ramp_cap", f"caps, import limit and live capacity leave room for "
+                        f"{int(bounds.most[s])} GPUs, the ramp-down limit needs "
+                        f"{int(bounds.needed[s])}: the cap wins", walk,
+                        site=problem.site_names[s])  # fmt: skip
+        used = np.bincount(slot.site, weights=slot.gpus, minlength=len(problem.sites))
+        for s in np.flatnonzero(used < bounds.least):
+            need = int(bounds.least[s] - used[s])
+            later = np.flatnonzero((self._p_slot > t) & (self._p_site == s) & (self._p_gpus > 0))
+            ready = jobs.active & problem.preemptible & (problem.release_slot <= t)
+            ready &= t < problem.deadline_slot
+            for j in np.unique(self._p_job[later[ready[self._p_job[later]]]]):
+                if need <= 0:
+                    break
+                room = int(problem.max_gpus[j] - slot.gpus[slot.job == j].sum())
+                rows = later[self._p_job[later] == j][::-1]  # latest first
+                take = np.clip(min(room, need) - (np.cumsum(self._p_gpus[rows]) -
+                               self._p_gpus[rows]), 0, self._p_gpus[rows])  # fmt: skip
+                moved = int(take.sum())
+                if moved <= 0:
+                    continue
+                self._p_gpus[rows] -= take
+                slot.add(int(j), int(s), moved)
+                need -= moved
+                self._event(t, "brought_forward", f"{moved} GPUs of later work run now to keep "
+                            "the ramp-down limit", walk, site=problem.site_names[s],
+                            job_id=problem.job_ids[j], gpus=moved)  # fmt: skip
+
     # ----------------------------------------------------------------- running a slot
     def _timeout_s(self) -> float:
         if self.slot_timeout_s is not None:
@@ -472,7 +524,8 @@ class Settlement:
         slot = pd.Timedelta(minutes=self.problem.horizon.slot_minutes)
         return max(MIN_SLOT_TIMEOUT_S, self.clock.real_seconds(slot))
 
-    def _run(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> None:
+    def _run(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> np.ndarray:
+        """Run the slot; return the GPUs that completed per site ``[site]``."""
         problem = self.problem
         walk.dispatched.append((t, slot.site, slot.gpus))
         self.clock.sleep_until(problem.horizon.times[t])
@@ -487,6 +540,7 @@ class Settlement:
         jobs.ran_slots[np.unique(job)] += 1
         finished = np.flatnonzero((jobs.remaining <= 0) & (jobs.finished_slot < 0))
         jobs.finished_slot[finished] = t
+        return np.bincount(site, weights=gpus, minlength=len(problem.sites))
 
     def _run_on(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> np.ndarray:
         """Run the slot's chunks on the runner; ``True`` where a chunk completed."""

@@ -5,7 +5,10 @@ Run on every plan before it is written or trusted, whichever policy made it. Rul
 its job's window and at an allowed site; at most ``max_gpus`` per job and slot; site GPUs, grid
 import limit and every cap per site and slot (on the supply the plan was made on); placed plus
 reported-unfinished work equals the job's work; non-preemptible jobs in one contiguous run at
-one site; at most ``problem.max_site_moves`` site changes per job.
+one site; at most ``problem.max_site_moves`` site changes per job; no step between adjacent
+slots (the first from ``problem.initial_load_mw`` when known) above the site's ramp-up limit,
+nor below its ramp-down limit unless a cap leaves less room than the ramp needs or no work was
+left that could have run there (see :mod:`scheduler.ramps`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from scheduler.contracts import PLAN
 from scheduler.metrics import CAP_TOLERANCE_MW, site_load
 from scheduler.policies.base import PlanResult, SupplyBasis, site_moves
 from scheduler.problem import Problem
+from scheduler.ramps import RAMP_TOLERANCE_MW, load_steps_mw
 
 __all__ = ["PlanInvalidError", "Violation", "assert_valid", "validate_plan"]
 
@@ -118,6 +122,9 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
             add(rule, None, f"{int(mask.sum())} site-slot(s): {shown}")
 
     placed = np.bincount(job, weights=gpus, minlength=problem.n_jobs).astype(np.int64)
+    ramp = _ramp_violations(problem, load, job, site, slot, gpus, placed)
+    if ramp:
+        add("ramp", None, f"{len(ramp)} site-slot(s): {'; '.join(ramp[:_MAX_SHOWN])}")
     reported = result.unfinished_gpu_hours.reindex(problem.job_ids).fillna(np.nan).to_numpy()
     reported_units = np.rint(reported / problem.slot_hours)
     mismatch = np.isnan(reported) | (placed + reported_units != problem.work_units)
@@ -157,6 +164,53 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
                 None,
                 f"{len(over_moves)} job(s) move more than {problem.max_site_moves} "
                 f"time(s): {names}",
+            )
+    return out
+
+
+def _ramp_violations(
+    problem: Problem,
+    load: pd.DataFrame,
+    job: np.ndarray,
+    site: np.ndarray,
+    slot: np.ndarray,
+    gpus: np.ndarray,
+    placed: np.ndarray,
+) -> list[str]:
+    """Steps that break a ramp limit, described; exempt falls are those the module doc names."""
+    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
+    load_mw = load["load_mw"].to_numpy().reshape(n_sites, n_slots)
+    initial = None if problem.initial_load_mw is None else np.asarray(problem.initial_load_mw)
+    steps = load_steps_mw(load_mw, initial)
+    up, down = problem.ramp_up_mw[:, None], problem.ramp_down_mw[:, None]
+    rises = steps > up + RAMP_TOLERANCE_MW
+    falls = -steps > down + RAMP_TOLERANCE_MW
+    if not (rises.any() or falls.any()):
+        return []
+    previous = load_mw - steps
+    room_mw = problem.base_load_mw[:, None] + problem.capacity_gpus * problem.mw_per_gpu[:, None]
+    falls &= room_mw + RAMP_TOLERANCE_MW >= previous - down  # a cap that needs the fall wins
+    unfinished = placed < problem.work_units
+    ran_at = np.zeros((problem.n_jobs, n_sites), dtype=bool)
+    ran_at[job, site] = True
+    last_slot = np.full(problem.n_jobs, -1, dtype=np.int64)
+    np.maximum.at(last_slot, job, slot)
+    out = []
+    for s, t in np.argwhere(rises | falls):
+        what = f"{problem.site_names[s]} {problem.horizon.times[t]}: step {steps[s, t]:+.3f} MW"
+        if rises[s, t]:
+            out.append(f"{what} above the ramp-up limit {problem.ramp_up_mw[s]:.3f} MW")
+            continue
+        at_t = np.bincount(job[slot == t], weights=gpus[slot == t], minlength=problem.n_jobs)
+        could = problem.preemptible & problem.site_mask[:, s] & (at_t < problem.max_gpus)
+        could &= (problem.release_slot <= t) & (t < problem.deadline_slot)
+        could &= (last_slot > t) | unfinished  # work it runs later, or never
+        if problem.max_site_moves is not None:
+            could &= ran_at[:, s] | ~ran_at.any(axis=1)
+        if could.any():
+            out.append(
+                f"{what} below the ramp-down limit {problem.ramp_down_mw[s]:.3f} MW while "
+                f"{int(could.sum())} job(s) could have run there"
             )
     return out
 

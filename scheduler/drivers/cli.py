@@ -209,19 +209,30 @@ def plan(
     result = plan_day(problem, cfg, names)
     save_day_plan(out, result, cfg, seed)
 
+    from scheduler.drivers.replay_report import RAMP_COLUMNS, ramp_cells
+
     view = Table(
-        title=f"plan for {day} ({problem.n_jobs} jobs, {horizon.n_slots} slots), on the forecast"
+        title=f"plan for {day} ({problem.n_jobs} jobs, {horizon.n_slots} slots), on the forecast; "
+        f"load steps per site ({' / '.join(problem.site_names)})"
     )
     for column in ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
-                   "unfinished jobs", "cap violations", "status", "gap", "solve s"):  # fmt: skip
+                   "unfinished jobs", "cap violations", "status", "gap", "solve s",
+                   *RAMP_COLUMNS):  # fmt: skip
         view.add_column(column, justify="left" if column in ("policy", "status") else "right")
     for name, metrics in result.metrics.items():
         solved = result.results[name]
+        ramps = {
+            s: {"largest_step_mw": metrics.largest_step_mw[s],
+                "total_swing_mw": metrics.total_swing_mw[s],
+                "slots_over_ramp": metrics.slots_over_ramp[s]}
+            for s in problem.site_names
+        }  # fmt: skip
         view.add_row(
             name, f"{metrics.green_share:.1%}", f"{metrics.grid_mwh:,.1f}", f"{metrics.co2_t:,.1f}",
             f"{metrics.green_unused_mwh:,.1f}", str(metrics.jobs_unfinished),
             str(metrics.cap_violations), solved.status,
             "" if solved.gap is None else f"{solved.gap:.2%}", f"{solved.solve_seconds:.2f}",
+            *ramp_cells(ramps),
         )  # fmt: skip
     console.print(view)
     console.print(f"wrote {out}/plan.csv, summary.json, plan.png and the tables beside them")

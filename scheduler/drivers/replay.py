@@ -7,9 +7,14 @@ supply with an instant clock and no runner (the same decisions a dispatched nigh
 hold, deferred work resumes where room is left), and work left unfinished is carried into the
 next day for that policy, so no policy wins by dropping work. Same seed, same numbers.
 
-Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``site_load.csv`` (settled
-load, green supply and grid draw per policy, site and slot), ``carry-<policy>.csv`` (work carried
-into the next day; lets ``resume`` continue), and ``summary.json`` via :func:`summarize`.
+Each policy's settled load in the last slot of a day is the load the next day starts from
+(``initial_load_mw``), so ramp limits hold across midnight, and the steps are counted there too.
+
+Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``ramps.csv`` (per day,
+policy and site: largest step, total swing and slots over the ramp limit of the settled load),
+``site_load.csv`` (settled load, green supply and grid draw per policy, site and slot),
+``carry-<policy>.csv`` (work carried into the next day; lets ``resume`` continue), and
+``summary.json`` via :func:`summarize`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -41,6 +47,10 @@ DAILY_COLUMNS = [
     "day", "policy", "green_share", "grid_mwh", "co2_t", "green_unused_mwh", "late_jobs",
     "energy_used_mwh", "green_used_mwh", "gpu_hours_submitted", "gpu_hours_served",
     "carried_out_gpu_hours", "cut_gpu_hours", "cap_violations", "solve_seconds", "status",
+]  # fmt: skip
+RAMP_COLUMNS = [
+    "day", "policy", "site", "largest_step_mw", "total_swing_mw", "slots_over_ramp",
+    "last_load_mw",
 ]  # fmt: skip
 
 
@@ -95,23 +105,26 @@ class ReplayResult:
 
     daily: pd.DataFrame
     carry: dict[str, pd.DataFrame]
+    ramps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RAMP_COLUMNS))
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
 def _read_progress(
     out_dir: Path, policies: Sequence[str]
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
     daily_path = out_dir / "daily.csv"
-    if not daily_path.exists():
-        return pd.DataFrame(columns=DAILY_COLUMNS), {}
+    ramps_path = out_dir / "ramps.csv"
+    if not daily_path.exists() or not ramps_path.exists():
+        return pd.DataFrame(columns=DAILY_COLUMNS), pd.DataFrame(columns=RAMP_COLUMNS), {}
     daily = pd.read_csv(daily_path, dtype={"day": str})
+    ramps = pd.read_csv(ramps_path, dtype={"day": str})
     carry = {}
     for policy in policies:
         path = out_dir / f"carry-{policy}.csv"
         if path.exists():
             carry[policy] = read_table(JOBS, path)
-    return daily, carry
+    return daily, ramps, carry
 
 
 def replay(
@@ -129,9 +142,16 @@ def replay(
     timings = {"settle": 0.0, **{f"plan_{p}": 0.0 for p in spec.policies}}
     policies = {name: get_policy(name, config.solver) for name in spec.policies}
 
-    daily, carry = _read_progress(out_dir, spec.policies) if (resume and out_dir) else (None, {})
+    daily, ramps, carry = (
+        _read_progress(out_dir, spec.policies) if (resume and out_dir) else (None, None, {})
+    )
     done_days = set(daily["day"]) if daily is not None else set()
     rows = daily.to_dict("records") if daily is not None else []
+    ramp_rows = ramps.to_dict("records") if ramps is not None else []
+    last_load: dict[str, tuple[float, ...]] = {}  # per policy: settled load in the last slot
+    for name, part in ramps.groupby("policy") if ramps is not None else []:
+        last_day = part[part["day"] == part["day"].max()].set_index("site")["last_load_mw"]
+        last_load[str(name)] = tuple(float(last_day[s.name]) for s in sites)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -157,11 +177,10 @@ def replay(
         loads: list[pd.DataFrame] = []
 
         for name, policy in policies.items():
-            problem = (
-                replace(day_problem, jobs=pd.concat([carry[name], new_jobs], ignore_index=True))
-                if name in carry and len(carry[name])
-                else day_problem
-            )
+            problem = replace(day_problem, initial_load_mw=last_load.get(name))
+            if name in carry and len(carry[name]):
+                jobs = pd.concat([carry[name], new_jobs], ignore_index=True)
+                problem = replace(problem, jobs=jobs)
             jobs = problem.jobs
             started = time.perf_counter()
             result = policy.plan(problem)
@@ -170,13 +189,29 @@ def replay(
             run = settle(problem, result.plan)
             assert run.executed is not None and problem.actual_supply is not None
             actual = problem.actual_supply
-            metrics = plan_metrics(run.executed, jobs, actual, sites, horizon, caps)
+            metrics = plan_metrics(
+                run.executed, jobs, actual, sites, horizon, caps, problem.initial_load_mw
+            )
             timings["settle"] += time.perf_counter() - started
             done = run.jobs.set_index("job_id")["gpu_hours_done"]
             remaining = jobs.set_index("job_id")["gpu_hours"] - done
             carry[name] = carry_over(jobs, remaining, next_day)
             load = site_load(run.executed, actual, sites, horizon, caps)
             loads.append(load.assign(policy=name)[SITE_LOAD_KEEP])
+            last = load.groupby("site", sort=False)["load_mw"].last()
+            last_load[name] = tuple(float(last[s.name]) for s in sites)
+            ramp_rows += [
+                {
+                    "day": day,
+                    "policy": name,
+                    "site": s.name,
+                    "largest_step_mw": metrics.largest_step_mw[s.name],
+                    "total_swing_mw": metrics.total_swing_mw[s.name],
+                    "slots_over_ramp": metrics.slots_over_ramp[s.name],
+                    "last_load_mw": last_load[name][i],
+                }
+                for i, s in enumerate(sites)
+            ]
             rows.append(
                 {
                     "day": day,
@@ -204,19 +239,26 @@ def replay(
                 load_path, mode="a", header=not load_path.exists(), index=False,
                 date_format=UTC_ISO_FORMAT,
             )  # fmt: skip
+            pd.DataFrame(ramp_rows, columns=RAMP_COLUMNS).to_csv(out_dir / "ramps.csv", index=False)
             daily.to_csv(out_dir / "daily.csv", index=False)
             for name, frame in carry.items():
                 write_table(frame, out_dir / f"carry-{name}.csv")
         if progress is not None:
             progress(day, daily)
     timings.update(pipeline.timings_s)
-    return ReplayResult(pd.DataFrame(rows, columns=DAILY_COLUMNS), carry, timings, notes)
+    return ReplayResult(
+        pd.DataFrame(rows, columns=DAILY_COLUMNS),
+        carry,
+        pd.DataFrame(ramp_rows, columns=RAMP_COLUMNS),
+        timings,
+        notes,
+    )
 
 
 def summarize(result: ReplayResult) -> dict:
     """Totals per policy, and the optimizer's share of the oracle's gain over fifo."""
     daily = result.daily
-    totals = {}
+    totals: dict[str, dict[str, Any]] = {}
     for name, part in daily.groupby("policy", sort=False):
         energy = part["energy_used_mwh"].sum()
         totals[name] = {
@@ -234,6 +276,16 @@ def summarize(result: ReplayResult) -> dict:
             "late_job_days": int(part["late_jobs"].sum()),
             "cap_violations": int(part["cap_violations"].sum()),
             "solve_seconds": float(part["solve_seconds"].sum()),
+        }
+    for name in totals:
+        part = result.ramps[result.ramps["policy"] == name]
+        totals[name]["ramps"] = {
+            str(site): {
+                "largest_step_mw": float(rows["largest_step_mw"].max()),
+                "total_swing_mw": float(rows["total_swing_mw"].sum()),
+                "slots_over_ramp": int(rows["slots_over_ramp"].sum()),
+            }
+            for site, rows in part.groupby("site", sort=False)
         }
     summary: dict = {"policies": totals, "timings_s": result.timings_s, "notes": result.notes}
     if {"fifo", "optimizer", "oracle"} <= totals.keys():

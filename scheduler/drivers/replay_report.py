@@ -9,14 +9,35 @@ import pandas as pd
 
 from forecasts.plot import local_times, site_panels  # also selects the Agg backend
 
-__all__ = ["summary_lines", "write_replay_report"]
+__all__ = ["RAMP_COLUMNS", "per_site", "ramp_cells", "summary_lines", "write_replay_report"]
 
 SUMMARY_COLUMNS = ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
-                   "late job-days", "unfinished GPU-h at end", "solve s")  # fmt: skip
+                   "late job-days", "unfinished GPU-h at end", "solve s",
+                   "largest step MW", "total swing MW", "slots over ramp")  # fmt: skip
+RAMP_COLUMNS = SUMMARY_COLUMNS[-3:]
+
+
+def per_site(values: dict[str, float], spec: str) -> str:
+    """One cell for a value per site, ``"a / b"`` in site order, each formatted with ``spec``."""
+    return " / ".join(format(v, spec) for v in values.values())
+
+
+def ramp_cells(ramps: dict[str, dict[str, float]]) -> list[str]:
+    """Cells of :data:`RAMP_COLUMNS` from ``{site: {largest_step_mw, total_swing_mw,
+    slots_over_ramp}}``, per site in site order."""
+    return [
+        per_site({s: r[key] for s, r in ramps.items()}, spec)
+        for key, spec in (
+            ("largest_step_mw", ".1f"),
+            ("total_swing_mw", ",.0f"),
+            ("slots_over_ramp", "d"),
+        )
+    ]
 
 
 def summary_lines(summary: dict) -> list[list[str]]:
-    """The per-policy summary as text cells in :data:`SUMMARY_COLUMNS` order (CLI and bench)."""
+    """The per-policy summary as text cells in :data:`SUMMARY_COLUMNS` order (CLI and bench);
+    the load-step cells hold one value per site (``a / b``)."""
     return [
         [
             name,
@@ -27,6 +48,7 @@ def summary_lines(summary: dict) -> list[list[str]]:
             str(row["late_job_days"]),
             f"{row['unfinished_gpu_hours_at_end']:,.1f}",
             f"{row['solve_seconds']:.1f}",
+            *ramp_cells(row.get("ramps", {})),
         ]
         for name, row in summary["policies"].items()
     ]
@@ -135,6 +157,19 @@ def write_replay_report(
     share = summary.get("optimizer_share_of_oracle_gain")
     if share is not None:
         lines += ["", f"The optimizer achieves **{share:.0%}** of the oracle's gain over fifo."]
+    sites = next((list(r["ramps"]) for r in summary["policies"].values() if "ramps" in r), [])
+    if sites:
+        lines += [
+            "",
+            f"Settled load steps between adjacent slots, per site ({' / '.join(sites)}):"
+            " the largest step, the total swing (sum of absolute steps) and the slots whose step"
+            " is above the site's ramp limit.",
+            "",
+            "| policy | " + " | ".join(RAMP_COLUMNS) + " |",
+            "| --- |" + " ---: |" * len(RAMP_COLUMNS),
+        ]
+        for name, row in summary["policies"].items():
+            lines.append(f"| {name} | " + " | ".join(ramp_cells(row.get("ramps", {}))) + " |")
     for note in summary.get("notes", []):
         lines.append(f"\n_{note}_")
     for title, name in charts:

@@ -57,6 +57,8 @@ class PlanResult:
     ``gap = (objective - bound) / bound`` are set by policies that have a bound.
     ``unfinished_gpu_hours`` is indexed by ``job_id`` (every job, zeros included).
     ``supply_basis`` says which supply the plan was made on: ``"forecast"`` or ``"actual"``.
+    ``ramp_cost_kg`` is the grid CO2 the sites' ramp limits cost, for policies that measure it
+    (the optimizer: its load profile with the limits minus without them) [kg].
     """
 
     policy: str
@@ -70,6 +72,7 @@ class PlanResult:
     build_seconds: float = 0.0
     supply_basis: SupplyBasis = SupplyBasis.FORECAST
     notes: tuple[str, ...] = field(default_factory=tuple)
+    ramp_cost_kg: float | None = None
 
     @property
     def jobs_unfinished(self) -> list[str]:

@@ -10,6 +10,9 @@ its power limits, including what the site's own plant delivers, but does not cha
 With a ``max_site_moves`` limit each job keeps to one site: the first by latency where it can
 finish, else the one where it gets most work done. A non-preemptible job takes the earliest
 start, at the first site by latency, where its whole contiguous block fits.
+
+The plan is then fitted to the sites' ramp limits slot by slot
+(:func:`~scheduler.policies.ramp_fit.fit_ramps`): each slot's load change is capped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 
 from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
 from scheduler.policies.blocks import block_gpus, block_starts, place_block
+from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 
 __all__ = ["FifoPolicy"]
@@ -50,7 +54,7 @@ class FifoPolicy:
         return make_result(
             problem,
             self.name,
-            PlanArrays.concat(parts),
+            fit_ramps(problem, PlanArrays.concat(parts)),
             PlanStatus.HEURISTIC,
             time.perf_counter() - began,
         )

@@ -13,6 +13,8 @@ One unit of flow is one GPU busy for one slot (a GPU-slot). Network::
   this equals the exact grid CO2 ``carbon * max(0, load - green) * slot_h``. The tiers' total
   capacity is the site-slot's GPU capacity under site size, grid import limit and caps.
 * Work that fits nowhere flows on the penalty arc and is reported as unplaced.
+* With a load profile (:meth:`SiteTiers.within`, the optimizer's ramp-aware profile) each tier
+  is split at the profile: GPUs above it cost a premium, so the flow fills the profile first.
 
 Aggregation (:func:`group_jobs`). Jobs with the same window and allowed sites merge into one
 group with per-slot cap ``sum(max_gpus)``: this *relaxes* the time-indexed model (every plan
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from ortools.graph.python import min_cost_flow
@@ -183,6 +185,24 @@ class SiteTiers:
     grid_share: np.ndarray  # share of a GPU's energy drawn from the grid [-]
     fixed_co2_kg: float  # grid CO2 of base load and fixed GPUs [kg]
     fixed_grid_mwh: float  # their grid energy [MWh]
+    premium_kg: np.ndarray | None = None  # cost added to a tier's GPU-slot in the flow [kg]
+
+    def within(self, profile_gpus: np.ndarray, premium_kg: float) -> SiteTiers:
+        """Each tier split at ``profile_gpus`` ``[site, slot]`` free GPUs (filled tier by tier):
+        the part above the profile costs ``premium_kg`` more per GPU-slot in the flow, so the
+        flow fills the profile first and leaves it only for work the profile cannot carry."""
+        before = np.cumsum(self.capacity, axis=0) - self.capacity
+        inside = np.clip(profile_gpus[None] - before, 0, self.capacity)
+        premium = np.concatenate(
+            [np.zeros_like(self.co2_kg), np.full_like(self.co2_kg, premium_kg)]
+        )
+        return replace(
+            self,
+            capacity=np.concatenate([inside, self.capacity - inside]),
+            co2_kg=np.concatenate([self.co2_kg, self.co2_kg]),
+            grid_share=np.concatenate([self.grid_share, self.grid_share]),
+            premium_kg=premium,
+        )
 
 
 def site_tiers(problem: Problem, fixed_gpus: np.ndarray) -> SiteTiers:
@@ -250,6 +270,8 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
     penalty_kg = unfinished_penalty_kg(problem)
     scale = COST_RESOLUTION / max(float(problem.grid_kg_per_gpu_slot.max(initial=0.0)), 1e-9)
     unit = tiers.co2_kg * scale
+    if tiers.premium_kg is not None:
+        unit = unit + tiers.premium_kg * scale
     if tie_break:
         price_gpu_slot = problem.price_per_mwh * problem.mw_per_gpu[:, None] * problem.slot_hours
         price_share = price_gpu_slot / max(float(price_gpu_slot.max()), 1e-12)

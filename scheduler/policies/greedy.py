@@ -15,6 +15,9 @@ In each slot, in this order:
 Green headroom is the GPUs the site's green supply carries after base load and the GPUs already
 placed. Site GPUs, the grid import limit and every cap are hard limits. With a
 ``max_site_moves`` limit a job stays at the first site it runs at.
+
+The plan is then fitted to the sites' ramp limits slot by slot
+(:func:`~scheduler.policies.ramp_fit.fit_ramps`): each slot's load change is capped.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 
 from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
 from scheduler.policies.blocks import block_gpus, block_starts, place_block
+from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 
 __all__ = ["GreedyPolicy"]
@@ -52,7 +56,7 @@ class GreedyPolicy:
         return make_result(
             problem,
             self.name,
-            PlanArrays.concat(state.parts),
+            fit_ramps(problem, PlanArrays.concat(state.parts)),
             PlanStatus.HEURISTIC,
             time.perf_counter() - began,
         )

@@ -8,15 +8,21 @@ and reported unfinished. Steps:
 2. **Non-preemptible jobs** (if any): place them, largest first, each as one contiguous block
    at the (site, start) with the cheapest marginal grid CO2 on top of the preemptible jobs' load
    in the bound's flow, in residual capacity (pushing preemptible work out costs the dearest
-   grid GPU-slot); they are then fixed.
+   grid GPU-slot); they are then fixed (moves and re-solves below never change a block).
+2b. **Load profile** (:mod:`.profile`): a small GLOP LP over sites x slots, fed with the
+   bound's divisible work and the blocks, decides each site's GPUs per slot under ramp limits,
+   caps and supply, with a bounded smoothing term that picks the calmest of equal-carbon
+   profiles. Step 3 places jobs inside it, and :func:`.ramp_fit.fit_ramps` repairs what
+   rounding or an unfilled profile leaves, so the plan keeps every ramp. ``ramp_cost_kg`` in
+   the result is what the ramp limits cost in the profile (the LP with minus without them).
 3. **Divisible jobs**: the flow with jobs in splittable groups (window, sites and duration
    bucket, see :mod:`.flow`), split back to whole GPUs per job by
    :func:`.disaggregate.disaggregate`. Status ``OPTIMAL`` when the plan's objective meets the
    bound within :data:`OPTIMAL_GAP`, else ``FEASIBLE`` with its gap to the bound. If the gap
-   is above ``SolverSettings.relative_gap``, steps 2-4 run again with exact groups (one duration
+   is above ``SolverSettings.relative_gap``, steps 3-4 run again with exact groups (one duration
    each: no restriction, a larger network) and the better plan is kept.
 4. **Site moves**: with ``problem.max_site_moves`` set, jobs that move more often are pinned
-   to the site where they did most work and step 2-3 run again (at most
+   to the site where they did most work and step 3 runs again (at most
    :data:`MAX_PIN_ROUNDS` rounds, after which every multi-site job still free is pinned, which
    meets any limit). The notes say how many jobs were pinned; work a pinned job can no longer
    place is reported unfinished, never dropped.
@@ -51,10 +57,13 @@ from scheduler.policies.flow import (
     DURATION_BUCKET_RATIO,
     EXACT,
     FlowResult,
+    Groups,
     group_jobs,
     site_tiers,
     solve_flow,
 )
+from scheduler.policies.profile import LoadProfile, SiteWork, solve_profile
+from scheduler.policies.ramp_fit import fit_ramps, has_ramps
 from scheduler.problem import Problem
 
 __all__ = ["MAX_PIN_ROUNDS", "OPTIMAL_GAP", "OptimizerPolicy", "lp_bound", "optimize"]
@@ -84,13 +93,18 @@ def lp_bound(problem: Problem) -> FlowResult:
 
     Jobs merge by window, allowed sites and preemptibility with cap ``sum(max_gpus)``.
     """
+    return _bound_and_groups(problem)[0]
+
+
+def _bound_and_groups(problem: Problem) -> tuple[FlowResult, Groups]:
     groups = group_jobs(problem, np.arange(problem.n_jobs), problem.site_mask, by_preemptible=True)
     tiers = site_tiers(problem, np.zeros((len(problem.sites), problem.horizon.n_slots)))
     flow = solve_flow(problem, groups, tiers, tie_break=False)
     divisible = np.zeros(groups.n, dtype=bool)
     divisible[groups.job_group] = problem.preemptible
     keep = divisible[flow.group]
-    return replace(flow, **{f: getattr(flow, f)[keep] for f in ("group", "site", "slot", "gpus")})
+    flow = replace(flow, **{f: getattr(flow, f)[keep] for f in ("group", "site", "slot", "gpus")})
+    return flow, groups
 
 
 def optimize(
@@ -101,13 +115,16 @@ def optimize(
 ) -> PlanResult:
     """Plan ``problem`` (steps in the module docstring) and report status, bound and gap."""
     began = time.perf_counter()
-    bound = lp_bound(problem)
+    bound, bound_groups = _bound_and_groups(problem)
     divisible_load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(divisible_load, (bound.site, bound.slot), bound.gpus)
-    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, divisible_load)
+    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    blocks = _place_blocks(problem, problem.site_mask, divisible_load, fixed)
+    profile, ramp_cost_kg = _profile(problem, bound, bound_groups, fixed)
+    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, blocks, fixed, profile)
     if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
         log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
-        exact, exact_pinned = _plan_with_moves(problem, EXACT, divisible_load)
+        exact, exact_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, profile)
         if objective_kg(problem, exact) < objective_kg(problem, arrays):
             arrays, pinned = exact, exact_pinned
     notes: list[str] = []
@@ -130,6 +147,8 @@ def optimize(
         )
     for note in notes:
         log.warning("%s: %s", name, note)
+    if ramp_cost_kg is not None:
+        notes.append(f"ramp limits cost {ramp_cost_kg:,.1f} kg CO2 in the load profile")
     return make_result(
         problem,
         name,
@@ -140,17 +159,44 @@ def optimize(
         gap=gap,
         supply_basis=supply_basis,
         notes=tuple(notes),
+        ramp_cost_kg=ramp_cost_kg,
     )
 
 
+def _profile(
+    problem: Problem, bound: FlowResult, groups: Groups, fixed: np.ndarray
+) -> tuple[LoadProfile, float | None]:
+    """The load profile (:mod:`.profile`) for the bound's divisible work and the blocks'
+    ``fixed`` GPUs, and what the ramp limits cost in it [kg CO2] (``None`` when no site has a
+    limit)."""
+    work = np.zeros((groups.n, len(problem.sites)), dtype=np.int64)
+    np.add.at(work, (bound.group, bound.site), bound.gpus)
+    site_work = SiteWork(groups.first, groups.end, groups.cap, work)
+    profile = solve_profile(problem, site_work, fixed)
+    if not has_ramps(problem):
+        return profile, None
+    if not profile.ramps_bind:  # no limit touched: the LP without them has the same optimum
+        return profile, 0.0
+    free = solve_profile(problem, site_work, fixed, ramps=False)
+    return profile, max(profile.co2_kg - free.co2_kg, 0.0)
+
+
 def _plan_with_moves(
-    problem: Problem, duration_ratio: float, divisible_load: np.ndarray
+    problem: Problem,
+    duration_ratio: float,
+    blocks: PlanArrays,
+    fixed: np.ndarray,
+    profile: LoadProfile,
 ) -> tuple[PlanArrays, np.ndarray]:
-    """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned."""
+    """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned.
+
+    ``blocks`` are the non-preemptible jobs' runs (step 2) and ``fixed`` their GPUs ``[site,
+    slot]``: pinning never changes them, since a block runs at one site."""
     site_mask = problem.site_mask.copy()
     pinned = np.zeros(problem.n_jobs, dtype=bool)
     for round_ in range(MAX_PIN_ROUNDS + 1):
-        arrays = _plan_once(problem, site_mask, duration_ratio, divisible_load)
+        divisible = _plan_divisible(problem, site_mask, fixed, duration_ratio, profile)
+        arrays = fit_ramps(problem, PlanArrays.concat([blocks, divisible]))
         if problem.max_site_moves is None:
             break
         moves = site_moves(arrays.job, arrays.site, arrays.slot, problem.n_jobs)
@@ -176,21 +222,22 @@ def _gap(objective: float, bound: float) -> float:
     return 0.0 if objective <= 1e-9 else float("inf")
 
 
-def _plan_once(
-    problem: Problem, site_mask: np.ndarray, duration_ratio: float, divisible_load: np.ndarray
-) -> PlanArrays:
-    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
-    blocks = _place_blocks(problem, site_mask, divisible_load, fixed)
-    return PlanArrays.concat([blocks, _plan_divisible(problem, site_mask, fixed, duration_ratio)])
-
-
 def _plan_divisible(
-    problem: Problem, site_mask: np.ndarray, fixed: np.ndarray, duration_ratio: float
+    problem: Problem,
+    site_mask: np.ndarray,
+    fixed: np.ndarray,
+    duration_ratio: float,
+    profile: LoadProfile,
 ) -> PlanArrays:
-    """Preemptible jobs in splittable groups, on the capacity ``fixed`` GPUs leave."""
+    """Preemptible jobs in splittable groups, inside the profile above ``fixed`` GPUs: leaving
+    the profile costs the dearest grid GPU-slot's CO2 plus 0.5 kg more, above any CO2 a move
+    can save, so it carries only work the profile cannot; and below the unplaced penalty
+    (twice the dearest plus 1 kg), so no work is dropped for it."""
     divisible = np.flatnonzero(problem.preemptible)
     groups = group_jobs(problem, divisible, site_mask, duration_ratio)
-    flow = solve_flow(problem, groups, site_tiers(problem, fixed), tie_break=True)
+    premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 0.5
+    tiers = site_tiers(problem, fixed).within(profile.gpus - fixed, premium_kg)
+    flow = solve_flow(problem, groups, tiers, tie_break=True)
     return disaggregate(problem, groups, flow)
 
 

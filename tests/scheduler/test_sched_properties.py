@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scheduler_testkit import START, job, make_problem, plan_all, site
 
+from scheduler.metrics import busy_gpus, plan_metrics
 from scheduler.policies.optimizer import lp_bound
 from scheduler.problem import IMPORT_CAPACITY_LIMIT, LoadCap
+from scheduler.ramps import load_steps_mw
 
 N_SLOTS = 6
 REL = 1e-4  # the price tie-break may trade away up to ~1e-5 of CO2 per GPU-slot
@@ -67,3 +70,50 @@ def test_a_cap_never_lowers_the_optimum(problem, slot, value_mw):
 def test_more_green_never_raises_the_optimum(problem, extra_mw):
     greener = problem.supply.assign(green_mw=problem.supply["green_mw"] + extra_mw)
     assert _optimum(replace(problem, supply=greener)) <= _optimum(problem) * (1 + REL) + 1e-9
+
+
+@st.composite
+def ramped_instances(draw):
+    """:func:`instances` with ramp limits (1 to 8 GPUs per hourly slot, up and down, or none)
+    and a known load before the first slot."""
+    problem = draw(instances())
+
+    def limit():
+        return draw(st.sampled_from([None, 1 / 60, 2 / 60, 4 / 60, 8 / 60]))  # [kW/min] per GPU
+
+    sites = tuple(
+        s.model_copy(update={"ramp_up_mw_per_min": None if (r := limit()) is None else r / 1000,
+                             "ramp_down_mw_per_min": None if (d := limit()) is None else d / 1000})
+        for s in problem.sites
+    )  # fmt: skip
+    initial = tuple(
+        s.base_load_mw + draw(st.integers(0, s.gpus)) * s.mw_per_gpu for s in problem.sites
+    )
+    return replace(problem, sites=sites, initial_load_mw=initial)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ramped_instances())
+def test_no_policy_ever_steps_above_a_ramp_limit(problem):
+    results = plan_all(problem)  # the validator holds ramps, falls included (with exemptions)
+    for result in results.values():
+        load = metrics_load(problem, result.plan)
+        rises = load_steps_mw(load, np.array(problem.initial_load_mw))
+        assert (rises <= problem.ramp_up_mw[:, None] + 1e-9).all()
+        metrics = plan_metrics(
+            result.plan,
+            problem.jobs,
+            problem.supply,
+            problem.sites,
+            problem.horizon,
+            initial_load_mw=problem.initial_load_mw,
+        )
+        for s, name in enumerate(problem.site_names):  # the metrics measure the same steps
+            assert metrics.largest_step_mw[name] == pytest.approx(np.abs(rises[s]).max())
+            assert metrics.total_swing_mw[name] == pytest.approx(np.abs(rises[s]).sum())
+
+
+def metrics_load(problem, plan) -> np.ndarray:
+    """Site load ``[site, slot]`` [MW] of a plan."""
+    gpus = busy_gpus(plan, problem.site_names, problem.horizon)
+    return problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
