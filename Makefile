@@ -25,12 +25,14 @@ run: $(STAMP)
 	$(BIN)/greensched forecast --out $(OUT)/supply.csv --plot $(OUT)/supply.png
 	$(BIN)/greensched demo --out $(OUT)/demo --speedup 720
 
+# two workers (the machines have 2 cores; many end-to-end tests wait on a simulated clock or
+# on Ray); the cluster tests share one Ray and stay on one worker
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 # the same suite without the end-to-end tests marked slow (they still run in `make test` and CI)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" --durations=10
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,12 @@ from clusters.resources import site_resource, start_local
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move tests that use the multi-node cluster to the end of the session."""
+    """Move tests that use the multi-node cluster to the end of the session, and keep every
+    cluster test on one worker under ``pytest -n`` (``--dist loadgroup``): they share one Ray."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("ray-clusters"))
     items.sort(key=lambda item: "site_cluster" in getattr(item, "fixturenames", ()))
 
 
