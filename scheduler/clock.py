@@ -16,7 +16,10 @@ __all__ = ["Clock", "CompressedClock", "InstantClock", "RealClock"]
 
 
 class Clock(Protocol):
-    """What the settlement engine needs from a clock."""
+    """What the settlement engine needs from a clock; ``start`` (re)starts a simulated clock
+    from its anchor (a no-op for the wall clock)."""
+
+    def start(self) -> None: ...
 
     def now(self) -> pd.Timestamp: ...
 
@@ -27,6 +30,9 @@ class Clock(Protocol):
 
 class RealClock:
     """Wall-clock UTC: a night planned for tomorrow waits until tomorrow."""
+
+    def start(self) -> None:
+        """Nothing to do: the wall clock runs by itself."""
 
     def now(self) -> pd.Timestamp:
         return pd.Timestamp.now(tz="UTC")
@@ -56,6 +62,11 @@ class CompressedClock:
         self._plan_start = start
         self._real_start = time.monotonic()
 
+    def start(self) -> None:
+        """Plan time is the anchor again, from now (a loop that took a while to start up does
+        not find the first slots already past)."""
+        self._real_start = time.monotonic()
+
     def _anchor(self, t: pd.Timestamp) -> None:
         if self._plan_start is None:
             self._plan_start = t
@@ -82,6 +93,9 @@ class InstantClock:
 
     def __init__(self) -> None:
         self._now: pd.Timestamp | None = None
+
+    def start(self) -> None:
+        """Nothing to do: instant time moves only with ``sleep_until``."""
 
     def now(self) -> pd.Timestamp:
         if self._now is None:

@@ -145,6 +145,7 @@ class ControlLoop:
 
     def run(self) -> list[DayDone]:
         """Run the days; returns them as they finished (also in :attr:`done`)."""
+        self.clock.start()
         progress = self.store.loop_progress()
         resume = progress if progress is not None and not progress.finished else None
         day = pd.Timestamp(resume.day) if resume is not None else self.first_day
