@@ -44,7 +44,7 @@ from scheduler.clock import Clock, InstantClock
 from scheduler.contracts import PLAN, RUN_JOBS, JobStatus
 from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
 from scheduler.contracts.plandir import RunReport
-from scheduler.metrics import busy_gpus, site_load, slot_index
+from scheduler.metrics import site_load, slot_index
 from scheduler.problem import LoadCap, Problem
 from scheduler.ramps import RampBounds, ramp_bounds_gpus
 
@@ -209,6 +209,7 @@ class Settlement:
         for j in np.flatnonzero(~in_plan):
             self._jobs.notes[j].append("the plan has no work for this job")
         self._live_gpus = self._live()
+        self._drawn_mw = np.zeros(2)  # load and green used summed over the slots run [MW]
         # GPUs run per site in the slot before (None: unknown before the first slot)
         self._previous: np.ndarray | None = problem.initial_gpus
 
@@ -277,8 +278,11 @@ class Settlement:
         self._previous = np.zeros(len(problem.sites))
         if len(slot.job):
             self._previous = self._run(t, slot, jobs, walk).astype(float)
-            if self.progress is not None:
-                self.progress(self._progress(t, slot, jobs, walk))
+        if self.progress is not None:
+            drawn = self.slot_load(t)  # running totals: no re-scoring of the day each slot
+            self._drawn_mw += (drawn["load_mw"].sum(), (drawn["load_mw"] - drawn["grid_mw"]).sum())
+            if len(slot.job):
+                self.progress(self._progress(t, slot, jobs))
         self._wall_s += time.perf_counter() - started
 
     def set_caps(self, caps: Sequence[LoadCap]) -> None:
@@ -640,12 +644,9 @@ class Settlement:
                     f"{', '.join(names)}", walk)  # fmt: skip
 
     # ----------------------------------------------------------------- reporting
-    def _progress(self, t: int, slot: _Slot, jobs: _Jobs, walk: _Walk) -> SlotProgress:
-        executed = self._executed(walk)
-        done = busy_gpus(executed, self.problem.site_names, self.problem.horizon)[:, : t + 1]
-        load = self.problem.base_load_mw[:, None] + done * self.problem.mw_per_gpu[:, None]
-        green = self.actual.green_mw[:, : t + 1]
-        share = float(np.minimum(load, green).sum() / load.sum()) if load.sum() > 0 else 0.0
+    def _progress(self, t: int, slot: _Slot, jobs: _Jobs) -> SlotProgress:
+        load_mw, green_used_mw = self._drawn_mw
+        share = float(green_used_mw / load_mw) if load_mw > 0 else 0.0
         counts = np.bincount(slot.site, minlength=len(self.problem.sites))
         return SlotProgress(
             index=t,

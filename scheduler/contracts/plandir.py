@@ -41,7 +41,6 @@ __all__ = [
     "RunReport",
     "greensched_version",
     "read_plan_dir",
-    "read_run_report",
     "write_plan_dir",
     "write_run_report",
 ]
@@ -308,13 +307,3 @@ def write_run_report(directory: str | Path, report: RunReport) -> Path:
     path = out / "run_report.json"
     path.write_text(json.dumps(body, indent=1, default=str), encoding="utf-8")
     return path
-
-
-def read_run_report(directory: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """``run.csv``, ``run_jobs.csv`` (canonical) and the ``run_report.json`` body."""
-    root = Path(directory)
-    try:
-        body = json.loads((root / "run_report.json").read_text(encoding="utf-8"))
-        return read_table(RUN, root / "run.csv"), read_table(RUN_JOBS, root / "run_jobs.csv"), body
-    except (OSError, json.JSONDecodeError, TableError) as error:
-        raise PlanDirError(f"{root}: no readable run report: {error}") from None

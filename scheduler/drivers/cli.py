@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from forecasts.weather import Weather
-from scheduler.config import DEFAULT_CONFIG_PATH, Config, load_config
+from scheduler.config import DEFAULT_CONFIG_PATH, load_config
 from scheduler.contracts import UserError, write_table
 
 app = typer.Typer(
@@ -67,10 +67,6 @@ def _setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def _load(config: Path | None) -> Config:
-    return load_config(config)
-
-
 def _clock_offset_text(weather: Weather) -> str:
     """The measured clock offset of a weather file and the shift applied, for the summary."""
     if weather.clock_offset_minutes is None:
@@ -106,7 +102,7 @@ def forecast(
     from scheduler.pipeline import DayPipeline, parse_weather_specs
 
     _setup_logging(verbose)
-    cfg = _load(config)
+    cfg = load_config(config)
     if out.suffix not in (".csv", ".parquet"):
         raise UserError(f"--out {out}: use a .csv or .parquet file name")
     if slot_minutes is not None:
@@ -195,7 +191,7 @@ def plan(
     from scheduler.problem import read_caps
 
     _setup_logging(verbose)
-    cfg = _load(config)
+    cfg = load_config(config)
     changes = {"time_limit_s": time_limit, "policy": policy, "compare": _names(compare)}
     cfg = cfg.with_solver(**{k: v for k, v in changes.items() if v is not None})
     names = [cfg.solver.policy, *cfg.solver.compare]
@@ -285,7 +281,7 @@ def replay(
     from scheduler.policies import get_policy
 
     _setup_logging(verbose)
-    cfg = _load(config)
+    cfg = load_config(config)
     if limits_on is not None:
         cfg = cfg.updated({"solver": {"limits_on": limits_on}}, "--limits-on")
     sources = parse_weather_specs(weather or [], list(cfg.sites))
@@ -402,7 +398,7 @@ def dispatch(
     from scheduler.pipeline import parse_weather_specs
 
     _setup_logging(verbose)
-    cfg = _load(config)
+    cfg = load_config(config)
     sources = parse_weather_specs(actual_weather or [], list(cfg.sites), "--actual-weather")
     files = {site: path for site, path in sources.items() if path != "synthetic"}
     bar, _, show = _run_display("dispatch", 24 * 60 // cfg.forecast.slot_minutes)
@@ -449,7 +445,7 @@ def nightly(
 
     from scheduler.horizon import tomorrow
 
-    cfg = _load(config)
+    cfg = load_config(config)
     if sum(x is not None for x in (caps, caps_from, caps_db)) > 1:
         raise UserError("--caps, --caps-from and --caps-db: give at most one source of caps")
     day = date or tomorrow(cfg.timezone).isoformat()
@@ -522,7 +518,7 @@ def demo(
     from scheduler.horizon import tomorrow
 
     _setup_logging(verbose)
-    cfg = _load(config)
+    cfg = load_config(config)
     day = date or tomorrow(cfg.timezone).isoformat()
     start_at = pd.Timestamp(day).tz_localize(cfg.timezone)
     with Progress(
@@ -565,7 +561,7 @@ def study(
     from scheduler.drivers.study import load_study, run_study
 
     _setup_logging(verbose)
-    cfg = _load(config)
+    cfg = load_config(config)
     spec = load_study(path)
     try:
         table = run_study(spec, cfg, address=ray_address)
@@ -606,7 +602,7 @@ def check_config(
     path: Annotated[Path | None, typer.Argument(help="config to check; default: embedded")] = None,
 ) -> None:
     """Validate a config file and print its sites; exit 2 with the field named if it is wrong."""
-    cfg = _load(path)
+    cfg = load_config(path)
     view = Table(title=f"{path or DEFAULT_CONFIG_PATH}: valid")
     for column in ("site", "GPUs", "full load MW", "grid limit MW", "PV MW ac", "wind MW"):
         view.add_column(column, justify="right" if column != "site" else "left")
