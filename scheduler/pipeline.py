@@ -255,9 +255,12 @@ def remaining_problem(
     from_time: pd.Timestamp,
     remaining_gpu_hours: Mapping[str, float],
     live_gpus: Mapping[str, float],
+    load_before_mw: Mapping[str, float] | None = None,
 ) -> Problem | None:
     """The rest of ``problem`` from the first slot at or after ``from_time``: the work left per
-    job, on the sites still live (their GPUs), planned on the actual supply.
+    job, on the sites still live (their GPUs), planned on the problem's actual supply when
+    known, else its forecast; ``load_before_mw`` (site -> MW, the load of the slot before) lets
+    the plan ramp from what runs now.
 
     Jobs whose deadline has passed may run to the end of the horizon (they are late); jobs
     allowed only at sites that are gone are left out. ``None`` when nothing can be planned.
@@ -299,6 +302,11 @@ def remaining_problem(
         caps=problem.caps,
         user_region=problem.user_region,
         max_site_moves=problem.max_site_moves,
+        initial_load_mw=(
+            None
+            if load_before_mw is None
+            else tuple(float(load_before_mw[site.name]) for site in sites)
+        ),
     )
 
 

@@ -298,6 +298,15 @@ class Settlement:
             for j in np.flatnonzero(jobs.active)
         }
 
+    def last_load_mw(self) -> dict[str, float] | None:
+        """Each site's load in the last slot run (before any: the problem's initial load) [MW];
+        ``None`` when unknown. A re-plan starts from it, so the ramp limits hold."""
+        if self._previous is None:
+            return None
+        problem = self.problem
+        load = problem.base_load_mw + self._previous * problem.mw_per_gpu
+        return dict(zip(problem.site_names, load.tolist(), strict=True))
+
     def replace_plan(self, plan: pd.DataFrame, from_time: pd.Timestamp) -> None:
         """Run ``plan`` from ``from_time`` on (it covers all the work left, backlog included);
         what ran before stays."""

@@ -11,6 +11,7 @@ line and column.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "PlanTables",
     "RunReport",
     "greensched_version",
+    "last_run_load_mw",
     "read_plan_dir",
     "write_plan_dir",
     "write_run_report",
@@ -48,7 +50,8 @@ __all__ = [
 FORMAT_VERSION = 1
 FILES: dict[str, str] = {
     "manifest.json": "format version, operating day (UTC start and end), time zone, slot length, "
-    "sites, chosen and compared policies, seed, config hash, greensched version, creation time",
+    "sites, chosen and compared policies, seed, config hash, greensched version, creation time "
+    "and, when known, each site's load before the day (initial_load_mw, for the ramp limits)",
     "supply.csv": "the forecast the plan was made on (supply table, with p10/p90 columns)",
     "supply_actual.csv": "the supply the day settles on (actuals, when known)",
     "jobs.csv": "the jobs table",
@@ -93,6 +96,9 @@ class Manifest:
     greensched_version: str = field(default_factory=greensched_version)
     created: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC").floor("s"))
     format_version: int = FORMAT_VERSION
+    initial_load_mw: dict[str, float] | None = None
+    """Each site's load in the slot before the day [MW] (the previous day's last slot, so ramp
+    limits hold across midnight); ``None`` when unknown. Optional in ``manifest.json``."""
 
     @property
     def n_slots(self) -> int:
@@ -121,7 +127,7 @@ class Manifest:
                 f"with this greensched ({greensched_version()})"
             )
         names = set(cls.__dataclass_fields__)
-        missing = sorted(names - set(body))
+        missing = sorted(names - set(body) - _OPTIONAL_FIELDS)
         unknown = sorted(set(body) - names)
         if missing or unknown:
             raise PlanDirError(
@@ -138,6 +144,7 @@ class Manifest:
                     "compared": tuple(str(p) for p in body["compared"]),
                     "slot_minutes": int(body["slot_minutes"]),
                     "seed": int(body["seed"]),
+                    "initial_load_mw": _site_loads(body.get("initial_load_mw"), body["sites"]),
                 }
             )
         except (TypeError, ValueError) as error:
@@ -145,6 +152,21 @@ class Manifest:
         if manifest.n_slots <= 0:
             raise PlanDirError(f"{source}: day_end must be after day_start")
         return manifest
+
+
+_OPTIONAL_FIELDS = {"initial_load_mw"}
+
+
+def _site_loads(value: object, sites: list[str]) -> dict[str, float] | None:
+    """``initial_load_mw`` as site -> MW, one finite value >= 0 per site (or ``None``)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != set(sites):
+        raise ValueError(f"initial_load_mw: must map each of {', '.join(sites)} to MW")
+    loads = {str(k): float(v) for k, v in value.items()}
+    if not all(math.isfinite(v) and v >= 0 for v in loads.values()):
+        raise ValueError(f"initial_load_mw: {value} must be finite and >= 0 [MW]")
+    return loads
 
 
 def _utc(value: object, name: str) -> pd.Timestamp:
@@ -307,3 +329,17 @@ def write_run_report(directory: str | Path, report: RunReport) -> Path:
     path = out / "run_report.json"
     path.write_text(json.dumps(body, indent=1, default=str), encoding="utf-8")
     return path
+
+
+def last_run_load_mw(directory: str | Path) -> dict[str, float]:
+    """Each site's load in the last slot that ran in ``directory`` (its ``run.csv``) [MW]: the
+    load the next day starts from."""
+    path = Path(directory) / "run.csv"
+    if not path.is_file():
+        raise PlanDirError(f"{path}: not found; the day has not run (dispatch it first)")
+    run = read_table(RUN, path)
+    if run.empty:
+        raise PlanDirError(f"{path}: no slot has run")
+    last = run[run["time"] == run["time"].max()]
+    pairs = zip(last["site"], last["load_mw"], strict=True)
+    return {str(site): float(load) for site, load in pairs}

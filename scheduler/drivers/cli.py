@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,13 @@ WeatherOption = Annotated[
     ),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")]
+AfterOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="the previous day's directory after its run: the day starts from the load of its "
+        "run.csv's last slot, so ramp limits hold across midnight"
+    ),
+]
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -65,6 +73,22 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _load_before(directory: Path, sites: list[str]) -> tuple[float, ...]:
+    """Each site's load in the last slot run in ``directory`` [MW], in ``sites`` order."""
+    from scheduler.contracts.plandir import PlanDirError, last_run_load_mw
+
+    loads = last_run_load_mw(directory)
+    if set(loads) != set(sites):
+        raise PlanDirError(
+            f"--after {directory}: ran sites {', '.join(sorted(loads))}, not {', '.join(sites)}"
+        )
+    console.print(
+        "starting from the load before the day: "
+        + ", ".join(f"{site} {loads[site]:.2f} MW" for site in sites)
+    )
+    return tuple(loads[site] for site in sites)
 
 
 def _clock_offset_text(weather: Weather) -> str:
@@ -180,6 +204,7 @@ def plan(
         float | None, typer.Option(min=0.1, help="solver time limit [s]; default from config")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of weather, errors and jobs")] = None,
+    after: AfterOption = None,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/plan"),
     verbose: VerboseOption = False,
 ) -> None:
@@ -202,6 +227,8 @@ def plan(
     table = read_jobs(jobs) if jobs is not None else None
     cap_list = read_caps(caps, list(cfg.sites)) if caps is not None else ()
     problem = pipeline.problem(horizon, jobs=table, caps=cap_list, jobs_source=f"{jobs} line")
+    if after is not None:
+        problem = replace(problem, initial_load_mw=_load_before(after, problem.site_names))
     result = plan_day(problem, cfg, names)
     save_day_plan(out, result, cfg, seed)
 
@@ -429,11 +456,15 @@ def nightly(
     caps_db: Annotated[
         Path | None, typer.Option(help="take the caps in force from a service database (read-only)")
     ] = None,
+    after: AfterOption = None,
     ray_address: RayAddressOption = None,
     speedup: SpeedupOption = 1.0,
     verbose: VerboseOption = False,
 ) -> None:
     """Forecast, plan and dispatch the next operating day: the command for cron.
+
+    The day starts from the load the previous night's run ended on (``OUT/../DATE-1/run.csv``
+    when there, or --after), so ramp limits hold across midnight.
 
     The caps in force come from --caps (a CSV), from a running service (--caps-from) or from its
     database (--caps-db), so a cap a grid coordinator submitted over gRPC binds the night too.
@@ -460,9 +491,11 @@ def nightly(
         err_console.print(f"another nightly run holds {lock.lock_file}; not starting a second one")
         raise typer.Exit(75) from None
     try:
+        yesterday = directory.parent / (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
         plan(
             config=config, weather=weather, date=day, jobs=None, caps=caps, policy=None,
             compare=None, time_limit=None, seed=None, out=directory, verbose=verbose,
+            after=after or (yesterday if (yesterday / "run.csv").is_file() else None),
         )  # fmt: skip
         dispatch(
             directory, config=config, actual_weather=None, ray_address=ray_address,

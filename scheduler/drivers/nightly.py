@@ -105,6 +105,11 @@ def plan_dir_problem(
         actual_supply=actual,
         user_region=config.workload.user_region,
         max_site_moves=config.solver.max_site_moves,
+        initial_load_mw=(
+            None
+            if manifest.initial_load_mw is None
+            else tuple(manifest.initial_load_mw[name] for name in manifest.sites)
+        ),
     )
     return problem, tables.plan
 

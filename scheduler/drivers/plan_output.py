@@ -41,6 +41,11 @@ def _manifest(problem: Problem, config: Config, seed: int, policies: list[str]) 
         compared=tuple(policies[1:]),
         seed=seed,
         config_sha256=config.sha256(),
+        initial_load_mw=(
+            None
+            if problem.initial_load_mw is None
+            else dict(zip(problem.site_names, map(float, problem.initial_load_mw), strict=True))
+        ),
     )
 
 

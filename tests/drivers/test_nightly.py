@@ -12,9 +12,10 @@ import yaml
 from filelock import FileLock
 
 from scheduler.config import DEFAULT_CONFIG_PATH, load_config
-from scheduler.contracts.plandir import FORMAT_VERSION, read_plan_dir
+from scheduler.contracts.plandir import FORMAT_VERSION, read_plan_dir, write_run_report
 from scheduler.drivers.nightly import plan_dir_problem
 from scheduler.pipeline import optimizer_replan
+from scheduler.settlement import Settlement
 from tests.conftest import greensched
 
 DAY = "2026-03-02"
@@ -166,3 +167,52 @@ def test_dispatch_settles_on_actual_weather_and_keeps_the_import_limit(
     assert (shantou["grid_mw"] <= limit + 1e-6).all()
     qingyang = run[run["site"] == "qingyang"]
     assert qingyang["green_mw"].sum() > 0  # the other site keeps the plan directory's actuals
+
+
+def test_the_next_day_ramps_from_the_load_the_day_before_ended_on(small_config_path, tmp_path):
+    """``plan --after DIR``: the day's first slot steps from DIR's last slot within the ramp
+    limit, in the plan and once dispatched (the manifest carries the load before the day)."""
+    data = yaml.safe_load(small_config_path.read_text())
+    for site in data["sites"].values():  # 0.2 MW/min: 3 MW per 15-minute slot
+        site.update(ramp_up_mw_per_min=0.2, ramp_down_mw_per_min=0.2)
+    config_path = tmp_path / "ramped.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    config = load_config(config_path)
+    before = tmp_path / "day-before"
+    made = greensched("plan", "--config", str(config_path), "--date", "2026-03-01",
+                      "--out", str(before), cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    problem, plan = plan_dir_problem(before, config)
+    report = Settlement(problem, plan).run()
+    # the night before ended busy at qingyang: 12 MW, far above what the day would start on
+    last = report.site_slots["time"] == report.site_slots["time"].max()
+    report.site_slots.loc[last & (report.site_slots["site"] == "qingyang"), "load_mw"] = 12.0
+    write_run_report(before, report)
+
+    jobs = tmp_path / "jobs.csv"  # work from the first slot on, so the load can stay up
+    jobs.write_text(
+        "job_id,gpu_hours,max_gpus,release,deadline,sites,preemptible,tokens\n"
+        "export,60000,12000,2026-03-01T16:00Z,2026-03-02T16:00Z,qingyang,true,1e9\n"
+    )
+    result = greensched("plan", "--config", str(config_path), "--date", DAY, "--after",
+                        str(before), "--jobs", str(jobs), "--out", "day", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "qingyang 12.00 MW" in result.stdout
+    manifest = read_plan_dir(tmp_path / "day").manifest
+    assert manifest.initial_load_mw is not None and manifest.initial_load_mw["qingyang"] == 12.0
+    day, day_plan = plan_dir_problem(tmp_path / "day", config)
+    assert day.initial_load_mw is not None
+    first = day.initial_load_mw[day.site_names.index("qingyang")]
+    planned = pd.read_csv(tmp_path / "day" / "site_load.csv")
+    planned_first = planned[planned["site"] == "qingyang"]["load_mw"].iloc[0]
+    assert abs(first - planned_first) <= 3.0 + 1e-6  # the plan ramps from 12 MW
+    settled = Settlement(day, day_plan).run().site_slots
+    settled_first = settled[settled["site"] == "qingyang"]["load_mw"].iloc[0]
+    assert abs(first - settled_first) <= 3.0 + 1e-6  # and so does what runs
+
+
+def test_after_a_directory_that_never_ran_is_one_clear_error(plan_dir, small_config_path):
+    result = greensched("plan", "--config", str(small_config_path), "--date", DAY,
+                        "--after", str(plan_dir.parent), "--out", "p", cwd=plan_dir)  # fmt: skip
+    assert result.returncode == 2
+    assert "run.csv: not found" in result.stderr and "Traceback" not in result.stderr

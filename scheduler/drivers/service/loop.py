@@ -36,7 +36,7 @@ import pandas as pd
 from scheduler.clock import Clock
 from scheduler.config import Config
 from scheduler.contracts import JOBS, UserError
-from scheduler.contracts.plandir import RunReport, write_run_report
+from scheduler.contracts.plandir import RunReport, last_run_load_mw, write_run_report
 from scheduler.drivers.plan_output import save_run_day
 from scheduler.drivers.service.planner import Planner, RunState
 from scheduler.drivers.service.store import LoopProgress, Store
@@ -99,6 +99,11 @@ class DayDone:
     directory: Path
     report: RunReport
     jobs: pd.DataFrame  # the day's jobs table (work carried in included)
+
+
+def _run_state(engine: Settlement, at: pd.Timestamp) -> RunState:
+    """Where ``engine``'s day stands at the slot boundary ``at``."""
+    return RunState(at, engine.remaining_gpu_hours(), engine.last_load_mw())
 
 
 class ControlLoop:
@@ -174,6 +179,16 @@ class ControlLoop:
             self._stop.wait(min(left_s, 1.0))
         return False
 
+    def _load_before(self, day: str, sites: list[str]) -> tuple[float, ...] | None:
+        """Each site's load in the last slot of the day before ``day`` [MW], from that day's
+        ``run.csv`` (``None`` when it did not run here): the ramp limits hold across midnight,
+        also after a restart."""
+        before = (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
+        if not (self.out_dir / before / "run.csv").is_file():
+            return None
+        loads = last_run_load_mw(self.out_dir / before)
+        return tuple(loads[site] for site in sites) if set(loads) == set(sites) else None
+
     def _report_slot(self, engine: Settlement, t: int, start: pd.Timestamp) -> None:
         drawn = engine.slot_load(t)
         baseline = self.planner.baseline_mw[:, t]
@@ -202,6 +217,7 @@ class ControlLoop:
     ) -> DayDone | None:
         horizon = self.pipeline.horizon(day)
         problem = day_problem(self.pipeline, horizon, carried=carried, jobs_dir=self.jobs_dir)
+        problem = replace(problem, initial_load_mw=self._load_before(day, problem.site_names))
         version = self.planner.new_day(replace(problem, actual_supply=None))
         engine = Settlement(
             replace(problem, caps=version.problem.caps),
@@ -220,7 +236,7 @@ class ControlLoop:
             log.warning("day %s: resuming at slot %d after a restart", day, first)
         first = min(first, horizon.n_slots - 1)
         if first:
-            state = RunState(horizon.times[first], engine.remaining_gpu_hours())
+            state = _run_state(engine, horizon.times[first])
             version = self.planner.replan("started during the day", state)
             engine.replace_plan(version.result.plan, horizon.times[first])
         seen, planned_at = version.version, horizon.start
@@ -236,13 +252,13 @@ class ControlLoop:
                 seen, planned_at = current.version, boundary
                 log.info("%s: plan version %d (%s) runs from here", boundary, seen, current.reason)
             elif boundary - planned_at >= self.replan_every and engine.work_left(t):
-                state = RunState(boundary, engine.remaining_gpu_hours())
+                state = _run_state(engine, boundary)
                 current = self.planner.replan(f"every {self.replan_every}", state)
                 engine.replace_plan(current.result.plan, boundary)
                 seen, planned_at = current.version, boundary
             engine.step(t)
             self.store.save_loop_slot(day, t + 1, carried, engine.state())
-            self.planner.state = RunState(boundary + slot, engine.remaining_gpu_hours())
+            self.planner.state = _run_state(engine, boundary + slot)
             self._report_slot(engine, t, boundary)
         report = engine.report()
         self.store.save_loop_slot(day, horizon.n_slots, carried, engine.state(), finished=True)

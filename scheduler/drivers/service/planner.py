@@ -141,10 +141,12 @@ class PlanVersion:
 @dataclass(frozen=True)
 class RunState:
     """Where a running day stands: work left per job [GPU-h] from ``from_time`` (a slot
-    boundary) on. A re-plan covers only that work, from that time."""
+    boundary) on, and each site's load in the slot before [MW] (``None``: unknown). A re-plan
+    covers only that work, from that time, ramping from that load."""
 
     from_time: pd.Timestamp
     remaining_gpu_hours: dict[str, float]
+    load_before_mw: dict[str, float] | None = None
 
 
 class Planner:
@@ -376,7 +378,11 @@ class Planner:
         if state is None:
             return day
         rest = remaining_problem(
-            day, state.from_time, state.remaining_gpu_hours, {s.name: s.gpus for s in day.sites}
+            day,
+            state.from_time,
+            state.remaining_gpu_hours,
+            {s.name: s.gpus for s in day.sites},
+            state.load_before_mw,
         )
         return rest if rest is not None else replace(day, jobs=day.jobs.iloc[:0])
 
