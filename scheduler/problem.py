@@ -332,8 +332,17 @@ class Problem:
 
     @cached_property
     def capacity_gpus(self) -> np.ndarray:
-        """Most GPUs busy per ``[site, slot]`` under site size, grid cap and load cap (int)."""
+        """Most GPUs busy per ``[site, slot]`` under site size, grid cap, load cap and the
+        terminal ramp condition (int)."""
         return self.capacity_with(np.zeros((len(self.sites), self.horizon.n_slots)))
+
+    @property
+    def terminal_load_mw(self) -> np.ndarray:
+        """Most load per site in the horizon's last slot ``[site]`` [MW]: base load plus one
+        ramp-down step, so whatever follows the horizon can start from base load (``inf``
+        without a ramp-down limit). A terminal condition: the midnight step keeps the limit
+        whatever work the next day brings."""
+        return self.base_load_mw + self.ramp_down_mw
 
     def capacity_with(self, fixed_gpus: np.ndarray) -> np.ndarray:
         """GPUs still available per ``[site, slot]`` when ``fixed_gpus`` are already busy."""
@@ -341,6 +350,8 @@ class Problem:
         base = self.base_load_mw[:, None]
         by_grid = (self.grid_cap_mw + self.limit_green_mw - base) / mpg
         by_load = (self.load_cap_mw - base) / mpg
+        terminal = (self.terminal_load_mw - self.base_load_mw) / self.mw_per_gpu
+        by_load[:, -1] = np.minimum(by_load[:, -1], terminal)
         limit = np.minimum(np.minimum(by_grid, by_load), self.site_gpus[:, None].astype(float))
         free = np.floor(limit + _GPU_TOLERANCE) - fixed_gpus
         return np.maximum(free, 0).astype(np.int64)

@@ -149,19 +149,33 @@ def test_settlement_and_dispatch_keep_the_ramp_when_actual_supply_differs(runner
 
 
 def test_settlement_brings_later_work_forward_rather_than_fall_faster_than_the_limit():
-    """A plan that stops for two hours mid-window (10, 10, 0, 0, 10, 10 MW) after a day that
+    """A plan that stops for two hours mid-window (10, 10, 0, 0, 10, 5 MW) after a day that
     ended at 10 MW: settled, the load falls 5 MW per hour at most, the hole is filled with work
-    planned for later, and the restart is no faster than 5 MW per hour; all work still done."""
+    planned for later, the restart is no faster than 5 MW per hour and the day ends within one
+    ramp-down step of base load; all work still done."""
     problem = replace(
-        make_problem([ramped("a", 20_000)], np.zeros((1, 6)), [job("j", 40_000, 10_000, 0, 6)]),
+        make_problem([ramped("a", 20_000)], np.zeros((1, 6)), [job("j", 35_000, 10_000, 0, 6)]),
         initial_load_mw=(10.0,),
     )
     plan = pd.DataFrame(
-        [{"job_id": "j", "site": "a", "time": START + t * HOUR, "gpus": 10_000}
-         for t in (0, 1, 4, 5)]
+        [{"job_id": "j", "site": "a", "time": START + t * HOUR, "gpus": gpus}
+         for t, gpus in ((0, 10_000), (1, 10_000), (4, 10_000), (5, 5_000))]
     )  # fmt: skip
     run = settle(problem, plan)
     load = run.site_slots["load_mw"].to_numpy()
-    assert list(load) == pytest.approx([10, 10, 5, 0, 5, 10])
+    assert list(load) == pytest.approx([10, 10, 5, 0, 5, 5])
     assert set(run.events["kind"]) == {"brought_forward", "deferred", "resumed"}
     assert run.statuses == {"j": "done"}
+
+
+def test_every_plan_ends_the_day_within_one_ramp_down_step_of_base_load():
+    """The terminal condition: whatever the next day brings (here nothing at its start), the
+    step across midnight keeps the limit. Green all day would have every policy run flat out
+    to the last slot; each plan instead ends at most 5 MW above base load."""
+    green = np.full((1, 6), 30.0)
+    problem = make_problem([ramped("a", 20_000)], green, [job("j", 90_000, 20_000, 0, 6)])
+    for name, result in plan_all(problem).items():
+        last = load_mw(problem, result.plan)[0, -1]
+        assert last <= 5.0 + 1e-9, name
+    run = settle(problem, plan_all(problem, names=("optimizer",))["optimizer"].plan)
+    assert run.site_slots["load_mw"].iloc[-1] <= 5.0 + 1e-9
