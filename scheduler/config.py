@@ -221,6 +221,13 @@ class SolverSettings(_Strict):
         le=1440,
         description="the control loop re-plans the work left at least this often [min]",
     )
+    look_ahead_days: int = Field(
+        default=1,
+        ge=0,
+        le=1,
+        description="the control loop's horizon runs to the end of this many operating days "
+        "after the current one: a cap inside it is planned at once (0: the current day only)",
+    )
     relative_gap: float = Field(default=0.01, ge=0, le=1)
     max_site_moves: int | None = Field(
         default=None, ge=0, description="most times a job may change site; null = no limit"

@@ -291,6 +291,13 @@ def replay(
         list[str] | None,
         typer.Option(help="a cap every day, SITE:START-END:MW (local hours, grid import MW)"),
     ] = None,
+    replan_every: Annotated[
+        str,
+        typer.Option(
+            help="re-plan the work left within each day on the forecast issued then, e.g. 1h "
+            "or 30min (a multiple of the slot length); 'off': plan once a day"
+        ),
+    ] = "off",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/replay"),
     resume: Annotated[
         bool, typer.Option(help="continue a run in OUT without redoing days")
@@ -318,6 +325,7 @@ def replay(
     spec = ReplaySpec(
         cfg, sources, first, last, names, forecast_error, seed,
         tuple(parse_daily_cap(c) for c in daily_cap or []),
+        replan_every=_replan_every(replan_every, cfg.forecast.slot_minutes),
     )  # fmt: skip
     days = spec.days
 
@@ -349,6 +357,23 @@ def replay(
     if share is not None:
         console.print(f"optimizer reaches {share:.0%} of the oracle's gain over fifo")
     console.print(f"wrote {out / 'daily.csv'}, {out / 'summary.json'}, {report}")
+
+
+def _replan_every(text: str, slot_minutes: int) -> pd.Timedelta | None:
+    """``--replan-every``: ``off`` or a positive multiple of the slot length."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        every = pd.Timedelta(text)
+    except ValueError:
+        every = None
+    slot = pd.Timedelta(minutes=slot_minutes)
+    if every is None or every <= pd.Timedelta(0) or every % slot != pd.Timedelta(0):
+        raise UserError(
+            f"--replan-every {text!r}: give 'off' or a duration that is a positive multiple of "
+            f"the {slot_minutes}-minute slot, e.g. 1h or {2 * slot_minutes}min"
+        )
+    return every
 
 
 def _run_display(title: str, slots: int):

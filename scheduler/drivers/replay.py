@@ -10,6 +10,11 @@ next day for that policy, so no policy wins by dropping work. Same seed, same nu
 Each policy's settled load in the last slot of a day is the load the next day starts from
 (``initial_load_mw``), so ramp limits hold across midnight, and the steps are counted there too.
 
+With ``replan_every``, each policy that plans on the forecast settles its day through
+:func:`~scheduler.receding.settle_receding`: at every slot boundary that long after its last
+plan, it plans the work left again on the forecast vintage issued then (closer to the actual
+the shorter the lead), as the live control loop does; ``daily.csv`` counts the re-plans.
+
 Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``ramps.csv`` (per day,
 policy and site: largest step, total swing and slots over the ramp limit of the settled load),
 ``site_load.csv`` (settled load, green supply and grid draw per policy, site and slot),
@@ -35,7 +40,9 @@ from scheduler.horizon import Horizon
 from scheduler.metrics import plan_metrics, site_load
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.policies import get_policy
+from scheduler.policies.base import SupplyBasis
 from scheduler.problem import LoadCap
+from scheduler.receding import settle_receding
 from scheduler.settlement import settle
 
 __all__ = ["DailyCap", "ReplaySpec", "replay", "summarize"]
@@ -47,6 +54,7 @@ DAILY_COLUMNS = [
     "day", "policy", "green_share", "grid_mwh", "co2_t", "green_unused_mwh", "late_jobs",
     "energy_used_mwh", "green_used_mwh", "gpu_hours_submitted", "gpu_hours_served",
     "carried_out_gpu_hours", "cut_gpu_hours", "cap_violations", "solve_seconds", "status",
+    "replans",
 ]  # fmt: skip
 RAMP_COLUMNS = [
     "day", "policy", "site", "largest_step_mw", "total_swing_mw", "slots_over_ramp",
@@ -89,6 +97,7 @@ class ReplaySpec:
     seed: int = 1
     daily_caps: tuple[DailyCap, ...] = ()
     job_scale: float = 1.0  # multiplies the jobs per class (a job-mix knob for studies)
+    replan_every: pd.Timedelta | None = None  # re-plan within the day on fresher forecasts
 
     @property
     def days(self) -> list[str]:
@@ -108,6 +117,7 @@ class ReplayResult:
     ramps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RAMP_COLUMNS))
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    replan_every_minutes: float | None = None  # None: planned once a day
 
 
 def _read_progress(
@@ -139,7 +149,7 @@ def replay(
     days = spec.days
     tz = config.timezone
     sites = tuple(config.sites.values())
-    timings = {"settle": 0.0, **{f"plan_{p}": 0.0 for p in spec.policies}}
+    timings = {"settle": 0.0, "replan": 0.0, **{f"plan_{p}": 0.0 for p in spec.policies}}
     policies = {name: get_policy(name, config.solver) for name in spec.policies}
 
     daily, ramps, carry = (
@@ -186,7 +196,17 @@ def replay(
             result = policy.plan(problem)
             timings[f"plan_{name}"] += time.perf_counter() - started
             started = time.perf_counter()
-            run = settle(problem, result.plan)
+            replans = 0
+            if spec.replan_every is not None and result.supply_basis == SupplyBasis.FORECAST:
+                receding = settle_receding(
+                    problem, result.plan, policy, spec.replan_every,
+                    lambda at, horizon=horizon: pipeline.supply(horizon, issued_at=at).forecast,
+                )  # fmt: skip
+                run, replans = receding.report, receding.replans
+                timings["replan"] += receding.replan_seconds
+                timings["settle"] -= receding.replan_seconds
+            else:
+                run = settle(problem, result.plan)
             assert run.executed is not None and problem.actual_supply is not None
             actual = problem.actual_supply
             metrics = plan_metrics(
@@ -230,6 +250,7 @@ def replay(
                     "cap_violations": metrics.cap_violations,
                     "solve_seconds": result.solve_seconds,
                     "status": str(result.status),
+                    "replans": replans,
                 }
             )
         daily = pd.DataFrame(rows, columns=DAILY_COLUMNS)
@@ -252,6 +273,7 @@ def replay(
         pd.DataFrame(ramp_rows, columns=RAMP_COLUMNS),
         timings,
         notes,
+        None if spec.replan_every is None else spec.replan_every / pd.Timedelta(minutes=1),
     )
 
 
@@ -276,6 +298,7 @@ def summarize(result: ReplayResult) -> dict:
             "late_job_days": int(part["late_jobs"].sum()),
             "cap_violations": int(part["cap_violations"].sum()),
             "solve_seconds": float(part["solve_seconds"].sum()),
+            "replans": int(part["replans"].fillna(0).sum()),
         }
     for name in totals:
         part = result.ramps[result.ramps["policy"] == name]
@@ -287,7 +310,12 @@ def summarize(result: ReplayResult) -> dict:
             }
             for site, rows in part.groupby("site", sort=False)
         }
-    summary: dict = {"policies": totals, "timings_s": result.timings_s, "notes": result.notes}
+    summary: dict = {
+        "policies": totals,
+        "replan_every_minutes": result.replan_every_minutes,
+        "timings_s": result.timings_s,
+        "notes": result.notes,
+    }
     if {"fifo", "optimizer", "oracle"} <= totals.keys():
         fifo, opt, oracle = (totals[p]["green_share"] for p in ("fifo", "optimizer", "oracle"))
         gain = oracle - fifo

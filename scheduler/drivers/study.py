@@ -16,6 +16,7 @@ Example::
       deferrable_scale: [0.5, 1.0]
       daily_cap: [null, "shantou:18-22:5"]
       limits_on: [forecast, p10]
+      replan_every_minutes: [null, 60]   # plan once a day, or re-plan hourly on fresher vintages
 """
 
 from __future__ import annotations
@@ -60,12 +61,20 @@ class Sweep(BaseModel):
     deferrable_scale: list[float] = Field(default=[1.0], min_length=1)
     daily_cap: list[str | None] = Field(default=[None], min_length=1)
     limits_on: list[Literal["forecast", "p10"]] = Field(default=["forecast"], min_length=1)
+    replan_every_minutes: list[int | None] = Field(default=[None], min_length=1)
 
     @field_validator("forecast_error", "deferrable_scale")
     @classmethod
     def _non_negative(cls, values: list[float]) -> list[float]:
         if any(v < 0 for v in values):
             raise ValueError("values must be >= 0")
+        return values
+
+    @field_validator("replan_every_minutes")
+    @classmethod
+    def _positive(cls, values: list[int | None]) -> list[int | None]:
+        if any(v is not None and v <= 0 for v in values):
+            raise ValueError("minutes must be > 0 (null: plan once a day)")
         return values
 
     @field_validator("daily_cap")
@@ -107,9 +116,17 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
     sources = {name: study.weather.get(name, "synthetic") for name in config.sites}
     out = []
     sweep = study.sweep
-    for error, scale, cap, limits_on in itertools.product(
-        sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, sweep.limits_on
-    ):
+    slot_minutes = config.forecast.slot_minutes
+    for every in sweep.replan_every_minutes:
+        if every is not None and every % slot_minutes:
+            raise UserError(
+                f"sweep.replan_every_minutes: {every} is not a multiple of the "
+                f"{slot_minutes}-minute slot"
+            )
+    for error, scale, cap, limits_on, every in itertools.product(
+        sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, sweep.limits_on,
+        sweep.replan_every_minutes,
+    ):  # fmt: skip
         scenario_config = config.with_jobs_scaled(scale, DEFERRABLE_WINDOW_H).with_solver(
             limits_on=limits_on
         )
@@ -122,12 +139,14 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
             error_scale=error,
             seed=study.seed,
             daily_caps=(parse_daily_cap(cap),) if cap else (),
+            replan_every=None if every is None else pd.Timedelta(minutes=every),
         )
         parameters = {
             "forecast_error": error,
             "deferrable_scale": scale,
             "daily_cap": cap or "",
             "limits_on": limits_on,
+            "replan_every_minutes": every,
         }
         out.append((parameters, spec))
     return out

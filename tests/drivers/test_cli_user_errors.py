@@ -163,3 +163,12 @@ def test_serve_on_a_port_in_use_is_one_message(tmp_path):
                             str(tmp_path / "caps.sqlite"), cwd=tmp_path, timeout_s=120)  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and str(port) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("every", "named"), [("7min", "15-minute slot"), ("soon", "'soon'"), ("-1h", "positive")]
+)
+def test_a_bad_replan_interval_is_one_message(every, named, tmp_path, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, "replay", "--from", DAY, "--to", DAY,
+                         "--replan-every", every, "--out", str(tmp_path / "r"))  # fmt: skip
+    assert code == 2 and "--replan-every" in err and named in err and "Traceback" not in err

@@ -179,6 +179,15 @@ class ControlLoop:
             self._stop.wait(min(left_s, 1.0))
         return False
 
+    def _next_day(self, day: str) -> Problem | None:
+        """The day after ``day`` as far as known now (its jobs, no work carried in yet), when
+        ``solver.look_ahead_days`` puts it inside the horizon."""
+        if not self.config.solver.look_ahead_days:
+            return None
+        after = self.pipeline.horizon((pd.Timestamp(day) + pd.Timedelta(days=1)).date())
+        ahead = day_problem(self.pipeline, after, jobs_dir=self.jobs_dir)
+        return replace(ahead, actual_supply=None)
+
     def _load_before(self, day: str, sites: list[str]) -> tuple[float, ...] | None:
         """Each site's load in the last slot of the day before ``day`` [MW], from that day's
         ``run.csv`` (``None`` when it did not run here): the ramp limits hold across midnight,
@@ -219,6 +228,7 @@ class ControlLoop:
         problem = day_problem(self.pipeline, horizon, carried=carried, jobs_dir=self.jobs_dir)
         problem = replace(problem, initial_load_mw=self._load_before(day, problem.site_names))
         version = self.planner.new_day(replace(problem, actual_supply=None))
+        self.planner.look_ahead(self._next_day(day))
         engine = Settlement(
             replace(problem, caps=version.problem.caps),
             version.result.plan,

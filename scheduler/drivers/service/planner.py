@@ -42,6 +42,7 @@ __all__ = [
     "MAX_NAMED_LATE_JOBS",
     "CapCost",
     "ConflictError",
+    "ForecastAt",
     "PlanVersion",
     "Planner",
     "SubmitAnswer",
@@ -138,6 +139,11 @@ class PlanVersion:
         )
 
 
+ForecastAt = Callable[[Horizon, pd.Timestamp], pd.DataFrame]
+"""``forecast_at(horizon, issued_at)``: the supply table of ``horizon`` as forecast at
+``issued_at`` (an intraday vintage; earlier slots are actuals)."""
+
+
 @dataclass(frozen=True)
 class RunState:
     """Where a running day stands: work left per job [GPU-h] from ``from_time`` (a slot
@@ -160,10 +166,15 @@ class Planner:
         day: Problem,
         store: Store,
         clock: Callable[[], pd.Timestamp] = utc_now,
+        forecast_at: ForecastAt | None = None,
     ) -> None:
         self.config = config
         self._store = store
         self.clock = clock
+        self._forecast_at = forecast_at
+        self._vintage: tuple[Horizon, pd.Timestamp, pd.DataFrame] | None = None
+        self._ahead: Problem | None = None  # the next operating day, while a loop runs
+        self._ahead_version: PlanVersion | None = None  # its plan under the caps in force
         self._policy = get_policy("optimizer", config.solver)
         self._lock = threading.Lock()
         self._published = threading.Condition()
@@ -206,6 +217,17 @@ class Planner:
         with self._lock:
             self.state = state
             return self._replan_locked(reason, force=True)
+
+    def look_ahead(self, day: Problem | None) -> None:
+        """The operating day after the one running (without caps; ``None``: none): a cap
+        inside it is planned at once and answered with what it costs that day."""
+        with self._lock:
+            self._ahead, self._ahead_version = day, None
+
+    def _plan_ahead(self, caps: Sequence[LoadCap], reason: str) -> PlanVersion:
+        """The look-ahead day planned under ``caps`` (not a plan version: nothing runs it)."""
+        assert self._ahead is not None
+        return self._plan(replace(self._ahead, caps=tuple(caps)), 0, reason)
 
     def _replan_locked(self, reason: str, *, force: bool) -> PlanVersion:
         problem = self._problem(self._caps_without(None))
@@ -250,10 +272,19 @@ class Planner:
                 replay = self._check_modification(stored, event, coordinator)
                 if replay is not None:
                     return replay
-            problem = self._problem(self._caps_without(event.event_id) + caps)
+            others = self._caps_without(event.event_id)
+            problem = self._problem(others + caps)
             previous = self._current
             version = self._next(problem, f"submit {event.event_id}")
             answer = _answer(previous, version, problem, caps)
+            ahead = self._ahead
+            if ahead is not None and any(_overlaps(c, ahead.horizon) for c in caps):
+                if self._ahead_version is None:
+                    self._ahead_version = self._plan_ahead(others, "look-ahead")
+                before = self._ahead_version
+                after = self._plan_ahead(others + caps, f"look-ahead, submit {event.event_id}")
+                answer = _with_ahead(answer, _answer(before, after, after.problem, caps))
+                self._ahead_version = after
             self._store.save_submission(
                 event,
                 caps,
@@ -297,6 +328,7 @@ class Planner:
                 version.record() if version is not self._current else None,
             )
             self._caps.pop(event_id, None)
+            self._ahead_version = None  # planned again on the next cap for that day
             self._publish(version)
         log.info(
             "%s: event %s cancelled, plan version %d", coordinator.name, event_id, version.version
@@ -377,6 +409,8 @@ class Planner:
         state = self.state
         if state is None:
             return day
+        if self._forecast_at is not None:
+            day = replace(day, supply=self._vintage_at(day.horizon, state.from_time))
         rest = remaining_problem(
             day,
             state.from_time,
@@ -385,6 +419,14 @@ class Planner:
             state.load_before_mw,
         )
         return rest if rest is not None else replace(day, jobs=day.jobs.iloc[:0])
+
+    def _vintage_at(self, horizon: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
+        """The day's forecast as issued at ``issued_at`` (kept for the next change at the same
+        moment)."""
+        if self._vintage is None or self._vintage[:2] != (horizon, issued_at):
+            assert self._forecast_at is not None
+            self._vintage = (horizon, issued_at, self._forecast_at(horizon, issued_at))
+        return self._vintage[2]
 
     def _next(self, problem: Problem, reason: str) -> PlanVersion:
         """The plan under ``problem``'s caps: the current version when they change nothing."""
@@ -442,6 +484,31 @@ class Planner:
         with self._published:
             self._current = version
             self._published.notify_all()
+
+
+def _overlaps(cap: LoadCap, horizon: Horizon) -> bool:
+    return cap.start < horizon.end and cap.end > horizon.start
+
+
+def _with_ahead(today: SubmitAnswer, ahead: SubmitAnswer) -> SubmitAnswer:
+    """One answer for an event whose caps reach into the look-ahead day: OPT_IN when both days
+    keep every job on time; the costs add up; the plan version is today's."""
+    if today.scheduled:  # nothing of it falls in the day running
+        return replace(ahead, plan_version=today.plan_version, reason=f"next day: {ahead.reason}")
+    cost = CapCost(
+        late_jobs=(today.cost.late_jobs + ahead.cost.late_jobs)[:MAX_NAMED_LATE_JOBS],
+        late_jobs_total=today.cost.late_jobs_total + ahead.cost.late_jobs_total,
+        late_gpu_hours=today.cost.late_gpu_hours + ahead.cost.late_gpu_hours,
+        moved_mwh=today.cost.moved_mwh + ahead.cost.moved_mwh,
+        green_share_change=today.cost.green_share_change,
+        grid_mwh_change=today.cost.grid_mwh_change + ahead.cost.grid_mwh_change,
+    )
+    return replace(
+        today,
+        opt_in=today.opt_in and ahead.opt_in,
+        reason=f"today: {today.reason}; next day: {ahead.reason}",
+        cost=cost,
+    )
 
 
 def _answer(

@@ -46,7 +46,7 @@ from scheduler.drivers.service.planner import (
     utc_now,
 )
 from scheduler.drivers.service.store import ACTIVE, Store, StoredEvent
-from scheduler.horizon import tomorrow
+from scheduler.horizon import Horizon, tomorrow
 from scheduler.jobs import read_jobs
 from scheduler.pipeline import DayPipeline, parse_weather_specs
 
@@ -556,7 +556,15 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         )
     else:
         problem = day_problem(pipeline, horizon, jobs_dir=options.jobs_dir)
-    planner = Planner(config, replace(problem, actual_supply=None), store, clock)
+    forecasts = DayPipeline(config, pipeline.sources)  # its own: the loop's runs in a thread
+
+    def forecast_at(day: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
+        return forecasts.supply(day, issued_at=issued_at).forecast
+
+    planner = Planner(
+        config, replace(problem, actual_supply=None), store, clock,
+        forecast_at if options.loop else None,
+    )  # fmt: skip
     loop, ray_started = None, False
     if loop_clock is not None:
         runner, ray_started = _runner(options, config)

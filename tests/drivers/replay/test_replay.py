@@ -157,3 +157,35 @@ def test_p10_limits_never_allow_more_than_the_forecast(config):
     }
     assert (capacity["p10"] <= capacity["forecast"]).all()
     assert (capacity["p10"] < capacity["forecast"]).any()
+
+
+def test_replanning_within_the_day_on_fresher_forecasts(config):
+    """``replan_every``: the optimizer re-plans the work left every hour on the vintage issued
+    then; it does so every hour there is work, conserves work, keeps caps and ramps, and over
+    a run with large forecast errors settles greener than the plan made once a day."""
+    kwargs = dict(last="2026-03-04", error_scale=2.0, policies=("fifo", "optimizer"))
+    once = replay(spec_for(config, **kwargs))
+    hourly = replay(spec_for(config, replan_every=pd.Timedelta(hours=1), **kwargs))
+    optimizer = hourly.daily[hourly.daily["policy"] == "optimizer"]
+    assert (optimizer["replans"] >= 12).all() and (optimizer["replans"] <= 23).all()
+    assert (hourly.daily["cap_violations"] == 0).all()
+    for name, part in hourly.daily.groupby("policy"):
+        served = part["gpu_hours_served"].sum()
+        left = hourly.carry[name]["gpu_hours"].sum()
+        assert served + left == pytest.approx(part["gpu_hours_submitted"].sum(), abs=1.0)
+    share = {
+        label: summarize(run)["policies"]["optimizer"]["green_share"]
+        for label, run in (("once", once), ("hourly", hourly))
+    }
+    assert share["hourly"] > share["once"]
+    ramps = summarize(hourly)["policies"]["optimizer"]["ramps"]
+    assert all(site["slots_over_ramp"] == 0 for site in ramps.values())
+
+
+def test_with_perfect_forecasts_replanning_changes_nothing_that_matters(config):
+    kwargs = dict(last="2026-03-01", error_scale=0.0, policies=("optimizer",))
+    once = replay(spec_for(config, **kwargs)).daily.iloc[0]
+    hourly = replay(spec_for(config, replan_every=pd.Timedelta(hours=1), **kwargs)).daily.iloc[0]
+    assert hourly["replans"] > 0
+    assert hourly["green_share"] == pytest.approx(once["green_share"], abs=2e-3)
+    assert hourly["co2_t"] == pytest.approx(once["co2_t"], rel=1e-2)

@@ -106,12 +106,12 @@ def test_a_cap_submitted_during_the_day_binds_what_runs(small_config, tmp_path):
 
 def test_days_roll_over_without_restart(small_config, tmp_path):
     running = start_loop(small_config, tmp_path, speedup=43200, days=3, dispatch=False)
-    tomorrow_8 = DAY_START + pd.Timedelta(days=1, hours=8)
+    third_8 = DAY_START + pd.Timedelta(days=2, hours=8)
     with CapClient(f"127.0.0.1:{running.port}") as client:
         reply = client.submit(
-            "next-day", ["shantou"], [cap_interval(tomorrow_8, 7200, 1.5, load_limit=True)]
+            "third-day", ["shantou"], [cap_interval(third_8, 7200, 1.5, load_limit=True)]
         )
-    assert reply.opt == pb.SCHEDULED  # beyond the day planned: stored, planned when it starts
+    assert reply.opt == pb.SCHEDULED  # beyond the horizon: stored, planned when it comes in
     finish(running)
     days = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert days == ["2026-06-21", "2026-06-22", "2026-06-23"]
@@ -119,9 +119,28 @@ def test_days_roll_over_without_restart(small_config, tmp_path):
         run = read_table(RUN, tmp_path / "out" / day / "run.csv")
         assert len(run) == 2 * 96 and run["actual_gpus"].sum() > 0
         assert (run["time"] >= pd.Timestamp(day).tz_localize(TIMEZONE)).all()
-    capped = capped_rows(tmp_path, days[1], tomorrow_8, tomorrow_8 + pd.Timedelta(hours=2))
+    capped = capped_rows(tmp_path, days[2], third_8, third_8 + pd.Timedelta(hours=2))
     assert len(capped) == 8 and (capped["load_cap_mw"] == 1.5).all()
     assert (capped["load_mw"] <= 1.5 + 1e-6).all()
+
+
+def test_a_cap_for_the_next_day_is_planned_at_once(small_config, tmp_path):
+    """The horizon runs to the end of the next operating day: a cap there is answered with
+    what it costs that day (not SCHEDULED), and binds when the day runs."""
+    running = start_loop(small_config, tmp_path, speedup=7200, days=2, dispatch=False)
+    wait_until(running, DAY_START + pd.Timedelta(hours=2))
+    next_8 = DAY_START + pd.Timedelta(days=1, hours=8)
+    with CapClient(f"127.0.0.1:{running.port}") as client:
+        reply = client.submit(
+            "next-day", ["shantou"], [cap_interval(next_8, 7200, 0.5, load_limit=True)]
+        )
+    assert reply.accepted and reply.opt in (pb.OPT_IN, pb.OPT_OUT)
+    assert "next day" in reply.opt_reason
+    assert reply.cost.moved_mwh > 0  # shantou had work planned then: the cap moved it
+    finish(running)
+    capped = capped_rows(tmp_path, "2026-06-22", next_8, next_8 + pd.Timedelta(hours=2))
+    assert len(capped) == 8 and (capped["load_cap_mw"] == 0.5).all()
+    assert (capped["load_mw"] <= 0.5 + 1e-6).all()
 
 
 @pytest.mark.slow
