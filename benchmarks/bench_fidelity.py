@@ -8,9 +8,13 @@ onto the station:
   be 1.00), with ``dni_rule: ghi_dhi`` (DNI rebuilt from GHI - DHI), and the default 15-minute
   run (clock corrected: the yield moves in time, not much in total);
 - wind capacity factor against a direct windpowerlib run on the raw file's 10 m wind (same farm);
-- the day-ahead forecast over the year, issued day by day on each day's own distribution (as
-  ``forecast`` and ``replay`` issue it) and on the year's: bias of wind and PV [% of
-  capacity], NRMSE, and the share of actual green supply below p10 / above p90;
+- the day-ahead forecast over the year, issued day by day on the year's distribution (as
+  ``DayPipeline`` issues it): bias of wind and PV [% of capacity], NRMSE against the target
+  (the configured level, or 70 % of climatology's RMSE where the site is too calm for it), and
+  the share of actual green supply below p10 / above p90;
+- intraday vintages at 1 h and 6 h leads (each day, vintages issued so that the hours starting
+  at 00, 06, 12 and 18 local time are 0-1 h, resp. 5-6 h ahead): NRMSE and p10-p90 coverage
+  over those hours, beside the day-ahead figures over the same hours (24 h);
 - the clock offset measured against the sun and the closure of the irradiance components.
 
 Ratios matter here, not absolute MWh.
@@ -28,6 +32,7 @@ import pvlib
 from rich.console import Console
 from rich.table import Table
 
+from forecasts.error import MAX_SHARE_OF_CLIMATOLOGY
 from forecasts.pv import pv_model_chain
 from forecasts.sources import load_weather
 from forecasts.supply import SupplyModel, sun_factor
@@ -68,23 +73,35 @@ def _direct_windpowerlib_cf(raw: pd.DataFrame, site) -> float:
 
 
 def _day_by_day_forecast(
-    model: SupplyModel, actual: pd.DataFrame, config, reference: pd.DataFrame | None
+    model: SupplyModel, actual: pd.DataFrame, config, references, lead_h: float | None = None
 ) -> pd.DataFrame:
-    """Day-ahead forecasts one operating day at a time, on ``reference``'s distribution
-    (``None``: each day's own, as ``forecast`` and ``replay`` issue them)."""
+    """Forecasts one operating day at a time on the year's ``references``: day-ahead
+    (``lead_h`` None), or the vintages that see the hours from 00, 06, 12 and 18 local time
+    ``lead_h - 1`` to ``lead_h`` hours ahead (only those hours are returned)."""
     local_day = (pd.DatetimeIndex(actual["time"]) + pd.Timedelta(hours=8)).date
     error = forecast_error_of(config)
-    parts = [
-        model.forecast(rows.reset_index(drop=True), error, config.seed, reference=reference)
-        for _, rows in actual.groupby(local_day)
-    ]
+    hour = pd.Timedelta(hours=1)
+    parts = []
+    for _, rows in actual.groupby(local_day):
+        rows = rows.reset_index(drop=True)
+        if lead_h is None:
+            parts.append(model.forecast(rows, error, config.seed, reference=references))
+            continue
+        start = rows["time"].iloc[0]
+        for window in (start + k * 6 * hour for k in range(4)):
+            forecast = model.forecast(
+                rows, error, config.seed, reference=references,
+                issued_at=window - (lead_h - 1) * hour,
+            )  # fmt: skip
+            parts.append(forecast[(rows["time"] >= window) & (rows["time"] < window + hour)])
     return pd.concat(parts, ignore_index=True)
 
 
 def _forecast_figures(
     forecast: pd.DataFrame, actual: pd.DataFrame, site, daylit: np.ndarray
 ) -> dict[str, str]:
-    """Bias, NRMSE and p10-p90 coverage of a year of forecasts of one site."""
+    """Bias, NRMSE and p10-p90 coverage of forecasts of one site (rows aligned with
+    ``actual``)."""
     pv_cap, wind_cap = site.pv_capacity_mw_ac, site.wind_capacity_mw
     wind_error = (forecast["wind_mw"] - actual["wind_mw"]).to_numpy()
     pv_error = (forecast["pv_mw"] - actual["pv_mw"]).to_numpy()
@@ -100,6 +117,23 @@ def _forecast_figures(
         "p10-p90 coverage": f"{1 - below - above:.1%}",
         "below p10 / above p90": f"{below:.1%} / {above:.1%}",
     }
+
+
+def _lead_rows(model, default, config, references, site, daylit) -> dict[str, str]:
+    """NRMSE and coverage per lead over the same hours of every day (module doc)."""
+    windows = _day_by_day_forecast(model, default, config, references, lead_h=1.0)
+    at = default["time"].isin(windows["time"]).to_numpy()
+    day_ahead = _day_by_day_forecast(model, default, config, references)[at]
+    rows = {}
+    for lead, forecast in (
+        ("1 h", windows),
+        ("6 h", _day_by_day_forecast(model, default, config, references, lead_h=6.0)),
+        ("24 h", day_ahead.reset_index(drop=True)),
+    ):
+        figures = _forecast_figures(forecast, default[at].reset_index(drop=True), site, daylit[at])
+        rows[f"lead {lead}: NRMSE wind / PV"] = figures["NRMSE wind / PV (daylit)"]
+        rows[f"lead {lead}: p10-p90 coverage"] = figures["p10-p90 coverage"]
+    return rows
 
 
 def _row(config, name: str, path, site_name: str) -> dict[str, str]:
@@ -127,12 +161,12 @@ def _row(config, name: str, path, site_name: str) -> dict[str, str]:
     default, weather = supply(15)
     model = SupplyModel(sites, slot_minutes=15)
     daylit = sun_factor(pd.DatetimeIndex(default["time"]), site.latitude, site.longitude) > 0.05
-    own_day = _forecast_figures(
-        _day_by_day_forecast(model, default, config, None), default, site, daylit
-    )
+    references = model.references(default)
     on_year = _forecast_figures(
-        _day_by_day_forecast(model, default, config, default), default, site, daylit
+        _day_by_day_forecast(model, default, config, references), default, site, daylit
     )
+    climatology = float(default["wind_mw"].std()) / site.wind_capacity_mw
+    wind_target = min(config.forecast.wind_nrmse, MAX_SHARE_OF_CLIMATOLOGY * climatology)
     wind_cf = float(default["wind_mw"].mean() / site.wind_capacity_mw)
     return {
         "file": name,
@@ -142,8 +176,9 @@ def _row(config, name: str, path, site_name: str) -> dict[str, str]:
         "PV / pvlib (ghi_dhi rule)": f"{pv_mwh(rebuilt) / direct_pv:.3f}",
         "PV / pvlib (15 min, default)": f"{pv_mwh(default) / direct_pv:.3f}",
         "wind CF / windpowerlib": f"{wind_cf:.3f} / {_direct_windpowerlib_cf(raw, site):.3f}",
-        **{f"{k}, day's own": v for k, v in own_day.items()},
-        **{f"{k}, year's": v for k, v in on_year.items()},
+        "wind NRMSE target (capped at 0.7 x climatology)": f"{wind_target:.3f}",
+        **{f"day-ahead {k}": v for k, v in on_year.items()},
+        **_lead_rows(model, default, config, references, site, daylit),
     }
 
 

@@ -1,13 +1,14 @@
-"""Day-ahead forecast error model: unbiased point forecasts and calibrated quantiles.
+"""Forecast error model: unbiased point forecasts, calibrated quantiles, intraday vintages.
 
 Model (latent Gaussian, the form the martingale model of forecast evolution builds on)
 --------------------------------------------------------------------------------------
 Each technology's output is first normalised to a value ``u`` with a stable distribution: wind
 as a share of farm capacity, PV as a share of ``capacity x cos(zenith)`` (a clear-sky index of
 the plant, daylit rows only; night and twilight are forecast exactly). With ``F`` the empirical
-distribution of ``u`` in a reference sample (by default the actual series itself), the actual
-becomes a standard normal latent ``z_a = Phi^-1(F(u))`` (ties, such as calm hours at exactly
-0 MW, get random ranks within the tie). The forecast's latent is the actual's plus an error
+distribution of ``u`` in a reference sample (:class:`SiteReference`: a climatological record
+such as a year; by default the actual series itself), the actual becomes a standard normal
+latent ``z_a = Phi^-1(F(u))`` (ties, such as calm hours at exactly 0 MW, get random ranks
+within the tie). The forecast's latent is the actual's plus an error
 
     z_f = z_a + tau(z_a) eps_t,    eps_t an AR(1) of unit variance, e-folding ``correlation_hours``
 
@@ -26,8 +27,21 @@ says about the actual, by Bayes on a latent grid with the standard normal prior:
   climatology (:data:`MAX_SHARE_OF_CLIMATOLOGY`): at a calm site the output varies too little
   for a capacity-based error.
 
-A later forecast vintage is the same model with a smaller ``tau``: successive vintages remove
-independent increments of the latent error, so they are consistent and converge on the actual.
+Vintages (martingale model of forecast evolution)
+-------------------------------------------------
+``ForecastError.intraday`` lists RMSE levels at leads ``L_1 < ... < L_{K-1}`` [h]; the
+day-ahead level holds beyond (``L_K = inf``). The latent error is a sum of independent bands,
+
+    z_f(t; t0) = z_a(t) + shape(z_a) sum_{k: k = 1 or t - t0 > L_{k-1}} sigma_k eps_k(t)
+
+for slots starting at or after the issue time ``t0`` (earlier slots are the actual), so the
+error at a lead in ``(L_{j-1}, L_j]`` has scale ``tau_j^2 = sigma_1^2 + ... + sigma_j^2``, and
+each ``tau_j`` is solved as above for level ``j``. Band ``k`` is resolved when the lead falls
+to ``L_{k-1}`` (band 1 when the slot is observed). Each ``eps_k`` is a unit AR(1) drawn from a
+generator keyed by seed, site, operating day, technology and band, never by the issue time:
+a later vintage removes independent increments of the same draw, so successive vintages are
+consistent and converge on the actual. The day-ahead forecast is the vintage with every band.
+Ties and the order of the quantile strata are keyed the same way.
 
 Tails: where the output has a point mass (calm hours at exactly 0 MW), a calibrated p10 can
 equal the actual, so ``P(actual < p10) <= 10 % <= P(actual <= p10)`` rather than 10 % each.
@@ -40,12 +54,12 @@ Prediction of Wind Power, ANEMOS.plus; Antonanzas et al. 2016, Solar Energy 136,
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy import special
+from scipy import optimize, special
 
 from forecasts.synthetic import ar1
 
@@ -53,7 +67,11 @@ __all__ = [
     "CLEAR_SKY_ERROR_SHARE",
     "MAX_SHARE_OF_CLIMATOLOGY",
     "ForecastError",
+    "LeadLevel",
+    "SiteReference",
     "add_forecast_error",
+    "check_lead_levels",
+    "site_reference",
 ]
 
 MAX_SHARE_OF_CLIMATOLOGY = 0.7
@@ -68,29 +86,77 @@ _STRATA = (np.arange(_SAMPLES) + 0.5) / _SAMPLES
 _SOLVE_POINTS = special.ndtri((np.arange(40) + 0.5) / 40)  # z_a and eps to size the error
 _MIN_SUN_FACTOR = 0.05  # below (sun under ~3 deg) PV is forecast exactly
 _MIN_REFERENCE = 8  # fewer reference values (or all equal): forecast exactly
+_DAY_DRAW_HOURS = 25  # draws cover the longest operating day (a DST autumn day)
+
+
+@dataclass(frozen=True)
+class LeadLevel:
+    """Forecast RMSE at leads up to ``lead_hours`` [h], as fractions of capacity [-]: wind
+    over all rows, PV over daylit rows."""
+
+    lead_hours: float
+    wind_nrmse: float
+    pv_nrmse: float
+
+
+def check_lead_levels(levels: tuple[LeadLevel, ...], wind_nrmse: float, pv_nrmse: float) -> None:
+    """Raise ``ValueError`` unless leads are positive and increasing and each technology's
+    level grows with the lead up to the day-ahead ``wind_nrmse`` / ``pv_nrmse`` [-]."""
+    leads = np.array([level.lead_hours for level in levels])
+    if (leads <= 0).any() or (np.diff(leads) <= 0).any():
+        raise ValueError(f"lead_hours must be positive and increasing, got {leads.tolist()}")
+    for name, day_ahead in (("wind_nrmse", wind_nrmse), ("pv_nrmse", pv_nrmse)):
+        values = [getattr(level, name) for level in levels]
+        if min(values, default=0.0) < 0 or (np.diff([*values, day_ahead]) < 0).any():
+            raise ValueError(
+                f"{name} must be >= 0 and grow with the lead up to the day-ahead {day_ahead}, "
+                f"got {values}"
+            )
 
 
 @dataclass(frozen=True)
 class ForecastError:
-    """Size of day-ahead forecast errors (RMSE as a fraction of capacity) and persistence [h].
+    """Size of forecast errors (RMSE as a fraction of capacity) and their persistence [h].
 
-    ``wind_nrmse`` is over all rows, ``pv_nrmse`` over daylit rows.
+    ``wind_nrmse`` (over all rows) and ``pv_nrmse`` (over daylit rows) are the day-ahead
+    levels; ``intraday`` the levels at shorter leads (see the module doc; empty: the day-ahead
+    level at every lead).
     """
 
     wind_nrmse: float = 0.15
     pv_nrmse: float = 0.08
     correlation_hours: float = 6.0
+    intraday: tuple[LeadLevel, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        check_lead_levels(self.intraday, self.wind_nrmse, self.pv_nrmse)
 
     def scaled(self, factor: float) -> ForecastError:
         """The same model with errors ``factor`` times as large (0 = perfect foresight)."""
         return ForecastError(
-            self.wind_nrmse * factor, self.pv_nrmse * factor, self.correlation_hours
+            self.wind_nrmse * factor,
+            self.pv_nrmse * factor,
+            self.correlation_hours,
+            tuple(
+                LeadLevel(level.lead_hours, level.wind_nrmse * factor, level.pv_nrmse * factor)
+                for level in self.intraday
+            ),
         )
+
+    @property
+    def band_floors_h(self) -> np.ndarray:
+        """Per band, the lead a forecast must exceed to carry it [h] (band 1: any lead >= 0)."""
+        return np.array([-np.inf, *(level.lead_hours for level in self.intraday)])
+
+    def levels(self, technology: str) -> tuple[float, ...]:
+        """RMSE levels of ``technology`` (``"wind"`` or ``"pv"``) per band, day-ahead last [-]."""
+        name = f"{technology}_nrmse"
+        return (*(getattr(level, name) for level in self.intraday), getattr(self, name))
 
 
 def _posterior(z_forecast: np.ndarray, spread_on_grid: np.ndarray) -> np.ndarray:
     """``P(z_a = grid value | z_f)`` for each row (rows x grid), normalised, when the latent
-    error at grid value ``z`` has standard deviation ``spread_on_grid``."""
+    error at grid value ``z`` has standard deviation ``spread_on_grid`` (grid or rows x grid)."""
     distance = (z_forecast[:, None] - _GRID[None, :]) / spread_on_grid
     log_weights = -0.5 * (distance**2 + _GRID[None, :] ** 2) - np.log(spread_on_grid)
     weights = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))  # no underflow
@@ -98,14 +164,15 @@ def _posterior(z_forecast: np.ndarray, spread_on_grid: np.ndarray) -> np.ndarray
 
 
 class _Marginal:
-    """The empirical distribution of a normalised output ``u`` from a reference sample, and
-    the shape of the latent error over it."""
+    """The empirical distribution of a normalised output ``u`` from a reference sample, the
+    shape of the latent error over it, and the error scales ``tau`` solved for it."""
 
-    def __init__(self, reference: np.ndarray, clear_sky_share: float | None) -> None:
-        self.sorted = np.sort(np.asarray(reference, dtype=float))
+    def __init__(self, sorted_reference: np.ndarray, clear_sky_share: float | None) -> None:
+        self.sorted = sorted_reference
         self.n = len(self.sorted)
         self.on_grid = self.quantile(special.ndtr(_GRID))  # u at each latent grid value
         self.shape = self._error_shape(clear_sky_share)
+        self._scales: dict[float, float] = {}
 
     def _error_shape(self, clear_sky_share: float | None) -> np.ndarray:
         """Relative latent error on the grid [-]: 1 (wind), or for PV (``clear_sky_share``
@@ -130,15 +197,15 @@ class _Marginal:
         """``F^-1(p)`` by linear interpolation between the sorted reference values."""
         return np.interp(probability * self.n - 0.5, np.arange(self.n), self.sorted)
 
-    def forecast_latent(self, z_actual: np.ndarray, tau: float, eps: np.ndarray) -> np.ndarray:
-        """``z_f = z_a + tau x shape(z_a) x eps``."""
-        return z_actual + tau * np.interp(z_actual, _GRID, self.shape) * eps
+    def forecast_latent(self, z_actual: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """``z_f = z_a + shape(z_a) x noise``, ``noise`` the unshaped latent error."""
+        return z_actual + np.interp(z_actual, _GRID, self.shape) * noise
 
     def expected_rmse(self, tau: float) -> float:
         """Expected RMSE of the point forecast ``E[u | z_f]`` for an error scale ``tau`` [u]."""
         z_actual = np.repeat(_SOLVE_POINTS, len(_SOLVE_POINTS))
         eps = np.tile(_SOLVE_POINTS, len(_SOLVE_POINTS))
-        posterior = _posterior(self.forecast_latent(z_actual, tau, eps), tau * self.shape)
+        posterior = _posterior(self.forecast_latent(z_actual, tau * eps), tau * self.shape)
         mean = posterior @ self.on_grid
         variance = posterior @ self.on_grid**2 - mean**2
         return float(np.sqrt(max(np.mean(variance), 0.0)))
@@ -148,23 +215,98 @@ class _Marginal:
         prior = _PRIOR / _PRIOR.sum()
         return float(np.sqrt(prior @ self.on_grid**2 - (prior @ self.on_grid) ** 2))
 
+    def scale(self, target_rmse: float) -> float:
+        """The ``tau`` whose expected RMSE is ``target_rmse`` [u], capped at
+        :data:`MAX_SHARE_OF_CLIMATOLOGY` of climatology's; solved once per target."""
+        if target_rmse not in self._scales:
+            target = min(target_rmse, MAX_SHARE_OF_CLIMATOLOGY * self.climatology_rmse())
+            low, high = np.log(1e-3), np.log(30.0)  # the RMSE grows with tau
 
-@lru_cache(maxsize=32)
-def _marginal_and_scale(
-    sorted_reference: bytes, target_rmse: float, clear_sky_share: float | None
-) -> tuple[_Marginal, float]:
-    """The reference's distribution and the ``tau`` whose expected RMSE is ``target_rmse``
-    [u], capped at :data:`MAX_SHARE_OF_CLIMATOLOGY` of climatology's; cached per reference."""
-    marginal = _Marginal(np.frombuffer(sorted_reference), clear_sky_share)
-    target = min(target_rmse, MAX_SHARE_OF_CLIMATOLOGY * marginal.climatology_rmse())
-    low, high = 1e-3, 30.0  # the RMSE grows with tau
-    for _ in range(30):
-        middle = float(np.sqrt(low * high))  # bisection on a log scale
-        if marginal.expected_rmse(middle) < target:
-            low = middle
-        else:
-            high = middle
-    return marginal, float(np.sqrt(low * high))
+            def excess(log_tau: float) -> float:
+                return self.expected_rmse(float(np.exp(log_tau))) - target
+
+            if target <= 0:
+                tau = 0.0
+            elif excess(low) >= 0:
+                tau = float(np.exp(low))
+            else:
+                tau = float(np.exp(optimize.brentq(excess, low, high, xtol=1e-5)))
+            self._scales[target_rmse] = tau
+        return self._scales[target_rmse]
+
+    def band_sigmas(self, targets: tuple[float, ...]) -> np.ndarray:
+        """Per band, ``sigma_k`` such that the first ``j`` bands together have the scale of
+        ``targets[j]`` [u] (targets by increasing lead)."""
+        taus = np.maximum.accumulate([self.scale(t) for t in targets])
+        return np.sqrt(np.diff(np.concatenate([[0.0], taus**2])))
+
+
+@lru_cache(maxsize=64)
+def _marginal(sorted_reference: bytes, clear_sky_share: float | None) -> _Marginal:
+    """The distribution of a sorted reference, cached so its error scales are solved once."""
+    return _Marginal(np.frombuffer(sorted_reference), clear_sky_share)
+
+
+def _marginal_of(values: np.ndarray, clear_sky_share: float | None) -> _Marginal | None:
+    """The reference distribution of ``values`` [u], or ``None`` when they hardly vary."""
+    if len(values) < _MIN_REFERENCE or np.ptp(values) <= 0:
+        return None
+    return _marginal(np.sort(np.asarray(values, dtype=float)).tobytes(), clear_sky_share)
+
+
+@dataclass(frozen=True)
+class SiteReference:
+    """One site's output in a reference period, as the error model uses it: the distributions
+    of normalised wind and PV (``None``: forecast exactly) and the RMS of cos(zenith) over the
+    reference's daylit rows [-]. Build with :func:`site_reference`, once per period."""
+
+    wind: _Marginal | None
+    pv: _Marginal | None
+    pv_sun_rms: float
+
+
+def site_reference(
+    supply: pd.DataFrame, sun_factor: np.ndarray, wind_capacity_mw: float, pv_capacity_mw: float
+) -> SiteReference:
+    """The :class:`SiteReference` of one site's supply rows (``pv_mw``, ``wind_mw`` [MW]) with
+    cos(zenith) ``sun_factor`` per row [-]."""
+    sun = np.asarray(sun_factor, dtype=float)
+    daylit = sun > _MIN_SUN_FACTOR
+    wind = (
+        _marginal_of(supply["wind_mw"].to_numpy() / wind_capacity_mw, None)
+        if wind_capacity_mw > 0
+        else None
+    )
+    pv = (
+        _marginal_of(
+            supply["pv_mw"].to_numpy()[daylit] / (pv_capacity_mw * sun[daylit]),
+            CLEAR_SKY_ERROR_SHARE,
+        )
+        if pv_capacity_mw > 0
+        else None
+    )
+    pv_sun_rms = float(np.sqrt(np.mean(sun[daylit] ** 2))) if daylit.any() else 1.0
+    return SiteReference(wind, pv, pv_sun_rms)
+
+
+@lru_cache(maxsize=256)
+def _day_draws(
+    seed: int, key: str, day_minute: int, technology: str, n_bands: int, n_rows: int, phi: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One operating day's random numbers for one technology: tie-breaking uniforms (rows),
+    band errors ``eps_k`` (bands x rows, unit AR(1) each) and the order of the quantile strata
+    (rows x samples), from generators keyed by day, technology and band (module doc)."""
+    base = [seed, zlib.crc32(key.encode()), day_minute, zlib.crc32(technology.encode()), 0xF0CA57]
+    rng = np.random.default_rng([*base, 0])
+    ties = rng.uniform(size=n_rows)
+    order = rng.permuted(np.tile(_STRATA, (n_rows, 1)), axis=1)
+    eps = np.array(
+        [ar1(np.random.default_rng([*base, 1 + k]).standard_normal(n_rows), phi)
+         for k in range(n_bands)]
+    )  # fmt: skip
+    for array in (ties, order, eps):
+        array.flags.writeable = False
+    return ties, eps, order
 
 
 @dataclass(frozen=True)
@@ -176,37 +318,42 @@ class _Part:
 
 
 def _forecast_part(
-    actual_u: np.ndarray,
-    reference_u: np.ndarray,
+    actual_mw: np.ndarray,
     scale_mw: np.ndarray,
-    target_rmse_u: float,
-    clear_sky_share: float | None,
-    phi: float,
-    rng: np.random.Generator,
+    marginal: _Marginal,
+    sigmas: np.ndarray,
+    active: np.ndarray,
+    draws: tuple[np.ndarray, np.ndarray, np.ndarray],
+    positions: np.ndarray,
 ) -> _Part:
-    """Point forecast and conditional samples of one technology (see the module doc)."""
-    n = len(actual_u)
-    varies = len(reference_u) >= _MIN_REFERENCE and np.ptp(reference_u) > 0
-    if n == 0 or not varies or target_rmse_u <= 0:
-        actual_mw = actual_u * scale_mw
-        return _Part(actual_mw, np.repeat(actual_mw[:, None], _SAMPLES, axis=1))
-    marginal, tau = _marginal_and_scale(
-        np.sort(np.asarray(reference_u, dtype=float)).tobytes(), target_rmse_u, clear_sky_share
-    )
-    z_actual = marginal.to_latent(actual_u, rng.uniform(size=n))
-    z_forecast = marginal.forecast_latent(z_actual, tau, ar1(rng.standard_normal(n), phi))
-    posterior = _posterior(z_forecast, tau * marginal.shape)
+    """Point forecast and conditional samples of one technology on one day's rows (module
+    doc): ``actual_mw`` over ``scale_mw`` is ``u``; ``sigmas`` per band [latent], ``active``
+    rows x bands, ``positions`` of the rows in the day's ``draws``."""
+    actual_u = actual_mw / scale_mw
+    point_mw = actual_mw.copy()
+    samples_mw = np.repeat(actual_mw[:, None], _SAMPLES, axis=1)
+    ties, eps, order = draws
+    tau = np.sqrt(active.astype(float) @ sigmas**2)
+    rows = tau > 0
+    if not rows.any():
+        return _Part(point_mw, samples_mw)
+    at = positions[rows]
+    noise = np.sum(active[rows] * sigmas[None, :] * eps[:, at].T, axis=1)
+    z_forecast = marginal.forecast_latent(marginal.to_latent(actual_u[rows], ties[at]), noise)
+    posterior = _posterior(z_forecast, tau[rows, None] * marginal.shape[None, :])
     # stratified draws from each row's posterior, in a random order per row so that two
     # technologies pair independently; rows are offset by 2 (each spans [0, 1]) so that one
     # searchsorted over all rows stays sorted
+    n = len(at)
     offset = 2.0 * np.arange(n)[:, None]
     cumulative = np.cumsum(posterior, axis=1)
     cumulative[:, -1] = 1.0
-    draws = rng.permuted(np.tile(_STRATA, (n, 1)), axis=1) + offset
-    index = np.searchsorted((cumulative + offset).ravel(), draws.ravel()).reshape(n, _SAMPLES)
-    index = np.clip(index - np.arange(n)[:, None] * len(_GRID), 0, len(_GRID) - 1)
-    point_u = posterior @ marginal.on_grid
-    return _Part(point_u * scale_mw, marginal.on_grid[index] * scale_mw[:, None])
+    index = np.searchsorted((cumulative + offset).ravel(), (order[at] + offset).ravel())
+    index = np.clip(index.reshape(n, _SAMPLES) - np.arange(n)[:, None] * len(_GRID), 0,
+                    len(_GRID) - 1)  # fmt: skip
+    point_mw[rows] = (posterior @ marginal.on_grid) * scale_mw[rows]
+    samples_mw[rows] = marginal.on_grid[index] * scale_mw[rows, None]
+    return _Part(point_mw, samples_mw)
 
 
 def add_forecast_error(
@@ -219,70 +366,72 @@ def add_forecast_error(
     seed: int,
     key: str,
     quantiles: bool = True,
-    reference: pd.DataFrame | None = None,
-    reference_sun_factor: np.ndarray | None = None,
+    reference: SiteReference | None = None,
+    timezone: str = "UTC",
+    issued_at: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """A forecast of one site's supply from its ``actual`` supply (``pv_mw``, ``wind_mw``).
+    """A forecast of one site's supply from its ``actual`` supply (``pv_mw``, ``wind_mw`` [MW],
+    indexed by regular slot starts, UTC).
 
-    ``sun_factor`` is cos(solar zenith) clipped to [0, 1] per row; ``key`` (site name) and the
-    first timestamp seed the error, so each day-ahead forecast is reproducible. ``reference``
-    (same columns, with ``reference_sun_factor``) is the sample whose distribution the model
-    uses; pass a climatological record (a year) so that a short forecast does not take its
-    own distribution; by default the actual itself. Returns ``pv_mw``, ``wind_mw``,
-    ``green_mw`` and, with ``quantiles``, ``green_mw_p10`` / ``green_mw_p90`` [MW].
+    ``sun_factor`` is cos(solar zenith) clipped to [0, 1] per row. Errors are drawn per
+    operating day (local midnight to midnight in ``timezone``), seeded by ``seed``, ``key``
+    (the site name) and the day, so a day's forecast does not depend on the range it is asked
+    in. ``reference`` is the distribution the model uses (a climatological record, see
+    :func:`site_reference`); by default the actual itself. ``issued_at`` (UTC) gives the
+    vintage issued then (slots before it are the actual); ``None`` the day-ahead forecast.
+    Returns ``pv_mw``, ``wind_mw``, ``green_mw`` and, with ``quantiles``, ``green_mw_p10`` /
+    ``green_mw_p90`` [MW].
     """
-    if reference is None:
-        reference, reference_sun_factor = actual, sun_factor
-    n = len(actual)
-    step_h = (
-        pd.Timedelta(actual.index[1] - actual.index[0]) / pd.Timedelta(hours=1) if n > 1 else 1.0
-    )
-    rng = np.random.default_rng(
-        [seed, zlib.crc32(key.encode()), int(actual.index[0].timestamp() // 60), 0xF0CA57]
-    )
-    phi = float(np.exp(-step_h / error.correlation_hours))
-
-    wind_capacity = max(wind_capacity_mw, 1e-9)
-    wind = _forecast_part(
-        actual["wind_mw"].to_numpy() / wind_capacity,
-        reference["wind_mw"].to_numpy() / wind_capacity,
-        np.full(n, wind_capacity_mw),
-        error.wind_nrmse if wind_capacity_mw > 0 else 0.0,
-        None,
-        phi,
-        rng,
-    )
     sun = np.asarray(sun_factor, dtype=float)
-    reference_sun = np.asarray(reference_sun_factor, dtype=float)
-    daylit = sun > _MIN_SUN_FACTOR
-    reference_daylit = reference_sun > _MIN_SUN_FACTOR
-    pv_scale_mw = pv_capacity_mw * sun[daylit]
-    pv_target = (
-        error.pv_nrmse / np.sqrt(np.mean(reference_sun[reference_daylit] ** 2))
-        if pv_capacity_mw > 0 and reference_daylit.any()
-        else 0.0
-    )
-    pv_daylit = _forecast_part(
-        actual["pv_mw"].to_numpy()[daylit] / np.maximum(pv_scale_mw, 1e-9),
-        reference["pv_mw"].to_numpy()[reference_daylit]
-        / (max(pv_capacity_mw, 1e-9) * reference_sun[reference_daylit]),
-        pv_scale_mw,
-        pv_target,
-        CLEAR_SKY_ERROR_SHARE,
-        phi,
-        rng,
-    )
-    pv_point = actual["pv_mw"].to_numpy(dtype=float).copy()
-    pv_point[daylit] = np.minimum(pv_daylit.point_mw, pv_capacity_mw)
-    pv_samples = np.repeat(pv_point[:, None], _SAMPLES, axis=1)
-    pv_samples[daylit] = np.minimum(pv_daylit.samples_mw, pv_capacity_mw)
+    if reference is None:
+        reference = site_reference(actual, sun, wind_capacity_mw, pv_capacity_mw)
+    index = pd.DatetimeIndex(actual.index)
+    step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(hours=1)
+    phi = float(np.exp(-(step / pd.Timedelta(hours=1)) / error.correlation_hours))
+    n_bands = len(error.intraday) + 1
+    if issued_at is None:
+        active = np.ones((len(index), n_bands), dtype=bool)
+    else:
+        lead_h = ((index - issued_at) / pd.Timedelta(hours=1)).to_numpy()
+        active = (lead_h[:, None] >= 0) & (lead_h[:, None] > error.band_floors_h[None, :])
+    day_start = index.tz_convert(timezone).normalize().tz_convert("UTC")
+    n_day_rows = int(np.ceil(pd.Timedelta(hours=_DAY_DRAW_HOURS) / step))
+
+    point, samples = {}, {}
+    for technology, marginal, targets, capacity, scale_mw, covered in (
+        ("wind", reference.wind, error.levels("wind"), wind_capacity_mw,
+         np.full(len(index), wind_capacity_mw), np.ones(len(index), dtype=bool)),
+        ("pv", reference.pv, tuple(t / reference.pv_sun_rms for t in error.levels("pv")),
+         pv_capacity_mw, pv_capacity_mw * sun, sun > _MIN_SUN_FACTOR),
+    ):  # fmt: skip
+        actual_mw = actual[f"{technology}_mw"].to_numpy(float)
+        point[technology] = actual_mw.copy()
+        samples[technology] = np.repeat(actual_mw[:, None], _SAMPLES, axis=1)
+        if marginal is None:
+            continue
+        sigmas = marginal.band_sigmas(targets)
+        for start in day_start[covered].unique():
+            rows = np.flatnonzero(covered & (day_start == start))
+            part = _forecast_part(
+                actual_mw[rows],
+                scale_mw[rows],
+                marginal,
+                sigmas,
+                active[rows],
+                _day_draws(
+                    seed, key, int(start.timestamp() // 60), technology, n_bands, n_day_rows, phi
+                ),
+                ((index[rows] - start) // step).to_numpy(),
+            )
+            point[technology][rows] = np.minimum(part.point_mw, capacity)
+            samples[technology][rows] = np.minimum(part.samples_mw, capacity)
 
     out = pd.DataFrame(index=actual.index)
-    out["pv_mw"] = pv_point
-    out["wind_mw"] = wind.point_mw
+    out["pv_mw"] = point["pv"]
+    out["wind_mw"] = point["wind"]
     out["green_mw"] = out["pv_mw"] + out["wind_mw"]
     if quantiles:
-        low, high = np.quantile(wind.samples_mw + pv_samples, [0.1, 0.9], axis=1)
+        low, high = np.quantile(samples["wind"] + samples["pv"], [0.1, 0.9], axis=1)
         out["green_mw_p10"] = np.minimum(low, out["green_mw"].to_numpy())
         out["green_mw_p90"] = np.maximum(high, out["green_mw"].to_numpy())
     return out

@@ -46,7 +46,14 @@ from forecasts.specs import SupplySite
 from forecasts.synthetic import synthetic_weather
 from forecasts.weather import Weather, WeatherFileError
 
-__all__ = ["AUTO_SHIFT_MINUTES", "SYNTHETIC", "load_weather", "on_sun_clock"]
+__all__ = [
+    "AUTO_SHIFT_MINUTES",
+    "SYNTHETIC",
+    "load_weather",
+    "on_dates",
+    "on_sun_clock",
+    "read_site_weather",
+]
 
 SYNTHETIC = "synthetic"
 NO_PAD = pd.Timedelta(0)
@@ -81,11 +88,37 @@ def load_weather(
     """
     if str(source) == SYNTHETIC:
         return synthetic_weather(site, start - pad, end + pad, freq_minutes, seed)
-    weather = read_weather(Path(source), max_gap_hours=max_gap_hours)
+    weather = read_site_weather(
+        site, source, max_gap_hours=max_gap_hours, far_station_km=far_station_km,
+        time_shift=time_shift, dni_rule=dni_rule,
+    )  # fmt: skip
+    return on_dates(weather, start, end, pad)
+
+
+def read_site_weather(
+    site: SupplySite,
+    path: str | Path,
+    *,
+    max_gap_hours: float = 3.0,
+    far_station_km: float = 100.0,
+    time_shift: float | str = "auto",
+    dni_rule: str = "file",
+) -> Weather:
+    """Steps 1-5 of the module doc: a weather file read, checked and put on the sun's clock,
+    whole (on the file's own dates); :func:`on_dates` brings it to requested dates."""
+    weather = read_weather(Path(path), max_gap_hours=max_gap_hours)
     warn_if_far(weather, site.name, site.latitude, site.longitude, far_station_km)
     position = weather.station or (site.latitude, site.longitude)
     weather = on_sun_clock(weather, *position, time_shift=time_shift, dni_rule=dni_rule)
     _warn_if_windier_than_climate(weather, site)
+    return weather
+
+
+def on_dates(
+    weather: Weather, start: pd.Timestamp, end: pd.Timestamp, pad: pd.Timedelta = NO_PAD
+) -> Weather:
+    """Step 6 of the module doc: file weather over ``[start, end)`` (UTC) and ``pad`` either
+    side where a dated file has it; a typical year is mapped onto the dates."""
     if weather.typical_year:
         return map_to_dates(weather, start - pad, end + pad)
     first, stop = weather.data.index[0], weather.data.index[-1] + weather.freq

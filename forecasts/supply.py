@@ -3,7 +3,7 @@
 ``SupplyModel`` follows pvlib's and windpowerlib's ModelChain: ``resample`` (weather to slot
 length), ``pv_model`` (per plant) and ``wind_model`` (per farm) are callables chosen when the
 object is built. ``actual`` gives the supply table of ``DESIGN.md``; ``forecast`` adds the
-day-ahead error model to it.
+error model to it (the day-ahead forecast, or the vintage issued at a given time).
 
 Supply table: one row per site and slot, columns ``time`` (slot start, UTC), ``site``,
 ``pv_mw``, ``wind_mw``, ``green_mw`` (= pv + wind) [MW, AC delivered to the site], and for a
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from forecasts.error import ForecastError, add_forecast_error
+from forecasts.error import ForecastError, SiteReference, add_forecast_error, site_reference
 from forecasts.pv import pv_ac_mw
 from forecasts.resample import to_slots
 from forecasts.solar import solar_position
@@ -112,20 +112,25 @@ class SupplyModel:
         error: ForecastError,
         seed: int,
         quantiles: bool = True,
-        reference: pd.DataFrame | None = None,
+        reference: pd.DataFrame | Mapping[str, SiteReference] | None = None,
+        issued_at: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        """A day-ahead forecast of ``actual`` (a supply table) under the ``error`` model.
+        """A forecast of ``actual`` (a supply table) under the ``error`` model.
 
-        ``reference`` is a supply table (e.g. a whole year of the same sites) whose
-        distribution the error model uses; by default ``actual`` itself.
+        ``reference`` is what the error model takes each site's distribution from: a supply
+        table (e.g. a whole year of the same sites), or its :meth:`references` prepared once
+        when forecasting many days; by default ``actual`` itself. ``issued_at`` (UTC) gives the
+        vintage issued at that time (slots starting before it are the actual); ``None`` the
+        day-ahead forecast. Errors are drawn per operating day in each site's time zone, so a
+        day's forecast does not depend on the range asked for.
         """
         started = time.perf_counter()
-        reference = actual if reference is None else reference
+        if not isinstance(reference, Mapping):
+            reference = self.references(actual if reference is None else reference)
         parts = []
         for name, rows in actual.groupby("site", sort=False):
             site = self.sites[str(name)]
             rows = rows.set_index("time")
-            climate = reference[reference["site"] == name].set_index("time")
             forecast = add_forecast_error(
                 rows,
                 wind_capacity_mw=site.wind_capacity_mw,
@@ -135,12 +140,29 @@ class SupplyModel:
                 seed=seed,
                 key=site.name,
                 quantiles=quantiles,
-                reference=climate,
-                reference_sun_factor=self._sun_factor(climate.index, site),
+                reference=reference[str(name)],
+                timezone=site.timezone,
+                issued_at=issued_at,
             )
             parts.append(forecast.reset_index().assign(site=name))
         self._timed("forecast_error", started)
         return _tidy(pd.concat(parts, ignore_index=True))
+
+    def site_reference(self, site: SupplySite, supply: pd.DataFrame) -> SiteReference:
+        """The error model's reference of one site from its supply rows indexed by slot start."""
+        return site_reference(
+            supply,
+            self._sun_factor(supply.index, site),
+            site.wind_capacity_mw,
+            site.pv_capacity_mw_ac,
+        )
+
+    def references(self, supply: pd.DataFrame) -> dict[str, SiteReference]:
+        """Each site's error-model reference from a supply table (prepare once, reuse)."""
+        return {
+            str(name): self.site_reference(self.sites[str(name)], rows.set_index("time"))
+            for name, rows in supply.groupby("site", sort=False)
+        }
 
     @staticmethod
     def _sun_factor(index: pd.Index, site: SupplySite) -> np.ndarray:

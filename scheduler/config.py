@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forecasts.clock import MAX_OFFSET_MINUTES
+from forecasts.error import LeadLevel, check_lead_levels
 from forecasts.specs import SupplySite
 from scheduler.contracts import UserError, check_slot_minutes
 
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "ForecastSettings",
     "JobClass",
+    "LeadLevelSettings",
     "Site",
     "SolverSettings",
     "Workload",
@@ -161,6 +163,22 @@ class Workload(_Strict):
     classes: dict[str, JobClass] = Field(default_factory=dict)
 
 
+class LeadLevelSettings(_Strict):
+    """Forecast error at leads up to ``lead_hours`` (one row of ``forecast.intraday``)."""
+
+    lead_hours: float = Field(gt=0, le=72, description="longest lead this level covers [h]")
+    wind_nrmse: float = Field(ge=0, le=1, description="wind RMSE / capacity, all hours [-]")
+    pv_nrmse: float = Field(ge=0, le=1, description="PV RMSE / capacity, daylit hours [-]")
+
+
+_DEFAULT_INTRADAY = (
+    LeadLevelSettings(lead_hours=1, wind_nrmse=0.05, pv_nrmse=0.04),
+    LeadLevelSettings(lead_hours=3, wind_nrmse=0.08, pv_nrmse=0.055),
+    LeadLevelSettings(lead_hours=6, wind_nrmse=0.10, pv_nrmse=0.065),
+    LeadLevelSettings(lead_hours=12, wind_nrmse=0.13, pv_nrmse=0.075),
+)
+
+
 class ForecastSettings(_Strict):
     """How weather becomes a supply forecast."""
 
@@ -173,6 +191,11 @@ class ForecastSettings(_Strict):
     )
     error_correlation_hours: float = Field(
         default=6.0, gt=0, le=72, description="e-folding time of forecast errors [h]"
+    )
+    intraday: tuple[LeadLevelSettings, ...] = Field(
+        default=_DEFAULT_INTRADAY,
+        description="errors of forecasts issued at shorter leads, by increasing lead; leads "
+        "beyond the last take the day-ahead wind_nrmse / pv_nrmse",
     )
     max_gap_hours: float = Field(
         default=3.0, ge=0, le=48, description="longest NaN run in a weather file we interpolate [h]"
@@ -205,6 +228,19 @@ class ForecastSettings(_Strict):
     @classmethod
     def _divides_day(cls, value: int) -> int:
         return check_slot_minutes(value)
+
+    @property
+    def lead_levels(self) -> tuple[LeadLevel, ...]:
+        """``intraday`` as the error model's levels."""
+        return tuple(LeadLevel(**level.model_dump()) for level in self.intraday)
+
+    @model_validator(mode="after")
+    def _errors_grow_with_lead(self) -> ForecastSettings:
+        try:
+            check_lead_levels(self.lead_levels, self.wind_nrmse, self.pv_nrmse)
+        except ValueError as error:
+            raise ValueError(f"intraday: {error}") from None
+        return self
 
 
 class SolverSettings(_Strict):

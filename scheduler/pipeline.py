@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasts.error import ForecastError
-from forecasts.sources import NO_PAD, SYNTHETIC, load_weather
+from forecasts.error import ForecastError, SiteReference
+from forecasts.sources import NO_PAD, SYNTHETIC, load_weather, on_dates, read_site_weather
 from forecasts.supply import SupplyModel
 from forecasts.weather import Weather
 from scheduler.config import Config
@@ -87,10 +87,14 @@ def parse_weather_specs(
 
 
 def forecast_error_of(config: Config, scale: float = 1.0) -> ForecastError:
-    """The config's day-ahead error model, optionally scaled (0 = perfect foresight)."""
+    """The config's error model (day-ahead and intraday levels), optionally scaled (0 = perfect
+    foresight)."""
     settings = config.forecast
     return ForecastError(
-        settings.wind_nrmse, settings.pv_nrmse, settings.error_correlation_hours
+        settings.wind_nrmse,
+        settings.pv_nrmse,
+        settings.error_correlation_hours,
+        settings.lead_levels,
     ).scaled(scale)
 
 
@@ -149,7 +153,10 @@ class DayPipeline:
 
     ``seed`` seeds synthetic weather, forecast errors and generated jobs (default: the
     config's); ``error_scale`` scales the forecast error (0 = perfect foresight). Call
-    :meth:`preload` before walking many days so their weather is read once.
+    :meth:`preload` before walking many days so their weather is read once. Forecast errors
+    take their distribution from a climatological reference that does not depend on the days
+    asked for: the actual supply of the local calendar year of each day (synthetic weather,
+    typical years) or of a dated file's whole span, computed once per pipeline.
     """
 
     def __init__(
@@ -168,6 +175,8 @@ class DayPipeline:
         self.weather: dict[str, Weather] = {}
         self._actual: pd.DataFrame | None = None
         self._covered: Horizon | None = None
+        self._files: dict[str, Weather] = {}  # whole weather files, read and checked once
+        self._references: dict[tuple[str, int | None], SiteReference] = {}
         self.timings_s = {"weather_and_supply": 0.0, "forecast": 0.0}
 
     def horizon(self, day: dt.date | str, days: int = 1) -> Horizon:
@@ -177,26 +186,87 @@ class DayPipeline:
         except ValueError as error:
             raise UserError(str(error)) from None
 
+    def _site_weather(self, name: str, start: pd.Timestamp, end: pd.Timestamp) -> Weather:
+        """Weather of site ``name`` over ``[start, end)`` and :data:`WEATHER_PAD` either side."""
+        site, source, settings = self.config.sites[name], self.sources[name], self.config.forecast
+        if source == SYNTHETIC:
+            return load_weather(
+                site, source, start, end, freq_minutes=settings.slot_minutes, seed=self.seed,
+                pad=WEATHER_PAD,
+            )  # fmt: skip
+        if name not in self._files:
+            self._files[name] = read_site_weather(
+                site, source, max_gap_hours=settings.max_gap_hours,
+                far_station_km=settings.far_station_km, time_shift=settings.weather_time_shift,
+                dni_rule=settings.dni_rule,
+            )  # fmt: skip
+        return on_dates(self._files[name], start, end, WEATHER_PAD)
+
     def preload(self, horizon: Horizon) -> None:
         """Read weather and compute the actual supply for ``horizon`` at once."""
         started = time.perf_counter()
-        self.weather = load_site_weather(
-            self.config, horizon, self.sources, seed=self.seed, pad=WEATHER_PAD
-        )
+        self.weather = {
+            name: self._site_weather(name, horizon.start, horizon.end) for name in self.config.sites
+        }
         self._actual = self.model.actual(self.weather)
         self._covered = horizon
         self.timings_s["weather_and_supply"] += time.perf_counter() - started
 
-    def supply(self, horizon: Horizon) -> SupplyRun:
-        """Actual supply and day-ahead forecast over ``horizon``."""
+    def reference(self, name: str, year: int) -> SiteReference:
+        """The error model's reference of site ``name`` for days of local calendar ``year``: the
+        actual supply of that year, or of a dated weather file's whole span; computed once."""
+        file = self._files.get(name)
+        dated = file is not None and not file.typical_year
+        key = (name, None if dated else year)
+        if key not in self._references:
+            started = time.perf_counter()
+            site = self.config.sites[name]
+            if file is not None and dated:
+                supply = self.model.site_actual(site, file)
+            else:
+                days = (dt.date(year + 1, 1, 1) - dt.date(year, 1, 1)).days
+                supply = self._site_actual(name, self.horizon(dt.date(year, 1, 1), days))
+            self._references[key] = self.model.site_reference(site, supply)
+            self.timings_s["weather_and_supply"] += time.perf_counter() - started
+        return self._references[key]
+
+    def _site_actual(self, name: str, span: Horizon) -> pd.DataFrame:
+        """Actual supply of site ``name`` over ``span``, indexed by slot start: taken from the
+        preloaded supply when it covers ``span`` (the same values, by :data:`WEATHER_PAD`)."""
+        covered = self._covered
+        if (
+            self._actual is not None
+            and covered is not None
+            and (covered.start <= span.start and span.end <= covered.end)
+        ):
+            rows = _in(self._actual, span)
+            return rows[rows["site"] == name].set_index("time").drop(columns="site")
+        frame = self.model.site_actual(
+            self.config.sites[name], self._site_weather(name, span.start, span.end)
+        )
+        return frame[(frame.index >= span.start) & (frame.index < span.end)]
+
+    def supply(self, horizon: Horizon, issued_at: pd.Timestamp | None = None) -> SupplyRun:
+        """Actual supply and the forecast over ``horizon`` issued at ``issued_at`` (UTC; slots
+        starting before it are the actual), by default the day-ahead forecast."""
         covered = self._covered
         if covered is None or horizon.start < covered.start or horizon.end > covered.end:
             self.preload(horizon)
         assert self._actual is not None
         actual = _in(self._actual, horizon)
-        started = time.perf_counter()
-        forecast = self.model.forecast(actual, self.error, self.seed)
-        self.timings_s["forecast"] += time.perf_counter() - started
+        years = pd.DatetimeIndex(actual["time"]).tz_convert(self.config.timezone).year
+        parts = []
+        for year, rows in actual.groupby(years.to_numpy()):
+            references = {
+                str(name): self.reference(str(name), int(year)) for name in rows["site"].unique()
+            }
+            started = time.perf_counter()
+            parts.append(
+                self.model.forecast(rows, self.error, self.seed, reference=references,
+                                    issued_at=issued_at)
+            )  # fmt: skip
+            self.timings_s["forecast"] += time.perf_counter() - started
+        forecast = pd.concat(parts).sort_values(["site", "time"], ignore_index=True)
         return SupplyRun(self.weather, actual, forecast)
 
     def jobs(self, horizon: Horizon) -> pd.DataFrame:

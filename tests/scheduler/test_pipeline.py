@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -43,6 +44,51 @@ def test_the_same_holds_on_weather_files(config):
     sources = {"qingyang": str(URUMQI_EPW), "shantou": str(SHANGHAI_EPW)}
     inside = _day_inside_a_run(config, sources, DAY, "2026-02-27", 7)
     _same_problem(inside, _day_alone(config, sources, DAY))
+
+
+def test_a_days_forecast_does_not_depend_on_the_range_asked_for(config):
+    """The forecast of a day alone, inside a week asked at once, and as vintages: the same."""
+    pipeline = DayPipeline(config, seed=1)
+    day = pipeline.horizon(DAY)
+    alone = pipeline.supply(day).forecast
+    week = DayPipeline(config, seed=1).supply(pipeline.horizon("2026-02-27", 7)).forecast
+    inside = week[(week["time"] >= day.start) & (week["time"] < day.end)]
+    pd.testing.assert_frame_equal(inside.reset_index(drop=True), alone)
+    issued = day.start + pd.Timedelta(hours=9)
+    vintage = pipeline.supply(day, issued_at=issued).forecast
+    week_vintage = (
+        DayPipeline(config, seed=1)
+        .supply(pipeline.horizon("2026-02-27", 7), issued_at=issued)
+        .forecast
+    )
+    inside = week_vintage[(week_vintage["time"] >= day.start) & (week_vintage["time"] < day.end)]
+    pd.testing.assert_frame_equal(inside.reset_index(drop=True), vintage)
+    assert not vintage.equals(alone)
+
+
+@pytest.mark.slow
+def test_a_year_of_daily_forecasts_has_the_configured_error(config):
+    """365 day-ahead forecasts issued one day at a time: wind NRMSE near the configured 15 %,
+    mean errors within 1 % of capacity, p10-p90 covering 80 +- 3 % with tails of 10 +- 2 %."""
+    pipeline = DayPipeline(config, seed=2)
+    pipeline.preload(pipeline.horizon("2026-01-01", 365))
+    days = pd.date_range("2026-01-01", periods=365).date
+    runs = [pipeline.supply(pipeline.horizon(day)) for day in days]
+    forecast = pd.concat([run.forecast for run in runs], ignore_index=True)
+    actual = pd.concat([run.actual for run in runs], ignore_index=True)
+    for name, site in config.sites.items():
+        rows = (forecast["site"] == name).to_numpy()
+        wind_error = (forecast["wind_mw"] - actual["wind_mw"]).to_numpy()[rows]
+        pv_error = (forecast["pv_mw"] - actual["pv_mw"]).to_numpy()[rows]
+        nrmse = np.sqrt(np.mean(wind_error**2)) / site.wind_capacity_mw
+        assert nrmse == pytest.approx(config.forecast.wind_nrmse, abs=0.015), name
+        assert abs(wind_error.mean()) < 0.01 * site.wind_capacity_mw, name
+        assert abs(pv_error.mean()) < 0.01 * site.pv_capacity_mw_ac, name
+        green = actual["green_mw"].to_numpy()[rows]
+        below = np.mean(green < forecast["green_mw_p10"].to_numpy()[rows] - 1e-9)
+        above = np.mean(green > forecast["green_mw_p90"].to_numpy()[rows] + 1e-9)
+        assert 0.08 <= below <= 0.12 and 0.08 <= above <= 0.12, (name, below, above)
+        assert 0.77 <= 1 - below - above <= 0.83, name
 
 
 def test_other_days_draw_other_jobs(config):
