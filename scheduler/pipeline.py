@@ -14,11 +14,14 @@ scores every plan.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -148,6 +151,20 @@ def _in(frame: pd.DataFrame, horizon: Horizon) -> pd.DataFrame:
     return frame[keep.to_numpy()].reset_index(drop=True)
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _serialised(method: _Method) -> _Method:
+    """Run ``method`` under the pipeline's lock (it caches weather and references)."""
+
+    @functools.wraps(method)
+    def locked(self: DayPipeline, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, locked)
+
+
 class DayPipeline:
     """Operating days of one config and set of weather sources, as planning problems.
 
@@ -178,6 +195,7 @@ class DayPipeline:
         self._files: dict[str, Weather] = {}  # whole weather files, read and checked once
         self._references: dict[tuple[str, int | None], SiteReference] = {}
         self.timings_s = {"weather_and_supply": 0.0, "forecast": 0.0}
+        self._lock = threading.RLock()  # one caller at a time: a live loop and its planner
 
     def horizon(self, day: dt.date | str, days: int = 1) -> Horizon:
         """Operating day(s) from ``day`` in the sites' zone."""
@@ -202,6 +220,7 @@ class DayPipeline:
             )  # fmt: skip
         return on_dates(self._files[name], start, end, WEATHER_PAD)
 
+    @_serialised
     def preload(self, horizon: Horizon) -> None:
         """Read weather and compute the actual supply for ``horizon`` at once."""
         started = time.perf_counter()
@@ -212,6 +231,7 @@ class DayPipeline:
         self._covered = horizon
         self.timings_s["weather_and_supply"] += time.perf_counter() - started
 
+    @_serialised
     def reference(self, name: str, year: int) -> SiteReference:
         """The error model's reference of site ``name`` for days of local calendar ``year``: the
         actual supply of that year, or of a dated weather file's whole span; computed once."""
@@ -246,6 +266,7 @@ class DayPipeline:
         )
         return frame[(frame.index >= span.start) & (frame.index < span.end)]
 
+    @_serialised
     def supply(self, horizon: Horizon, issued_at: pd.Timestamp | None = None) -> SupplyRun:
         """Actual supply and the forecast over ``horizon`` issued at ``issued_at`` (UTC; slots
         starting before it are the actual), by default the day-ahead forecast."""
@@ -281,6 +302,7 @@ class DayPipeline:
         )
         return jobs.assign(job_id=f"{day.isoformat()}:" + jobs["job_id"])
 
+    @_serialised
     def problem(
         self,
         horizon: Horizon,

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,7 @@ def replay(
             if spec.replan_every is not None and result.supply_basis == SupplyBasis.FORECAST:
                 receding = settle_receding(
                     problem, result.plan, policy, spec.replan_every,
-                    lambda at, horizon=horizon: pipeline.supply(horizon, issued_at=at).forecast,
+                    partial(_vintage, pipeline, horizon),
                 )  # fmt: skip
                 run, replans = receding.report, receding.replans
                 timings["replan"] += receding.replan_seconds
@@ -275,6 +276,11 @@ def replay(
         notes,
         None if spec.replan_every is None else spec.replan_every / pd.Timedelta(minutes=1),
     )
+
+
+def _vintage(pipeline: DayPipeline, horizon: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
+    """The forecast of ``horizon`` issued at ``issued_at``."""
+    return pipeline.supply(horizon, issued_at=issued_at).forecast
 
 
 def summarize(result: ReplayResult) -> dict:

@@ -228,7 +228,11 @@ class ControlLoop:
         problem = day_problem(self.pipeline, horizon, carried=carried, jobs_dir=self.jobs_dir)
         problem = replace(problem, initial_load_mw=self._load_before(day, problem.site_names))
         version = self.planner.new_day(replace(problem, actual_supply=None))
-        self.planner.look_ahead(self._next_day(day))
+        self.planner.look_ahead(None)
+        threading.Thread(  # off the slot path: the next day's forecast takes a while
+            target=lambda: self.planner.look_ahead(self._next_day(day)),
+            name=f"look-ahead-{day}", daemon=True,
+        ).start()  # fmt: skip
         engine = Settlement(
             replace(problem, caps=version.problem.caps),
             version.result.plan,

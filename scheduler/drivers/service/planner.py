@@ -222,7 +222,16 @@ class Planner:
         """The operating day after the one running (without caps; ``None``: none): a cap
         inside it is planned at once and answered with what it costs that day."""
         with self._lock:
+            if day is not None and day.horizon.start != self.day.horizon.end:
+                return  # late: the day it follows has already ended
             self._ahead, self._ahead_version = day, None
+
+    @property
+    def ahead(self) -> Horizon | None:
+        """The look-ahead day's horizon, once known (``None``: caps after the day running are
+        SCHEDULED)."""
+        ahead = self._ahead
+        return None if ahead is None else ahead.horizon
 
     def _plan_ahead(self, caps: Sequence[LoadCap], reason: str) -> PlanVersion:
         """The look-ahead day planned under ``caps`` (not a plan version: nothing runs it)."""

@@ -556,10 +556,9 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         )
     else:
         problem = day_problem(pipeline, horizon, jobs_dir=options.jobs_dir)
-    forecasts = DayPipeline(config, pipeline.sources)  # its own: the loop's runs in a thread
 
     def forecast_at(day: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
-        return forecasts.supply(day, issued_at=issued_at).forecast
+        return pipeline.supply(day, issued_at=issued_at).forecast
 
     planner = Planner(
         config, replace(problem, actual_supply=None), store, clock,

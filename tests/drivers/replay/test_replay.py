@@ -159,6 +159,7 @@ def test_p10_limits_never_allow_more_than_the_forecast(config):
     assert (capacity["p10"] < capacity["forecast"]).any()
 
 
+@pytest.mark.slow
 def test_replanning_within_the_day_on_fresher_forecasts(config):
     """``replan_every``: the optimizer re-plans the work left every hour on the vintage issued
     then; it does so every hour there is work, conserves work, keeps caps and ramps, and over
@@ -172,7 +173,10 @@ def test_replanning_within_the_day_on_fresher_forecasts(config):
     for name, part in hourly.daily.groupby("policy"):
         served = part["gpu_hours_served"].sum()
         left = hourly.carry[name]["gpu_hours"].sum()
-        assert served + left == pytest.approx(part["gpu_hours_submitted"].sum(), abs=1.0)
+        submitted = part["gpu_hours_submitted"].sum()
+        rounding = 0.25 * 400  # each job's work is rounded up to whole 15-minute GPU-slots
+        assert served + left == pytest.approx(submitted, abs=rounding), name
+        assert served + left >= submitted - 1e-6, name
     share = {
         label: summarize(run)["policies"]["optimizer"]["green_share"]
         for label, run in (("once", once), ("hourly", hourly))

@@ -128,19 +128,23 @@ def test_a_cap_for_the_next_day_is_planned_at_once(small_config, tmp_path):
     """The horizon runs to the end of the next operating day: a cap there is answered with
     what it costs that day (not SCHEDULED), and binds when the day runs."""
     running = start_loop(small_config, tmp_path, speedup=7200, days=2, dispatch=False)
-    wait_until(running, DAY_START + pd.Timedelta(hours=2))
+    deadline = time.monotonic() + 60
+    while running.planner.ahead is None:  # the next day's forecast is made off the slot path
+        assert time.monotonic() < deadline, "no look-ahead day"
+        time.sleep(0.05)
+    assert running.planner.ahead.start == DAY_START + pd.Timedelta(days=1)
     next_8 = DAY_START + pd.Timedelta(days=1, hours=8)
     with CapClient(f"127.0.0.1:{running.port}") as client:
         reply = client.submit(
-            "next-day", ["shantou"], [cap_interval(next_8, 7200, 0.5, load_limit=True)]
+            "next-day", ["shantou"], [cap_interval(next_8, 7200, 1.3, load_limit=True)]
         )
     assert reply.accepted and reply.opt in (pb.OPT_IN, pb.OPT_OUT)
     assert "next day" in reply.opt_reason
     assert reply.cost.moved_mwh > 0  # shantou had work planned then: the cap moved it
     finish(running)
     capped = capped_rows(tmp_path, "2026-06-22", next_8, next_8 + pd.Timedelta(hours=2))
-    assert len(capped) == 8 and (capped["load_cap_mw"] == 0.5).all()
-    assert (capped["load_mw"] <= 0.5 + 1e-6).all()
+    assert len(capped) == 8 and (capped["load_cap_mw"] == 1.3).all()
+    assert (capped["load_mw"] <= 1.3 + 1e-6).all()
 
 
 @pytest.mark.slow
