@@ -87,12 +87,12 @@ def _ms(values: list[float]) -> tuple[float, float]:
 
 
 def _plain_caps(client: CapClient, day_start: pd.Timestamp, prefix: str, n: int) -> list[float]:
-    """Sequential caps above the grid import limit (50 MW): stored, no re-plan."""
+    """Sequential caps above the grid import limits (25 MW): stored, no re-plan."""
     latencies, began = [], time.monotonic()
     for k in range(n):
         if time.monotonic() - began > PHASE_LIMIT_S:
             break
-        interval = cap_interval(day_start + pd.Timedelta(hours=k % 24), 3600, 50.0)
+        interval = cap_interval(day_start + pd.Timedelta(hours=k % 24), 3600, 25.0)
         sent = time.perf_counter()
         client.submit(f"{prefix}-{k}", ["qingyang" if k % 2 else "shantou"], [interval])
         latencies.append(time.perf_counter() - sent)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 import pandas as pd
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, message, timestamp_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -32,7 +32,13 @@ from clusters.tasks import TaskSettings
 from scheduler.clock import Clock, CompressedClock, RealClock
 from scheduler.config import Config, load_config
 from scheduler.contracts import UserError
-from scheduler.drivers.service.auth import Authenticator, AuthError, ScopeError
+from scheduler.drivers.service.auth import (
+    Authenticator,
+    AuthError,
+    Coordinator,
+    ScopeError,
+    ThrottledError,
+)
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
 from scheduler.drivers.service.loop import ControlLoop, ReportRow, day_problem
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
@@ -68,14 +74,23 @@ MAX_MESSAGE_BYTES = 64 * 1024  # an event of 96 intervals is about 4 KiB
 _WATCH_POLL_S = 0.5  # how often a WatchPlan stream checks that its client is still there
 _EARLIEST = pd.Timestamp("1970-01-01", tz="UTC")
 _LATEST = pd.Timestamp("2200-01-01", tz="UTC")
+
+
+class NoLoopError(Exception):
+    """A report asked of a plan-only service (gRPC FAILED_PRECONDITION)."""
+
+
 _STATUS_OF = {
     EventError: grpc.StatusCode.INVALID_ARGUMENT,
     AuthError: grpc.StatusCode.UNAUTHENTICATED,
+    ThrottledError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NoLoopError: grpc.StatusCode.FAILED_PRECONDITION,
     ScopeError: grpc.StatusCode.PERMISSION_DENIED,
     ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
     UnknownEventError: grpc.StatusCode.NOT_FOUND,
 }
 _REJECTED: tuple[type[Exception], ...] = tuple(_STATUS_OF)
+_INTERNAL = "internal error; the server log has the details"
 _LOOPBACK_NAMES = {"localhost"}
 
 
@@ -160,17 +175,75 @@ def _runner(options: ServeOptions, config: Config) -> tuple[RayRunner | None, bo
     return RayRunner(gpus, TaskSettings(gpus_per_unit=DEFAULT_GPUS_PER_UNIT)), started
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """A request whose bytes are not a message of its type (e.g. invalid UTF-8 in a string)."""
+
+    type_name: str
+
+
+def _lenient(message_type: type[message.Message]) -> Callable[[bytes], object]:
+    """A request deserializer that never raises: grpcio answers a raising one with INTERNAL
+    and logs a traceback, before any handler runs."""
+
+    def parse(data: bytes) -> object:
+        try:
+            return message_type.FromString(data)
+        except message.DecodeError:
+            return _Undecodable(message_type.DESCRIPTOR.name)
+
+    return parse
+
+
+def _refusal(method: str, error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status and details for ``error``: the mapped code and its message, or INTERNAL
+    with a generic message (the traceback goes to the log, never to the client)."""
+    if isinstance(error, _REJECTED):
+        code = _STATUS_OF[type(error)]
+        if code != grpc.StatusCode.RESOURCE_EXHAUSTED:  # the throttle logs once per peer
+            log.warning("%s rejected (%s): %s", method, code.name, error)
+        return code, str(error)
+    log.error("%s failed", method, exc_info=error)
+    return grpc.StatusCode.INTERNAL, _INTERNAL
+
+
+def _checked(request: object) -> None:
+    if isinstance(request, _Undecodable):
+        raise EventError(
+            "request",
+            f"not a valid {request.type_name} message (a string field that is not valid "
+            "UTF-8, or bytes of another message)",
+        )
+
+
 def _rpc(method: Callable) -> Callable:
-    """Map the planner's and converters' errors to gRPC status codes, and log rejections."""
+    """Refuse undecodable requests; map the planner's and converters' errors to status codes."""
 
     @functools.wraps(method)
     def wrapper(self: LoadCapServicer, request, context: grpc.ServicerContext):
         try:
+            _checked(request)
             return method(self, request, context)
-        except _REJECTED as error:
-            code = _STATUS_OF[type(error)]
-            log.warning("%s rejected (%s): %s", method.__name__, code.name, error)
-            context.abort(code, str(error))
+        except Exception as error:  # every error becomes a status: _refusal
+            code, details = _refusal(method.__name__, error)
+        context.abort(code, details)
+
+    return wrapper
+
+
+def _stream(method: Callable) -> Callable:
+    """:func:`_rpc` for a server-streaming method."""
+
+    @functools.wraps(method)
+    def wrapper(self: LoadCapServicer, request, context: grpc.ServicerContext):
+        try:
+            _checked(request)
+            yield from method(self, request, context)
+        except Exception as error:  # every error becomes a status: _refusal
+            code, details = _refusal(method.__name__, error)
+        else:
+            return
+        context.abort(code, details)
 
     return wrapper
 
@@ -185,24 +258,27 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
         self._auth = auth
         self._loop = loop
 
+    def _caller(self, context: grpc.ServicerContext) -> Coordinator:
+        return self._auth.identify(context.invocation_metadata(), context.peer())
+
     @_rpc
     def SubmitLoadCap(self, request: pb.SubmitLoadCapRequest, context) -> pb.SubmitLoadCapResponse:
-        coordinator = self._auth.identify(context.invocation_metadata())
+        coordinator = self._caller(context)
         answer = self._planner.submit(_event_of(request), coordinator)
         return _answer_message(answer)
 
     @_rpc
     def CancelLoadCap(self, request: pb.CancelLoadCapRequest, context) -> pb.CancelLoadCapResponse:
-        coordinator = self._auth.identify(context.invocation_metadata())
+        coordinator = self._caller(context)
         cancelled, version = self._planner.cancel(request.event_id, coordinator, request.reason)
         return pb.CancelLoadCapResponse(cancelled=cancelled, plan_version=version)
 
     @_rpc
     def ListLoadCaps(self, request: pb.ListLoadCapsRequest, context) -> pb.ListLoadCapsResponse:
-        coordinator = self._auth.identify(context.invocation_metadata())
+        coordinator = self._caller(context)
         events = self._planner.events(
             coordinator,
-            self._sites(request.sites),
+            self._sites(request.sites, coordinator),
             _time_of(getattr(request, "from"), "from") if request.HasField("from") else None,
             _time_of(request.to, "to") if request.HasField("to") else None,
             request.include_cancelled,
@@ -211,17 +287,12 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
 
     @_rpc
     def GetPlan(self, request: pb.GetPlanRequest, context) -> pb.Plan:
-        self._auth.identify(context.invocation_metadata())
-        return _plan_message(
-            self._planner.current, self._sites(request.sites), self._planner.clock(), slots=True
-        )
+        sites = self._sites(request.sites, self._caller(context))
+        return _plan_message(self._planner.current, sites, self._planner.clock(), slots=True)
 
+    @_stream
     def WatchPlan(self, request: pb.WatchPlanRequest, context) -> Iterator[pb.Plan]:
-        try:
-            self._auth.identify(context.invocation_metadata())
-            sites = self._sites(request.sites)
-        except (AuthError, EventError) as error:
-            context.abort(_STATUS_OF[type(error)], str(error))
+        sites = self._sites(request.sites, self._caller(context))
         version, clock = self._planner.current, self._planner.clock
         yield _plan_message(version, sites, clock(), slots=not request.summary_only)
         while context.is_active():
@@ -232,9 +303,8 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
 
     @_rpc
     def GetReport(self, request: pb.GetReportRequest, context) -> pb.Report:
-        self._auth.identify(context.invocation_metadata())
-        loop = self._running_loop(context)
-        sites = set(self._sites(request.sites) or self._planner.sites)
+        sites = set(self._sites(request.sites, self._caller(context)))
+        loop = self._running_loop()
         start = _time_of(getattr(request, "from"), "from") if request.HasField("from") else None
         end = _time_of(request.to, "to") if request.HasField("to") else None
         with loop.report_added:
@@ -247,13 +317,10 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
             ]
         return self._report_message(rows)
 
+    @_stream
     def WatchReport(self, request: pb.WatchReportRequest, context) -> Iterator[pb.Report]:
-        try:
-            self._auth.identify(context.invocation_metadata())
-            sites = set(self._sites(request.sites) or self._planner.sites)
-        except (AuthError, EventError) as error:
-            context.abort(_STATUS_OF[type(error)], str(error))
-        loop = self._running_loop(context)
+        sites = set(self._sites(request.sites, self._caller(context)))
+        loop = self._running_loop()
         sent = 0
         while context.is_active():
             with loop.report_added:
@@ -264,13 +331,9 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
             if mine:
                 yield self._report_message(mine)
 
-    def _running_loop(self, context) -> ControlLoop:
+    def _running_loop(self) -> ControlLoop:
         if self._loop is None:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this service runs no control loop (plan only): nothing is reported",
-            )
-        assert self._loop is not None
+            raise NoLoopError("this service runs no control loop (plan only): nothing is reported")
         return self._loop
 
     def _report_message(self, rows: list[ReportRow]) -> pb.Report:
@@ -294,8 +357,7 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
 
     @_rpc
     def GetForecast(self, request: pb.GetForecastRequest, context) -> pb.Forecast:
-        self._auth.identify(context.invocation_metadata())
-        sites = self._sites(request.sites) or self._planner.sites
+        sites = self._sites(request.sites, self._caller(context))
         supply = self._planner.day.supply
         rows = supply[supply["site"].isin(sites)]
         return pb.Forecast(
@@ -313,14 +375,35 @@ class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
             ],
         )
 
-    def _sites(self, names) -> list[str]:
+    def _sites(self, names, coordinator: Coordinator) -> list[str]:
+        """The sites a read covers: ``names`` (known, readable by ``coordinator``), or every
+        site it may read when empty."""
         known = self._planner.sites
         for k, name in enumerate(names):
             if name not in known:
                 raise EventError(
                     f"sites[{k}]", f"unknown site {name[:64]!r}; known sites: {', '.join(known)}"
                 )
-        return list(names)
+        return coordinator.readable(names, known)
+
+
+def _handler(servicer: LoadCapServicer) -> grpc.GenericRpcHandler:
+    """The service's method handlers, each with a deserializer that never raises."""
+    service = pb.DESCRIPTOR.services_by_name["LoadCapService"]
+    handlers = {}
+    for method in service.methods:
+        request, reply = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient(request),
+            response_serializer=reply.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
 # --- messages -> shared types --------------------------------------------------------------
@@ -564,7 +647,7 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
             config, pipeline, planner, store, loop_clock, first_day=pd.Timestamp(first),
             days=options.days, out_dir=options.out, runner=runner, jobs_dir=options.jobs_dir,
         )  # fmt: skip
-    pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth, loop), server)
+    server.add_generic_rpc_handlers((_handler(LoadCapServicer(planner, auth, loop)),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
