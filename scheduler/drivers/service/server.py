@@ -23,7 +23,8 @@ import grpc
 import pandas as pd
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha.reflection import aio as reflection_aio
 
 from clusters.resources import DEFAULT_GPUS_PER_UNIT, connect, start_local
 from clusters.runner import RayRunner
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024  # an event of 96 intervals is about 4 KiB
 _LOOPBACK_NAMES = {"localhost"}
+_REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 _T = TypeVar("_T")
 
 
@@ -246,11 +248,24 @@ async def _start_serving(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    names = (SERVICE_NAME, health.SERVICE_NAME, _REFLECTION_V1, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    server.add_generic_rpc_handlers((_reflection_v1(names),))
     await server.start()
     return health_servicer
+
+
+def _reflection_v1(names: tuple[str, ...]) -> grpc.GenericRpcHandler:
+    """Server reflection v1 (what grpcurl and newer tools try first) answered by the v1alpha
+    servicer: the pinned grpcio-reflection (1.81) ships only v1alpha, and v1 is the same
+    protocol under a new package name (the same messages and field numbers)."""
+    servicer = reflection_aio.ReflectionServicer(names)
+    method = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(_REFLECTION_V1, {"ServerReflectionInfo": method})
 
 
 def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) -> Running:
