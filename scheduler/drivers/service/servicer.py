@@ -311,14 +311,16 @@ class LoadCapServicer:
 
     @_rpc
     async def GetPlan(self, request: pb.GetPlanRequest, context) -> pb.Plan:
-        sites = self._sites(request.sites, self._caller(context))
+        coordinator = self._caller(context)
+        sites, whole = self._sites(request.sites, coordinator), self._whole(coordinator)
         return await self._blocking(
-            _plan_message, self._planner.current, sites, self._planner.clock(), True
+            _plan_message, self._planner.current, sites, self._planner.clock(), True, whole
         )
 
     @_stream
     async def WatchPlan(self, request: pb.WatchPlanRequest, context) -> AsyncIterator[pb.Plan]:
-        sites = self._sites(request.sites, self._caller(context))
+        coordinator = self._caller(context)
+        sites, whole = self._sites(request.sites, coordinator), self._whole(coordinator)
         sent = -1
         while True:
             changed = self._relays.plans.armed()
@@ -328,7 +330,12 @@ class LoadCapServicer:
                 continue
             sent = version.version
             yield await self._blocking(
-                _plan_message, version, sites, self._planner.clock(), not request.summary_only
+                _plan_message,
+                version,
+                sites,
+                self._planner.clock(),
+                not request.summary_only,
+                whole,
             )
 
     @_rpc
@@ -392,6 +399,10 @@ class LoadCapServicer:
     async def GetForecast(self, request: pb.GetForecastRequest, context) -> pb.Forecast:
         sites = self._sites(request.sites, self._caller(context))
         return await self._blocking(_forecast_message, self._planner, sites)
+
+    def _whole(self, coordinator: Coordinator) -> bool:
+        """Whether ``coordinator`` may read every site (and so the plan's totals)."""
+        return all(coordinator.may_read(site) for site in self._planner.sites)
 
     def _sites(self, names, coordinator: Coordinator) -> list[str]:
         """The sites a read covers: ``names`` (known, readable by ``coordinator``), or every
@@ -522,30 +533,37 @@ def _event_message(stored: StoredEvent) -> pb.LoadCapEvent:
 
 
 def _plan_message(
-    version: PlanVersion, sites: list[str], clock: pd.Timestamp, slots: bool
+    version: PlanVersion, sites: list[str], clock: pd.Timestamp, slots: bool, whole: bool
 ) -> pb.Plan:
-    metrics = version.metrics
+    """The plan on ``sites``; what covers every site (metrics, caps in force, the event id in
+    the reason) only when the caller may read every site (``whole``)."""
+    kind = version.reason.partition(" ")[0]
+    hidden = not whole and kind in ("submit", "cancel")  # "submit <event_id>"
     message = pb.Plan(
         clock=_timestamp(clock),
         version=version.version,
         created_at=_timestamp(version.created_at),
-        reason=version.reason,
+        reason=kind if hidden else version.reason,
         replanned=version.replanned,
         horizon_start=_timestamp(version.problem.horizon.start),
         slot_minutes=version.problem.horizon.slot_minutes,
-        caps_in_force=version.caps_in_force,
+        caps_in_force=version.caps_in_force if whole else 0,
         solver_status=version.result.status,
         plan_seconds=version.plan_seconds,
-        metrics=pb.PlanMetrics(
-            green_share=metrics.green_share,
-            grid_mwh=metrics.grid_mwh,
-            energy_used_mwh=metrics.energy_used_mwh,
-            co2_t=metrics.co2_t,
-            jobs_unfinished=metrics.jobs_unfinished,
-            unfinished_gpu_hours=metrics.unfinished_gpu_hours,
-            cap_violations=metrics.cap_violations,
-        ),
     )
+    if whole:
+        metrics = version.metrics
+        message.metrics.CopyFrom(
+            pb.PlanMetrics(
+                green_share=metrics.green_share,
+                grid_mwh=metrics.grid_mwh,
+                energy_used_mwh=metrics.energy_used_mwh,
+                co2_t=metrics.co2_t,
+                jobs_unfinished=metrics.jobs_unfinished,
+                unfinished_gpu_hours=metrics.unfinished_gpu_hours,
+                cap_violations=metrics.cap_violations,
+            )
+        )
     if slots:
         load = version.site_load
         if sites:

@@ -196,8 +196,14 @@ def test_reads_are_scoped_and_hidden_events_are_not_found(auth_server: Running) 
             assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "may not read site(s) qingyang" in error.value.details()
         assert [e.event_id for e in guangdong.list()] == ["s-1"]
+        national.submit("q-2", ["qingyang"], [cap_interval(local("19:00"), 3600, 5.0)])
+        mine, everything = guangdong.plan(), national.plan()
+        assert mine.reason == "submit" and everything.reason == "submit q-2"
+        assert not mine.HasField("metrics") and mine.caps_in_force == 0  # totals of every site
+        assert everything.HasField("metrics") and everything.caps_in_force == 3
+        assert reader.plan().reason == "submit q-2"
         assert {s.site for s in reader.plan().slots} == {"qingyang", "shantou"}
-        assert [e.event_id for e in reader.list()] == ["q-1", "s-1"]
+        assert [e.event_id for e in reader.list()] == ["q-1", "s-1", "q-2"]
         with pytest.raises(grpc.RpcError) as error:  # visible to a reader, not its to cancel
             reader.cancel("q-1")
         assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
