@@ -339,9 +339,12 @@ class Planner:
     def _check_modification(
         self, stored: StoredEvent, event: CapEvent, coordinator: Coordinator
     ) -> SubmitAnswer | None:
-        """The stored answer for an identical resubmission; ``None`` for a newer modification."""
+        """The stored answer for an identical resubmission; ``None`` for a newer modification.
+        An event the caller may not see is a conflict that says nothing of it."""
         have, got = stored.event.modification_number, event.modification_number
         name = f"event {event.event_id!r}"
+        if not coordinator.may_see(stored.event.targets):
+            raise ConflictError(f"{name}: this event_id is taken; choose another")
         if stored.status == CANCELLED and got <= have:
             raise ConflictError(
                 f"{name} was cancelled at modification_number {have}; "

@@ -207,6 +207,10 @@ def test_reads_are_scoped_and_hidden_events_are_not_found(auth_server: Running) 
         with pytest.raises(grpc.RpcError) as error:  # visible to a reader, not its to cancel
             reader.cancel("q-1")
         assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as error:  # a hidden id: taken, nothing more
+            guangdong.submit("q-1", ["shantou"], [GOOD])
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error.value.details() == "event 'q-1': this event_id is taken; choose another"
     # a client process: a hidden id and a missing one get the same answer
     answers = []
     for event_id in ("q-1", "no-such"):
