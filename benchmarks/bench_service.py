@@ -1,26 +1,35 @@
-"""Load-cap service benchmark: a server process on 127.0.0.1 and this process as its client.
+"""Load-cap service benchmark: a server process on loopback and this process as its clients.
 
-For 1,000 and 10,000 jobs (the default workload scaled) it measures:
+At 1,000 jobs (the default workload scaled), with a token file, each scenario submits caps and
+reports caps/s and SubmitLoadCap p50/p99, while a probe thread times ``Health/Check`` and
+``GetPlan`` (p99) on a channel of its own:
 
-- ``SubmitLoadCap`` without re-planning (caps that change no limit: above the site's grid
-  import limit), sequential p50/p99, and caps/s sustained by 4 concurrent clients;
-- ``SubmitLoadCap`` with re-planning (a load limit at 80% of the planned load in a busy hour,
-  which the current plan breaks), p50/p99, and the time from sending the cap to receiving the
-  new plan version on a ``WatchPlan`` stream.
+- commit-only: caps that change no limit (above the sites' grid import limits): stored and
+  acknowledged, no re-plan; with 1 and with 8 concurrent clients (8 channels);
+- re-plan: binding load limits (80 % of the planned load in a busy hour), each a re-plan; with 1
+  and 8 clients; with 1 client also the time from sending a cap to its plan version arriving on
+  a ``WatchPlan`` stream;
+- commit-only with 100 open ``WatchPlan`` streams;
+- commit-only under a wrong-token flood (a process of 8 threads calling from ``::1`` while the
+  clients call from ``127.0.0.1``: failures are throttled per address).
 
-Every loop is bounded in requests and seconds; only loopback is used.
+Ratios are against the single-client commit-only caps/s. Every loop is bounded in requests and
+seconds; only loopback is used.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import socket
+import secrets
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -31,16 +40,22 @@ from rich.console import Console
 from rich.table import Table
 
 from scheduler.config import DEFAULT_CONFIG_PATH
+from scheduler.drivers.service.auth import hash_token
 from scheduler.drivers.service.client import CapClient, cap_interval
 from scheduler.horizon import tomorrow
 
-JOB_COUNTS = (1_000, 10_000)
-PLAIN_REQUESTS = 200  # sequential caps that need no re-plan
-SUSTAINED_REQUESTS = 400  # concurrent caps that need no re-plan
-SUSTAINED_CLIENTS = 4
-REPLAN_REQUESTS = {1_000: 12, 10_000: 4}
-PHASE_LIMIT_S = 240.0  # stop a phase after this long, whatever its count
+JOBS = 1_000
+COMMITS = 200  # commit-only caps per scenario, spread over its clients
+REPLANS = {1: 12, 8: 24}  # binding caps per scenario, by clients
+STREAMS = 100
+FLOOD_THREADS = 8
+FLOOD_S = 20.0  # the flood process runs this long
+FLOOD_LEAD_S = 2.0  # and this long before the scenario starts
+CLIENTS = (1, 8)
+PHASE_LIMIT_S = 240.0  # stop a scenario after this long, whatever its count
 STARTUP_LIMIT_S = 600.0
+PROBE_EVERY_S = 0.02
+COMMIT_MW = 25.0  # above both default sites' grid import limit (20, 12 MW), within bounds
 
 
 def _config(directory: Path, jobs: int) -> Path:
@@ -55,127 +70,246 @@ def _config(directory: Path, jobs: int) -> Path:
 
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _start(config: Path, directory: Path, day: str) -> tuple[subprocess.Popen, CapClient]:
+def _start(directory: Path, day: str, token: str) -> tuple[subprocess.Popen, int]:
+    """``greensched serve`` on ``localhost`` (127.0.0.1 and ::1), plan only, with a token file."""
     port, log = _free_port(), directory / "serve.log"
-    command = [sys.executable, "-m", "scheduler.drivers.service", "serve", f"--config={config}"]
-    command += [f"--listen=127.0.0.1:{port}", f"--db={directory / 'bench.sqlite'}"]
-    command += [f"--date={day}"]
+    auth = directory / "tokens.yaml"
+    entry = {"name": "bench", "token_hash": hash_token(token), "sites": ["*"]}
+    auth.write_text(yaml.safe_dump({"coordinators": [entry]}))
+    command = [sys.executable, "-m", "scheduler.drivers.service", "serve"]
+    command += [f"--config={_config(directory, JOBS)}", f"--listen=localhost:{port}"]
+    command += [f"--db={directory / 'bench.sqlite'}", f"--date={day}", f"--auth={auth}"]
+    command += ["--no-dispatch", f"--out={directory / 'out'}"]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
-    client = CapClient(f"127.0.0.1:{port}", timeout_s=2)
     deadline = time.monotonic() + STARTUP_LIMIT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()}")
-        try:
-            if client.health() == "SERVING":
-                client.timeout_s = PHASE_LIMIT_S
-                return process, client
-        except Exception:
-            time.sleep(0.5)
+    with CapClient(f"127.0.0.1:{port}", timeout_s=2) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{log.read_text()}")
+            try:
+                if client.health() == "SERVING":
+                    return process, port
+            except grpc.RpcError:
+                time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"server did not start in {STARTUP_LIMIT_S} s")
 
 
-def _ms(values: list[float]) -> tuple[float, float]:
-    return float(np.percentile(values, 50) * 1e3), float(np.percentile(values, 99) * 1e3)
+def _ms(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q) * 1e3) if values else float("nan")
 
 
-def _plain_caps(client: CapClient, day_start: pd.Timestamp, prefix: str, n: int) -> list[float]:
-    """Sequential caps above the grid import limit (50 MW): stored, no re-plan."""
-    latencies, began = [], time.monotonic()
-    for k in range(n):
-        if time.monotonic() - began > PHASE_LIMIT_S:
-            break
-        interval = cap_interval(day_start + pd.Timedelta(hours=k % 24), 3600, 50.0)
-        sent = time.perf_counter()
-        client.submit(f"{prefix}-{k}", ["qingyang" if k % 2 else "shantou"], [interval])
-        latencies.append(time.perf_counter() - sent)
-    return latencies
+@dataclass
+class _Probe:
+    """Times Check and GetPlan on a channel of its own while a scenario runs."""
+
+    target: str
+    token: str
+    health_s: list[float] = field(default_factory=list)
+    plan_s: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> _Probe:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with CapClient(self.target, token=self.token, timeout_s=10) as client:
+            while not self._stop.wait(PROBE_EVERY_S):
+                sent = time.perf_counter()
+                client.health()
+                self.health_s.append(time.perf_counter() - sent)
+                sent = time.perf_counter()
+                client.plan(["shantou"])
+                self.plan_s.append(time.perf_counter() - sent)
 
 
-def _replans(client: CapClient, jobs: int, day_start: pd.Timestamp) -> dict[str, float]:
-    """Binding load limits: latency and cap-to-new-plan-version time seen on WatchPlan."""
-    seen: dict[int, float] = {}
-    stream = client.watch(summary_only=True)
+def _binding_caps(client: CapClient, day_start: pd.Timestamp, n: int) -> list[tuple]:
+    """``n`` load limits at 80 % of the least planned load in the busiest site-hours."""
+    plan = client.plan()
+    slots = pd.DataFrame(
+        {
+            "site": [s.site for s in plan.slots],
+            "start": [s.start.ToNanoseconds() for s in plan.slots],
+            "load_mw": [s.load_mw for s in plan.slots],
+        }
+    )
+    slots["hour"] = (slots["start"] - day_start.value) // (3600 * 10**9)
+    hourly = slots.groupby(["site", "hour"])["load_mw"].min().sort_values(ascending=False)
+    return [
+        (site, day_start + pd.Timedelta(hours=int(hour)), max(float(mw) * 0.8, 1.6))
+        for (site, hour), mw in hourly.head(n).items()
+    ]
 
-    def watch() -> None:
-        try:
-            for plan in stream:
-                seen[plan.version] = time.perf_counter()
-        except grpc.RpcError as error:  # cancelled at the end of the phase
-            if error.code() != grpc.StatusCode.CANCELLED:
-                raise
 
-    reader = threading.Thread(target=watch, daemon=True)
-    reader.start()
-    latencies, to_plan, replanned, began = [], [], 0, time.monotonic()
-    for k in range(REPLAN_REQUESTS[jobs]):
-        if time.monotonic() - began > PHASE_LIMIT_S:
-            break
-        plan = client.plan()
-        slots = pd.DataFrame(
-            {
-                "site": [s.site for s in plan.slots],
-                "start": [s.start.ToNanoseconds() for s in plan.slots],
-                "load_mw": [s.load_mw for s in plan.slots],
-            }
-        )
-        slots["hour"] = (slots["start"] - day_start.value) // (3600 * 10**9)
-        hourly = slots.groupby(["site", "hour"])["load_mw"].min()
-        site, hour = hourly.idxmax()
-        value = max(float(hourly.max()) * 0.8, 1.6)  # above both sites' base load
-        interval = cap_interval(day_start + pd.Timedelta(hours=int(hour)), 3600, value, True)
-        sent = time.perf_counter()
-        reply = client.submit(f"replan-{k}", [site], [interval])
-        latencies.append(time.perf_counter() - sent)
-        wait_until = time.monotonic() + 60
-        while reply.plan_version not in seen and time.monotonic() < wait_until:
-            time.sleep(0.001)
-        if reply.plan_version in seen:
-            to_plan.append(seen[reply.plan_version] - sent)
-        replanned += int(client.plan().replanned)
-    stream.cancel()
-    p50, p99 = _ms(latencies)
+def _submit_all(
+    target: str, token: str, work: list[list[tuple]], on_reply: Callable | None = None
+) -> tuple[list[float], float]:
+    """Each client (one channel) submits its list of ``(event_id, site, start, mw, load)``;
+    latencies and the wall time of the whole scenario."""
+
+    def client_run(items: list[tuple]) -> list[float]:
+        latencies, began = [], time.monotonic()
+        with CapClient(target, token=token, timeout_s=PHASE_LIMIT_S) as client:
+            for event_id, site, start, mw, load_limit in items:
+                if time.monotonic() - began > PHASE_LIMIT_S:
+                    break
+                sent = time.perf_counter()
+                reply = client.submit(event_id, [site], [cap_interval(start, 3600, mw, load_limit)])
+                latencies.append(time.perf_counter() - sent)
+                if on_reply is not None:
+                    on_reply(reply, sent)
+        return latencies
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(len(work)) as pool:
+        latencies = [x for part in pool.map(client_run, work) for x in part]
+    return latencies, time.perf_counter() - began
+
+
+def _commits(prefix: str, clients: int, day_start: pd.Timestamp) -> list[list[tuple]]:
+    """Commit-only caps, :data:`COMMITS` in all, one list per client."""
+    per = COMMITS // clients
+    hours = [day_start + pd.Timedelta(hours=k % 24) for k in range(per)]
+    sites = ["qingyang" if k % 2 else "shantou" for k in range(per)]
+    return [
+        [(f"{prefix}-{c}-{k}", sites[k], hours[k], COMMIT_MW, False) for k in range(per)]
+        for c in range(clients)
+    ]
+
+
+def _row(name: str, clients: int, latencies: list[float], wall_s: float, probe: _Probe) -> dict:
     return {
-        "replan_n": len(latencies),
-        "replan_p50_ms": p50,
-        "replan_p99_ms": p99,
-        "cap_to_plan_p50_ms": _ms(to_plan)[0] if to_plan else float("nan"),
-        "cap_to_plan_max_ms": max(to_plan) * 1e3 if to_plan else float("nan"),
-        "replanned": replanned,
+        "scenario": name,
+        "clients": clients,
+        "caps": len(latencies),
+        "caps_per_s": len(latencies) / wall_s if wall_s else float("nan"),
+        "p50_ms": _ms(latencies, 50),
+        "p99_ms": _ms(latencies, 99),
+        "health_p99_ms": _ms(probe.health_s, 99),
+        "getplan_p99_ms": _ms(probe.plan_s, 99),
     }
 
 
-def run(jobs: int, directory: Path) -> dict[str, float]:
+FLOOD_SCRIPT = """
+import json, sys, threading, time
+import grpc
+from scheduler.drivers.service.client import CapClient
+target, threads, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+codes, until = [], time.monotonic() + seconds
+def flood():
+    with CapClient(target, token="w" * 43, timeout_s=10) as stranger:
+        while time.monotonic() < until:
+            try:
+                stranger.plan(["shantou"])
+            except grpc.RpcError as error:
+                codes.append(error.code().name)
+workers = [threading.Thread(target=flood) for _ in range(threads)]
+[w.start() for w in workers]
+[w.join() for w in workers]
+print(json.dumps({"calls": len(codes), "throttled": codes.count("RESOURCE_EXHAUSTED")}))
+"""
+
+
+def _watch_arrivals(stream, seen: dict[int, float]) -> None:
+    """Note when each plan version arrives on ``stream`` until it is cancelled."""
+    try:
+        for plan in stream:
+            seen.setdefault(plan.version, time.perf_counter())
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.CANCELLED:
+            raise
+
+
+def _replans(target: str, token: str, day_start: pd.Timestamp) -> tuple[list[dict], float]:
+    """The re-plan scenarios, and the p50 from sending a cap to its version on WatchPlan [ms]."""
+    rows, seen, to_plan = [], {}, []
+
+    def arrival(reply, sent: float) -> None:
+        deadline = time.monotonic() + 60
+        while reply.plan_version not in seen and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if reply.plan_version in seen:
+            to_plan.append(seen[reply.plan_version] - sent)
+
+    with CapClient(target, token=token) as watcher:
+        stream = watcher.watch(summary_only=True)
+        threading.Thread(target=_watch_arrivals, args=(stream, seen), daemon=True).start()
+        for clients in CLIENTS:
+            caps = _binding_caps(watcher, day_start, REPLANS[clients])
+            work = [
+                [(f"replan{clients}-{k}", *cap, True) for k, cap in enumerate(caps)
+                 if k % clients == c]
+                for c in range(clients)
+            ]  # fmt: skip
+            with _Probe(target, token) as probe:
+                latencies, wall = _submit_all(
+                    target, token, work, arrival if clients == 1 else None
+                )
+            rows.append(_row("re-plan", clients, latencies, wall, probe))
+        stream.cancel()
+    return rows, _ms(to_plan, 50)
+
+
+def _with_streams(target: str, token: str, day_start: pd.Timestamp) -> dict:
+    """Commit-only with :data:`STREAMS` WatchPlan streams open."""
+    with CapClient(target, token=token) as holder, _Probe(target, token) as probe:
+        streams = [holder.watch(summary_only=True) for _ in range(STREAMS)]
+        for stream in streams:
+            next(stream)
+        latencies, wall = _submit_all(target, token, _commits("streams", 1, day_start))
+        for stream in streams:
+            stream.cancel()
+    return _row(f"commit-only, {STREAMS} streams", 1, latencies, wall, probe)
+
+
+def _under_flood(port: int, token: str, day_start: pd.Timestamp) -> tuple[dict, dict]:
+    """Commit-only while a flood process sends wrong tokens from ``::1``; its call counts."""
+    command = [sys.executable, "-c", FLOOD_SCRIPT, f"[::1]:{port}", str(FLOOD_THREADS)]
+    flood = subprocess.Popen([*command, str(FLOOD_S)], stdout=subprocess.PIPE, text=True)
+    time.sleep(FLOOD_LEAD_S)  # the flood's burst is spent: it is being throttled
+    target = f"127.0.0.1:{port}"
+    with _Probe(target, token) as probe:
+        latencies, wall = _submit_all(target, token, _commits("flood", 1, day_start))
+    row = _row("commit-only, wrong-token flood", 1, latencies, wall, probe)
+    return row, json.loads(flood.communicate(timeout=FLOOD_S + 60)[0])
+
+
+def run(directory: Path) -> tuple[list[dict], dict]:
     day = tomorrow("Asia/Shanghai").isoformat()
     day_start = pd.Timestamp(day).tz_localize("Asia/Shanghai").tz_convert("UTC")
+    token = secrets.token_urlsafe(32)
     started = time.perf_counter()
-    process, client = _start(_config(directory, jobs), directory, day)
-    startup_s = time.perf_counter() - started
+    process, port = _start(directory, day, token)
+    facts = {"startup_s": time.perf_counter() - started}
+    target, rows = f"127.0.0.1:{port}", []
     try:
-        plain = _plain_caps(client, day_start, "plain", PLAIN_REQUESTS)
-        per_client = SUSTAINED_REQUESTS // SUSTAINED_CLIENTS
-        began = time.perf_counter()
-        with ThreadPoolExecutor(SUSTAINED_CLIENTS) as pool:
-            counts = list(
-                pool.map(
-                    lambda c: len(_plain_caps(client, day_start, f"load{c}", per_client)),
-                    range(SUSTAINED_CLIENTS),
+        for clients in CLIENTS:
+            with _Probe(target, token) as probe:
+                latencies, wall = _submit_all(
+                    target, token, _commits(f"commit{clients}", clients, day_start)
                 )
-            )
-        sustained = sum(counts) / (time.perf_counter() - began)
-        result = {"jobs": jobs, "startup_s": startup_s, "caps_per_s": sustained}
-        result["plain_p50_ms"], result["plain_p99_ms"] = _ms(plain)
-        result.update(_replans(client, jobs, day_start))
-        return result
+            rows.append(_row("commit-only", clients, latencies, wall, probe))
+        replans, facts["cap_to_watchplan_p50_ms"] = _replans(target, token, day_start)
+        rows += replans
+        rows.append(_with_streams(target, token, day_start))
+        row, facts["flood"] = _under_flood(port, token, day_start)
+        rows.append(row)
+        return rows, facts
     finally:
-        client.close()
         process.terminate()
         try:
             process.wait(timeout=30)
@@ -185,32 +319,32 @@ def run(jobs: int, directory: Path) -> dict[str, float]:
 
 def main() -> None:
     console = Console(width=200)
-    rows = []
-    for jobs in JOB_COUNTS:
-        with tempfile.TemporaryDirectory(prefix="greensched-bench-") as directory:
-            rows.append(run(jobs, Path(directory)))
-    table = Table(title="load-cap service on 127.0.0.1 (server process + client process)")
+    with tempfile.TemporaryDirectory(prefix="greensched-bench-") as directory:
+        rows, facts = run(Path(directory))
+    reference = rows[0]["caps_per_s"]
+    table = Table(title=f"load-cap service, {JOBS:,} jobs, server process on loopback")
     columns = {
-        "jobs": "{:,}",
-        "startup_s": "{:.1f}",
-        "caps_per_s": "{:.0f}",
-        "plain_p50_ms": "{:.1f}",
-        "plain_p99_ms": "{:.1f}",
-        "replan_n": "{}",
-        "replan_p50_ms": "{:.0f}",
-        "replan_p99_ms": "{:.0f}",
-        "cap_to_plan_p50_ms": "{:.0f}",
-        "cap_to_plan_max_ms": "{:.0f}",
+        "scenario": "{}",
+        "clients": "{}",
+        "caps": "{}",
+        "caps_per_s": "{:.1f}",
+        "ratio": "{:.2f}",
+        "p50_ms": "{:.1f}",
+        "p99_ms": "{:.1f}",
+        "health_p99_ms": "{:.1f}",
+        "getplan_p99_ms": "{:.1f}",
     }
     for name in columns:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="left" if name == "scenario" else "right")
     for row in rows:
+        row["ratio"] = row["caps_per_s"] / reference
         table.add_row(*(fmt.format(row[name]) for name, fmt in columns.items()))
     console.print(table)
     console.print(
-        "plain = caps that change no limit (stored and acknowledged, no re-plan); sustained "
-        f"caps/s with {SUSTAINED_CLIENTS} concurrent clients; replan = binding load limits; "
-        "cap_to_plan = from sending the cap to the new version on WatchPlan"
+        f"ratio = caps/s against single-client commit-only; startup {facts['startup_s']:.1f} s; "
+        f"cap to its version on WatchPlan p50 {facts['cap_to_watchplan_p50_ms']:.0f} ms; "
+        f"flood: {facts['flood']['calls']} wrong-token calls, {facts['flood']['throttled']} "
+        "answered RESOURCE_EXHAUSTED"
     )
 
 

@@ -48,14 +48,16 @@ class CapClient:
         tls_client: tuple[Path, Path] | None = None,
         timeout_s: float = 120.0,
     ) -> None:
-        if tls_ca is None:
+        if tls_ca is None and tls_client is None:
             self.channel = grpc.insecure_channel(target)
         else:
             cert_chain = private_key = None
             if tls_client is not None:
                 cert_chain, private_key = tls_client[0].read_bytes(), tls_client[1].read_bytes()
             credentials = grpc.ssl_channel_credentials(
-                tls_ca.read_bytes(), private_key=private_key, certificate_chain=cert_chain
+                tls_ca.read_bytes() if tls_ca else None,  # None: the system's roots
+                private_key=private_key,
+                certificate_chain=cert_chain,
             )
             self.channel = grpc.secure_channel(target, credentials)
         self.stub = pb_grpc.LoadCapServiceStub(self.channel)

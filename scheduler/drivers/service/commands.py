@@ -40,8 +40,21 @@ TokenOption = Annotated[
         "--token", "-t", envvar="GREENSCHED_TOKEN", help="bearer token ($GREENSCHED_TOKEN)"
     ),
 ]
+_PEM = dict(exists=True, dir_okay=False, readable=True)
 CaOption = Annotated[
-    Path | None, typer.Option("--tls-ca", help="CA certificate (PEM) to verify a TLS server")
+    Path | None,
+    typer.Option("--tls-ca", help="CA certificate (PEM) to verify a TLS server", **_PEM),
+]
+CertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        help="client certificate (PEM), for a server started with --tls-client-ca",
+        **_PEM,
+    ),
+]
+KeyOption = Annotated[
+    Path | None, typer.Option("--tls-key", help="client private key (PEM), with --tls-cert", **_PEM)
 ]
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
@@ -55,10 +68,15 @@ def parse_duration(text: str) -> float:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _client(server: str, token: str | None, tls_ca: Path | None):
+def _client(
+    server: str, token: str | None, tls_ca: Path | None, cert: Path | None, key: Path | None
+):
     from scheduler.drivers.service.client import CapClient
 
-    return CapClient(server, token=token, tls_ca=tls_ca)
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    tls_client = (cert, key) if cert is not None and key is not None else None
+    return CapClient(server, token=token, tls_ca=tls_ca, tls_client=tls_client)
 
 
 def _fail(error: Exception) -> None:
@@ -84,6 +102,8 @@ def submit(
     server: ServerOption = "127.0.0.1:50051",
     token: TokenOption = None,
     tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
     event_id: Annotated[
         str | None, typer.Option(help="idempotency key; default: generated")
     ] = None,
@@ -106,7 +126,7 @@ def submit(
     event = event_id or f"cli-{uuid.uuid4().hex[:12]}"
     interval = cap_interval(begins, parse_duration(duration), max_grid_mw, load_limit)
     try:
-        with _client(server, token, tls_ca) as client:
+        with _client(server, token, tls_ca, tls_cert, tls_key) as client:
             reply = client.submit(event, site, [interval], modification_number, program, priority)
     except Exception as error:
         _fail(error)
@@ -127,6 +147,8 @@ def list_caps(
     server: ServerOption = "127.0.0.1:50051",
     token: TokenOption = None,
     tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
     site: Annotated[list[str] | None, typer.Option("--site", help="only these sites")] = None,
     include_cancelled: Annotated[bool, typer.Option("--all", help="show cancelled too")] = False,
     timezone: Annotated[
@@ -137,7 +159,7 @@ def list_caps(
     from scheduler.drivers.service.client import pb
 
     try:
-        with _client(server, token, tls_ca) as client:
+        with _client(server, token, tls_ca, tls_cert, tls_key) as client:
             events = client.list(site or (), include_cancelled=include_cancelled)
     except Exception as error:
         _fail(error)
@@ -163,11 +185,13 @@ def cancel(
     server: ServerOption = "127.0.0.1:50051",
     token: TokenOption = None,
     tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
     reason: Annotated[str, typer.Option(help="recorded in the audit log")] = "",
 ) -> None:
     """Cancel a load-cap event; the plan is made again without it."""
     try:
-        with _client(server, token, tls_ca) as client:
+        with _client(server, token, tls_ca, tls_cert, tls_key) as client:
             reply = client.cancel(event_id, reason)
     except Exception as error:
         _fail(error)

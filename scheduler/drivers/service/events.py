@@ -21,6 +21,8 @@ from scheduler.contracts import CapType
 from scheduler.problem import LoadCap
 
 __all__ = [
+    "MAX_AHEAD_S",
+    "MAX_CAP_FACTOR",
     "MAX_DURATION_S",
     "MAX_EVENT_ID_CHARS",
     "MAX_INTERVALS",
@@ -35,6 +37,8 @@ MAX_INTERVALS = 96  # one day of 15-minute slots
 MAX_EVENT_ID_CHARS = 128
 MAX_PROGRAM_CHARS = 64
 MAX_DURATION_S = 31 * 86400  # a month
+MAX_AHEAD_S = 7 * 86400  # latest interval start after now: a week (day-ahead markets need 2)
+MAX_CAP_FACTOR = 2.0  # a cap above this times max(full load, import limit) is a typo
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]+")
 
 
@@ -107,10 +111,12 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
 
     Raises :class:`EventError` naming the first bad field and what is allowed. Rules: event id
     of 1 to 128 characters ``[A-Za-z0-9._:-]``; program at most 64 characters; one or more
-    distinct known targets; 1 to :data:`MAX_INTERVALS` intervals, each with a known type, a
-    positive duration of at most 31 days, an end after ``now`` and a finite value at or above
-    every target's base load (a site draws its base load whatever runs, even without wind or
-    sun).
+    distinct known targets; 1 to :data:`MAX_INTERVALS` intervals, in order of start and not
+    overlapping, each with a known type, a positive duration of at most 31 days, an end after
+    ``now``, a start at most :data:`MAX_AHEAD_S` (7 days) after ``now``, and a finite value at
+    or above every target's base load (a site draws its base load whatever runs, even without
+    wind or sun) and at most :data:`MAX_CAP_FACTOR` times the larger of its full load and its
+    grid import limit.
     """
     if not event.event_id or len(event.event_id) > MAX_EVENT_ID_CHARS:
         raise EventError("event_id", f"must have 1 to {MAX_EVENT_ID_CHARS} characters")
@@ -156,17 +162,34 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
                 f"{where}",
                 f"ends {interval.end.isoformat()}, in the past (now {now.isoformat()})",
             )
+        latest = now + pd.Timedelta(seconds=MAX_AHEAD_S)
+        if interval.start > latest:
+            raise EventError(
+                f"{where}.start",
+                f"{interval.start.isoformat()} is more than {MAX_AHEAD_S // 86400} days ahead; "
+                f"allowed up to {latest.isoformat()}",
+            )
+        if k and interval.start < event.intervals[k - 1].end:
+            raise EventError(
+                f"{where}.start",
+                f"{interval.start.isoformat()} is before the end of intervals[{k - 1}] "
+                f"({event.intervals[k - 1].end.isoformat()}); intervals must be in order of "
+                "start and must not overlap",
+            )
         if not math.isfinite(interval.value_mw) or interval.value_mw < 0:
             raise EventError(
                 f"{where}.value_mw", f"{interval.value_mw}; must be a finite number >= 0 MW"
             )
         for target in event.targets:
-            base = sites[target].base_load_mw
-            if interval.value_mw < base:
+            site = sites[target]
+            base = site.base_load_mw
+            most = MAX_CAP_FACTOR * max(site.full_load_mw, site.grid_import_limit_mw)
+            if not base <= interval.value_mw <= most:
                 raise EventError(
                     f"{where}.value_mw",
-                    f"{interval.value_mw:g} MW is below the base load of site {target!r} "
-                    f"({base:g} MW, drawn whatever runs); allowed: >= {base:g} MW",
+                    f"{interval.value_mw:g} MW is out of range for site {target!r}; allowed: "
+                    f"{base:g} MW (its base load, drawn whatever runs) to {most:g} MW "
+                    f"({MAX_CAP_FACTOR:g} x the larger of its full load and import limit)",
                 )
             caps.append(
                 LoadCap(

@@ -317,11 +317,13 @@ class Planner:
     def cancel(self, event_id: str, coordinator: Coordinator, reason: str) -> tuple[bool, int]:
         """Cancel an event: ``(cancelled now, plan version)``; already cancelled is a no-op.
 
-        Raises :class:`UnknownEventError` or :class:`~scheduler.drivers.service.auth.ScopeError`.
+        Raises :class:`UnknownEventError` (also for an event the caller may not see, so that
+        the answer does not tell which ids exist) or
+        :class:`~scheduler.drivers.service.auth.ScopeError`.
         """
         with self._lock:
             stored = self._store.event(event_id)
-            if stored is None:
+            if stored is None or not coordinator.may_see(stored.event.targets):
                 raise UnknownEventError(f"event_id {event_id[:128]!r}: no such event")
             coordinator.require(stored.event.targets, "cancel caps on")
             if stored.status == CANCELLED:
@@ -353,12 +355,12 @@ class Planner:
         end: pd.Timestamp | None = None,
         include_cancelled: bool = False,
     ) -> list[StoredEvent]:
-        """Stored events that target a site the caller may cap (and one of ``sites``, if
+        """Stored events that target a site the caller may read (and one of ``sites``, if
         given) with an interval overlapping ``[start, end)``."""
         out = []
         for stored in self._store.events(include_cancelled):
             targets = stored.event.targets
-            if not any(coordinator.may_cap(t) for t in targets):
+            if not coordinator.may_see(targets):
                 continue
             if sites and not set(sites) & set(targets):
                 continue
@@ -380,9 +382,12 @@ class Planner:
     def _check_modification(
         self, stored: StoredEvent, event: CapEvent, coordinator: Coordinator
     ) -> SubmitAnswer | None:
-        """The stored answer for an identical resubmission; ``None`` for a newer modification."""
+        """The stored answer for an identical resubmission; ``None`` for a newer modification.
+        An event the caller may not see is a conflict that says nothing of it."""
         have, got = stored.event.modification_number, event.modification_number
         name = f"event {event.event_id!r}"
+        if not coordinator.may_see(stored.event.targets):
+            raise ConflictError(f"{name}: this event_id is taken; choose another")
         if stored.status == CANCELLED and got <= have:
             raise ConflictError(
                 f"{name} was cancelled at modification_number {have}; "

@@ -1,30 +1,30 @@
-"""The gRPC server: messages in, shared types to the planner, shared types back to messages.
+"""The gRPC server: wiring and lifetime of ``greensched serve``.
 
 :func:`start` wires config, forecast, jobs, store, planner and authenticator into a running
-``grpc.Server`` with standard health checking and server reflection (so ``grpcurl`` and
-``grpc-health-probe`` work); :func:`serve` runs it until SIGINT or SIGTERM. The servicer holds
-no logic: it identifies the caller, converts, calls the planner and maps its errors to status
-codes.
+``grpc.aio`` server (on an event loop in a thread of its own) with standard health checking and
+server reflection (so ``grpcurl`` and ``grpc-health-probe`` work); :func:`serve` runs it until
+SIGINT or SIGTERM. What the methods do is in :mod:`.servicer`.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import ipaddress
 import logging
-import math
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import pandas as pd
-from google.protobuf import duration_pb2, timestamp_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha.reflection import aio as reflection_aio
 
 from clusters.resources import DEFAULT_GPUS_PER_UNIT, connect, start_local
 from clusters.runner import RayRunner
@@ -32,20 +32,17 @@ from clusters.tasks import TaskSettings
 from scheduler.clock import Clock, CompressedClock, RealClock
 from scheduler.config import Config, load_config
 from scheduler.contracts import UserError
-from scheduler.drivers.service.auth import Authenticator, AuthError, ScopeError
-from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
-from scheduler.drivers.service.loop import ControlLoop, ReportRow, day_problem
-from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
-from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_grpc
-from scheduler.drivers.service.planner import (
-    ConflictError,
-    Planner,
-    PlanVersion,
-    SubmitAnswer,
-    UnknownEventError,
-    utc_now,
+from scheduler.drivers.service.auth import Authenticator
+from scheduler.drivers.service.loop import ControlLoop, day_problem
+from scheduler.drivers.service.planner import Planner, utc_now
+from scheduler.drivers.service.servicer import (
+    MAX_STREAMS_PER_PEER,
+    SERVICE_NAME,
+    LoadCapServicer,
+    Relays,
+    handler,
 )
-from scheduler.drivers.service.store import ACTIVE, Store, StoredEvent
+from scheduler.drivers.service.store import Store
 from scheduler.horizon import Horizon, tomorrow
 from scheduler.jobs import read_jobs
 from scheduler.pipeline import DayPipeline, parse_weather_specs
@@ -53,30 +50,20 @@ from scheduler.pipeline import DayPipeline, parse_weather_specs
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "SERVICE_NAME",
-    "LoadCapServicer",
     "Running",
     "ServeOptions",
     "TlsFiles",
+    "check_listen",
     "serve",
     "start",
 ]
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoadCapService"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024  # an event of 96 intervals is about 4 KiB
-_WATCH_POLL_S = 0.5  # how often a WatchPlan stream checks that its client is still there
-_EARLIEST = pd.Timestamp("1970-01-01", tz="UTC")
-_LATEST = pd.Timestamp("2200-01-01", tz="UTC")
-_STATUS_OF = {
-    EventError: grpc.StatusCode.INVALID_ARGUMENT,
-    AuthError: grpc.StatusCode.UNAUTHENTICATED,
-    ScopeError: grpc.StatusCode.PERMISSION_DENIED,
-    ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
-    UnknownEventError: grpc.StatusCode.NOT_FOUND,
-}
-_REJECTED: tuple[type[Exception], ...] = tuple(_STATUS_OF)
 _LOOPBACK_NAMES = {"localhost"}
+_REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -100,7 +87,8 @@ class ServeOptions:
     date: str | None = None  # operating day; None = tomorrow in the sites' zone
     jobs: Path | None = None  # jobs CSV; None = the config's workload
     weather: tuple[str, ...] = ()  # "SITE=FILE" specs; sites not named get synthetic weather
-    max_workers: int = 16
+    max_workers: int = 16  # threads for blocking work (SQLite, planning, plan messages)
+    streams_per_peer: int = MAX_STREAMS_PER_PEER  # open Watch* streams per client address
     loop: bool = False  # run the control loop: days on the clock, caps binding what runs
     dispatch: bool = True  # with the loop: run each slot on Ray (False: chunks complete at once)
     ray_address: str | None = None  # None = an embedded local Ray
@@ -111,15 +99,38 @@ class ServeOptions:
     jobs_dir: Path | None = None  # with the loop: each day's jobs from DIR/YYYY-MM-DD.csv
 
 
+class _EventLoop:
+    """An asyncio event loop running in a daemon thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="greensched-grpc", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
 @dataclass
 class Running:
     """A started server and what it serves."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
     planner: Planner
     store: Store
-    health: health.HealthServicer
+    health: health_aio.HealthServicer
+    events: _EventLoop
+    relays: Relays
+    executor: ThreadPoolExecutor
     loop: ControlLoop | None = None
     ray_started: bool = False
     thread: threading.Thread | None = None
@@ -136,13 +147,19 @@ class Running:
             self.loop.stop()
             if self.thread is not None:
                 self.thread.join()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace_s).wait()
+        self.events.run(self._stop_serving(grace_s))
+        self.relays.stop()
+        self.executor.shutdown(cancel_futures=True)
+        self.events.close()
         self.store.close()
         if self.ray_started:
             import ray
 
             ray.shutdown()
+
+    async def _stop_serving(self, grace_s: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
 
 
 def _runner(options: ServeOptions, config: Config) -> tuple[RayRunner | None, bool]:
@@ -158,311 +175,6 @@ def _runner(options: ServeOptions, config: Config) -> tuple[RayRunner | None, bo
     elif started:
         start_local(gpus, DEFAULT_GPUS_PER_UNIT, log_to_driver=False)
     return RayRunner(gpus, TaskSettings(gpus_per_unit=DEFAULT_GPUS_PER_UNIT)), started
-
-
-def _rpc(method: Callable) -> Callable:
-    """Map the planner's and converters' errors to gRPC status codes, and log rejections."""
-
-    @functools.wraps(method)
-    def wrapper(self: LoadCapServicer, request, context: grpc.ServicerContext):
-        try:
-            return method(self, request, context)
-        except _REJECTED as error:
-            code = _STATUS_OF[type(error)]
-            log.warning("%s rejected (%s): %s", method.__name__, code.name, error)
-            context.abort(code, str(error))
-
-    return wrapper
-
-
-class LoadCapServicer(pb_grpc.LoadCapServiceServicer):
-    """Converts messages to shared types and back; see the module docstring."""
-
-    def __init__(
-        self, planner: Planner, auth: Authenticator, loop: ControlLoop | None = None
-    ) -> None:
-        self._planner = planner
-        self._auth = auth
-        self._loop = loop
-
-    @_rpc
-    def SubmitLoadCap(self, request: pb.SubmitLoadCapRequest, context) -> pb.SubmitLoadCapResponse:
-        coordinator = self._auth.identify(context.invocation_metadata())
-        answer = self._planner.submit(_event_of(request), coordinator)
-        return _answer_message(answer)
-
-    @_rpc
-    def CancelLoadCap(self, request: pb.CancelLoadCapRequest, context) -> pb.CancelLoadCapResponse:
-        coordinator = self._auth.identify(context.invocation_metadata())
-        cancelled, version = self._planner.cancel(request.event_id, coordinator, request.reason)
-        return pb.CancelLoadCapResponse(cancelled=cancelled, plan_version=version)
-
-    @_rpc
-    def ListLoadCaps(self, request: pb.ListLoadCapsRequest, context) -> pb.ListLoadCapsResponse:
-        coordinator = self._auth.identify(context.invocation_metadata())
-        events = self._planner.events(
-            coordinator,
-            self._sites(request.sites),
-            _time_of(getattr(request, "from"), "from") if request.HasField("from") else None,
-            _time_of(request.to, "to") if request.HasField("to") else None,
-            request.include_cancelled,
-        )
-        return pb.ListLoadCapsResponse(events=[_event_message(e) for e in events])
-
-    @_rpc
-    def GetPlan(self, request: pb.GetPlanRequest, context) -> pb.Plan:
-        self._auth.identify(context.invocation_metadata())
-        return _plan_message(
-            self._planner.current, self._sites(request.sites), self._planner.clock(), slots=True
-        )
-
-    def WatchPlan(self, request: pb.WatchPlanRequest, context) -> Iterator[pb.Plan]:
-        try:
-            self._auth.identify(context.invocation_metadata())
-            sites = self._sites(request.sites)
-        except (AuthError, EventError) as error:
-            context.abort(_STATUS_OF[type(error)], str(error))
-        version, clock = self._planner.current, self._planner.clock
-        yield _plan_message(version, sites, clock(), slots=not request.summary_only)
-        while context.is_active():
-            newer = self._planner.wait_for_version(version.version, _WATCH_POLL_S)
-            if newer is not None:
-                version = newer
-                yield _plan_message(version, sites, clock(), slots=not request.summary_only)
-
-    @_rpc
-    def GetReport(self, request: pb.GetReportRequest, context) -> pb.Report:
-        self._auth.identify(context.invocation_metadata())
-        loop = self._running_loop(context)
-        sites = set(self._sites(request.sites) or self._planner.sites)
-        start = _time_of(getattr(request, "from"), "from") if request.HasField("from") else None
-        end = _time_of(request.to, "to") if request.HasField("to") else None
-        with loop.report_added:
-            rows = [
-                row
-                for row in loop.reported
-                if row.site in sites
-                and (start is None or row.start >= start)
-                and (end is None or row.start < end)
-            ]
-        return self._report_message(rows)
-
-    def WatchReport(self, request: pb.WatchReportRequest, context) -> Iterator[pb.Report]:
-        try:
-            self._auth.identify(context.invocation_metadata())
-            sites = set(self._sites(request.sites) or self._planner.sites)
-        except (AuthError, EventError) as error:
-            context.abort(_STATUS_OF[type(error)], str(error))
-        loop = self._running_loop(context)
-        sent = 0
-        while context.is_active():
-            with loop.report_added:
-                if len(loop.reported) == sent:
-                    loop.report_added.wait(_WATCH_POLL_S)
-                rows, sent = loop.reported[sent:], len(loop.reported)
-            mine = [row for row in rows if row.site in sites]
-            if mine:
-                yield self._report_message(mine)
-
-    def _running_loop(self, context) -> ControlLoop:
-        if self._loop is None:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "this service runs no control loop (plan only): nothing is reported",
-            )
-        assert self._loop is not None
-        return self._loop
-
-    def _report_message(self, rows: list[ReportRow]) -> pb.Report:
-        return pb.Report(
-            clock=_timestamp(self._planner.clock()),
-            slot_minutes=self._planner.horizon.slot_minutes,
-            slots=[
-                pb.ReportSlot(
-                    site=row.site,
-                    start=_timestamp(row.start),
-                    usage_mw=row.usage_mw,
-                    demand_mw=row.demand_mw,
-                    baseline_mw=row.baseline_mw,
-                    operating_state=pb.RUNNING_CURTAILED if row.curtailed else pb.NORMAL,
-                    grid_cap_mw=row.grid_cap_mw,
-                    load_cap_mw=row.load_cap_mw if math.isfinite(row.load_cap_mw) else None,
-                )
-                for row in rows
-            ],
-        )
-
-    @_rpc
-    def GetForecast(self, request: pb.GetForecastRequest, context) -> pb.Forecast:
-        self._auth.identify(context.invocation_metadata())
-        sites = self._sites(request.sites) or self._planner.sites
-        supply = self._planner.day.supply
-        rows = supply[supply["site"].isin(sites)]
-        return pb.Forecast(
-            horizon_start=_timestamp(self._planner.horizon.start),
-            slot_minutes=self._planner.horizon.slot_minutes,
-            slots=[
-                pb.SupplySlot(
-                    site=row.site,
-                    start=_timestamp(row.time),
-                    pv_mw=row.pv_mw,
-                    wind_mw=row.wind_mw,
-                    green_mw=row.green_mw,
-                )
-                for row in rows.itertuples()
-            ],
-        )
-
-    def _sites(self, names) -> list[str]:
-        known = self._planner.sites
-        for k, name in enumerate(names):
-            if name not in known:
-                raise EventError(
-                    f"sites[{k}]", f"unknown site {name[:64]!r}; known sites: {', '.join(known)}"
-                )
-        return list(names)
-
-
-# --- messages -> shared types --------------------------------------------------------------
-def _time_of(message: timestamp_pb2.Timestamp, field: str) -> pd.Timestamp:
-    if not 0 <= message.nanos < 10**9:
-        raise EventError(f"{field}.nanos", f"{message.nanos}; allowed 0 to 999999999")
-    if not _EARLIEST.value // 10**9 <= message.seconds < _LATEST.value // 10**9:
-        raise EventError(
-            field, f"seconds {message.seconds} out of range; allowed {_EARLIEST} to {_LATEST}"
-        )
-    return pd.Timestamp(message.seconds * 10**9 + message.nanos, tz="UTC")
-
-
-def _seconds_of(message: duration_pb2.Duration, field: str) -> float:
-    if not -(10**9) < message.nanos < 10**9:
-        raise EventError(f"{field}.nanos", f"{message.nanos}; allowed -999999999 to 999999999")
-    return message.seconds + message.nanos / 1e9
-
-
-def _event_of(request: pb.SubmitLoadCapRequest) -> CapEvent:
-    intervals = []
-    for k, interval in enumerate(request.intervals):
-        where = f"intervals[{k}]"
-        if not interval.HasField("start"):
-            raise EventError(f"{where}.start", "is required")
-        kind = interval.type
-        intervals.append(
-            CapInterval(
-                start=_time_of(interval.start, f"{where}.start"),
-                duration_s=_seconds_of(interval.duration, f"{where}.duration"),
-                type=pb.PayloadType.Name(kind) if kind in pb.PayloadType.values() else str(kind),
-                value_mw=interval.value_mw,
-            )
-        )
-    return CapEvent(
-        event_id=request.event_id,
-        modification_number=request.modification_number,
-        program=request.program,
-        priority=request.priority,
-        targets=tuple(request.targets),
-        intervals=tuple(intervals),
-    )
-
-
-# --- shared types -> messages --------------------------------------------------------------
-def _timestamp(time: pd.Timestamp) -> timestamp_pb2.Timestamp:
-    seconds, nanos = divmod(pd.Timestamp(time).value, 10**9)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    whole = math.floor(seconds)
-    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
-
-
-def _answer_message(answer: SubmitAnswer) -> pb.SubmitLoadCapResponse:
-    cost = answer.cost
-    return pb.SubmitLoadCapResponse(
-        accepted=True,
-        opt=pb.SCHEDULED if answer.scheduled else pb.OPT_IN if answer.opt_in else pb.OPT_OUT,
-        opt_reason=answer.reason,
-        cost=pb.CapCost(
-            late_jobs=cost.late_jobs,
-            late_jobs_total=cost.late_jobs_total,
-            late_gpu_hours=cost.late_gpu_hours,
-            moved_mwh=cost.moved_mwh,
-            green_share_change=cost.green_share_change,
-            grid_mwh_change=cost.grid_mwh_change,
-        ),
-        plan_version=answer.plan_version,
-        replayed=answer.replayed,
-    )
-
-
-def _event_message(stored: StoredEvent) -> pb.LoadCapEvent:
-    event = stored.event
-    return pb.LoadCapEvent(
-        event_id=event.event_id,
-        modification_number=event.modification_number,
-        program=event.program,
-        priority=event.priority,
-        targets=event.targets,
-        intervals=[
-            pb.Interval(
-                start=_timestamp(i.start),
-                duration=_duration(i.duration_s),
-                type=pb.PayloadType.Value(i.type),
-                value_mw=i.value_mw,
-            )
-            for i in event.intervals
-        ],
-        status=pb.ACTIVE if stored.status == ACTIVE else pb.CANCELLED,
-        coordinator=stored.coordinator,
-        received_at=_timestamp(stored.received_at),
-        opt=pb.OPT_IN if stored.answer["opt_in"] else pb.OPT_OUT,
-        plan_version=stored.answer["plan_version"],
-    )
-
-
-def _plan_message(
-    version: PlanVersion, sites: list[str], clock: pd.Timestamp, slots: bool
-) -> pb.Plan:
-    metrics = version.metrics
-    message = pb.Plan(
-        clock=_timestamp(clock),
-        version=version.version,
-        created_at=_timestamp(version.created_at),
-        reason=version.reason,
-        replanned=version.replanned,
-        horizon_start=_timestamp(version.problem.horizon.start),
-        slot_minutes=version.problem.horizon.slot_minutes,
-        caps_in_force=version.caps_in_force,
-        solver_status=version.result.status,
-        plan_seconds=version.plan_seconds,
-        metrics=pb.PlanMetrics(
-            green_share=metrics.green_share,
-            grid_mwh=metrics.grid_mwh,
-            energy_used_mwh=metrics.energy_used_mwh,
-            co2_t=metrics.co2_t,
-            jobs_unfinished=metrics.jobs_unfinished,
-            unfinished_gpu_hours=metrics.unfinished_gpu_hours,
-            cap_violations=metrics.cap_violations,
-        ),
-    )
-    if slots:
-        load = version.site_load
-        if sites:
-            load = load[load["site"].isin(sites)]
-        message.slots.extend(
-            pb.SiteSlot(
-                site=row.site,
-                start=_timestamp(row.time),
-                gpus_busy=row.gpus_busy,
-                load_mw=row.load_mw,
-                green_mw=row.green_mw,
-                grid_mw=row.grid_mw,
-                grid_cap_mw=row.cap_mw,
-                load_cap_mw=row.load_cap_mw if math.isfinite(row.load_cap_mw) else None,
-            )
-            for row in load.itertuples()
-        )
-    return message
 
 
 # --- wiring --------------------------------------------------------------------------------
@@ -488,18 +200,24 @@ def check_listen(listen: str, auth_open: bool) -> None:
         )
 
 
-def _bind(server: grpc.Server, options: ServeOptions) -> int:
-    """Listen on ``options.listen`` (TLS when configured); the port bound."""
+async def _bound_server(options: ServeOptions) -> tuple[grpc.aio.Server, int]:
+    """A server listening on ``options.listen`` (TLS when configured), and the port bound."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
     try:
         if options.tls is None:
-            return server.add_insecure_port(options.listen)
+            return server, server.add_insecure_port(options.listen)
         tls = options.tls
         credentials = grpc.ssl_server_credentials(
             [(tls.key.read_bytes(), tls.cert.read_bytes())],
             root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
             require_client_auth=tls.client_ca is not None,
         )
-        return server.add_secure_port(options.listen, credentials)
+        return server, server.add_secure_port(options.listen, credentials)
     except RuntimeError as error:
         raise UserError(
             f"--listen {options.listen}: cannot listen there (is the port in use by another "
@@ -521,6 +239,35 @@ def _loop_clock(options: ServeOptions, store: Store, config: Config) -> Clock:
     return CompressedClock(options.speedup, start=start_at)
 
 
+async def _start_serving(
+    server: grpc.aio.Server, servicer: LoadCapServicer
+) -> health_aio.HealthServicer:
+    """Add the service, health and reflection to ``server`` and start it."""
+    server.add_generic_rpc_handlers((handler(servicer),))
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    names = (SERVICE_NAME, health.SERVICE_NAME, _REFLECTION_V1, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    server.add_generic_rpc_handlers((_reflection_v1(names),))
+    await server.start()
+    return health_servicer
+
+
+def _reflection_v1(names: tuple[str, ...]) -> grpc.GenericRpcHandler:
+    """Server reflection v1 (what grpcurl and newer tools try first) answered by the v1alpha
+    servicer: the pinned grpcio-reflection (1.81) ships only v1alpha, and v1 is the same
+    protocol under a new package name (the same messages and field numbers)."""
+    servicer = reflection_aio.ReflectionServicer(names)
+    method = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(_REFLECTION_V1, {"ServerReflectionInfo": method})
+
+
 def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) -> Running:
     """Forecast the day, load jobs and caps, plan, and start serving on ``options.listen``."""
     config = load_config(options.config)
@@ -530,40 +277,61 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         else Authenticator.from_file(options.auth, config.sites)
     )
     check_listen(options.listen, auth.is_open)
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="greensched-rpc"),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    port = _bind(server, options)  # before the database: a busy port writes nothing
+    events = _EventLoop()
+    try:
+        server, port = events.run(_bound_server(options))  # a busy port writes nothing
+    except BaseException:
+        events.close()
+        raise
+    try:
+        return _start(options, clock, config, auth, events, server, port)
+    except BaseException:
+        events.run(server.stop(None))
+        events.close()
+        raise
+
+
+def _start(
+    options: ServeOptions,
+    clock: Callable[[], pd.Timestamp],
+    config: Config,
+    auth: Authenticator,
+    events: _EventLoop,
+    server: grpc.aio.Server,
+    port: int,
+) -> Running:
     store = Store(options.db)
-    loop_clock: Clock | None = None
-    if options.loop:
-        loop_clock = _loop_clock(options, store, config)
-        clock = loop_clock.now
-    first = options.date or (
-        clock().tz_convert(config.timezone).date().isoformat()
-        if options.loop
-        else tomorrow(config.timezone).isoformat()
-    )
-    pipeline = DayPipeline(config, parse_weather_specs(list(options.weather), list(config.sites)))
-    horizon = pipeline.horizon(first)
-    if options.jobs is not None:
-        problem = pipeline.problem(
-            horizon, jobs=read_jobs(options.jobs), jobs_source=f"{options.jobs} line"
+    try:
+        loop_clock: Clock | None = None
+        if options.loop:
+            loop_clock = _loop_clock(options, store, config)
+            clock = loop_clock.now
+        first = options.date or (
+            clock().tz_convert(config.timezone).date().isoformat()
+            if options.loop
+            else tomorrow(config.timezone).isoformat()
         )
-    else:
-        problem = day_problem(pipeline, horizon, jobs_dir=options.jobs_dir)
+        pipeline = DayPipeline(
+            config, parse_weather_specs(list(options.weather), list(config.sites))
+        )
+        horizon = pipeline.horizon(first)
+        if options.jobs is not None:
+            problem = pipeline.problem(
+                horizon, jobs=read_jobs(options.jobs), jobs_source=f"{options.jobs} line"
+            )
+        else:
+            problem = day_problem(pipeline, horizon, jobs_dir=options.jobs_dir)
 
-    def forecast_at(day: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
-        return pipeline.supply(day, issued_at=issued_at).forecast
+        def forecast_at(day: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
+            return pipeline.supply(day, issued_at=issued_at).forecast
 
-    planner = Planner(
-        config, replace(problem, actual_supply=None), store, clock,
-        forecast_at if options.loop else None,
-    )  # fmt: skip
+        planner = Planner(
+            config, replace(problem, actual_supply=None), store, clock,
+            forecast_at if options.loop else None,
+        )  # fmt: skip
+    except BaseException:
+        store.close()
+        raise
     loop, ray_started = None, False
     if loop_clock is not None:
         runner, ray_started = _runner(options, config)
@@ -571,15 +339,10 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
             config, pipeline, planner, store, loop_clock, first_day=pd.Timestamp(first),
             days=options.days, out_dir=options.out, runner=runner, jobs_dir=options.jobs_dir,
         )  # fmt: skip
-    pb_grpc.add_LoadCapServiceServicer_to_server(LoadCapServicer(planner, auth, loop), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    server.start()
+    executor = ThreadPoolExecutor(options.max_workers, thread_name_prefix="greensched-rpc")
+    relays = Relays(events.loop, planner, loop)
+    servicer = LoadCapServicer(planner, auth, executor, relays, loop, options.streams_per_peer)
+    health_servicer = events.run(_start_serving(server, servicer))
     host = options.listen.rpartition(":")[0]
     log.info(
         "greensched serve: listening on %s:%d (%s%s), day %s, %d jobs, database %s",
@@ -595,7 +358,9 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         log.warning(
             "no --auth file: open service, every caller may cap every site; bound to loopback only"
         )
-    return Running(server, port, planner, store, health_servicer, loop, ray_started)
+    return Running(
+        server, port, planner, store, health_servicer, events, relays, executor, loop, ray_started
+    )
 
 
 def serve(options: ServeOptions) -> None:

@@ -4,6 +4,10 @@ Tables: ``events`` (current modification and status per event id), ``event_versi
 accepted modification with its content hash and first answer), ``caps`` (the caps in force, one
 row per event, site and interval: the design's caps table), ``plan_versions`` and ``audit``.
 
+The database, its WAL and shared-memory files and its lock file are readable and writable by
+the service's user only (mode 0600; an older, wider file is narrowed at start-up): they hold
+every coordinator's events and the audit trail.
+
 The database runs in WAL mode with ``synchronous=FULL``: a transaction is on disk when
 ``COMMIT`` returns, so a cap is durable before the service acknowledges it. One connection is
 shared by the server's threads under a lock; every write is one ``BEGIN IMMEDIATE`` transaction.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE = "active"
 CANCELLED = "cancelled"
+_PRIVATE = 0o600  # owner read and write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -158,7 +164,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._writer = FileLock(f"{self.path}.lock")  # one service writes a database
+        self._writer = FileLock(f"{self.path}.lock", mode=_PRIVATE)  # one service per database
         try:
             self._writer.acquire(timeout=0)
         except Timeout:
@@ -168,10 +174,18 @@ class Store:
             ) from None
         except OSError as error:
             raise UserError(f"--db {self.path}: cannot open: {error.strerror}") from None
+        try:  # SQLite gives the WAL and shared-memory files the database file's mode
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, _PRIVATE))
+        except OSError as error:
+            self._writer.release()
+            raise UserError(f"--db {self.path}: cannot open: {error.strerror}") from None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            if (file := Path(f"{self.path}{suffix}")).exists():
+                file.chmod(_PRIVATE)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")

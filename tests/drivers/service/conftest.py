@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pandas as pd
 import pytest
 import yaml
@@ -20,7 +26,11 @@ TIMEZONE = "Asia/Shanghai"
 NOW = pd.Timestamp("2026-11-29T12:00:00Z")  # the servers' clock: the day before DAY
 HORIZON = operating_day(DAY, TIMEZONE, 15)
 JOBS_PER_CLASS = {"batch_export": 12, "medium": 16, "sea_interactive": 12}
-TOKENS = {"guangdong": "guangdong-token-0123456789", "national": "national-token-0123456789"}
+TOKENS = {
+    "guangdong": "guangdong-token-0123456789abcdefghij",
+    "national": "national-token-0123456789abcdefghijk",
+    "reader": "reader-token-0123456789abcdefghijklm",
+}
 
 
 def local(text: str) -> pd.Timestamp:
@@ -43,14 +53,16 @@ def write_small_config(path: Path) -> Path:
 
 
 def write_tokens(path: Path) -> Path:
-    salt = bytes(16)  # fixed salt: fast enough and reproducible in tests
+    """guangdong caps and reads shantou; national every site; reader caps shantou, reads all."""
     entries = [
+        {"name": "guangdong", "token_hash": hash_token(TOKENS["guangdong"]), "sites": ["shantou"]},
+        {"name": "national", "token_hash": hash_token(TOKENS["national"]), "sites": ["*"]},
         {
-            "name": "guangdong",
-            "token_hash": hash_token(TOKENS["guangdong"], salt),
+            "name": "reader",
+            "token_hash": hash_token(TOKENS["reader"]),
             "sites": ["shantou"],
+            "read_all": True,
         },
-        {"name": "national", "token_hash": hash_token(TOKENS["national"], salt), "sites": ["*"]},
     ]
     path.write_text(yaml.safe_dump({"coordinators": entries}))
     return path
@@ -105,3 +117,43 @@ def shared_server(
 def shared_client(shared_server: Running) -> Iterator[CapClient]:
     with CapClient(f"127.0.0.1:{shared_server.port}") as c:
         yield c
+
+
+STARTUP_TIMEOUT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(config: Path, db: Path, port: int, day: str, log: Path, *extra: str) -> subprocess.Popen:
+    """``greensched serve --no-dispatch`` in a process of its own, its output in ``log``."""
+    command = [
+        sys.executable,
+        "-m",
+        "scheduler.drivers.service",
+        "serve",
+        f"--config={config}",
+        f"--listen=127.0.0.1:{port}",
+        f"--db={db}",
+        f"--date={day}",
+        "--no-dispatch",
+        f"--out={db.parent / 'out'}",
+        *extra,
+    ]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+
+
+def wait_serving(client: CapClient, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited:\n{log.read_text()}"
+        try:
+            if client.health() == "SERVING":
+                return
+        except grpc.RpcError:
+            time.sleep(0.2)
+    raise AssertionError(f"server not serving after {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-import grpc
 import pandas as pd
 import pytest
 
@@ -20,46 +18,9 @@ from scheduler.contracts import JOBS, RUN, RUN_JOBS, read_table
 from scheduler.drivers.service.client import CapClient, cap_interval, pb
 from scheduler.horizon import tomorrow
 
-from .conftest import TIMEZONE
+from .conftest import STARTUP_TIMEOUT_S, TIMEZONE, free_port, launch, wait_serving
 
 pytestmark = pytest.mark.slow
-
-STARTUP_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def launch(config: Path, db: Path, port: int, day: str, log: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "scheduler.drivers.service",
-        "serve",
-        f"--config={config}",
-        f"--listen=127.0.0.1:{port}",
-        f"--db={db}",
-        f"--date={day}",
-        "--no-dispatch",
-        f"--out={db.parent / 'out'}",
-    ]
-    with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
-
-
-def wait_serving(client: CapClient, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"server exited:\n{log.read_text()}"
-        try:
-            if client.health() == "SERVING":
-                return
-        except grpc.RpcError:
-            time.sleep(0.2)
-    raise AssertionError(f"server not serving after {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
 
 
 def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> None:

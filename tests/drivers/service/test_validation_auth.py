@@ -43,7 +43,37 @@ BAD_EVENTS = {
     "infinite MW": (dict(intervals=[cap_interval(local("18:00"), 60, math.inf)]), "value_mw: inf"),
     "below base load": (
         dict(intervals=[cap_interval(local("18:00"), 60, 0.5)]),
-        "below the base load of site 'shantou' (1 MW",
+        "0.5 MW is out of range for site 'shantou'; allowed: 1 MW (its base load",
+    ),
+    # shantou: 8,000 GPUs x 1.2 kW x PUE 1.3 + 1 MW base = 13.48 MW full load (import limit 12)
+    "above twice the full load": (
+        dict(intervals=[cap_interval(local("18:00"), 60, 27.0)]),
+        "27 MW is out of range for site 'shantou'; allowed: 1 MW (its base load, drawn "
+        "whatever runs) to 26.96 MW",
+    ),
+    "1e9 MW": (dict(intervals=[cap_interval(local("18:00"), 60, 1e9)]), "value_mw: 1e+09 MW"),
+    "1e308 MW": (dict(intervals=[cap_interval(local("18:00"), 60, 1e308)]), "value_mw: 1e+308"),
+    "eight days ahead": (
+        dict(intervals=[cap_interval(NOW + pd.Timedelta(days=8), 3600, 5.0)]),
+        "intervals[0].start: 2026-12-07T12:00:00+00:00 is more than 7 days ahead; allowed up "
+        "to 2026-12-06T12:00:00+00:00",
+    ),
+    "ten years ahead": (
+        dict(intervals=[cap_interval(NOW + pd.Timedelta(days=3653), 3600, 5.0)]),
+        "intervals[0].start: 2036",
+    ),
+    "in 2199": (
+        dict(intervals=[cap_interval(pd.Timestamp("2199-06-01", tz="UTC"), 3600, 5.0)]),
+        "more than 7 days ahead",
+    ),
+    "overlapping intervals": (
+        dict(intervals=[GOOD, cap_interval(local("18:30"), 3600, 5.0)]),
+        "intervals[1].start: 2026-11-30T10:30:00+00:00 is before the end of intervals[0] "
+        "(2026-11-30T11:00:00+00:00); intervals must be in order of start and must not overlap",
+    ),
+    "intervals out of order": (
+        dict(intervals=[GOOD, cap_interval(local("16:00"), 3600, 5.0)]),
+        "intervals[1].start: 2026-11-30T08:00:00+00:00 is before the end of intervals[0]",
     ),
     "too many intervals": (dict(intervals=[GOOD] * 97), "97 intervals; at most 96"),
     "no interval": (dict(intervals=[]), "at least one interval"),
