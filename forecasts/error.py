@@ -83,7 +83,7 @@ _GRID = np.linspace(-4.5, 4.5, 181)  # latent values of the posterior
 _PRIOR = np.exp(-0.5 * _GRID**2)  # standard normal, unnormalised
 _SAMPLES = 100  # equal-probability strata per row for the quantiles of the green total
 _STRATA = (np.arange(_SAMPLES) + 0.5) / _SAMPLES
-_SOLVE_POINTS = special.ndtri((np.arange(40) + 0.5) / 40)  # z_a and eps to size the error
+_SOLVE_POINTS = special.ndtri((np.arange(24) + 0.5) / 24)  # z_a and eps to size the error
 _MIN_SUN_FACTOR = 0.05  # below (sun under ~3 deg) PV is forecast exactly
 _MIN_REFERENCE = 8  # fewer reference values (or all equal): forecast exactly
 _DAY_DRAW_HOURS = 25  # draws cover the longest operating day (a DST autumn day)
@@ -386,16 +386,17 @@ def add_forecast_error(
     if reference is None:
         reference = site_reference(actual, sun, wind_capacity_mw, pv_capacity_mw)
     index = pd.DatetimeIndex(actual.index)
-    step = index[1] - index[0] if len(index) > 1 else pd.Timedelta(hours=1)
-    phi = float(np.exp(-(step / pd.Timedelta(hours=1)) / error.correlation_hours))
+    times_ns = index.as_unit("ns").asi8
+    step_ns = int(times_ns[1] - times_ns[0]) if len(index) > 1 else 3_600_000_000_000
+    phi = float(np.exp(-(step_ns / 3.6e12) / error.correlation_hours))
     n_bands = len(error.intraday) + 1
     if issued_at is None:
         active = np.ones((len(index), n_bands), dtype=bool)
     else:
-        lead_h = ((index - issued_at) / pd.Timedelta(hours=1)).to_numpy()
+        lead_h = (times_ns - pd.Timestamp(issued_at).value) / 3.6e12
         active = (lead_h[:, None] >= 0) & (lead_h[:, None] > error.band_floors_h[None, :])
-    day_start = index.tz_convert(timezone).normalize().tz_convert("UTC")
-    n_day_rows = int(np.ceil(pd.Timedelta(hours=_DAY_DRAW_HOURS) / step))
+    day_start_ns = index.tz_convert(timezone).normalize().as_unit("ns").asi8  # local midnight
+    n_day_rows = -(-_DAY_DRAW_HOURS * 3_600_000_000_000 // step_ns)
 
     point, samples = {}, {}
     for technology, marginal, targets, capacity, scale_mw, covered in (
@@ -410,28 +411,27 @@ def add_forecast_error(
         if marginal is None:
             continue
         sigmas = marginal.band_sigmas(targets)
-        for start in day_start[covered].unique():
-            rows = np.flatnonzero(covered & (day_start == start))
+        for start_ns in np.unique(day_start_ns[covered]):
+            rows = np.flatnonzero(covered & (day_start_ns == start_ns))
+            draws = _day_draws(
+                seed, key, int(start_ns // 60_000_000_000), technology, n_bands, n_day_rows, phi
+            )
             part = _forecast_part(
                 actual_mw[rows],
                 scale_mw[rows],
                 marginal,
                 sigmas,
                 active[rows],
-                _day_draws(
-                    seed, key, int(start.timestamp() // 60), technology, n_bands, n_day_rows, phi
-                ),
-                ((index[rows] - start) // step).to_numpy(),
+                draws,
+                (times_ns[rows] - start_ns) // step_ns,
             )
             point[technology][rows] = np.minimum(part.point_mw, capacity)
             samples[technology][rows] = np.minimum(part.samples_mw, capacity)
 
-    out = pd.DataFrame(index=actual.index)
-    out["pv_mw"] = point["pv"]
-    out["wind_mw"] = point["wind"]
-    out["green_mw"] = out["pv_mw"] + out["wind_mw"]
+    green = point["pv"] + point["wind"]
+    columns = {"pv_mw": point["pv"], "wind_mw": point["wind"], "green_mw": green}
     if quantiles:
         low, high = np.quantile(samples["wind"] + samples["pv"], [0.1, 0.9], axis=1)
-        out["green_mw_p10"] = np.minimum(low, out["green_mw"].to_numpy())
-        out["green_mw_p90"] = np.maximum(high, out["green_mw"].to_numpy())
-    return out
+        columns["green_mw_p10"] = np.minimum(low, green)
+        columns["green_mw_p90"] = np.maximum(high, green)
+    return pd.DataFrame(columns, index=actual.index)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -127,15 +128,20 @@ class SupplyModel:
         started = time.perf_counter()
         if not isinstance(reference, Mapping):
             reference = self.references(actual if reference is None else reference)
-        parts = []
-        for name, rows in actual.groupby("site", sort=False):
+        sites = actual["site"].to_numpy().astype(str)
+        times = pd.DatetimeIndex(actual["time"])
+        order = np.lexsort((times.asi8, sites))  # the supply table's order: site, time
+        sites, times = sites[order], times[order]
+        pv_mw, wind_mw = (actual[c].to_numpy(float)[order] for c in ("pv_mw", "wind_mw"))
+        columns: dict[str, list[np.ndarray]] = {}
+        for name in np.unique(sites):
             site = self.sites[str(name)]
-            rows = rows.set_index("time")
+            at = np.flatnonzero(sites == name)
             forecast = add_forecast_error(
-                rows,
+                pd.DataFrame({"pv_mw": pv_mw[at], "wind_mw": wind_mw[at]}, index=times[at]),
                 wind_capacity_mw=site.wind_capacity_mw,
                 pv_capacity_mw=site.pv_capacity_mw_ac,
-                sun_factor=self._sun_factor(rows.index, site),
+                sun_factor=self._sun_factor(times[at], site),
                 error=error,
                 seed=seed,
                 key=site.name,
@@ -144,9 +150,13 @@ class SupplyModel:
                 timezone=site.timezone,
                 issued_at=issued_at,
             )
-            parts.append(forecast.reset_index().assign(site=name))
+            for column in forecast.columns:
+                columns.setdefault(column, []).append(forecast[column].to_numpy())
         self._timed("forecast_error", started)
-        return _tidy(pd.concat(parts, ignore_index=True))
+        return pd.DataFrame(
+            {"time": times, "site": sites.astype(object)}
+            | {column: np.concatenate(parts) for column, parts in columns.items()}
+        )[[*SUPPLY.names, *(c for c in columns if c not in SUPPLY.names)]]
 
     def site_reference(self, site: SupplySite, supply: pd.DataFrame) -> SiteReference:
         """The error model's reference of one site from its supply rows indexed by slot start."""
@@ -166,7 +176,29 @@ class SupplyModel:
 
     @staticmethod
     def _sun_factor(index: pd.Index, site: SupplySite) -> np.ndarray:
-        return sun_factor(pd.DatetimeIndex(index), site.latitude, site.longitude, site.altitude_m)
+        times = pd.DatetimeIndex(index)
+        if len(times) > 1 and (np.diff(times.asi8) == times.asi8[1] - times.asi8[0]).all():
+            return _regular_sun_factor(
+                times[0], len(times), times[1] - times[0], site.latitude, site.longitude,
+                site.altitude_m,
+            )  # fmt: skip
+        return sun_factor(times, site.latitude, site.longitude, site.altitude_m)
+
+
+@lru_cache(maxsize=1024)
+def _regular_sun_factor(
+    start: pd.Timestamp,
+    periods: int,
+    step: pd.Timedelta,
+    latitude: float,
+    longitude: float,
+    altitude_m: float,
+) -> np.ndarray:
+    """:func:`sun_factor` of a regular index, computed once (vintages of a day reuse it)."""
+    index = pd.date_range(start, periods=periods, freq=step)
+    values = sun_factor(index, latitude, longitude, altitude_m)
+    values.flags.writeable = False
+    return values
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:

@@ -147,8 +147,9 @@ def day_seed(seed: int, day: dt.date) -> int:
 
 
 def _in(frame: pd.DataFrame, horizon: Horizon) -> pd.DataFrame:
-    keep = (frame["time"] >= horizon.start) & (frame["time"] < horizon.end)
-    return frame[keep.to_numpy()].reset_index(drop=True)
+    times = pd.DatetimeIndex(frame["time"])
+    keep = (times >= horizon.start) & (times < horizon.end)
+    return frame.iloc[np.flatnonzero(keep)].reset_index(drop=True)
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -287,7 +288,11 @@ class DayPipeline:
                                     issued_at=issued_at)
             )  # fmt: skip
             self.timings_s["forecast"] += time.perf_counter() - started
-        forecast = pd.concat(parts).sort_values(["site", "time"], ignore_index=True)
+        forecast = (
+            parts[0]
+            if len(parts) == 1
+            else pd.concat(parts).sort_values(["site", "time"], ignore_index=True)
+        )
         return SupplyRun(self.weather, actual, forecast)
 
     def jobs(self, horizon: Horizon) -> pd.DataFrame:

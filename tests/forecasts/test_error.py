@@ -111,24 +111,34 @@ def test_error_size_follows_the_target_or_a_share_of_climatology():
 
 @pytest.mark.slow
 def test_pv_errors_grow_with_cloudiness_and_match_published_size(config, year_actual):
-    forecast = _day_by_day(config, year_actual)
+    """Pooled over four seeds (one year of draws alone varies the ratio between about 0.7 and
+    0.9): clear days' PV RMSE well below cloudy days', where an error independent of the
+    weather would give clear days the larger MW errors (more sun)."""
     site = config.sites["qingyang"]
     rows = (year_actual["site"] == "qingyang").to_numpy()
-    actual, predicted = year_actual[rows], forecast[rows]
+    actual = year_actual[rows]
     times = pd.DatetimeIndex(actual["time"])
     daylit = sun_factor(times, site.latitude, site.longitude, site.altitude_m) > 0.05
     capacity = site.pv_capacity_mw_ac
-    error = (predicted["pv_mw"].to_numpy() - actual["pv_mw"].to_numpy())[daylit]
-    nrmse = np.sqrt(np.mean(error**2)) / capacity
+    day = (times + pd.Timedelta(hours=8)).normalize()[daylit]
+    frames = []
+    for seed in (1, 2, 3, 4):
+        predicted = _day_by_day(config, year_actual, seed=seed)[rows]
+        error = (predicted["pv_mw"].to_numpy() - actual["pv_mw"].to_numpy())[daylit]
+        frames.append(
+            pd.DataFrame({"seed": seed, "day": day, "pv": actual["pv_mw"].to_numpy()[daylit],
+                          "e2": error**2})
+        )  # fmt: skip
+    frame = pd.concat(frames, ignore_index=True)
+    nrmse = np.sqrt(frame["e2"].mean()) / capacity
     assert 0.05 <= nrmse <= 0.14  # published day-ahead PV, share of capacity, daylit hours
     # clear days (top third of daily PV energy in their month) against cloudy ones (bottom third)
-    day = (times + pd.Timedelta(hours=8)).normalize()[daylit]
-    frame = pd.DataFrame({"day": day, "pv": actual["pv_mw"].to_numpy()[daylit], "e2": error**2})
-    daily = frame.groupby("day").agg(pv=("pv", "sum"), e2=("e2", "mean"))
-    rank = daily.groupby(daily.index.month)["pv"].rank(pct=True)
+    daily = frame.groupby(["seed", "day"]).agg(pv=("pv", "sum"), e2=("e2", "mean"))
+    months = daily.index.get_level_values("day").month
+    rank = daily.groupby([daily.index.get_level_values("seed"), months])["pv"].rank(pct=True)
     clear_rmse = np.sqrt(daily.loc[rank > 2 / 3, "e2"].mean())
     cloudy_rmse = np.sqrt(daily.loc[rank < 1 / 3, "e2"].mean())
-    assert clear_rmse < 0.8 * cloudy_rmse
+    assert clear_rmse < 0.85 * cloudy_rmse
 
 
 def test_perfect_foresight_and_dark_nights(config, year_actual):
