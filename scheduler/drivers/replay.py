@@ -10,7 +10,7 @@ next day for that policy, so no policy wins by dropping work. Same seed, same nu
 Each policy's settled load in the last slot of a day is the load the next day starts from
 (``initial_load_mw``), so ramp limits hold across midnight, and the steps are counted there too.
 
-With ``replan_every``, each policy that plans on the forecast settles its day through
+With ``replan_every``, each policy that follows the forecast settles its day through
 :func:`~scheduler.receding.settle_receding`: at every slot boundary that long after its last
 plan, it plans the work left again on the forecast vintage issued then (closer to the actual
 the shorter the lead), as the live control loop does; ``daily.csv`` counts the re-plans.
@@ -41,7 +41,6 @@ from scheduler.horizon import Horizon
 from scheduler.metrics import plan_metrics, site_load
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.policies import get_policy
-from scheduler.policies.base import SupplyBasis
 from scheduler.problem import LoadCap
 from scheduler.receding import settle_receding
 from scheduler.settlement import settle
@@ -198,7 +197,7 @@ def replay(
             timings[f"plan_{name}"] += time.perf_counter() - started
             started = time.perf_counter()
             replans = 0
-            if spec.replan_every is not None and result.supply_basis == SupplyBasis.FORECAST:
+            if spec.replan_every is not None and policy.follows_forecast:
                 receding = settle_receding(
                     problem, result.plan, policy, spec.replan_every,
                     partial(_vintage, pipeline, horizon),

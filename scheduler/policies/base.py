@@ -81,9 +81,11 @@ class PlanResult:
 
 
 class Policy(Protocol):
-    """Anything with a name that turns a problem into a plan."""
+    """Anything with a name that turns a problem into a plan; ``follows_forecast`` says whether
+    a fresher forecast can change its plan (worth re-planning within the day)."""
 
     name: str
+    follows_forecast: bool
 
     def plan(self, problem: Problem) -> PlanResult: ...
 

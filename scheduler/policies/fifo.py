@@ -33,6 +33,7 @@ class FifoPolicy:
     """Earliest start at the nearest site; see the module docstring."""
 
     name = "fifo"
+    follows_forecast = False  # the supply does not enter its plan
 
     def plan(self, problem: Problem) -> PlanResult:
         began = time.perf_counter()

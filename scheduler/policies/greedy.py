@@ -46,6 +46,7 @@ class GreedyPolicy:
     """Slot-by-slot green follower; see the module docstring."""
 
     name = "greedy"
+    follows_forecast = True
 
     def plan(self, problem: Problem) -> PlanResult:
         began = time.perf_counter()

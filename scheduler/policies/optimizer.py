@@ -78,6 +78,7 @@ class OptimizerPolicy:
     """Min-cost-flow optimizer; see the module docstring."""
 
     name = "optimizer"
+    follows_forecast = True
 
     def __init__(self, settings: SolverSettings | None = None) -> None:
         self.settings = settings or SolverSettings()

@@ -18,6 +18,7 @@ class OraclePolicy:
     """Optimize on ``problem.actual_supply``; the result's ``supply_basis`` is ``ACTUAL``."""
 
     name = "oracle"
+    follows_forecast = False  # it plans on the actual supply
 
     def __init__(self, settings: SolverSettings | None = None) -> None:
         self.settings = settings or SolverSettings()
