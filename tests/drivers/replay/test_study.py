@@ -41,3 +41,22 @@ def test_study_grid_runs_as_ray_tasks(tmp_path, config):
     optimizer = table[table["policy"] == "optimizer"].set_index(["forecast_error", "daily_cap"])
     # perfect foresight is never worse than a forecast twice the default error
     assert optimizer.loc[(0.0, ""), "green_share"] >= optimizer.loc[(2.0, ""), "green_share"] - 1e-9
+
+
+def test_replanning_is_an_axis_of_the_grid(tmp_path, config):
+    import pandas as pd
+
+    from scheduler.contracts import UserError
+
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY + "  replan_every_minutes: [null, 60]\n")
+    grid = scenario_specs(load_study(path), config)
+    assert len(grid) == 8
+    assert {spec.replan_every for _, spec in grid} == {None, pd.Timedelta(hours=1)}
+    assert {p["replan_every_minutes"] for p, _ in grid} == {None, 60}
+    path.write_text(STUDY + "  replan_every_minutes: [7]\n")
+    with pytest.raises(UserError, match="not a multiple of the 15-minute slot"):
+        scenario_specs(load_study(path), config)
+    path.write_text(STUDY + "  replan_every_minutes: [0]\n")
+    with pytest.raises(ConfigError, match="replan_every_minutes"):
+        load_study(path)
