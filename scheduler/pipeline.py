@@ -205,21 +205,28 @@ class DayPipeline:
         except ValueError as error:
             raise UserError(str(error)) from None
 
-    def _site_weather(self, name: str, start: pd.Timestamp, end: pd.Timestamp) -> Weather:
-        """Weather of site ``name`` over ``[start, end)`` and :data:`WEATHER_PAD` either side."""
+    def _file(self, name: str) -> Weather | None:
+        """Site ``name``'s weather file, whole, read and checked once; ``None`` if synthetic."""
         site, source, settings = self.config.sites[name], self.sources[name], self.config.forecast
         if source == SYNTHETIC:
-            return load_weather(
-                site, source, start, end, freq_minutes=settings.slot_minutes, seed=self.seed,
-                pad=WEATHER_PAD,
-            )  # fmt: skip
+            return None
         if name not in self._files:
             self._files[name] = read_site_weather(
                 site, source, max_gap_hours=settings.max_gap_hours,
                 far_station_km=settings.far_station_km, time_shift=settings.weather_time_shift,
                 dni_rule=settings.dni_rule,
             )  # fmt: skip
-        return on_dates(self._files[name], start, end, WEATHER_PAD)
+        return self._files[name]
+
+    def _site_weather(self, name: str, start: pd.Timestamp, end: pd.Timestamp) -> Weather:
+        """Weather of site ``name`` over ``[start, end)`` and :data:`WEATHER_PAD` either side."""
+        file = self._file(name)
+        if file is None:
+            return load_weather(
+                self.config.sites[name], SYNTHETIC, start, end,
+                freq_minutes=self.config.forecast.slot_minutes, seed=self.seed, pad=WEATHER_PAD,
+            )  # fmt: skip
+        return on_dates(file, start, end, WEATHER_PAD)
 
     @_serialised
     def preload(self, horizon: Horizon) -> None:
@@ -236,7 +243,7 @@ class DayPipeline:
     def reference(self, name: str, year: int) -> SiteReference:
         """The error model's reference of site ``name`` for days of local calendar ``year``: the
         actual supply of that year, or of a dated weather file's whole span; computed once."""
-        file = self._files.get(name)
+        file = self._file(name)
         dated = file is not None and not file.typical_year
         key = (name, None if dated else year)
         if key not in self._references:

@@ -92,6 +92,19 @@ def test_missing_field_and_bad_range(tmp_path):
             "DC/AC ratio",
         ),
         (lambda d: d["sites"]["qingyang"].update(name="other"), "differs from its key"),
+        (
+            lambda d: d["forecast"]["intraday"][0].update(wind_nrmse=0.2),
+            r"bad.yaml: invalid configuration\n  forecast: intraday: wind_nrmse must be >= 0 "
+            r"and grow with the lead up to the day-ahead 0.15, got \[0.2, 0.08",
+        ),
+        (
+            lambda d: d["forecast"]["intraday"][1].update(lead_hours=0.5),
+            r"forecast: intraday: lead_hours must be positive and increasing, got \[1.0, 0.5",
+        ),
+        (
+            lambda d: d["forecast"]["intraday"][0].pop("pv_nrmse"),
+            r"forecast.intraday.0.pv_nrmse: required field is missing",
+        ),
     ],
 )
 def test_bad_values_are_explained(tmp_path, edit, expected):
