@@ -106,8 +106,13 @@ def _forecast_figures(
     wind_error = (forecast["wind_mw"] - actual["wind_mw"]).to_numpy()
     pv_error = (forecast["pv_mw"] - actual["pv_mw"]).to_numpy()
     green = actual["green_mw"].to_numpy()
-    below = float(np.mean(green < forecast["green_mw_p10"].to_numpy() - 1e-9))
-    above = float(np.mean(green > forecast["green_mw_p90"].to_numpy() + 1e-9))
+    p10, p90 = forecast["green_mw_p10"].to_numpy(), forecast["green_mw_p90"].to_numpy()
+    below = float(np.mean(green < p10 - 1e-9))
+    above = float(np.mean(green > p90 + 1e-9))
+    # where the actual has a point mass (calm, dark hours at exactly 0 MW) a calibrated p10 can
+    # equal it: then P(actual < p10) <= 10 % <= P(actual <= p10), so both are shown
+    at_or_below = float(np.mean(green <= p10 + 1e-9))
+    at_or_above = float(np.mean(green >= p90 - 1e-9))
     wind_nrmse = float(np.sqrt(np.mean(wind_error**2))) / wind_cap
     pv_nrmse = float(np.sqrt(np.mean(pv_error[daylit] ** 2))) / pv_cap
     return {
@@ -116,6 +121,7 @@ def _forecast_figures(
         "NRMSE wind / PV (daylit)": f"{wind_nrmse:.3f} / {pv_nrmse:.3f}",
         "p10-p90 coverage": f"{1 - below - above:.1%}",
         "below p10 / above p90": f"{below:.1%} / {above:.1%}",
+        "at or below p10 / at or above p90": f"{at_or_below:.1%} / {at_or_above:.1%}",
     }
 
 

@@ -69,25 +69,30 @@ class SupplyModel:
     def _timed(self, step: str, started: float) -> None:
         self.timings_s[step] = self.timings_s.get(step, 0.0) + time.perf_counter() - started
 
-    def site_actual(self, site: SupplySite, weather: Weather) -> pd.DataFrame:
-        """Supply of one site indexed by slot start: ``pv_mw``, ``wind_mw``, ``green_mw``."""
+    def site_actual(
+        self,
+        site: SupplySite,
+        weather: Weather,
+        rows: Callable[[pd.DatetimeIndex], np.ndarray] | None = None,
+    ) -> pd.DataFrame:
+        """Supply of one site indexed by slot start: ``pv_mw``, ``wind_mw``, ``green_mw``;
+        with ``rows`` (slot starts -> bool mask) only the slots it keeps are modelled."""
         started = time.perf_counter()
         slots = self.resample(
             weather, self.slot_minutes, site.latitude, site.longitude, site.altitude_m
         )
+        data = slots.data if rows is None else slots.data[rows(pd.DatetimeIndex(slots.data.index))]
         self._timed("resample", started)
-        frame = pd.DataFrame(index=slots.data.index)
+        frame = pd.DataFrame(index=data.index)
         frame.index.name = "time"
 
         started = time.perf_counter()
-        pv = [self.pv_model(slots.data, plant, site) for plant in site.pv.values()]
+        pv = [self.pv_model(data, plant, site) for plant in site.pv.values()]
         frame["pv_mw"] = np.sum([s.to_numpy() for s in pv], axis=0) if pv else 0.0
         self._timed("pv", started)
 
         started = time.perf_counter()
-        wind = [
-            self.wind_model(slots.data, farm, slots.wind_height_m) for farm in site.wind.values()
-        ]
+        wind = [self.wind_model(data, farm, slots.wind_height_m) for farm in site.wind.values()]
         frame["wind_mw"] = np.sum([s.to_numpy() for s in wind], axis=0) if wind else 0.0
         self._timed("wind", started)
 

@@ -42,6 +42,7 @@ from scheduler.settlement import Replan
 from scheduler.validate import assert_valid
 
 __all__ = [
+    "REFERENCE_DAY_STRIDE",
     "WEATHER_PAD",
     "DayPipeline",
     "DayPlan",
@@ -63,6 +64,10 @@ log = logging.getLogger(__name__)
 WEATHER_PAD = pd.Timedelta(days=1)
 """Weather read beyond a horizon on either side, so a day's supply does not depend on the
 range it was computed in (resampling looks at neighbouring hours and whole days)."""
+REFERENCE_DAY_STRIDE = 4
+"""The forecast error's climatological reference samples every 4th day of the year: the same
+distribution within sampling error (about 90 days, every season), a quarter of the cost of
+modelling the whole year for every pipeline (a `plan` or a `serve` start)."""
 
 
 def parse_weather_specs(
@@ -242,7 +247,8 @@ class DayPipeline:
     @_serialised
     def reference(self, name: str, year: int) -> SiteReference:
         """The error model's reference of site ``name`` for days of local calendar ``year``: the
-        actual supply of that year, or of a dated weather file's whole span; computed once."""
+        actual supply of that year, or of a dated weather file's whole span, on every
+        :data:`REFERENCE_DAY_STRIDE`-th day; computed once."""
         file = self._file(name)
         dated = file is not None and not file.typical_year
         key = (name, None if dated else year)
@@ -250,7 +256,7 @@ class DayPipeline:
             started = time.perf_counter()
             site = self.config.sites[name]
             if file is not None and dated:
-                supply = self.model.site_actual(site, file)
+                supply = self.model.site_actual(site, file, self._reference_days)
             else:
                 days = (dt.date(year + 1, 1, 1) - dt.date(year, 1, 1)).days
                 supply = self._site_actual(name, self.horizon(dt.date(year, 1, 1), days))
@@ -258,9 +264,16 @@ class DayPipeline:
             self.timings_s["weather_and_supply"] += time.perf_counter() - started
         return self._references[key]
 
+    def _reference_days(self, times: pd.DatetimeIndex) -> np.ndarray:
+        """Slots of the days a reference samples: every :data:`REFERENCE_DAY_STRIDE`-th local
+        day of the year (bool mask)."""
+        day = times.tz_convert(self.config.timezone).dayofyear.to_numpy()
+        return np.asarray((day - 1) % REFERENCE_DAY_STRIDE == 0)
+
     def _site_actual(self, name: str, span: Horizon) -> pd.DataFrame:
-        """Actual supply of site ``name`` over ``span``, indexed by slot start: taken from the
-        preloaded supply when it covers ``span`` (the same values, by :data:`WEATHER_PAD`)."""
+        """Actual supply of site ``name`` on the reference days of ``span``, indexed by slot
+        start: taken from the preloaded supply when it covers ``span`` (the same values, by
+        :data:`WEATHER_PAD`)."""
         covered = self._covered
         if (
             self._actual is not None
@@ -268,9 +281,12 @@ class DayPipeline:
             and (covered.start <= span.start and span.end <= covered.end)
         ):
             rows = _in(self._actual, span)
-            return rows[rows["site"] == name].set_index("time").drop(columns="site")
+            rows = rows[rows["site"] == name].set_index("time").drop(columns="site")
+            return rows[self._reference_days(pd.DatetimeIndex(rows.index))]
         frame = self.model.site_actual(
-            self.config.sites[name], self._site_weather(name, span.start, span.end)
+            self.config.sites[name],
+            self._site_weather(name, span.start, span.end),
+            self._reference_days,
         )
         return frame[(frame.index >= span.start) & (frame.index < span.end)]
 
