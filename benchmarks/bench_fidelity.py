@@ -211,3 +211,7 @@ def main() -> None:
     for measure in list(rows[0])[1:]:
         table.add_row(measure, *(row[measure] for row in rows))
     console.print(table)
+
+
+if __name__ == "__main__":
+    main()
