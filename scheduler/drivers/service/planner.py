@@ -38,10 +38,11 @@ stored and listed (:meth:`Planner.events`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -217,6 +218,7 @@ class Planner:
         self._ahead: Problem | None = None  # the next operating day, while a loop runs
         self._ahead_version: PlanVersion | None = None  # its plan under the caps in force
         self._policy = get_policy("optimizer", config.solver)
+        self._solver: ProcessPoolExecutor | None = None  # from the end of start-up
         self._lock = threading.Lock()  # one plan at a time
         self._published = threading.Condition()
         self._caps: dict[str, list[LoadCap]] = {}  # the events in force, by id
@@ -244,6 +246,8 @@ class Planner:
         self._closing = False
         self._worker = threading.Thread(target=self._work, name="greensched-planner", daemon=True)
         self._worker.start()
+        self._solver = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._solver.submit(int)  # start its process (seconds of imports) before a cap comes
 
     def close(self) -> None:
         """Answer the changes queued, then stop the planner thread."""
@@ -251,6 +255,8 @@ class Planner:
             self._closing = True
             self._queue_changed.notify_all()
         self._worker.join()
+        if self._solver is not None:
+            self._solver.shutdown(cancel_futures=True)
 
     @property
     def horizon(self) -> Horizon:
@@ -528,7 +534,7 @@ class Planner:
     def _baseline(self, day: Problem) -> np.ndarray:
         """BASELINE: the load ``[site, slot]`` the day's plan without any cap draws [MW]."""
         free = replace(day, caps=())
-        plan = self._policy.plan(free).plan
+        plan = self._solve(free).plan
         gpus = busy_gpus(plan, free.site_names, free.horizon)
         return free.base_load_mw[:, None] + gpus * free.mw_per_gpu[:, None]
 
@@ -592,8 +598,16 @@ class Planner:
 
     def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
         began = time.perf_counter()
-        result = self._policy.plan(problem)
+        result = self._solve(problem)
         return self._version(problem, version, reason, result, time.perf_counter() - began, True)
+
+    def _solve(self, problem: Problem) -> PlanResult:
+        """The optimizer's plan of ``problem``: in a solver process once serving (its solves
+        hold the GIL for hundreds of ms, which would stall every call the server answers),
+        here during start-up."""
+        if self._solver is None:
+            return self._policy.plan(problem)
+        return self._solver.submit(self._policy.plan, problem).result()
 
     def _version(
         self,
