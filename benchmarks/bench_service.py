@@ -270,12 +270,14 @@ def _replan_row(
     day_start: pd.Timestamp,
     clients: int,
     name: str,
+    tag: str,
     on_reply: Callable | None = None,
 ) -> dict:
-    """One re-plan scenario with ``clients`` clients, and the plan versions it made."""
+    """One re-plan scenario with ``clients`` clients (event ids ``tag...``), and the plan
+    versions it made."""
     caps = _binding_caps(watcher, day_start, REPLANS[clients])
     work = [
-        [(f"{name}{clients}-{k}", *cap, True) for k, cap in enumerate(caps) if k % clients == c]
+        [(f"{tag}{clients}-{k}", *cap, True) for k, cap in enumerate(caps) if k % clients == c]
         for c in range(clients)
     ]
     before = watcher.plan().version
@@ -302,7 +304,9 @@ def _replans(target: str, token: str, day_start: pd.Timestamp) -> tuple[list[dic
         threading.Thread(target=_watch_arrivals, args=(stream, seen), daemon=True).start()
         for clients in CLIENTS:
             on_reply = arrival if clients == 1 else None
-            row = _replan_row(watcher, target, token, day_start, clients, "re-plan", on_reply)
+            row = _replan_row(
+                watcher, target, token, day_start, clients, "re-plan", "replan", on_reply
+            )
             rows.append(row)
         stream.cancel()
     return rows, _ms(to_plan, 50)
@@ -317,7 +321,7 @@ def _with_ended(directory: Path, day: str, token: str, day_start: pd.Timestamp) 
     try:
         with CapClient(target, token=token) as watcher:
             name = f"re-plan, {ENDED:,} stored ended caps"
-            return _replan_row(watcher, target, token, day_start, 8, name)
+            return _replan_row(watcher, target, token, day_start, 8, name, "ended")
     finally:
         _stop(process)
 
