@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -226,28 +227,38 @@ class Planner:
         for event_id, cap in store.caps():
             self._caps.setdefault(event_id, []).append(cap)
         self.day = day
-        self._archive_ended()
-        self.baseline_mw = self._baseline(day)
-        problem = self._problem(_flat(self._caps))
-        version = store.last_plan_version() + 1
-        self._current = self._plan(problem, version, "startup")
-        store.save_plan(self._current.record())
-        log.info(
-            "startup: %d cap(s) of %d event(s) in force; plan version %d (%s, %.2f s)",
-            len(problem.caps),
-            len(self._caps),
-            version,
-            self._current.result.status,
-            self._current.plan_seconds,
-        )
+        solver = _solver_process()
+        try:
+            ready = solver.submit(int)  # its imports run while start-up plans here
+            self._current = self._startup()
+            ready.result()
+        except BaseException:
+            solver.shutdown(cancel_futures=True)
+            raise
+        self._solver = solver
         self._queue_changed = threading.Condition()  # guards the three below
         self._waiting: list[_Change] = []  # for the next batch
         self._queued: set[str] = set()  # event ids with a change waiting or being planned
         self._closing = False
         self._worker = threading.Thread(target=self._work, name="greensched-planner", daemon=True)
         self._worker.start()
-        self._solver = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        self._solver.submit(int)  # start its process (seconds of imports) before a cap comes
+
+    def _startup(self) -> PlanVersion:
+        """Archive what ended, then plan the day and its baseline under the caps stored."""
+        self._archive_ended()
+        self.baseline_mw = self._baseline(self.day)
+        problem = self._problem(_flat(self._caps))
+        version = self._plan(problem, self._store.last_plan_version() + 1, "startup")
+        self._store.save_plan(version.record())
+        log.info(
+            "startup: %d cap(s) of %d event(s) in force; plan version %d (%s, %.2f s)",
+            len(problem.caps),
+            len(self._caps),
+            version.version,
+            version.result.status,
+            version.plan_seconds,
+        )
+        return version
 
     def close(self) -> None:
         """Answer the changes queued, then stop the planner thread."""
@@ -607,7 +618,12 @@ class Planner:
         here during start-up."""
         if self._solver is None:
             return self._policy.plan(problem)
-        return self._solver.submit(self._policy.plan, problem).result()
+        try:
+            return self._solver.submit(self._policy.plan, problem).result()
+        except BrokenProcessPool:
+            log.error("the solver process died; starting another")
+            self._solver = _solver_process()
+            return self._solver.submit(self._policy.plan, problem).result()
 
     def _version(
         self,
@@ -638,6 +654,14 @@ class Planner:
         with self._published:
             self._current = version
             self._published.notify_all()
+
+
+def _solver_process() -> ProcessPoolExecutor:
+    """One solver process, forked from a server process that has imported the optimizer once
+    (a fresh interpreter, so no thread of this process is copied)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["scheduler.policies.optimizer"])
+    return ProcessPoolExecutor(1, mp_context=context)
 
 
 def _flat(caps: dict[str, list[LoadCap]]) -> list[LoadCap]:
