@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -657,11 +658,32 @@ class Planner:
 
 
 def _solver_process() -> ProcessPoolExecutor:
-    """One solver process, forked from a server process that has imported the optimizer once
-    (a fresh interpreter, so no thread of this process is copied)."""
+    """One solver process, forked from a server process that has imported this module once
+    (a fresh interpreter, so no thread of this process is copied); it exits with this
+    process, even one killed with SIGKILL."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["scheduler.policies.optimizer"])
-    return ProcessPoolExecutor(1, mp_context=context)
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(
+        1, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)
+    )
+
+
+_WATCH_EVERY_S = 1.0  # how often a solver process looks whether its server is alive
+
+
+def _exit_with(server_pid: int) -> None:
+    """In a solver process: exit once the server process ``server_pid`` is gone (its worker
+    pipes stay open in this process, so it would never see them close)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_EVERY_S)
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="greensched-server-watch", daemon=True).start()
 
 
 def _flat(caps: dict[str, list[LoadCap]]) -> list[LoadCap]:
