@@ -149,3 +149,23 @@ def test_ended_events_are_archived_but_still_listed(small_config: Path, tmp_path
             assert [e.event_id for e in listed] == ["running", "today"]
     finally:
         running.stop(0)
+
+
+def test_simultaneous_copies_of_one_event_are_stored_once(server: Running) -> None:
+    """The second copy waits for the first one's batch, then replays its answer."""
+    interval = cap_interval(local("10:00"), 3600, 1.3)
+    replies: list[pb.SubmitLoadCapResponse] = []
+
+    def submit() -> None:
+        with CapClient(f"127.0.0.1:{server.port}") as own:
+            replies.append(own.submit("twin", ["shantou"], [interval]))
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(replies) == 4
+    assert sorted(r.replayed for r in replies) == [False, True, True, True]
+    assert len({(r.plan_version, r.opt, r.opt_reason) for r in replies}) == 1
+    assert server.store.count("event_versions") == 1
