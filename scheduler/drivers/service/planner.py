@@ -82,6 +82,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_NAMED_LATE_JOBS = 100
+_GATHER_SHARE = 0.05  # of a batch's time, waited for more changes before the next batch [-]
+_GATHER_MAX_S = 0.05  # the longest such wait [s]
 _LATE_TOLERANCE_GPU_H = 1e-9
 
 
@@ -392,13 +394,17 @@ class Planner:
         return change.done
 
     def _work(self) -> None:
-        """The planner thread: every change waiting becomes one batch."""
+        """The planner thread: every change waiting becomes one batch. After answering a batch
+        it waits a little (:data:`_GATHER_SHARE` of the batch's time, at most
+        :data:`_GATHER_MAX_S`): the callers just answered may be sending their next change,
+        which then joins the next batch instead of waiting for a whole plan after it."""
         while True:
             with self._queue_changed:
                 self._queue_changed.wait_for(lambda: self._waiting or self._closing)
                 if not self._waiting:
                     return
                 taken, self._waiting = self._waiting, []
+            began = time.perf_counter()
             batch = [c for c in taken if c.done.set_running_or_notify_cancel()]
             results: list[object]
             try:
@@ -413,6 +419,7 @@ class Planner:
                     change.done.set_exception(result)
                 else:
                     change.done.set_result(result)
+            time.sleep(min(_GATHER_MAX_S, _GATHER_SHARE * (time.perf_counter() - began)))
 
     def _apply(self, batch: list[_Change]) -> list[SubmitAnswer | tuple[bool, int]]:
         """Plan ``batch`` once, commit it with its answers, publish the plan; the answers."""
