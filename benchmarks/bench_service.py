@@ -8,7 +8,10 @@ reports caps/s and SubmitLoadCap p50/p99, while a probe thread times ``Health/Ch
   acknowledged, no re-plan; with 1 and with 8 concurrent clients (8 channels);
 - re-plan: binding load limits (80 % of the planned load in a busy hour), each a re-plan; with 1
   and 8 clients; with 1 client also the time from sending a cap to its plan version arriving on
-  a ``WatchPlan`` stream;
+  a ``WatchPlan`` stream; caps arriving together are planned in one batch, so the number of
+  plan versions made is reported too;
+- re-plan with 8 clients on a second server whose database holds :data:`ENDED` events that
+  ended the day before (archived at start-up, so they should not slow submissions);
 - commit-only with 100 open ``WatchPlan`` streams;
 - commit-only under a wrong-token flood (a process of 8 threads calling from ``::1`` while the
   clients call from ``127.0.0.1``: failures are throttled per address).
@@ -42,7 +45,11 @@ from rich.table import Table
 from scheduler.config import DEFAULT_CONFIG_PATH
 from scheduler.drivers.service.auth import hash_token
 from scheduler.drivers.service.client import CapClient, cap_interval
+from scheduler.drivers.service.events import CapEvent, CapInterval
+from scheduler.drivers.service.planner import CapCost, SubmitAnswer
+from scheduler.drivers.service.store import Store, Submission
 from scheduler.horizon import tomorrow
+from scheduler.problem import LoadCap
 
 JOBS = 1_000
 COMMITS = 200  # commit-only caps per scenario, spread over its clients
@@ -52,6 +59,7 @@ FLOOD_THREADS = 8
 FLOOD_S = 20.0  # the flood process runs this long
 FLOOD_LEAD_S = 2.0  # and this long before the scenario starts
 CLIENTS = (1, 8)
+ENDED = 1_300  # events stored before the archive scenario, all ended
 PHASE_LIMIT_S = 240.0  # stop a scenario after this long, whatever its count
 STARTUP_LIMIT_S = 600.0
 PROBE_EVERY_S = 0.02
@@ -77,8 +85,29 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _store_ended(db: Path, day_start: pd.Timestamp, n: int) -> None:
+    """``n`` events of one hour each that ended before the day ``day_start`` begins and before
+    now, stored as a service that ran for days would have stored them."""
+    first = min(day_start, pd.Timestamp.now(tz="UTC")).floor("h") - pd.Timedelta(hours=n + 1)
+    answer = SubmitAnswer(True, "stored", CapCost((), 0, 0.0, 0.0, 0.0, 0.0), 1).to_dict()
+    changes = []
+    for k in range(n):
+        start = first + pd.Timedelta(hours=k)
+        site = "qingyang" if k % 2 else "shantou"
+        interval = CapInterval(start, 3600.0, "IMPORT_CAPACITY_LIMIT", 5.0)
+        event = CapEvent(f"ended-{k}", 1, "bench", 0, (site,), (interval,))
+        cap = LoadCap(site, start, interval.end, interval.type, interval.value_mw)
+        changes.append(Submission(event, [cap], "bench", start, answer))
+    store = Store(db)
+    try:
+        store.save_changes(changes, None)
+    finally:
+        store.close()
+
+
 def _start(directory: Path, day: str, token: str) -> tuple[subprocess.Popen, int]:
-    """``greensched serve`` on ``localhost`` (127.0.0.1 and ::1), plan only, with a token file."""
+    """``greensched serve`` on ``localhost`` (127.0.0.1 and ::1), plan only, with a token file,
+    on ``directory/bench.sqlite``."""
     port, log = _free_port(), directory / "serve.log"
     auth = directory / "tokens.yaml"
     entry = {"name": "bench", "token_hash": hash_token(token), "sites": ["*"]}
@@ -234,6 +263,31 @@ def _watch_arrivals(stream, seen: dict[int, float]) -> None:
             raise
 
 
+def _replan_row(
+    watcher: CapClient,
+    target: str,
+    token: str,
+    day_start: pd.Timestamp,
+    clients: int,
+    name: str,
+    tag: str,
+    on_reply: Callable | None = None,
+) -> dict:
+    """One re-plan scenario with ``clients`` clients (event ids ``tag...``), and the plan
+    versions it made."""
+    caps = _binding_caps(watcher, day_start, REPLANS[clients])
+    work = [
+        [(f"{tag}{clients}-{k}", *cap, True) for k, cap in enumerate(caps) if k % clients == c]
+        for c in range(clients)
+    ]
+    before = watcher.plan().version
+    with _Probe(target, token) as probe:
+        latencies, wall = _submit_all(target, token, work, on_reply)
+    row = _row(name, clients, latencies, wall, probe)
+    row["versions"] = watcher.plan().version - before
+    return row
+
+
 def _replans(target: str, token: str, day_start: pd.Timestamp) -> tuple[list[dict], float]:
     """The re-plan scenarios, and the p50 from sending a cap to its version on WatchPlan [ms]."""
     rows, seen, to_plan = [], {}, []
@@ -249,19 +303,27 @@ def _replans(target: str, token: str, day_start: pd.Timestamp) -> tuple[list[dic
         stream = watcher.watch(summary_only=True)
         threading.Thread(target=_watch_arrivals, args=(stream, seen), daemon=True).start()
         for clients in CLIENTS:
-            caps = _binding_caps(watcher, day_start, REPLANS[clients])
-            work = [
-                [(f"replan{clients}-{k}", *cap, True) for k, cap in enumerate(caps)
-                 if k % clients == c]
-                for c in range(clients)
-            ]  # fmt: skip
-            with _Probe(target, token) as probe:
-                latencies, wall = _submit_all(
-                    target, token, work, arrival if clients == 1 else None
-                )
-            rows.append(_row("re-plan", clients, latencies, wall, probe))
+            on_reply = arrival if clients == 1 else None
+            row = _replan_row(
+                watcher, target, token, day_start, clients, "re-plan", "replan", on_reply
+            )
+            rows.append(row)
         stream.cancel()
     return rows, _ms(to_plan, 50)
+
+
+def _with_ended(directory: Path, day: str, token: str, day_start: pd.Timestamp) -> dict:
+    """Re-plan with 8 clients on a server whose database holds :data:`ENDED` ended events."""
+    directory.mkdir()
+    _store_ended(directory / "bench.sqlite", day_start, ENDED)
+    process, port = _start(directory, day, token)
+    target = f"127.0.0.1:{port}"
+    try:
+        with CapClient(target, token=token) as watcher:
+            name = f"re-plan, {ENDED:,} stored ended caps"
+            return _replan_row(watcher, target, token, day_start, 8, name, "ended")
+    finally:
+        _stop(process)
 
 
 def _with_streams(target: str, token: str, day_start: pd.Timestamp) -> dict:
@@ -308,13 +370,18 @@ def run(directory: Path) -> tuple[list[dict], dict]:
         rows.append(_with_streams(target, token, day_start))
         row, facts["flood"] = _under_flood(port, token, day_start)
         rows.append(row)
-        return rows, facts
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
+    rows.append(_with_ended(directory / "ended", day, token, day_start))
+    return rows, facts
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def main() -> None:
@@ -333,15 +400,17 @@ def main() -> None:
         "p99_ms": "{:.1f}",
         "health_p99_ms": "{:.1f}",
         "getplan_p99_ms": "{:.1f}",
+        "versions": "{}",
     }
     for name in columns:
         table.add_column(name, justify="left" if name == "scenario" else "right")
     for row in rows:
         row["ratio"] = row["caps_per_s"] / reference
-        table.add_row(*(fmt.format(row[name]) for name, fmt in columns.items()))
+        table.add_row(*(fmt.format(row.get(name, "")) for name, fmt in columns.items()))
     console.print(table)
     console.print(
-        f"ratio = caps/s against single-client commit-only; startup {facts['startup_s']:.1f} s; "
+        "ratio = caps/s against single-client commit-only; versions = plan versions made by "
+        f"a re-plan scenario; startup {facts['startup_s']:.1f} s; "
         f"cap to its version on WatchPlan p50 {facts['cap_to_watchplan_p50_ms']:.0f} ms; "
         f"flood: {facts['flood']['calls']} wrong-token calls, {facts['flood']['throttled']} "
         "answered RESOURCE_EXHAUSTED"

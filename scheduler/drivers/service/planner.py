@@ -1,10 +1,15 @@
-"""The service's plan: one operating day re-planned under a lock whenever the caps change.
+"""The service's plan: one operating day, re-planned once for every batch of cap changes.
 
-Submissions and cancellations are serialised through one lock, so none is lost and each sees
-the plan its predecessor left. For every change the caps in force become hard constraints of a
+A submission or cancellation is checked when it arrives (input, scope, modification number
+against the stored event) and queued; :meth:`Planner.submit` and :meth:`Planner.cancel` return a
+future. One planner thread takes every change queued so far as one batch, plans once under the
+caps in force after the whole batch, commits the batch and answers each change. Changes that
+arrive while a batch is planned go into the next batch, so N caps arriving together cost about
+two plans, not N. A change for an event that has a change queued or being planned waits for it,
+so modification numbers apply in order. The caps in force become hard constraints of a
 :class:`~scheduler.problem.Problem`, and:
 
-- if the cap matrices do not change (a cap outside the planned day, or looser than a limit
+- if the cap matrices do not change (caps outside the planned day, or looser than a limit
   already in force), the plan version stays;
 - if they only tighten and the current plan already keeps them, that plan stays optimal
   (adding constraints cannot improve an optimum that is still feasible): it is kept under a new
@@ -12,18 +17,35 @@ the plan its predecessor left. For every change the caps in force become hard co
 - otherwise the ``optimizer`` policy plans again (bounded by ``solver.time_limit_s``; an
   overrun is reported in the solver notes and the log).
 
-The change, its answer, the new plan version and the audit entry are committed in one SQLite
-transaction before the caller is answered. New versions are published to
+**Answers.** Each submission is answered with the batch's plan version (which keeps its caps)
+and with the cost of the batch against the plan before the batch: OPT_IN when no job is later
+than in that plan, else OPT_OUT naming the jobs made late. The caps of a batch are planned
+together, so one cap's own share of the cost is not known: when a batch holds several changes,
+the reason says so and how many. SCHEDULED: every cap of the event starts after the day planned.
+
+**Durability.** The batch's changes, each answer, the plan version and the audit entries are
+committed in one SQLite transaction before any change of the batch is answered: an acknowledged
+cap is in force after any crash, a crash during a batch loses only changes not yet answered, and
+an identical resubmission replays the stored answer. New versions are published to
 :meth:`Planner.wait_for_version` callers (WatchPlan streams).
+
+**Ended events.** An event whose caps all end before both the current time and the start of the
+planned day can bind no plan any more: it is archived (its caps move to the store's archive) and
+leaves the caps held in memory, at start-up, on a new day and before each batch. It is still
+stored and listed (:meth:`Planner.events`).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -31,7 +53,14 @@ import pandas as pd
 from scheduler.config import Config
 from scheduler.drivers.service.auth import Coordinator
 from scheduler.drivers.service.events import CapEvent, event_caps
-from scheduler.drivers.service.store import CANCELLED, PlanRecord, Store, StoredEvent
+from scheduler.drivers.service.store import (
+    CANCELLED,
+    Cancellation,
+    PlanRecord,
+    Store,
+    StoredEvent,
+    Submission,
+)
 from scheduler.horizon import Horizon
 from scheduler.metrics import PlanMetrics, busy_gpus, plan_metrics, site_load
 from scheduler.pipeline import remaining_problem
@@ -53,6 +82,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_NAMED_LATE_JOBS = 100
+_GATHER_SHARE = 0.05  # of a batch's time, waited for more changes before the next batch [-]
+_GATHER_MAX_S = 0.05  # the longest such wait [s]
 _LATE_TOLERANCE_GPU_H = 1e-9
 
 
@@ -155,10 +186,25 @@ class RunState:
     load_before_mw: dict[str, float] | None = None
 
 
+@dataclass
+class _Change:
+    """A submission (``event`` set) or a cancellation, queued for the planner thread."""
+
+    event_id: str
+    coordinator: Coordinator
+    at: pd.Timestamp  # received [UTC]
+    event: CapEvent | None = None
+    caps: list[LoadCap] = field(default_factory=list)
+    reason: str = ""  # a cancellation's reason
+    modification_number: int = 0  # a cancellation: the event's current modification
+    done: Future = field(default_factory=Future)
+
+
 class Planner:
     """Owns the current plan of the operating day ``day`` (a problem without caps); see the
     module docstring. While a control loop runs the day, ``state`` says where it stands and
-    every re-plan covers only the work left, from the next slot boundary."""
+    every re-plan covers only the work left, from the next slot boundary. :meth:`close` stops
+    the planner thread once the changes queued are answered."""
 
     def __init__(
         self,
@@ -176,26 +222,55 @@ class Planner:
         self._ahead: Problem | None = None  # the next operating day, while a loop runs
         self._ahead_version: PlanVersion | None = None  # its plan under the caps in force
         self._policy = get_policy("optimizer", config.solver)
-        self._lock = threading.Lock()
+        self._solver: ProcessPoolExecutor | None = None  # from the end of start-up
+        self._lock = threading.Lock()  # one plan at a time
         self._published = threading.Condition()
-        self._caps: dict[str, list[LoadCap]] = {}
+        self._caps: dict[str, list[LoadCap]] = {}  # the events in force, by id
         self.state: RunState | None = None
         for event_id, cap in store.caps():
             self._caps.setdefault(event_id, []).append(cap)
         self.day = day
-        self.baseline_mw = self._baseline(day)
-        problem = self._problem(self._caps_without(None))
-        version = store.last_plan_version() + 1
-        self._current = self._plan(problem, version, "startup")
-        store.save_plan(self._current.record())
+        solver = _solver_process()
+        try:
+            ready = solver.submit(int)  # its imports run while start-up plans here
+            self._current = self._startup()
+            ready.result()
+        except BaseException:
+            solver.shutdown(cancel_futures=True)
+            raise
+        self._solver = solver
+        self._queue_changed = threading.Condition()  # guards the three below
+        self._waiting: list[_Change] = []  # for the next batch
+        self._queued: set[str] = set()  # event ids with a change waiting or being planned
+        self._closing = False
+        self._worker = threading.Thread(target=self._work, name="greensched-planner", daemon=True)
+        self._worker.start()
+
+    def _startup(self) -> PlanVersion:
+        """Archive what ended, then plan the day and its baseline under the caps stored."""
+        self._archive_ended()
+        self.baseline_mw = self._baseline(self.day)
+        problem = self._problem(_flat(self._caps))
+        version = self._plan(problem, self._store.last_plan_version() + 1, "startup")
+        self._store.save_plan(version.record())
         log.info(
             "startup: %d cap(s) of %d event(s) in force; plan version %d (%s, %.2f s)",
             len(problem.caps),
             len(self._caps),
-            version,
-            self._current.result.status,
-            self._current.plan_seconds,
+            version.version,
+            version.result.status,
+            version.plan_seconds,
         )
+        return version
+
+    def close(self) -> None:
+        """Answer the changes queued, then stop the planner thread."""
+        with self._queue_changed:
+            self._closing = True
+            self._queue_changed.notify_all()
+        self._worker.join()
+        if self._solver is not None:
+            self._solver.shutdown(cancel_futures=True)
 
     @property
     def horizon(self) -> Horizon:
@@ -209,6 +284,7 @@ class Planner:
             if same and self.state is None:  # the day planned at start-up
                 return self._current
             self.day, self.state = day, None
+            self._archive_ended()
             self.baseline_mw = self._baseline(day)
             return self._replan_locked(f"day {day.horizon.start.isoformat()}", force=True)
 
@@ -239,7 +315,7 @@ class Planner:
         return self._plan(replace(self._ahead, caps=tuple(caps)), 0, reason)
 
     def _replan_locked(self, reason: str, *, force: bool) -> PlanVersion:
-        problem = self._problem(self._caps_without(None))
+        problem = self._problem(_flat(self._caps))
         version = (
             self._plan(problem, self._current.version + 1, reason)
             if force
@@ -265,8 +341,9 @@ class Planner:
         return list(self.config.sites)
 
     # --- changes ---------------------------------------------------------------------------
-    def submit(self, event: CapEvent, coordinator: Coordinator) -> SubmitAnswer:
-        """Validate, authorise, re-plan, store and answer one event (see module docstring).
+    def submit(self, event: CapEvent, coordinator: Coordinator) -> Future[SubmitAnswer]:
+        """Check and queue one event; the future is answered once its batch is committed (see
+        the module docstring); an identical resubmission is answered at once.
 
         Raises :class:`~scheduler.drivers.service.events.EventError` (bad input),
         :class:`~scheduler.drivers.service.auth.ScopeError` (site outside the caller's scope) or
@@ -275,76 +352,142 @@ class Planner:
         now = self.clock()
         caps = event_caps(event, self.config.sites, now)
         coordinator.require(event.targets, "cap")
-        with self._lock:
-            stored = self._store.event(event.event_id)
+        with self._queue_changed:
+            stored = self._stored_unqueued(event.event_id)
             if stored is not None:
                 replay = self._check_modification(stored, event, coordinator)
                 if replay is not None:
-                    return replay
-            others = self._caps_without(event.event_id)
-            problem = self._problem(others + caps)
-            previous = self._current
-            version = self._next(problem, f"submit {event.event_id}")
-            answer = _answer(previous, version, problem, caps)
-            ahead = self._ahead
-            if ahead is not None and any(_overlaps(c, ahead.horizon) for c in caps):
-                if self._ahead_version is None:
-                    self._ahead_version = self._plan_ahead(others, "look-ahead")
-                before = self._ahead_version
-                after = self._plan_ahead(others + caps, f"look-ahead, submit {event.event_id}")
-                answer = _with_ahead(answer, _answer(before, after, after.problem, caps))
-                self._ahead_version = after
-            self._store.save_submission(
-                event,
-                caps,
-                coordinator.name,
-                now,
-                answer.to_dict(),
-                version.record() if version is not previous else None,
-            )
-            self._caps[event.event_id] = caps
-            self._publish(version)
-        log.info(
-            "%s: event %s modification %d accepted, %s, plan version %d",
-            coordinator.name,
-            event.event_id,
-            event.modification_number,
-            "OPT_IN" if answer.opt_in else "OPT_OUT",
-            answer.plan_version,
-        )
-        return answer
+                    return _resolved(replay)
+            return self._queue(_Change(event.event_id, coordinator, now, event, caps))
 
-    def cancel(self, event_id: str, coordinator: Coordinator, reason: str) -> tuple[bool, int]:
-        """Cancel an event: ``(cancelled now, plan version)``; already cancelled is a no-op.
+    def cancel(
+        self, event_id: str, coordinator: Coordinator, reason: str
+    ) -> Future[tuple[bool, int]]:
+        """Queue the cancellation of an event; the future gives ``(cancelled now, plan
+        version)``. Already cancelled is a no-op, answered at once.
 
         Raises :class:`UnknownEventError` (also for an event the caller may not see, so that
         the answer does not tell which ids exist) or
         :class:`~scheduler.drivers.service.auth.ScopeError`.
         """
-        with self._lock:
-            stored = self._store.event(event_id)
+        with self._queue_changed:
+            stored = self._stored_unqueued(event_id)
             if stored is None or not coordinator.may_see(stored.event.targets):
                 raise UnknownEventError(f"event_id {event_id[:128]!r}: no such event")
             coordinator.require(stored.event.targets, "cancel caps on")
             if stored.status == CANCELLED:
-                return False, self._current.version
-            problem = self._problem(self._caps_without(event_id))
-            version = self._next(problem, f"cancel {event_id}")
-            self._store.save_cancellation(
-                event_id,
-                stored.event.modification_number,
-                coordinator.name,
-                self.clock(),
-                reason,
-                version.record() if version is not self._current else None,
-            )
-            self._caps.pop(event_id, None)
-            self._ahead_version = None  # planned again on the next cap for that day
+                return _resolved((False, self._current.version))
+            number = stored.event.modification_number
+            change = _Change(event_id, coordinator, self.clock(), reason=reason,
+                             modification_number=number)  # fmt: skip
+            return self._queue(change)
+
+    def _stored_unqueued(self, event_id: str) -> StoredEvent | None:
+        """The stored event once no change of it is queued (hold ``_queue_changed``)."""
+        self._queue_changed.wait_for(lambda: event_id not in self._queued)
+        return self._store.event(event_id)
+
+    def _queue(self, change: _Change) -> Future:
+        self._queued.add(change.event_id)
+        self._waiting.append(change)
+        self._queue_changed.notify_all()
+        return change.done
+
+    def _work(self) -> None:
+        """The planner thread: every change waiting becomes one batch. After answering a batch
+        it waits a little (:data:`_GATHER_SHARE` of the batch's time, at most
+        :data:`_GATHER_MAX_S`): the callers just answered may be sending their next change,
+        which then joins the next batch instead of waiting for a whole plan after it."""
+        while True:
+            with self._queue_changed:
+                self._queue_changed.wait_for(lambda: self._waiting or self._closing)
+                if not self._waiting:
+                    return
+                taken, self._waiting = self._waiting, []
+            began = time.perf_counter()
+            batch = [c for c in taken if c.done.set_running_or_notify_cancel()]
+            results: list[object]
+            try:
+                results = list(self._apply(batch)) if batch else []
+            except Exception as error:  # answered to each caller (INTERNAL, logged there)
+                results = [error] * len(batch)
+            with self._queue_changed:
+                self._queued.difference_update(c.event_id for c in taken)
+                self._queue_changed.notify_all()
+            for change, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    change.done.set_exception(result)
+                else:
+                    change.done.set_result(result)
+            time.sleep(min(_GATHER_MAX_S, _GATHER_SHARE * (time.perf_counter() - began)))
+
+    def _apply(self, batch: list[_Change]) -> list[SubmitAnswer | tuple[bool, int]]:
+        """Plan ``batch`` once, commit it with its answers, publish the plan; the answers."""
+        with self._lock:
+            self._archive_ended()
+            caps = dict(self._caps)
+            for change in batch:
+                if change.event is None:
+                    caps.pop(change.event_id, None)
+                else:
+                    caps[change.event_id] = change.caps
+            problem = self._problem(_flat(caps))
+            previous = self._current
+            reason = _batch_reason(batch)
+            version = self._next(problem, reason)
+            answer = _answer(previous, version, problem)
+            ahead = self._ahead_answer(caps, batch, reason)
+            results: list[SubmitAnswer | tuple[bool, int]] = []
+            stored: list[Submission | Cancellation] = []
+            for change in batch:
+                if change.event is None:
+                    results.append((True, version.version))
+                    stored.append(
+                        Cancellation(change.event_id, change.modification_number,
+                                     change.coordinator.name, change.at, change.reason)
+                    )  # fmt: skip
+                else:
+                    mine = _answer_of(change.caps, answer, problem, len(batch))
+                    if ahead is not None and any(_overlaps(c, ahead[0]) for c in change.caps):
+                        mine = _with_ahead(mine, ahead[1])
+                    results.append(mine)
+                    stored.append(
+                        Submission(change.event, change.caps, change.coordinator.name,
+                                   change.at, mine.to_dict())
+                    )  # fmt: skip
+            record = version.record() if version is not previous else None
+            self._store.save_changes(stored, record)
+            self._caps = caps
             self._publish(version)
-        log.info(
-            "%s: event %s cancelled, plan version %d", coordinator.name, event_id, version.version
+        for change, result in zip(batch, results, strict=True):
+            what = (
+                "cancelled"
+                if change.event is None or not isinstance(result, SubmitAnswer)
+                else f"modification {change.event.modification_number} accepted, "
+                + ("OPT_IN" if result.opt_in else "OPT_OUT")
+            )
+            log.info(
+                "%s: event %s %s, plan version %d (a batch of %d)",
+                change.coordinator.name, change.event_id, what, version.version, len(batch),
+            )  # fmt: skip
+        return results
+
+    def _ahead_answer(
+        self, caps: dict[str, list[LoadCap]], batch: list[_Change], reason: str
+    ) -> tuple[Horizon, SubmitAnswer] | None:
+        """The look-ahead day and the batch's cost there, when a submission reaches into it."""
+        ahead = self._ahead
+        reaching = ahead is not None and any(
+            _overlaps(c, ahead.horizon) for change in batch for c in change.caps
         )
-        return True, version.version
+        if not reaching:
+            if any(change.event is None for change in batch):
+                self._ahead_version = None  # planned again on the next cap for that day
+            return None
+        before = self._ahead_version or self._plan_ahead(_flat(self._caps), "look-ahead")
+        after = self._plan_ahead(_flat(caps), f"look-ahead, {reason}")
+        self._ahead_version = after
+        return after.problem.horizon, _answer(before, after, after.problem)
 
     # --- reads -----------------------------------------------------------------------------
     def events(
@@ -410,12 +553,20 @@ class Planner:
     def _baseline(self, day: Problem) -> np.ndarray:
         """BASELINE: the load ``[site, slot]`` the day's plan without any cap draws [MW]."""
         free = replace(day, caps=())
-        plan = self._policy.plan(free).plan
+        plan = self._solve(free).plan
         gpus = busy_gpus(plan, free.site_names, free.horizon)
         return free.base_load_mw[:, None] + gpus * free.mw_per_gpu[:, None]
 
-    def _caps_without(self, event_id: str | None) -> list[LoadCap]:
-        return [c for eid, caps in self._caps.items() if eid != event_id for c in caps]
+    def _archive_ended(self) -> None:
+        """Archive the events whose caps all end before now and before the planned day."""
+        now = self.clock()
+        before = min(now, self.day.horizon.start)
+        ended = [e for e, caps in self._caps.items() if all(c.end <= before for c in caps)]
+        if ended:
+            self._store.archive(ended, now)
+            for event_id in ended:
+                del self._caps[event_id]
+            log.info("archived %d event(s) that ended before %s", len(ended), before)
 
     def _problem(self, caps: Sequence[LoadCap]) -> Problem:
         """The day with ``caps``; while the day runs, only the work left from ``state``."""
@@ -466,8 +617,21 @@ class Planner:
 
     def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
         began = time.perf_counter()
-        result = self._policy.plan(problem)
+        result = self._solve(problem)
         return self._version(problem, version, reason, result, time.perf_counter() - began, True)
+
+    def _solve(self, problem: Problem) -> PlanResult:
+        """The optimizer's plan of ``problem``: in a solver process once serving (its solves
+        hold the GIL for hundreds of ms, which would stall every call the server answers),
+        here during start-up."""
+        if self._solver is None:
+            return self._policy.plan(problem)
+        try:
+            return self._solver.submit(self._policy.plan, problem).result()
+        except BrokenProcessPool:
+            log.error("the solver process died; starting another")
+            self._solver = _solver_process()
+            return self._solver.submit(self._policy.plan, problem).result()
 
     def _version(
         self,
@@ -500,6 +664,63 @@ class Planner:
             self._published.notify_all()
 
 
+def _solver_process() -> ProcessPoolExecutor:
+    """One solver process, forked from a server process that has imported this module once
+    (a fresh interpreter, so no thread of this process is copied); it exits with this
+    process, even one killed with SIGKILL."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(
+        1, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)
+    )
+
+
+_WATCH_EVERY_S = 1.0  # how often a solver process looks whether its server is alive
+
+
+def _exit_with(server_pid: int) -> None:
+    """In a solver process: exit once the server process ``server_pid`` is gone (its worker
+    pipes stay open in this process, so it would never see them close)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_EVERY_S)
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="greensched-server-watch", daemon=True).start()
+
+
+def _flat(caps: dict[str, list[LoadCap]]) -> list[LoadCap]:
+    return [cap for event_caps in caps.values() for cap in event_caps]
+
+
+def _resolved(result: object) -> Future:
+    done: Future = Future()
+    done.set_result(result)
+    return done
+
+
+_NAMED_IN_REASON = 10  # event ids a batch's reason names
+
+
+def _batch_reason(batch: Sequence[_Change]) -> str:
+    """``"submit a, b; cancel c"`` (the first word says what kind, for readers who may not see
+    the ids), naming at most a few ids."""
+    parts = []
+    for kind, ids in (
+        ("submit", [c.event_id for c in batch if c.event is not None]),
+        ("cancel", [c.event_id for c in batch if c.event is None]),
+    ):
+        if ids:
+            more = len(ids) - _NAMED_IN_REASON
+            parts.append(f"{kind} {', '.join(ids[:_NAMED_IN_REASON])}"
+                         + (f" and {more} more" if more > 0 else ""))  # fmt: skip
+    return "; ".join(parts)
+
+
 def _overlaps(cap: LoadCap, horizon: Horizon) -> bool:
     return cap.start < horizon.end and cap.end > horizon.start
 
@@ -525,27 +746,39 @@ def _with_ahead(today: SubmitAnswer, ahead: SubmitAnswer) -> SubmitAnswer:
     )
 
 
-def _answer(
-    previous: PlanVersion, new: PlanVersion, problem: Problem, caps: Sequence[LoadCap]
+_NO_COST = CapCost((), 0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _answer_of(
+    caps: Iterable[LoadCap], batch: SubmitAnswer, problem: Problem, changes: int
 ) -> SubmitAnswer:
-    """OPT_IN when no job is later than before, else OPT_OUT naming the jobs made late;
-    SCHEDULED when every one of the event's ``caps`` starts after the day planned."""
-    if new is previous and all(cap.start >= problem.horizon.end for cap in caps):
+    """One event's answer in a batch of ``changes``: SCHEDULED when every one of its ``caps``
+    starts after the day planned, else the ``batch`` answer."""
+    if all(cap.start >= problem.horizon.end for cap in caps):
         return SubmitAnswer(
             True,
             f"stored; it starts after the operating day now planned (to "
             f"{problem.horizon.end.isoformat()}) and is planned when its day starts",
-            CapCost((), 0, 0.0, 0.0, 0.0, 0.0),
-            new.version,
+            _NO_COST,
+            batch.plan_version,
             scheduled=True,
         )
+    if changes == 1:
+        return batch
+    together = f"planned in one batch with {changes - 1} other change(s); the cost is the batch's"
+    return replace(batch, reason=f"{batch.reason} ({together})")
+
+
+def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitAnswer:
+    """OPT_IN when no job is later in ``new`` than in ``previous``, else OPT_OUT naming the
+    jobs made late."""
     if new is previous:
         return SubmitAnswer(
             True,
             "the caps in force already imply this cap in the planned day "
             f"{problem.horizon.start.isoformat()} to {problem.horizon.end.isoformat()} "
             "(or it lies outside it); the plan is unchanged",
-            CapCost((), 0, 0.0, 0.0, 0.0, 0.0),
+            _NO_COST,
             new.version,
         )
     before = previous.result.unfinished_gpu_hours

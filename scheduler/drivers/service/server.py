@@ -151,6 +151,7 @@ class Running:
         self.relays.stop()
         self.executor.shutdown(cancel_futures=True)
         self.events.close()
+        self.planner.close()
         self.store.close()
         if self.ray_started:
             import ray

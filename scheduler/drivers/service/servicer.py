@@ -3,8 +3,10 @@ back to messages, errors to status codes.
 
 The servicer holds no logic: it identifies the caller, converts, calls the planner and maps its
 errors to status codes. Handlers are coroutines on the server's event loop; whatever blocks
-(SQLite, planning, building a plan message from tables) runs in a bounded thread pool, so a
-stream waiting for the next plan version or report holds no thread at all. Two relay threads
+(SQLite, building a plan message from tables) runs in a bounded thread pool, so a stream
+waiting for the next plan version or report holds no thread at all. A submission or
+cancellation is checked and queued on the pool, then awaits its answer (the planner's future:
+its batch planned and committed) holding no thread either. Two relay threads
 (one for plan versions, one for reports) turn the planner's and the loop's thread conditions
 into asyncio wake-ups for every stream at once.
 
@@ -23,7 +25,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -273,6 +275,12 @@ class LoadCapServicer:
         running = asyncio.get_running_loop()
         return await running.run_in_executor(self._executor, functools.partial(function, *args))
 
+    async def _planned(self, function: Callable[..., Future[_T]], *args: Any) -> _T:
+        """``function(*args)`` on the executor, then the future it returns, awaited without a
+        thread."""
+        future = await self._blocking(function, *args)
+        return await asyncio.wrap_future(future)
+
     def _caller(self, context: grpc.aio.ServicerContext) -> Coordinator:
         return self._auth.identify(context.invocation_metadata() or (), context.peer())
 
@@ -281,7 +289,7 @@ class LoadCapServicer:
         self, request: pb.SubmitLoadCapRequest, context
     ) -> pb.SubmitLoadCapResponse:
         coordinator = self._caller(context)
-        answer = await self._blocking(self._planner.submit, _event_of(request), coordinator)
+        answer = await self._planned(self._planner.submit, _event_of(request), coordinator)
         return _answer_message(answer)
 
     @_rpc
@@ -289,7 +297,7 @@ class LoadCapServicer:
         self, request: pb.CancelLoadCapRequest, context
     ) -> pb.CancelLoadCapResponse:
         coordinator = self._caller(context)
-        cancelled, version = await self._blocking(
+        cancelled, version = await self._planned(
             self._planner.cancel, request.event_id, coordinator, request.reason
         )
         return pb.CancelLoadCapResponse(cancelled=cancelled, plan_version=version)

@@ -2,7 +2,9 @@
 
 Tables: ``events`` (current modification and status per event id), ``event_versions`` (every
 accepted modification with its content hash and first answer), ``caps`` (the caps in force, one
-row per event, site and interval: the design's caps table), ``plan_versions`` and ``audit``.
+row per event, site and interval: the design's caps table), ``caps_archive`` (the caps of events
+that ended, moved out of ``caps`` by :meth:`Store.archive`), ``plan_versions`` and ``audit``.
+An archived event keeps its ``events`` and ``event_versions`` rows (it is still listed).
 
 The database, its WAL and shared-memory files and its lock file are readable and writable by
 the service's user only (mode 0600; an older, wider file is narrowed at start-up): they hold
@@ -36,10 +38,12 @@ from scheduler.problem import LoadCap
 __all__ = [
     "ACTIVE",
     "CANCELLED",
+    "Cancellation",
     "LoopProgress",
     "PlanRecord",
     "Store",
     "StoredEvent",
+    "Submission",
     "caps_in_database",
 ]
 
@@ -75,6 +79,16 @@ CREATE TABLE IF NOT EXISTS caps (
     value_mw REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS caps_by_event ON caps (event_id);
+CREATE TABLE IF NOT EXISTS caps_archive (
+    event_id TEXT NOT NULL REFERENCES events (event_id),
+    site TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    value_mw REAL NOT NULL,
+    archived_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS caps_archive_by_event ON caps_archive (event_id);
 CREATE TABLE IF NOT EXISTS plan_versions (
     version INTEGER PRIMARY KEY,
     created_at TEXT NOT NULL,
@@ -126,6 +140,28 @@ class PlanRecord:
     caps_in_force: int
     metrics: dict
     plan: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """An accepted modification to store, with its caps and the answer given to it."""
+
+    event: CapEvent
+    caps: Sequence[LoadCap]
+    coordinator: str
+    received_at: pd.Timestamp
+    answer: dict  # see planner.SubmitAnswer.to_dict
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """A cancellation to store: the event's caps leave the caps in force."""
+
+    event_id: str
+    modification_number: int  # the event's current modification
+    coordinator: str
+    at: pd.Timestamp
+    reason: str
 
 
 def caps_in_database(path: str | Path) -> list[LoadCap]:
@@ -245,7 +281,14 @@ class Store:
 
     def count(self, table: str) -> int:
         """Rows in ``table`` (one of the schema's tables)."""
-        if table not in ("events", "event_versions", "caps", "plan_versions", "audit"):
+        if table not in (
+            "events",
+            "event_versions",
+            "caps",
+            "caps_archive",
+            "plan_versions",
+            "audit",
+        ):
             raise ValueError(f"unknown table {table!r}")
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
@@ -257,79 +300,31 @@ class Store:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # --- writes ------------------------------------------------------------------------------
-    def save_submission(
-        self,
-        event: CapEvent,
-        caps: Sequence[LoadCap],
-        coordinator: str,
-        received_at: pd.Timestamp,
-        answer: dict,
-        plan: PlanRecord | None,
+    def save_changes(
+        self, changes: Sequence[Submission | Cancellation], plan: PlanRecord | None
     ) -> None:
-        """Store an accepted modification, its caps, its answer, the plan and the audit entry.
-
-        One transaction, committed (and on disk) when this returns.
-        """
-        at = received_at.isoformat()
+        """Store accepted modifications and cancellations (each with its audit entry) and the
+        plan made under them, in one transaction, committed (and on disk) when this returns."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO events (event_id, modification_number, status, updated_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET "
-                "modification_number = excluded.modification_number, status = excluded.status, "
-                "updated_at = excluded.updated_at",
-                (event.event_id, event.modification_number, ACTIVE, at),
-            )
-            db.execute(
-                "INSERT INTO event_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.event_id,
-                    event.modification_number,
-                    event.content_sha256,
-                    event.to_json(),
-                    coordinator,
-                    at,
-                    json.dumps(answer),
-                ),
-            )
-            db.execute("DELETE FROM caps WHERE event_id = ?", (event.event_id,))
-            db.executemany(
-                "INSERT INTO caps VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (event.event_id, c.site, c.start.value, c.end.value, c.type, c.value_mw)
-                    for c in caps
-                ],
-            )
+            for change in changes:
+                if isinstance(change, Submission):
+                    _save_submission(db, change)
+                else:
+                    _save_cancellation(db, change)
             if plan is not None:
                 _insert_plan(db, plan)
-            _audit(db, at, coordinator, "submit", event.event_id, event.modification_number, answer)
 
-    def save_cancellation(
-        self,
-        event_id: str,
-        modification_number: int,
-        coordinator: str,
-        at: pd.Timestamp,
-        reason: str,
-        plan: PlanRecord | None,
-    ) -> None:
-        """Mark an event cancelled, drop its caps, store the plan and the audit entry."""
+    def archive(self, event_ids: Sequence[str], at: pd.Timestamp) -> None:
+        """Move the caps of ``event_ids`` (events that ended) from ``caps`` to
+        ``caps_archive``, in one transaction."""
+        marks = ", ".join("?" * len(event_ids))
         with self._transaction() as db:
             db.execute(
-                "UPDATE events SET status = ?, updated_at = ? WHERE event_id = ?",
-                (CANCELLED, at.isoformat(), event_id),
+                "INSERT INTO caps_archive SELECT event_id, site, start_ns, end_ns, type, "
+                f"value_mw, ? FROM caps WHERE event_id IN ({marks}) ORDER BY rowid",
+                (at.isoformat(), *event_ids),
             )
-            db.execute("DELETE FROM caps WHERE event_id = ?", (event_id,))
-            if plan is not None:
-                _insert_plan(db, plan)
-            _audit(
-                db,
-                at.isoformat(),
-                coordinator,
-                "cancel",
-                event_id,
-                modification_number,
-                {"reason": reason},
-            )
+            db.execute(f"DELETE FROM caps WHERE event_id IN ({marks})", tuple(event_ids))
 
     def save_plan(self, plan: PlanRecord) -> None:
         with self._transaction() as db:
@@ -396,6 +391,61 @@ def _stored_event(row: tuple) -> StoredEvent:
         pd.Timestamp(received_at),
         json.loads(answer_json),
     )
+
+
+def _save_submission(db: sqlite3.Connection, change: Submission) -> None:
+    event, at = change.event, change.received_at.isoformat()
+    db.execute(
+        "INSERT INTO events (event_id, modification_number, status, updated_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET "
+        "modification_number = excluded.modification_number, status = excluded.status, "
+        "updated_at = excluded.updated_at",
+        (event.event_id, event.modification_number, ACTIVE, at),
+    )
+    db.execute(
+        "INSERT INTO event_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.event_id,
+            event.modification_number,
+            event.content_sha256,
+            event.to_json(),
+            change.coordinator,
+            at,
+            json.dumps(change.answer),
+        ),
+    )
+    _drop_caps(db, event.event_id)
+    db.executemany(
+        "INSERT INTO caps VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (event.event_id, c.site, c.start.value, c.end.value, c.type, c.value_mw)
+            for c in change.caps
+        ],
+    )
+    _audit(
+        db, at, change.coordinator, "submit", event.event_id, event.modification_number,
+        change.answer,
+    )  # fmt: skip
+
+
+def _save_cancellation(db: sqlite3.Connection, change: Cancellation) -> None:
+    at = change.at.isoformat()
+    db.execute(
+        "UPDATE events SET status = ?, updated_at = ? WHERE event_id = ?",
+        (CANCELLED, at, change.event_id),
+    )
+    _drop_caps(db, change.event_id)
+    _audit(
+        db, at, change.coordinator, "cancel", change.event_id, change.modification_number,
+        {"reason": change.reason},
+    )  # fmt: skip
+
+
+def _drop_caps(db: sqlite3.Connection, event_id: str) -> None:
+    """An event's caps leave both the caps in force and the archive (a newer modification or a
+    cancellation replaces them)."""
+    db.execute("DELETE FROM caps WHERE event_id = ?", (event_id,))
+    db.execute("DELETE FROM caps_archive WHERE event_id = ?", (event_id,))
 
 
 def _insert_plan(db: sqlite3.Connection, plan: PlanRecord) -> None:

@@ -7,10 +7,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
 
+import grpc
 import pandas as pd
 import pytest
 
@@ -68,6 +70,75 @@ def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> 
                 assert len(slots) == 4
                 assert all(s.grid_cap_mw == pytest.approx(1.0 + k / 10) for s in slots)
                 assert all(s.grid_mw <= s.grid_cap_mw + 1e-6 for s in slots)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_sigkill_during_batches_loses_no_acknowledged_cap(
+    small_config: Path, tmp_path: Path
+) -> None:
+    """Eight clients submit caps without pause (planned in batches); SIGKILL once some are
+    acknowledged, with others in flight. Every acknowledged cap is in force after a restart."""
+    day = tomorrow(TIMEZONE).isoformat()
+    db, log, port = tmp_path / "caps.sqlite", tmp_path / "serve.log", free_port()
+    acked: dict[str, tuple[pd.Timestamp, float]] = {}
+    enough = threading.Event()
+
+    def submit_until_killed(c: int) -> None:
+        with CapClient(f"127.0.0.1:{port}", timeout_s=60) as client:
+            for k in range(12):
+                hour, mw = (c * 12 + k) % 24, 1.2 + (c + k) % 8 / 10
+                start = pd.Timestamp(f"{day}T{hour:02d}:00").tz_localize(TIMEZONE)
+                try:
+                    client.submit(f"kill-{c}-{k}", ["shantou"], [cap_interval(start, 3600, mw)])
+                except grpc.RpcError:
+                    return  # the server died with this call in flight
+                acked[f"kill-{c}-{k}"] = (start, mw)
+                if len(acked) >= 12:
+                    enough.set()
+
+    process = launch(small_config, db, port, day, log)
+    try:
+        with CapClient(f"127.0.0.1:{port}", timeout_s=5) as client:
+            wait_serving(client, process, log)
+        clients = [threading.Thread(target=submit_until_killed, args=(c,)) for c in range(8)]
+        for thread in clients:
+            thread.start()
+        assert enough.wait(timeout=240), log.read_text()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        for thread in clients:
+            thread.join(timeout=70)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert 12 <= len(acked) < 96, "the kill should fall while caps are being submitted"
+
+    process = launch(small_config, db, port, day, log)
+    try:
+        with CapClient(f"127.0.0.1:{port}", timeout_s=5) as client:
+            wait_serving(client, process, log)
+            client.timeout_s = 60
+            listed = {e.event_id for e in client.list() if e.status == pb.ACTIVE}
+            assert set(acked) <= listed
+            plan = client.plan(["shantou"])
+            assert plan.caps_in_force == len(listed)
+            for start, mw in acked.values():
+                window = [
+                    s
+                    for s in plan.slots
+                    if start
+                    <= pd.Timestamp(s.start.ToNanoseconds(), tz="UTC")
+                    < start + pd.Timedelta(hours=1)
+                ]
+                assert len(window) == 4
+                assert all(s.grid_cap_mw <= mw + 1e-9 for s in window)
+                assert all(s.grid_mw <= s.grid_cap_mw + 1e-6 for s in window)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, log.read_text()
     finally:
