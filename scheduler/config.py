@@ -272,8 +272,8 @@ class SolverSettings(_Strict):
         default="p10",
         description="green supply the grid import limit and caps are planned against: the "
         "forecast's p10 (a margin against forecast error; costs still use the forecast), or "
-        "the forecast itself. On replays p10 cut settlement losses about 14x for the same "
-        "green share",
+        "the forecast itself. Replaying 60 synthetic days (2026-03/04) p10 halved the work cut "
+        "at settlement (11,127 -> 5,274 GPU-h) for the same green share",
     )
 
 
