@@ -25,6 +25,12 @@ from .conftest import STARTUP_TIMEOUT_S, TIMEZONE, free_port, launch, wait_servi
 pytestmark = pytest.mark.slow
 
 
+def hour_slots(plan, start: pd.Timestamp) -> list:
+    """The plan's slots in the hour from ``start``."""
+    end = start + pd.Timedelta(hours=1)
+    return [s for s in plan.slots if start <= pd.Timestamp(s.start.ToNanoseconds(), tz="UTC") < end]
+
+
 def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> None:
     day = tomorrow(TIMEZONE).isoformat()
     db, log, port = tmp_path / "caps.sqlite", tmp_path / "serve.log", free_port()
@@ -60,13 +66,7 @@ def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> 
             assert plan.caps_in_force == 5 and plan.reason == "startup"
             assert plan.version > max(a.plan_version for a in acks)
             for k, start in enumerate(starts):
-                slots = [
-                    s
-                    for s in plan.slots
-                    if start
-                    <= pd.Timestamp(s.start.ToNanoseconds(), tz="UTC")
-                    < start + pd.Timedelta(hours=1)
-                ]
+                slots = hour_slots(plan, start)
                 assert len(slots) == 4
                 assert all(s.grid_cap_mw == pytest.approx(1.0 + k / 10) for s in slots)
                 assert all(s.grid_mw <= s.grid_cap_mw + 1e-6 for s in slots)
@@ -129,13 +129,7 @@ def test_sigkill_during_batches_loses_no_acknowledged_cap(
             plan = client.plan(["shantou"])
             assert plan.caps_in_force == len(listed)
             for start, mw in acked.values():
-                window = [
-                    s
-                    for s in plan.slots
-                    if start
-                    <= pd.Timestamp(s.start.ToNanoseconds(), tz="UTC")
-                    < start + pd.Timedelta(hours=1)
-                ]
+                window = hour_slots(plan, start)
                 assert len(window) == 4
                 assert all(s.grid_cap_mw <= mw + 1e-9 for s in window)
                 assert all(s.grid_mw <= s.grid_cap_mw + 1e-6 for s in window)
