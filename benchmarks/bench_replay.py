@@ -25,7 +25,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from scheduler.config import load_config
+from scheduler.config import Config, load_config
 from scheduler.drivers.replay import ReplaySpec, replay, summarize
 from scheduler.drivers.replay_report import SUMMARY_COLUMNS, summary_lines
 
@@ -81,7 +81,7 @@ def main() -> None:
 
 
 def _replanned(
-    console: Console, config, sources: dict[str, str], last: str, every: int, once: dict
+    console: Console, config: Config, sources: dict[str, str], last: str, every: int, once: dict
 ) -> None:
     """The optimizer re-planned every ``every`` minutes against its once-a-day run."""
     spec = ReplaySpec(config, sources, "2026-01-01", last, ("optimizer",),

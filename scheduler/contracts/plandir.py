@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -331,15 +332,18 @@ def write_run_report(directory: str | Path, report: RunReport) -> Path:
     return path
 
 
-def last_run_load_mw(directory: str | Path) -> dict[str, float]:
-    """Each site's load in the last slot that ran in ``directory`` (its ``run.csv``) [MW]: the
-    load the next day starts from."""
+def last_run_load_mw(directory: str | Path, sites: Sequence[str]) -> tuple[float, ...]:
+    """Each site's load in the last slot that ran in ``directory`` (its ``run.csv``) [MW], in
+    ``sites`` order: the load the next day starts from."""
     path = Path(directory) / "run.csv"
     if not path.is_file():
         raise PlanDirError(f"{path}: not found; the day has not run (dispatch it first)")
     run = read_table(RUN, path)
     if run.empty:
         raise PlanDirError(f"{path}: no slot has run")
-    last = run[run["time"] == run["time"].max()]
-    pairs = zip(last["site"], last["load_mw"], strict=True)
-    return {str(site): float(load) for site, load in pairs}
+    last = run[run["time"] == run["time"].max()].set_index("site")["load_mw"]
+    if set(last.index) != set(sites):
+        raise PlanDirError(
+            f"{path}: ran sites {', '.join(sorted(last.index))}, not {', '.join(sites)}"
+        )
+    return tuple(float(last[site]) for site in sites)

@@ -77,18 +77,14 @@ def _setup_logging(verbose: bool) -> None:
 
 def _load_before(directory: Path, sites: list[str]) -> tuple[float, ...]:
     """Each site's load in the last slot run in ``directory`` [MW], in ``sites`` order."""
-    from scheduler.contracts.plandir import PlanDirError, last_run_load_mw
+    from scheduler.contracts.plandir import last_run_load_mw
 
-    loads = last_run_load_mw(directory)
-    if set(loads) != set(sites):
-        raise PlanDirError(
-            f"--after {directory}: ran sites {', '.join(sorted(loads))}, not {', '.join(sites)}"
-        )
+    loads = last_run_load_mw(directory, sites)
     console.print(
         "starting from the load before the day: "
-        + ", ".join(f"{site} {loads[site]:.2f} MW" for site in sites)
+        + ", ".join(f"{site} {load:.2f} MW" for site, load in zip(sites, loads, strict=True))
     )
-    return tuple(loads[site] for site in sites)
+    return loads
 
 
 def _clock_offset_text(weather: Weather) -> str:

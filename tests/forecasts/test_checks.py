@@ -26,14 +26,6 @@ from tests.forecasts.weather_files import (
 JULY_DAY = (pd.Timestamp("2026-07-01T16:00Z"), pd.Timestamp("2026-07-02T16:00Z"))
 
 
-@pytest.fixture(scope="module")
-def site(config):
-    """The shantou site moved onto the Shanghai station, so no distance warning interferes."""
-    return config.sites["shantou"].model_copy(
-        update={"latitude": SHANGHAI[0], "longitude": SHANGHAI[1]}
-    )
-
-
 def _load(site, path, *span, **kwargs):
     start, end = span or JULY_DAY
     return load_weather(site, path, start, end, freq_minutes=60, seed=1, **kwargs)

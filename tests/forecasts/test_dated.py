@@ -25,13 +25,6 @@ DAY_2019_06_10 = (pd.Timestamp("2019-06-09T16:00Z"), pd.Timestamp("2019-06-10T16
 
 
 @pytest.fixture(scope="module")
-def site(config):
-    return config.sites["shantou"].model_copy(
-        update={"latitude": SHANGHAI[0], "longitude": SHANGHAI[1]}
-    )
-
-
-@pytest.fixture(scope="module")
 def utc_2019() -> pd.DataFrame:
     """Hourly weather of the UTC year 2019 at Shanghai (interval starts)."""
     return hourly_weather("2019-01-01T00:00Z", 8760)

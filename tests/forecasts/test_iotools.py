@@ -22,11 +22,8 @@ from forecasts.iotools import (
     warn_if_far,
 )
 from forecasts.weather import REQUIRED_COLUMNS, Weather
-
-WEATHER_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "weather"
-SHANGHAI_EPW = WEATHER_DIR / "CHN_Shanghai.Shanghai.583620_CSWD.epw"
-URUMQI_EPW = WEATHER_DIR / "CHN_Xinjiang.Uygur.Urumqi.514630_CSWD.epw"
-
+from tests.conftest import SHANGHAI_EPW, URUMQI_EPW
+from tests.forecasts.weather_files import epw_text
 
 # ------------------------------------------------------------------------------------------
 # fixture files, written into tmp_path
@@ -54,16 +51,6 @@ def _epw_text(
     ``year`` every row is from that one year (an actual-year file, Feb 29 included in a leap
     year); without ``whole_year`` only the ``days`` listed are written.
     """
-    header = [
-        f"LOCATION,Test,Test,CHN,TEST,000000,31.40,121.45,{tz_hours},5.5",
-        "DESIGN CONDITIONS,0",
-        "TYPICAL/EXTREME PERIODS,0",
-        "GROUND TEMPERATURES,0",
-        "HOLIDAYS/DAYLIGHT SAVINGS,No,0,0,0",
-        "COMMENTS 1,test fixture",
-        "COMMENTS 2,",
-        "DATA PERIODS,1,1,Data,Sunday, 1/ 1,12/31",
-    ]
     listed = {(m, d): (position, y) for position, (y, m, d) in enumerate(days)}
     if year is not None:
         calendar = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
@@ -108,7 +95,7 @@ def _epw_text(
             fields += [values["wind_speed"], 5, 5, 20.0, 77777, 9, 999999999, 10, 0.1, 0, 88]
             fields += [0.2, 0.0, 0.0]
             rows.append(",".join(str(f) for f in fields))
-    return "\n".join(header + rows) + "\n"
+    return epw_text(rows, (31.40, 121.45), tz_hours, source="TEST")
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:

@@ -93,10 +93,15 @@ def epw_rows(
 
 
 def epw_text(
-    rows: list[str], position: tuple[float, float] = SHANGHAI, tz_hours: float = 8.0
+    rows: list[str],
+    position: tuple[float, float] = SHANGHAI,
+    tz_hours: float = 8.0,
+    source: str = "CSWD",
 ) -> str:
+    """An EPW file's text: the 8 header lines (``source`` is the LOCATION line's data source,
+    which tells typical-year products apart) and ``rows``."""
     header = [
-        f"LOCATION,Test,Test,CHN,CSWD,583620,{position[0]:.2f},{position[1]:.2f},{tz_hours},5.5",
+        f"LOCATION,Test,Test,CHN,{source},583620,{position[0]:.2f},{position[1]:.2f},{tz_hours},5.5",
         "DESIGN CONDITIONS,0",
         "TYPICAL/EXTREME PERIODS,0",
         "GROUND TEMPERATURES,0",
