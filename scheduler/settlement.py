@@ -22,6 +22,11 @@ In each slot ``t`` the engine
    where the site would fall faster than its ramp-down limit, work planned there later is
    brought forward (earliest deadline first). A cap is hard and wins over the ramp; an event
    says so;
+4b. where the slot's *actual* green supply carries more GPUs than run, brings forward work the
+   plan put later on grid power (by the forecast it was made on), dearest grid GPU-slots
+   first, so green that comes in above the forecast is used rather than spilled. The engine
+   sees each slot's supply as the slot starts, as a site reads its meters (the caps of step 2
+   are checked on it too); later slots only by the forecast;
 5. hands the chunks to the runner and books what completed; a lost chunk's work returns to the
    backlog, a chunk that failed every attempt fails its job.
 
@@ -59,6 +64,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_GPU_TOLERANCE = 1e-9
 MIN_SLOT_TIMEOUT_S = 60.0  # shortest wait for a slot's chunks, whatever the clock [s]
 EVENT_COLUMNS = ["time", "kind", "detail", "site", "job_id", "gpus"]
 
@@ -270,6 +276,7 @@ class Settlement:
         self._defer(t, slot, bounds.most, jobs, walk)
         self._resume(t, slot, bounds.most, jobs, walk)
         self._hold_ramp_down(t, slot, bounds, jobs, walk)
+        self._use_surplus(t, slot, bounds.most, jobs, walk)
         keep = slot.gpus > 0
         slot = _Slot(slot.job[keep], slot.site[keep], slot.gpus[keep])
         walk.capacity[t] = live.copy()
@@ -529,6 +536,61 @@ class Settlement:
                 self._event(t, "brought_forward", f"{moved} GPUs of later work run now to keep "
                             "the ramp-down limit", walk, site=problem.site_names[s],
                             job_id=problem.job_ids[j], gpus=moved)  # fmt: skip
+
+    def _use_surplus(
+        self, t: int, slot: _Slot, allowed: np.ndarray, jobs: _Jobs, walk: _Walk
+    ) -> None:
+        """Where the *actual* green supply carries GPUs the slot leaves idle, bring forward
+        work the plan put later on grid power, so green that came in above the forecast is
+        used instead of spilled.
+
+        Later work counts as grid-powered where the plan's load at that site and slot is
+        above the forecast green supply it was made on; those GPU-slots leave the dearest
+        (grid CO2 per GPU-slot) first, up to the part above green. Only active preemptible
+        jobs in their window move, to an allowed site with room, up to ``max_gpus``; a site
+        never goes above ``allowed`` (caps, import limit, live capacity, ramp-up)."""
+        problem = self.problem
+        n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
+        used = np.bincount(slot.site, weights=slot.gpus, minlength=n_sites)
+        green_now = np.floor(self.actual.green_gpus[:, t] + _GPU_TOLERANCE)
+        room = (np.minimum(green_now, allowed) - used).astype(np.int64)
+        if not (room > 0).any():
+            return
+        rows = self._p_ptr[t + 1] + np.flatnonzero(self._p_gpus[self._p_ptr[t + 1] :] > 0)
+        cell = self._p_site[rows] * n_slots + self._p_slot[rows]
+        planned = np.bincount(cell, weights=self._p_gpus[rows], minlength=n_sites * n_slots)
+        on_grid = np.ceil(planned - np.maximum(problem.green_gpus.ravel(), 0) - _GPU_TOLERANCE)
+        ready = jobs.active & problem.preemptible & (problem.release_slot <= t)
+        ready &= t < problem.deadline_slot
+        take = ready[self._p_job[rows]] & (on_grid[cell] > 0)
+        rows, cell = rows[take], cell[take]
+        if not len(rows):
+            return
+        dearest = np.lexsort((-self._p_slot[rows], -problem.grid_kg_per_gpu_slot.ravel()[cell]))
+        on_grid = np.maximum(on_grid, 0).astype(np.int64)
+        in_slot = np.bincount(slot.job, weights=slot.gpus, minlength=problem.n_jobs)
+        job_room = problem.max_gpus - in_slot.astype(np.int64)
+        moved = np.zeros(n_sites, dtype=np.int64)
+        for row, c in zip(rows[dearest].tolist(), cell[dearest].tolist(), strict=True):
+            j = int(self._p_job[row])
+            want = min(int(self._p_gpus[row]), int(on_grid[c]), int(job_room[j]))
+            for s in np.flatnonzero(problem.site_mask[j] & (room > 0)).tolist():
+                if want < 1:
+                    break
+                gpus = min(want, int(room[s]))
+                slot.add(j, s, gpus)
+                self._p_gpus[row] -= gpus
+                on_grid[c] -= gpus
+                job_room[j] -= gpus
+                room[s] -= gpus
+                moved[s] += gpus
+                want -= gpus
+            if not (room > 0).any():
+                break
+        for s in np.flatnonzero(moved):
+            self._event(t, "surplus_green", f"{int(moved[s])} GPUs of later grid-powered "
+                        "work run now on green supply above the forecast", walk,
+                        site=problem.site_names[s], gpus=int(moved[s]))  # fmt: skip
 
     # ----------------------------------------------------------------- running a slot
     def _timeout_s(self) -> float:

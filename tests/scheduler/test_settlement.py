@@ -173,3 +173,68 @@ def test_a_walk_resumed_from_its_stored_state_ends_as_if_never_stopped():
     pd.testing.assert_frame_equal(resumed.site_slots, whole.site_slots)
     pd.testing.assert_frame_equal(resumed.jobs, whole.jobs)
     assert list(resumed.events["kind"]) == list(whole.events["kind"])
+
+
+def surplus_case(**job_kw) -> tuple:
+    """Forecast: 40 GPUs of green in hours 0-1, none after. Actual: 80 GPUs' worth in hours
+    0-1. The plan runs 40 GPUs in each of the four hours, so hours 2-3 are on grid power."""
+    forecast = np.array([[0.04, 0.04, 0.0, 0.0]])
+    actual = np.array([[0.08, 0.08, 0.0, 0.0]])
+    problem = make_problem(
+        [site("a")], forecast, [job("j", 160, 80, 0, 4, **job_kw)], actual_green_mw=actual
+    )
+    return problem, pd.DataFrame(plan_rows("j", "a", range(4), 40))
+
+
+def test_green_above_the_forecast_runs_work_planned_later_on_grid_power():
+    problem, plan = surplus_case()
+    run = settle(problem, plan)
+    load = run.site_slots.set_index("time")["load_mw"]
+    assert list(load) == pytest.approx([0.08, 0.08, 0.0, 0.0])  # 80 GPUs x 1 kW, then none
+    assert run.totals["actual"]["grid_mwh"] == pytest.approx(0.0)
+    assert run.totals["planned"]["grid_mwh"] == pytest.approx(0.08)  # 2 h x 40 kW
+    assert run.statuses == {"j": "done"}
+    moved = run.events[run.events["kind"] == "surplus_green"]
+    assert moved["gpus"].sum() == 80
+
+
+@pytest.mark.parametrize(
+    ("job_kw", "why"),
+    [({"preemptible": False}, "a non-preemptible run stays one block"),
+     ({"sites": ("b",)}, "the job may not run at site a")],
+)  # fmt: skip
+def test_surplus_green_moves_only_work_that_may_move(job_kw, why):
+    forecast = np.array([[0.04, 0.04, 0.0, 0.0], [0.0] * 4])
+    actual = np.array([[0.08, 0.08, 0.0, 0.0], [0.0] * 4])
+    home = job_kw.get("sites", ("a",))[0]
+    problem = make_problem([site("a"), site("b")], forecast, [job("j", 160, 80, 0, 4, **job_kw)],
+                           actual_green_mw=actual)  # fmt: skip
+    plan = pd.DataFrame(plan_rows("j", home, range(4), 40))
+    run = settle(problem, plan)
+    assert "surplus_green" not in set(run.events["kind"]), why
+    assert list(run.executed.groupby("time")["gpus"].sum()) == [40] * 4
+
+
+def test_surplus_green_keeps_caps_windows_and_work_planned_on_green():
+    """A load cap leaves room for 60 GPUs in hour 0; hour 3's forecast green carries the 80
+    GPUs planned there, so that work stays; work released at hour 1 moves only from hour 1."""
+    forecast = np.array([[0.04, 0.04, 0.0, 0.08]])
+    actual = np.array([[0.12, 0.12, 0.0, 0.08]])
+    cap = LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.06)
+    jobs = [job("j", 120, 80, 0, 4), job("green-later", 40, 40, 0, 4), job("late", 40, 40, 1, 4)]
+    problem = make_problem([site("a")], forecast, jobs, caps=[cap], actual_green_mw=actual)
+    plan = pd.DataFrame(
+        plan_rows("j", "a", range(2), 20)
+        + plan_rows("j", "a", range(2, 4), 40)
+        + plan_rows("green-later", "a", range(3, 4), 40)
+        + plan_rows("late", "a", range(2, 3), 40)
+    )
+    run = settle(problem, plan)
+    executed = run.executed.set_index(["job_id", "time"])["gpus"]
+    assert executed[("j", START)] == 60  # the cap's 60 GPUs, not the 120 green carries
+    assert executed[("late", START + HOUR)] == 40  # not in hour 0, before its release
+    assert executed[("j", START + 3 * HOUR)] == 40
+    assert executed[("green-later", START + 3 * HOUR)] == 40
+    assert run.totals["actual"]["cap_violations"] == 0
+    assert run.totals["actual"]["grid_mwh"] == pytest.approx(0.0)
+    assert run.statuses == {"j": "done", "green-later": "done", "late": "done"}
