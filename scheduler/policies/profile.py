@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,7 +167,7 @@ class _ArrayLP:
         name: str,
         lower: ArrayLike,
         upper: ArrayLike,
-        terms: list[tuple[np.ndarray, ArrayLike]],
+        terms: Sequence[tuple[np.ndarray, ArrayLike]],
         where: ArrayLike = True,
     ) -> np.ndarray:
         """``lower <= sum of coefficient * variable <= upper`` for each element of the block,
@@ -200,15 +201,12 @@ class _ArrayLP:
         matrix = sparse.csr_matrix(
             (coefficients, (rows, cols)), shape=(self.n_constraints, self.n_variables)
         )
+        lower, upper, cost = (np.concatenate(a) for a in (self._lower, self._upper, self._cost))
+        row_lower, row_upper = (np.concatenate(a) for a in (self._row_lower, self._row_upper))
         model = mbh.ModelBuilderHelper()
-        model.fill_model_from_sparse_data(
-            np.concatenate(self._lower),
-            np.concatenate(self._upper),
-            np.concatenate(self._cost),
-            np.concatenate(self._row_lower),
-            np.concatenate(self._row_upper),
-            matrix,
-        )
+        fill = model.fill_model_from_sparse_data
+        # the stub types the bounds as Eigen vectors, which mypy cannot match to an ndarray
+        fill(lower, upper, cost, row_lower, row_upper, matrix)  # type: ignore[arg-type]
         if names:
             for name, first, shape in self._names:
                 for offset, label in enumerate(_labels(name, shape)):
