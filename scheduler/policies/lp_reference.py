@@ -20,7 +20,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.linear_solver import pywraplp
+
+# imported as a module: beside the typed ortools.linear_solver.python (see profile.py), mypy
+# takes ortools.linear_solver for a namespace package without pywraplp
+import ortools.linear_solver.pywraplp as pywraplp
 
 from scheduler.policies.base import unfinished_penalty_kg
 from scheduler.policies.flow import site_tiers

@@ -7,41 +7,59 @@ site, the divisible (preemptible) work of each set of jobs there, with their win
 cap (:class:`SiteWork`); non-preemptible blocks are fixed load ``F``.
 
 Variables per site ``s`` and slot ``t`` (GPUs, continuous): ``p_{s}_{t}`` divisible GPUs,
-``y_{s}_{t}_{k}`` the same GPUs per cost tier (:func:`.flow.site_tiers`), ``u_{s}_{t}`` the
-absolute step, ``r_{s}_{t}`` GPUs over a ramp limit; ``q_{s}`` work left unplaced::
+``c_{s}_{t}`` GPU-slots of work done by the end of ``t``, ``y_{s}_{t}_{k}`` the GPUs per cost
+tier (:func:`.flow.site_tiers`), and the load step ``L[s,t] - L[s,t-1]`` split into parts up
+and down, within a ramp limit (``up_{s}_{t}``, ``down_{s}_{t}``) and over it (``up_over_{s}_{t}``,
+``down_over_{s}_{t}``); ``q_{s}`` work left unplaced::
 
     sum_k y[s,t,k] = p[s,t],  0 <= y <= tier capacity        (capacity, caps, import limit)
-    p[s,t] <= sum of max_gpus of the site's jobs in their window at t
-    sum_{tau<=t} p[s,tau] <= work released at s by t        (no work before it exists)
-    sum_{tau<t} p[s,tau] + q[s] >= work due at s by t        (deadlines)
-    sum_t p[s,t] + q[s] = work at s
+    0 <= p[s,t] <= sum of max_gpus of the site's jobs in their window at t
+    c[s,t] = c[s,t-1] + p[s,t],  c[s,-1] = 0
+    c[s,t] <= work released at s by the end of t             (no work before it exists)
+    c[s,t-1] + q[s] >= work due at s by the start of t       (deadlines)
+    c[s,T-1] + q[s] = work at s
     L[s,t] = p[s,t] + F[s,t],  L[s,-1] = initial GPUs (when known)
-    -down - r <= L[s,t] - L[s,t-1] <= up + r,   u >= |L[s,t] - L[s,t-1]|
-    minimise  sum y * tier CO2 + penalty * sum q + RAMP_PENALTY * sum r
-              + SMOOTHING_SHARE * (mean grid CO2 of a GPU-slot) * sum u
+    L[s,t] - L[s,t-1] = up + up_over - down - down_over,  0 <= up <= up limit,
+                                                           0 <= down <= down limit
+    minimise  sum y * tier CO2 + penalty * sum q + RAMP_PENALTY * sum (up_over + down_over)
+              + SMOOTHING_SHARE * (mean grid CO2 of a GPU-slot) * sum (up + up_over + down
+                + down_over)
+
+The cumulative ``c`` keeps the model sparse (a few terms per site and slot, not a sum over all
+earlier slots per slot). Since every part of a step costs, an optimum never has both an up and
+a down part in a slot, so ``up + up_over + down + down_over`` is the absolute step and
+``up_over + down_over`` the GPUs over a ramp limit.
 
 Ramp limits are whole GPUs less one per slot of the horizon: the profile is rounded up to whole
-GPUs, and the flow may leave up to that many unfilled. ``r`` is there only so the LP always
-has a solution (a cap or a block can force a step); its penalty is far above any CO2. The
-smoothing term is the tie-breaker among equal-carbon profiles: a GPU of step costs
+GPUs, and the flow may leave up to that many unfilled. The parts over a limit are there only so
+the LP always has a solution (a cap or a block can force a step); their penalty is far above
+any CO2. The smoothing term is the tie-breaker among equal-carbon profiles: a GPU of step costs
 :data:`SMOOTHING_SHARE` of a mean grid GPU-slot, so the LP gives up at most that much CO2 per
 GPU of step it avoids, and nothing where costs tie.
+
+The model is built from arrays (:class:`_ArrayLP`) and handed to GLOP through OR-Tools'
+model builder in one call.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.linear_solver import pywraplp
+from numpy.typing import ArrayLike
+from ortools.linear_solver.python import model_builder_helper as mbh
+from scipy import sparse
 
 from scheduler.policies.base import unfinished_penalty_kg
 from scheduler.policies.flow import site_tiers
 from scheduler.problem import Problem
 
 __all__ = [
+    "GLOP_PARAMETERS",
     "RAMP_PENALTY",
     "SMOOTHING_SHARE",
     "LoadProfile",
@@ -54,7 +72,9 @@ log = logging.getLogger(__name__)
 
 SMOOTHING_SHARE = 1e-3  # cost of a GPU of load step, share of a mean grid GPU-slot's CO2
 RAMP_PENALTY = 100.0  # cost of a GPU over a ramp limit, in multiples of the unplaced penalty
-_BIG_GPUS = 1e12  # stands in for "no ramp limit"
+# How GLOP solves the profile LP (no bearing on its optimum): the dual simplex without presolve
+# takes a third of the iterations of the default primal on the optimizer's days and re-plans.
+GLOP_PARAMETERS = "use_dual_simplex:true use_preprocessing:false"
 
 
 @dataclass(frozen=True)
@@ -105,6 +125,99 @@ def _site_work(work: SiteWork, n_slots: int) -> tuple[np.ndarray, ...]:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _labels(name: str, shape: tuple[int, ...]) -> tuple[str, ...]:
+    """``name_i_j`` for every element of a block of ``shape``, in C order (kept: the shapes
+    recur from one re-plan to the next)."""
+    return tuple("_".join((name, *map(str, at))) for at in np.ndindex(shape))
+
+
+class _ArrayLP:
+    """A linear program built from arrays: variables and constraints are added in named blocks
+    of any shape, each a numpy array of indices (element ``i, j`` of block ``p`` is named
+    ``p_{i}_{j}``); terms refer to variables by those indices, ``-1`` for "no term"."""
+
+    def __init__(self) -> None:
+        self._lower: list[np.ndarray] = []
+        self._upper: list[np.ndarray] = []
+        self._cost: list[np.ndarray] = []
+        self._row_lower: list[np.ndarray] = []
+        self._row_upper: list[np.ndarray] = []
+        self._entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._names: list[tuple[str, int, tuple[int, ...]]] = []  # variable blocks
+        self._row_names: list[tuple[str, np.ndarray]] = []
+        self.n_variables = 0
+        self.n_constraints = 0
+
+    def variables(self, name: str, lower: ArrayLike, upper: ArrayLike, cost: ArrayLike = 0.0):
+        """A block of variables of the shape of ``lower``, ``upper`` and ``cost`` (broadcast)."""
+        lower, upper, cost = np.broadcast_arrays(
+            *(np.asarray(a, float) for a in (lower, upper, cost))
+        )
+        first = self.n_variables
+        self.n_variables += lower.size
+        self._lower.append(lower.ravel())
+        self._upper.append(upper.ravel())
+        self._cost.append(cost.ravel())
+        self._names.append((name, first, lower.shape))
+        return first + np.arange(lower.size).reshape(lower.shape)
+
+    def constraints(
+        self,
+        name: str,
+        lower: ArrayLike,
+        upper: ArrayLike,
+        terms: Sequence[tuple[np.ndarray, ArrayLike]],
+        where: ArrayLike = True,
+    ) -> np.ndarray:
+        """``lower <= sum of coefficient * variable <= upper`` for each element of the block,
+        ``terms`` as ``(variable indices, coefficients)``; only where ``where`` holds (the
+        others are ``-1`` in the indices returned)."""
+        shapes = [np.shape(a) for a in (lower, upper, where)]
+        shapes += [np.shape(a) for term in terms for a in term]
+        shape = np.broadcast_shapes(*shapes)
+        keep = np.broadcast_to(np.asarray(where, dtype=bool), shape)
+
+        def kept(values: ArrayLike) -> np.ndarray:
+            return np.broadcast_to(values, shape)[keep]
+
+        low, high = kept(np.asarray(lower, dtype=float)), kept(np.asarray(upper, dtype=float))
+        rows = self.n_constraints + np.arange(low.size)
+        for variables, coefficients in terms:
+            var, coefficient = kept(variables), kept(np.asarray(coefficients, dtype=float))
+            has = var >= 0
+            self._entries.append((rows[has], var[has], coefficient[has]))
+        self.n_constraints += low.size
+        self._row_lower.append(low)
+        self._row_upper.append(high)
+        index = np.full(shape, -1)
+        index[keep] = rows
+        self._row_names.append((name, index))
+        return index
+
+    def model(self, names: bool = True) -> mbh.ModelBuilderHelper:
+        """The model, ready for :class:`mbh.ModelSolverHelper`; ``names`` off saves time."""
+        rows, cols, coefficients = (np.concatenate(a) for a in zip(*self._entries, strict=True))
+        matrix = sparse.csr_matrix(
+            (coefficients, (rows, cols)), shape=(self.n_constraints, self.n_variables)
+        )
+        lower, upper, cost = (np.concatenate(a) for a in (self._lower, self._upper, self._cost))
+        row_lower, row_upper = (np.concatenate(a) for a in (self._row_lower, self._row_upper))
+        model = mbh.ModelBuilderHelper()
+        fill = model.fill_model_from_sparse_data
+        # the stub types the bounds as Eigen vectors, which mypy cannot match to an ndarray
+        fill(lower, upper, cost, row_lower, row_upper, matrix)  # type: ignore[arg-type]
+        if names:
+            for name, first, shape in self._names:
+                for offset, label in enumerate(_labels(name, shape)):
+                    model.set_var_name(first + offset, label)
+            for name, index in self._row_names:
+                labels = _labels(name, index.shape)
+                for position in np.flatnonzero(index >= 0).tolist():
+                    model.set_constraint_name(int(index.flat[position]), labels[position])
+        return model
+
+
 def solve_profile(
     problem: Problem, site_work: SiteWork, fixed: np.ndarray, ramps: bool = True
 ) -> LoadProfile:
@@ -121,84 +234,71 @@ def solve_profile(
 
     def limit_gpus(limit_mw: np.ndarray) -> np.ndarray:
         gpus = np.floor(limit_mw / mpg + 1e-9) - margin
-        return np.where(np.isfinite(limit_mw) & ramps, np.maximum(gpus, 0), _BIG_GPUS)
+        return np.where(np.isfinite(limit_mw) & ramps, np.maximum(gpus, 0), np.inf)
 
-    up, down = limit_gpus(problem.ramp_up_mw), limit_gpus(problem.ramp_down_mw)
+    up_limit, down_limit = limit_gpus(problem.ramp_up_mw), limit_gpus(problem.ramp_down_mw)
     initial = problem.initial_gpus
+    before = np.zeros(n_sites) if initial is None else initial  # L[s,-1]
+    known_step = np.diff(fixed, axis=1, prepend=before[:, None])  # of F, in L's step
+    has_step = np.ones((n_sites, n_slots), dtype=bool)
+    has_step[:, 0] = initial is not None
     penalty_kg = unfinished_penalty_kg(problem)
     smooth_kg = smoothing_kg_per_gpu(problem)
-    solver = pywraplp.Solver.CreateSolver("GLOP")
+    over_kg = smooth_kg + RAMP_PENALTY * penalty_kg
+    tier_capacity = np.moveaxis(tiers.capacity, 0, -1)  # [site, slot, tier]
+    tier_co2_kg = np.moveaxis(tiers.co2_kg, 0, -1)
+    lp = _ArrayLP()
+    inf = np.inf
 
     # variables
-    inf = solver.infinity()
-    p = [[solver.NumVar(0, float(rate[s, t]), f"p_{s}_{t}") for t in range(n_slots)]
-         for s in range(n_sites)]  # fmt: skip
-    q = [solver.NumVar(0, float(work[s]), f"q_{s}") for s in range(n_sites)]
-    objective = solver.Objective()
-    co2_terms: list[tuple[pywraplp.Variable, float]] = [(v, penalty_kg) for v in q]
-
-    def constraint(low: float, high: float, terms: list[tuple[pywraplp.Variable, float]]) -> None:
-        row = solver.Constraint(low, high)
-        for var, coefficient in terms:
-            row.SetCoefficient(var, coefficient)
+    p = lp.variables("p", 0.0, rate)
+    c = lp.variables("c", 0.0, released)
+    y = lp.variables("y", 0.0, tier_capacity, tier_co2_kg)
+    q = lp.variables("q", 0.0, work, penalty_kg)
+    up = lp.variables("up", 0.0, np.where(has_step, up_limit[:, None], 0.0), smooth_kg)
+    down = lp.variables("down", 0.0, np.where(has_step, down_limit[:, None], 0.0), smooth_kg)
+    up_over = lp.variables("up_over", 0.0, np.where(has_step, inf, 0.0), over_kg)
+    down_over = lp.variables("down_over", 0.0, np.where(has_step, inf, 0.0), over_kg)
+    c_before = np.concatenate([np.full((n_sites, 1), -1), c[:, :-1]], axis=1)  # c[s,t-1]
+    p_before = np.concatenate([np.full((n_sites, 1), -1), p[:, :-1]], axis=1)
 
     # constraints
-    for s in range(n_sites):
-        objective.SetCoefficient(q[s], penalty_kg)
-        constraint(float(work[s]), float(work[s]), [(v, 1.0) for v in p[s]] + [(q[s], 1.0)])
-        for t in range(n_slots):
-            # tiers carry p at their CO2
-            tiers_st = []
-            for k in np.flatnonzero(tiers.capacity[:, s, t] > 0).tolist():
-                y = solver.NumVar(0, float(tiers.capacity[k, s, t]), f"y_{s}_{t}_{k}")
-                objective.SetCoefficient(y, float(tiers.co2_kg[k, s, t]))
-                co2_terms.append((y, float(tiers.co2_kg[k, s, t])))
-                tiers_st.append((y, -1.0))
-            constraint(0.0, 0.0, [(p[s][t], 1.0), *tiers_st])
-            # released and due work
-            constraint(-inf, float(released[s, t]), [(v, 1.0) for v in p[s][: t + 1]])
-            if due[s, t] > 0:
-                terms = [(v, 1.0) for v in p[s][:t]] + [(q[s], 1.0)]
-                constraint(float(due[s, t]), inf, terms)
-            # steps: L[t] - L[t-1] = p[t] - p[t-1] + (F[t] - F[t-1]), with u >= |step|
-            if t == 0:
-                if initial is None:
-                    continue
-                moves, known = [(p[s][0], 1.0)], float(fixed[s, 0] - initial[s])
-            else:
-                moves, known = (
-                    [(p[s][t], 1.0), (p[s][t - 1], -1.0)],
-                    float(fixed[s, t] - fixed[s, t - 1]),
-                )
-            u = solver.NumVar(0, inf, f"u_{s}_{t}")
-            r = solver.NumVar(0, inf, f"r_{s}_{t}")
-            objective.SetCoefficient(u, smooth_kg)
-            objective.SetCoefficient(r, RAMP_PENALTY * penalty_kg)
-            negated = [(v, -c) for v, c in moves]
-            constraint(known, inf, [(u, 1.0), *negated])  # u >= step
-            constraint(-known, inf, [(u, 1.0), *moves])  # u >= -step
-            constraint(-inf, float(up[s]) - known, [*moves, (r, -1.0)])  # step <= up + r
-            constraint(-inf, float(down[s]) + known, [*negated, (r, -1.0)])  # -step <= down + r
-    objective.SetMinimization()
+    lp.constraints("tiers", 0.0, 0.0, [(p, 1.0), *((y[..., k], -1.0) for k in range(3))])
+    lp.constraints("done", 0.0, 0.0, [(c, 1.0), (c_before, -1.0), (p, -1.0)])
+    lp.constraints("due", due, inf, [(c_before, 1.0), (q[:, None], 1.0)], where=due > 0)
+    lp.constraints("work", work, work, [(c[:, -1], 1.0), (q, 1.0)])
+    step_terms = [(p, 1.0), (p_before, -1.0), (up, -1.0), (up_over, -1.0), (down, 1.0),
+                  (down_over, 1.0)]  # fmt: skip
+    lp.constraints("step", -known_step, -known_step, step_terms, where=has_step)
 
     # solve
-    status = solver.Solve()
-    names = {pywraplp.Solver.OPTIMAL: "OPTIMAL", pywraplp.Solver.FEASIBLE: "FEASIBLE"}
-    status_name = names.get(status, f"STATUS_{status}")
+    solver = mbh.ModelSolverHelper("glop")
+    solver.set_solver_specific_parameters(GLOP_PARAMETERS)
+    solver.solve(lp.model())
+    status = solver.status()
+    status_name = status.name
+    if status not in (mbh.SolveStatus.OPTIMAL, mbh.SolveStatus.FEASIBLE):
+        raise RuntimeError(f"profile LP ended with status {status_name}; it always has a solution")
 
     # read back
-    if status not in names:
-        raise RuntimeError(f"profile LP ended with status {status_name}; it always has a solution")
-    values = np.array([[v.solution_value() for v in row] for row in p])
+    x = solver.variable_values()
+    values = x[p]
     load = values + fixed
     steps = (
         np.diff(load, axis=1)
         if initial is None
         else np.diff(load, axis=1, prepend=initial[:, None])
     )
-    ramps_bind = bool((steps >= up[:, None] - 1e-6).any() or (-steps >= down[:, None] - 1e-6).any())
+    ramps_bind = bool(
+        (steps >= up_limit[:, None] - 1e-6).any() or (-steps >= down_limit[:, None] - 1e-6).any()
+    )
     gpus = np.ceil(values - 1e-6).astype(np.int64) + fixed.astype(np.int64)
-    co2 = tiers.fixed_co2_kg + sum(v.solution_value() * c for v, c in co2_terms)
+    co2 = tiers.fixed_co2_kg + float((x[y] * tier_co2_kg).sum() + penalty_kg * x[q].sum())
     seconds = time.perf_counter() - began
-    log.info("profile LP: %s in %.2f s", status_name, seconds)
+    log.info(
+        "profile LP: %s, objective %.6g kg, in %.3f s",
+        status_name,
+        solver.objective_value(),
+        seconds,
+    )
     return LoadProfile(gpus, status_name, co2, seconds, ramps_bind)
