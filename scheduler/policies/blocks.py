@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from scheduler.policies.base import PlanArrays
+from scheduler.problem import Problem
 
-__all__ = ["block_gpus", "block_starts", "place_block"]
+__all__ = ["block_gpus", "block_starts", "cheapest_blocks", "place_block"]
 
 
 def block_gpus(work: int, max_gpus: int) -> np.ndarray:
@@ -43,3 +44,56 @@ def place_block(free: np.ndarray, job: int, site: int, start: int, gpus: np.ndar
     d = len(gpus)
     free[site, start : start + d] -= gpus
     return PlanArrays(np.full(d, job), np.full(d, site), np.arange(start, start + d), gpus.copy())
+
+
+def cheapest_blocks(
+    problem: Problem,
+    jobs: np.ndarray,
+    site_mask: np.ndarray,
+    divisible_load: np.ndarray,
+    fixed: np.ndarray,
+) -> PlanArrays:
+    """Place the non-preemptible ``jobs`` (indices), largest first, each at its cheapest block.
+
+    A block fits in the GPUs ``fixed`` ``[site, slot]`` leave free (updated in place); its cost
+    is the grid CO2 it adds on top of ``divisible_load`` plus, for GPUs of that load it pushes
+    over capacity, the dearest grid GPU-slot each. A job that fits nowhere is left out
+    (reported unfinished)."""
+    capacity = problem.capacity_gpus
+    green = problem.green_gpus
+    co2 = problem.grid_kg_per_gpu_slot
+    displaced_kg = float(co2.max(initial=0.0))
+
+    def over(x: np.ndarray, limit: np.ndarray) -> np.ndarray:
+        return np.maximum(x - limit, 0)
+
+    jobs = jobs[np.lexsort((jobs, -problem.work_units[jobs]))]
+    parts: list[PlanArrays] = []
+    for j in jobs.tolist():
+        gpus = block_gpus(int(problem.work_units[j]), int(problem.max_gpus[j]))
+        d = len(gpus)
+        best: tuple[float, int, int] | None = None  # (cost, start, site)
+        for s in np.flatnonzero(site_mask[j]).tolist():
+            starts = block_starts(
+                capacity[s] - fixed[s], problem.release_slot[j], problem.deadline_slot[j], gpus
+            )
+            if len(starts) == 0:
+                continue
+            load = divisible_load[s] + fixed[s]
+
+            def marginal(m: int, s: int = s, load: np.ndarray = load) -> np.ndarray:
+                grid = over(load + m, green[s]) - over(load, green[s])
+                pushed = over(load + m, capacity[s]) - over(load, capacity[s])
+                return co2[s] * grid + displaced_kg * pushed
+
+            full = np.concatenate([[0.0], np.cumsum(marginal(int(gpus[0])))])
+            cost = full[starts + d - 1] - full[starts] + marginal(int(gpus[-1]))[starts + d - 1]
+            k = int(np.argmin(cost))
+            if best is None or (cost[k], starts[k]) < (best[0], best[1]):
+                best = (float(cost[k]), int(starts[k]), int(s))
+        if best is None:
+            continue  # fits nowhere: reported unfinished
+        _, start, s = best
+        fixed[s, start : start + d] += gpus
+        parts.append(PlanArrays(np.full(d, j), np.full(d, s), np.arange(start, start + d), gpus))
+    return PlanArrays.concat(parts)

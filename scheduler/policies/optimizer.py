@@ -51,7 +51,7 @@ from scheduler.policies.base import (
     objective_kg,
     site_moves,
 )
-from scheduler.policies.blocks import block_gpus, block_starts
+from scheduler.policies.blocks import cheapest_blocks
 from scheduler.policies.disaggregate import disaggregate
 from scheduler.policies.flow import (
     DURATION_BUCKET_RATIO,
@@ -120,7 +120,9 @@ def optimize(
     divisible_load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(divisible_load, (bound.site, bound.slot), bound.gpus)
     fixed = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
-    blocks = _place_blocks(problem, problem.site_mask, divisible_load, fixed)
+    blocks = cheapest_blocks(
+        problem, np.flatnonzero(~problem.preemptible), problem.site_mask, divisible_load, fixed
+    )
     profile, ramp_cost_kg = _profile(problem, bound, bound_groups, fixed)
     arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, blocks, fixed, profile)
     if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
@@ -240,48 +242,3 @@ def _plan_divisible(
     tiers = site_tiers(problem, fixed).within(profile.gpus - fixed, premium_kg)
     flow = solve_flow(problem, groups, tiers, tie_break=True)
     return disaggregate(problem, groups, flow)
-
-
-def _place_blocks(
-    problem: Problem, site_mask: np.ndarray, divisible_load: np.ndarray, fixed: np.ndarray
-) -> PlanArrays:
-    """Place non-preemptible jobs, largest first, at their cheapest block; updates ``fixed``."""
-    capacity = problem.capacity_gpus
-    green = problem.green_gpus
-    co2 = problem.grid_kg_per_gpu_slot
-    displaced_kg = float(co2.max(initial=0.0))
-
-    def over(x: np.ndarray, limit: np.ndarray) -> np.ndarray:
-        return np.maximum(x - limit, 0)
-
-    jobs = np.flatnonzero(~problem.preemptible)
-    jobs = jobs[np.lexsort((jobs, -problem.work_units[jobs]))]
-    parts: list[PlanArrays] = []
-    for j in jobs.tolist():
-        gpus = block_gpus(int(problem.work_units[j]), int(problem.max_gpus[j]))
-        d = len(gpus)
-        best: tuple[float, int, int] | None = None  # (cost, start, site)
-        for s in np.flatnonzero(site_mask[j]).tolist():
-            starts = block_starts(
-                capacity[s] - fixed[s], problem.release_slot[j], problem.deadline_slot[j], gpus
-            )
-            if len(starts) == 0:
-                continue
-            load = divisible_load[s] + fixed[s]
-
-            def marginal(m: int, s: int = s, load: np.ndarray = load) -> np.ndarray:
-                grid = over(load + m, green[s]) - over(load, green[s])
-                pushed = over(load + m, capacity[s]) - over(load, capacity[s])
-                return co2[s] * grid + displaced_kg * pushed
-
-            full = np.concatenate([[0.0], np.cumsum(marginal(int(gpus[0])))])
-            cost = full[starts + d - 1] - full[starts] + marginal(int(gpus[-1]))[starts + d - 1]
-            k = int(np.argmin(cost))
-            if best is None or (cost[k], starts[k]) < (best[0], best[1]):
-                best = (float(cost[k]), int(starts[k]), int(s))
-        if best is None:
-            continue  # fits nowhere: reported unfinished
-        _, start, s = best
-        fixed[s, start : start + d] += gpus
-        parts.append(PlanArrays(np.full(d, j), np.full(d, s), np.arange(start, start + d), gpus))
-    return PlanArrays.concat(parts)

@@ -11,11 +11,18 @@ so modification numbers apply in order. The caps in force become hard constraint
 
 - if the cap matrices do not change (caps outside the planned day, or looser than a limit
   already in force), the plan version stays;
-- if they only tighten and the current plan already keeps them, that plan stays optimal
-  (adding constraints cannot improve an optimum that is still feasible): it is kept under a new
-  version with ``replanned = False``;
-- otherwise the ``optimizer`` policy plans again (bounded by ``solver.time_limit_s``; an
-  overrun is reported in the solver notes and the log).
+- if the current plan already keeps them, it is kept under a new version with
+  ``replanned = False``; when the caps only tightened it stays optimal (adding constraints
+  cannot improve an optimum that is still feasible);
+- otherwise the current plan is repaired to them (:func:`scheduler.repair.repair`: tens of
+  milliseconds, and never a job later than before); only when no repair keeps every job's work
+  does the ``optimizer`` policy plan again first (bounded by ``solver.time_limit_s``; an overrun
+  is reported in the solver notes and the log).
+
+**Optimising in the background.** A kept plan under loosened caps, or a repaired one, is not
+the optimum. Once no change has arrived for :data:`POLISH_IDLE_S`, the optimizer plans the
+same problem in the solver process while the planner thread goes on answering; its plan is
+published as the next version if the problem is still the current one and it is better.
 
 **Answers.** Each submission is answered with the batch's plan version (which keeps its caps)
 and with the cost of the batch against the plan before the batch: OPT_IN when no job is later
@@ -66,9 +73,11 @@ from scheduler.metrics import PlanMetrics, busy_gpus, plan_metrics, site_load
 from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, get_policy
 from scheduler.problem import LoadCap, Problem
+from scheduler.repair import repair
 
 __all__ = [
     "MAX_NAMED_LATE_JOBS",
+    "POLISH_IDLE_S",
     "CapCost",
     "ConflictError",
     "ForecastAt",
@@ -84,6 +93,7 @@ log = logging.getLogger(__name__)
 MAX_NAMED_LATE_JOBS = 100
 _GATHER_SHARE = 0.05  # of a batch's time, waited for more changes before the next batch [-]
 _GATHER_MAX_S = 0.05  # the longest such wait [s]
+POLISH_IDLE_S = 0.3  # quiet time before a kept or repaired plan is optimised again [s]
 _LATE_TOLERANCE_GPU_H = 1e-9
 
 
@@ -224,6 +234,8 @@ class Planner:
         self._policy = get_policy("optimizer", config.solver)
         self._solver: ProcessPoolExecutor | None = None  # from the end of start-up
         self._lock = threading.Lock()  # one plan at a time
+        self._polish_wanted = False  # the current plan is kept or repaired, not optimal
+        self._polishing: tuple[Problem, Future, float] | None = None  # planner thread only
         self._published = threading.Condition()
         self._caps: dict[str, list[LoadCap]] = {}  # the events in force, by id
         self.state: RunState | None = None
@@ -286,13 +298,13 @@ class Planner:
             self.day, self.state = day, None
             self._archive_ended()
             self.baseline_mw = self._baseline(day)
-            return self._replan_locked(f"day {day.horizon.start.isoformat()}", force=True)
+            return self._replan_locked(f"day {day.horizon.start.isoformat()}")
 
     def replan(self, reason: str, state: RunState) -> PlanVersion:
         """Plan the work left in ``state`` again (a fresher view, or on a timer)."""
         with self._lock:
             self.state = state
-            return self._replan_locked(reason, force=True)
+            return self._replan_locked(reason)
 
     def look_ahead(self, day: Problem | None) -> None:
         """The operating day after the one running (without caps; ``None``: none): a cap
@@ -314,16 +326,12 @@ class Planner:
         assert self._ahead is not None
         return self._plan(replace(self._ahead, caps=tuple(caps)), 0, reason)
 
-    def _replan_locked(self, reason: str, *, force: bool) -> PlanVersion:
+    def _replan_locked(self, reason: str) -> PlanVersion:
         problem = self._problem(_flat(self._caps))
-        version = (
-            self._plan(problem, self._current.version + 1, reason)
-            if force
-            else self._next(problem, reason)
-        )
-        if version is not self._current:
-            self._store.save_plan(version.record())
-            self._publish(version)
+        version = self._plan(problem, self._current.version + 1, reason)
+        self._polish_wanted = False
+        self._store.save_plan(version.record())
+        self._publish(version)
         return version
 
     @property
@@ -400,10 +408,17 @@ class Planner:
         which then joins the next batch instead of waiting for a whole plan after it."""
         while True:
             with self._queue_changed:
-                self._queue_changed.wait_for(lambda: self._waiting or self._closing)
-                if not self._waiting:
+                waiting = self._polish_wanted or self._polishing is not None
+                self._queue_changed.wait_for(
+                    lambda: self._waiting or self._closing or self._polished(),
+                    timeout=POLISH_IDLE_S if waiting else None,
+                )
+                if not self._waiting and self._closing:
                     return
                 taken, self._waiting = self._waiting, []
+            if not taken:  # quiet, or the background plan is ready
+                self._polish()
+                continue
             began = time.perf_counter()
             batch = [c for c in taken if c.done.set_running_or_notify_cancel()]
             results: list[object]
@@ -420,6 +435,52 @@ class Planner:
                 else:
                     change.done.set_result(result)
             time.sleep(min(_GATHER_MAX_S, _GATHER_SHARE * (time.perf_counter() - began)))
+
+    def _polished(self) -> bool:
+        return self._polishing is not None and self._polishing[1].done()
+
+    def _polish(self) -> None:
+        """Start optimising the current problem in the solver process, or publish what it
+        found (see the module docstring)."""
+        if self._polishing is None:
+            with self._lock:
+                wanted, problem = self._polish_wanted, self._current.problem
+            if wanted and self._solver is not None:
+                future = self._solver.submit(self._policy.plan, problem)
+                future.add_done_callback(lambda _: self._wake())
+                self._polishing = (problem, future, time.perf_counter())
+            return
+        problem, future, began = self._polishing
+        if not future.done():
+            return
+        self._polishing = None
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            log.error("the solver process died optimising in the background; starting another")
+            self._solver = _solver_process()
+            return
+        with self._lock:
+            current = self._current
+            if current.problem is not problem:
+                return  # changed meanwhile: optimised again once quiet
+            self._polish_wanted = False
+            if result.objective_kg >= current.result.objective_kg * (1 - 1e-9):
+                return
+            version = self._version(
+                problem, current.version + 1, "optimised in the background", result,
+                time.perf_counter() - began, True,
+            )  # fmt: skip
+            self._store.save_plan(version.record())
+            self._publish(version)
+        log.info(
+            "plan version %d: optimised in the background, %.1f kg CO2 less",
+            version.version, current.result.objective_kg - result.objective_kg,
+        )  # fmt: skip
+
+    def _wake(self) -> None:
+        with self._queue_changed:
+            self._queue_changed.notify_all()
 
     def _apply(self, batch: list[_Change]) -> list[SubmitAnswer | tuple[bool, int]]:
         """Plan ``batch`` once, commit it with its answers, publish the plan; the answers."""
@@ -485,7 +546,10 @@ class Planner:
                 self._ahead_version = None  # planned again on the next cap for that day
             return None
         before = self._ahead_version or self._plan_ahead(_flat(self._caps), "look-ahead")
-        after = self._plan_ahead(_flat(caps), f"look-ahead, {reason}")
+        problem = replace(self._ahead, caps=tuple(_flat(caps)))
+        after = self._kept_or_repaired(before, problem, 0, f"look-ahead, {reason}")
+        if after is None:
+            after = self._plan(problem, 0, f"look-ahead, {reason}")
         self._ahead_version = after
         return after.problem.horizon, _answer(before, after, after.problem)
 
@@ -603,17 +667,33 @@ class Planner:
         if np.array_equal(old_grid, new_grid) and np.array_equal(old_load, new_load):
             return current
         version = current.version + 1
+        kept = self._kept_or_repaired(current, problem, version, reason)
+        if kept is None:
+            return self._plan(problem, version, reason)
         tighter = (new_grid <= old_grid).all() and (new_load <= old_load).all()
-        if tighter:
-            began = time.perf_counter()
-            load = site_load(
-                current.result.plan, problem.supply, problem.sites, problem.horizon, problem.caps
-            )
-            if not load["cap_violation"].any():
-                return self._version(
-                    problem, version, reason, current.result, time.perf_counter() - began, False
-                )
-        return self._plan(problem, version, reason)
+        self._polish_wanted = kept.replanned or not tighter
+        return kept
+
+    def _kept_or_repaired(
+        self, previous: PlanVersion, problem: Problem, version: int, reason: str
+    ) -> PlanVersion | None:
+        """``previous``'s plan as version ``version`` under ``problem``'s caps if it keeps
+        them (``replanned = False``), else its repair (:func:`~scheduler.repair.repair`);
+        ``None`` when neither."""
+        began = time.perf_counter()
+        load = site_load(
+            previous.result.plan, problem.supply, problem.sites, problem.horizon, problem.caps
+        )
+        if not load["cap_violation"].any():
+            seconds = time.perf_counter() - began
+            return self._version(problem, version, reason, previous.result, seconds, False)
+        repaired = repair(problem, previous.result, self._policy.name)
+        if repaired is None:
+            return None
+        return self._version(
+            problem, version, f"{reason}; repaired to the caps, optimised in the background",
+            repaired, time.perf_counter() - began, True,
+        )  # fmt: skip
 
     def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
         began = time.perf_counter()

@@ -17,6 +17,7 @@ from scheduler.drivers.service.events import CapEvent, CapInterval
 from scheduler.drivers.service.planner import CapCost, SubmitAnswer
 from scheduler.drivers.service.server import Running, ServeOptions, start
 from scheduler.drivers.service.store import Store, Submission
+from scheduler.policies import get_policy
 from scheduler.problem import LoadCap
 
 from .conftest import DAY, NOW, local
@@ -169,3 +170,47 @@ def test_simultaneous_copies_of_one_event_are_stored_once(server: Running) -> No
     assert sorted(r.replayed for r in replies) == [False, True, True, True]
     assert len({(r.plan_version, r.opt, r.opt_reason) for r in replies}) == 1
     assert server.store.count("event_versions") == 1
+
+
+def test_a_binding_cap_is_answered_with_a_repair_then_optimised_in_the_background(
+    client: CapClient, server: Running
+) -> None:
+    """The reply's plan is the current plan repaired to the cap (no solve on the way); once no
+    change comes for a moment, the optimizer plans the same caps in the background and its plan
+    follows as a new version when it is better. Cancelling the cap keeps the repaired plan (it
+    keeps looser caps too) until the background plan, the start-up optimum again, replaces it."""
+    planner = server.planner
+    startup = planner.current
+    start_time = local("14:00")
+    load = startup.site_load
+    hour = load[(load["site"] == "shantou") & (load["time"] >= start_time)
+                & (load["time"] < start_time + pd.Timedelta(hours=1))]  # fmt: skip
+    limit_mw = 0.9 * float(hour["load_mw"].max())  # binding: the plan breaks it
+    interval = cap_interval(start_time, 3600, limit_mw, load_limit=True)
+    reply = client.submit("repair", ["shantou"], [interval])
+    assert reply.accepted and reply.opt == pb.OPT_IN
+    repaired = planner.current
+    assert repaired.version == reply.plan_version
+    assert "repaired" in repaired.reason and repaired.replanned
+    assert not repaired.site_load["cap_violation"].any()
+
+    optimum = get_policy("optimizer", planner.config.solver).plan(repaired.problem)
+    better = optimum.objective_kg < repaired.result.objective_kg * (1 - 1e-9)
+    optimised = planner.wait_for_version(repaired.version, timeout_s=60 if better else 5)
+    if better:
+        assert optimised is not None and optimised.reason == "optimised in the background"
+        assert optimised.problem is repaired.problem  # the same caps, the same work
+        assert optimised.result.objective_kg == pytest.approx(optimum.objective_kg)
+        assert not optimised.site_load["cap_violation"].any()
+    else:
+        assert optimised is None  # the repair stays: the optimizer found nothing better
+
+    client.cancel("repair")
+    kept = planner.current
+    assert not kept.replanned and kept.caps_in_force == 0
+    assert kept.result.objective_kg > startup.result.objective_kg  # the detour stays, for now
+    optimised = planner.wait_for_version(kept.version, timeout_s=60)
+    assert optimised is not None and optimised.reason == "optimised in the background"
+    assert optimised.result.objective_kg == pytest.approx(startup.result.objective_kg)
+    assert client.plan().version == optimised.version
+    assert server.store.last_plan_version() == optimised.version  # stored, survives a restart

@@ -1,0 +1,160 @@
+"""Repair a plan to new caps in milliseconds instead of planning again.
+
+When caps tighten, the plan made before them usually breaks them in a few site-slots only.
+:func:`repair` changes that plan as little as it can so it keeps the new caps:
+
+1. in every site-slot over its capacity (:attr:`~scheduler.problem.Problem.capacity_gpus`,
+   caps included) preemptible work is cut, the job with the latest deadline first; where that
+   is not enough, whole non-preemptible blocks leave the plan (latest deadline first);
+2. the blocks are placed again whole, each at its cheapest start in the room left
+   (:func:`~.policies.blocks.cheapest_blocks`, as the optimizer places them);
+3. the cut preemptible work is placed again, the earliest deadline first, inside the job's
+   window, at its allowed sites (with ``max_site_moves`` set, only at sites the job already
+   runs at), up to its ``max_gpus``: first where the forecast green supply has room, then at
+   the lowest grid CO2 per GPU-slot;
+4. the ramp limits are fitted as every policy fits them (:func:`~.policies.ramp_fit.fit_ramps`).
+
+A repair is only returned when it places, job by job, at least the work the plan placed and the
+validator finds nothing wrong: so it never makes a job later than the plan it repairs. It is not
+optimal; a caller that needs an optimum plans again (the service does so in the background).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
+from scheduler.policies.blocks import cheapest_blocks
+from scheduler.policies.ramp_fit import fit_ramps
+from scheduler.problem import Problem
+from scheduler.validate import validate_plan
+
+__all__ = ["plan_arrays", "repair"]
+
+_GPU_TOLERANCE = 1e-9
+
+
+def plan_arrays(problem: Problem, plan: pd.DataFrame) -> PlanArrays:
+    """A plan table as arrays of ``problem``'s job, site and slot indices."""
+    job = pd.Index(problem.job_ids).get_indexer(plan["job_id"])
+    site = pd.Index(problem.site_names).get_indexer(plan["site"])
+    slot = problem.horizon.times.get_indexer(plan["time"])
+    if (job < 0).any() or (site < 0).any() or (slot < 0).any():
+        raise ValueError("the plan names a job, site or time the problem lacks")
+    return PlanArrays(job, site, slot, plan["gpus"].to_numpy(dtype=np.int64))
+
+
+def repair(problem: Problem, previous: PlanResult, name: str) -> PlanResult | None:
+    """``previous`` changed to keep ``problem``'s caps (module docstring), reported as policy
+    ``name``; ``None`` when no repair places the same work or the repair is not valid."""
+    began = time.perf_counter()
+    arrays = plan_arrays(problem, previous.plan)
+    cut = _cut(problem, arrays)
+    if cut is None:
+        return None
+    kept, units, blocks = cut
+    load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    np.add.at(load, (kept.site, kept.slot), kept.gpus)
+    moved = cheapest_blocks(problem, blocks, problem.site_mask, np.zeros_like(load), load)
+    kept = PlanArrays.concat([kept, moved])
+    placed = _place(problem, kept, units)
+    if placed is None:
+        return None
+    before = arrays.placed_units(problem.n_jobs)
+    arrays = fit_ramps(problem, PlanArrays.concat([kept, placed]))
+    if (arrays.placed_units(problem.n_jobs) < before).any():
+        return None
+    result = make_result(
+        problem, name, arrays, PlanStatus.FEASIBLE, time.perf_counter() - began,
+        notes=("repaired to new caps; not re-optimised",),
+    )  # fmt: skip
+    return result if not validate_plan(problem, result) else None
+
+
+def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, np.ndarray] | None:
+    """The plan with every site-slot brought under its capacity, the preemptible GPU-slots cut
+    per job ``[job]`` and the non-preemptible jobs whose blocks left (indices)."""
+    n_slots = problem.horizon.n_slots
+    cell = arrays.site * n_slots + arrays.slot
+    load = np.bincount(cell, weights=arrays.gpus, minlength=problem.capacity_gpus.size)
+    excess = np.maximum(load - problem.capacity_gpus.ravel(), 0).astype(np.int64)
+    gpus = arrays.gpus.copy()
+    units = np.zeros(problem.n_jobs, dtype=np.int64)
+    removed = np.zeros(problem.n_jobs, dtype=bool)
+    rows = np.flatnonzero(excess[cell] > 0)
+    job = arrays.job[rows]
+    # within a cell: preemptible first, the latest deadline first
+    order = np.lexsort((-problem.deadline_slot[job], ~problem.preemptible[job], cell[rows]))
+    for row in rows[order].tolist():
+        c, j = int(cell[row]), int(arrays.job[row])
+        if excess[c] <= 0 or gpus[row] == 0:
+            continue
+        if problem.preemptible[j]:
+            take = min(int(excess[c]), int(gpus[row]))
+            gpus[row] -= take
+            excess[c] -= take
+            units[j] += take
+            continue
+        block = np.flatnonzero(arrays.job == j)  # the whole block leaves, freeing its slots
+        np.subtract.at(excess, cell[block], gpus[block])
+        gpus[block] = 0
+        removed[j] = True
+    keep = gpus > 0
+    kept = PlanArrays(arrays.job[keep], arrays.site[keep], arrays.slot[keep], gpus[keep])
+    return kept, units, np.flatnonzero(removed)
+
+
+def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays | None:
+    """Place ``units`` GPU-slots per job around ``kept`` (module docstring, step 2); ``None``
+    when some job's work does not fit."""
+    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
+    load = np.zeros((n_sites, n_slots), dtype=np.int64)
+    np.add.at(load, (kept.site, kept.slot), kept.gpus)
+    free = problem.capacity_gpus - load
+    green = np.floor(problem.green_gpus + _GPU_TOLERANCE)
+    carbon = problem.grid_kg_per_gpu_slot
+    sites_used = np.zeros((problem.n_jobs, n_sites), dtype=bool)
+    sites_used[kept.job, kept.site] = True
+    jobs = np.flatnonzero(units)
+    parts: list[tuple[int, int, int, int]] = []
+    for j in jobs[np.argsort(problem.deadline_slot[jobs], kind="stable")].tolist():
+        window = np.arange(problem.release_slot[j], problem.deadline_slot[j])
+        allowed = problem.site_mask[j].copy()
+        if problem.max_site_moves is not None and sites_used[j].any():
+            allowed &= sites_used[j]
+        in_slot = np.zeros(n_slots, dtype=np.int64)
+        mine = kept.job == j
+        np.add.at(in_slot, kept.slot[mine], kept.gpus[mine])
+        room = problem.max_gpus[j] - in_slot
+        need = int(units[j])
+        for green_pass in (True, False):
+            site, slot = (a.ravel() for a in np.meshgrid(np.flatnonzero(allowed), window))
+            if green_pass:
+                space = np.minimum(free[site, slot], green[site, slot] - load[site, slot])
+                order = np.argsort(-space, kind="stable")
+            else:
+                space = free[site, slot]
+                order = np.argsort(carbon[site, slot], kind="stable")
+            for s, t, a in zip(site[order].tolist(), slot[order].tolist(),
+                               space[order].tolist(), strict=True):  # fmt: skip
+                if need == 0 or (green_pass and a < 1):  # green room is sorted: none after
+                    break
+                g = min(need, int(a), int(room[t]), int(free[s, t]))
+                if g < 1:
+                    continue
+                parts.append((j, s, t, g))
+                need -= g
+                room[t] -= g
+                free[s, t] -= g
+                load[s, t] += g
+            if need == 0:
+                break
+        if need:
+            return None
+    if not parts:
+        return PlanArrays.empty()
+    job, site, slot, gpus = (np.array(c, dtype=np.int64) for c in zip(*parts, strict=True))
+    return PlanArrays(job, site, slot, gpus)

@@ -1,0 +1,104 @@
+"""Repairing a plan to new caps: it keeps them, never places less work for any job, moves cut
+work to green first and blocks whole, and says when it cannot (no room left)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from scheduler_testkit import START, job, make_problem, site
+
+from scheduler.policies import get_policy
+from scheduler.policies.base import PlanStatus, make_result
+from scheduler.problem import LOAD_LIMIT, LoadCap
+from scheduler.repair import plan_arrays, repair
+from scheduler.validate import validate_plan
+
+HOUR = pd.Timedelta(hours=1)
+
+
+def planned(problem, rows: list[tuple[str, str, int, int]]):
+    plan = pd.DataFrame(
+        [{"job_id": j, "site": s, "time": START + t * HOUR, "gpus": g} for j, s, t, g in rows]
+    )
+    return make_result(problem, "hand", plan_arrays(problem, plan), PlanStatus.FEASIBLE, 0.0)
+
+
+def gpus_at(result, site_name: str) -> list[int]:
+    plan = result.plan[result.plan["site"] == site_name]
+    by_slot = plan.groupby("time")["gpus"].sum()
+    return [int(by_slot.get(START + t * HOUR, 0)) for t in range(4)]
+
+
+def test_work_cut_by_a_cap_moves_to_green_room_first():
+    """Site a: 60 GPUs of green in hours 0-1 only, none after; site b: 30 GPUs of green in
+    hour 2. A 0.02 MW load cap on a in hour 0 cuts 40 of the plan's 60 GPUs there."""
+    green = np.array([[0.06, 0.06, 0.0, 0.0], [0.0, 0.0, 0.03, 0.0]])
+    problem = make_problem([site("a"), site("b")], green, [job("j", 120, 100, 0, 4)])
+    before = planned(problem, [("j", "a", 0, 60), ("j", "a", 1, 60)])
+    capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.02),))
+    result = repair(capped, before, "optimizer")
+    assert result is not None
+    assert validate_plan(capped, result) == []
+    assert gpus_at(result, "a")[0] == 20  # the cap: 20 GPUs x 1 kW
+    assert result.plan["gpus"].sum() == 120  # all the work, still
+    # the 40 GPU-h cut go to green first: b's 30 in hour 2, then the cheapest grid slot
+    assert gpus_at(result, "b")[2] == 30
+    assert result.objective_kg > before.objective_kg  # not free: 10 GPU-h now on grid
+
+
+def test_a_repair_is_never_worse_than_planning_again_by_much_and_keeps_every_job():
+    green = np.array([[0.05, 0.08, 0.08, 0.02, 0.0, 0.04], [0.02, 0.0, 0.05, 0.05, 0.03, 0.0]])
+    jobs = [job(f"j{k}", 20 + 10 * k, 30, k % 3, 6 - k % 2) for k in range(6)]
+    problem = make_problem([site("a"), site("b")], green, jobs)
+    optimizer = get_policy("optimizer")
+    before = optimizer.plan(problem)
+    caps = (LoadCap("a", START + HOUR, START + 3 * HOUR, LOAD_LIMIT, 0.03),)
+    capped = replace(problem, caps=caps)
+    result = repair(capped, before, "optimizer")
+    assert result is not None and validate_plan(capped, result) == []
+    placed = result.plan.groupby("job_id")["gpus"].sum()
+    assert (placed >= before.plan.groupby("job_id")["gpus"].sum()).all()
+    again = optimizer.plan(capped)
+    assert again.objective_kg <= result.objective_kg + 1e-6  # the optimum is the floor
+
+
+def test_a_non_preemptible_block_over_a_cap_moves_whole():
+    problem = make_problem([site("a")], [[0.1] * 4], [job("block", 80, 40, 0, 4,
+                           preemptible=False)])  # fmt: skip
+    before = planned(problem, [("block", "a", 0, 40), ("block", "a", 1, 40)])
+    capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.02),))
+    result = repair(capped, before, "optimizer")
+    assert result is not None and validate_plan(capped, result) == []
+    assert gpus_at(result, "a") in ([0, 40, 40, 0], [0, 0, 40, 40])  # one run, after the cap
+
+
+def test_a_block_with_no_run_left_in_its_window_is_not_repaired():
+    problem = make_problem([site("a")], [[0.1] * 4], [job("block", 80, 40, 0, 2,
+                           preemptible=False)])  # fmt: skip
+    before = planned(problem, [("block", "a", 0, 40), ("block", "a", 1, 40)])
+    capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.02),))
+    assert repair(capped, before, "optimizer") is None
+
+
+def test_no_room_left_in_the_window_is_not_repaired():
+    problem = make_problem([site("a", gpus=50)], [[0.1] * 4], [job("j", 100, 50, 0, 2)])
+    before = planned(problem, [("j", "a", 0, 50), ("j", "a", 1, 50)])
+    capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.04),))
+    assert repair(capped, before, "optimizer") is None
+
+
+def test_a_repaired_plan_keeps_the_ramp_limits():
+    """1 kW GPUs and 0.001 MW/min: a site moves at most 60 GPUs per hour, so the cap's step
+    down and back up must stay within it."""
+    ramp = 0.001
+    sites = [site("a", ramp_up_mw_per_min=ramp, ramp_down_mw_per_min=ramp)]
+    problem = make_problem(sites, [[0.05, 0.1, 0.1, 0.05]], [job("j", 200, 100, 0, 4)])
+    before = get_policy("optimizer").plan(problem)
+    capped = replace(problem, caps=(LoadCap("a", START + HOUR, START + 2 * HOUR, LOAD_LIMIT,
+                                            0.03),))  # fmt: skip
+    result = repair(capped, before, "optimizer")
+    assert result is not None
+    assert validate_plan(capped, result) == []
+    assert gpus_at(result, "a")[1] <= 30
