@@ -508,7 +508,8 @@ class Planner:
                                      change.coordinator.name, change.at, change.reason)
                     )  # fmt: skip
                 else:
-                    mine = _answer_of(change.caps, answer, problem, len(batch))
+                    scoped = _scoped(answer, change.coordinator, problem)
+                    mine = _answer_of(change.caps, scoped, problem, len(batch))
                     if ahead is not None and any(_overlaps(c, ahead[0]) for c in change.caps):
                         mine = _with_ahead(mine, ahead[1])
                     results.append(mine)
@@ -847,6 +848,27 @@ def _answer_of(
         return batch
     together = f"planned in one batch with {changes - 1} other change(s); the cost is the batch's"
     return replace(batch, reason=f"{batch.reason} ({together})")
+
+
+def _scoped(answer: SubmitAnswer, coordinator: Coordinator, problem: Problem) -> SubmitAnswer:
+    """``answer`` naming only the late jobs ``coordinator`` may read (a job is readable when
+    one of its allowed sites is); the others are counted, not named."""
+    late = answer.cost.late_jobs
+    if coordinator.read_all or coordinator.sites is None or not late:
+        return answer
+    readable = np.array([coordinator.may_read(site) for site in problem.site_names])
+    row = pd.Index(problem.job_ids).get_indexer(list(late))
+    visible = (problem.site_mask[row] & readable).any(axis=1)
+    if visible.all():
+        return answer
+    named = tuple(job for job, shown in zip(late, visible, strict=True) if shown)
+    hidden = answer.cost.late_jobs_total - len(named)
+    reason = (
+        f"{answer.reason.rsplit(': ', 1)[0]}: "
+        f"{', '.join(named[:10]) + (' ...' if len(named) > 10 else '') or 'none named'} "
+        f"({hidden} late job(s) at sites outside your scope are not named)"
+    )
+    return replace(answer, reason=reason, cost=replace(answer.cost, late_jobs=named))
 
 
 def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitAnswer:

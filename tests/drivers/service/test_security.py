@@ -15,21 +15,28 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from scheduler.config import load_config
 from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import (
     Authenticator,
+    Coordinator,
     FailureThrottle,
     ThrottledError,
     peer_address,
 )
 from scheduler.drivers.service.client import CapClient, cap_interval
+from scheduler.drivers.service.planner import CapCost, SubmitAnswer, _scoped
 from scheduler.drivers.service.server import Running
-from scheduler.horizon import tomorrow
+from scheduler.horizon import operating_day, tomorrow
+from scheduler.jobs import Job, jobs_frame
+from scheduler.problem import Problem
 
 from .conftest import (
+    DAY,
     TIMEZONE,
     TOKENS,
     free_port,
@@ -306,3 +313,39 @@ def test_a_bad_auth_file_is_one_user_error(tmp_path: Path) -> None:
     auth_file.write_text("coordinators: [{name: a, token_hash: sha256$00, sites: ['*']}]")
     with pytest.raises(UserError, match=r"token_hash must look like sha256\$<64 hex digits>"):
         Authenticator.from_file(auth_file, ["shantou"])
+
+
+def test_an_answer_names_only_the_late_jobs_its_caller_may_read() -> None:
+    """A job is readable when one of its allowed sites is; the others are counted only."""
+    config = load_config()
+    horizon = operating_day(DAY, config.timezone, 60)
+    start, end = horizon.start, horizon.end
+    jobs = [
+        Job("q-only", 10, 5, start, end, sites=("qingyang",)),
+        Job("s-only", 10, 5, start, end, sites=("shantou",)),
+        Job("both", 10, 5, start, end),
+    ]
+    supply = pd.DataFrame(
+        [
+            {"time": t, "site": n, "pv_mw": 0.0, "wind_mw": 0.0, "green_mw": 0.0}
+            for n in config.sites
+            for t in horizon.times
+        ]
+    )
+    problem = Problem(horizon, tuple(config.sites.values()), jobs_frame(jobs), supply)
+    late = ("q-only", "s-only", "both")
+    answer = SubmitAnswer(
+        False,
+        "accepted and enforced, but the plan cannot keep it with every job on time: 3 job(s) "
+        "late by their deadline (30.0 GPU-h unfinished): q-only, s-only, both",
+        CapCost(late, 3, 30.0, 0.0, 0.0, 0.0),
+        7,
+    )
+    scoped = _scoped(answer, Coordinator("guangdong", frozenset({"shantou"})), problem)
+    assert scoped.cost.late_jobs == ("s-only", "both")
+    assert scoped.cost.late_jobs_total == 3  # counted, not named
+    assert "q-only" not in scoped.reason and "s-only, both" in scoped.reason
+    assert "1 late job(s) at sites outside your scope" in scoped.reason
+    reader = Coordinator("reader", frozenset({"shantou"}), read_all=True)
+    assert _scoped(answer, reader, problem) == answer
+    assert _scoped(answer, Coordinator("national", None), problem) == answer
