@@ -11,6 +11,7 @@ import getpass
 import logging
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -272,13 +273,22 @@ def serve(
         Path | None,
         typer.Option(help="each day's jobs from DIR/YYYY-MM-DD.csv, read when the day starts"),
     ] = None,
+    streams_per_client: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="open WatchPlan/WatchReport streams per client address (default 128, as the "
+            ".proto says); one more is RESOURCE_EXHAUSTED",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every call")] = False,
 ) -> None:
     """The control plane: the load-cap API (gRPC), the planning loop, and dispatch on Ray.
 
     Operating days run back to back on the clock (the wall clock, or a simulated one with
-    --clock-start and --speedup); every cap re-plans the work left and binds what runs from the
-    next slot boundary; each finished day is written to OUT/YYYY-MM-DD/.
+    --clock-start and --speedup); a cap is planned at once (the plan repaired to it, or planned
+    again) and binds what runs from the next slot boundary; each finished day is written to
+    OUT/YYYY-MM-DD/.
     """
     from scheduler.drivers.service.server import ServeOptions, TlsFiles
     from scheduler.drivers.service.server import serve as run
@@ -308,4 +318,6 @@ def serve(
         dispatch=dispatch, ray_address=ray_address, clock_start=start_at, speedup=speedup,
         days=days, out=out, jobs_dir=jobs_dir,
     )  # fmt: skip
+    if streams_per_client is not None:
+        options = replace(options, streams_per_peer=streams_per_client)
     run(options)  # a UserError (config, listen address, auth file, jobs, date) exits 2 in main

@@ -15,7 +15,7 @@ import pytest
 from scheduler.drivers.service.client import CapClient, cap_interval
 from scheduler.horizon import tomorrow
 
-from .conftest import TIMEZONE, free_port, launch, start_server, wait_serving
+from .conftest import TIMEZONE, free_port, launch, wait_serving
 
 STREAMS = 100
 
@@ -60,9 +60,14 @@ def test_a_hundred_open_streams_do_not_starve_unary_calls(
 
 
 def test_open_streams_per_client_address_are_bounded(small_config: Path, tmp_path: Path) -> None:
-    running = start_server(small_config, tmp_path / "caps.sqlite", streams_per_peer=3)
+    """``serve --streams-per-client 3``: a fourth stream is RESOURCE_EXHAUSTED, unary calls go
+    on, and a stream closed makes room again."""
+    port, log = free_port(), tmp_path / "serve.log"
+    process = launch(small_config, tmp_path / "caps.sqlite", port, tomorrow(TIMEZONE), log,
+                     "--streams-per-client=3")  # fmt: skip
     try:
-        with CapClient(f"127.0.0.1:{running.port}", timeout_s=10) as client:
+        with CapClient(f"127.0.0.1:{port}", timeout_s=10) as client:
+            wait_serving(client, process, log)
             streams = [client.watch(summary_only=True) for _ in range(3)]
             for stream in streams:
                 next(stream)
@@ -72,12 +77,12 @@ def test_open_streams_per_client_address_are_bounded(small_config: Path, tmp_pat
             assert "127.0.0.1 has 3 open streams; at most 3 per client address" in (
                 error.value.details()
             )
-            assert client.plan().version == 1  # unary calls are not limited
+            assert client.plan().version >= 1  # unary calls are not limited
             streams.pop().cancel()
             deadline = time.monotonic() + 10
             while True:  # the server sees the cancellation shortly after
                 try:
-                    assert next(client.watch(summary_only=True)).version == 1
+                    assert next(client.watch(summary_only=True)).version >= 1
                     break
                 except grpc.RpcError:
                     assert time.monotonic() < deadline
@@ -85,4 +90,5 @@ def test_open_streams_per_client_address_are_bounded(small_config: Path, tmp_pat
             for stream in streams:
                 stream.cancel()
     finally:
-        running.stop(0)
+        process.terminate()
+        process.wait(30)
