@@ -8,10 +8,11 @@ When caps tighten, the plan made before them usually breaks them in a few site-s
    is not enough, whole non-preemptible blocks leave the plan (latest deadline first);
 2. the blocks are placed again whole, each at its cheapest start in the room left
    (:func:`~.policies.blocks.cheapest_blocks`, as the optimizer places them);
-3. the cut preemptible work is placed again, the earliest deadline first, inside the job's
-   window, at its allowed sites (with ``max_site_moves`` set, only at sites the job already
-   runs at), up to its ``max_gpus``: first where the forecast green supply has room, then at
-   the lowest grid CO2 per GPU-slot;
+3. the cut preemptible work is placed again at the least grid CO2 on top of the rest, by a
+   min-cost flow over just those jobs: inside each job's window, at its allowed sites (with
+   ``max_site_moves`` set, only at sites the job already runs at), up to its ``max_gpus``;
+   when it does not fit, the flow runs again with the preemptible work of every job whose
+   window overlaps theirs at those sites lifted and placed with it;
 4. the ramp limits are fitted as every policy fits them (:func:`~.policies.ramp_fit.fit_ramps`).
 
 A repair is only returned when it places, job by job, at least the work the plan placed and the
@@ -28,13 +29,12 @@ import pandas as pd
 
 from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
 from scheduler.policies.blocks import cheapest_blocks
+from scheduler.policies.flow import Groups, site_tiers, solve_flow
 from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 from scheduler.validate import validate_plan
 
 __all__ = ["plan_arrays", "repair"]
-
-_GPU_TOLERANCE = 1e-9
 
 
 def plan_arrays(problem: Problem, plan: pd.DataFrame) -> PlanArrays:
@@ -61,6 +61,9 @@ def repair(problem: Problem, previous: PlanResult, name: str) -> PlanResult | No
     moved = cheapest_blocks(problem, blocks, problem.site_mask, np.zeros_like(load), load)
     kept = PlanArrays.concat([kept, moved])
     placed = _place(problem, kept, units)
+    if placed is None:  # the cut work needs others to move: re-flow its neighbours with it
+        kept, units = _lift_neighbours(problem, kept, units)
+        placed = _place(problem, kept, units)
     if placed is None:
         return None
     before = arrays.placed_units(problem.n_jobs)
@@ -107,54 +110,53 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     return kept, units, np.flatnonzero(removed)
 
 
+def _lift_neighbours(
+    problem: Problem, kept: PlanArrays, units: np.ndarray
+) -> tuple[PlanArrays, np.ndarray]:
+    """``kept`` without the preemptible work of jobs whose windows overlap a cut job's window
+    at a site one of them may use, that work added to ``units``."""
+    cut = np.flatnonzero(units)
+    first, end = problem.release_slot[cut].min(), problem.deadline_slot[cut].max()
+    sites = problem.site_mask[cut].any(axis=0)
+    near = problem.preemptible & (problem.release_slot < end) & (problem.deadline_slot > first)
+    near &= (problem.site_mask & sites).any(axis=1)
+    lift = near[kept.job]
+    units = units + np.bincount(kept.job[lift], weights=kept.gpus[lift],
+                                minlength=problem.n_jobs).astype(np.int64)  # fmt: skip
+    keep = ~lift
+    return PlanArrays(kept.job[keep], kept.site[keep], kept.slot[keep], kept.gpus[keep]), units
+
+
 def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays | None:
-    """Place ``units`` GPU-slots per job around ``kept`` (module docstring, step 2); ``None``
-    when some job's work does not fit."""
+    """Place ``units`` GPU-slots per job around ``kept`` at the least grid CO2 (module docstring,
+    step 3): a min-cost flow (:func:`~.policies.flow.solve_flow`) of one group per job over the
+    GPUs ``kept`` leaves free; ``None`` when some of the work does not fit."""
+    jobs = np.flatnonzero(units)
+    if not len(jobs):
+        return PlanArrays.empty()
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     load = np.zeros((n_sites, n_slots), dtype=np.int64)
     np.add.at(load, (kept.site, kept.slot), kept.gpus)
-    free = problem.capacity_gpus - load
-    green = np.floor(problem.green_gpus + _GPU_TOLERANCE)
-    carbon = problem.grid_kg_per_gpu_slot
-    sites_used = np.zeros((problem.n_jobs, n_sites), dtype=bool)
-    sites_used[kept.job, kept.site] = True
-    jobs = np.flatnonzero(units)
-    parts: list[tuple[int, int, int, int]] = []
-    for j in jobs[np.argsort(problem.deadline_slot[jobs], kind="stable")].tolist():
-        window = np.arange(problem.release_slot[j], problem.deadline_slot[j])
-        allowed = problem.site_mask[j].copy()
-        if problem.max_site_moves is not None and sites_used[j].any():
-            allowed &= sites_used[j]
-        in_slot = np.zeros(n_slots, dtype=np.int64)
-        mine = kept.job == j
-        np.add.at(in_slot, kept.slot[mine], kept.gpus[mine])
-        room = problem.max_gpus[j] - in_slot
-        need = int(units[j])
-        for green_pass in (True, False):
-            site, slot = (a.ravel() for a in np.meshgrid(np.flatnonzero(allowed), window))
-            if green_pass:
-                space = np.minimum(free[site, slot], green[site, slot] - load[site, slot])
-                order = np.argsort(-space, kind="stable")
-            else:
-                space = free[site, slot]
-                order = np.argsort(carbon[site, slot], kind="stable")
-            for s, t, a in zip(site[order].tolist(), slot[order].tolist(),
-                               space[order].tolist(), strict=True):  # fmt: skip
-                if need == 0 or (green_pass and a < 1):  # green room is sorted: none after
-                    break
-                g = min(need, int(a), int(room[t]), int(free[s, t]))
-                if g < 1:
-                    continue
-                parts.append((j, s, t, g))
-                need -= g
-                room[t] -= g
-                free[s, t] -= g
-                load[s, t] += g
-            if need == 0:
-                break
-        if need:
-            return None
-    if not parts:
-        return PlanArrays.empty()
-    job, site, slot, gpus = (np.array(c, dtype=np.int64) for c in zip(*parts, strict=True))
-    return PlanArrays(job, site, slot, gpus)
+    in_slot = np.zeros((problem.n_jobs, n_slots), dtype=np.int64)
+    np.add.at(in_slot, (kept.job, kept.slot), kept.gpus)
+    site_mask = problem.site_mask[jobs].copy()
+    if problem.max_site_moves is not None:  # only where the job already runs, if anywhere
+        used = np.zeros((problem.n_jobs, n_sites), dtype=bool)
+        used[kept.job, kept.site] = True
+        runs = used[jobs].any(axis=1)
+        site_mask[runs] &= used[jobs][runs]
+    job_group = np.full(problem.n_jobs, -1, dtype=np.int64)
+    job_group[jobs] = np.arange(len(jobs))
+    groups = Groups(
+        job_group=job_group,
+        first=problem.release_slot[jobs],
+        end=problem.deadline_slot[jobs],
+        site_mask=site_mask,
+        cap=problem.max_gpus[jobs],
+        work=units[jobs],
+        slot_cap=np.maximum(problem.max_gpus[jobs, None] - in_slot[jobs], 0),
+    )
+    flow = solve_flow(problem, groups, site_tiers(problem, load), tie_break=True)
+    if flow.unplaced.sum() > 0:
+        return None
+    return PlanArrays(jobs[flow.group], flow.site, flow.slot, flow.gpus)
