@@ -10,9 +10,9 @@ When caps tighten, the plan made before them usually breaks them in a few site-s
    (:func:`~.policies.blocks.cheapest_blocks`, as the optimizer places them);
 3. the cut preemptible work is placed again at the least grid CO2 on top of the rest, by a
    min-cost flow over just those jobs: inside each job's window, at its allowed sites (with
-   ``max_site_moves`` set, only at sites the job already runs at), up to its ``max_gpus``;
-   when it does not fit, the flow runs again with the preemptible work of every job whose
-   window overlaps theirs at those sites lifted and placed with it;
+   ``max_site_moves`` set, only at sites the job already runs at), up to its ``max_gpus``
+   (when other jobs would have to move to make room, the repair declines: moving them is the
+   optimizer's work, and trying costs about as much as planning again);
 4. the ramp limits are fitted as every policy fits them (:func:`~.policies.ramp_fit.fit_ramps`).
 
 A repair is only returned when it places, job by job, at least the work the plan placed and the
@@ -61,9 +61,6 @@ def repair(problem: Problem, previous: PlanResult, name: str) -> PlanResult | No
     moved = cheapest_blocks(problem, blocks, problem.site_mask, np.zeros_like(load), load)
     kept = PlanArrays.concat([kept, moved])
     placed = _place(problem, kept, units)
-    if placed is None:  # the cut work needs others to move: re-flow its neighbours with it
-        kept, units = _lift_neighbours(problem, kept, units)
-        placed = _place(problem, kept, units)
     if placed is None:
         return None
     before = arrays.placed_units(problem.n_jobs)
@@ -108,23 +105,6 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     keep = gpus > 0
     kept = PlanArrays(arrays.job[keep], arrays.site[keep], arrays.slot[keep], gpus[keep])
     return kept, units, np.flatnonzero(removed)
-
-
-def _lift_neighbours(
-    problem: Problem, kept: PlanArrays, units: np.ndarray
-) -> tuple[PlanArrays, np.ndarray]:
-    """``kept`` without the preemptible work of jobs whose windows overlap a cut job's window
-    at a site one of them may use, that work added to ``units``."""
-    cut = np.flatnonzero(units)
-    first, end = problem.release_slot[cut].min(), problem.deadline_slot[cut].max()
-    sites = problem.site_mask[cut].any(axis=0)
-    near = problem.preemptible & (problem.release_slot < end) & (problem.deadline_slot > first)
-    near &= (problem.site_mask & sites).any(axis=1)
-    lift = near[kept.job]
-    units = units + np.bincount(kept.job[lift], weights=kept.gpus[lift],
-                                minlength=problem.n_jobs).astype(np.int64)  # fmt: skip
-    keep = ~lift
-    return PlanArrays(kept.job[keep], kept.site[keep], kept.slot[keep], kept.gpus[keep]), units
 
 
 def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays | None:

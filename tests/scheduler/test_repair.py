@@ -83,6 +83,7 @@ def test_a_block_with_no_run_left_in_its_window_is_not_repaired():
 
 
 def test_no_room_left_in_the_window_is_not_repaired():
+    """Hour 1 is full, so the work the cap cuts from hour 0 has nowhere to go."""
     problem = make_problem([site("a", gpus=50)], [[0.1] * 4], [job("j", 100, 50, 0, 2)])
     before = planned(problem, [("j", "a", 0, 50), ("j", "a", 1, 50)])
     capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.04),))
@@ -102,20 +103,3 @@ def test_a_repaired_plan_keeps_the_ramp_limits():
     assert result is not None
     assert validate_plan(capped, result) == []
     assert gpus_at(result, "a")[1] <= 30
-
-
-def test_cut_work_that_needs_another_job_to_move_moves_it():
-    """100 GPUs. The cap halves hour 0, where "tight" (due by hour 2) runs 100; hour 1 is full
-    with "tight" and "flexible", so "flexible" must move later to make room."""
-    green = [[0.1, 0.1, 0.1, 0.1]]
-    jobs = [job("tight", 150, 100, 0, 2), job("flexible", 100, 50, 0, 4)]
-    problem = make_problem([site("a")], green, jobs)
-    before = planned(problem, [("tight", "a", 0, 100), ("tight", "a", 1, 50),
-                               ("flexible", "a", 1, 50), ("flexible", "a", 2, 50)])  # fmt: skip
-    capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.05),))
-    result = repair(capped, before, "optimizer")
-    assert result is not None and validate_plan(capped, result) == []
-    by_job = result.plan.groupby(["job_id", "time"])["gpus"].sum()
-    assert by_job[("tight", START)] == 50 and by_job[("tight", START + HOUR)] == 100
-    assert by_job["flexible"].sum() == 100
-    assert START + HOUR not in by_job["flexible"].index  # moved out of hour 1

@@ -229,6 +229,7 @@ class Planner:
         self.clock = clock
         self._forecast_at = forecast_at
         self._vintage: tuple[Horizon, pd.Timestamp, pd.DataFrame] | None = None
+        self._rest: tuple[Problem, RunState, Problem] | None = None  # the work left, no caps
         self._ahead: Problem | None = None  # the next operating day, while a loop runs
         self._ahead_version: PlanVersion | None = None  # its plan under the caps in force
         self._policy = get_policy("optimizer", config.solver)
@@ -635,20 +636,23 @@ class Planner:
 
     def _problem(self, caps: Sequence[LoadCap]) -> Problem:
         """The day with ``caps``; while the day runs, only the work left from ``state``."""
-        day = replace(self.day, caps=tuple(caps))
         state = self.state
         if state is None:
-            return day
-        if self._forecast_at is not None:
-            day = replace(day, supply=self._vintage_at(day.horizon, state.from_time))
-        rest = remaining_problem(
-            day,
-            state.from_time,
-            state.remaining_gpu_hours,
-            {s.name: s.gpus for s in day.sites},
-            state.load_before_mw,
-        )
-        return rest if rest is not None else replace(day, jobs=day.jobs.iloc[:0])
+            return replace(self.day, caps=tuple(caps))
+        if self._rest is None or self._rest[0] is not self.day or self._rest[1] is not state:
+            day = self.day
+            if self._forecast_at is not None:
+                day = replace(day, supply=self._vintage_at(day.horizon, state.from_time))
+            rest = remaining_problem(
+                day,
+                state.from_time,
+                state.remaining_gpu_hours,
+                {s.name: s.gpus for s in day.sites},
+                state.load_before_mw,
+            )
+            rest = rest if rest is not None else replace(day, jobs=day.jobs.iloc[:0])
+            self._rest = (self.day, state, rest)  # the same jobs for every batch until then
+        return replace(self._rest[2], caps=tuple(caps))
 
     def _vintage_at(self, horizon: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
         """The day's forecast as issued at ``issued_at`` (kept for the next change at the same
