@@ -6,7 +6,10 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
+import pandas as pd
 import ray
 
 from clusters.resources import DEFAULT_GPUS_PER_UNIT, gpus_to_units, site_resource
@@ -51,6 +54,23 @@ class ChunkRecord:
     node_id: str
     assigned_resources: dict[str, float]
 
+    def fields(self) -> list:
+        """The record as a list of plain values, in field order (what a task returns: Ray
+        sends plain values without pickling them)."""
+        return [
+            self.tokens_real,
+            self.tokens_accounted,
+            self.wall_s,
+            self.started_unix_s,
+            self.node_id,
+            self.assigned_resources,
+        ]
+
+    @classmethod
+    def from_fields(cls, fields: list) -> ChunkRecord:
+        """The record of :meth:`fields`' list (what ``ray.get`` of a chunk task returns)."""
+        return cls(*fields)
+
 
 def run_chunk(chunk: Chunk, tokens_per_real_token: float, seed: int) -> ChunkRecord:
     """Generate the chunk's real tokens with the decoder and account its planned tokens."""
@@ -72,12 +92,37 @@ def run_chunk(chunk: Chunk, tokens_per_real_token: float, seed: int) -> ChunkRec
 
 def chunk_seed(chunk: Chunk, attempt: int) -> int:
     """A seed fixed by job, site, slot and attempt, so reruns generate the same tokens."""
-    key = f"{chunk.job_id}|{chunk.site}|{chunk.time.isoformat()}|{attempt}"
+    key = f"{chunk.job_id}|{chunk.site}|{_isoformat(chunk.time)}|{attempt}"
     return zlib.crc32(key.encode())
+
+
+@lru_cache(maxsize=256)
+def _isoformat(time: pd.Timestamp) -> str:
+    """``time.isoformat()``, once per slot start (it costs more than the rest of the seed)."""
+    return time.isoformat()
 
 
 ChunkWork = Callable[[Chunk, float, int], ChunkRecord]
 """What a task runs: ``(chunk, tokens_per_real_token, seed) -> ChunkRecord``."""
+
+
+def _chunk_task(work: ChunkWork) -> Callable[[list], list]:
+    """The task body: rebuild the chunk from plain fields, run ``work`` on it, and return its
+    record as plain fields (:meth:`ChunkRecord.fields`).
+
+    A chunk travels as a list of plain values (``job_id, site, time as UTC ns, gpus,
+    slot_minutes, tokens_per_gpu_hour, tokens_per_real_token, seed``) and its record comes back
+    as one: Ray packs lists of plain values without pickling, where pickling a :class:`Chunk`
+    (with its timestamp) and a :class:`ChunkRecord` cost more than the task's decoder token.
+    """
+
+    def chunk_task(fields: list) -> list:
+        job_id, site, time_ns, gpus, slot_minutes, tokens_per_gpu_hour, scale, seed = fields
+        time_utc = pd.Timestamp(time_ns, tz="UTC")
+        chunk = Chunk(job_id, site, time_utc, gpus, slot_minutes, tokens_per_gpu_hour)
+        return work(chunk, scale, seed).fields()
+
+    return chunk_task
 
 
 class ChunkRunner:
@@ -90,10 +135,27 @@ class ChunkRunner:
 
     def __init__(self, settings: TaskSettings = TaskSettings(), work: ChunkWork = run_chunk):
         self.settings = settings
-        self._remote = ray.remote(max_retries=0)(work)
+        self._remote = ray.remote(max_retries=0)(_chunk_task(work))
+        # one options wrapper per (site, units): building it costs more than submitting
+        self._options: dict[tuple[str, float], Any] = {}
 
     def submit(self, chunk: Chunk, attempt: int = 0) -> ray.ObjectRef:
-        """Start ``chunk`` (attempt number ``attempt``); return the ref of its ChunkRecord."""
-        return self._remote.options(
-            num_cpus=self.settings.num_cpus, resources=self.settings.resources(chunk)
-        ).remote(chunk, self.settings.tokens_per_real_token, chunk_seed(chunk, attempt))
+        """Start ``chunk`` (attempt number ``attempt``); return the ref of its record's plain
+        fields (``ChunkRecord.from_fields(ray.get(ref))`` is the record)."""
+        resources = self.settings.resources(chunk)
+        key = (chunk.site, resources[site_resource(chunk.site)])
+        remote = self._options.get(key)
+        if remote is None:
+            remote = self._remote.options(num_cpus=self.settings.num_cpus, resources=resources)
+            self._options[key] = remote
+        fields = [
+            chunk.job_id,
+            chunk.site,
+            chunk.time.value,
+            chunk.gpus,
+            chunk.slot_minutes,
+            chunk.tokens_per_gpu_hour,
+            self.settings.tokens_per_real_token,
+            chunk_seed(chunk, attempt),
+        ]
+        return remote.remote(fields)

@@ -8,7 +8,7 @@ import ray
 from clusters_testkit import T0
 
 from clusters.resources import gpus_to_units, site_resource
-from clusters.tasks import ChunkRunner, TaskSettings
+from clusters.tasks import ChunkRecord, ChunkRunner, TaskSettings
 from clusters.workload import DecoderConfig, TinyDecoder, real_tokens
 from scheduler.contracts.chunks import Chunk
 
@@ -48,7 +48,7 @@ def test_tasks_hold_only_their_sites_resource(local_ray):
         Chunk("a", site, T0, gpus, 15, 5e6)
         for site, gpus in [("qingyang", 3000), ("shantou", 500), ("qingyang", 250)]
     ]
-    records = ray.get([runner.submit(c) for c in chunks])
+    records = [ChunkRecord.from_fields(f) for f in ray.get([runner.submit(c) for c in chunks])]
     for chunk, record in zip(chunks, records, strict=True):
         held = {k: v for k, v in record.assigned_resources.items() if k.startswith("site:")}
         assert held == {site_resource(chunk.site): gpus_to_units(chunk.gpus, 1000)}
