@@ -35,6 +35,16 @@ def test_decoder_is_seeded_and_produces_vocab_tokens():
     assert a.min() >= 0 and a.max() < 256
 
 
+def test_decoder_norm_is_numpys_mean_and_std_to_the_bit():
+    rng = np.random.default_rng(0)
+    scales = rng.uniform(1e-3, 1e3, (500, 1))
+    for x in (rng.standard_normal((500, 64)) * scales + scales).astype(np.float32):
+        expected = (x - x.mean()) / (x.std() + 1e-5)
+        got = TinyDecoder._norm(x)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_real_tokens_scale_with_planned_work():
     tokens = Chunk("j", "qingyang", T0, 2000, 15, 5e6).tokens_accounted
     assert tokens == pytest.approx(2.5e9)
