@@ -6,7 +6,8 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from datetime import UTC
+from functools import cache, lru_cache
 from typing import Any
 
 import pandas as pd
@@ -79,15 +80,20 @@ def run_chunk(chunk: Chunk, tokens_per_real_token: float, seed: int) -> ChunkRec
     tokens = chunk.tokens_accounted
     n_real = real_tokens(tokens, tokens_per_real_token)
     generated = tiny_decoder().generate(n_real, seed)
-    context = ray.get_runtime_context()
     return ChunkRecord(
         tokens_real=len(generated),
         tokens_accounted=tokens,
         wall_s=time.perf_counter() - t0,
         started_unix_s=started,
-        node_id=context.get_node_id(),
-        assigned_resources=dict(context.get_assigned_resources()),
+        node_id=_node_id(),
+        assigned_resources=dict(ray.get_runtime_context().get_assigned_resources()),
     )
+
+
+@cache
+def _node_id() -> str:
+    """The Ray node this worker process runs on (it never moves)."""
+    return ray.get_runtime_context().get_node_id()
 
 
 def chunk_seed(chunk: Chunk, attempt: int) -> int:
@@ -118,7 +124,7 @@ def _chunk_task(work: ChunkWork) -> Callable[[list], list]:
 
     def chunk_task(fields: list) -> list:
         job_id, site, time_ns, gpus, slot_minutes, tokens_per_gpu_hour, scale, seed = fields
-        time_utc = pd.Timestamp(time_ns, tz="UTC")
+        time_utc = pd.Timestamp(time_ns, tz=UTC)
         chunk = Chunk(job_id, site, time_utc, gpus, slot_minutes, tokens_per_gpu_hour)
         return work(chunk, scale, seed).fields()
 

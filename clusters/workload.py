@@ -96,7 +96,9 @@ class TinyDecoder:
             raise ValueError(f"n_tokens must be >= 0, got {n_tokens}")
         cfg = self.config
         rng = np.random.default_rng(seed)
-        keys = np.zeros((cfg.n_layers, cfg.context_tokens, cfg.d_model), dtype=np.float32)
+        # positions cycle through the context; a short run needs only its own rows
+        rows = min(n_tokens, cfg.context_tokens)
+        keys = np.zeros((cfg.n_layers, rows, cfg.d_model), dtype=np.float32)
         values = np.zeros_like(keys)
         out = np.empty(n_tokens, dtype=np.int64)
         token = int(rng.integers(cfg.vocab))
