@@ -108,6 +108,8 @@ def _isoformat(time: pd.Timestamp) -> str:
     return time.isoformat()
 
 
+_MAX_OPTIONS = 1024  # options wrappers a ChunkRunner keeps (one per site and chunk size)
+
 ChunkWork = Callable[[Chunk, float, int], ChunkRecord]
 """What a task runs: ``(chunk, tokens_per_real_token, seed) -> ChunkRecord``."""
 
@@ -142,18 +144,19 @@ class ChunkRunner:
     def __init__(self, settings: TaskSettings = TaskSettings(), work: ChunkWork = run_chunk):
         self.settings = settings
         self._remote = ray.remote(max_retries=0)(_chunk_task(work))
-        # one options wrapper per (site, units): building it costs more than submitting
-        self._options: dict[tuple[str, float], Any] = {}
+        # one options wrapper per (site, GPUs): building it costs more than submitting
+        self._options: dict[tuple[str, int], Any] = {}
 
     def submit(self, chunk: Chunk, attempt: int = 0) -> ray.ObjectRef:
         """Start ``chunk`` (attempt number ``attempt``); return the ref of its record's plain
         fields (``ChunkRecord.from_fields(ray.get(ref))`` is the record)."""
-        resources = self.settings.resources(chunk)
-        key = (chunk.site, resources[site_resource(chunk.site)])
-        remote = self._options.get(key)
+        remote = self._options.get((chunk.site, chunk.gpus))
         if remote is None:
+            if len(self._options) >= _MAX_OPTIONS:  # a long night of varied chunk sizes
+                self._options.clear()
+            resources = self.settings.resources(chunk)
             remote = self._remote.options(num_cpus=self.settings.num_cpus, resources=resources)
-            self._options[key] = remote
+            self._options[chunk.site, chunk.gpus] = remote
         fields = [
             chunk.job_id,
             chunk.site,
