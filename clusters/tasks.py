@@ -103,6 +103,12 @@ def chunk_seed(chunk: Chunk, attempt: int) -> int:
 
 
 @lru_cache(maxsize=256)
+def _utc(time_ns: int) -> pd.Timestamp:
+    """The UTC time ``time_ns`` ns after the epoch; a worker runs many chunks of a slot."""
+    return pd.Timestamp(time_ns, tz=UTC)
+
+
+@lru_cache(maxsize=256)
 def _isoformat(time: pd.Timestamp) -> str:
     """``time.isoformat()``, once per slot start (it costs more than the rest of the seed)."""
     return time.isoformat()
@@ -126,8 +132,7 @@ def _chunk_task(work: ChunkWork) -> Callable[[list], list]:
 
     def chunk_task(fields: list) -> list:
         job_id, site, time_ns, gpus, slot_minutes, tokens_per_gpu_hour, scale, seed = fields
-        time_utc = pd.Timestamp(time_ns, tz=UTC)
-        chunk = Chunk(job_id, site, time_utc, gpus, slot_minutes, tokens_per_gpu_hour)
+        chunk = Chunk(job_id, site, _utc(time_ns), gpus, slot_minutes, tokens_per_gpu_hour)
         return work(chunk, scale, seed).fields()
 
     return chunk_task
