@@ -98,7 +98,7 @@ def _node_id() -> str:
 
 def chunk_seed(chunk: Chunk, attempt: int) -> int:
     """A seed fixed by job, site, slot and attempt, so reruns generate the same tokens."""
-    key = f"{chunk.job_id}|{chunk.site}|{_isoformat(chunk.time)}|{attempt}"
+    key = f"{chunk.job_id}|{chunk.site}|{_isoformat(chunk.time, chunk.time.tz)}|{attempt}"
     return zlib.crc32(key.encode())
 
 
@@ -109,8 +109,9 @@ def _utc(time_ns: int) -> pd.Timestamp:
 
 
 @lru_cache(maxsize=256)
-def _isoformat(time: pd.Timestamp) -> str:
-    """``time.isoformat()``, once per slot start (it costs more than the rest of the seed)."""
+def _isoformat(time: pd.Timestamp, tz: object) -> str:
+    """``time.isoformat()``, once per slot start (it costs more than the rest of the seed);
+    ``tz`` is part of the key: equal instants in two zones print differently."""
     return time.isoformat()
 
 
