@@ -115,8 +115,6 @@ def _isoformat(time: pd.Timestamp, tz: object) -> str:
     return time.isoformat()
 
 
-_MAX_OPTIONS = 1024  # options wrappers a ChunkRunner keeps (one per site and chunk size)
-
 ChunkWork = Callable[[Chunk, float, int], ChunkRecord]
 """What a task runs: ``(chunk, tokens_per_real_token, seed) -> ChunkRecord``."""
 
@@ -137,6 +135,9 @@ def _chunk_task(work: ChunkWork) -> Callable[[list], list]:
         return work(chunk, scale, seed).fields()
 
     return chunk_task
+
+
+_MAX_OPTIONS = 1024  # options wrappers a ChunkRunner keeps (one per site and chunk size)
 
 
 class ChunkRunner:
