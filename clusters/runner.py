@@ -111,19 +111,31 @@ class RayRunner:
                         attempt.chunk, ChunkStatus.LOST, text, retried=attempt.errors
                     )
                 break
-            for ref in ready:
+            try:  # one call for the batch; when one of them failed, each is asked below
+                values: list | None = ray.get(ready, timeout=0)
+            except (ray.exceptions.RayError, GetTimeoutError):
+                values = None
+            for i, ref in enumerate(ready):
                 attempt = pending.pop(ref)
-                retry = self._settle(attempt, woke_unix_s, outcomes)
+                value = values[i] if values is not None else None
+                retry = self._settle(attempt, value, woke_unix_s, outcomes)
                 if retry is not None:
                     pending[retry.ref] = retry
         return [o for o in outcomes if o is not None]
 
     def _settle(
-        self, attempt: _Attempt, woke_unix_s: float, outcomes: list[ChunkOutcome | None]
+        self,
+        attempt: _Attempt,
+        value: list | None,
+        woke_unix_s: float,
+        outcomes: list[ChunkOutcome | None],
     ) -> _Attempt | None:
-        """Book one finished attempt into ``outcomes``; the retry to wait for, if any."""
+        """Book one finished attempt into ``outcomes`` (``value``: what its task returned, when
+        already fetched); the retry to wait for, if any."""
         try:
-            record = ray.get(attempt.ref, timeout=0)
+            if value is None:
+                value = ray.get(attempt.ref, timeout=0)
+            record = ChunkRecord.from_fields(value)
         except RayTaskError as error:
             text = error_text(error)
             self._row(attempt, "error", None, woke_unix_s, text)

@@ -6,7 +6,11 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
+from functools import cache, lru_cache
+from typing import Any
 
+import pandas as pd
 import ray
 
 from clusters.resources import DEFAULT_GPUS_PER_UNIT, gpus_to_units, site_resource
@@ -51,6 +55,23 @@ class ChunkRecord:
     node_id: str
     assigned_resources: dict[str, float]
 
+    def fields(self) -> list:
+        """The record as a list of plain values, in field order (what a task returns: Ray
+        sends plain values without pickling them)."""
+        return [
+            self.tokens_real,
+            self.tokens_accounted,
+            self.wall_s,
+            self.started_unix_s,
+            self.node_id,
+            self.assigned_resources,
+        ]
+
+    @classmethod
+    def from_fields(cls, fields: list) -> ChunkRecord:
+        """The record of :meth:`fields`' list (what ``ray.get`` of a chunk task returns)."""
+        return cls(*fields)
+
 
 def run_chunk(chunk: Chunk, tokens_per_real_token: float, seed: int) -> ChunkRecord:
     """Generate the chunk's real tokens with the decoder and account its planned tokens."""
@@ -59,25 +80,64 @@ def run_chunk(chunk: Chunk, tokens_per_real_token: float, seed: int) -> ChunkRec
     tokens = chunk.tokens_accounted
     n_real = real_tokens(tokens, tokens_per_real_token)
     generated = tiny_decoder().generate(n_real, seed)
-    context = ray.get_runtime_context()
     return ChunkRecord(
         tokens_real=len(generated),
         tokens_accounted=tokens,
         wall_s=time.perf_counter() - t0,
         started_unix_s=started,
-        node_id=context.get_node_id(),
-        assigned_resources=dict(context.get_assigned_resources()),
+        node_id=_node_id(),
+        assigned_resources=dict(ray.get_runtime_context().get_assigned_resources()),
     )
+
+
+@cache
+def _node_id() -> str:
+    """The Ray node this worker process runs on (it never moves)."""
+    return ray.get_runtime_context().get_node_id()
 
 
 def chunk_seed(chunk: Chunk, attempt: int) -> int:
     """A seed fixed by job, site, slot and attempt, so reruns generate the same tokens."""
-    key = f"{chunk.job_id}|{chunk.site}|{chunk.time.isoformat()}|{attempt}"
+    key = f"{chunk.job_id}|{chunk.site}|{_isoformat(chunk.time, chunk.time.tz)}|{attempt}"
     return zlib.crc32(key.encode())
+
+
+@lru_cache(maxsize=256)
+def _utc(time_ns: int) -> pd.Timestamp:
+    """The UTC time ``time_ns`` ns after the epoch; a worker runs many chunks of a slot."""
+    return pd.Timestamp(time_ns, tz=UTC)
+
+
+@lru_cache(maxsize=256)
+def _isoformat(time: pd.Timestamp, tz: object) -> str:
+    """``time.isoformat()``, once per slot start (it costs more than the rest of the seed);
+    ``tz`` is part of the key: equal instants in two zones print differently."""
+    return time.isoformat()
 
 
 ChunkWork = Callable[[Chunk, float, int], ChunkRecord]
 """What a task runs: ``(chunk, tokens_per_real_token, seed) -> ChunkRecord``."""
+
+
+def _chunk_task(work: ChunkWork) -> Callable[[list], list]:
+    """The task body: rebuild the chunk from plain fields, run ``work`` on it, and return its
+    record as plain fields (:meth:`ChunkRecord.fields`).
+
+    A chunk travels as a list of plain values (``job_id, site, time as UTC ns, gpus,
+    slot_minutes, tokens_per_gpu_hour, tokens_per_real_token, seed``) and its record comes back
+    as one: Ray packs lists of plain values without pickling, where pickling a :class:`Chunk`
+    (with its timestamp) and a :class:`ChunkRecord` cost more than the task's decoder token.
+    """
+
+    def chunk_task(fields: list) -> list:
+        job_id, site, time_ns, gpus, slot_minutes, tokens_per_gpu_hour, scale, seed = fields
+        chunk = Chunk(job_id, site, _utc(time_ns), gpus, slot_minutes, tokens_per_gpu_hour)
+        return work(chunk, scale, seed).fields()
+
+    return chunk_task
+
+
+_MAX_OPTIONS = 1024  # options wrappers a ChunkRunner keeps (one per site and chunk size)
 
 
 class ChunkRunner:
@@ -90,10 +150,28 @@ class ChunkRunner:
 
     def __init__(self, settings: TaskSettings = TaskSettings(), work: ChunkWork = run_chunk):
         self.settings = settings
-        self._remote = ray.remote(max_retries=0)(work)
+        self._remote = ray.remote(max_retries=0)(_chunk_task(work))
+        # one options wrapper per (site, GPUs): building it costs more than submitting
+        self._options: dict[tuple[str, int], Any] = {}
 
     def submit(self, chunk: Chunk, attempt: int = 0) -> ray.ObjectRef:
-        """Start ``chunk`` (attempt number ``attempt``); return the ref of its ChunkRecord."""
-        return self._remote.options(
-            num_cpus=self.settings.num_cpus, resources=self.settings.resources(chunk)
-        ).remote(chunk, self.settings.tokens_per_real_token, chunk_seed(chunk, attempt))
+        """Start ``chunk`` (attempt number ``attempt``); return the ref of its record's plain
+        fields (``ChunkRecord.from_fields(ray.get(ref))`` is the record)."""
+        remote = self._options.get((chunk.site, chunk.gpus))
+        if remote is None:
+            if len(self._options) >= _MAX_OPTIONS:  # a long night of varied chunk sizes
+                self._options.clear()
+            resources = self.settings.resources(chunk)
+            remote = self._remote.options(num_cpus=self.settings.num_cpus, resources=resources)
+            self._options[chunk.site, chunk.gpus] = remote
+        fields = [
+            chunk.job_id,
+            chunk.site,
+            chunk.time.value,
+            chunk.gpus,
+            chunk.slot_minutes,
+            chunk.tokens_per_gpu_hour,
+            self.settings.tokens_per_real_token,
+            chunk_seed(chunk, attempt),
+        ]
+        return remote.remote(fields)

@@ -621,20 +621,16 @@ class Settlement:
         """Run the slot's chunks on the runner; ``True`` where a chunk completed."""
         problem = self.problem
         assert self.runner is not None
-        tokens_per_gpu_hour = problem.jobs["tokens"].to_numpy(float) / problem.jobs[
-            "gpu_hours"
-        ].to_numpy(float)
+        tokens_per_gpu_hour = (
+            problem.jobs["tokens"].to_numpy(float) / problem.jobs["gpu_hours"].to_numpy(float)
+        ).tolist()
+        job_ids, site_names = problem.job_ids.tolist(), list(problem.site_names)
+        when, minutes = problem.horizon.times[t], problem.horizon.slot_minutes
         chunks = [
-            Chunk(
-                problem.job_ids[j],
-                problem.site_names[s],
-                problem.horizon.times[t],
-                int(g),
-                problem.horizon.slot_minutes,
-                float(tokens_per_gpu_hour[j]),
-            )
-            for j, s, g in zip(slot.job, slot.site, slot.gpus, strict=True)
-        ]
+            Chunk(job_ids[j], site_names[s], when, g, minutes, tokens_per_gpu_hour[j])
+            for j, s, g in zip(slot.job.tolist(), slot.site.tolist(), slot.gpus.tolist(),
+                               strict=True)
+        ]  # fmt: skip
         outcomes = self.runner.run_slot(chunks, self._timeout_s())
         ok = np.zeros(len(chunks), dtype=bool)
         for row, outcome in enumerate(outcomes):

@@ -8,7 +8,7 @@ import ray
 from clusters_testkit import T0
 
 from clusters.resources import gpus_to_units, site_resource
-from clusters.tasks import ChunkRunner, TaskSettings
+from clusters.tasks import ChunkRecord, ChunkRunner, TaskSettings
 from clusters.workload import DecoderConfig, TinyDecoder, real_tokens
 from scheduler.contracts.chunks import Chunk
 
@@ -35,6 +35,16 @@ def test_decoder_is_seeded_and_produces_vocab_tokens():
     assert a.min() >= 0 and a.max() < 256
 
 
+def test_decoder_norm_is_numpys_mean_and_std_to_the_bit():
+    rng = np.random.default_rng(0)
+    scales = rng.uniform(1e-3, 1e3, (500, 1))
+    for x in (rng.standard_normal((500, 64)) * scales + scales).astype(np.float32):
+        expected = (x - x.mean()) / (x.std() + 1e-5)
+        got = TinyDecoder._norm(x)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_real_tokens_scale_with_planned_work():
     tokens = Chunk("j", "qingyang", T0, 2000, 15, 5e6).tokens_accounted
     assert tokens == pytest.approx(2.5e9)
@@ -48,7 +58,7 @@ def test_tasks_hold_only_their_sites_resource(local_ray):
         Chunk("a", site, T0, gpus, 15, 5e6)
         for site, gpus in [("qingyang", 3000), ("shantou", 500), ("qingyang", 250)]
     ]
-    records = ray.get([runner.submit(c) for c in chunks])
+    records = [ChunkRecord.from_fields(f) for f in ray.get([runner.submit(c) for c in chunks])]
     for chunk, record in zip(chunks, records, strict=True):
         held = {k: v for k, v in record.assigned_resources.items() if k.startswith("site:")}
         assert held == {site_resource(chunk.site): gpus_to_units(chunk.gpus, 1000)}
