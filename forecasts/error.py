@@ -309,6 +309,7 @@ def _day_draws(
         array.flags.writeable = False
     return ties, eps, order
 
+
 @dataclass(frozen=True)
 class _Part:
     """One technology's forecast on the rows it covers: point and stratified samples [MW]."""
@@ -425,12 +426,18 @@ class SiteVintages:
                     )  # fmt: skip
                     at = (times_ns[rows] - start_ns) // step_ns  # rows in the day's draws
                     actual_u = actual_mw[rows] / scale_mw[rows]
+                    z_actual = marginal.to_latent(actual_u, ties[at])
                     days.append(
                         _DayRows(
-                            rows, actual_mw[rows], scale_mw[rows],
-                            marginal.to_latent(actual_u, ties[at]), marginal, sigmas,
-                            eps[:, at], order[at],
-                        )  # fmt: skip
+                            rows=rows,
+                            actual_mw=actual_mw[rows],
+                            scale_mw=scale_mw[rows],
+                            z_actual=z_actual,
+                            marginal=marginal,
+                            sigmas=sigmas,
+                            eps=eps[:, at],
+                            order=order[at],
+                        )
                     )
             self._technologies.append(_Technology(technology, actual_mw, capacity, tuple(days)))
 

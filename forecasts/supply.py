@@ -3,7 +3,8 @@
 ``SupplyModel`` follows pvlib's and windpowerlib's ModelChain: ``resample`` (weather to slot
 length), ``pv_model`` (per plant) and ``wind_model`` (per farm) are callables chosen when the
 object is built. ``actual`` gives the supply table of ``DESIGN.md``; ``forecast`` adds the
-error model to it (the day-ahead forecast, or the vintage issued at a given time).
+error model to it (the day-ahead forecast, or the vintage issued at a given time);
+``vintages`` prepares that once for the many vintages a re-planning loop asks of one table.
 
 Supply table: one row per site and slot, columns ``time`` (slot start, UTC), ``site``,
 ``pv_mw``, ``wind_mw``, ``green_mw`` (= pv + wind) [MW, AC delivered to the site], and for a
