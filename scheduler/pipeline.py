@@ -413,26 +413,36 @@ def remaining_problem(
         return None
     window = Horizon(first, horizon.slot_minutes, n_slots)
     names = {s.name for s in sites}
-    wanted = [j for j, left in remaining_gpu_hours.items() if left > 0]
-    jobs = problem.jobs.set_index("job_id").loc[wanted].reset_index()
-    allowed = jobs["sites"].map(lambda text: [s for s in text.split(";") if s])
-    keep = allowed.map(lambda listed: not listed or bool(set(listed) & names)).to_numpy()
-    jobs = jobs[keep].copy()
-    if jobs.empty:
+    # arrays column by column, not pandas row-wise: a re-plan loop calls this every hour
+    row_of = {job: row for row, job in enumerate(problem.job_ids)}
+    cells = problem.jobs["sites"].to_numpy(dtype=object)
+    live_cell = {cell: ";".join(s for s in cell.split(";") if s in names) for cell in set(cells)}
+    rows, left_gpu_hours = [], []
+    for job, left in remaining_gpu_hours.items():
+        if left <= 0:
+            continue
+        row = row_of[job]
+        if not cells[row] or live_cell[cells[row]]:  # any site allowed, or one still live
+            rows.append(row)
+            left_gpu_hours.append(left)
+    if not rows:
         return None
-    jobs["sites"] = [";".join(s for s in listed if s in names) for listed in allowed[keep]]
-    jobs["gpu_hours"] = jobs["job_id"].map(remaining_gpu_hours).astype(float)
-    jobs["release"] = jobs["release"].clip(lower=first)
-    jobs.loc[jobs["deadline"] <= first, "deadline"] = window.end
-    jobs["deadline"] = jobs["deadline"].clip(upper=window.end)
-    slots = ((jobs["deadline"] - jobs["release"]) / slot).to_numpy().astype(np.int64)
-    units = work_units(jobs["gpu_hours"].to_numpy(), horizon.slot_minutes)
-    jobs["max_gpus"] = max_gpus_to_fit(jobs["max_gpus"].to_numpy(), units, slots)
+    columns = {name: problem.jobs[name].array.take(rows) for name in problem.jobs.columns}
+    release, deadline = columns["release"], columns["deadline"]
+    release[release < first] = first
+    deadline[deadline <= first] = window.end
+    deadline[deadline > window.end] = window.end
+    slots = np.asarray((deadline - release) / slot).astype(np.int64)
+    gpu_hours = np.array(left_gpu_hours, dtype=float)
+    units = work_units(gpu_hours, horizon.slot_minutes)
+    columns["gpu_hours"] = gpu_hours
+    columns["sites"] = [live_cell[cell] for cell in cells[rows]]
+    columns["max_gpus"] = max_gpus_to_fit(np.asarray(columns["max_gpus"]), units, slots)
     actual = problem.actual_supply if problem.actual_supply is not None else problem.supply
     return Problem(
         horizon=window,
         sites=sites,
-        jobs=jobs.reset_index(drop=True),
+        jobs=pd.DataFrame(columns),
         supply=_in(actual, window),
         caps=problem.caps,
         user_region=problem.user_region,
