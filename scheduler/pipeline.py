@@ -320,7 +320,8 @@ class DayPipeline:
             actual = _in(self._actual, horizon)
             years = pd.DatetimeIndex(actual["time"]).tz_convert(self.config.timezone).year
             vintages = []
-            for year, rows in actual.groupby(years.to_numpy()):
+            for year in np.unique(years):
+                rows = actual[years == year]
                 references = {
                     str(name): self.reference(str(name), int(year))
                     for name in rows["site"].unique()
