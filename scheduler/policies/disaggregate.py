@@ -149,21 +149,16 @@ def _split_sites(
     by_slot = np.argsort(slot, kind="stable")
     job, slot, gpus = job[by_slot], slot[by_slot], gpus[by_slot]
     bounds = np.searchsorted(slot, np.arange(problem.horizon.n_slots + 1))
-    flow_order = np.argsort(flow.slot, kind="stable")
-    f_key = (flow.group * n_sites + flow.site)[flow_order]  # (group, site) of each flow row
-    f_gpus = flow.gpus[flow_order]
-    f_bounds = np.searchsorted(flow.slot[flow_order], np.arange(problem.horizon.n_slots + 1))
+    # the group flows per slot and (group, site), the pair flat: group * n_sites + site
+    site_flow = np.zeros((problem.horizon.n_slots, n_keys), dtype=np.int64)
+    np.add.at(site_flow, (flow.slot, flow.group * n_sites + flow.site), flow.gpus)
     parts: list[PlanArrays] = []
     for t in range(problem.horizon.n_slots):
         j, x = job[bounds[t] : bounds[t + 1]], gpus[bounds[t] : bounds[t + 1]]
         if len(j) == 0:
             continue
         g = groups.job_group[j]
-        lo, hi = f_bounds[t], f_bounds[t + 1]
-        # GPUs left per (group, site), flat: group * n_sites + site
-        site_left = np.bincount(f_key[lo:hi], weights=f_gpus[lo:hi], minlength=n_keys).astype(
-            np.int64
-        )
+        site_left = site_flow[t].copy()  # GPUs left per (group, site)
         # 1. stay: take what the site used last slot still has
         stay = last_site[j]
         take = np.zeros(len(j), dtype=np.int64)
@@ -172,10 +167,10 @@ def _split_sites(
             key = g[has] * n_sites + stay[has]
             order = np.lexsort((j[has], key))
             key_sorted, x_sorted = key[order], x[has][order]
-            before = np.cumsum(x_sorted) - x_sorted
+            before = np.cumsum(x_sorted) - x_sorted  # within the key: x >= 0, so nondecreasing
             start = np.ones(len(order), dtype=bool)
             start[1:] = key_sorted[1:] != key_sorted[:-1]
-            before -= before[start][np.cumsum(start) - 1]
+            before -= np.maximum.accumulate(np.where(start, before, 0))
             took = np.minimum(np.maximum(site_left[key_sorted] - before, 0), x_sorted)
             take[has[order]] = took
             site_left -= np.bincount(key_sorted, weights=took, minlength=n_keys).astype(np.int64)
