@@ -69,6 +69,7 @@ __all__ = [
     "ForecastError",
     "LeadLevel",
     "SiteReference",
+    "SiteVintages",
     "add_forecast_error",
     "check_lead_levels",
     "site_reference",
@@ -317,43 +318,158 @@ class _Part:
     samples_mw: np.ndarray  # rows x _SAMPLES, each row's strata in a random order
 
 
-def _forecast_part(
-    actual_mw: np.ndarray,
-    scale_mw: np.ndarray,
-    marginal: _Marginal,
-    sigmas: np.ndarray,
-    active: np.ndarray,
-    draws: tuple[np.ndarray, np.ndarray, np.ndarray],
-    positions: np.ndarray,
-) -> _Part:
-    """Point forecast and conditional samples of one technology on one day's rows (module
-    doc): ``actual_mw`` over ``scale_mw`` is ``u``; ``sigmas`` per band [latent], ``active``
-    rows x bands, ``positions`` of the rows in the day's ``draws``."""
-    actual_u = actual_mw / scale_mw
-    point_mw = actual_mw.copy()
-    samples_mw = np.repeat(actual_mw[:, None], _SAMPLES, axis=1)
-    ties, eps, order = draws
-    tau = np.sqrt(active.astype(float) @ sigmas**2)
-    rows = tau > 0
-    if not rows.any():
+@dataclass(frozen=True)
+class _DayRows:
+    """One technology's rows of one operating day and what every vintage of them shares:
+    ``rows`` index the site's rows; ``actual_mw`` over ``scale_mw`` is ``u``, ``z_actual`` its
+    latent; ``marginal`` and ``sigmas`` (per band [latent]) the error model; ``eps`` (bands x
+    rows) and ``order`` (rows x samples) the day's draws at these rows."""
+
+    rows: np.ndarray
+    actual_mw: np.ndarray
+    scale_mw: np.ndarray
+    z_actual: np.ndarray
+    marginal: _Marginal
+    sigmas: np.ndarray
+    eps: np.ndarray
+    order: np.ndarray
+
+    def part(self, active: np.ndarray) -> _Part:
+        """Point forecast and conditional samples (module doc) when ``active`` (rows x bands)
+        says which bands each row carries."""
+        marginal, sigmas = self.marginal, self.sigmas
+        point_mw = self.actual_mw.copy()
+        samples_mw = np.repeat(self.actual_mw[:, None], _SAMPLES, axis=1)
+        tau = np.sqrt(active.astype(float) @ sigmas**2)
+        rows = tau > 0
+        if not rows.any():
+            return _Part(point_mw, samples_mw)
+        noise = np.sum(active[rows] * sigmas[None, :] * self.eps[:, rows].T, axis=1)
+        z_forecast = marginal.forecast_latent(self.z_actual[rows], noise)
+        posterior = _posterior(z_forecast, tau[rows, None] * marginal.shape[None, :])
+        # stratified draws from each row's posterior, in a random order per row so that two
+        # technologies pair independently; rows are offset by 2 (each spans [0, 1]) so that
+        # one searchsorted over all rows stays sorted
+        n = int(rows.sum())
+        offset = 2.0 * np.arange(n)[:, None]
+        cumulative = np.cumsum(posterior, axis=1)
+        cumulative[:, -1] = 1.0
+        index = np.searchsorted((cumulative + offset).ravel(), (self.order[rows] + offset).ravel())
+        index = np.clip(index.reshape(n, _SAMPLES) - np.arange(n)[:, None] * len(_GRID), 0,
+                        len(_GRID) - 1)  # fmt: skip
+        point_mw[rows] = (posterior @ marginal.on_grid) * self.scale_mw[rows]
+        samples_mw[rows] = marginal.on_grid[index] * self.scale_mw[rows, None]
         return _Part(point_mw, samples_mw)
-    at = positions[rows]
-    noise = np.sum(active[rows] * sigmas[None, :] * eps[:, at].T, axis=1)
-    z_forecast = marginal.forecast_latent(marginal.to_latent(actual_u[rows], ties[at]), noise)
-    posterior = _posterior(z_forecast, tau[rows, None] * marginal.shape[None, :])
-    # stratified draws from each row's posterior, in a random order per row so that two
-    # technologies pair independently; rows are offset by 2 (each spans [0, 1]) so that one
-    # searchsorted over all rows stays sorted
-    n = len(at)
-    offset = 2.0 * np.arange(n)[:, None]
-    cumulative = np.cumsum(posterior, axis=1)
-    cumulative[:, -1] = 1.0
-    index = np.searchsorted((cumulative + offset).ravel(), (order[at] + offset).ravel())
-    index = np.clip(index.reshape(n, _SAMPLES) - np.arange(n)[:, None] * len(_GRID), 0,
-                    len(_GRID) - 1)  # fmt: skip
-    point_mw[rows] = (posterior @ marginal.on_grid) * scale_mw[rows]
-    samples_mw[rows] = marginal.on_grid[index] * scale_mw[rows, None]
-    return _Part(point_mw, samples_mw)
+
+
+@dataclass(frozen=True)
+class _Technology:
+    """One technology of a site: its actual output and cap [MW], and its rows per operating
+    day where it has an error (none when its reference does not vary)."""
+
+    name: str
+    actual_mw: np.ndarray
+    capacity_mw: float
+    days: tuple[_DayRows, ...]
+
+
+class SiteVintages:
+    """Every vintage of the forecast of one site's supply over fixed rows.
+
+    The arguments are those of :func:`add_forecast_error`; what does not depend on the issue
+    time (the latent of the actual, the day's draws, the error scales) is prepared here once,
+    so that a loop re-planning a day on fresh vintages pays only for what changes. A vintage
+    is the same whichever vintages were asked before.
+    """
+
+    def __init__(
+        self,
+        actual: pd.DataFrame,
+        *,
+        wind_capacity_mw: float,
+        pv_capacity_mw: float,
+        sun_factor: np.ndarray,
+        error: ForecastError,
+        seed: int,
+        key: str,
+        reference: SiteReference | None = None,
+        timezone: str = "UTC",
+    ) -> None:
+        sun = np.asarray(sun_factor, dtype=float)
+        if reference is None:
+            reference = site_reference(actual, sun, wind_capacity_mw, pv_capacity_mw)
+        index = pd.DatetimeIndex(actual.index)
+        times_ns = index.as_unit("ns").asi8
+        step_ns = int(times_ns[1] - times_ns[0]) if len(index) > 1 else 3_600_000_000_000
+        phi = float(np.exp(-(step_ns / 3.6e12) / error.correlation_hours))
+        n_bands = len(error.intraday) + 1
+        day_start_ns = index.tz_convert(timezone).normalize().as_unit("ns").asi8  # local midnight
+        n_day_rows = -(-_DAY_DRAW_HOURS * 3_600_000_000_000 // step_ns)
+        self._times_ns = times_ns
+        self._band_floors_h = error.band_floors_h
+        self._technologies: list[_Technology] = []
+        for technology, marginal, targets, capacity, scale_mw, covered in (
+            ("wind", reference.wind, error.levels("wind"), wind_capacity_mw,
+             np.full(len(index), wind_capacity_mw), np.ones(len(index), dtype=bool)),
+            ("pv", reference.pv, tuple(t / reference.pv_sun_rms for t in error.levels("pv")),
+             pv_capacity_mw, pv_capacity_mw * sun, sun > _MIN_SUN_FACTOR),
+        ):  # fmt: skip
+            actual_mw = actual[f"{technology}_mw"].to_numpy(float)
+            days = []
+            if marginal is not None:
+                sigmas = marginal.band_sigmas(targets)
+                for start_ns in np.unique(day_start_ns[covered]):
+                    rows = np.flatnonzero(covered & (day_start_ns == start_ns))
+                    ties, eps, order = _day_draws(
+                        seed, key, int(start_ns // 60_000_000_000), technology, n_bands,
+                        n_day_rows, phi,
+                    )  # fmt: skip
+                    at = (times_ns[rows] - start_ns) // step_ns  # rows in the day's draws
+                    actual_u = actual_mw[rows] / scale_mw[rows]
+                    z_actual = marginal.to_latent(actual_u, ties[at])
+                    days.append(
+                        _DayRows(
+                            rows=rows,
+                            actual_mw=actual_mw[rows],
+                            scale_mw=scale_mw[rows],
+                            z_actual=z_actual,
+                            marginal=marginal,
+                            sigmas=sigmas,
+                            eps=eps[:, at],
+                            order=order[at],
+                        )
+                    )
+            self._technologies.append(_Technology(technology, actual_mw, capacity, tuple(days)))
+
+    def columns(
+        self, issued_at: pd.Timestamp | None = None, quantiles: bool = True
+    ) -> dict[str, np.ndarray]:
+        """The vintage issued at ``issued_at`` (UTC; slots starting before it are the actual),
+        ``None`` the day-ahead forecast: ``pv_mw``, ``wind_mw``, ``green_mw`` and, with
+        ``quantiles``, ``green_mw_p10`` / ``green_mw_p90`` per row [MW]."""
+        n_rows, n_bands = len(self._times_ns), len(self._band_floors_h)
+        if issued_at is None:
+            active = np.ones((n_rows, n_bands), dtype=bool)
+        else:
+            lead_h = (self._times_ns - pd.Timestamp(issued_at).value) / 3.6e12
+            active = (lead_h[:, None] >= 0) & (lead_h[:, None] > self._band_floors_h[None, :])
+        point, samples = {}, {}
+        for technology in self._technologies:
+            name, capacity = technology.name, technology.capacity_mw
+            point[name] = technology.actual_mw.copy()
+            samples[name] = np.repeat(technology.actual_mw[:, None], _SAMPLES, axis=1)
+            for day in technology.days:
+                part = day.part(active[day.rows])
+                point[name][day.rows] = np.minimum(part.point_mw, capacity)
+                samples[name][day.rows] = np.minimum(part.samples_mw, capacity)
+
+        green = point["pv"] + point["wind"]
+        columns = {"pv_mw": point["pv"], "wind_mw": point["wind"], "green_mw": green}
+        if quantiles:
+            low, high = np.quantile(samples["wind"] + samples["pv"], [0.1, 0.9], axis=1)
+            columns["green_mw_p10"] = np.minimum(low, green)
+            columns["green_mw_p90"] = np.maximum(high, green)
+        return columns
 
 
 def add_forecast_error(
@@ -380,58 +496,11 @@ def add_forecast_error(
     :func:`site_reference`); by default the actual itself. ``issued_at`` (UTC) gives the
     vintage issued then (slots before it are the actual); ``None`` the day-ahead forecast.
     Returns ``pv_mw``, ``wind_mw``, ``green_mw`` and, with ``quantiles``, ``green_mw_p10`` /
-    ``green_mw_p90`` [MW].
+    ``green_mw_p90`` [MW]. Many vintages of the same rows: :class:`SiteVintages`.
     """
-    sun = np.asarray(sun_factor, dtype=float)
-    if reference is None:
-        reference = site_reference(actual, sun, wind_capacity_mw, pv_capacity_mw)
-    index = pd.DatetimeIndex(actual.index)
-    times_ns = index.as_unit("ns").asi8
-    step_ns = int(times_ns[1] - times_ns[0]) if len(index) > 1 else 3_600_000_000_000
-    phi = float(np.exp(-(step_ns / 3.6e12) / error.correlation_hours))
-    n_bands = len(error.intraday) + 1
-    if issued_at is None:
-        active = np.ones((len(index), n_bands), dtype=bool)
-    else:
-        lead_h = (times_ns - pd.Timestamp(issued_at).value) / 3.6e12
-        active = (lead_h[:, None] >= 0) & (lead_h[:, None] > error.band_floors_h[None, :])
-    day_start_ns = index.tz_convert(timezone).normalize().as_unit("ns").asi8  # local midnight
-    n_day_rows = -(-_DAY_DRAW_HOURS * 3_600_000_000_000 // step_ns)
-
-    point, samples = {}, {}
-    for technology, marginal, targets, capacity, scale_mw, covered in (
-        ("wind", reference.wind, error.levels("wind"), wind_capacity_mw,
-         np.full(len(index), wind_capacity_mw), np.ones(len(index), dtype=bool)),
-        ("pv", reference.pv, tuple(t / reference.pv_sun_rms for t in error.levels("pv")),
-         pv_capacity_mw, pv_capacity_mw * sun, sun > _MIN_SUN_FACTOR),
-    ):  # fmt: skip
-        actual_mw = actual[f"{technology}_mw"].to_numpy(float)
-        point[technology] = actual_mw.copy()
-        samples[technology] = np.repeat(actual_mw[:, None], _SAMPLES, axis=1)
-        if marginal is None:
-            continue
-        sigmas = marginal.band_sigmas(targets)
-        for start_ns in np.unique(day_start_ns[covered]):
-            rows = np.flatnonzero(covered & (day_start_ns == start_ns))
-            draws = _day_draws(
-                seed, key, int(start_ns // 60_000_000_000), technology, n_bands, n_day_rows, phi
-            )
-            part = _forecast_part(
-                actual_mw[rows],
-                scale_mw[rows],
-                marginal,
-                sigmas,
-                active[rows],
-                draws,
-                (times_ns[rows] - start_ns) // step_ns,
-            )
-            point[technology][rows] = np.minimum(part.point_mw, capacity)
-            samples[technology][rows] = np.minimum(part.samples_mw, capacity)
-
-    green = point["pv"] + point["wind"]
-    columns = {"pv_mw": point["pv"], "wind_mw": point["wind"], "green_mw": green}
-    if quantiles:
-        low, high = np.quantile(samples["wind"] + samples["pv"], [0.1, 0.9], axis=1)
-        columns["green_mw_p10"] = np.minimum(low, green)
-        columns["green_mw_p90"] = np.maximum(high, green)
-    return pd.DataFrame(columns, index=actual.index)
+    vintages = SiteVintages(
+        actual, wind_capacity_mw=wind_capacity_mw, pv_capacity_mw=pv_capacity_mw,
+        sun_factor=sun_factor, error=error, seed=seed, key=key, reference=reference,
+        timezone=timezone,
+    )  # fmt: skip
+    return pd.DataFrame(vintages.columns(issued_at, quantiles), index=actual.index)

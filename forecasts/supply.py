@@ -3,7 +3,8 @@
 ``SupplyModel`` follows pvlib's and windpowerlib's ModelChain: ``resample`` (weather to slot
 length), ``pv_model`` (per plant) and ``wind_model`` (per farm) are callables chosen when the
 object is built. ``actual`` gives the supply table of ``DESIGN.md``; ``forecast`` adds the
-error model to it (the day-ahead forecast, or the vintage issued at a given time).
+error model to it (the day-ahead forecast, or the vintage issued at a given time);
+``vintages`` prepares that once for the many vintages a re-planning loop asks of one table.
 
 Supply table: one row per site and slot, columns ``time`` (slot start, UTC), ``site``,
 ``pv_mw``, ``wind_mw``, ``green_mw`` (= pv + wind) [MW, AC delivered to the site], and for a
@@ -13,14 +14,14 @@ forecast optionally ``green_mw_p10`` / ``green_mw_p90``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from forecasts.error import ForecastError, SiteReference, add_forecast_error, site_reference
+from forecasts.error import ForecastError, SiteReference, SiteVintages, site_reference
 from forecasts.pv import pv_ac_mw
 from forecasts.resample import to_slots
 from forecasts.solar import solar_position
@@ -29,7 +30,7 @@ from forecasts.weather import Weather
 from forecasts.wind import wind_farm_mw
 from scheduler.contracts import SUPPLY
 
-__all__ = ["SupplyModel", "site_summary", "sun_factor"]
+__all__ = ["SupplyModel", "Vintages", "site_summary", "sun_factor"]
 
 
 PVModel = Callable[[pd.DataFrame, PVPlant, SupplySite], pd.Series]
@@ -128,8 +129,21 @@ class SupplyModel:
         when forecasting many days; by default ``actual`` itself. ``issued_at`` (UTC) gives the
         vintage issued at that time (slots starting before it are the actual); ``None`` the
         day-ahead forecast. Errors are drawn per operating day in each site's time zone, so a
-        day's forecast does not depend on the range asked for.
+        day's forecast does not depend on the range asked for. Many vintages of the same
+        table: :meth:`vintages`.
         """
+        return self.vintages(actual, error, seed, quantiles, reference).at(issued_at)
+
+    def vintages(
+        self,
+        actual: pd.DataFrame,
+        error: ForecastError,
+        seed: int,
+        quantiles: bool = True,
+        reference: pd.DataFrame | Mapping[str, SiteReference] | None = None,
+    ) -> Vintages:
+        """Every vintage of the forecast of ``actual`` (arguments as in :meth:`forecast`), with
+        what does not depend on the issue time prepared once."""
         started = time.perf_counter()
         if not isinstance(reference, Mapping):
             reference = self.references(actual if reference is None else reference)
@@ -138,11 +152,11 @@ class SupplyModel:
         order = np.lexsort((times.asi8, sites))  # the supply table's order: site, time
         sites, times = sites[order], times[order]
         pv_mw, wind_mw = (actual[c].to_numpy(float)[order] for c in ("pv_mw", "wind_mw"))
-        columns: dict[str, list[np.ndarray]] = {}
+        parts = []
         for name in np.unique(sites):
             site = self.sites[str(name)]
             at = np.flatnonzero(sites == name)
-            forecast = add_forecast_error(
+            site_vintages = SiteVintages(
                 pd.DataFrame({"pv_mw": pv_mw[at], "wind_mw": wind_mw[at]}, index=times[at]),
                 wind_capacity_mw=site.wind_capacity_mw,
                 pv_capacity_mw=site.pv_capacity_mw_ac,
@@ -150,18 +164,13 @@ class SupplyModel:
                 error=error,
                 seed=seed,
                 key=site.name,
-                quantiles=quantiles,
                 reference=reference[str(name)],
                 timezone=site.timezone,
-                issued_at=issued_at,
             )
-            for column in forecast.columns:
-                columns.setdefault(column, []).append(forecast[column].to_numpy())
+            parts.append(site_vintages)
         self._timed("forecast_error", started)
-        return pd.DataFrame(
-            {"time": times, "site": sites.astype(object)}
-            | {column: np.concatenate(parts) for column, parts in columns.items()}
-        )[[*SUPPLY.names, *(c for c in columns if c not in SUPPLY.names)]]
+        keys = pd.DataFrame({"time": times, "site": sites.astype(object)})
+        return Vintages(keys, parts, quantiles, self._timed)
 
     def site_reference(self, site: SupplySite, supply: pd.DataFrame) -> SiteReference:
         """The error model's reference of one site from its supply rows indexed by slot start."""
@@ -188,6 +197,42 @@ class SupplyModel:
                 site.altitude_m,
             )  # fmt: skip
         return sun_factor(times, site.latitude, site.longitude, site.altitude_m)
+
+
+class Vintages:
+    """Every vintage of the forecast of one supply table (:meth:`SupplyModel.vintages`).
+
+    ``keys`` are the table's ``time`` and ``site`` columns in the supply table's order (site,
+    time); ``sites`` each site's :class:`~forecasts.error.SiteVintages` over its rows, in the
+    same order; ``timed(step, started)`` books the time a vintage takes.
+    """
+
+    def __init__(
+        self,
+        keys: pd.DataFrame,
+        sites: Sequence[SiteVintages],
+        quantiles: bool,
+        timed: Callable[[str, float], None],
+    ) -> None:
+        self._keys = {name: keys[name].array for name in keys.columns}  # no per-vintage parsing
+        self._sites = tuple(sites)
+        self._quantiles = quantiles
+        self._timed = timed
+
+    def at(self, issued_at: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The forecast issued at ``issued_at`` (UTC; slots starting before it are the actual),
+        ``None`` the day-ahead forecast: a supply table, with ``green_mw_p10`` /
+        ``green_mw_p90`` when the vintages have quantiles."""
+        started = time.perf_counter()
+        columns: dict[str, list[np.ndarray]] = {}
+        for site in self._sites:
+            for column, values in site.columns(issued_at, self._quantiles).items():
+                columns.setdefault(column, []).append(values)
+        frame = pd.DataFrame(
+            self._keys | {column: np.concatenate(parts) for column, parts in columns.items()}
+        )
+        self._timed("forecast_error", started)
+        return frame
 
 
 @lru_cache(maxsize=1024)

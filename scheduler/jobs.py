@@ -239,7 +239,8 @@ def generate_jobs(
 
 
 def _ns(times: pd.Series) -> np.ndarray:
-    return times.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy()
+    """Tz-aware times as ns since the epoch (UTC); naive times raise ``TypeError``."""
+    return times.array.tz_convert("UTC").as_unit("ns").asi8
 
 
 def _raise(errors: list[str]) -> None:

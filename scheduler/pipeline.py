@@ -28,7 +28,7 @@ import pandas as pd
 
 from forecasts.error import ForecastError, SiteReference
 from forecasts.sources import NO_PAD, SYNTHETIC, load_weather, on_dates, read_site_weather
-from forecasts.supply import SupplyModel
+from forecasts.supply import SupplyModel, Vintages
 from forecasts.weather import Weather
 from scheduler.config import Config
 from scheduler.contracts import UserError
@@ -200,6 +200,7 @@ class DayPipeline:
         self._covered: Horizon | None = None
         self._files: dict[str, Weather] = {}  # whole weather files, read and checked once
         self._references: dict[tuple[str, int | None], SiteReference] = {}
+        self._prepared: tuple[Horizon, pd.DataFrame, list[Vintages]] | None = None
         self.timings_s = {"weather_and_supply": 0.0, "forecast": 0.0}
         self._lock = threading.RLock()  # one caller at a time: a live loop and its planner
 
@@ -242,6 +243,7 @@ class DayPipeline:
         }
         self._actual = self.model.actual(self.weather)
         self._covered = horizon
+        self._prepared = None
         self.timings_s["weather_and_supply"] += time.perf_counter() - started
 
     @_serialised
@@ -293,30 +295,44 @@ class DayPipeline:
     @_serialised
     def supply(self, horizon: Horizon, issued_at: pd.Timestamp | None = None) -> SupplyRun:
         """Actual supply and the forecast over ``horizon`` issued at ``issued_at`` (UTC; slots
-        starting before it are the actual), by default the day-ahead forecast."""
+        starting before it are the actual), by default the day-ahead forecast. What every
+        vintage of ``horizon`` shares is prepared once (for the last horizon asked)."""
         covered = self._covered
         if covered is None or horizon.start < covered.start or horizon.end > covered.end:
             self.preload(horizon)
-        assert self._actual is not None
-        actual = _in(self._actual, horizon)
-        years = pd.DatetimeIndex(actual["time"]).tz_convert(self.config.timezone).year
-        parts = []
-        for year, rows in actual.groupby(years.to_numpy()):
-            references = {
-                str(name): self.reference(str(name), int(year)) for name in rows["site"].unique()
-            }
-            started = time.perf_counter()
-            parts.append(
-                self.model.forecast(rows, self.error, self.seed, reference=references,
-                                    issued_at=issued_at)
-            )  # fmt: skip
-            self.timings_s["forecast"] += time.perf_counter() - started
+        actual, vintages = self._vintages_of(horizon)
+        started = time.perf_counter()
+        parts = [by_year.at(issued_at) for by_year in vintages]
         forecast = (
             parts[0]
             if len(parts) == 1
             else pd.concat(parts).sort_values(["site", "time"], ignore_index=True)
         )
-        return SupplyRun(self.weather, actual, forecast)
+        self.timings_s["forecast"] += time.perf_counter() - started
+        # a shallow copy per call: a caller changing its table leaves the prepared one alone
+        return SupplyRun(self.weather, actual.copy(deep=False), forecast)
+
+    def _vintages_of(self, horizon: Horizon) -> tuple[pd.DataFrame, list[Vintages]]:
+        """The actual supply over ``horizon`` and the forecast vintages of each local calendar
+        year in it (the error model's reference is per year); kept for the last horizon."""
+        if self._prepared is None or self._prepared[0] != horizon:
+            assert self._actual is not None
+            actual = _in(self._actual, horizon)
+            years = pd.DatetimeIndex(actual["time"]).tz_convert(self.config.timezone).year
+            vintages = []
+            for year in np.unique(years):
+                rows = actual[years == year]
+                references = {
+                    str(name): self.reference(str(name), int(year))
+                    for name in rows["site"].unique()
+                }
+                started = time.perf_counter()
+                vintages.append(
+                    self.model.vintages(rows, self.error, self.seed, reference=references)
+                )
+                self.timings_s["forecast"] += time.perf_counter() - started
+            self._prepared = (horizon, actual, vintages)
+        return self._prepared[1], self._prepared[2]
 
     def jobs(self, horizon: Horizon) -> pd.DataFrame:
         """The day's jobs drawn from the workload classes; ids start with the local date."""
@@ -398,26 +414,36 @@ def remaining_problem(
         return None
     window = Horizon(first, horizon.slot_minutes, n_slots)
     names = {s.name for s in sites}
-    wanted = [j for j, left in remaining_gpu_hours.items() if left > 0]
-    jobs = problem.jobs.set_index("job_id").loc[wanted].reset_index()
-    allowed = jobs["sites"].map(lambda text: [s for s in text.split(";") if s])
-    keep = allowed.map(lambda listed: not listed or bool(set(listed) & names)).to_numpy()
-    jobs = jobs[keep].copy()
-    if jobs.empty:
+    # arrays column by column, not pandas row-wise: a re-plan loop calls this every hour
+    row_of = {job: row for row, job in enumerate(problem.job_ids)}
+    cells = problem.jobs["sites"].to_numpy(dtype=object)
+    live_cell = {cell: ";".join(s for s in cell.split(";") if s in names) for cell in set(cells)}
+    rows, left_gpu_hours = [], []
+    for job, left in remaining_gpu_hours.items():
+        if left <= 0:
+            continue
+        row = row_of[job]
+        if not cells[row] or live_cell[cells[row]]:  # any site allowed, or one still live
+            rows.append(row)
+            left_gpu_hours.append(left)
+    if not rows:
         return None
-    jobs["sites"] = [";".join(s for s in listed if s in names) for listed in allowed[keep]]
-    jobs["gpu_hours"] = jobs["job_id"].map(remaining_gpu_hours).astype(float)
-    jobs["release"] = jobs["release"].clip(lower=first)
-    jobs.loc[jobs["deadline"] <= first, "deadline"] = window.end
-    jobs["deadline"] = jobs["deadline"].clip(upper=window.end)
-    slots = ((jobs["deadline"] - jobs["release"]) / slot).to_numpy().astype(np.int64)
-    units = work_units(jobs["gpu_hours"].to_numpy(), horizon.slot_minutes)
-    jobs["max_gpus"] = max_gpus_to_fit(jobs["max_gpus"].to_numpy(), units, slots)
+    columns = {name: problem.jobs[name].array.take(rows) for name in problem.jobs.columns}
+    release, deadline = columns["release"], columns["deadline"]
+    release[release < first] = first
+    deadline[deadline <= first] = window.end
+    deadline[deadline > window.end] = window.end
+    slots = np.asarray((deadline - release) / slot).astype(np.int64)
+    gpu_hours = np.array(left_gpu_hours, dtype=float)
+    units = work_units(gpu_hours, horizon.slot_minutes)
+    columns["gpu_hours"] = gpu_hours
+    columns["sites"] = [live_cell[cell] for cell in cells[rows]]
+    columns["max_gpus"] = max_gpus_to_fit(np.asarray(columns["max_gpus"]), units, slots)
     actual = problem.actual_supply if problem.actual_supply is not None else problem.supply
     return Problem(
         horizon=window,
         sites=sites,
-        jobs=jobs.reset_index(drop=True),
+        jobs=pd.DataFrame(columns),
         supply=_in(actual, window),
         caps=problem.caps,
         user_region=problem.user_region,

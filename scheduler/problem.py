@@ -155,8 +155,12 @@ def supply_matrix(
         raise ProblemError(
             f"supply table lacks column(s) {', '.join(missing)}; it needs {', '.join(SUPPLY.names)}"
         )
-    site_code = pd.Categorical(supply["site"].to_numpy(), categories=list(site_names)).codes
-    time_ns = pd.DatetimeIndex(pd.to_datetime(supply["time"], utc=True)).as_unit("ns").asi8
+    code_of = {name: code for code, name in enumerate(site_names)}
+    site_code = np.array([code_of.get(site, -1) for site in supply["site"].to_numpy()], np.int64)
+    times = supply["time"]
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = pd.to_datetime(times, utc=True)
+    time_ns = times.array.as_unit("ns").asi8  # since the epoch, UTC
     slot_ns = horizon.slot_minutes * 60 * 10**9
     offset_ns = time_ns - horizon.start.as_unit("ns").value
     on_grid = (

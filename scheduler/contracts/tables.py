@@ -174,29 +174,34 @@ class Schema:
                 f"table needs {', '.join(c.name for c in self.columns if c.required)}"
             )
         errors: list[str] = []
-        key = self.unique[0] if self.unique else None
-        keys = frame[key].astype(str).to_numpy() if key in frame.columns else None
+        key = self.unique[0] if len(self.unique) == 1 and self.unique[0] in frame.columns else None
+        keys: np.ndarray | None = None  # the key of each row, read at the first error
 
         def where(i: int | np.integer) -> str:
-            label = f" ({key} {keys[i]!r})" if keys is not None and len(self.unique) == 1 else ""
-            return f"{source} {i + first_row}{label}"
+            nonlocal keys
+            if key is None:
+                return f"{source} {i + first_row}"
+            if keys is None:
+                keys = frame[key].astype(str).to_numpy()
+            return f"{source} {i + first_row} ({key} {keys[i]!r})"
 
-        out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+        columns: dict[str, pd.Series] = {}
         for column in self.columns:
             raw = frame[column.name] if column.name in frame.columns else None
             if raw is None:
                 raw = pd.Series([column.default] * len(frame), index=frame.index)
             values = _CONVERT[column.kind](raw.reset_index(drop=True), column, where, errors)
             _check_bounds(values, column, where, errors)
-            out[column.name] = values
+            columns[column.name] = values
+        for name in frame.columns:
+            if name not in columns:  # extra columns, after the schema's
+                columns[name] = _numbers_if_all(frame[name].reset_index(drop=True))
+        out = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))  # one frame, not per column
         if self.unique and not errors:
             repeated = out.duplicated(list(self.unique), keep="first").to_numpy()
             for i in np.flatnonzero(repeated):
                 errors.append(f"{where(i)}: {', '.join(self.unique)}: repeated; must be unique")
         _raise(errors)
-        extra = [c for c in frame.columns if c not in out.columns]
-        for name in extra:
-            out[name] = _numbers_if_all(frame[name].reset_index(drop=True))
         return out
 
 
@@ -238,6 +243,8 @@ def _as_float(raw: pd.Series, column: Column, where, errors: list[str]) -> pd.Se
 
 
 def _as_int(raw: pd.Series, column: Column, where, errors: list[str]) -> pd.Series:
+    if isinstance(raw.dtype, np.dtype) and raw.dtype.kind == "i":  # numpy integers: whole
+        return raw.astype(np.int64)
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() | (values != np.round(values))
     for i in np.flatnonzero(bad.to_numpy()):

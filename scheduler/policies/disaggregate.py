@@ -50,26 +50,29 @@ def _split_slots(
     max_gpus, remaining = problem.max_gpus[members], problem.work_units[members].copy()
     failed = np.zeros(groups.n, dtype=bool)
     out_job, out_slot, out_gpus = [], [], []
+    # few numpy calls per slot (the loop runs every re-plan): windows as one [slot, member] mask
+    slots = np.arange(problem.horizon.n_slots)[:, None]
+    in_window = (first[None, :] <= slots) & (slots < end[None, :])
     for t in range(problem.horizon.n_slots):
-        active = np.flatnonzero((first <= t) & (t < end) & (remaining > 0) & ~failed[group])
+        active = np.flatnonzero(in_window[t] & (remaining > 0) & ~failed[group])
         if len(active) == 0:
             continue
-        g = group[active]
-        must = np.clip(remaining[active] - max_gpus[active] * (end[active] - t - 1), 0, None)
-        room = np.minimum(max_gpus[active], remaining[active]) - must
+        g, left_units, most = group[active], remaining[active], max_gpus[active]
+        must = np.maximum(left_units - most * (end[active] - t - 1), 0)
+        room = np.minimum(most, left_units) - must
         left = totals[g, t] - np.bincount(g, weights=must, minlength=groups.n)[g]
-        failed[np.unique(g[(left < 0) | (room < 0)])] = True
+        failed[g[(left < 0) | (room < 0)]] = True
         # longest remaining (in slots at max_gpus) first, within each group
-        order = np.lexsort((active, -remaining[active], -remaining[active] / max_gpus[active], g))
+        order = np.lexsort((active, -left_units, -left_units / most, g))
         g_sorted, room_sorted = g[order], room[order]
         before = np.cumsum(room_sorted) - room_sorted
         group_start = np.ones(len(order), dtype=bool)
         group_start[1:] = g_sorted[1:] != g_sorted[:-1]
         before -= before[group_start][np.cumsum(group_start) - 1]
         give = np.empty(len(order), dtype=np.int64)
-        give[order] = np.clip(left[order] - before, 0, room_sorted)
+        give[order] = np.minimum(np.maximum(left[order] - before, 0), room_sorted)
         given = np.bincount(g, weights=give, minlength=groups.n)
-        failed[np.unique(g[given[g] < np.maximum(left, 0)])] = True
+        failed[g[given[g] < np.maximum(left, 0)]] = True
         take = must + give
         remaining[active] -= take
         hit = take > 0
@@ -141,23 +144,21 @@ def _split_sites(
     slot: np.ndarray,
     gpus: np.ndarray,
 ) -> PlanArrays:
-    n_sites = len(problem.sites)
+    n_sites, n_keys = len(problem.sites), groups.n * len(problem.sites)
     last_site = np.full(problem.n_jobs, -1, dtype=np.int64)
     by_slot = np.argsort(slot, kind="stable")
     job, slot, gpus = job[by_slot], slot[by_slot], gpus[by_slot]
     bounds = np.searchsorted(slot, np.arange(problem.horizon.n_slots + 1))
-    flow_order = np.argsort(flow.slot, kind="stable")
-    f_group, f_site, f_gpus = flow.group[flow_order], flow.site[flow_order], flow.gpus[flow_order]
-    f_bounds = np.searchsorted(flow.slot[flow_order], np.arange(problem.horizon.n_slots + 1))
+    # the group flows per slot and (group, site), the pair flat: group * n_sites + site
+    site_flow = np.zeros((problem.horizon.n_slots, n_keys), dtype=np.int64)
+    np.add.at(site_flow, (flow.slot, flow.group * n_sites + flow.site), flow.gpus)
     parts: list[PlanArrays] = []
     for t in range(problem.horizon.n_slots):
         j, x = job[bounds[t] : bounds[t + 1]], gpus[bounds[t] : bounds[t + 1]]
         if len(j) == 0:
             continue
         g = groups.job_group[j]
-        site_left = np.zeros((groups.n, n_sites), dtype=np.int64)
-        lo, hi = f_bounds[t], f_bounds[t + 1]
-        np.add.at(site_left, (f_group[lo:hi], f_site[lo:hi]), f_gpus[lo:hi])
+        site_left = site_flow[t].copy()  # GPUs left per (group, site)
         # 1. stay: take what the site used last slot still has
         stay = last_site[j]
         take = np.zeros(len(j), dtype=np.int64)
@@ -166,35 +167,32 @@ def _split_sites(
             key = g[has] * n_sites + stay[has]
             order = np.lexsort((j[has], key))
             key_sorted, x_sorted = key[order], x[has][order]
-            before = np.cumsum(x_sorted) - x_sorted
+            before = np.cumsum(x_sorted) - x_sorted  # within the key: x >= 0, so nondecreasing
             start = np.ones(len(order), dtype=bool)
             start[1:] = key_sorted[1:] != key_sorted[:-1]
-            before -= before[start][np.cumsum(start) - 1]
-            available = site_left.ravel()[key_sorted]
-            took = np.clip(available - before, 0, x_sorted)
+            before -= np.maximum.accumulate(np.where(start, before, 0))
+            took = np.minimum(np.maximum(site_left[key_sorted] - before, 0), x_sorted)
             take[has[order]] = took
-            np.subtract.at(site_left.ravel(), key_sorted, took)
-        if take.any():
-            kept = np.flatnonzero(take)
-            parts.append(PlanArrays(j[kept], stay[kept], np.full(len(kept), t), take[kept]))
+            site_left -= np.bincount(key_sorted, weights=took, minlength=n_keys).astype(np.int64)
+        stayed = np.flatnonzero(take)
+        if len(stayed):
+            parts.append(PlanArrays(j[stayed], stay[stayed], np.full(len(stayed), t), take[stayed]))
         # 2. deal the group's leftover site GPUs to the leftover job GPUs, both in order
         rest = x - take
         order = np.lexsort((j, g))
         job_end = np.cumsum(rest[order])
-        site_end = np.cumsum(site_left.ravel())
-        cuts = np.union1d(job_end, site_end)
+        site_end = np.cumsum(site_left)
+        cuts = np.union1d(job_end, site_end)  # sorted and distinct: every piece has length > 0
         cuts = cuts[cuts > 0]
-        piece_start = np.concatenate([[0], cuts[:-1]])
-        length = cuts - piece_start
-        keep = length > 0
-        piece_start, length = piece_start[keep], length[keep]
+        length = np.diff(cuts, prepend=0)
+        piece_start = cuts - length
         who = order[np.searchsorted(job_end, piece_start, side="right")]
         where = np.searchsorted(site_end, piece_start, side="right") % n_sites
         parts.append(PlanArrays(j[who], where, np.full(len(who), t), length))
         # remember each job's main site this slot
-        slot_job = np.concatenate([j[take > 0], j[who]])
-        slot_site = np.concatenate([stay[take > 0], where])
-        slot_gpus = np.concatenate([take[take > 0], length])
+        slot_job = np.concatenate([j[stayed], j[who]])
+        slot_site = np.concatenate([stay[stayed], where])
+        slot_gpus = np.concatenate([take[stayed], length])
         main = np.lexsort((slot_gpus, slot_job))
         last_site[slot_job[main]] = slot_site[main]  # the largest piece is written last
     return PlanArrays.concat(parts)

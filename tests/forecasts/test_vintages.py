@@ -124,3 +124,15 @@ def test_vintages_are_reproducible_and_consistent(season, config):
     early = _vintage(season, rows, start - 10 * HOUR, one_band)
     ahead = (rows["time"] >= start + 20 * HOUR).to_numpy()
     pd.testing.assert_frame_equal(late[ahead], early[ahead])
+
+
+def test_a_vintage_does_not_depend_on_the_vintages_asked_before(season):
+    """Vintages of one day prepared once (as a re-planning loop asks for them), asked in any
+    order, are the forecasts made afresh for each issue time, exactly."""
+    model, _, reference = season
+    start, rows = list(_days(season[1]))[40]
+    vintages = model.vintages(rows, ERROR, seed=7, reference=reference)
+    for hours in (14.0, 3.0, None, 20.5, 3.0, -2.0):
+        issued = None if hours is None else start + hours * HOUR
+        fresh = _vintage(season, rows, issued)
+        pd.testing.assert_frame_equal(vintages.at(issued), fresh, check_exact=True)

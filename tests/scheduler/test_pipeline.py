@@ -66,6 +66,21 @@ def test_a_days_forecast_does_not_depend_on_the_range_asked_for(config):
     assert not vintage.equals(alone)
 
 
+def test_a_vintage_does_not_depend_on_what_the_pipeline_was_asked_before(config):
+    """A re-planning loop asks one pipeline for many vintages (and other days in between); each
+    is the vintage a fresh pipeline gives, exactly."""
+    pipeline = DayPipeline(config, seed=1)
+    day = pipeline.horizon(DAY)
+    issued = day.start + pd.Timedelta(hours=9)
+    for hours in (3, 15):
+        pipeline.supply(day, issued_at=day.start + pd.Timedelta(hours=hours))
+    pipeline.supply(pipeline.horizon("2026-03-05"), issued_at=issued)
+    asked_late = pipeline.supply(day, issued_at=issued)
+    fresh = DayPipeline(config, seed=1).supply(day, issued_at=issued)
+    pd.testing.assert_frame_equal(asked_late.forecast, fresh.forecast, check_exact=True)
+    pd.testing.assert_frame_equal(asked_late.actual, fresh.actual, check_exact=True)
+
+
 @pytest.mark.slow
 def test_a_year_of_daily_forecasts_has_the_configured_error(config):
     """365 day-ahead forecasts issued one day at a time: wind NRMSE near the configured 15 %,
