@@ -587,7 +587,7 @@ class Settlement:
                 want -= gpus
             if not (room > 0).any():
                 break
-        for s in np.flatnonzero(moved):
+        for s in np.flatnonzero(moved).tolist():
             self._event(t, "surplus_green", f"{int(moved[s])} GPUs of later grid-powered "
                         "work run now on green supply above the forecast", walk,
                         site=problem.site_names[s], gpus=int(moved[s]))  # fmt: skip

@@ -543,12 +543,12 @@ class Planner:
         reaching = ahead is not None and any(
             _overlaps(c, ahead.horizon) for change in batch for c in change.caps
         )
-        if not reaching:
+        if ahead is None or not reaching:
             if any(change.event is None for change in batch):
                 self._ahead_version = None  # planned again on the next cap for that day
             return None
         before = self._ahead_version or self._plan_ahead(_flat(self._caps), "look-ahead")
-        problem = replace(self._ahead, caps=tuple(_flat(caps)))
+        problem = replace(ahead, caps=tuple(_flat(caps)))
         after = self._kept_or_repaired(before, problem, 0, f"look-ahead, {reason}")
         if after is None:
             after = self._plan(problem, 0, f"look-ahead, {reason}")
