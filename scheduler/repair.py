@@ -52,10 +52,7 @@ def repair(problem: Problem, previous: PlanResult, name: str) -> PlanResult | No
     ``name``; ``None`` when no repair places the same work or the repair is not valid."""
     began = time.perf_counter()
     arrays = plan_arrays(problem, previous.plan)
-    cut = _cut(problem, arrays)
-    if cut is None:
-        return None
-    kept, units, blocks = cut
+    kept, units, blocks = _cut(problem, arrays)
     load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(load, (kept.site, kept.slot), kept.gpus)
     moved = cheapest_blocks(problem, blocks, problem.site_mask, np.zeros_like(load), load)
@@ -74,7 +71,7 @@ def repair(problem: Problem, previous: PlanResult, name: str) -> PlanResult | No
     return result if not validate_plan(problem, result) else None
 
 
-def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, np.ndarray] | None:
+def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, np.ndarray]:
     """The plan with every site-slot brought under its capacity, the preemptible GPU-slots cut
     per job ``[job]`` and the non-preemptible jobs whose blocks left (indices)."""
     n_slots = problem.horizon.n_slots
