@@ -1,8 +1,8 @@
 """Load-cap service benchmark: a server process on loopback and this process as its clients.
 
-At 1,000 jobs (the default workload scaled), with a token file, each scenario submits caps and
-reports caps/s and SubmitLoadCap p50/p99, while a probe thread times ``Health/Check`` and
-``GetPlan`` (p99) on a channel of its own:
+At 1,000 jobs (the default day scaled, its sites with it: see :func:`_scaled`), with a token
+file, each scenario submits caps and reports caps/s and SubmitLoadCap p50/p99, while a probe
+thread times ``Health/Check`` and ``GetPlan`` (p99) on a channel of its own:
 
 - commit-only: caps that change no limit (above the sites' grid import limits): stored and
   acknowledged, no re-plan; with 1 and with 8 concurrent clients (8 channels);
@@ -63,17 +63,36 @@ ENDED = 1_300  # events stored before the archive scenario, all ended
 PHASE_LIMIT_S = 240.0  # stop a scenario after this long, whatever its count
 STARTUP_LIMIT_S = 600.0
 PROBE_EVERY_S = 0.02
-COMMIT_MW = 25.0  # above both default sites' grid import limit (20, 12 MW), within bounds
+COMMIT_SHARE = 1.25  # commit-only caps: this times the site's grid import limit (within bounds)
+
+
+def _scaled(jobs: int) -> dict:
+    """The default config with ``jobs`` jobs a day, its sites (GPUs, base load, import limit,
+    ramp limits, PV and wind plant) scaled by the same factor, as ``benchmarks plan`` scales
+    them: the day stays as busy as the default (~60 % of GPU-hours), not several times over
+    full."""
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    classes = data["workload"]["classes"]
+    factor = jobs / sum(c["jobs"] for c in classes.values())
+    for c in classes.values():
+        c["jobs"] = round(c["jobs"] * factor)
+    for site in data["sites"].values():
+        site["gpus"] = round(site["gpus"] * factor)
+        for key in ("base_load_mw", "grid_import_limit_mw", "ramp_up_mw_per_min",
+                    "ramp_down_mw_per_min"):  # fmt: skip
+            if site.get(key) is not None:
+                site[key] = site[key] * factor
+        for plant in site.get("pv", {}).values():
+            plant["capacity_mw_dc"] *= factor
+            plant["capacity_mw_ac"] *= factor
+        for farm in site.get("wind", {}).values():
+            farm["turbines"] = round(farm["turbines"] * factor)
+    return data
 
 
 def _config(directory: Path, jobs: int) -> Path:
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    classes = data["workload"]["classes"]
-    total = sum(c["jobs"] for c in classes.values())
-    for c in classes.values():
-        c["jobs"] = round(c["jobs"] * jobs / total)
     path = directory / f"bench-{jobs}.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(_scaled(jobs)))
     return path
 
 
@@ -214,10 +233,12 @@ def _commits(prefix: str, clients: int, day_start: pd.Timestamp) -> list[list[tu
     per = COMMITS // clients
     hours = [day_start + pd.Timedelta(hours=k % 24) for k in range(per)]
     sites = ["qingyang" if k % 2 else "shantou" for k in range(per)]
+    limits = {name: s["grid_import_limit_mw"] for name, s in _scaled(JOBS)["sites"].items()}
     return [
-        [(f"{prefix}-{c}-{k}", sites[k], hours[k], COMMIT_MW, False) for k in range(per)]
+        [(f"{prefix}-{c}-{k}", sites[k], hours[k], COMMIT_SHARE * limits[sites[k]], False)
+         for k in range(per)]
         for c in range(clients)
-    ]
+    ]  # fmt: skip
 
 
 def _row(name: str, clients: int, latencies: list[float], wall_s: float, probe: _Probe) -> dict:

@@ -23,6 +23,7 @@ from scheduler.config import Site
 from scheduler.contracts import SITE_LOAD
 from scheduler.horizon import Horizon
 from scheduler.jobs import work_units
+from scheduler.labels import label_index
 from scheduler.problem import LoadCap, cap_matrices, hourly_profile, supply_matrix
 from scheduler.ramps import ramp_limits_mw, ramp_stats
 
@@ -43,7 +44,7 @@ def busy_gpus(plan: pd.DataFrame, site_names: Sequence[str], horizon: Horizon) -
     out = np.zeros((len(site_names), horizon.n_slots), dtype=np.int64)
     if plan.empty:
         return out
-    site = pd.Categorical(plan["site"], categories=list(site_names)).codes
+    site = label_index(plan["site"], site_names)
     slot = slot_index(plan["time"], horizon)
     bad = (site < 0) | (slot < 0) | (slot >= horizon.n_slots)
     if bad.any():
@@ -186,7 +187,7 @@ def plan_metrics(
     tokens_per_unit = pd.Series(
         jobs["tokens"].to_numpy(dtype=float) / np.maximum(required, 1), index=jobs["job_id"]
     )
-    site = pd.Categorical(plan["site"], categories=names).codes
+    site = label_index(plan["site"], names)
     slot = slot_index(plan["time"], horizon)
     row_tokens = plan["gpus"].to_numpy() * tokens_per_unit.reindex(plan["job_id"]).to_numpy()
     green_fraction = np.divide(

@@ -4,8 +4,10 @@ When caps tighten, the plan made before them usually breaks them in a few site-s
 :func:`repair` changes that plan as little as it can so it keeps the new caps:
 
 1. in every site-slot over its capacity (:attr:`~scheduler.problem.Problem.capacity_gpus`,
-   caps included) preemptible work is cut, the job with the latest deadline first; where that
-   is not enough, whole non-preemptible blocks leave the plan (latest deadline first);
+   caps included) preemptible work is cut, first from the job with the most room elsewhere in
+   its window (spare ``max_gpus`` in slots with free GPUs at its sites), then the latest
+   deadline; where that is not enough, whole non-preemptible blocks leave the plan (latest
+   deadline first);
 2. the blocks are placed again whole, each at its cheapest start in the room left
    (:func:`~.policies.blocks.cheapest_blocks`, as the optimizer places them);
 3. the cut preemptible work is placed again at the least grid CO2 on top of the rest, by a
@@ -27,6 +29,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from scheduler.labels import label_index
 from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
 from scheduler.policies.blocks import cheapest_blocks
 from scheduler.policies.flow import Groups, site_tiers, solve_flow
@@ -39,8 +42,8 @@ __all__ = ["plan_arrays", "repair"]
 
 def plan_arrays(problem: Problem, plan: pd.DataFrame) -> PlanArrays:
     """A plan table as arrays of ``problem``'s job, site and slot indices."""
-    job = pd.Index(problem.job_ids).get_indexer(plan["job_id"])
-    site = pd.Index(problem.site_names).get_indexer(plan["site"])
+    job = label_index(plan["job_id"], problem.job_ids)
+    site = label_index(plan["site"], problem.site_names)
     slot = problem.horizon.times.get_indexer(plan["time"])
     if (job < 0).any() or (site < 0).any() or (slot < 0).any():
         raise ValueError("the plan names a job, site or time the problem lacks")
@@ -83,8 +86,11 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     removed = np.zeros(problem.n_jobs, dtype=bool)
     rows = np.flatnonzero(excess[cell] > 0)
     job = arrays.job[rows]
-    # within a cell: preemptible first, the latest deadline first
-    order = np.lexsort((-problem.deadline_slot[job], ~problem.preemptible[job], cell[rows]))
+    # within a cell: preemptible first, the most room elsewhere first, then the latest deadline
+    room = _room(problem, arrays, load, excess)
+    order = np.lexsort(
+        (-problem.deadline_slot[job], -room[job], ~problem.preemptible[job], cell[rows])
+    )
     for row in rows[order].tolist():
         c, j = int(cell[row]), int(arrays.job[row])
         if excess[c] <= 0 or gpus[row] == 0:
@@ -102,6 +108,21 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     keep = gpus > 0
     kept = PlanArrays(arrays.job[keep], arrays.site[keep], arrays.slot[keep], gpus[keep])
     return kept, units, np.flatnonzero(removed)
+
+
+def _room(problem: Problem, arrays: PlanArrays, load: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """GPU-slots each job could add in its window outside the site-slots over capacity: per
+    slot the least of its spare ``max_gpus`` and the free GPUs at its allowed sites ``[job]``
+    (shared with the other jobs, so an upper bound)."""
+    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
+    free = np.maximum(problem.capacity_gpus.ravel() - load, 0).reshape(n_sites, n_slots)
+    in_slot = np.zeros((problem.n_jobs, n_slots), dtype=np.int64)
+    np.add.at(in_slot, (arrays.job, arrays.slot), arrays.gpus)
+    site_free = (problem.site_mask.astype(np.int64) @ free).astype(np.int64)  # [job, slot]
+    slots = np.arange(n_slots)
+    window = (slots >= problem.release_slot[:, None]) & (slots < problem.deadline_slot[:, None])
+    spare = np.maximum(problem.max_gpus[:, None] - in_slot, 0)
+    return np.where(window, np.minimum(spare, site_free), 0).sum(axis=1)
 
 
 def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays | None:

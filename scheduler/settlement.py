@@ -49,6 +49,7 @@ from scheduler.clock import Clock, InstantClock
 from scheduler.contracts import PLAN, RUN_JOBS, JobStatus
 from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
 from scheduler.contracts.plandir import RunReport
+from scheduler.labels import label_index
 from scheduler.metrics import site_load, slot_index
 from scheduler.problem import LoadCap, Problem
 from scheduler.ramps import RampBounds, ramp_bounds_gpus
@@ -222,9 +223,8 @@ class Settlement:
     # ----------------------------------------------------------------- plan as arrays
     def _set_plan(self, plan: pd.DataFrame) -> None:
         problem = self.problem
-        job_index = pd.Index(problem.job_ids)
-        job = job_index.get_indexer(plan["job_id"])
-        site = pd.Index(problem.site_names).get_indexer(plan["site"])
+        job = label_index(plan["job_id"], problem.job_ids)
+        site = label_index(plan["site"], problem.site_names)
         if (job < 0).any() or (site < 0).any():
             row = plan[(job < 0) | (site < 0)].iloc[0]
             raise ValueError(

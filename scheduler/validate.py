@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scheduler.contracts import PLAN
+from scheduler.labels import label_index
 from scheduler.metrics import CAP_TOLERANCE_MW, site_load
 from scheduler.policies.base import PlanResult, SupplyBasis, site_moves
 from scheduler.problem import Problem
@@ -68,23 +69,26 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
     bad = plan[gpus < 1]
     if len(bad):
         add("integer_gpus", bad, "gpus {r.gpus} < 1")
-    job = pd.Index(problem.job_ids).get_indexer(plan["job_id"])
-    site = pd.Categorical(plan["site"], categories=problem.site_names).codes.astype(np.int64)
-    offset = (pd.to_datetime(plan["time"], utc=True) - problem.horizon.start) / pd.Timedelta(
-        minutes=problem.horizon.slot_minutes
-    )
-    slot_f = offset.to_numpy(dtype=float)
-    unknown = (job < 0) | (site < 0) | (slot_f != np.floor(slot_f)) | (slot_f < 0)
-    unknown |= slot_f >= problem.horizon.n_slots
+    job = label_index(plan["job_id"], problem.job_ids)
+    site = label_index(plan["site"], problem.site_names)
+    time_ns = pd.DatetimeIndex(pd.to_datetime(plan["time"], utc=True)).as_unit("ns").asi8
+    offset_ns = time_ns - problem.horizon.start.as_unit("ns").value
+    slot_ns = problem.horizon.slot_minutes * 60 * 10**9
+    slot = offset_ns // slot_ns
+    unknown = (job < 0) | (site < 0) | (offset_ns % slot_ns != 0) | (slot < 0)
+    unknown |= slot >= problem.horizon.n_slots
     if unknown.any():
         add(
             "unknown", plan[unknown], "unknown job, unknown site or not a slot start of the horizon"
         )
-        plan, job, site, slot_f = plan[~unknown], job[~unknown], site[~unknown], slot_f[~unknown]
-    slot = slot_f.astype(np.int64)
+        plan, job, site, slot = plan[~unknown], job[~unknown], site[~unknown], slot[~unknown]
     gpus = plan["gpus"].to_numpy().astype(np.int64)
+    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
 
-    duplicated = plan.duplicated(["job_id", "site", "time"], keep=False).to_numpy()
+    _, inverse, counts = np.unique(
+        (job * n_sites + site) * n_slots + slot, return_inverse=True, return_counts=True
+    )
+    duplicated = counts[inverse.ravel()] > 1
     if duplicated.any():
         add("duplicate_rows", plan[duplicated], "more than one row for this job, site and slot")
     outside = (slot < problem.release_slot[job]) | (slot >= problem.deadline_slot[job])
@@ -94,17 +98,14 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
     if not_allowed.any():
         add("allowed_sites", plan[not_allowed], "site not allowed for this job")
 
-    per_job_slot = (
-        pd.DataFrame({"job": job, "slot": slot, "gpus": gpus})
-        .groupby(["job", "slot"])["gpus"]
-        .sum()
+    per_job_slot = np.bincount(
+        job * n_slots + slot, weights=gpus, minlength=problem.n_jobs * n_slots
     )
-    over = per_job_slot[
-        per_job_slot.to_numpy() > problem.max_gpus[per_job_slot.index.get_level_values(0)]
-    ]
+    over = np.flatnonzero(per_job_slot.reshape(problem.n_jobs, n_slots) > problem.max_gpus[:, None])
     if len(over):
         listed = [
-            f"{problem.job_ids[j]} slot {t}: {g}" for (j, t), g in over.head(_MAX_SHOWN).items()
+            f"{problem.job_ids[c // n_slots]} slot {c % n_slots}: {int(per_job_slot[c])}"
+            for c in over[:_MAX_SHOWN]
         ]
         add("max_gpus", None, f"{len(over)} job-slot(s) above max_gpus: {'; '.join(listed)}")
 
@@ -138,16 +139,9 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
 
     np_rows = ~problem.preemptible[job]
     if np_rows.any():
-        frame = pd.DataFrame({"job": job[np_rows], "site": site[np_rows], "slot": slot[np_rows]})
-        shape = frame.groupby("job").agg(
-            sites=("site", "nunique"),
-            first=("slot", "min"),
-            last=("slot", "max"),
-            n=("slot", "nunique"),
-        )
-        broken = shape[(shape["sites"] > 1) | (shape["last"] - shape["first"] + 1 != shape["n"])]
+        broken = _not_one_run(job[np_rows], site[np_rows], slot[np_rows], problem.n_jobs, n_slots)
         if len(broken):
-            names = ", ".join(problem.job_ids[broken.index[:_MAX_SHOWN]])
+            names = ", ".join(problem.job_ids[broken[:_MAX_SHOWN]])
             add(
                 "non_preemptible",
                 None,
@@ -166,6 +160,20 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
                 f"time(s): {names}",
             )
     return out
+
+
+def _not_one_run(
+    job: np.ndarray, site: np.ndarray, slot: np.ndarray, n_jobs: int, n_slots: int
+) -> np.ndarray:
+    """Jobs (sorted) whose rows use more than one site or leave a gap between their slots."""
+    first, last = np.full(n_jobs, n_slots), np.full(n_jobs, -1)
+    np.minimum.at(first, job, slot)
+    np.maximum.at(last, job, slot)
+    low, high = np.full(n_jobs, np.iinfo(np.int64).max), np.full(n_jobs, -1)
+    np.minimum.at(low, job, site)
+    np.maximum.at(high, job, site)
+    slots = np.bincount(np.unique(job * n_slots + slot) // n_slots, minlength=n_jobs)
+    return np.flatnonzero((last >= 0) & ((low != high) | (last - first + 1 != slots)))
 
 
 def _ramp_violations(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scheduler.contracts import PLAN
+from scheduler.labels import labels_at
 from scheduler.problem import Problem
 
 __all__ = [
@@ -161,8 +162,8 @@ def make_result(
     slot, site = np.divmod(rest, n_sites)
     plan = pd.DataFrame(
         {
-            "job_id": problem.job_ids[job],
-            "site": np.asarray(problem.site_names, dtype=object)[site],
+            "job_id": labels_at(problem.job_ids, job),
+            "site": labels_at(problem.site_names, site),
             "time": problem.horizon.times[slot],
             "gpus": gpus,
         },

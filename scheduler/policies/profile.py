@@ -13,7 +13,10 @@ and down, within a ramp limit (``up_{s}_{t}``, ``down_{s}_{t}``) and over it (``
 ``down_over_{s}_{t}``); ``q_{s}`` work left unplaced::
 
     sum_k y[s,t,k] = p[s,t],  0 <= y <= tier capacity        (capacity, caps, import limit)
-    0 <= p[s,t] <= sum of max_gpus of the site's jobs in their window at t
+    0 <= p[s,t] <= sum of the rates of the site's sets of jobs in their window at t
+    sum_s p[s,t] <= sum of the rates of all the sets in their window at t  (across sites)
+
+where a set's rate is its GPU cap (``sum(max_gpus)``), or its work if less.
     c[s,t] = c[s,t-1] + p[s,t],  c[s,-1] = 0
     c[s,t] <= work released at s by the end of t             (no work before it exists)
     c[s,t-1] + q[s] >= work due at s by the start of t       (deadlines)
@@ -106,22 +109,27 @@ class SiteWork:
 
 def _site_work(work: SiteWork, n_slots: int) -> tuple[np.ndarray, ...]:
     """``released[s, t]`` (released by the end of t), ``due[s, t]`` (due by the start of t),
-    ``rate[s, t]`` GPUs and ``total[s]`` of the divisible work at each site."""
+    ``rate[s, t]`` GPUs and ``total[s]`` of the divisible work at each site, and ``rate_all[t]``
+    GPUs of all of it (a set of jobs at several sites counted once)."""
     n_sites = work.work.shape[1]
     released = np.zeros((n_sites, n_slots + 1))
     due = np.zeros((n_sites, n_slots + 1))
-    rate = np.zeros((n_sites, n_slots + 1))
-    for s in range(n_sites):
-        g = np.flatnonzero(work.work[:, s] > 0)
-        np.add.at(released[s], work.first[g], work.work[g, s])
-        np.add.at(due[s], work.end[g], work.work[g, s])
-        np.add.at(rate[s], work.first[g], work.rate[g])
-        np.subtract.at(rate[s], work.end[g], work.rate[g])
+    rate = np.zeros((n_sites + 1, n_slots + 1))  # the last row: every site together
+    for s, amount in enumerate([*work.work.T, work.work.sum(axis=1)]):
+        g = np.flatnonzero(amount > 0)
+        if s < n_sites:
+            np.add.at(released[s], work.first[g], amount[g])
+            np.add.at(due[s], work.end[g], amount[g])
+        g_rate = np.minimum(work.rate[g], amount[g])  # no slot runs more than all the work
+        np.add.at(rate[s], work.first[g], g_rate)
+        np.subtract.at(rate[s], work.end[g], g_rate)
+    rate = np.cumsum(rate, axis=1)[:, :n_slots]
     return (
         np.cumsum(released, axis=1)[:, :n_slots],
         np.cumsum(due, axis=1)[:, :n_slots],
-        np.cumsum(rate, axis=1)[:, :n_slots],
+        rate[:n_sites],
         work.work.sum(axis=0),
+        rate[n_sites],
     )
 
 
@@ -227,7 +235,7 @@ def solve_profile(
     began = time.perf_counter()
     # data
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
-    released, due, rate, work = _site_work(site_work, n_slots)
+    released, due, rate, work, rate_all = _site_work(site_work, n_slots)
     tiers = site_tiers(problem, fixed)
     mpg = problem.mw_per_gpu
     margin = n_slots  # rounding the profile up leaves at most one GPU per slot unfilled
@@ -267,6 +275,7 @@ def solve_profile(
     lp.constraints("done", 0.0, 0.0, [(c, 1.0), (c_before, -1.0), (p, -1.0)])
     lp.constraints("due", due, inf, [(c_before, 1.0), (q[:, None], 1.0)], where=due > 0)
     lp.constraints("work", work, work, [(c[:, -1], 1.0), (q, 1.0)])
+    lp.constraints("rate", 0.0, rate_all, [(p[s], 1.0) for s in range(n_sites)])
     step_terms = [(p, 1.0), (p_before, -1.0), (up, -1.0), (up_over, -1.0), (down, 1.0),
                   (down_over, 1.0)]  # fmt: skip
     lp.constraints("step", -known_step, -known_step, step_terms, where=has_step)

@@ -103,3 +103,21 @@ def test_a_repaired_plan_keeps_the_ramp_limits():
     assert result is not None
     assert validate_plan(capped, result) == []
     assert gpus_at(result, "a")[1] <= 30
+
+
+def test_the_job_with_room_elsewhere_is_cut_not_the_one_at_its_limit_everywhere():
+    """One site of 4 GPUs, hours 0-3. ``full`` runs at its max_gpus (2) in every hour of its
+    window and has the latest deadline; ``free`` runs 2 GPUs in hour 1 only and could run in
+    hours 0 or 2. A cap leaving 2 GPUs in hour 1 must cut ``free`` (its work fits elsewhere):
+    cutting ``full``, whose work fits nowhere else, would leave no repair at all."""
+    jobs = [job("full", 8, 2, 0, 4), job("free", 2, 2, 0, 3)]
+    problem = make_problem([site("a", gpus=4)], np.zeros((1, 4)), jobs)
+    rows = [("full", "a", t, 2) for t in range(4)] + [("free", "a", 1, 2)]
+    before = planned(problem, rows)
+    capped = replace(
+        problem, caps=(LoadCap("a", START + HOUR, START + 2 * HOUR, LOAD_LIMIT, 0.002),)
+    )
+    result = repair(capped, before, "optimizer")
+    assert result is not None and validate_plan(capped, result) == []
+    assert gpus_at(result, "a") == [4, 2, 2, 2] or gpus_at(result, "a") == [2, 2, 4, 2]
+    assert result.plan.groupby("job_id")["gpus"].sum().to_dict() == {"free": 2, "full": 8}

@@ -48,3 +48,33 @@ def test_validator_names_each_broken_rule(two_sites):
     )
     rules = {v.rule for v in validate_plan(problem, replace(good, plan=bad_plan))}
     assert {"window", "allowed_sites", "max_gpus", "work"} <= rules
+
+
+def test_validator_finds_duplicates_unknown_rows_and_split_blocks(two_sites):
+    jobs = [job("p", 2.0, 2, 0, 4), job("np", 2.0, 1, 0, 4, preemptible=False)]
+    problem = make_problem(two_sites, np.zeros((2, 4)), jobs)
+    good = get_policy("fifo").plan(problem)
+    assert validate_plan(problem, good) == []
+    hour = pd.Timedelta(hours=1)
+    bad_plan = pd.DataFrame(
+        {
+            "job_id": ["p", "p", "np", "np", "ghost", "p"],
+            "site": ["near", "near", "near", "far", "near", "far"],
+            "time": [START, START, START, START + 2 * hour, START, START + 0.5 * hour],
+            "gpus": [1, 1, 1, 1, 1, 1],
+        }
+    )
+    violations = {v.rule: v.message for v in validate_plan(problem, replace(good, plan=bad_plan))}
+    assert "2 row(s)" in violations["duplicate_rows"]
+    # the unknown job and the row off the slot grid
+    assert violations["unknown"].startswith("2 row(s): ghost@near")
+    assert "p@far 2026-06-01 00:30" in violations["unknown"]
+    assert "np" in violations["non_preemptible"]
+    # a block at one site with a gap between its slots is broken too; one run is not
+    gap = bad_plan.iloc[[2]].assign(time=[START + 2 * hour])
+    gapped = pd.concat([bad_plan.iloc[[2]], gap])
+    rules = {v.rule for v in validate_plan(problem, replace(good, plan=gapped))}
+    assert "non_preemptible" in rules
+    run = pd.concat([bad_plan.iloc[[2]], gap.assign(time=[START + hour])])
+    rules = {v.rule for v in validate_plan(problem, replace(good, plan=run))}
+    assert "non_preemptible" not in rules

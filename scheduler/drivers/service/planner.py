@@ -683,13 +683,12 @@ class Planner:
         self, previous: PlanVersion, problem: Problem, version: int, reason: str
     ) -> PlanVersion | None:
         """``previous``'s plan as version ``version`` under ``problem``'s caps if it keeps
-        them (``replanned = False``), else its repair (:func:`~scheduler.repair.repair`);
-        ``None`` when neither."""
+        them as every policy does (GPUs within
+        :attr:`~scheduler.problem.Problem.capacity_gpus`; ``replanned = False``), else its
+        repair (:func:`~scheduler.repair.repair`); ``None`` when neither."""
         began = time.perf_counter()
-        load = site_load(
-            previous.result.plan, problem.supply, problem.sites, problem.horizon, problem.caps
-        )
-        if not load["cap_violation"].any():
+        busy = busy_gpus(previous.result.plan, problem.site_names, problem.horizon)
+        if (busy <= problem.capacity_gpus).all():  # the limits every policy plans to
             seconds = time.perf_counter() - began
             return self._version(problem, version, reason, previous.result, seconds, False)
         repaired = repair(problem, previous.result, self._policy.name)
@@ -875,6 +874,18 @@ def _scoped(answer: SubmitAnswer, coordinator: Coordinator, problem: Problem) ->
     return replace(answer, reason=reason, cost=replace(answer.cost, late_jobs=named))
 
 
+def _load_change_mw(previous: PlanVersion, new: PlanVersion) -> np.ndarray:
+    """New minus previous load over the site-slots both plans cover [MW]."""
+    old_problem, new_problem = previous.problem, new.problem
+    if (old_problem.horizon, old_problem.site_names) == (
+        new_problem.horizon,
+        new_problem.site_names,
+    ):
+        return new.site_load["load_mw"].to_numpy() - previous.site_load["load_mw"].to_numpy()
+    both = new.site_load.merge(previous.site_load, on=["time", "site"], suffixes=("", "_before"))
+    return both["load_mw"].to_numpy() - both["load_mw_before"].to_numpy()
+
+
 def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitAnswer:
     """OPT_IN when no job is later in ``new`` than in ``previous``, else OPT_OUT naming the
     jobs made late."""
@@ -891,8 +902,7 @@ def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> Submit
     after = new.result.unfinished_gpu_hours
     increase = (after - before.reindex(after.index, fill_value=0.0)).clip(lower=0.0)
     late = increase[increase > _LATE_TOLERANCE_GPU_H].sort_values(ascending=False)
-    both = new.site_load.merge(previous.site_load, on=["time", "site"], suffixes=("", "_before"))
-    load_change = np.abs(both["load_mw"].to_numpy() - both["load_mw_before"].to_numpy())
+    load_change = np.abs(_load_change_mw(previous, new))
     cost = CapCost(
         late_jobs=tuple(late.index[:MAX_NAMED_LATE_JOBS]),
         late_jobs_total=len(late),
