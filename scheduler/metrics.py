@@ -41,9 +41,16 @@ CAP_TOLERANCE_MW = 1e-6  # rounding slack when checking caps [MW]
 
 def busy_gpus(plan: pd.DataFrame, site_names: Sequence[str], horizon: Horizon) -> np.ndarray:
     """GPUs busy per ``[site, slot]`` (int) from a plan table; rows outside are an error."""
-    out = np.zeros((len(site_names), horizon.n_slots), dtype=np.int64)
+    site, slot = _site_slot(plan, site_names, horizon)
+    return _busy(site, slot, plan, len(site_names), horizon)
+
+
+def _site_slot(
+    plan: pd.DataFrame, site_names: Sequence[str], horizon: Horizon
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each plan row's site and slot (positions); rows outside are an error."""
     if plan.empty:
-        return out
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     site = label_index(plan["site"], site_names)
     slot = slot_index(plan["time"], horizon)
     bad = (site < 0) | (slot < 0) | (slot >= horizon.n_slots)
@@ -53,7 +60,15 @@ def busy_gpus(plan: pd.DataFrame, site_names: Sequence[str], horizon: Horizon) -
             f"plan row ({row['job_id']}, {row['site']}, {row['time']}) is outside the sites "
             f"{', '.join(site_names)} or the horizon {horizon.start} to {horizon.end}"
         )
-    np.add.at(out, (site, slot), plan["gpus"].to_numpy(dtype=np.int64))
+    return site, slot
+
+
+def _busy(
+    site: np.ndarray, slot: np.ndarray, plan: pd.DataFrame, n_sites: int, horizon: Horizon
+) -> np.ndarray:
+    out = np.zeros((n_sites, horizon.n_slots), dtype=np.int64)
+    if len(site):
+        np.add.at(out, (site, slot), plan["gpus"].to_numpy(dtype=np.int64))
     return out
 
 
@@ -90,8 +105,20 @@ def _load_arrays(
     caps: Sequence[LoadCap],
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays."""
+    return _load_arrays_of(
+        busy_gpus(plan, [s.name for s in sites], horizon), supply, sites, horizon, caps
+    )
+
+
+def _load_arrays_of(
+    gpus: np.ndarray,
+    supply: pd.DataFrame,
+    sites: Sequence[Site],
+    horizon: Horizon,
+    caps: Sequence[LoadCap],
+) -> dict[str, np.ndarray]:
+    """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``."""
     names = [s.name for s in sites]
-    gpus = busy_gpus(plan, names, horizon)
     green = supply_matrix(supply, names, horizon)
     mpg = np.array([s.mw_per_gpu for s in sites])[:, None]
     base = np.array([s.base_load_mw for s in sites])[:, None]
@@ -168,7 +195,11 @@ def plan_metrics(
     ``initial_load_mw`` ``[site]`` is the load before the first slot [MW] (the previous day's
     last slot), when known.
     """
-    load = _load_arrays(plan, supply, sites, horizon, caps)
+    names = [s.name for s in sites]
+    site, slot = _site_slot(plan, names, horizon)
+    load = _load_arrays_of(
+        _busy(site, slot, plan, len(names), horizon), supply, sites, horizon, caps
+    )
     up_mw, down_mw = ramp_limits_mw(sites, horizon.slot_minutes)
     initial = None if initial_load_mw is None else np.asarray(initial_load_mw, dtype=float)
     ramps = ramp_stats(load["load_mw"], up_mw, down_mw, initial)
@@ -176,20 +207,14 @@ def plan_metrics(
     energy = load["load_mw"].sum() * slot_h
     green_used = load["green_used_mw"].sum() * slot_h
     required = work_units(jobs["gpu_hours"].to_numpy(dtype=float), horizon.slot_minutes)
-    placed = (
-        plan.groupby("job_id")["gpus"].sum().reindex(jobs["job_id"], fill_value=0).to_numpy()
-        if len(plan)
-        else np.zeros(len(jobs), dtype=np.int64)
-    )
+    job = label_index(plan["job_id"], jobs["job_id"].to_numpy())
+    known = job >= 0  # rows of jobs not in the table place no work of theirs
+    gpus = plan["gpus"].to_numpy()
+    placed = np.bincount(job[known], weights=gpus[known], minlength=len(jobs)).astype(np.int64)
     missing = np.maximum(required - placed, 0)
 
-    names = [s.name for s in sites]
-    tokens_per_unit = pd.Series(
-        jobs["tokens"].to_numpy(dtype=float) / np.maximum(required, 1), index=jobs["job_id"]
-    )
-    site = label_index(plan["site"], names)
-    slot = slot_index(plan["time"], horizon)
-    row_tokens = plan["gpus"].to_numpy() * tokens_per_unit.reindex(plan["job_id"]).to_numpy()
+    tokens_per_unit = jobs["tokens"].to_numpy(dtype=float) / np.maximum(required, 1)
+    row_tokens = np.where(known, gpus * tokens_per_unit[np.where(known, job, 0)], 0.0)
     green_fraction = np.divide(
         load["green_used_mw"],
         load["load_mw"],

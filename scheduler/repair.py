@@ -87,7 +87,7 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     rows = np.flatnonzero(excess[cell] > 0)
     job = arrays.job[rows]
     # within a cell: preemptible first, the most room elsewhere first, then the latest deadline
-    room = _room(problem, arrays, load, excess)
+    room = _room(problem, arrays, load, np.unique(job))
     order = np.lexsort(
         (-problem.deadline_slot[job], -room[job], ~problem.preemptible[job], cell[rows])
     )
@@ -110,19 +110,26 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     return kept, units, np.flatnonzero(removed)
 
 
-def _room(problem: Problem, arrays: PlanArrays, load: np.ndarray, excess: np.ndarray) -> np.ndarray:
-    """GPU-slots each job could add in its window outside the site-slots over capacity: per
-    slot the least of its spare ``max_gpus`` and the free GPUs at its allowed sites ``[job]``
-    (shared with the other jobs, so an upper bound)."""
+def _room(problem: Problem, arrays: PlanArrays, load: np.ndarray, jobs: np.ndarray) -> np.ndarray:
+    """GPU-slots each of ``jobs`` could add in its window outside the site-slots over capacity:
+    per slot the least of its spare ``max_gpus`` and the free GPUs at its allowed sites
+    (shared with the other jobs, so an upper bound) ``[job]``, 0 for the other jobs."""
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     free = np.maximum(problem.capacity_gpus.ravel() - load, 0).reshape(n_sites, n_slots)
-    in_slot = np.zeros((problem.n_jobs, n_slots), dtype=np.int64)
-    np.add.at(in_slot, (arrays.job, arrays.slot), arrays.gpus)
-    site_free = (problem.site_mask.astype(np.int64) @ free).astype(np.int64)  # [job, slot]
+    row = np.full(problem.n_jobs, -1)
+    row[jobs] = np.arange(len(jobs))
+    mine = row[arrays.job] >= 0
+    in_slot = np.zeros((len(jobs), n_slots), dtype=np.int64)
+    np.add.at(in_slot, (row[arrays.job[mine]], arrays.slot[mine]), arrays.gpus[mine])
+    site_free = problem.site_mask[jobs].astype(np.int64) @ free.astype(np.int64)
     slots = np.arange(n_slots)
-    window = (slots >= problem.release_slot[:, None]) & (slots < problem.deadline_slot[:, None])
-    spare = np.maximum(problem.max_gpus[:, None] - in_slot, 0)
-    return np.where(window, np.minimum(spare, site_free), 0).sum(axis=1)
+    window = (slots >= problem.release_slot[jobs, None]) & (
+        slots < problem.deadline_slot[jobs, None]
+    )
+    spare = np.maximum(problem.max_gpus[jobs, None] - in_slot, 0)
+    room = np.zeros(problem.n_jobs, dtype=np.int64)
+    room[jobs] = np.where(window, np.minimum(spare, site_free), 0).sum(axis=1)
+    return room
 
 
 def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays | None:

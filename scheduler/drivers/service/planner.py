@@ -91,7 +91,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_NAMED_LATE_JOBS = 100
-_GATHER_SHARE = 0.05  # of a batch's time, waited for more changes before the next batch [-]
+_GATHER_SHARE = 0.25  # of a batch's time, waited for more changes before the next batch [-]
 _GATHER_MAX_S = 0.05  # the longest such wait [s]
 POLISH_IDLE_S = 0.3  # quiet time before a kept or repaired plan is optimised again [s]
 _LATE_TOLERANCE_GPU_H = 1e-9
@@ -405,8 +405,9 @@ class Planner:
     def _work(self) -> None:
         """The planner thread: every change waiting becomes one batch. After answering a batch
         it waits a little (:data:`_GATHER_SHARE` of the batch's time, at most
-        :data:`_GATHER_MAX_S`): the callers just answered may be sending their next change,
-        which then joins the next batch instead of waiting for a whole plan after it."""
+        :data:`_GATHER_MAX_S`, or until as many changes wait as it answered): the callers just
+        answered may be sending their next change, which then joins the next batch instead of
+        waiting for a whole plan after it."""
         while True:
             with self._queue_changed:
                 waiting = self._polish_wanted or self._polishing is not None
@@ -435,7 +436,16 @@ class Planner:
                     change.done.set_exception(result)
                 else:
                     change.done.set_result(result)
-            time.sleep(min(_GATHER_MAX_S, _GATHER_SHARE * (time.perf_counter() - began)))
+            self._gather(
+                len(taken), min(_GATHER_MAX_S, _GATHER_SHARE * (time.perf_counter() - began))
+            )
+
+    def _gather(self, changes: int, timeout_s: float) -> None:
+        """Wait until ``changes`` changes wait for the next batch, at most ``timeout_s``."""
+        with self._queue_changed:
+            self._queue_changed.wait_for(
+                lambda: len(self._waiting) >= changes or self._closing, timeout_s
+            )
 
     def _polished(self) -> bool:
         return self._polishing is not None and self._polishing[1].done()
@@ -687,7 +697,8 @@ class Planner:
         :attr:`~scheduler.problem.Problem.capacity_gpus`; ``replanned = False``), else its
         repair (:func:`~scheduler.repair.repair`); ``None`` when neither."""
         began = time.perf_counter()
-        busy = busy_gpus(previous.result.plan, problem.site_names, problem.horizon)
+        shape = problem.capacity_gpus.shape  # previous covers the same sites and slots
+        busy = previous.site_load["gpus_busy"].to_numpy().reshape(shape)
         if (busy <= problem.capacity_gpus).all():  # the limits every policy plans to
             seconds = time.perf_counter() - began
             return self._version(problem, version, reason, previous.result, seconds, False)
