@@ -20,7 +20,12 @@ and reported unfinished. Steps:
    :func:`.disaggregate.disaggregate`. Status ``OPTIMAL`` when the plan's objective meets the
    bound within :data:`OPTIMAL_GAP`, else ``FEASIBLE`` with its gap to the bound. If the gap
    is above ``SolverSettings.relative_gap``, steps 3-4 run again with exact groups (one duration
-   each: no restriction, a larger network) and the better plan is kept.
+   each: no restriction, a larger network) and the better plan is kept. If the plan's objective
+   is still above the profile's CO2 by more than ``relative_gap``, the profile could not be
+   realised: it is a relaxation that sees each site's work, not each job's GPU cap (a job that
+   must run at its cap in every slot of its window, say), and following it cost CO2. Steps 3-4
+   then run once more with exact groups and no profile (:func:`.ramp_fit.fit_ramps` keeps the
+   ramps), and the better plan is kept.
 4. **Site moves**: with ``problem.max_site_moves`` set, jobs that move more often are pinned
    to the site where they did most work and step 3 runs again (at most
    :data:`MAX_PIN_ROUNDS` rounds, after which every multi-site job still free is pinned, which
@@ -131,6 +136,11 @@ def optimize(
         exact, exact_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, profile)
         if objective_kg(problem, exact) < objective_kg(problem, arrays):
             arrays, pinned = exact, exact_pinned
+    if _gap(objective_kg(problem, arrays), profile.co2_kg) > settings.relative_gap:
+        log.info("%s: the profile was not realised; planning again without it", name)
+        free, free_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, None)
+        if objective_kg(problem, free) < objective_kg(problem, arrays):
+            arrays, pinned = free, free_pinned
     notes: list[str] = []
     if pinned.any():
         notes.append(
@@ -190,7 +200,7 @@ def _plan_with_moves(
     duration_ratio: float,
     blocks: PlanArrays,
     fixed: np.ndarray,
-    profile: LoadProfile,
+    profile: LoadProfile | None,
 ) -> tuple[PlanArrays, np.ndarray]:
     """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned.
 
@@ -231,15 +241,18 @@ def _plan_divisible(
     site_mask: np.ndarray,
     fixed: np.ndarray,
     duration_ratio: float,
-    profile: LoadProfile,
+    profile: LoadProfile | None,
 ) -> PlanArrays:
     """Preemptible jobs in splittable groups, inside the profile above ``fixed`` GPUs: leaving
     the profile costs the dearest grid GPU-slot's CO2 plus 0.5 kg more, above any CO2 a move
     can save, so it carries only work the profile cannot; and below the unplaced penalty
-    (twice the dearest plus 1 kg), so no work is dropped for it."""
+    (twice the dearest plus 1 kg), so no work is dropped for it. ``profile=None``: at the least
+    CO2 alone."""
     divisible = np.flatnonzero(problem.preemptible)
     groups = group_jobs(problem, divisible, site_mask, duration_ratio)
     premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 0.5
-    tiers = site_tiers(problem, fixed).within(profile.gpus - fixed, premium_kg)
+    tiers = site_tiers(problem, fixed)
+    if profile is not None:
+        tiers = tiers.within(profile.gpus - fixed, premium_kg)
     flow = solve_flow(problem, groups, tiers, tie_break=True)
     return disaggregate(problem, groups, flow)

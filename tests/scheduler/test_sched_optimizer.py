@@ -87,3 +87,43 @@ def test_non_preemptible_jobs_run_in_one_block_and_report_a_gap():
     assert run["site"].nunique() == 1 and len(run) == 2 and (run["gpus"] == 4).all()
     assert result.gap is not None and result.gap >= 0
     assert result.objective_kg >= result.best_bound_kg * (1 - 1e-9)
+
+
+def _two_site_day(green_cells: list[tuple[int, int]]):
+    """Sites a (300 kg/MWh) and b (450, 1 kW base load) of 6 GPUs, 6 hourly slots, green of
+    15.6 kW in ``(site, slot)`` cells only."""
+    green = np.zeros((2, 6))
+    for cell in green_cells:
+        green[cell] = 0.015625
+    return [
+        site("a", gpus=6, carbon=300.0),
+        site("b", gpus=6, carbon=450.0, base_load_mw=0.001),
+    ], green
+
+
+@pytest.mark.parametrize(
+    ("green_cells", "jobs", "grid_gpu_slots"),
+    [
+        # one job, 2 GPUs a slot across both sites: the profile must not ask 2 at a and 1 at b
+        # in the same slot (it did, and the plan ran 2 GPU-slots on grid instead of 1)
+        ([(0, 1), (1, 0), (1, 1)], [job("j", 5.0, 2, 0, 3)], {"a": 1}),
+        # j0 must run at its cap of 2 in every slot: the profile cannot move its work
+        ([(1, 2), (1, 3), (1, 5)], [job("j0", 12.0, 2, 0, 6), job("j1", 1.0, 1, 0, 4)],
+         {"a": 6}),
+    ],
+)  # fmt: skip
+def test_the_optimizer_matches_the_least_grid_plan_where_its_load_profile_cannot_be_met(
+    green_cells, jobs, grid_gpu_slots
+):
+    sites, green = _two_site_day(green_cells)
+    problem = make_problem(sites, green, jobs)
+    settings = SolverSettings(relative_gap=0.0)
+    result = get_policy("optimizer", settings).plan(problem)
+    assert_valid(problem, result)
+    green_at = {("ab"[s], t) for s, t in green_cells}
+    grid: dict[str, int] = {}
+    for row in result.plan.itertuples():
+        if (row.site, row.time.hour) not in green_at:
+            grid[row.site] = grid.get(row.site, 0) + int(row.gpus)
+    assert grid == grid_gpu_slots
+    assert result.objective_kg <= get_policy("greedy").plan(problem).objective_kg * (1 + 1e-9)
