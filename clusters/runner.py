@@ -112,7 +112,7 @@ class RayRunner:
                     )
                 break
             try:  # one call for the batch; when one of them failed, each is asked below
-                values: list | None = ray.get(ready, timeout=0)
+                values: list[bytes] | None = ray.get(ready, timeout=0)
             except (ray.exceptions.RayError, GetTimeoutError):
                 values = None
             for i, ref in enumerate(ready):
@@ -126,7 +126,7 @@ class RayRunner:
     def _settle(
         self,
         attempt: _Attempt,
-        value: list | None,
+        value: bytes | None,
         woke_unix_s: float,
         outcomes: list[ChunkOutcome | None],
     ) -> _Attempt | None:
@@ -135,7 +135,7 @@ class RayRunner:
         try:
             if value is None:
                 value = ray.get(attempt.ref, timeout=0)
-            record = ChunkRecord.from_fields(value)
+            record = ChunkRecord.from_bytes(value)
         except RayTaskError as error:
             text = error_text(error)
             self._row(attempt, "error", None, woke_unix_s, text)

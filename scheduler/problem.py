@@ -409,6 +409,11 @@ class Problem:
         return work_units(self.jobs["gpu_hours"].to_numpy(dtype=float), self.horizon.slot_minutes)
 
     @cached_property
+    def tokens_per_gpu_hour(self) -> np.ndarray:
+        """Tokens each job produces per GPU-hour of its work ``[job]`` [token/GPU-h]."""
+        return self.jobs["tokens"].to_numpy(float) / self.jobs["gpu_hours"].to_numpy(float)
+
+    @cached_property
     def max_gpus(self) -> np.ndarray:
         """Most GPUs per job per slot ``[job]`` (int)."""
         return self.jobs["max_gpus"].to_numpy(dtype=np.int64)

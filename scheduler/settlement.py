@@ -621,13 +621,11 @@ class Settlement:
         """Run the slot's chunks on the runner; ``True`` where a chunk completed."""
         problem = self.problem
         assert self.runner is not None
-        tokens_per_gpu_hour = (
-            problem.jobs["tokens"].to_numpy(float) / problem.jobs["gpu_hours"].to_numpy(float)
-        ).tolist()
-        job_ids, site_names = problem.job_ids.tolist(), list(problem.site_names)
+        job_ids, site_names = problem.job_ids, problem.site_names
+        rate = problem.tokens_per_gpu_hour
         when, minutes = problem.horizon.times[t], problem.horizon.slot_minutes
         chunks = [
-            Chunk(job_ids[j], site_names[s], when, g, minutes, tokens_per_gpu_hour[j])
+            Chunk(job_ids[j], site_names[s], when, g, minutes, float(rate[j]))
             for j, s, g in zip(slot.job.tolist(), slot.site.tolist(), slot.gpus.tolist(),
                                strict=True)
         ]  # fmt: skip

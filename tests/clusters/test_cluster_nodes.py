@@ -30,7 +30,7 @@ def test_tasks_run_on_the_node_that_carries_their_site(site_cluster):
     _, nodes = site_cluster
     runner = ChunkRunner(FAST)
     chunks = [Chunk("j", site, T0, 1000, 15, 5e6) for site in SITES_GPUS for _ in range(3)]
-    records = [ChunkRecord.from_fields(f) for f in ray.get([runner.submit(c) for c in chunks])]
+    records = [ChunkRecord.from_bytes(f) for f in ray.get([runner.submit(c) for c in chunks])]
     for chunk, record in zip(chunks, records, strict=True):
         assert record.node_id == nodes[chunk.site].node_id
         assert record.assigned_resources[f"site:{chunk.site}"] == 1.0

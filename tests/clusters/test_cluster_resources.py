@@ -58,7 +58,7 @@ def test_tasks_hold_only_their_sites_resource(local_ray):
         Chunk("a", site, T0, gpus, 15, 5e6)
         for site, gpus in [("qingyang", 3000), ("shantou", 500), ("qingyang", 250)]
     ]
-    records = [ChunkRecord.from_fields(f) for f in ray.get([runner.submit(c) for c in chunks])]
+    records = [ChunkRecord.from_bytes(f) for f in ray.get([runner.submit(c) for c in chunks])]
     for chunk, record in zip(chunks, records, strict=True):
         held = {k: v for k, v in record.assigned_resources.items() if k.startswith("site:")}
         assert held == {site_resource(chunk.site): gpus_to_units(chunk.gpus, 1000)}
