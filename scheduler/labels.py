@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 __all__ = ["label_index", "labels_at"]
 
 
-def label_index(values: pd.Series | np.ndarray, labels: Sequence[str]) -> np.ndarray:
+def label_index(values: pd.Series | np.ndarray, labels: Sequence[str] | np.ndarray) -> np.ndarray:
     """Position of each of ``values`` in ``labels`` (job ids, site names), ``-1`` where it is
     absent or missing [int64]."""
     try:
