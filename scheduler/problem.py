@@ -209,22 +209,30 @@ def cap_matrices(
     ``IMPORT_CAPACITY_LIMIT`` cap; the load cap starts at ``inf`` and is lowered by every
     ``LOAD_LIMIT`` cap. A cap binds every slot its interval overlaps.
     """
-    names = [s.name for s in sites]
-    grid_cap = np.repeat([[s.grid_import_limit_mw] for s in sites], horizon.n_slots, axis=1)
-    load_cap = np.full((len(sites), horizon.n_slots), np.inf)
-    slot = pd.Timedelta(minutes=horizon.slot_minutes)
-    for cap in caps:
-        if cap.site not in names:
-            raise ProblemError(
-                f"unknown site {cap.site!r} in load cap; known sites: {', '.join(sorted(names))}"
-            )
-        first = max(0, int(np.floor((cap.start - horizon.start) / slot)))
-        end = min(horizon.n_slots, int(np.ceil((cap.end - horizon.start) / slot)))
-        if first >= end:
-            continue
-        target = grid_cap if cap.type == IMPORT_CAPACITY_LIMIT else load_cap
-        row = names.index(cap.site)
-        target[row, first:end] = np.minimum(target[row, first:end], cap.value_mw)
+    names = {s.name: row for row, s in enumerate(sites)}
+    n_slots = horizon.n_slots
+    grid_cap = np.repeat([[s.grid_import_limit_mw] for s in sites], n_slots, axis=1)
+    load_cap = np.full((len(sites), n_slots), np.inf)
+    unknown = sorted({cap.site for cap in caps} - names.keys())
+    if unknown:
+        raise ProblemError(
+            f"unknown site {unknown[0]!r} in load cap; known sites: {', '.join(sorted(names))}"
+        )
+    if not caps:
+        return grid_cap, load_cap
+    # vectorised: a service holds hundreds of caps and builds these for every change
+    slot_ns, start_ns = horizon.slot_minutes * 60 * 10**9, horizon.start.value
+    row = np.array([names[cap.site] for cap in caps])
+    first = np.maximum(np.floor_divide([c.start.value - start_ns for c in caps], slot_ns), 0)
+    end = np.minimum(-np.floor_divide([start_ns - c.end.value for c in caps], slot_ns), n_slots)
+    value = np.array([cap.value_mw for cap in caps])
+    is_grid = np.array([cap.type == IMPORT_CAPACITY_LIMIT for cap in caps])
+    length = np.maximum(end - first, 0)
+    cap_of = np.repeat(np.arange(len(caps)), length)
+    slot = first[cap_of] + np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    cell = row[cap_of] * n_slots + slot
+    for target, kind in ((grid_cap, is_grid[cap_of]), (load_cap, ~is_grid[cap_of])):
+        np.minimum.at(target.reshape(-1), cell[kind], value[cap_of][kind])
     return grid_cap, load_cap
 
 
