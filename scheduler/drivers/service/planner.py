@@ -239,6 +239,7 @@ class Planner:
         self._polishing: tuple[Problem, Future, float] | None = None  # planner thread only
         self._published = threading.Condition()
         self._caps: dict[str, list[LoadCap]] = {}  # the events in force, by id
+        self._ends: dict[str, tuple[list[LoadCap], int]] = {}  # see _end_ns
         self.state: RunState | None = None
         for event_id, cap in store.caps():
             self._caps.setdefault(event_id, []).append(cap)
@@ -637,12 +638,22 @@ class Planner:
         """Archive the events whose caps all end before now and before the planned day."""
         now = self.clock()
         before = min(now, self.day.horizon.start)
-        ended = [e for e, caps in self._caps.items() if all(c.end <= before for c in caps)]
+        ended = [e for e, caps in self._caps.items() if self._end_ns(e, caps) <= before.value]
         if ended:
             self._store.archive(ended, now)
             for event_id in ended:
                 del self._caps[event_id]
+                self._ends.pop(event_id, None)
             log.info("archived %d event(s) that ended before %s", len(ended), before)
+
+    def _end_ns(self, event_id: str, caps: list[LoadCap]) -> int:
+        """When the last of an event's ``caps`` ends [ns since the epoch], kept while its list of
+        caps is the same (checked before every batch, over every event in force)."""
+        kept = self._ends.get(event_id)
+        if kept is None or kept[0] is not caps:
+            kept = (caps, max(cap.end.value for cap in caps))
+            self._ends[event_id] = kept
+        return kept[1]
 
     def _problem(self, caps: Sequence[LoadCap]) -> Problem:
         """The day with ``caps``; while the day runs, only the work left from ``state``."""

@@ -23,7 +23,7 @@ import functools
 import logging
 import math
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
@@ -269,6 +269,7 @@ class LoadCapServicer:
         self._relays = relays
         self._loop = loop
         self._streams = _StreamSlots(streams_per_peer)
+        self._plans = _PlanMessages()
 
     async def _blocking(self, function: Callable[..., _T], *args: Any) -> _T:
         """``function(*args)`` on the executor."""
@@ -322,7 +323,7 @@ class LoadCapServicer:
         coordinator = self._caller(context)
         sites, whole = self._sites(request.sites, coordinator), self._whole(coordinator)
         return await self._blocking(
-            _plan_message, self._planner.current, sites, self._planner.clock(), True, whole
+            self._plans.get, self._planner.current, sites, self._planner.clock(), True, whole
         )
 
     @_stream
@@ -338,7 +339,7 @@ class LoadCapServicer:
                 continue
             sent = version.version
             yield await self._blocking(
-                _plan_message,
+                self._plans.get,
                 version,
                 sites,
                 self._planner.clock(),
@@ -540,15 +541,43 @@ def _event_message(stored: StoredEvent) -> pb.LoadCapEvent:
     )
 
 
-def _plan_message(
-    version: PlanVersion, sites: list[str], clock: pd.Timestamp, slots: bool, whole: bool
-) -> pb.Plan:
+class _PlanMessages:
+    """Plan messages made once per plan version and view (sites, slots, whole), kept for the
+    last :data:`_PLAN_MESSAGES_KEPT` views: every GetPlan poll and WatchPlan stream of a
+    version asks for one of a few views, and making one from the site-load table costs
+    milliseconds of the GIL that the planner thread needs. Each reply is a copy with the clock
+    of its own moment."""
+
+    def __init__(self) -> None:
+        self._made: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, version: PlanVersion, sites: list[str], clock: pd.Timestamp, slots: bool, whole: bool
+    ) -> pb.Plan:
+        key = (version.version, version.created_at.value, tuple(sites), slots, whole)
+        with self._lock:
+            made = self._made.get(key)
+        if made is None:
+            made = _plan_message(version, sites, slots, whole).SerializeToString()
+            with self._lock:
+                self._made[key] = made
+                while len(self._made) > _PLAN_MESSAGES_KEPT:
+                    self._made.popitem(last=False)
+        reply = pb.Plan.FromString(made)
+        reply.clock.CopyFrom(_timestamp(clock))
+        return reply
+
+
+_PLAN_MESSAGES_KEPT = 64
+
+
+def _plan_message(version: PlanVersion, sites: list[str], slots: bool, whole: bool) -> pb.Plan:
     """The plan on ``sites``; what covers every site (metrics, caps in force, the event id in
     the reason) only when the caller may read every site (``whole``)."""
     kind = version.reason.partition(" ")[0]
     hidden = not whole and kind in ("submit", "cancel")  # "submit <event_id>"
     message = pb.Plan(
-        clock=_timestamp(clock),
         version=version.version,
         created_at=_timestamp(version.created_at),
         reason=kind if hidden else version.reason,
