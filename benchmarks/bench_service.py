@@ -53,7 +53,7 @@ from scheduler.problem import LoadCap
 
 JOBS = 1_000
 COMMITS = 200  # commit-only caps per scenario, spread over its clients
-REPLANS = {1: 12, 8: 24}  # binding caps per scenario, by clients
+REPLANS = {1: 12, 8: 40}  # binding caps per scenario, by clients
 STREAMS = 100
 FLOOD_THREADS = 8
 FLOOD_S = 20.0  # the flood process runs this long
@@ -186,7 +186,8 @@ class _Probe:
 
 
 def _binding_caps(client: CapClient, day_start: pd.Timestamp, n: int) -> list[tuple]:
-    """``n`` load limits at 80 % of the least planned load in the busiest site-hours."""
+    """``n`` load limits at 80 % of the least planned load in the busiest site-hours (at most
+    the site-hours where that is above base load)."""
     plan = client.plan()
     slots = pd.DataFrame(
         {
@@ -197,10 +198,13 @@ def _binding_caps(client: CapClient, day_start: pd.Timestamp, n: int) -> list[tu
     )
     slots["hour"] = (slots["start"] - day_start.value) // (3600 * 10**9)
     hourly = slots.groupby(["site", "hour"])["load_mw"].min().sort_values(ascending=False)
+    base = {name: site["base_load_mw"] for name, site in _scaled(JOBS)["sites"].items()}
+    binding = [(site, hour, 0.8 * mw) for (site, hour), mw in hourly.items()]
     return [
-        (site, day_start + pd.Timedelta(hours=int(hour)), max(float(mw) * 0.8, 1.6))
-        for (site, hour), mw in hourly.head(n).items()
-    ]
+        (site, day_start + pd.Timedelta(hours=int(hour)), mw)
+        for site, hour, mw in binding
+        if mw > base[site]  # GPUs run there (a cap below base load is refused)
+    ][:n]
 
 
 def _submit_all(
