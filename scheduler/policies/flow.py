@@ -34,16 +34,16 @@ restriction (measured as the gap to the bound) for a much smaller network.
 Costs: every arc with a cost ends at the sink (tiers and penalty), so only the *order* of the
 costs decides the optimum, and the solver gets each cost's rank among the distinct costs: small
 integers (cost scaling runs ``log(n * max cost)`` phases; ranks take a half to a third of the
-time of costs scaled to :data:`COST_RESOLUTION`) and no rounding. Why: the vectors of flows on
+time of costs scaled to integers of 2**24 for the dearest GPU-slot, as used before) and no
+rounding. Why: the vectors of flows on
 the sink arcs that carry all the work are the bases of a polymatroid (``r(X)`` = the most flow
 the arcs ``X`` can carry), and a base ``x`` minimises ``sum c x`` iff ``x(L) = r(L)`` for every
 level set ``L = {arcs with c <= c0}``, since ``sum c x = c_max W - sum_i (c_(i+1) - c_(i))
 x(L_i)``, each ``x(L_i)`` at most ``r(L_i)`` and the greedy base meets them all. Ranks keep the
 level sets, so both costs have the same optimal flows. Where several flows tie, the solver may
 return another one with ranks than with scaled costs: the same cost, but the optimizer's bound
-flow feeds the load profile and the blocks, and another of its equal-cost flows changes the
-final plan (measured -6e-4 to +7e-4 of its CO2, either way, and more on a day of near-zero
-CO2), so the bound keeps scaled costs (``ranked=False``). CO2 is read back in floating point
+flow feeds the load profile and the blocks, so its final plan can change (measured -6e-4 to
++7e-4 of its CO2, either way). CO2 is read back in floating point
 from the flows. The price tie-break adds at most 1e-5 of the dearest grid GPU-slot per
 GPU-slot, so it can trade away at most that share of CO2.
 """
@@ -61,7 +61,6 @@ from scheduler.policies.base import unfinished_penalty_kg
 from scheduler.problem import Problem
 
 __all__ = [
-    "COST_RESOLUTION",
     "DURATION_BUCKET_RATIO",
     "EXACT",
     "FlowResult",
@@ -74,7 +73,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-COST_RESOLUTION = 2**24  # scaled integer cost of the dearest grid GPU-slot (``ranked=False``)
 DURATION_BUCKET_RATIO = 1.5  # planning groups mix job durations within this factor
 EXACT = 1.0  # a duration ratio of 1: one duration per group, no restriction
 _TIE_PRICE = 1e-5  # price tie-break, share of the dearest grid GPU-slot cost
@@ -258,14 +256,8 @@ class FlowResult:
     n_arcs: int
 
 
-def solve_flow(
-    problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bool, ranked: bool = True
-) -> FlowResult:
-    """Build and solve the network of the module docstring; costs read back in float.
-
-    ``ranked=False`` hands the solver costs scaled to :data:`COST_RESOLUTION` instead of their
-    ranks: as optimal, slower, and it returns the same one of several equal-cost flows as before
-    ranks came in (see the module docstring)."""
+def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bool) -> FlowResult:
+    """Build and solve the network of the module docstring; costs read back in float."""
     began = time.perf_counter()
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     n_groups = groups.n
@@ -283,8 +275,7 @@ def solve_flow(
     pair_node[pair_multi] = site_slot_base + n_sites * n_slots + np.arange(pair_multi.sum())
     n_nodes = site_slot_base + n_sites * n_slots + int(pair_multi.sum())
 
-    # costs [kg]; the solver gets their ranks, or with ``ranked=False`` integers scaled to
-    # COST_RESOLUTION (the module docstring says why both)
+    # costs [kg]; the solver gets their ranks (module docstring)
     total_work = int(groups.work.sum())
     penalty_kg = unfinished_penalty_kg(problem)
     dearest_kg = max(float(problem.grid_kg_per_gpu_slot.max(initial=0.0)), 1e-9)
@@ -295,14 +286,9 @@ def solve_flow(
         price_gpu_slot = problem.price_per_mwh * problem.mw_per_gpu[:, None] * problem.slot_hours
         price_share = price_gpu_slot / max(float(price_gpu_slot.max()), 1e-12)
         unit_kg = unit_kg + tiers.grid_share * price_share[None] * _TIE_PRICE * dearest_kg
-    if ranked:
-        levels = np.unique(np.append(unit_kg[tiers.capacity > 0], penalty_kg))
-        unit = np.searchsorted(levels, unit_kg).astype(np.int64)
-        penalty = int(np.searchsorted(levels, penalty_kg))
-    else:
-        scale = COST_RESOLUTION / dearest_kg
-        unit = np.rint(unit_kg * scale).astype(np.int64)
-        penalty = int(np.rint(penalty_kg * scale))
+    levels = np.unique(np.append(unit_kg[tiers.capacity > 0], penalty_kg))
+    unit = np.searchsorted(levels, unit_kg).astype(np.int64)
+    penalty = int(np.searchsorted(levels, penalty_kg))
 
     # constraints (arcs)
     tails, heads, caps, costs, kinds = [], [], [], [], []

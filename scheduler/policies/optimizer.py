@@ -105,8 +105,7 @@ def lp_bound(problem: Problem) -> FlowResult:
 def _bound_and_groups(problem: Problem) -> tuple[FlowResult, Groups]:
     groups = group_jobs(problem, np.arange(problem.n_jobs), problem.site_mask, by_preemptible=True)
     tiers = site_tiers(problem, np.zeros((len(problem.sites), problem.horizon.n_slots)))
-    # scaled costs: which of several equal-cost flows this returns shapes the plan (see .flow)
-    flow = solve_flow(problem, groups, tiers, tie_break=False, ranked=False)
+    flow = solve_flow(problem, groups, tiers, tie_break=False)
     divisible = np.zeros(groups.n, dtype=bool)
     divisible[groups.job_group] = problem.preemptible
     keep = divisible[flow.group]

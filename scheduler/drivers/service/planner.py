@@ -23,9 +23,10 @@ so modification numbers apply in order. The caps in force become hard constraint
 
 **Optimising in the background.** A kept plan under loosened caps, a repaired one or a greedy
 one is not the optimum (an answer's cost is against the plan it names, so a greedy plan's cost
-overstates what the cap itself costs until the optimum follows). Once no change has arrived for :data:`POLISH_IDLE_S`, the optimizer plans the
-same problem in the solver process while the planner thread goes on answering; its plan is
-published as the next version if the problem is still the current one and it is better.
+overstates what the cap itself costs until the optimum follows). Once no change has arrived
+for :data:`POLISH_IDLE_S`, the optimizer plans the same problem in the solver process while the
+planner thread goes on answering; its plan is published as the next version if the problem is
+still the current one and it is better.
 
 **Answers.** Each submission is answered with the batch's plan version (which keeps its caps)
 and with the cost of the batch against the plan before the batch: OPT_IN when no job is later
