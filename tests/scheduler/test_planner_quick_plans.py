@@ -12,7 +12,7 @@ import pytest
 from scheduler_testkit import START, job, make_problem, site
 
 from scheduler.config import load_config
-from scheduler.drivers.service.planner import Planner
+from scheduler.drivers.service.planner import Planner, RunState
 from scheduler.drivers.service.store import Store
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
@@ -68,3 +68,18 @@ def test_when_greedy_would_leave_work_only_the_optimizer_answers(planner: Planne
         LoadCap("a", START + t * HOUR, START + (t + 1) * HOUR, LOAD_LIMIT, 0.0) for t in (0, 2)
     )
     assert planner._kept_or_repaired(previous, replace(day, caps=caps), 8, "cap") is None
+
+
+def test_no_background_plan_starts_from_a_slot_that_has_begun(planner: Planner) -> None:
+    """The loop's state moved on (a slot began) since the current plan was made: optimising
+    that plan in the background would put work into the slot that began, which never runs it."""
+    left = {job_id: 2.0 for job_id in planner.day.job_ids}
+    version = planner.replan("hourly", RunState(START, left))
+    assert version.from_time == START
+    planner.state = RunState(START + HOUR, left)  # what the loop sets when slot 0 starts
+    planner._polish_wanted = True
+    planner._polish()
+    assert planner._polishing is None
+    planner.state = RunState(START, left)  # the plan's own state: it may be optimised
+    planner._polish()
+    assert planner._polishing is not None

@@ -47,6 +47,7 @@ from scheduler.drivers.service.planner import Planner, RunState
 from scheduler.drivers.service.store import LoopProgress, Store
 from scheduler.horizon import Horizon
 from scheduler.jobs import read_jobs
+from scheduler.metrics import busy_gpus
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.problem import Problem
 from scheduler.settlement import Runner, Settlement
@@ -109,6 +110,26 @@ class DayDone:
 def _run_state(engine: Settlement, at: pd.Timestamp) -> RunState:
     """Where ``engine``'s day stands at the slot boundary ``at``."""
     return RunState(at, engine.remaining_gpu_hours(), engine.last_load_mw())
+
+
+def _running_state(engine: Settlement, t: int) -> RunState:
+    """Where ``engine``'s day will stand once slot ``t`` runs as planned: from the boundary after
+    it, less the work its plan rows give each job, from its planned load. Plans made while the
+    slot runs start after it (the slot's tasks are already decided), so no work is planned into
+    a slot that has begun; the state after the slot replaces this one."""
+    problem, plan = engine.problem, engine.plan
+    horizon = problem.horizon
+    rows = plan[plan["time"] == horizon.times[t]]
+    remaining = engine.remaining_gpu_hours()
+    for job_id, gpus in rows.groupby("job_id")["gpus"].sum().items():
+        if job_id in remaining:
+            remaining[job_id] = max(remaining[job_id] - gpus * horizon.slot_hours, 0.0)
+    busy = busy_gpus(rows, problem.site_names, horizon)[:, t]
+    load = problem.base_load_mw + busy * problem.mw_per_gpu
+    load_mw = dict(zip(problem.site_names, load.tolist(), strict=True))
+    return RunState(
+        horizon.times[t] + pd.Timedelta(minutes=horizon.slot_minutes), remaining, load_mw
+    )
 
 
 class ControlLoop:
@@ -267,17 +288,20 @@ class ControlLoop:
             boundary = horizon.times[t]
             if not self._wait_until(boundary):
                 return None
-            current = self.planner.settled()
-            if current.version != seen:
-                engine.set_caps(current.problem.caps)
-                engine.replace_plan(current.result.plan, boundary)
-                seen, planned_at = current.version, boundary
-                log.info("%s: plan version %d (%s) runs from here", boundary, seen, current.reason)
-            elif boundary - planned_at >= self.replan_every and engine.work_left(t):
-                state = _run_state(engine, boundary)
-                current = self.planner.replan(f"every {self.replan_every}", state)
-                engine.replace_plan(current.result.plan, boundary)
-                seen, planned_at = current.version, boundary
+            with self.planner.slot_start():
+                current = self.planner.settled()
+                if current.version != seen:
+                    engine.set_caps(current.problem.caps)
+                    engine.replace_plan(current.result.plan, boundary)
+                    seen, planned_at = current.version, boundary
+                    log.info("%s: plan version %d (%s) runs from here", boundary, seen,
+                             current.reason)  # fmt: skip
+                elif boundary - planned_at >= self.replan_every and engine.work_left(t):
+                    state = _run_state(engine, boundary)
+                    current = self.planner.replan(f"every {self.replan_every}", state)
+                    engine.replace_plan(current.result.plan, boundary)
+                    seen, planned_at = current.version, boundary
+                self.planner.state = _running_state(engine, t)
             engine.step(t)
             self.store.save_loop_slot(day, t + 1, carried, engine.state())
             self.planner.state = _run_state(engine, boundary + slot)

@@ -162,6 +162,7 @@ class PlanVersion:
     metrics: PlanMetrics
     site_load: pd.DataFrame  # scheduler.contracts.SITE_LOAD
     plan_seconds: float  # time to make (or check) this plan [s]
+    from_time: pd.Timestamp | None = None  # the running day's state it plans from (None: all)
 
     @property
     def caps_in_force(self) -> int:
@@ -239,9 +240,9 @@ class Planner:
         self._policy = get_policy("optimizer", config.solver)
         self._quick = get_policy("greedy", config.solver)  # when no repair keeps every job
         self._solver: ProcessPoolExecutor | None = None  # from the end of start-up
-        self._lock = threading.Lock()  # one plan at a time
+        self._lock = threading.RLock()  # one plan at a time; the loop's slot start holds it too
         self._polish_wanted = False  # the current plan is kept or repaired, not optimal
-        self._polishing: tuple[Problem, Future, float] | None = None  # planner thread only
+        self._polishing: tuple[PlanVersion, Future, float] | None = None  # planner thread only
         self._published = threading.Condition()
         self._caps: dict[str, list[LoadCap]] = {}  # the events in force, by id
         self._ends: dict[str, tuple[list[LoadCap], int]] = {}  # see _end_ns
@@ -344,6 +345,12 @@ class Planner:
     @property
     def current(self) -> PlanVersion:
         return self._current
+
+    def slot_start(self) -> threading.RLock:
+        """Held by the control loop from a slot boundary until the slot's plan and the state
+        after it (:attr:`state`) are set, so a change arriving meanwhile is planned from the
+        next boundary, not into the slot that has begun."""
+        return self._lock
 
     def settled(self) -> PlanVersion:
         """The current plan once any change being planned now is published (the control loop
@@ -461,13 +468,15 @@ class Planner:
         found (see the module docstring)."""
         if self._polishing is None:
             with self._lock:
-                wanted, problem = self._polish_wanted, self._current.problem
+                wanted, start = self._polish_wanted, self._current
+                wanted &= self._current_from_now()
             if wanted and self._solver is not None:
-                future = self._solver.submit(self._policy.plan, problem)
+                future = self._solver.submit(self._policy.plan, start.problem)
                 future.add_done_callback(lambda _: self._wake())
-                self._polishing = (problem, future, time.perf_counter())
+                self._polishing = (start, future, time.perf_counter())
             return
-        problem, future, began = self._polishing
+        start, future, began = self._polishing
+        problem = start.problem
         if not future.done():
             return
         self._polishing = None
@@ -482,6 +491,8 @@ class Planner:
             if current.problem is not problem:
                 return  # changed meanwhile: optimised again once quiet
             self._polish_wanted = False
+            if not self._current_from_now():
+                return  # a slot began meanwhile: the loop's next re-plan starts after it
             if result.objective_kg >= current.result.objective_kg * (1 - 1e-9):
                 return
             version = self._version(
@@ -494,6 +505,13 @@ class Planner:
             "plan version %d: optimised in the background, %.1f kg CO2 less",
             version.version, current.result.objective_kg - result.objective_kg,
         )  # fmt: skip
+
+    def _current_from_now(self) -> bool:
+        """Whether the current plan starts where the running day stands (hold ``_lock``): a
+        plan from an earlier boundary would put work into a slot that has begun, which never
+        runs it."""
+        state = self.state
+        return state is None or self._current.from_time == state.from_time
 
     def _wake(self) -> None:
         with self._queue_changed:
@@ -773,6 +791,7 @@ class Planner:
             metrics=plan_metrics(result.plan, jobs, supply, sites, horizon, caps),
             site_load=site_load(result.plan, supply, sites, horizon, caps),
             plan_seconds=seconds,
+            from_time=None if self.state is None else self.state.from_time,
         )
 
     def _publish(self, version: PlanVersion) -> None:
