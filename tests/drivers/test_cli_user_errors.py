@@ -163,6 +163,10 @@ def test_serve_on_a_port_in_use_is_one_message(tmp_path):
                             str(tmp_path / "caps.sqlite"), cwd=tmp_path, timeout_s=120)  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and str(port) in result.stderr
+    assert result.stderr.strip().splitlines() == [  # one line: no gRPC core log before it
+        f"error: --listen 127.0.0.1:{port}: cannot listen there (is the port in use by another "
+        "process?)"
+    ]
 
 
 @pytest.mark.parametrize(

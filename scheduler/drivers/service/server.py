@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -201,8 +202,34 @@ def check_listen(listen: str, auth_open: bool) -> None:
         )
 
 
+def _in_use_message(listen: str) -> str:
+    return f"--listen {listen}: cannot listen there (is the port in use by another process?)"
+
+
+def _check_port_free(listen: str) -> None:
+    """Refuse ``listen`` when every address it names is taken (bound as gRPC binds, with
+    ``SO_REUSEADDR``), before gRPC's core tries and logs its own error line first."""
+    host, _, port = listen.rpartition(":")
+    if int(port) == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return  # gRPC names the address it cannot resolve
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                return  # one address is free: gRPC can listen
+            except OSError:
+                continue
+    raise UserError(_in_use_message(listen))
+
+
 async def _bound_server(options: ServeOptions) -> tuple[grpc.aio.Server, int]:
     """A server listening on ``options.listen`` (TLS when configured), and the port bound."""
+    _check_port_free(options.listen)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -220,10 +247,7 @@ async def _bound_server(options: ServeOptions) -> tuple[grpc.aio.Server, int]:
         )
         return server, server.add_secure_port(options.listen, credentials)
     except RuntimeError as error:
-        raise UserError(
-            f"--listen {options.listen}: cannot listen there (is the port in use by another "
-            f"process?): {error}"
-        ) from None
+        raise UserError(f"{_in_use_message(options.listen)}: {error}") from None
 
 
 def _loop_clock(options: ServeOptions, store: Store, config: Config) -> Clock:
