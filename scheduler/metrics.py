@@ -86,7 +86,8 @@ def site_load(
     a slot where the plan has GPUs busy and grid or load exceeds its cap by more than
     :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing.
     """
-    arrays = _load_arrays(plan, supply, sites, horizon, caps)
+    gpus = busy_gpus(plan, [s.name for s in sites], horizon)
+    arrays = _load_arrays(gpus, supply, sites, horizon, caps)
     n_sites = len(sites)
     return pd.DataFrame(
         {
@@ -98,19 +99,6 @@ def site_load(
 
 
 def _load_arrays(
-    plan: pd.DataFrame,
-    supply: pd.DataFrame,
-    sites: Sequence[Site],
-    horizon: Horizon,
-    caps: Sequence[LoadCap],
-) -> dict[str, np.ndarray]:
-    """The site-load columns as ``[site, slot]`` arrays."""
-    return _load_arrays_of(
-        busy_gpus(plan, [s.name for s in sites], horizon), supply, sites, horizon, caps
-    )
-
-
-def _load_arrays_of(
     gpus: np.ndarray,
     supply: pd.DataFrame,
     sites: Sequence[Site],
@@ -197,9 +185,7 @@ def plan_metrics(
     """
     names = [s.name for s in sites]
     site, slot = _site_slot(plan, names, horizon)
-    load = _load_arrays_of(
-        _busy(site, slot, plan, len(names), horizon), supply, sites, horizon, caps
-    )
+    load = _load_arrays(_busy(site, slot, plan, len(names), horizon), supply, sites, horizon, caps)
     up_mw, down_mw = ramp_limits_mw(sites, horizon.slot_minutes)
     initial = None if initial_load_mw is None else np.asarray(initial_load_mw, dtype=float)
     ramps = ramp_stats(load["load_mw"], up_mw, down_mw, initial)
