@@ -13,13 +13,14 @@ When caps tighten, the plan made before them usually breaks them in a few site-s
 3. the cut preemptible work is placed again at the least grid CO2 on top of the rest, by a
    min-cost flow over just those jobs: inside each job's window, at its allowed sites (with
    ``max_site_moves`` set, only at sites the job already runs at), up to its ``max_gpus``
-   (when other jobs would have to move to make room, the repair declines: moving them is the
-   optimizer's work, and trying costs about as much as planning again);
+   (when other jobs would have to move to make room, the repair leaves the work out: moving
+   them is the planners' work, and trying costs about as much as planning again);
 4. the ramp limits are fitted as every policy fits them (:func:`~.policies.ramp_fit.fit_ramps`).
 
-A repair is only returned when it places, job by job, at least the work the plan placed and the
-validator finds nothing wrong: so it never makes a job later than the plan it repairs. It is not
-optimal; a caller that needs an optimum plans again (the service does so in the background).
+Work that fits nowhere (no room left in its window without moving other jobs) is left
+unfinished; the caller compares the repair with the plan it repairs (:func:`later_jobs`) and
+decides. A repair is only returned when the validator finds nothing wrong. It is not optimal; a
+caller that needs an optimum plans again (the service does so in the background).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 from scheduler.validate import validate_plan
 
-__all__ = ["plan_arrays", "repair"]
+__all__ = ["later_jobs", "plan_arrays", "repair"]
+
+_LATE_TOLERANCE_GPU_H = 1e-9
 
 
 def plan_arrays(problem: Problem, plan: pd.DataFrame) -> PlanArrays:
@@ -52,26 +55,28 @@ def plan_arrays(problem: Problem, plan: pd.DataFrame) -> PlanArrays:
 
 def repair(problem: Problem, previous: PlanResult, name: str) -> PlanResult | None:
     """``previous`` changed to keep ``problem``'s caps (module docstring), reported as policy
-    ``name``; ``None`` when no repair places the same work or the repair is not valid."""
+    ``name``; ``None`` when the repair is not valid."""
     began = time.perf_counter()
     arrays = plan_arrays(problem, previous.plan)
     kept, units, blocks = _cut(problem, arrays)
     load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(load, (kept.site, kept.slot), kept.gpus)
     moved = cheapest_blocks(problem, blocks, problem.site_mask, np.zeros_like(load), load)
-    kept = PlanArrays.concat([kept, moved])
-    placed = _place(problem, kept, units)
-    if placed is None:
-        return None
-    before = arrays.placed_units(problem.n_jobs)
-    arrays = fit_ramps(problem, PlanArrays.concat([kept, placed]))
-    if (arrays.placed_units(problem.n_jobs) < before).any():
-        return None
+    kept = PlanArrays.concat([kept, moved, _place(problem, kept, units)])
     result = make_result(
-        problem, name, arrays, PlanStatus.FEASIBLE, time.perf_counter() - began,
-        notes=("repaired to new caps; not re-optimised",),
+        problem, name, fit_ramps(problem, kept), PlanStatus.FEASIBLE,
+        time.perf_counter() - began, notes=("repaired to new caps; not re-optimised",),
     )  # fmt: skip
     return result if not validate_plan(problem, result) else None
+
+
+def later_jobs(result: PlanResult, previous: PlanResult) -> pd.Series:
+    """The work each job has unfinished in ``result`` beyond what it had in ``previous``, for
+    the jobs where that is more than a rounding error [GPU-h]."""
+    before = previous.unfinished_gpu_hours
+    after = result.unfinished_gpu_hours
+    increase = after - before.reindex(after.index, fill_value=0.0)
+    return increase[increase > _LATE_TOLERANCE_GPU_H]
 
 
 def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, np.ndarray]:
@@ -132,10 +137,10 @@ def _room(problem: Problem, arrays: PlanArrays, load: np.ndarray, jobs: np.ndarr
     return room
 
 
-def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays | None:
+def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays:
     """Place ``units`` GPU-slots per job around ``kept`` at the least grid CO2 (module docstring,
     step 3): a min-cost flow (:func:`~.policies.flow.solve_flow`) of one group per job over the
-    GPUs ``kept`` leaves free; ``None`` when some of the work does not fit."""
+    GPUs ``kept`` leaves free; work that does not fit is left out."""
     jobs = np.flatnonzero(units)
     if not len(jobs):
         return PlanArrays.empty()
@@ -162,6 +167,4 @@ def _place(problem: Problem, kept: PlanArrays, units: np.ndarray) -> PlanArrays 
         slot_cap=np.maximum(problem.max_gpus[jobs, None] - in_slot[jobs], 0),
     )
     flow = solve_flow(problem, groups, site_tiers(problem, load), tie_break=True)
-    if flow.unplaced.sum() > 0:
-        return None
     return PlanArrays(jobs[flow.group], flow.site, flow.slot, flow.gpus)

@@ -1,5 +1,7 @@
 """The service's planner: when no repair keeps every job, it answers from the quick (greedy)
-plan if that keeps every job's work, and plans with the optimizer only when it does not."""
+plan if that keeps every job's work; where neither does, from a provisional plan (the one of the
+greedy plan and a repair that leaves work unfinished that leaves less), never waiting for the
+optimizer, except for the look-ahead day."""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ import pytest
 from scheduler_testkit import START, job, make_problem, site
 
 from scheduler.config import load_config
-from scheduler.drivers.service.planner import Planner, RunState
+from scheduler.drivers.service.planner import Planner, RunState, _answer
 from scheduler.drivers.service.store import Store
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
-from scheduler.repair import plan_arrays, repair
+from scheduler.repair import later_jobs, plan_arrays, repair
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -49,16 +51,17 @@ def test_no_repair_but_a_greedy_plan_keeps_every_job(planner: Planner) -> None:
         day, 7, "hand", _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 1, 2)]), 0.0, True
     )
     capped = replace(day, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.0),))
-    assert repair(capped, previous.result, "optimizer") is None
-    version = planner._kept_or_repaired(previous, capped, 8, "cap")
-    assert version is not None and version.replanned
+    repaired = repair(capped, previous.result, "optimizer")
+    assert repaired is not None and list(later_jobs(repaired, previous.result).index) == ["x"]
+    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
+    assert version is not None and version.replanned and not version.provisional
     assert "planned by greedy" in version.reason
     assert version.result.unfinished_gpu_hours.sum() == 0
     by_slot = version.result.plan.groupby("time")["gpus"].sum()
     assert by_slot.get(START, 0) == 0 and by_slot.sum() == 6
 
 
-def test_when_greedy_would_leave_work_only_the_optimizer_answers(planner: Planner) -> None:
+def test_when_greedy_would_leave_work_a_provisional_plan_answers(planner: Planner) -> None:
     day = planner.day
     previous = planner._version(
         day, 7, "hand", _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 1, 2)]), 0.0, True
@@ -67,7 +70,41 @@ def test_when_greedy_would_leave_work_only_the_optimizer_answers(planner: Planne
     caps = tuple(
         LoadCap("a", START + t * HOUR, START + (t + 1) * HOUR, LOAD_LIMIT, 0.0) for t in (0, 2)
     )
-    assert planner._kept_or_repaired(previous, replace(day, caps=caps), 8, "cap") is None
+    capped = replace(day, caps=caps)
+    # the look-ahead day has no background optimiser: there only the optimizer answers
+    assert planner._kept_or_repaired(previous, capped, 8, "cap", False) is None
+    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
+    assert version is not None and version.provisional and "provisional" in version.reason
+    by_slot = version.result.plan.groupby("time")["gpus"].sum()
+    assert set(by_slot.index) == {START + HOUR} and by_slot.sum() == 4  # full, within the caps
+    assert version.result.unfinished_gpu_hours.sum() == pytest.approx(2.0)
+    answer = _answer(previous, version, capped)
+    assert not answer.opt_in and "quick plan" in answer.reason and "1 job(s) late" in answer.reason
+
+
+def test_the_provisional_plan_is_the_one_leaving_less_work_unfinished(planner: Planner) -> None:
+    """Greedy does not look ahead: with no green in hour 0 it leaves ``z`` for later, where
+    the caps leave no room. A repair of the plan that ran ``z`` in hour 2 moves it to hour 0."""
+    jobs = [job("u", 2, 2, 1, 2), job("v", 3, 2, 1, 3), job("z", 2, 2, 0, 3)]
+    day = make_problem([site("a", gpus=4)], np.array([[0.0, 0.002, 0.004]]), jobs)
+    caps = (
+        LoadCap("a", START + HOUR, START + 2 * HOUR, LOAD_LIMIT, 0.0),
+        LoadCap("a", START + 2 * HOUR, START + 3 * HOUR, LOAD_LIMIT, 0.001),  # 1 GPU
+    )
+    capped = replace(day, caps=caps)
+    rows = [("u", 1, 2), ("v", 1, 1), ("v", 2, 2), ("z", 2, 2)]
+    previous = planner._version(day, 7, "hand", _hand(day, rows), 0.0, True)
+    assert planner._quick.plan(capped).unfinished_gpu_hours.sum() == pytest.approx(5.0)
+    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
+    assert version is not None and version.provisional
+    assert "leaving what fits nowhere" in version.reason
+    left = version.result.unfinished_gpu_hours
+    assert left.sum() == pytest.approx(4.0) and left["z"] == 0  # z runs in hour 0
+    # the other way round: the plan repaired had left v and z out, so greedy leaves less
+    previous = planner._version(day, 7, "hand", _hand(day, [("u", 1, 2)]), 0.0, True)
+    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
+    assert version is not None and version.provisional and "planned by greedy" in version.reason
+    assert version.result.unfinished_gpu_hours.sum() == pytest.approx(5.0)
 
 
 def test_no_background_plan_starts_from_a_slot_that_has_begun(planner: Planner) -> None:

@@ -1,5 +1,5 @@
-"""Repairing a plan to new caps: it keeps them, never places less work for any job, moves cut
-work to green first and blocks whole, and says when it cannot (no room left)."""
+"""Repairing a plan to new caps: it keeps them, moves cut work to green first and blocks whole,
+and leaves unfinished only the work that has no room left (which :func:`later_jobs` names)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scheduler_testkit import START, job, make_problem, site
 from scheduler.policies import get_policy
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
-from scheduler.repair import plan_arrays, repair
+from scheduler.repair import later_jobs, plan_arrays, repair
 from scheduler.validate import validate_plan
 
 HOUR = pd.Timedelta(hours=1)
@@ -74,20 +74,25 @@ def test_a_non_preemptible_block_over_a_cap_moves_whole():
     assert gpus_at(result, "a") in ([0, 40, 40, 0], [0, 0, 40, 40])  # one run, after the cap
 
 
-def test_a_block_with_no_run_left_in_its_window_is_not_repaired():
+def test_a_block_with_no_run_left_in_its_window_leaves_the_plan():
     problem = make_problem([site("a")], [[0.1] * 4], [job("block", 80, 40, 0, 2,
                            preemptible=False)])  # fmt: skip
     before = planned(problem, [("block", "a", 0, 40), ("block", "a", 1, 40)])
     capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.02),))
-    assert repair(capped, before, "optimizer") is None
+    result = repair(capped, before, "optimizer")
+    assert result is not None and result.plan.empty and validate_plan(capped, result) == []
+    assert later_jobs(result, before).to_dict() == {"block": 80.0}
 
 
-def test_no_room_left_in_the_window_is_not_repaired():
-    """Hour 1 is full, so the work the cap cuts from hour 0 has nowhere to go."""
+def test_work_with_no_room_left_in_the_window_is_left_unfinished():
+    """Hour 1 is full, so of the 50 GPU-h the cap cuts from hour 0 only 40 stay (40 kW)."""
     problem = make_problem([site("a", gpus=50)], [[0.1] * 4], [job("j", 100, 50, 0, 2)])
     before = planned(problem, [("j", "a", 0, 50), ("j", "a", 1, 50)])
     capped = replace(problem, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.04),))
-    assert repair(capped, before, "optimizer") is None
+    result = repair(capped, before, "optimizer")
+    assert result is not None and validate_plan(capped, result) == []
+    assert gpus_at(result, "a") == [40, 50, 0, 0]
+    assert later_jobs(result, before).to_dict() == {"j": 10.0}
 
 
 def test_a_repaired_plan_keeps_the_ramp_limits():

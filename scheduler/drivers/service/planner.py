@@ -15,15 +15,22 @@ so modification numbers apply in order. The caps in force become hard constraint
   ``replanned = False``; when the caps only tightened it stays optimal (adding constraints
   cannot improve an optimum that is still feasible);
 - otherwise the current plan is repaired to them (:func:`scheduler.repair.repair`: tens of
-  milliseconds, and never a job later than before); where no repair keeps every job's work, the
+  milliseconds) if that leaves no job later than before; where the repair does not, the
   ``greedy`` policy plans the day (tens of milliseconds at 1,000 jobs) and its plan is used if
-  no job has more work unfinished than before; only when neither keeps every job does the
-  ``optimizer`` policy plan again first (bounded by ``solver.time_limit_s``; an overrun is
-  reported in the solver notes and the log), since only it can say whether a job must be late.
+  no job has more work unfinished than before;
+- where neither does (the caps leave too little room, or only the optimizer finds it), the one
+  of the two that leaves less work unfinished answers at once as a *provisional* plan (its
+  answer says so). Waiting for the optimizer instead would cost about a second per batch at
+  1,000 jobs, and every change queued behind it would wait too. Only a new day, a re-plan of
+  the running day (:meth:`Planner.new_day`, :meth:`Planner.replan`) and a cap on the
+  look-ahead day (which nothing optimises in the background) wait for the ``optimizer``
+  (bounded by ``solver.time_limit_s``; an overrun is reported in the solver notes and the
+  log).
 
 **Optimising in the background.** A kept plan under loosened caps, a repaired one or a greedy
 one is not the optimum (an answer's cost is against the plan it names, so a greedy plan's cost
-overstates what the cap itself costs until the optimum follows). Once no change has arrived
+overstates what the cap itself costs until the optimum follows, and a provisional plan may name
+jobs late that the optimum keeps on time). Once no change has arrived
 for :data:`POLISH_IDLE_S`, the optimizer plans the same problem in the solver process while the
 planner thread goes on answering; its plan is published as the next version if the problem is
 still the current one and it is better.
@@ -77,7 +84,7 @@ from scheduler.metrics import PlanMetrics, busy_gpus, plan_metrics, site_load
 from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, get_policy
 from scheduler.problem import LoadCap, Problem
-from scheduler.repair import repair
+from scheduler.repair import later_jobs, repair
 
 __all__ = [
     "MAX_NAMED_LATE_JOBS",
@@ -98,7 +105,6 @@ MAX_NAMED_LATE_JOBS = 100
 _GATHER_SHARE = 0.25  # of a batch's time, waited for more changes before the next batch [-]
 _GATHER_MAX_S = 0.05  # the longest such wait [s]
 POLISH_IDLE_S = 0.3  # quiet time before a kept or repaired plan is optimised again [s]
-_LATE_TOLERANCE_GPU_H = 1e-9
 
 
 class ConflictError(Exception):
@@ -163,6 +169,7 @@ class PlanVersion:
     site_load: pd.DataFrame  # scheduler.contracts.SITE_LOAD
     plan_seconds: float  # time to make (or check) this plan [s]
     from_time: pd.Timestamp | None = None  # the running day's state it plans from (None: all)
+    provisional: bool = False  # a quick plan leaving work unfinished; the optimum follows
 
     @property
     def caps_in_force(self) -> int:
@@ -583,8 +590,8 @@ class Planner:
             return None
         before = self._ahead_version or self._plan_ahead(_flat(self._caps), "look-ahead")
         problem = replace(ahead, caps=tuple(_flat(caps)))
-        after = self._kept_or_repaired(before, problem, 0, f"look-ahead, {reason}")
-        if after is None:
+        after = self._kept_or_repaired(before, problem, 0, f"look-ahead, {reason}", False)
+        if after is None:  # nothing optimises the look-ahead day in the background
             after = self._plan(problem, 0, f"look-ahead, {reason}")
         self._ahead_version = after
         return after.problem.horizon, _answer(before, after, after.problem)
@@ -716,41 +723,49 @@ class Planner:
         if np.array_equal(old_grid, new_grid) and np.array_equal(old_load, new_load):
             return current
         version = current.version + 1
-        kept = self._kept_or_repaired(current, problem, version, reason)
-        if kept is None:
-            return self._plan(problem, version, reason)
+        kept = self._kept_or_repaired(current, problem, version, reason, True)
+        assert kept is not None  # a provisional plan at worst
         tighter = (new_grid <= old_grid).all() and (new_load <= old_load).all()
         self._polish_wanted = kept.replanned or not tighter
         return kept
 
     def _kept_or_repaired(
-        self, previous: PlanVersion, problem: Problem, version: int, reason: str
+        self, previous: PlanVersion, problem: Problem, version: int, reason: str, late_ok: bool
     ) -> PlanVersion | None:
         """``previous``'s plan as version ``version`` under ``problem``'s caps if it keeps
         them as every policy does (GPUs within
         :attr:`~scheduler.problem.Problem.capacity_gpus`; ``replanned = False``), else its
         repair (:func:`~scheduler.repair.repair`), else the quick policy's plan (``greedy``,
         tens of milliseconds) when it leaves no job with more work unfinished than
-        ``previous``; ``None`` when none of them: only the optimizer can then say whether a job
-        must be late."""
+        ``previous``; else, if ``late_ok``, a provisional plan (module docstring), and
+        ``None`` if not: only the optimizer can then say whether a job must be late."""
         began = time.perf_counter()
         shape = problem.capacity_gpus.shape  # previous covers the same sites and slots
         busy = previous.site_load["gpus_busy"].to_numpy().reshape(shape)
         if (busy <= problem.capacity_gpus).all():  # the limits every policy plans to
             seconds = time.perf_counter() - began
             return self._version(problem, version, reason, previous.result, seconds, False)
-        how = "repaired to the caps"
+        how, provisional = "repaired to the caps", False
         quick = repair(problem, previous.result, self._policy.name)
-        if quick is None:
-            how = f"planned by {self._quick.name} to answer at once"
-            quick = self._quick.plan(problem)
-            before = previous.result.unfinished_gpu_hours.to_numpy()
-            if (quick.unfinished_gpu_hours.to_numpy() > before + _LATE_TOLERANCE_GPU_H).any():
+        if quick is None or not later_jobs(quick, previous.result).empty:
+            greedy = self._quick.plan(problem)
+            by_greedy = f"planned by {greedy.policy} to answer at once"
+            if later_jobs(greedy, previous.result).empty:
+                how, quick = by_greedy, greedy
+            elif not late_ok:
                 return None
-        return self._version(
+            else:
+                provisional = True
+                if quick is None or _unfinished_first(greedy) <= _unfinished_first(quick):
+                    how, quick = by_greedy, greedy
+                else:
+                    how = "repaired to the caps, leaving what fits nowhere"
+                how = f"{how}; provisional"
+        made = self._version(
             problem, version, f"{reason}; {how}, optimised in the background",
             quick, time.perf_counter() - began, True,
         )  # fmt: skip
+        return replace(made, provisional=provisional)
 
     def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
         began = time.perf_counter()
@@ -829,6 +844,11 @@ def _exit_with(server_pid: int) -> None:
                 os._exit(0)
 
     threading.Thread(target=watch, name="greensched-server-watch", daemon=True).start()
+
+
+def _unfinished_first(result: PlanResult) -> tuple[float, float]:
+    """Orders plans by the work they leave unfinished [GPU-h], then by their objective [kg]."""
+    return float(result.unfinished_gpu_hours.sum()), result.objective_kg
 
 
 def _flat(caps: dict[str, list[LoadCap]]) -> list[LoadCap]:
@@ -952,10 +972,7 @@ def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> Submit
             _NO_COST,
             new.version,
         )
-    before = previous.result.unfinished_gpu_hours
-    after = new.result.unfinished_gpu_hours
-    increase = (after - before.reindex(after.index, fill_value=0.0)).clip(lower=0.0)
-    late = increase[increase > _LATE_TOLERANCE_GPU_H].sort_values(ascending=False)
+    late = later_jobs(new.result, previous.result).sort_values(ascending=False)
     load_change = np.abs(_load_change_mw(previous, new))
     cost = CapCost(
         late_jobs=tuple(late.index[:MAX_NAMED_LATE_JOBS]),
@@ -969,11 +986,16 @@ def _answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> Submit
         how = "re-planned" if new.replanned else "the current plan already keeps it"
         return SubmitAnswer(True, f"honoured with every job on time ({how})", cost, new.version)
     named = ", ".join(cost.late_jobs[:10]) + (" ..." if len(late) > 10 else "")
+    which = (
+        "the quick plan that answers at once (the optimizer plans the same caps in the "
+        "background and publishes a later version if it keeps more jobs on time) leaves"
+        if new.provisional
+        else "the plan cannot keep it with every job on time:"
+    )
     return SubmitAnswer(
         False,
-        f"accepted and enforced, but the plan cannot keep it with every job on time: "
-        f"{len(late)} job(s) late by their deadline ({cost.late_gpu_hours:,.1f} GPU-h "
-        f"unfinished): {named}",
+        f"accepted and enforced, but {which} {len(late)} job(s) late by their deadline "
+        f"({cost.late_gpu_hours:,.1f} GPU-h unfinished): {named}",
         cost,
         new.version,
     )
