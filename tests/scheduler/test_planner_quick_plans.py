@@ -5,6 +5,7 @@ optimizer, except for the look-ahead day."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,12 +14,16 @@ import pandas as pd
 import pytest
 from scheduler_testkit import START, job, make_problem, site
 
+import scheduler.drivers.service.planner as planner_module
 from scheduler.config import load_config
-from scheduler.drivers.service.planner import Planner, RunState, _answer
+from scheduler.drivers.service.auth import Coordinator
+from scheduler.drivers.service.events import CapEvent, CapInterval
+from scheduler.drivers.service.planner import Planner, RunState, _answer, _Change
 from scheduler.drivers.service.store import Store
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
 from scheduler.repair import later_jobs, plan_arrays, repair
+from scheduler.validate import validate_plan
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -114,9 +119,76 @@ def test_no_background_plan_starts_from_a_slot_that_has_begun(planner: Planner) 
     version = planner.replan("hourly", RunState(START, left))
     assert version.from_time == START
     planner.state = RunState(START + HOUR, left)  # what the loop sets when slot 0 starts
-    planner._polish_wanted = True
+    planner._unpolished()
     planner._polish()
     assert planner._polishing is None
     planner.state = RunState(START, left)  # the plan's own state: it may be optimised
     planner._polish()
     assert planner._polishing is not None
+
+
+@pytest.fixture
+def green_planner(tmp_path: Path):
+    """The ``planner`` day with 4 GPUs of green in hour 2 only, whose current plan runs ``y`` in
+    hour 0 instead (not optimal: the optimum runs it on the green)."""
+    jobs = [job("x", 2, 2, 0, 2), job("w", 2, 2, 1, 2), job("y", 2, 2, 0, 3)]
+    day = make_problem([site("a", gpus=4)], np.array([[0.0, 0.0, 0.004]]), jobs)
+    store = Store(tmp_path / "caps.sqlite")
+    planner = Planner(load_config(), day, store, clock=lambda: START - HOUR)
+    hand = _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 0, 2)])
+    planner._publish(planner._version(day, 2, "hand", hand, 0.0, True))
+    planner._unpolished()
+    yield planner
+    planner.close()
+    store.close()
+
+
+def _change(k: int, mw: float, hour: int = 0) -> _Change:
+    """Event ``e{k}``: a load limit of ``mw`` on site a in hour ``hour``."""
+    start = START + hour * HOUR
+    cap = LoadCap("a", start, start + HOUR, LOAD_LIMIT, mw)
+    event = CapEvent(f"e{k}", 0, "", 0, ("a",), (CapInterval(start, 3600.0, LOAD_LIMIT, mw),))
+    return _Change(event.event_id, Coordinator("grid", None), START - HOUR, event, [cap])
+
+
+def test_a_plan_is_optimised_while_changes_never_stop(green_planner, monkeypatch) -> None:
+    """Changes arrive one after another, never leaving the quiet time the background optimiser
+    waits for: after ``POLISH_MAX_WAIT_S`` it runs anyway, and its plan (repaired to the caps
+    that changed meanwhile) replaces the one that was not optimal."""
+    monkeypatch.setattr(planner_module, "POLISH_IDLE_S", 60.0)
+    monkeypatch.setattr(planner_module, "POLISH_MAX_WAIT_S", 0.2)
+    deadline = time.monotonic() + 20
+    k = 0
+    while "optimised in the background" not in green_planner.current.reason:
+        assert time.monotonic() < deadline, "never optimised while changes kept arriving"
+        # a little over 4 GPUs, changing each time: a new cap matrix, the same plan kept
+        with green_planner._queue_changed:
+            done = green_planner._queue(_change(k, 0.004 + 1e-5 * (k % 50 + 1)))
+        done.result(timeout=10)
+        k += 1
+    current = green_planner.current
+    plan = current.result.plan
+    assert set(plan.loc[plan["job_id"] == "y", "time"]) == {START + 2 * HOUR}
+    assert validate_plan(current.problem, current.result) == []
+
+
+def test_a_background_plan_of_caps_since_changed_is_repaired_to_them(
+    green_planner, monkeypatch
+) -> None:
+    """The optimum runs y on hour 2's green with 2 GPUs; while it is computed, a cap leaves
+    hour 2 one GPU. The optimum, repaired to that cap, still beats the plan in force."""
+    monkeypatch.setattr(planner_module, "POLISH_IDLE_S", 60.0)
+    planner = green_planner
+    with planner._lock:  # the planner thread publishes the background plan only after this
+        planner._polish()  # starts optimising the current problem
+        assert planner._polishing is not None
+        planner._apply([_change(0, 0.001, hour=2)])  # the current plan keeps it (hour 2 idle)
+        before = planner.current
+        assert before.problem.caps and not before.replanned
+    after = planner.wait_for_version(before.version, timeout_s=30)
+    assert after is not None and "then repaired to the caps changed since" in after.reason
+    assert validate_plan(after.problem, after.result) == []  # keeps the cap on hour 2
+    y = after.result.plan[after.result.plan["job_id"] == "y"]
+    assert y.loc[y["time"] == START + 2 * HOUR, "gpus"].sum() == 1  # green, up to the cap
+    assert after.result.objective_kg < before.result.objective_kg
+    assert planner._unpolished_since is not None  # the repair is not optimal: again later

@@ -30,10 +30,11 @@ so modification numbers apply in order. The caps in force become hard constraint
 **Optimising in the background.** A kept plan under loosened caps, a repaired one or a greedy
 one is not the optimum (an answer's cost is against the plan it names, so a greedy plan's cost
 overstates what the cap itself costs until the optimum follows, and a provisional plan may name
-jobs late that the optimum keeps on time). Once no change has arrived
-for :data:`POLISH_IDLE_S`, the optimizer plans the same problem in the solver process while the
-planner thread goes on answering; its plan is published as the next version if the problem is
-still the current one and it is better.
+jobs late that the optimum keeps on time). Once no change has arrived for :data:`POLISH_IDLE_S`,
+or the plan has waited :data:`POLISH_MAX_WAIT_S` for it while changes keep arriving, the
+optimizer plans the same problem in the solver process while the planner thread goes on
+answering. Its plan is published as the next version if it is better than the current one;
+if caps changed meanwhile, it is first repaired to them (and optimised again later).
 
 **Answers.** Each submission is answered with the batch's plan version (which keeps its caps)
 and with the cost of the batch against the plan before the batch: OPT_IN when no job is later
@@ -89,6 +90,7 @@ from scheduler.repair import later_jobs, repair
 __all__ = [
     "MAX_NAMED_LATE_JOBS",
     "POLISH_IDLE_S",
+    "POLISH_MAX_WAIT_S",
     "CapCost",
     "ConflictError",
     "ForecastAt",
@@ -105,6 +107,7 @@ MAX_NAMED_LATE_JOBS = 100
 _GATHER_SHARE = 0.25  # of a batch's time, waited for more changes before the next batch [-]
 _GATHER_MAX_S = 0.05  # the longest such wait [s]
 POLISH_IDLE_S = 0.3  # quiet time before a kept or repaired plan is optimised again [s]
+POLISH_MAX_WAIT_S = 2.0  # the longest such a plan waits for it while changes keep arriving [s]
 
 
 class ConflictError(Exception):
@@ -248,7 +251,7 @@ class Planner:
         self._quick = get_policy("greedy", config.solver)  # when no repair keeps every job
         self._solver: ProcessPoolExecutor | None = None  # from the end of start-up
         self._lock = threading.RLock()  # one plan at a time; the loop's slot start holds it too
-        self._polish_wanted = False  # the current plan is kept or repaired, not optimal
+        self._unpolished_since: float | None = None  # monotonic [s]: the plan is not optimal
         self._polishing: tuple[PlanVersion, Future, float] | None = None  # planner thread only
         self._published = threading.Condition()
         self._caps: dict[str, list[LoadCap]] = {}  # the events in force, by id
@@ -344,7 +347,7 @@ class Planner:
     def _replan_locked(self, reason: str) -> PlanVersion:
         problem = self._problem(_flat(self._caps))
         version = self._plan(problem, self._current.version + 1, reason)
-        self._polish_wanted = False
+        self._unpolished_since = None
         self._store.save_plan(version.record())
         self._publish(version)
         return version
@@ -430,7 +433,7 @@ class Planner:
         waiting for a whole plan after it."""
         while True:
             with self._queue_changed:
-                waiting = self._polish_wanted or self._polishing is not None
+                waiting = self._unpolished_since is not None or self._polishing is not None
                 self._queue_changed.wait_for(
                     lambda: self._waiting or self._closing or self._polished(),
                     timeout=POLISH_IDLE_S if waiting else None,
@@ -438,8 +441,9 @@ class Planner:
                 if not self._waiting and self._closing:
                     return
                 taken, self._waiting = self._waiting, []
-            if not taken:  # quiet, or the background plan is ready
-                self._polish()
+            if not taken or self._polished() or self._polish_overdue():
+                self._polish()  # quiet, the background plan is ready, or changes never stop
+            if not taken:
                 continue
             began = time.perf_counter()
             batch = [c for c in taken if c.done.set_running_or_notify_cancel()]
@@ -470,12 +474,21 @@ class Planner:
     def _polished(self) -> bool:
         return self._polishing is not None and self._polishing[1].done()
 
+    def _polish_overdue(self) -> bool:
+        since = self._unpolished_since
+        return since is not None and time.monotonic() - since >= POLISH_MAX_WAIT_S
+
+    def _unpolished(self) -> None:
+        """Note that the current plan is not optimal (from now, unless it was already)."""
+        if self._unpolished_since is None:
+            self._unpolished_since = time.monotonic()
+
     def _polish(self) -> None:
         """Start optimising the current problem in the solver process, or publish what it
         found (see the module docstring)."""
         if self._polishing is None:
             with self._lock:
-                wanted, start = self._polish_wanted, self._current
+                wanted, start = self._unpolished_since is not None, self._current
                 wanted &= self._current_from_now()
             if wanted and self._solver is not None:
                 future = self._solver.submit(self._policy.plan, start.problem)
@@ -495,22 +508,32 @@ class Planner:
             return
         with self._lock:
             current = self._current
-            if current.problem is not problem:
-                return  # changed meanwhile: optimised again once quiet
-            self._polish_wanted = False
             if not self._current_from_now():
+                self._unpolished_since = None
                 return  # a slot began meanwhile: the loop's next re-plan starts after it
+            how, stale = "optimised in the background", current.problem is not problem
+            if stale:  # caps changed meanwhile
+                now = current.problem
+                if now.horizon != problem.horizon or now.jobs is not problem.jobs:
+                    return  # a new day or state, planned by the optimizer
+                fitted = repair(current.problem, result, self._policy.name)
+                if fitted is None:
+                    return
+                how, result = f"{how}, then repaired to the caps changed since", fitted
+                self._unpolished_since = time.monotonic()  # the next one waits its turn again
+            else:
+                self._unpolished_since = None
             if result.objective_kg >= current.result.objective_kg * (1 - 1e-9):
                 return
             version = self._version(
-                problem, current.version + 1, "optimised in the background", result,
+                current.problem, current.version + 1, how, result,
                 time.perf_counter() - began, True,
             )  # fmt: skip
             self._store.save_plan(version.record())
             self._publish(version)
         log.info(
-            "plan version %d: optimised in the background, %.1f kg CO2 less",
-            version.version, current.result.objective_kg - result.objective_kg,
+            "plan version %d: %s, %.1f kg CO2 less",
+            version.version, how, current.result.objective_kg - result.objective_kg,
         )  # fmt: skip
 
     def _current_from_now(self) -> bool:
@@ -726,7 +749,8 @@ class Planner:
         kept = self._kept_or_repaired(current, problem, version, reason, True)
         assert kept is not None  # a provisional plan at worst
         tighter = (new_grid <= old_grid).all() and (new_load <= old_load).all()
-        self._polish_wanted = kept.replanned or not tighter
+        if kept.replanned or not tighter:  # else it is as optimal as the plan it kept
+            self._unpolished()
         return kept
 
     def _kept_or_repaired(
