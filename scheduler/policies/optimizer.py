@@ -150,9 +150,10 @@ def optimize(
     gap = _gap(objective_kg(problem, arrays), bound.co2_kg)
     status = PlanStatus.OPTIMAL if gap <= OPTIMAL_GAP else PlanStatus.FEASIBLE
     if gap > settings.relative_gap:
-        notes.append(
-            f"gap {gap:.4%} is above the requested relative_gap {settings.relative_gap:.4%}"
-        )
+        shown = f"{gap:.4%}" if np.isfinite(gap) else (
+            f"{objective_kg(problem, arrays):,.1f} kg CO2 over a bound of 0 kg"
+        )  # fmt: skip
+        notes.append(f"gap {shown} is above the requested relative_gap {settings.relative_gap:.4%}")
     if seconds > settings.time_limit_s:
         notes.append(
             f"took {seconds:.1f} s, over time_limit_s {settings.time_limit_s:g} (a min-cost flow "
