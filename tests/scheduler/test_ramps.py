@@ -3,6 +3,7 @@ GPUs draw 1 MW, and hourly slots, so a limit of 5/60 MW/min is 5 MW per slot."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -10,7 +11,9 @@ import pandas as pd
 import pytest
 from scheduler_testkit import START, job, make_problem, plan_all, site
 
+from scheduler.config import SolverSettings
 from scheduler.metrics import busy_gpus, plan_metrics
+from scheduler.policies import get_policy
 from scheduler.problem import IMPORT_CAPACITY_LIMIT, LoadCap
 from scheduler.ramps import load_steps_mw
 from scheduler.settlement import Settlement, settle
@@ -179,3 +182,23 @@ def test_every_plan_ends_the_day_within_one_ramp_down_step_of_base_load():
         assert last <= 5.0 + 1e-9, name
     run = settle(problem, plan_all(problem, names=("optimizer",))["optimizer"].plan)
     assert run.site_slots["load_mw"].iloc[-1] <= 5.0 + 1e-9
+
+
+def test_a_gap_the_ramp_limits_account_for_is_noted_but_not_warned_about(caplog):
+    """The bound ignores ramp limits: on the 20 MW green step it is 0 kg while ramping in and
+    out costs every plan grid CO2. That gap is in the plan's notes, but a log warning (seen by
+    every operator at every re-plan) would say the solver fell short, which it did not."""
+    green = np.zeros((1, 12))
+    green[0, 4:8] = 20.0
+    jobs = [job("export", 60_000, 20_000, 0, 12)]
+    limited = replace(
+        make_problem([ramped("a", 20_000, grid_import_limit_mw=30.0)], green, jobs),
+        initial_load_mw=(0.0,),
+    )
+    with caplog.at_level(logging.INFO, logger="scheduler.policies.optimizer"):
+        result = get_policy("optimizer", SolverSettings()).plan(limited)
+    assert result.best_bound_kg == 0.0 and result.objective_kg > 0
+    assert any(note.startswith("gap ") for note in result.notes)
+    gap_logs = [r for r in caplog.records if "is above the requested relative_gap" in r.message]
+    assert gap_logs and all(r.levelno == logging.INFO for r in gap_logs)
+    assert "the bound ignores ramp limits" in gap_logs[0].message
