@@ -126,3 +126,26 @@ def test_the_optimizer_matches_the_least_grid_plan_where_its_load_profile_cannot
             grid[row.site] = grid.get(row.site, 0) + int(row.gpus)
     assert grid == grid_gpu_slots
     assert result.objective_kg <= get_policy("greedy").plan(problem).objective_kg * (1 + 1e-9)
+
+
+def test_blocks_go_where_the_supply_carries_them_when_the_bound_load_would_crowd_them():
+    """Green is 1, 2, 3, 3 GPUs (1 kW each, 500 g/kWh). Blocks: ``long`` (5 GPU-h, 3 then 2
+    GPUs, slots 1-3), ``early`` (1 GPU in slot 1), ``any`` (1 GPU, slots 1-3); ``mid`` is
+    preemptible (1 GPU in slot 2). Placed on top of the bound's preemptible load, ``long``
+    starts in slot 1 (4 GPUs there, 2 on the grid: 1 kg); placed on the supply alone it starts
+    in slot 2, and only 1 GPU-slot draws from the grid: 0.5 kg, the optimum."""
+    problem = make_problem(
+        [site("a", gpus=4)],
+        np.array([[0.001, 0.002, 0.003, 0.003]]),
+        [
+            job("any", 1, 2, 1, 4, preemptible=False),
+            job("long", 5, 3, 1, 4, preemptible=False),
+            job("early", 1, 2, 1, 2, preemptible=False),
+            job("mid", 1, 2, 2, 3),
+        ],
+    )
+    result = get_policy("optimizer", SolverSettings()).plan(problem)
+    assert_valid(problem, result)
+    assert result.objective_kg == pytest.approx(0.5)
+    long = result.plan[result.plan["job_id"] == "long"].sort_values("time")
+    assert long["gpus"].tolist() == [3, 2] and long["time"].iloc[0] == problem.horizon.times[2]
