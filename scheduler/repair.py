@@ -96,7 +96,16 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     order = np.lexsort(
         (-problem.deadline_slot[job], -room[job], ~problem.preemptible[job], cell[rows])
     )
-    for row in rows[order].tolist():
+    rows = rows[order]
+    divisible = np.where(problem.preemptible[arrays.job[rows]], gpus[rows], 0)
+    if (np.bincount(cell[rows], weights=divisible, minlength=excess.size) >= excess).all():
+        # the usual case: preemptible work covers every excess, no block leaves (the loop
+        # below would cut the same, row by row)
+        take = _in_turn(cell[rows], divisible, excess)
+        gpus[rows] -= take
+        np.add.at(units, arrays.job[rows], take)
+        rows = rows[:0]
+    for row in rows.tolist():
         c, j = int(cell[row]), int(arrays.job[row])
         if excess[c] <= 0 or gpus[row] == 0:
             continue
@@ -113,6 +122,16 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     keep = gpus > 0
     kept = PlanArrays(arrays.job[keep], arrays.site[keep], arrays.slot[keep], gpus[keep])
     return kept, units, np.flatnonzero(removed)
+
+
+def _in_turn(cells: np.ndarray, gpus: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """What each row gives, in turn within its cell (rows grouped by cell), until the cell's
+    ``excess`` is met: ``min(gpus, excess left)`` ``[row]``."""
+    total = np.cumsum(gpus)
+    first = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    start = np.repeat(first, np.diff(np.r_[first, len(cells)]))
+    before = total - gpus - (total[start] - gpus[start])  # given by earlier rows of the cell
+    return np.clip(excess[cells] - before, 0, gpus)
 
 
 def _room(problem: Problem, arrays: PlanArrays, load: np.ndarray, jobs: np.ndarray) -> np.ndarray:
