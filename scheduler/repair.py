@@ -101,9 +101,9 @@ def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, 
     if (np.bincount(cell[rows], weights=divisible, minlength=excess.size) >= excess).all():
         # the usual case: preemptible work covers every excess, no block leaves (the loop
         # below would cut the same, row by row)
-        take = _in_turn(cell[rows], divisible, excess)
-        gpus[rows] -= take
-        np.add.at(units, arrays.job[rows], take)
+        given = _in_turn(cell[rows], divisible, excess)
+        gpus[rows] -= given
+        np.add.at(units, arrays.job[rows], given)
         rows = rows[:0]
     for row in rows.tolist():
         c, j = int(cell[row]), int(arrays.job[row])
