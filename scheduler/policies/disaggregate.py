@@ -1,6 +1,7 @@
 """Split a group flow back into whole GPUs per job, site and slot.
 
-Two steps, each vectorised over all groups at once, slot by slot:
+A group of one job (most groups) has its flow as it is. The groups of several jobs are split in
+two steps, each vectorised over all those groups at once, slot by slot:
 
 1. **Slots**: a group's GPUs in a slot go first to each job's *must-run* amount (work that can
    no longer wait: remaining work minus what ``max_gpus`` can still do in the slots left), then
@@ -15,6 +16,7 @@ Two steps, each vectorised over all groups at once, slot by slot:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 from ortools.graph.python import max_flow
@@ -34,10 +36,20 @@ def disaggregate(problem: Problem, groups: Groups, flow: FlowResult) -> PlanArra
     ``groups`` must be splittable (see :mod:`.flow`); a group flow that cannot be split is a bug
     and raises ``RuntimeError``.
     """
+    members = np.flatnonzero(groups.job_group >= 0)
+    size = np.bincount(groups.job_group[members], minlength=groups.n)
+    sole_job = np.full(groups.n, -1, dtype=np.int64)
+    sole_job[groups.job_group[members]] = members  # the job of each group of one
+    alone = size[flow.group] == 1
+    own = PlanArrays(sole_job[flow.group[alone]], flow.site[alone], flow.slot[alone],
+                     flow.gpus[alone])  # fmt: skip
+    job_group = groups.job_group.copy()
+    job_group[members[size[job_group[members]] == 1]] = -1  # the split sees groups of several
+    shared, shared_flow = replace(groups, job_group=job_group), flow.rows(~alone)
     totals = np.zeros((groups.n, problem.horizon.n_slots), dtype=np.int64)
-    np.add.at(totals, (flow.group, flow.slot), flow.gpus)
-    job, slot, gpus = _split_slots(problem, groups, totals)
-    return _split_sites(problem, groups, flow, job, slot, gpus)
+    np.add.at(totals, (shared_flow.group, shared_flow.slot), shared_flow.gpus)
+    job, slot, gpus = _split_slots(problem, shared, totals)
+    return PlanArrays.concat([own, _split_sites(problem, shared, shared_flow, job, slot, gpus)])
 
 
 def _split_slots(

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -108,9 +107,7 @@ def _bound_and_groups(problem: Problem) -> tuple[FlowResult, Groups]:
     flow = solve_flow(problem, groups, tiers, tie_break=False)
     divisible = np.zeros(groups.n, dtype=bool)
     divisible[groups.job_group] = problem.preemptible
-    keep = divisible[flow.group]
-    flow = replace(flow, **{f: getattr(flow, f)[keep] for f in ("group", "site", "slot", "gpus")})
-    return flow, groups
+    return flow.rows(divisible[flow.group]), groups
 
 
 def optimize(
