@@ -408,6 +408,7 @@ class SiteVintages:
         self._times_ns = times_ns
         self._band_floors_h = error.band_floors_h
         self._technologies: list[_Technology] = []
+        self._by_bands: dict[tuple[int, bool], dict[str, np.ndarray]] = {}
         for technology, marginal, targets, capacity, scale_mw, covered in (
             ("wind", reference.wind, error.levels("wind"), wind_capacity_mw,
              np.full(len(index), wind_capacity_mw), np.ones(len(index), dtype=bool)),
@@ -446,30 +447,50 @@ class SiteVintages:
     ) -> dict[str, np.ndarray]:
         """The vintage issued at ``issued_at`` (UTC; slots starting before it are the actual),
         ``None`` the day-ahead forecast: ``pv_mw``, ``wind_mw``, ``green_mw`` and, with
-        ``quantiles``, ``green_mw_p10`` / ``green_mw_p90`` per row [MW]."""
+        ``quantiles``, ``green_mw_p10`` / ``green_mw_p90`` per row [MW].
+
+        A row carries the bands whose lead floor its lead exceeds, always the first few (the
+        floors increase), so each row is one of a few forecasts: that of its number of bands,
+        computed for every row once (:meth:`_with_bands`) and picked per row here."""
         n_rows, n_bands = len(self._times_ns), len(self._band_floors_h)
         if issued_at is None:
-            active = np.ones((n_rows, n_bands), dtype=bool)
+            bands = np.full(n_rows, n_bands)
         else:
             lead_h = (self._times_ns - pd.Timestamp(issued_at).value) / 3.6e12
-            active = (lead_h[:, None] >= 0) & (lead_h[:, None] > self._band_floors_h[None, :])
-        point, samples = {}, {}
-        for technology in self._technologies:
-            name, capacity = technology.name, technology.capacity_mw
-            point[name] = technology.actual_mw.copy()
-            samples[name] = np.repeat(technology.actual_mw[:, None], _SAMPLES, axis=1)
-            for day in technology.days:
-                part = day.part(active[day.rows])
-                point[name][day.rows] = np.minimum(part.point_mw, capacity)
-                samples[name][day.rows] = np.minimum(part.samples_mw, capacity)
+            bands = np.where(lead_h >= 0, (lead_h[:, None] > self._band_floors_h).sum(axis=1), 0)
+        picked: dict[str, np.ndarray] = {}
+        for n in np.unique(bands).tolist():
+            rows = np.flatnonzero(bands == n)
+            for column, values in self._with_bands(n, quantiles).items():
+                picked.setdefault(column, np.empty(n_rows))[rows] = values[rows]
+        return picked
 
-        green = point["pv"] + point["wind"]
-        columns = {"pv_mw": point["pv"], "wind_mw": point["wind"], "green_mw": green}
-        if quantiles:
-            low, high = np.quantile(samples["wind"] + samples["pv"], [0.1, 0.9], axis=1)
-            columns["green_mw_p10"] = np.minimum(low, green)
-            columns["green_mw_p90"] = np.maximum(high, green)
-        return columns
+    def _with_bands(self, n_bands: int, quantiles: bool) -> dict[str, np.ndarray]:
+        """The columns of :meth:`columns` were every row to carry the first ``n_bands`` bands (0:
+        the actual); computed once per ``n_bands`` and ``quantiles``."""
+        key = (n_bands, quantiles)
+        if key not in self._by_bands:
+            n_rows = len(self._times_ns)
+            active = np.zeros((n_rows, len(self._band_floors_h)), dtype=bool)
+            active[:, :n_bands] = True
+            point, samples = {}, {}
+            for technology in self._technologies:
+                name, capacity = technology.name, technology.capacity_mw
+                point[name] = technology.actual_mw.copy()
+                samples[name] = np.repeat(technology.actual_mw[:, None], _SAMPLES, axis=1)
+                for day in technology.days:
+                    part = day.part(active[day.rows])
+                    point[name][day.rows] = np.minimum(part.point_mw, capacity)
+                    samples[name][day.rows] = np.minimum(part.samples_mw, capacity)
+
+            green = point["pv"] + point["wind"]
+            columns = {"pv_mw": point["pv"], "wind_mw": point["wind"], "green_mw": green}
+            if quantiles:
+                low, high = np.quantile(samples["wind"] + samples["pv"], [0.1, 0.9], axis=1)
+                columns["green_mw_p10"] = np.minimum(low, green)
+                columns["green_mw_p90"] = np.maximum(high, green)
+            self._by_bands[key] = columns
+        return self._by_bands[key]
 
 
 def add_forecast_error(

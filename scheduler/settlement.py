@@ -187,6 +187,14 @@ class Settlement:
     :meth:`report` then tells what ran.
     """
 
+    # the plan as the walk reads it, rows in slot order: job, site, slot and GPUs of each row,
+    # and the first row of each slot
+    _p_job: np.ndarray
+    _p_site: np.ndarray
+    _p_slot: np.ndarray
+    _p_gpus: np.ndarray
+    _p_ptr: np.ndarray
+
     def __init__(
         self,
         problem: Problem,
@@ -200,14 +208,16 @@ class Settlement:
     ) -> None:
         self.problem = problem
         self.actual = problem.on_actual_supply() if problem.actual_supply is not None else problem
-        self.plan = PLAN.canonical(plan, source="plan row")
-        self.plan_original = self.plan
+        self.plan_original = PLAN.canonical(plan, source="plan row")
+        # each plan handed in and the slot it took over at: the plan table is put together
+        # when read (:attr:`plan`), not at every re-plan
+        self._plans = [(self.plan_original, 0)]
         self.runner = runner
         self.clock = clock if clock is not None else InstantClock()
         self.replan = replan
         self.progress = progress
         self.slot_timeout_s = slot_timeout_s
-        self._set_plan(self.plan)
+        self._set_plan(self.plan_original)
         self._jobs = _Jobs.of(problem)
         self._walk = _Walk()
         self._wall_s = 0.0
@@ -221,7 +231,24 @@ class Settlement:
         self._previous: np.ndarray | None = problem.initial_gpus
 
     # ----------------------------------------------------------------- plan as arrays
-    def _set_plan(self, plan: pd.DataFrame) -> None:
+    @property
+    def plan(self) -> pd.DataFrame:
+        """The plan walked: the first plan, and each re-plan's rows from the slot it took over
+        at until a later one took over (a plan table)."""
+        if len(self._plans) > 1:
+            horizon = self.problem.horizon
+            starts = [start for _, start in self._plans]
+            ends = np.minimum.accumulate([*starts[1:], horizon.n_slots][::-1])[::-1]
+            parts = []
+            for (table, start), end in zip(self._plans, ends.tolist(), strict=True):
+                slot = slot_index(table["time"], horizon)
+                parts.append(table.iloc[np.flatnonzero((slot >= start) & (slot < end))])
+            self._plans = [(pd.concat(parts, ignore_index=True), 0)]
+        return self._plans[0][0]
+
+    def _set_plan(self, plan: pd.DataFrame, first: int = 0) -> None:
+        """Walk ``plan``'s rows from slot ``first`` on; the rows of earlier slots stay as they
+        are (they have run, and the walk never reads them again)."""
         problem = self.problem
         job = label_index(plan["job_id"], problem.job_ids)
         site = label_index(plan["site"], problem.site_names)
@@ -231,11 +258,15 @@ class Settlement:
                 f"plan row ({row['job_id']}, {row['site']}) names a job or site the problem "
                 f"lacks; sites: {', '.join(problem.site_names)}"
             )
-        slot = slot_index(plan["time"], problem.horizon)
-        order = np.argsort(slot, kind="stable")
-        self._p_job, self._p_site = job[order], site[order]
-        self._p_slot = slot[order].astype(np.int64)
-        self._p_gpus = plan["gpus"].to_numpy(dtype=np.int64)[order]
+        slot = slot_index(plan["time"], problem.horizon).astype(np.int64)
+        later = np.flatnonzero(slot >= first)
+        order = later[np.argsort(slot[later], kind="stable")]
+        rows = [job[order], site[order], slot[order], plan["gpus"].to_numpy(dtype=np.int64)[order]]
+        if first > 0:
+            kept = self._p_ptr[first]
+            walked = [self._p_job, self._p_site, self._p_slot, self._p_gpus]
+            rows = [np.concatenate([a[:kept], b]) for a, b in zip(walked, rows, strict=True)]
+        self._p_job, self._p_site, self._p_slot, self._p_gpus = rows
         self._p_ptr = np.searchsorted(self._p_slot, np.arange(problem.horizon.n_slots + 1))
 
     def _planned(self, t: int) -> _Slot:
@@ -318,12 +349,10 @@ class Settlement:
         """Run ``plan`` from ``from_time`` on (it covers all the work left, backlog included);
         what ran before stays."""
         new = PLAN.canonical(plan, source="re-plan row")
-        self.plan = pd.concat(
-            [self.plan[self.plan["time"] < from_time], new[new["time"] >= from_time]],
-            ignore_index=True,
-        )
+        first = int(self.problem.horizon.times.searchsorted(from_time))  # at or after it
+        self._plans.append((new, first))
         self._jobs.backlog[:] = 0
-        self._set_plan(self.plan)
+        self._set_plan(new, first)
 
     def slot_load(self, t: int) -> dict[str, np.ndarray]:
         """What each site drew in slot ``t`` once it has run: ``load_mw``, ``grid_mw`` and the
@@ -692,7 +721,7 @@ class Settlement:
                     f"site {', '.join(names)} lost capacity at {when.isoformat()} and no "
                     f"re-plan placed the {gpu_h:.6g} GPU-h planned there"
                 )
-            self.plan = self.plan.drop(dropped.index).reset_index(drop=True)
+            self._plans = [(self.plan.drop(dropped.index).reset_index(drop=True), 0)]
             self._set_plan(self.plan)
             return
         self.replace_plan(new_plan, when)

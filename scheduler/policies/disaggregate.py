@@ -1,6 +1,7 @@
 """Split a group flow back into whole GPUs per job, site and slot.
 
-Two steps, each vectorised over all groups at once, slot by slot:
+A group of one job (most groups) has its flow as it is. The groups of several jobs are split in
+two steps, each vectorised over all those groups at once, slot by slot:
 
 1. **Slots**: a group's GPUs in a slot go first to each job's *must-run* amount (work that can
    no longer wait: remaining work minus what ``max_gpus`` can still do in the slots left), then
@@ -8,13 +9,15 @@ Two steps, each vectorised over all groups at once, slot by slot:
    ``max_gpus``. If this greedy split falls short for a group, that group is split by a small
    max-flow instead (OR-Tools ``SimpleMaxFlow``: jobs -> slots with capacity ``max_gpus`` ->
    slot totals), which always succeeds for splittable groups (see :mod:`.flow`).
-2. **Sites**: each job first takes GPUs at the site it used in its previous run slot (fewer
+2. **Sites**: where a group's flow in a slot is at one site, its jobs run there; where it is
+   at several, each job first takes GPUs at the site it used in its previous run slot (fewer
    moves), then the group's leftover site flows are dealt to the leftover job GPUs in order.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 from ortools.graph.python import max_flow
@@ -34,10 +37,20 @@ def disaggregate(problem: Problem, groups: Groups, flow: FlowResult) -> PlanArra
     ``groups`` must be splittable (see :mod:`.flow`); a group flow that cannot be split is a bug
     and raises ``RuntimeError``.
     """
+    members = np.flatnonzero(groups.job_group >= 0)
+    size = np.bincount(groups.job_group[members], minlength=groups.n)
+    sole_job = np.full(groups.n, -1, dtype=np.int64)
+    sole_job[groups.job_group[members]] = members  # the job of each group of one
+    alone = size[flow.group] == 1
+    own = PlanArrays(sole_job[flow.group[alone]], flow.site[alone], flow.slot[alone],
+                     flow.gpus[alone])  # fmt: skip
+    job_group = groups.job_group.copy()
+    job_group[members[size[job_group[members]] == 1]] = -1  # the split sees groups of several
+    shared, shared_flow = replace(groups, job_group=job_group), flow.rows(~alone)
     totals = np.zeros((groups.n, problem.horizon.n_slots), dtype=np.int64)
-    np.add.at(totals, (flow.group, flow.slot), flow.gpus)
-    job, slot, gpus = _split_slots(problem, groups, totals)
-    return _split_sites(problem, groups, flow, job, slot, gpus)
+    np.add.at(totals, (shared_flow.group, shared_flow.slot), shared_flow.gpus)
+    job, slot, gpus = _split_slots(problem, shared, totals)
+    return PlanArrays.concat([own, _split_sites(problem, shared, shared_flow, job, slot, gpus)])
 
 
 def _split_slots(
@@ -144,21 +157,31 @@ def _split_sites(
     slot: np.ndarray,
     gpus: np.ndarray,
 ) -> PlanArrays:
-    n_sites, n_keys = len(problem.sites), groups.n * len(problem.sites)
-    last_site = np.full(problem.n_jobs, -1, dtype=np.int64)
+    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
+    n_keys = groups.n * n_sites
+    # the group flows per slot and (group, site), the pair flat: group * n_sites + site
+    site_flow = np.zeros((n_slots, n_keys), dtype=np.int64)
+    np.add.at(site_flow, (flow.slot, flow.group * n_sites + flow.site), flow.gpus)
+    # a group at one site in a slot puts its jobs' GPUs there, all at once; the others below
+    used = site_flow.reshape(n_slots, groups.n, n_sites) > 0
+    one_site, only_site = used.sum(axis=2) == 1, used.argmax(axis=2)  # [slot, group]
     by_slot = np.argsort(slot, kind="stable")
     job, slot, gpus = job[by_slot], slot[by_slot], gpus[by_slot]
-    bounds = np.searchsorted(slot, np.arange(problem.horizon.n_slots + 1))
-    # the group flows per slot and (group, site), the pair flat: group * n_sites + site
-    site_flow = np.zeros((problem.horizon.n_slots, n_keys), dtype=np.int64)
-    np.add.at(site_flow, (flow.slot, flow.group * n_sites + flow.site), flow.gpus)
-    parts: list[PlanArrays] = []
-    for t in range(problem.horizon.n_slots):
+    direct = one_site[slot, groups.job_group[job]]
+    at_one = PlanArrays(job[direct], only_site[slot[direct], groups.job_group[job[direct]]],
+                        slot[direct], gpus[direct])  # fmt: skip
+    job, slot, gpus = job[~direct], slot[~direct], gpus[~direct]
+    bounds = np.searchsorted(slot, np.arange(n_slots + 1))
+    known = np.searchsorted(at_one.slot, np.arange(n_slots + 1))  # at_one is in slot order
+    last_site = np.full(problem.n_jobs, -1, dtype=np.int64)  # main site in the run slot before
+    parts: list[PlanArrays] = [at_one]
+    seen = 0  # at_one rows already in last_site
+    for t in np.unique(slot).tolist():
         j, x = job[bounds[t] : bounds[t + 1]], gpus[bounds[t] : bounds[t + 1]]
-        if len(j) == 0:
-            continue
+        last_site[at_one.job[seen : known[t]]] = at_one.site[seen : known[t]]  # in slot order
+        seen = known[t]
         g = groups.job_group[j]
-        site_left = site_flow[t].copy()  # GPUs left per (group, site)
+        site_left = np.where(np.repeat(one_site[t], n_sites), 0, site_flow[t])  # per (g, site)
         # 1. stay: take what the site used last slot still has
         stay = last_site[j]
         take = np.zeros(len(j), dtype=np.int64)

@@ -255,6 +255,11 @@ class FlowResult:
     n_nodes: int
     n_arcs: int
 
+    def rows(self, keep: np.ndarray) -> FlowResult:
+        """The flow rows where ``keep`` (bool per row) holds; the rest as it is."""
+        kept = {name: getattr(self, name)[keep] for name in ("group", "site", "slot", "gpus")}
+        return replace(self, **kept)
+
 
 def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bool) -> FlowResult:
     """Build and solve the network of the module docstring; costs read back in float."""

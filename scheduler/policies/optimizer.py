@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -113,9 +113,7 @@ def _bound_and_groups(problem: Problem) -> tuple[FlowResult, Groups]:
     flow = solve_flow(problem, groups, tiers, tie_break=False)
     divisible = np.zeros(groups.n, dtype=bool)
     divisible[groups.job_group] = problem.preemptible
-    keep = divisible[flow.group]
-    flow = replace(flow, **{f: getattr(flow, f)[keep] for f in ("group", "site", "slot", "gpus")})
-    return flow, groups
+    return flow.rows(divisible[flow.group]), groups
 
 
 def optimize(

@@ -238,3 +238,27 @@ def test_surplus_green_keeps_caps_windows_and_work_planned_on_green():
     assert run.totals["actual"]["cap_violations"] == 0
     assert run.totals["actual"]["grid_mwh"] == pytest.approx(0.0)
     assert run.statuses == {"j": "done", "green-later": "done", "late": "done"}
+
+
+def test_each_re_plan_runs_from_the_slot_it_takes_over_at():
+    """Three plans for one job at sites a, b and a: the walk and the plan table follow each
+    from the slot it was handed in at; a re-plan from an earlier slot than the one before
+    replaces that one whole."""
+    green = np.full((2, 6), 0.1)
+    problem = make_problem(
+        [site("a"), site("b")], green, [job("j", 240, 40, 0, 6)], actual_green_mw=green
+    )
+    engine = Settlement(problem, pd.DataFrame(plan_rows("j", "a", range(6), 40)))
+    engine.step(0)
+    engine.replace_plan(pd.DataFrame(plan_rows("j", "b", range(1, 6), 40)), START + HOUR)
+    engine.step(1)
+    engine.step(2)
+    engine.replace_plan(pd.DataFrame(plan_rows("j", "a", range(4, 6), 40)), START + 4 * HOUR)
+    engine.replace_plan(pd.DataFrame(plan_rows("j", "a", range(3, 6), 40)), START + 3 * HOUR)
+    for t in range(3, 6):
+        engine.step(t)
+    expected = ["a", "b", "b", "a", "a", "a"]
+    assert engine.plan.sort_values("time")["site"].tolist() == expected
+    executed = engine.report().executed.sort_values("time")
+    assert executed["site"].tolist() == expected
+    assert executed["gpus"].tolist() == [40] * 6
