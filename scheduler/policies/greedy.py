@@ -78,13 +78,20 @@ class _State:
         self.last_start = problem.deadline_slot - problem.duration_slots
         self.parts: list[PlanArrays] = []
 
-    def _use(self, site: int, slots: np.ndarray, gpus: np.ndarray) -> None:
-        self.green[site, slots] = np.maximum(self.green[site, slots] - gpus, 0)
-        self.green[site, slots] = np.minimum(self.green[site, slots], self.free[site, slots])
+    def _use(self, site: int, slots: np.ndarray | int, gpus: np.ndarray | int) -> None:
+        """``gpus`` more GPUs busy at ``site`` in ``slots`` (``free`` already lowered): less
+        green headroom there, never below zero or above the GPUs still free."""
+        green = np.maximum(self.green[site, slots] - gpus, 0)
+        self.green[site, slots] = np.minimum(green, self.free[site, slots])
 
     def start_blocks(self, t: int) -> None:
         p = self.p
         waiting = np.flatnonzero(~self.started & (p.release_slot <= t) & (t <= self.last_start))
+        # a block starts now on green headroom that carries its first slot, or anywhere at its
+        # last chance; headroom only shrinks while this slot's blocks are placed
+        first_gpus = np.minimum(p.max_gpus[waiting], p.work_units[waiting])
+        headroom = np.where(self.mask[waiting], self.green[:, t], 0).max(axis=1, initial=0)
+        waiting = waiting[(first_gpus <= headroom) | (self.last_start[waiting] == t)]
         for j in waiting[np.lexsort((waiting, -p.work_units[waiting], self.last_start[waiting]))]:
             gpus = block_gpus(int(p.work_units[j]), int(p.max_gpus[j]))
             last_chance = t == self.last_start[j]
@@ -139,6 +146,8 @@ class _State:
         ):
             for s in sites:
                 room = self.green[s, t] if green_only else self.free[s, t]
+                if room <= 0:
+                    continue
                 wish = np.where(self.mask[active, s], want, 0)
                 give = np.clip(room - (np.cumsum(wish) - wish), 0, wish)
                 total = int(give.sum())
@@ -147,7 +156,7 @@ class _State:
                 want -= give
                 taken += give
                 self.free[s, t] -= total
-                self._use(s, np.array([t]), np.array([total]))
+                self._use(s, t, total)
                 got = np.flatnonzero(give)
                 self.parts.append(
                     PlanArrays(active[got], np.full(len(got), s), np.full(len(got), t), give[got])
