@@ -16,8 +16,9 @@ thread times ``Health/Check`` and ``GetPlan`` (p99) on a channel of its own:
 - commit-only under a wrong-token flood (a process of 8 threads calling from ``::1`` while the
   clients call from ``127.0.0.1``: failures are throttled per address).
 
-Ratios are against the single-client commit-only caps/s. Every loop is bounded in requests and
-seconds; only loopback is used.
+Ratios are against the single-client commit-only caps/s. Scenarios start once the server has
+settled (:func:`_settle`). Every loop is bounded in requests and seconds; only loopback is
+used.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ PHASE_LIMIT_S = 240.0  # stop a scenario after this long, whatever its count
 STARTUP_LIMIT_S = 600.0
 PROBE_EVERY_S = 0.02
 COMMIT_SHARE = 1.25  # commit-only caps: this times the site's grid import limit (within bounds)
+SETTLE_CPU_SHARE = 0.1  # the server is settled when it uses less CPU than this [s per s]
+SETTLE_LIMIT_S = 120.0
 
 
 def _scaled(jobs: int) -> dict:
@@ -149,6 +152,29 @@ def _start(directory: Path, day: str, token: str) -> tuple[subprocess.Popen, int
                 time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"server did not start in {STARTUP_LIMIT_S} s")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU time process ``pid`` has used, user and system [s] (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(process: subprocess.Popen) -> None:
+    """Wait until the server's start-up work is done (after SERVING it still forecasts the
+    look-ahead day in a background thread, seconds of CPU): its CPU use stays under
+    :data:`SETTLE_CPU_SHARE` for a second, at most :data:`SETTLE_LIMIT_S`. Without ``/proc``
+    it does not wait."""
+    if not Path(f"/proc/{process.pid}/stat").exists():
+        return
+    deadline = time.monotonic() + SETTLE_LIMIT_S
+    used = _cpu_s(process.pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _cpu_s(process.pid)
+        if now - used < SETTLE_CPU_SHARE:
+            return
+        used = now
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -342,6 +368,7 @@ def _with_ended(directory: Path, day: str, token: str, day_start: pd.Timestamp) 
     directory.mkdir()
     _store_ended(directory / "bench.sqlite", day_start, ENDED)
     process, port = _start(directory, day, token)
+    _settle(process)
     target = f"127.0.0.1:{port}"
     try:
         with CapClient(target, token=token) as watcher:
@@ -382,6 +409,8 @@ def run(directory: Path) -> tuple[list[dict], dict]:
     started = time.perf_counter()
     process, port = _start(directory, day, token)
     facts = {"startup_s": time.perf_counter() - started}
+    _settle(process)
+    facts["settled_s"] = time.perf_counter() - started
     target, rows = f"127.0.0.1:{port}", []
     try:
         for clients in CLIENTS:
@@ -435,7 +464,8 @@ def main() -> None:
     console.print(table)
     console.print(
         "ratio = caps/s against single-client commit-only; versions = plan versions made by "
-        f"a re-plan scenario; startup {facts['startup_s']:.1f} s; "
+        f"a re-plan scenario; startup {facts['startup_s']:.1f} s (settled after "
+        f"{facts['settled_s']:.1f} s); "
         f"cap to its version on WatchPlan p50 {facts['cap_to_watchplan_p50_ms']:.0f} ms; "
         f"flood: {facts['flood']['calls']} wrong-token calls, {facts['flood']['throttled']} "
         "answered RESOURCE_EXHAUSTED"
