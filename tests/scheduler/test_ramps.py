@@ -184,7 +184,7 @@ def test_every_plan_ends_the_day_within_one_ramp_down_step_of_base_load():
     assert run.site_slots["load_mw"].iloc[-1] <= 5.0 + 1e-9
 
 
-def test_a_gap_the_ramp_limits_account_for_is_noted_but_not_warned_about(caplog):
+def test_a_gap_above_relative_gap_is_noted_but_not_warned_about(caplog):
     """The bound ignores ramp limits: on the 20 MW green step it is 0 kg while ramping in and
     out costs every plan grid CO2. That gap is in the plan's notes, but a log warning (seen by
     every operator at every re-plan) would say the solver fell short, which it did not."""
@@ -201,4 +201,4 @@ def test_a_gap_the_ramp_limits_account_for_is_noted_but_not_warned_about(caplog)
     assert any(note.startswith("gap ") for note in result.notes)
     gap_logs = [r for r in caplog.records if "is above the requested relative_gap" in r.message]
     assert gap_logs and all(r.levelno == logging.INFO for r in gap_logs)
-    assert "the bound ignores ramp limits" in gap_logs[0].message
+    assert "the bound ignores blocks' contiguity and ramp limits" in gap_logs[0].message
