@@ -9,10 +9,13 @@ of a few jobs) are split in two steps, slot by slot:
    ``max_gpus``. If this greedy split falls short for a group, that group is split by a small
    max-flow instead (OR-Tools ``SimpleMaxFlow``: jobs -> slots with capacity ``max_gpus`` ->
    slot totals), which always succeeds for splittable groups (see :mod:`.flow`).
-   This step runs group by group in plain Python; the next, vectorised over the groups.
-2. **Sites**: where a group's flow in a slot is at one site, its jobs run there; where it is
-   at several, each job first takes GPUs at the site it used in its previous run slot (fewer
-   moves), then the group's leftover site flows are dealt to the leftover job GPUs in order.
+2. **Sites**: where a group's flow in a slot is at one site, its jobs run there (at once, for
+   all such slots); where it is at several, each job first takes GPUs at the site it used in
+   its previous run slot (fewer moves), then the group's leftover site flows are dealt to the
+   leftover job GPUs in order.
+
+Both steps walk their few jobs per group and slot in plain Python, where numpy's cost per call
+would dominate.
 """
 
 from __future__ import annotations
@@ -173,48 +176,67 @@ def _split_sites(
     bounds = np.searchsorted(slot, np.arange(n_slots + 1))
     known = np.searchsorted(at_one.slot, np.arange(n_slots + 1))  # at_one is in slot order
     last_site = np.full(problem.n_jobs, -1, dtype=np.int64)  # main site in the run slot before
-    parts: list[PlanArrays] = [at_one]
+    rows: list[tuple[int, int, int, int]] = []  # (job, site, slot, gpus)
     seen = 0  # at_one rows already in last_site
     for t in np.unique(slot).tolist():
-        j, x = job[bounds[t] : bounds[t + 1]], gpus[bounds[t] : bounds[t + 1]]
         last_site[at_one.job[seen : known[t]]] = at_one.site[seen : known[t]]  # in slot order
         seen = known[t]
-        g = groups.job_group[j]
-        site_left = np.where(np.repeat(one_site[t], n_sites), 0, site_flow[t])  # per (g, site)
-        # 1. stay: take what the site used last slot still has
-        stay = last_site[j]
-        take = np.zeros(len(j), dtype=np.int64)
-        has = np.flatnonzero(stay >= 0)
-        if len(has):
-            key = g[has] * n_sites + stay[has]
-            order = np.lexsort((j[has], key))
-            key_sorted, x_sorted = key[order], x[has][order]
-            before = np.cumsum(x_sorted) - x_sorted  # within the key: x >= 0, so nondecreasing
-            start = np.ones(len(order), dtype=bool)
-            start[1:] = key_sorted[1:] != key_sorted[:-1]
-            before -= np.maximum.accumulate(np.where(start, before, 0))
-            took = np.minimum(np.maximum(site_left[key_sorted] - before, 0), x_sorted)
-            take[has[order]] = took
-            site_left -= np.bincount(key_sorted, weights=took, minlength=n_keys).astype(np.int64)
-        stayed = np.flatnonzero(take)
-        if len(stayed):
-            parts.append(PlanArrays(j[stayed], stay[stayed], np.full(len(stayed), t), take[stayed]))
-        # 2. deal the group's leftover site GPUs to the leftover job GPUs, both in order
-        rest = x - take
-        order = np.lexsort((j, g))
-        job_end = np.cumsum(rest[order])
-        site_end = np.cumsum(site_left)
-        cuts = np.union1d(job_end, site_end)  # sorted and distinct: every piece has length > 0
-        cuts = cuts[cuts > 0]
-        length = np.diff(cuts, prepend=0)
-        piece_start = cuts - length
-        who = order[np.searchsorted(job_end, piece_start, side="right")]
-        where = np.searchsorted(site_end, piece_start, side="right") % n_sites
-        parts.append(PlanArrays(j[who], where, np.full(len(who), t), length))
-        # remember each job's main site this slot
-        slot_job = np.concatenate([j[stayed], j[who]])
-        slot_site = np.concatenate([stay[stayed], where])
-        slot_gpus = np.concatenate([take[stayed], length])
-        main = np.lexsort((slot_gpus, slot_job))
-        last_site[slot_job[main]] = slot_site[main]  # the largest piece is written last
-    return PlanArrays.concat(parts)
+        in_slot = job[bounds[t] : bounds[t + 1]]
+        pieces = _split_slot_sites(
+            in_slot.tolist(), gpus[bounds[t] : bounds[t + 1]].tolist(),
+            groups.job_group[in_slot].tolist(), last_site[in_slot].tolist(), site_flow[t],
+            n_sites,
+        )  # fmt: skip
+        main: dict[int, tuple[int, int]] = {}  # job -> (GPUs, site) of its largest piece
+        for j, s, x in pieces:
+            rows.append((j, s, t, x))
+            if x >= main.get(j, (0, -1))[0]:  # the later of equal pieces
+                main[j] = (x, s)
+        for j, (_, s) in main.items():
+            last_site[j] = s
+    split = PlanArrays(*np.array(rows, dtype=np.int64).reshape(-1, 4).T)
+    return PlanArrays.concat([at_one, split])
+
+
+def _split_slot_sites(
+    job: list[int],
+    gpus: list[int],
+    group: list[int],
+    last_site: list[int],
+    site_flow: np.ndarray,
+    n_sites: int,
+) -> list[tuple[int, int, int]]:
+    """One slot of step 2 for the groups at several sites: ``(job, site, gpus)`` pieces. Each
+    job first stays at ``last_site`` (``-1``: none) while that site's flow lasts, jobs in id
+    order; then each group's leftover site flows ``site_flow`` ``[group * n_sites + site]``
+    are dealt to its leftover job GPUs, both in order. Plain Python: a slot has a few rows."""
+    left = {
+        (g, s): int(site_flow[g * n_sites + s]) for g in sorted(set(group)) for s in range(n_sites)
+    }
+    rest = list(gpus)
+    staying = sorted(
+        (k for k in range(len(job)) if last_site[k] >= 0),
+        key=lambda k: (group[k], last_site[k], job[k]),
+    )
+    took = [0] * len(job)
+    for k in staying:
+        key = (group[k], last_site[k])
+        took[k] = min(left[key], rest[k])
+        left[key] -= took[k]
+        rest[k] -= took[k]
+    pieces = [(job[k], last_site[k], took[k]) for k in range(len(job)) if took[k] > 0]
+    jobs = sorted(range(len(job)), key=lambda k: (group[k], job[k]))
+    keys = list(left)  # in (group, site) order
+    a = b = 0
+    while a < len(jobs) and b < len(keys):
+        k, key = jobs[a], keys[b]
+        if rest[k] == 0:
+            a += 1
+        elif left[key] == 0:
+            b += 1
+        else:
+            length = min(rest[k], left[key])
+            pieces.append((job[k], key[1], length))
+            rest[k] -= length
+            left[key] -= length
+    return pieces
