@@ -63,7 +63,7 @@ def settle_receding(
                 fresher, boundary, engine.remaining_gpu_hours(), gpus, engine.last_load_mw()
             )
             if rest is not None:
-                engine.replace_plan(policy.plan(rest).plan, boundary)
+                engine.replace_plan(policy.plan(rest), boundary)
                 replans += 1
             planned_at = boundary
             seconds += time.perf_counter() - began

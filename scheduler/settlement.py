@@ -51,6 +51,7 @@ from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
 from scheduler.contracts.plandir import RunReport
 from scheduler.labels import label_index
 from scheduler.metrics import site_load, slot_index
+from scheduler.policies.base import PlanResult
 from scheduler.problem import LoadCap, Problem
 from scheduler.ramps import RampBounds, ramp_bounds_gpus
 
@@ -345,10 +346,13 @@ class Settlement:
         load = problem.base_load_mw + self._previous * problem.mw_per_gpu
         return dict(zip(problem.site_names, load.tolist(), strict=True))
 
-    def replace_plan(self, plan: pd.DataFrame, from_time: pd.Timestamp) -> None:
-        """Run ``plan`` from ``from_time`` on (it covers all the work left, backlog included);
-        what ran before stays."""
-        new = PLAN.canonical(plan, source="re-plan row")
+    def replace_plan(self, plan: pd.DataFrame | PlanResult, from_time: pd.Timestamp) -> None:
+        """Run ``plan`` (a plan table, or a policy's result) from ``from_time`` on (it covers
+        all the work left, backlog included); what ran before stays."""
+        # a policy's plan comes from make_result, canonical by construction (distinct job,
+        # site and slot keys, gpus >= 1, the problem's ids and UTC slot times): checking it
+        # cell by cell again cost ~2.5 ms of every hourly re-plan
+        new = plan.plan if isinstance(plan, PlanResult) else PLAN.canonical(plan, "re-plan row")
         first = int(self.problem.horizon.times.searchsorted(from_time))  # at or after it
         self._plans.append((new, first))
         self._jobs.backlog[:] = 0
@@ -767,54 +771,50 @@ class Settlement:
         )
 
     def _job_table(self, jobs: _Jobs) -> pd.DataFrame:
-        """How each job ended (:data:`~scheduler.contracts.RUN_JOBS`)."""
+        """How each job ended (:data:`~scheduler.contracts.RUN_JOBS`); columns as arrays, words
+        only for the jobs that need them (a replay reports every day)."""
         problem = self.problem
         slot_h = problem.slot_hours
-        times = problem.horizon.times
         required = problem.jobs["gpu_hours"].to_numpy(float)
         done = np.minimum(required, jobs.done * slot_h)
         deadline = problem.jobs["deadline"]
-        rows = []
-        for j, job_id in enumerate(problem.job_ids):
-            notes = "; ".join(jobs.notes[j])
-            finished = (
-                times[jobs.finished_slot[j]] + pd.Timedelta(hours=slot_h)
-                if jobs.finished_slot[j] >= 0
-                else pd.NaT
-            )
-            if jobs.failed[j] is not None:
-                status, reason = JobStatus.FAILED, "; ".join(filter(None, [jobs.failed[j], notes]))
-            elif pd.isna(finished):
-                status = JobStatus.LATE
-                reason = "; ".join(filter(None, [
-                    f"unfinished: {done[j]:.6g} of {required[j]:.6g} GPU-h done by the "
-                    f"deadline {deadline.iat[j].isoformat()}", notes]))  # fmt: skip
-            elif finished > deadline.iat[j]:
-                late_min = (finished - deadline.iat[j]) / pd.Timedelta(minutes=1)
-                status = JobStatus.LATE
-                reason = "; ".join(
-                    filter(None, [f"finished {late_min:.0f} min after the deadline", notes])
-                )
+        ended = jobs.finished_slot >= 0
+        finished = pd.Series(pd.NaT, index=deadline.index, dtype=deadline.dtype)
+        finished.iloc[np.flatnonzero(ended)] = problem.horizon.times[
+            jobs.finished_slot[ended]
+        ] + pd.Timedelta(hours=slot_h)
+        failed = np.array([f is not None for f in jobs.failed], dtype=bool)
+        after = ended & (finished > deadline).to_numpy()
+        status = np.where(failed, str(JobStatus.FAILED), str(JobStatus.DONE)).astype(object)
+        status[~failed & (~ended | after)] = str(JobStatus.LATE)
+        reason = ["; ".join(notes) for notes in jobs.notes]
+        for j in np.flatnonzero(failed | ~ended | after).tolist():
+            if failed[j]:
+                why = jobs.failed[j]
+            elif not ended[j]:
+                why = (f"unfinished: {done[j]:.6g} of {required[j]:.6g} GPU-h done by the "
+                       f"deadline {deadline.iat[j].isoformat()}")  # fmt: skip
             else:
-                status, reason = JobStatus.DONE, notes
-            rows.append(
-                {
-                    "job_id": job_id,
-                    "status": str(status),
-                    "reason": reason,
-                    "sites": ";".join(np.asarray(problem.site_names)[jobs.ran_site[j]]),
-                    "slots": int(jobs.ran_slots[j]),
-                    "gpu_hours_required": float(required[j]),
-                    "gpu_hours_done": float(done[j]),
-                    "tokens_accounted": float(
-                        jobs.done[j] * slot_h * problem.jobs["tokens"].iat[j] / required[j]
-                    ),
-                    "tokens_real": int(jobs.tokens_real[j]),
-                    "finished_at": finished,
-                    "deadline": deadline.iat[j],
-                }
-            )
-        return pd.DataFrame(rows, columns=RUN_JOBS.names)
+                late_min = (finished.iat[j] - deadline.iat[j]) / pd.Timedelta(minutes=1)
+                why = f"finished {late_min:.0f} min after the deadline"
+            reason[j] = "; ".join(filter(None, [why, reason[j]]))
+        tokens = problem.jobs["tokens"].to_numpy(float)
+        return pd.DataFrame(
+            {
+                "job_id": list(problem.job_ids),
+                "status": status.tolist(),
+                "reason": reason,
+                "sites": _site_lists(jobs.ran_site, problem.site_names),
+                "slots": jobs.ran_slots.astype(np.int64),
+                "gpu_hours_required": required,
+                "gpu_hours_done": done,
+                "tokens_accounted": jobs.done * slot_h * tokens / required,
+                "tokens_real": jobs.tokens_real.astype(np.int64),
+                "finished_at": finished.array,
+                "deadline": deadline.array,
+            },
+            columns=RUN_JOBS.names,
+        )
 
     def _report(self, jobs: _Jobs, walk: _Walk, wall_s: float) -> RunReport:
         problem, actual = self.problem, self.actual
@@ -898,6 +898,13 @@ class Settlement:
             wall_s=wall_s,
             executed=executed,
         )
+
+
+def _site_lists(used: np.ndarray, names: Sequence[str]) -> list[str]:
+    """``"a;b"`` per row of ``used`` ``[row, site]`` (bool), each distinct row joined once."""
+    rows, inverse = np.unique(used, axis=0, return_inverse=True)
+    joined = [";".join(np.asarray(names)[row]) for row in rows]
+    return [joined[i] for i in inverse.ravel().tolist()]
 
 
 def _energy(load: pd.DataFrame, slot_h: float) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Split a group flow back into whole GPUs per job, site and slot.
 
-A group of one job (most groups) has its flow as it is. The groups of several jobs are split in
-two steps, each vectorised over all those groups at once, slot by slot:
+A group of one job (most groups) has its flow as it is. The groups of several jobs (few, each
+of a few jobs) are split in two steps, slot by slot:
 
 1. **Slots**: a group's GPUs in a slot go first to each job's *must-run* amount (work that can
    no longer wait: remaining work minus what ``max_gpus`` can still do in the slots left), then
@@ -9,9 +9,13 @@ two steps, each vectorised over all those groups at once, slot by slot:
    ``max_gpus``. If this greedy split falls short for a group, that group is split by a small
    max-flow instead (OR-Tools ``SimpleMaxFlow``: jobs -> slots with capacity ``max_gpus`` ->
    slot totals), which always succeeds for splittable groups (see :mod:`.flow`).
-2. **Sites**: where a group's flow in a slot is at one site, its jobs run there; where it is
-   at several, each job first takes GPUs at the site it used in its previous run slot (fewer
-   moves), then the group's leftover site flows are dealt to the leftover job GPUs in order.
+2. **Sites**: where a group's flow in a slot is at one site, its jobs run there (at once, for
+   all such slots); where it is at several, each job first takes GPUs at the site it used in
+   its previous run slot (fewer moves), then the group's leftover site flows are dealt to the
+   leftover job GPUs in order.
+
+Both steps walk their few jobs per group and slot in plain Python, where numpy's cost per call
+would dominate.
 """
 
 from __future__ import annotations
@@ -56,63 +60,61 @@ def disaggregate(problem: Problem, groups: Groups, flow: FlowResult) -> PlanArra
 def _split_slots(
     problem: Problem, groups: Groups, totals: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GPUs per job and slot: the greedy split, then max-flow for groups where it fell short."""
-    members = np.flatnonzero(groups.job_group >= 0)
-    group = groups.job_group[members]
-    first, end = problem.release_slot[members], problem.deadline_slot[members]
-    max_gpus, remaining = problem.max_gpus[members], problem.work_units[members].copy()
-    failed = np.zeros(groups.n, dtype=bool)
-    out_job, out_slot, out_gpus = [], [], []
-    # few numpy calls per slot (the loop runs every re-plan): windows as one [slot, member] mask
-    slots = np.arange(problem.horizon.n_slots)[:, None]
-    in_window = (first[None, :] <= slots) & (slots < end[None, :])
-    for t in range(problem.horizon.n_slots):
-        active = np.flatnonzero(in_window[t] & (remaining > 0) & ~failed[group])
-        if len(active) == 0:
-            continue
-        g, left_units, most = group[active], remaining[active], max_gpus[active]
-        must = np.maximum(left_units - most * (end[active] - t - 1), 0)
-        room = np.minimum(most, left_units) - must
-        left = totals[g, t] - np.bincount(g, weights=must, minlength=groups.n)[g]
-        failed[g[(left < 0) | (room < 0)]] = True
-        # longest remaining (in slots at max_gpus) first, within each group
-        order = np.lexsort((active, -left_units, -left_units / most, g))
-        g_sorted, room_sorted = g[order], room[order]
-        before = np.cumsum(room_sorted) - room_sorted
-        group_start = np.ones(len(order), dtype=bool)
-        group_start[1:] = g_sorted[1:] != g_sorted[:-1]
-        before -= before[group_start][np.cumsum(group_start) - 1]
-        give = np.empty(len(order), dtype=np.int64)
-        give[order] = np.minimum(np.maximum(left[order] - before, 0), room_sorted)
-        given = np.bincount(g, weights=give, minlength=groups.n)
-        failed[g[given[g] < np.maximum(left, 0)]] = True
-        take = must + give
-        remaining[active] -= take
-        hit = take > 0
-        out_job.append(members[active[hit]])
-        out_slot.append(np.full(int(hit.sum()), t))
-        out_gpus.append(take[hit])
-    parts = (
-        [(np.concatenate(out_job), np.concatenate(out_slot), np.concatenate(out_gpus))]
-        if out_job
-        else []
-    )
-    if parts:
-        keep = ~failed[groups.job_group[parts[0][0]]]
-        parts[0] = tuple(column[keep] for column in parts[0])
-    redo = np.flatnonzero(failed & (totals.sum(axis=1) > 0))
-    if len(redo):
+    """GPUs per job and slot (rows in slot, then job order): the greedy split of each group,
+    then max-flow for the groups where it fell short."""
+    by_group = np.argsort(groups.job_group, kind="stable")
+    starts = np.searchsorted(groups.job_group[by_group], np.arange(groups.n + 1))
+    rows: list[tuple[int, int, int]] = []
+    redo = []
+    for g in np.flatnonzero(starts[1:] > starts[:-1]).tolist():
+        split = _greedy_split(problem, by_group[starts[g] : starts[g + 1]], totals[g])
+        if split is not None:
+            rows += split
+        elif totals[g].sum() > 0:
+            redo.append(g)
+    job, slot, gpus = np.array(rows, dtype=np.int64).reshape(-1, 3).T
+    order = np.lexsort((job, slot))
+    parts = [(job[order], slot[order], gpus[order])]
+    if redo:
         log.info("greedy split fell short for %d group(s); splitting them by max-flow", len(redo))
-        by_group = np.argsort(groups.job_group, kind="stable")
-        starts = np.searchsorted(groups.job_group[by_group], np.arange(groups.n + 1))
         parts += [
             _max_flow_split(problem, by_group[starts[g] : starts[g + 1]], totals[g]) for g in redo
         ]
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty.copy(), empty.copy()
     job, slot, gpus = (np.concatenate(column) for column in zip(*parts, strict=True))
     return job, slot, gpus
+
+
+def _greedy_split(
+    problem: Problem, jobs: np.ndarray, totals: np.ndarray
+) -> list[tuple[int, int, int]] | None:
+    """Step 1 of the module docstring for one group: ``(job, slot, gpus)`` rows that add up to
+    ``totals`` ``[slot]``, or ``None`` where the greedy split falls short. Plain Python: a
+    group holds a few jobs, too few for numpy to pay."""
+    first, end = problem.release_slot[jobs].tolist(), problem.deadline_slot[jobs].tolist()
+    most, left = problem.max_gpus[jobs].tolist(), problem.work_units[jobs].tolist()
+    members = range(len(jobs))
+    rows = []
+    for t in range(min(first), max(end)):
+        active = [i for i in members if first[i] <= t < end[i] and left[i] > 0]
+        if not active:
+            continue
+        must = {i: max(left[i] - most[i] * (end[i] - t - 1), 0) for i in active}
+        room = {i: min(most[i], left[i]) - must[i] for i in active}
+        spare = int(totals[t]) - sum(must.values())
+        if spare < 0 or min(room.values()) < 0:
+            return None
+        give, before = {}, 0
+        for i in sorted(active, key=lambda i: (-left[i] / most[i], -left[i], i)):  # longest first
+            give[i] = min(max(spare - before, 0), room[i])
+            before += room[i]
+        if sum(give.values()) < spare:
+            return None
+        for i in active:
+            take = must[i] + give[i]
+            left[i] -= take
+            if take > 0:
+                rows.append((int(jobs[i]), t, take))
+    return rows
 
 
 def _max_flow_split(
@@ -174,48 +176,67 @@ def _split_sites(
     bounds = np.searchsorted(slot, np.arange(n_slots + 1))
     known = np.searchsorted(at_one.slot, np.arange(n_slots + 1))  # at_one is in slot order
     last_site = np.full(problem.n_jobs, -1, dtype=np.int64)  # main site in the run slot before
-    parts: list[PlanArrays] = [at_one]
+    rows: list[tuple[int, int, int, int]] = []  # (job, site, slot, gpus)
     seen = 0  # at_one rows already in last_site
     for t in np.unique(slot).tolist():
-        j, x = job[bounds[t] : bounds[t + 1]], gpus[bounds[t] : bounds[t + 1]]
         last_site[at_one.job[seen : known[t]]] = at_one.site[seen : known[t]]  # in slot order
         seen = known[t]
-        g = groups.job_group[j]
-        site_left = np.where(np.repeat(one_site[t], n_sites), 0, site_flow[t])  # per (g, site)
-        # 1. stay: take what the site used last slot still has
-        stay = last_site[j]
-        take = np.zeros(len(j), dtype=np.int64)
-        has = np.flatnonzero(stay >= 0)
-        if len(has):
-            key = g[has] * n_sites + stay[has]
-            order = np.lexsort((j[has], key))
-            key_sorted, x_sorted = key[order], x[has][order]
-            before = np.cumsum(x_sorted) - x_sorted  # within the key: x >= 0, so nondecreasing
-            start = np.ones(len(order), dtype=bool)
-            start[1:] = key_sorted[1:] != key_sorted[:-1]
-            before -= np.maximum.accumulate(np.where(start, before, 0))
-            took = np.minimum(np.maximum(site_left[key_sorted] - before, 0), x_sorted)
-            take[has[order]] = took
-            site_left -= np.bincount(key_sorted, weights=took, minlength=n_keys).astype(np.int64)
-        stayed = np.flatnonzero(take)
-        if len(stayed):
-            parts.append(PlanArrays(j[stayed], stay[stayed], np.full(len(stayed), t), take[stayed]))
-        # 2. deal the group's leftover site GPUs to the leftover job GPUs, both in order
-        rest = x - take
-        order = np.lexsort((j, g))
-        job_end = np.cumsum(rest[order])
-        site_end = np.cumsum(site_left)
-        cuts = np.union1d(job_end, site_end)  # sorted and distinct: every piece has length > 0
-        cuts = cuts[cuts > 0]
-        length = np.diff(cuts, prepend=0)
-        piece_start = cuts - length
-        who = order[np.searchsorted(job_end, piece_start, side="right")]
-        where = np.searchsorted(site_end, piece_start, side="right") % n_sites
-        parts.append(PlanArrays(j[who], where, np.full(len(who), t), length))
-        # remember each job's main site this slot
-        slot_job = np.concatenate([j[stayed], j[who]])
-        slot_site = np.concatenate([stay[stayed], where])
-        slot_gpus = np.concatenate([take[stayed], length])
-        main = np.lexsort((slot_gpus, slot_job))
-        last_site[slot_job[main]] = slot_site[main]  # the largest piece is written last
-    return PlanArrays.concat(parts)
+        in_slot = job[bounds[t] : bounds[t + 1]]
+        pieces = _split_slot_sites(
+            in_slot.tolist(), gpus[bounds[t] : bounds[t + 1]].tolist(),
+            groups.job_group[in_slot].tolist(), last_site[in_slot].tolist(), site_flow[t],
+            n_sites,
+        )  # fmt: skip
+        main: dict[int, tuple[int, int]] = {}  # job -> (GPUs, site) of its largest piece
+        for j, s, x in pieces:
+            rows.append((j, s, t, x))
+            if x >= main.get(j, (0, -1))[0]:  # the later of equal pieces
+                main[j] = (x, s)
+        for j, (_, s) in main.items():
+            last_site[j] = s
+    split = PlanArrays(*np.array(rows, dtype=np.int64).reshape(-1, 4).T)
+    return PlanArrays.concat([at_one, split])
+
+
+def _split_slot_sites(
+    job: list[int],
+    gpus: list[int],
+    group: list[int],
+    last_site: list[int],
+    site_flow: np.ndarray,
+    n_sites: int,
+) -> list[tuple[int, int, int]]:
+    """One slot of step 2 for the groups at several sites: ``(job, site, gpus)`` pieces. Each
+    job first stays at ``last_site`` (``-1``: none) while that site's flow lasts, jobs in id
+    order; then each group's leftover site flows ``site_flow`` ``[group * n_sites + site]``
+    are dealt to its leftover job GPUs, both in order. Plain Python: a slot has a few rows."""
+    left = {
+        (g, s): int(site_flow[g * n_sites + s]) for g in sorted(set(group)) for s in range(n_sites)
+    }
+    rest = list(gpus)
+    staying = sorted(
+        (k for k in range(len(job)) if last_site[k] >= 0),
+        key=lambda k: (group[k], last_site[k], job[k]),
+    )
+    took = [0] * len(job)
+    for k in staying:
+        key = (group[k], last_site[k])
+        took[k] = min(left[key], rest[k])
+        left[key] -= took[k]
+        rest[k] -= took[k]
+    pieces = [(job[k], last_site[k], took[k]) for k in range(len(job)) if took[k] > 0]
+    jobs = sorted(range(len(job)), key=lambda k: (group[k], job[k]))
+    keys = list(left)  # in (group, site) order
+    a = b = 0
+    while a < len(jobs) and b < len(keys):
+        k, key = jobs[a], keys[b]
+        if rest[k] == 0:
+            a += 1
+        elif left[key] == 0:
+            b += 1
+        else:
+            length = min(rest[k], left[key])
+            pieces.append((job[k], key[1], length))
+            rest[k] -= length
+            left[key] -= length
+    return pieces

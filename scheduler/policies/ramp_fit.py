@@ -61,6 +61,30 @@ class _Fit:
         self.job_gpus = np.zeros(problem.n_jobs, dtype=np.int64)  # [job] GPUs in the slot walked
 
     def run(self) -> PlanArrays:
+        if not self._keeps_every_ramp():
+            self._walk()
+        keep = self.gpus > 0
+        own = PlanArrays(self.job[keep], self.site[keep], self.slot[keep], self.gpus[keep])
+        return PlanArrays.concat([own, *self.extra])
+
+    def _keeps_every_ramp(self) -> bool:
+        """Whether the walk would change nothing: no backlog to resume, and each slot's GPUs
+        within the bounds its slot before sets (itself unchanged then); the usual case for a
+        plan made inside the optimizer's ramp-aware profile, checked at once for all slots."""
+        p = self.p
+        if self.backlog.any():
+            return False
+        first = ramp_bounds_gpus(p.initial_gpus, p.ramp_up_mw, p.ramp_down_mw, p.mw_per_gpu,
+                                 p.capacity_gpus[:, 0])  # fmt: skip
+        rest = ramp_bounds_gpus(
+            self.load[:, :-1].astype(float), p.ramp_up_mw[:, None], p.ramp_down_mw[:, None],
+            p.mw_per_gpu[:, None], p.capacity_gpus[:, 1:],
+        )  # fmt: skip
+        most = np.column_stack([first.most, rest.most])
+        least = np.column_stack([first.least, rest.least])
+        return bool(((self.load <= most) & (self.load >= least)).all())
+
+    def _walk(self) -> None:
         p = self.p
         previous = p.initial_gpus
         for t in range(p.horizon.n_slots):
@@ -83,9 +107,6 @@ class _Fit:
                 if self.load[s, t] < least[s]:
                     self._bring_forward(t, s, int(least[s] - self.load[s, t]))
             previous = self.load[:, t].astype(float)
-        keep = self.gpus > 0
-        own = PlanArrays(self.job[keep], self.site[keep], self.slot[keep], self.gpus[keep])
-        return PlanArrays.concat([own, *self.extra])
 
     # ------------------------------------------------------------------ helpers
     def _rows(self, t: int, s: int) -> np.ndarray:

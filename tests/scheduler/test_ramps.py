@@ -202,3 +202,38 @@ def test_a_gap_above_relative_gap_is_noted_but_not_warned_about(caplog):
     gap_logs = [r for r in caplog.records if "is above the requested relative_gap" in r.message]
     assert gap_logs and all(r.levelno == logging.INFO for r in gap_logs)
     assert "the bound ignores blocks' contiguity and ramp limits" in gap_logs[0].message
+
+
+def test_fitting_ramps_skips_the_walk_only_where_the_walk_would_change_nothing():
+    """The fit checks every slot at once before walking; on random small plans, some within
+    the limits and some not, its result is the slot-by-slot walk's."""
+    from scheduler.policies.base import PlanArrays
+    from scheduler.policies.ramp_fit import _Fit, fit_ramps
+
+    rng = np.random.default_rng(7)
+    limit = dict(ramp_up_mw_per_min=0.003 / 60, ramp_down_mw_per_min=0.003 / 60)  # 3 GPUs/h
+    sites = [site(name, gpus=20, **limit) for name in ("a", "b")]
+    skipped = walked = 0
+    for _ in range(60):
+        per_job = rng.choice([1, 3])  # 1: at most 3 GPUs per site, within any step
+        gpus = rng.integers(0, per_job + 1, size=(3, 2, 8)) * (rng.random((3, 2, 8)) < 0.5)
+        job_i, site_i, slot_i = np.nonzero(gpus)
+        arrays = PlanArrays(job_i, site_i, slot_i, gpus[job_i, site_i, slot_i])
+        hours = gpus.sum(axis=(1, 2)) + (rng.random(3) < 0.2)  # some work left unplaced
+        jobs = [job(f"j{k}", max(float(h), 1.0), 6, 0, 8) for k, h in enumerate(hours)]
+        problem = replace(make_problem(sites, np.zeros((2, 8)), jobs), initial_load_mw=(0.0, 0.0))
+        walk = _Fit(problem, arrays)
+        walk._walk()
+        expected = PlanArrays.concat(
+            [PlanArrays(walk.job, walk.site, walk.slot, walk.gpus), *walk.extra]
+        )
+        got = fit_ramps(problem, arrays)
+        grid = [np.zeros((3, 2, 8), dtype=np.int64) for _ in range(2)]
+        for g, plan in zip(grid, (expected, got), strict=True):
+            np.add.at(g, (plan.job, plan.site, plan.slot), plan.gpus)
+        np.testing.assert_array_equal(grid[1], grid[0])
+        if _Fit(problem, arrays)._keeps_every_ramp():
+            skipped += 1
+        else:
+            walked += 1
+    assert skipped >= 5 and walked >= 5

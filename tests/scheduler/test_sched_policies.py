@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scheduler_testkit import START, job, make_problem, plan_all, supply_frame
 
+from scheduler.contracts import PLAN
 from scheduler.horizon import Horizon
 from scheduler.jobs import generate_jobs
 from scheduler.metrics import plan_metrics
@@ -74,6 +75,13 @@ def test_default_workload_optimizer_beats_fifo_and_greedy(default_results):
         assert best.green_share > metrics[rival].green_share
         assert results["optimizer"].objective_kg <= results[rival].objective_kg
     assert results["optimizer"].gap < 0.01
+
+
+def test_every_policy_plan_is_a_canonical_plan_table(default_results):
+    """The settlement engine takes a policy's plan unchecked: it must be canonical as made."""
+    _, results = default_results
+    for name, result in results.items():
+        pd.testing.assert_frame_equal(PLAN.canonical(result.plan), result.plan, obj=name)
 
 
 def test_oracle_plans_on_actual_supply_and_wins_there(default_results):

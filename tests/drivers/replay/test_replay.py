@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
@@ -194,3 +196,23 @@ def test_with_perfect_forecasts_replanning_changes_nothing_that_matters(config):
     assert hourly["replans"] > 0
     assert hourly["green_share"] == pytest.approx(once["green_share"], abs=2e-3)
     assert hourly["co2_t"] == pytest.approx(once["co2_t"], rel=1e-2)
+
+
+def test_replan_timings_count_the_vintages_once(config, monkeypatch):
+    """A forecast vintage taken for a re-plan is re-plan time, not also forecast time: with
+    each vintage made to take 50 ms, ``forecast`` holds only the day-ahead one."""
+    from forecasts.supply import Vintages
+
+    slow_s, at = 0.05, Vintages.at
+
+    def slow_at(self, issued_at=None):
+        time.sleep(slow_s)
+        return at(self, issued_at)
+
+    monkeypatch.setattr(Vintages, "at", slow_at)
+    result = replay(spec_for(config, last="2026-03-01", policies=("optimizer",),
+                             replan_every=pd.Timedelta(hours=1)))  # fmt: skip
+    replans = int(result.daily["replans"].sum())
+    assert replans >= 12
+    assert result.timings_s["replan"] >= slow_s * replans
+    assert slow_s <= result.timings_s["forecast"] < slow_s * replans / 2
