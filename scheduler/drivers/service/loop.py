@@ -281,7 +281,7 @@ class ControlLoop:
         if first:
             state = _run_state(engine, horizon.times[first])
             version = self.planner.replan("started during the day", state)
-            engine.replace_plan(version.result.plan, horizon.times[first])
+            engine.replace_plan(version.result, horizon.times[first])
         seen, planned_at = version.version, horizon.start
         log.info("day %s: %d jobs, plan version %d", day, problem.n_jobs, seen)
         for t in range(first, horizon.n_slots):
@@ -292,14 +292,14 @@ class ControlLoop:
                 current = self.planner.settled()
                 if current.version != seen:
                     engine.set_caps(current.problem.caps)
-                    engine.replace_plan(current.result.plan, boundary)
+                    engine.replace_plan(current.result, boundary)
                     seen, planned_at = current.version, boundary
                     log.info("%s: plan version %d (%s) runs from here", boundary, seen,
                              current.reason)  # fmt: skip
                 elif boundary - planned_at >= self.replan_every and engine.work_left(t):
                     state = _run_state(engine, boundary)
                     current = self.planner.replan(f"every {self.replan_every}", state)
-                    engine.replace_plan(current.result.plan, boundary)
+                    engine.replace_plan(current.result, boundary)
                     seen, planned_at = current.version, boundary
                 self.planner.state = _running_state(engine, t)
             engine.step(t)
