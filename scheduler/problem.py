@@ -262,6 +262,12 @@ class Problem:
     limit_green_column: str = "green_mw"
     initial_load_mw: tuple[float, ...] | None = None
 
+    def __getstate__(self) -> dict:
+        """The fields and the values cached so far, copied at once: another thread may cache
+        more while this one pickles (the service plans a problem in a solver process while its
+        planner thread repairs the same problem)."""
+        return dict(self.__dict__)
+
     def on_actual_supply(self) -> Problem:
         """The same problem planned on ``actual_supply`` (the oracle's view)."""
         if self.actual_supply is None:

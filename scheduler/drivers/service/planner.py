@@ -17,7 +17,9 @@ so modification numbers apply in order. The caps in force become hard constraint
 - otherwise the current plan is repaired to them (:func:`scheduler.repair.repair`: tens of
   milliseconds) if that leaves no job later than before; where the repair does not, the
   ``greedy`` policy plans the day (tens of milliseconds at 1,000 jobs) and its plan is used if
-  no job has more work unfinished than before;
+  no job has more work unfinished than before. While repairs keep falling short (the caps
+  leave little room), greedy starts in a second process beside each repair, so a batch waits
+  for the longer of the two rather than for both;
 - where neither does (the caps leave too little room, or only the optimizer finds it), the one
   of the two that leaves less work unfinished answers at once as a *provisional* plan (its
   answer says so). Waiting for the optimizer instead would cost about a second per batch at
@@ -250,6 +252,9 @@ class Planner:
         self._policy = get_policy("optimizer", config.solver)
         self._quick = get_policy("greedy", config.solver)  # when no repair keeps every job
         self._solver: ProcessPoolExecutor | None = None  # from the end of start-up
+        self._beside: ProcessPoolExecutor | None = None  # greedy beside the repair, likewise
+        self._beside_busy: Future | None = None  # what that process runs now
+        self._greedy_beside = False  # the last repair fell short: start greedy beside the next
         self._lock = threading.RLock()  # one plan at a time; the loop's slot start holds it too
         self._unpolished_since: float | None = None  # monotonic [s]: the plan is not optimal
         self._polishing: tuple[PlanVersion, Future, float] | None = None  # planner thread only
@@ -260,15 +265,17 @@ class Planner:
         for event_id, cap in store.caps():
             self._caps.setdefault(event_id, []).append(cap)
         self.day = day
-        solver = _solver_process()
+        solver, beside = _solver_process(), _solver_process()
         try:
-            ready = solver.submit(int)  # its imports run while start-up plans here
+            ready = [solver.submit(int), beside.submit(int)]  # imports run while start-up plans
             self._current = self._startup()
-            ready.result()
+            for future in ready:
+                future.result()
         except BaseException:
             solver.shutdown(cancel_futures=True)
+            beside.shutdown(cancel_futures=True)
             raise
-        self._solver = solver
+        self._solver, self._beside = solver, beside
         self._queue_changed = threading.Condition()  # guards the three below
         self._waiting: list[_Change] = []  # for the next batch
         self._queued: set[str] = set()  # event ids with a change waiting or being planned
@@ -299,8 +306,9 @@ class Planner:
             self._closing = True
             self._queue_changed.notify_all()
         self._worker.join()
-        if self._solver is not None:
-            self._solver.shutdown(cancel_futures=True)
+        for process in (self._solver, self._beside):
+            if process is not None:
+                process.shutdown(cancel_futures=True)
 
     @property
     def horizon(self) -> Horizon:
@@ -770,9 +778,13 @@ class Planner:
             seconds = time.perf_counter() - began
             return self._version(problem, version, reason, previous.result, seconds, False)
         how, provisional = "repaired to the caps", False
+        beside = self._start_greedy_beside(problem) if late_ok else None
         quick = repair(problem, previous.result, self._policy.name)
-        if quick is None or not later_jobs(quick, previous.result).empty:
-            greedy = self._quick.plan(problem)
+        fell_short = quick is None or not later_jobs(quick, previous.result).empty
+        if late_ok:
+            self._greedy_beside = fell_short
+        if fell_short:
+            greedy = self._greedy(problem, beside)
             by_greedy = f"planned by {greedy.policy} to answer at once"
             if later_jobs(greedy, previous.result).empty:
                 how, quick = by_greedy, greedy
@@ -790,6 +802,25 @@ class Planner:
             quick, time.perf_counter() - began, True,
         )  # fmt: skip
         return replace(made, provisional=provisional)
+
+    def _start_greedy_beside(self, problem: Problem) -> Future | None:
+        """Greedy's plan of ``problem`` started in the second process, when the last repair fell
+        short (this one likely will too) and that process is free; else ``None``."""
+        busy = self._beside_busy is not None and not self._beside_busy.done()
+        if not self._greedy_beside or busy or self._beside is None:
+            return None
+        self._beside_busy = self._beside.submit(self._quick.plan, problem)
+        return self._beside_busy
+
+    def _greedy(self, problem: Problem, beside: Future | None) -> PlanResult:
+        """Greedy's plan of ``problem``: the one started beside the repair, or made here."""
+        if beside is not None:
+            try:
+                return beside.result()
+            except BrokenProcessPool:
+                log.error("the process planning beside the repair died; starting another")
+                self._beside = _solver_process()
+        return self._quick.plan(problem)
 
     def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
         began = time.perf_counter()
