@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
-from scheduler.policies.blocks import block_gpus, block_starts, place_block
+from scheduler.policies.blocks import block_gpus, place_block
 from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 
@@ -57,7 +57,7 @@ class GreedyPolicy:
         return make_result(
             problem,
             self.name,
-            fit_ramps(problem, PlanArrays.concat(state.parts)),
+            fit_ramps(problem, state.arrays()),
             PlanStatus.HEURISTIC,
             time.perf_counter() - began,
         )
@@ -76,9 +76,26 @@ class _State:
         self.pin = problem.max_site_moves is not None
         self.started = problem.preemptible.copy()  # preemptible jobs never start a block
         self.last_start = problem.deadline_slot - problem.duration_slots
-        self.parts: list[PlanArrays] = []
+        self.parts: list[PlanArrays] = []  # blocks
+        self.filled: list[tuple[np.ndarray, int, int, np.ndarray]] = []  # (jobs, site, slot, gpus)
 
-    def _use(self, site: int, slots: np.ndarray | int, gpus: np.ndarray | int) -> None:
+    def arrays(self) -> PlanArrays:
+        """Every GPU placed, as plan rows."""
+        if self.filled:
+            jobs, sites, slots, gpus = zip(*self.filled, strict=True)
+            lengths = [len(j) for j in jobs]
+            self.parts.append(
+                PlanArrays(
+                    np.concatenate(jobs),
+                    np.repeat(sites, lengths),
+                    np.repeat(slots, lengths),
+                    np.concatenate(gpus),
+                )
+            )
+            self.filled = []
+        return PlanArrays.concat(self.parts)
+
+    def _use(self, site: int, slots: slice | int, gpus: np.ndarray | int) -> None:
         """``gpus`` more GPUs busy at ``site`` in ``slots`` (``free`` already lowered): less
         green headroom there, never below zero or above the GPUs still free."""
         green = np.maximum(self.green[site, slots] - gpus, 0)
@@ -92,16 +109,19 @@ class _State:
         first_gpus = np.minimum(p.max_gpus[waiting], p.work_units[waiting])
         headroom = np.where(self.mask[waiting], self.green[:, t], 0).max(axis=1, initial=0)
         waiting = waiting[(first_gpus <= headroom) | (self.last_start[waiting] == t)]
-        for j in waiting[np.lexsort((waiting, -p.work_units[waiting], self.last_start[waiting]))]:
+        order = waiting[np.lexsort((waiting, -p.work_units[waiting], self.last_start[waiting]))]
+        green = self.green[:, t]  # a view: lowered as blocks are placed
+        for j in order.tolist():
             gpus = block_gpus(int(p.work_units[j]), int(p.max_gpus[j]))
             last_chance = t == self.last_start[j]
-            sites = np.flatnonzero(self.mask[j])
-            for s in sites[np.argsort(-self.green[sites, t], kind="stable")]:
-                if self.green[s, t] < gpus[0] and not last_chance:
+            run = slice(t, t + len(gpus))  # inside the horizon: t <= last start
+            sites = np.flatnonzero(self.mask[j]).tolist()
+            for s in sorted(sites, key=lambda s: -green[s]):  # by headroom (stable)
+                if green[s] < gpus[0] and not last_chance:
                     break  # sites are by headroom: none further carries it either
-                if len(block_starts(self.free[s], t, t + len(gpus), gpus)):
+                if (self.free[s, run] >= gpus).all():  # the block fits from t
                     self.parts.append(place_block(self.free, j, s, t, gpus))
-                    self._use(s, np.arange(t, t + len(gpus)), gpus)
+                    self._use(s, run, gpus)
                     self.started[j] = True
                     self.remaining[j] = 0
                     break
@@ -136,32 +156,33 @@ class _State:
         must = np.clip(remaining - max_gpus * _spare_slots(left_slots[order]), 0, max_gpus)
         must = self._crowded(t, remaining, max_gpus, must)
         extra = np.minimum(max_gpus, remaining) - must
-        by_headroom = np.argsort(-self.green[:, t], kind="stable")
-        by_co2 = np.lexsort((-self.green[:, t], p.grid_kg_per_gpu_slot[:, t]))
+        by_headroom = np.argsort(-self.green[:, t], kind="stable").tolist()
+        by_co2 = np.lexsort((-self.green[:, t], p.grid_kg_per_gpu_slot[:, t])).tolist()
         taken = np.zeros(len(active), dtype=np.int64)
+        allowed = self.mask[active].T  # [site, active job]
         for want, sites, green_only in (
             (must, by_headroom, True),
             (must, by_co2, False),
             (extra, by_headroom, True),
         ):
             for s in sites:
-                room = self.green[s, t] if green_only else self.free[s, t]
+                room = int(self.green[s, t] if green_only else self.free[s, t])
                 if room <= 0:
                     continue
-                wish = np.where(self.mask[active, s], want, 0)
-                give = np.clip(room - (np.cumsum(wish) - wish), 0, wish)
-                total = int(give.sum())
-                if total == 0:
+                wish = want * allowed[s]
+                # in turn: each job gets what the jobs before it leave, at most its wish
+                give = np.minimum(np.maximum(room - (np.cumsum(wish) - wish), 0), wish)
+                got = np.flatnonzero(give)
+                if len(got) == 0:
                     continue
                 want -= give
                 taken += give
+                total = int(give.sum())
                 self.free[s, t] -= total
                 self._use(s, t, total)
-                got = np.flatnonzero(give)
-                self.parts.append(
-                    PlanArrays(active[got], np.full(len(got), s), np.full(len(got), t), give[got])
-                )
+                self.filled.append((active[got], s, t, give[got]))
                 if self.pin:
                     self.mask[active[got]] = False
                     self.mask[active[got], s] = True
+                    allowed = self.mask[active].T
         self.remaining[active] -= taken
