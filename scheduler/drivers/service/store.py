@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from scheduler.contracts import JOBS, UserError
@@ -452,8 +454,10 @@ def _insert_plan(db: sqlite3.Connection, plan: PlanRecord) -> None:
     blob = None
     if plan.plan is not None:
         buffer = io.BytesIO()
-        # LZ4: about half zstd's time on a 1,000-job plan, on the path of every batch's reply
-        plan.plan.to_parquet(buffer, index=False, compression="lz4")
+        # on the path of every batch's reply: LZ4 takes about half zstd's time on a 1,000-job
+        # plan, and leaving out column statistics (nothing queries the blob) a quarter less
+        table = pa.Table.from_pandas(plan.plan, preserve_index=False)
+        pq.write_table(table, buffer, compression="lz4", write_statistics=False)
         blob = buffer.getvalue()
     db.execute(
         "INSERT INTO plan_versions VALUES (?, ?, ?, ?, ?, ?, ?)",

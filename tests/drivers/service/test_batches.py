@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import grpc
@@ -99,6 +102,17 @@ def test_concurrent_caps_are_planned_in_batches_each_reply_in_force(
     assert final.caps_in_force == CLIENTS * CAPS_EACH
     assert final.metrics.cap_violations == 0
     assert not server.planner.current.site_load["cap_violation"].any()
+    # the plan in force is stored with the version that made it (a version that kept the plan
+    # before stores none), a Parquet blob that reads back as it is
+    current = server.planner.current
+    with closing(sqlite3.connect(server.store.path)) as db:
+        (blob,) = db.execute(
+            "SELECT plan_parquet FROM plan_versions WHERE version <= ? AND plan_parquet IS NOT "
+            "NULL ORDER BY version DESC LIMIT 1",
+            (current.version,),
+        ).fetchone()
+    stored = pd.read_parquet(io.BytesIO(blob))
+    pd.testing.assert_frame_equal(stored, current.result.plan, check_dtype=False)
     for hour, mw, *_ in replies.values():
         start = local(f"{hour:02d}:00").tz_convert("UTC")
         window = [s for s in final.slots if start <= _slot_time(s) < start + pd.Timedelta(hours=1)]
