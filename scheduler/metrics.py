@@ -24,15 +24,19 @@ from scheduler.contracts import SITE_LOAD
 from scheduler.horizon import Horizon
 from scheduler.jobs import work_units
 from scheduler.labels import label_index
-from scheduler.problem import LoadCap, cap_matrices, hourly_profile, supply_matrix
+from scheduler.problem import LoadCap, Problem, cap_matrices, hourly_profile, supply_matrix
 from scheduler.ramps import ramp_limits_mw, ramp_stats
 
 __all__ = [
     "CAP_TOLERANCE_MW",
     "PlanMetrics",
+    "PlanScore",
     "busy_gpus",
+    "load_arrays",
     "plan_metrics",
+    "score_plan",
     "site_load",
+    "site_load_table",
     "slot_index",
 ]
 
@@ -87,18 +91,23 @@ def site_load(
     :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing.
     """
     gpus = busy_gpus(plan, [s.name for s in sites], horizon)
-    arrays = _load_arrays(gpus, supply, sites, horizon, caps)
-    n_sites = len(sites)
+    return site_load_table(load_arrays(gpus, supply, sites, horizon, caps), sites, horizon)
+
+
+def site_load_table(
+    arrays: dict[str, np.ndarray], sites: Sequence[Site], horizon: Horizon
+) -> pd.DataFrame:
+    """The site-load table of :func:`site_load` from its columns as ``[site, slot]`` arrays."""
     return pd.DataFrame(
         {
-            "time": np.tile(horizon.times, n_sites),
+            "time": np.tile(horizon.times, len(sites)),
             "site": np.repeat([s.name for s in sites], horizon.n_slots),
             **{name: arrays[name].ravel() for name in SITE_LOAD.names[2:]},
         }
     )
 
 
-def _load_arrays(
+def load_arrays(
     gpus: np.ndarray,
     supply: pd.DataFrame,
     sites: Sequence[Site],
@@ -183,9 +192,50 @@ def plan_metrics(
     ``initial_load_mw`` ``[site]`` is the load before the first slot [MW] (the previous day's
     last slot), when known.
     """
+    site, slot = _site_slot(plan, [s.name for s in sites], horizon)
+    load = load_arrays(_busy(site, slot, plan, len(sites), horizon), supply, sites, horizon, caps)
+    return _metrics(plan, jobs, sites, horizon, initial_load_mw, load, site, slot)[0]
+
+
+@dataclass(frozen=True)
+class PlanScore:
+    """A plan's site-load table (:func:`site_load`) and metrics (:func:`plan_metrics`), and
+    where its rows fall ``[row]``: ``job`` (position in the jobs table, -1 when not in it),
+    ``site`` and ``slot``."""
+
+    site_load: pd.DataFrame
+    metrics: PlanMetrics
+    job: np.ndarray
+    site: np.ndarray
+    slot: np.ndarray
+
+
+def score_plan(problem: Problem, plan: pd.DataFrame) -> PlanScore:
+    """:func:`site_load` and :func:`plan_metrics` of ``plan`` on ``problem``'s tables (its
+    supply, caps and load before the first slot), the plan's labels looked up once."""
+    sites, horizon = problem.sites, problem.horizon
+    site, slot = _site_slot(plan, problem.site_names, horizon)
+    busy = _busy(site, slot, plan, len(sites), horizon)
+    load = load_arrays(busy, problem.supply, sites, horizon, problem.caps)
+    metrics, job = _metrics(
+        plan, problem.jobs, sites, horizon, problem.initial_load_mw, load, site, slot
+    )
+    return PlanScore(site_load_table(load, sites, horizon), metrics, job, site, slot)
+
+
+def _metrics(
+    plan: pd.DataFrame,
+    jobs: pd.DataFrame,
+    sites: Sequence[Site],
+    horizon: Horizon,
+    initial_load_mw: Sequence[float] | None,
+    load: dict[str, np.ndarray],
+    site: np.ndarray,
+    slot: np.ndarray,
+) -> tuple[PlanMetrics, np.ndarray]:
+    """The metrics of ``plan`` from its site-load columns ``load`` and each row's site and
+    slot; and each row's job (position in ``jobs``, -1 when not in it)."""
     names = [s.name for s in sites]
-    site, slot = _site_slot(plan, names, horizon)
-    load = _load_arrays(_busy(site, slot, plan, len(names), horizon), supply, sites, horizon, caps)
     up_mw, down_mw = ramp_limits_mw(sites, horizon.slot_minutes)
     initial = None if initial_load_mw is None else np.asarray(initial_load_mw, dtype=float)
     ramps = ramp_stats(load["load_mw"], up_mw, down_mw, initial)
@@ -208,7 +258,7 @@ def plan_metrics(
         where=load["load_mw"] > 0,
     )
     row_green_tokens = row_tokens * green_fraction[site, slot]
-    return PlanMetrics(
+    metrics = PlanMetrics(
         energy_used_mwh=float(energy),
         green_used_mwh=float(green_used),
         green_share=float(green_used / energy) if energy > 0 else 0.0,
@@ -229,6 +279,7 @@ def plan_metrics(
         total_swing_mw=dict(zip(names, ramps.total_swing_mw.tolist(), strict=True)),
         slots_over_ramp=dict(zip(names, ramps.slots_over_ramp.tolist(), strict=True)),
     )
+    return metrics, job
 
 
 def slot_index(times: pd.Series, horizon: Horizon) -> np.ndarray:

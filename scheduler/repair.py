@@ -53,11 +53,15 @@ def plan_arrays(problem: Problem, plan: pd.DataFrame) -> PlanArrays:
     return PlanArrays(job, site, slot, plan["gpus"].to_numpy(dtype=np.int64))
 
 
-def repair(problem: Problem, previous: PlanResult, name: str) -> PlanResult | None:
+def repair(
+    problem: Problem, previous: PlanResult, name: str, arrays: PlanArrays | None = None
+) -> PlanResult | None:
     """``previous`` changed to keep ``problem``'s caps (module docstring), reported as policy
-    ``name``; ``None`` when the repair is not valid."""
+    ``name``; ``None`` when the repair is not valid. ``arrays`` is ``previous.plan`` as
+    positions in ``problem`` (:func:`plan_arrays`), when the caller has them."""
     began = time.perf_counter()
-    arrays = plan_arrays(problem, previous.plan)
+    if arrays is None:
+        arrays = plan_arrays(problem, previous.plan)
     kept, units, blocks = _cut(problem, arrays)
     load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(load, (kept.site, kept.slot), kept.gpus)
@@ -75,7 +79,10 @@ def later_jobs(result: PlanResult, previous: PlanResult) -> pd.Series:
     the jobs where that is more than a rounding error [GPU-h]."""
     before = previous.unfinished_gpu_hours
     after = result.unfinished_gpu_hours
-    increase = after - before.reindex(after.index, fill_value=0.0)
+    if before.index.equals(after.index):  # plans of one problem: the same jobs, in order
+        increase = pd.Series(after.to_numpy() - before.to_numpy(), index=after.index)
+    else:
+        increase = after - before.reindex(after.index, fill_value=0.0)
     return increase[increase > _LATE_TOLERANCE_GPU_H]
 
 

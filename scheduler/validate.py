@@ -20,7 +20,7 @@ import pandas as pd
 
 from scheduler.contracts import PLAN
 from scheduler.labels import label_index
-from scheduler.metrics import CAP_TOLERANCE_MW, site_load
+from scheduler.metrics import CAP_TOLERANCE_MW, load_arrays, site_load_table
 from scheduler.policies.base import PlanResult, SupplyBasis, site_moves
 from scheduler.problem import Problem
 from scheduler.ramps import RAMP_TOLERANCE_MW, load_steps_mw
@@ -109,7 +109,13 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
         ]
         add("max_gpus", None, f"{len(over)} job-slot(s) above max_gpus: {'; '.join(listed)}")
 
-    load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps)
+    busy = np.zeros((n_sites, n_slots), dtype=np.int64)
+    np.add.at(busy, (site, slot), gpus)
+    load = site_load_table(
+        load_arrays(busy, problem.supply, problem.sites, problem.horizon, problem.caps),
+        problem.sites,
+        problem.horizon,
+    )
     over_site = load["gpus_busy"].to_numpy() > np.repeat(problem.site_gpus, problem.horizon.n_slots)
     for rule, mask in (("site_capacity", over_site), ("caps", load["cap_violation"].to_numpy())):
         if mask.any():

@@ -126,3 +126,21 @@ def test_the_job_with_room_elsewhere_is_cut_not_the_one_at_its_limit_everywhere(
     assert result is not None and validate_plan(capped, result) == []
     assert gpus_at(result, "a") == [4, 2, 2, 2] or gpus_at(result, "a") == [2, 2, 4, 2]
     assert result.plan.groupby("job_id")["gpus"].sum().to_dict() == {"free": 2, "full": 8}
+
+
+def test_a_repair_from_the_callers_positions_is_the_repair_from_the_table():
+    """The service hands the repair each plan version's rows as positions (looked up once
+    when the version was scored); the repair is the same as from the plan table."""
+    green = np.array([[0.05, 0.08, 0.08, 0.02, 0.0, 0.04], [0.02, 0.0, 0.05, 0.05, 0.03, 0.0]])
+    jobs = [job(f"j{k}", 20 + 10 * k, 30, k % 3, 6 - k % 2) for k in range(6)]
+    problem = make_problem([site("a"), site("b")], green, jobs)
+    before = get_policy("greedy").plan(problem)
+    capped = replace(
+        problem, caps=(LoadCap("a", START + HOUR, START + 3 * HOUR, LOAD_LIMIT, 0.03),)
+    )
+    positions = plan_arrays(problem, before.plan.sample(frac=1.0, random_state=3))
+    from_table = repair(capped, before, "optimizer")
+    from_positions = repair(capped, before, "optimizer", positions)
+    assert from_table is not None and from_positions is not None
+    pd.testing.assert_frame_equal(from_positions.plan, from_table.plan)
+    assert from_positions.objective_kg == from_table.objective_kg

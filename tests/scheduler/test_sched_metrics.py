@@ -9,7 +9,8 @@ from scheduler_testkit import START, site, supply_frame
 
 from scheduler.horizon import Horizon
 from scheduler.jobs import Job, jobs_frame
-from scheduler.metrics import plan_metrics, site_load
+from scheduler.metrics import plan_metrics, score_plan, site_load
+from scheduler.problem import Problem
 
 
 def test_metrics_by_hand_on_15_minute_slots():
@@ -52,3 +53,32 @@ def test_unfinished_work_and_cap_violation_are_counted():
     assert m.jobs_unfinished == 1
     assert m.unfinished_gpu_hours == pytest.approx(10.0)
     assert m.tokens == pytest.approx(20.0)
+
+
+def test_one_scoring_pass_gives_the_site_load_table_the_metrics_and_the_rows_positions():
+    """``score_plan`` (the service scores every plan version with it) agrees with
+    ``site_load`` and ``plan_metrics``, and its positions name each row's job, site and slot."""
+    a, b = site("a", base_load_mw=0.05), site("b", carbon=300.0)
+    horizon = Horizon(START, 60, 3)
+    supply = supply_frame(horizon, ["a", "b"], np.array([[0.1, 0.0, 0.2], [0.0, 0.3, 0.1]]))
+    jobs = jobs_frame(
+        [
+            Job("x", 90.0, 40, START, START + 3 * pd.Timedelta(hours=1), tokens=500.0),
+            Job("y", 30.0, 30, START, START + 2 * pd.Timedelta(hours=1), tokens=100.0),
+        ]
+    )
+    times = [START + t * pd.Timedelta(hours=1) for t in range(3)]
+    plan = pd.DataFrame(
+        {
+            "job_id": ["y", "x", "x", "x"],
+            "site": ["b", "a", "b", "a"],
+            "time": [times[1], times[0], times[1], times[2]],
+            "gpus": [30, 40, 10, 40],
+        }
+    )
+    problem = Problem(horizon, (a, b), jobs, supply)
+    score = score_plan(problem, plan)
+    pd.testing.assert_frame_equal(score.site_load, site_load(plan, supply, [a, b], horizon))
+    assert score.metrics == plan_metrics(plan, jobs, supply, [a, b], horizon)
+    assert score.job.tolist() == [1, 0, 0, 0]  # y is the jobs table's second row
+    assert score.site.tolist() == [1, 0, 1, 0] and score.slot.tolist() == [1, 0, 1, 2]

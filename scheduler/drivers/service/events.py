@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
@@ -77,6 +78,10 @@ class CapEvent:
 
     def to_json(self) -> str:
         """Canonical JSON (times as ISO UTC); equal events give equal text."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:  # stored, hashed and compared on every submission: made once
         data = asdict(self)
         data["intervals"] = [
             {**i, "start": pd.Timestamp(i["start"]).isoformat()} for i in data["intervals"]
@@ -92,7 +97,7 @@ class CapEvent:
         )
         return cls(**{**data, "targets": tuple(data["targets"]), "intervals": intervals})
 
-    @property
+    @cached_property
     def content_sha256(self) -> str:
         """Hash of the canonical JSON: the identity of a resubmission."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()

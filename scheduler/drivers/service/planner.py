@@ -83,9 +83,10 @@ from scheduler.drivers.service.store import (
     Submission,
 )
 from scheduler.horizon import Horizon
-from scheduler.metrics import PlanMetrics, busy_gpus, plan_metrics, site_load
+from scheduler.metrics import PlanMetrics, busy_gpus, score_plan
 from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, get_policy
+from scheduler.policies.base import PlanArrays
 from scheduler.problem import LoadCap, Problem
 from scheduler.repair import later_jobs, repair
 
@@ -173,6 +174,7 @@ class PlanVersion:
     metrics: PlanMetrics
     site_load: pd.DataFrame  # scheduler.contracts.SITE_LOAD
     plan_seconds: float  # time to make (or check) this plan [s]
+    arrays: PlanArrays  # the plan's rows as positions in the problem's jobs, sites and slots
     from_time: pd.Timestamp | None = None  # the running day's state it plans from (None: all)
     provisional: bool = False  # a quick plan leaving work unfinished; the optimum follows
 
@@ -779,7 +781,7 @@ class Planner:
             return self._version(problem, version, reason, previous.result, seconds, False)
         how, provisional = "repaired to the caps", False
         beside = self._start_greedy_beside(problem) if late_ok else None
-        quick = repair(problem, previous.result, self._policy.name)
+        quick = repair(problem, previous.result, self._policy.name, previous.arrays)
         fell_short = quick is None or not later_jobs(quick, previous.result).empty
         if late_ok:
             self._greedy_beside = fell_short
@@ -797,6 +799,7 @@ class Planner:
                 else:
                     how = "repaired to the caps, leaving what fits nowhere"
                 how = f"{how}; provisional"
+        assert quick is not None  # a repair that did not fall short, or greedy's plan
         made = self._version(
             problem, version, f"{reason}; {how}, optimised in the background",
             quick, time.perf_counter() - began, True,
@@ -849,8 +852,8 @@ class Planner:
         seconds: float,
         replanned: bool,
     ) -> PlanVersion:
-        sites, caps, jobs = problem.sites, problem.caps, problem.jobs
-        supply, horizon = problem.supply, problem.horizon
+        plan = result.plan
+        score = score_plan(problem, plan)
         return PlanVersion(
             version=version,
             created_at=self.clock(),
@@ -858,9 +861,10 @@ class Planner:
             replanned=replanned,
             problem=problem,
             result=result,
-            metrics=plan_metrics(result.plan, jobs, supply, sites, horizon, caps),
-            site_load=site_load(result.plan, supply, sites, horizon, caps),
+            metrics=score.metrics,
+            site_load=score.site_load,
             plan_seconds=seconds,
+            arrays=PlanArrays(score.job, score.site, score.slot, plan["gpus"].to_numpy()),
             from_time=None if self.state is None else self.state.from_time,
         )
 
