@@ -34,6 +34,7 @@ __all__ = [
     "busy_gpus",
     "load_arrays",
     "plan_metrics",
+    "problem_load_arrays",
     "score_plan",
     "site_load",
     "site_load_table",
@@ -115,17 +116,37 @@ def load_arrays(
     caps: Sequence[LoadCap],
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``."""
-    names = [s.name for s in sites]
-    green = supply_matrix(supply, names, horizon)
+    green = supply_matrix(supply, [s.name for s in sites], horizon)
+    carbon = np.array(
+        [hourly_profile(s.carbon_kg_per_mwh, horizon.times, s.timezone) for s in sites]
+    )
+    caps_mw = cap_matrices(caps, sites, horizon)
+    return _load_columns(gpus, green, sites, caps_mw, carbon, horizon.slot_hours)
+
+
+def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`load_arrays` on ``problem``'s supply and caps, from the matrices it holds."""
+    caps_mw = (problem.grid_cap_mw, problem.load_cap_mw)
+    return _load_columns(
+        gpus, problem.green_mw, problem.sites, caps_mw, problem.carbon_kg_per_mwh,
+        problem.slot_hours,
+    )  # fmt: skip
+
+
+def _load_columns(
+    gpus: np.ndarray,
+    green: np.ndarray,
+    sites: Sequence[Site],
+    caps_mw: tuple[np.ndarray, np.ndarray],
+    carbon: np.ndarray,
+    slot_hours: float,
+) -> dict[str, np.ndarray]:
     mpg = np.array([s.mw_per_gpu for s in sites])[:, None]
     base = np.array([s.base_load_mw for s in sites])[:, None]
     load = gpus * mpg + base
     green_used = np.minimum(load, green)
     grid = load - green_used
-    grid_cap, load_cap = cap_matrices(caps, sites, horizon)
-    carbon = np.array(
-        [hourly_profile(s.carbon_kg_per_mwh, horizon.times, s.timezone) for s in sites]
-    )
+    grid_cap, load_cap = caps_mw
     violation = (gpus > 0) & (
         (grid > grid_cap + CAP_TOLERANCE_MW) | (load > load_cap + CAP_TOLERANCE_MW)
     )
@@ -138,7 +159,7 @@ def load_arrays(
         "cap_mw": grid_cap,
         "load_cap_mw": load_cap,
         "carbon_kg_per_mwh": carbon,
-        "grid_co2_kg": grid * carbon * horizon.slot_hours,
+        "grid_co2_kg": grid * carbon * slot_hours,
         "cap_violation": violation,
     }
 
@@ -215,8 +236,7 @@ def score_plan(problem: Problem, plan: pd.DataFrame) -> PlanScore:
     supply, caps and load before the first slot), the plan's labels looked up once."""
     sites, horizon = problem.sites, problem.horizon
     site, slot = _site_slot(plan, problem.site_names, horizon)
-    busy = _busy(site, slot, plan, len(sites), horizon)
-    load = load_arrays(busy, problem.supply, sites, horizon, problem.caps)
+    load = problem_load_arrays(problem, _busy(site, slot, plan, len(sites), horizon))
     metrics, job = _metrics(
         plan, problem.jobs, sites, horizon, problem.initial_load_mw, load, site, slot
     )

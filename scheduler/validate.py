@@ -20,7 +20,7 @@ import pandas as pd
 
 from scheduler.contracts import PLAN
 from scheduler.labels import label_index
-from scheduler.metrics import CAP_TOLERANCE_MW, load_arrays, site_load_table
+from scheduler.metrics import CAP_TOLERANCE_MW, problem_load_arrays
 from scheduler.policies.base import PlanResult, SupplyBasis, site_moves
 from scheduler.problem import Problem
 from scheduler.ramps import RAMP_TOLERANCE_MW, load_steps_mw
@@ -66,12 +66,15 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
     gpus = plan["gpus"].to_numpy()
     if not np.issubdtype(gpus.dtype, np.integer):
         add("integer_gpus", None, f"gpus column has dtype {gpus.dtype}; GPUs are whole numbers")
-    bad = plan[gpus < 1]
-    if len(bad):
-        add("integer_gpus", bad, "gpus {r.gpus} < 1")
+    below = gpus < 1
+    if below.any():
+        add("integer_gpus", plan[below], "gpus {r.gpus} < 1")
     job = label_index(plan["job_id"], problem.job_ids)
     site = label_index(plan["site"], problem.site_names)
-    time_ns = pd.DatetimeIndex(pd.to_datetime(plan["time"], utc=True)).as_unit("ns").asi8
+    times = plan["time"]
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = pd.to_datetime(times, utc=True)
+    time_ns = times.array.as_unit("ns").asi8
     offset_ns = time_ns - problem.horizon.start.as_unit("ns").value
     slot_ns = problem.horizon.slot_minutes * 60 * 10**9
     slot = offset_ns // slot_ns
@@ -111,28 +114,28 @@ def validate_plan(problem: Problem, result: PlanResult) -> list[Violation]:
 
     busy = np.zeros((n_sites, n_slots), dtype=np.int64)
     np.add.at(busy, (site, slot), gpus)
-    load = site_load_table(
-        load_arrays(busy, problem.supply, problem.sites, problem.horizon, problem.caps),
-        problem.sites,
-        problem.horizon,
-    )
-    over_site = load["gpus_busy"].to_numpy() > np.repeat(problem.site_gpus, problem.horizon.n_slots)
-    for rule, mask in (("site_capacity", over_site), ("caps", load["cap_violation"].to_numpy())):
+    load = problem_load_arrays(problem, busy)
+    over_site = busy > problem.site_gpus[:, None]
+    for rule, mask in (("site_capacity", over_site), ("caps", load["cap_violation"])):
         if mask.any():
-            rows = load[mask].head(_MAX_SHOWN)
             shown = "; ".join(
-                f"{r.site} {r.time}: {r.gpus_busy} GPUs, load {r.load_mw:.3f} MW, grid "
-                f"{r.grid_mw:.3f} MW (caps: grid {r.cap_mw:.3f}, load {r.load_cap_mw:.3f}, "
+                f"{problem.site_names[s]} {problem.horizon.times[t]}: {busy[s, t]} GPUs, load "
+                f"{load['load_mw'][s, t]:.3f} MW, grid {load['grid_mw'][s, t]:.3f} MW (caps: "
+                f"grid {load['cap_mw'][s, t]:.3f}, load {load['load_cap_mw'][s, t]:.3f}, "
                 f"tolerance {CAP_TOLERANCE_MW})"
-                for r in rows.itertuples()
+                for s, t in np.argwhere(mask)[:_MAX_SHOWN]
             )
             add(rule, None, f"{int(mask.sum())} site-slot(s): {shown}")
 
     placed = np.bincount(job, weights=gpus, minlength=problem.n_jobs).astype(np.int64)
-    ramp = _ramp_violations(problem, load, job, site, slot, gpus, placed)
+    ramp = _ramp_violations(problem, load["load_mw"], job, site, slot, gpus, placed)
     if ramp:
         add("ramp", None, f"{len(ramp)} site-slot(s): {'; '.join(ramp[:_MAX_SHOWN])}")
-    reported = result.unfinished_gpu_hours.reindex(problem.job_ids).fillna(np.nan).to_numpy()
+    unfinished = result.unfinished_gpu_hours
+    if np.array_equal(unfinished.index.to_numpy(dtype=object), problem.job_ids):
+        reported = unfinished.to_numpy(dtype=float)
+    else:
+        reported = unfinished.reindex(problem.job_ids).to_numpy(dtype=float)
     reported_units = np.rint(reported / problem.slot_hours)
     mismatch = np.isnan(reported) | (placed + reported_units != problem.work_units)
     if mismatch.any():
@@ -184,7 +187,7 @@ def _not_one_run(
 
 def _ramp_violations(
     problem: Problem,
-    load: pd.DataFrame,
+    load_mw: np.ndarray,
     job: np.ndarray,
     site: np.ndarray,
     slot: np.ndarray,
@@ -192,8 +195,6 @@ def _ramp_violations(
     placed: np.ndarray,
 ) -> list[str]:
     """Steps that break a ramp limit, described; exempt falls are those the module doc names."""
-    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
-    load_mw = load["load_mw"].to_numpy().reshape(n_sites, n_slots)
     initial = None if problem.initial_load_mw is None else np.asarray(problem.initial_load_mw)
     steps = load_steps_mw(load_mw, initial)
     up, down = problem.ramp_up_mw[:, None], problem.ramp_down_mw[:, None]
@@ -205,7 +206,7 @@ def _ramp_violations(
     room_mw = problem.base_load_mw[:, None] + problem.capacity_gpus * problem.mw_per_gpu[:, None]
     falls &= room_mw + RAMP_TOLERANCE_MW >= previous - down  # a cap that needs the fall wins
     unfinished = placed < problem.work_units
-    ran_at = np.zeros((problem.n_jobs, n_sites), dtype=bool)
+    ran_at = np.zeros((problem.n_jobs, len(problem.sites)), dtype=bool)
     ran_at[job, site] = True
     last_slot = np.full(problem.n_jobs, -1, dtype=np.int64)
     np.maximum.at(last_slot, job, slot)

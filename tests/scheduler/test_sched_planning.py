@@ -12,7 +12,10 @@ from scheduler_testkit import START, job, make_problem, site
 from scheduler.feasibility import PlanningError, check_feasible
 from scheduler.pipeline import plan_day
 from scheduler.policies import get_policy
+from scheduler.problem import LOAD_LIMIT, LoadCap
 from scheduler.validate import validate_plan
+
+HOUR = pd.Timedelta(hours=1)
 
 
 def test_job_that_fits_nowhere_is_named(config):
@@ -78,3 +81,26 @@ def test_validator_finds_duplicates_unknown_rows_and_split_blocks(two_sites):
     run = pd.concat([bad_plan.iloc[[2]], gap.assign(time=[START + hour])])
     rules = {v.rule for v in validate_plan(problem, replace(good, plan=run))}
     assert "non_preemptible" not in rules
+
+
+def test_validator_names_the_site_slots_over_site_gpus_and_over_a_cap(two_sites):
+    """Site ``near`` has 100 GPUs at 1 kW; a 0.03 MW load cap binds it in hour 1."""
+    problem = make_problem(two_sites, np.zeros((2, 4)), [job("j", 150.0, 200, 0, 4)])
+    cap = LoadCap("near", START + HOUR, START + 2 * HOUR, LOAD_LIMIT, 0.03)
+    capped = replace(problem, caps=(cap,))
+    good = get_policy("fifo").plan(capped)
+    assert validate_plan(capped, good) == []
+    bad_plan = pd.DataFrame(
+        {
+            "job_id": ["j", "j"],
+            "site": ["near", "near"],
+            "time": [START, START + HOUR],
+            "gpus": [110, 40],  # 10 over the site's GPUs; 40 kW against the 30 kW cap
+        }
+    )
+    violations = {v.rule: v.message for v in validate_plan(capped, replace(good, plan=bad_plan))}
+    assert violations["site_capacity"].startswith("1 site-slot(s): near 2026-06-01 00:00:00+00:00")
+    assert "110 GPUs, load 0.110 MW" in violations["site_capacity"]
+    assert violations["caps"].startswith("1 site-slot(s): near 2026-06-01 01:00:00+00:00")
+    assert "40 GPUs, load 0.040 MW" in violations["caps"]
+    assert "load 0.030" in violations["caps"]
