@@ -268,6 +268,15 @@ class Problem:
         planner thread repairs the same problem)."""
         return dict(self.__dict__)
 
+    def with_caps(self, caps: Sequence[LoadCap]) -> Problem:
+        """This problem under ``caps`` instead of its own, sharing every value derived from
+        what caps leave alone (computed once here): the service builds one per batch of cap
+        changes."""
+        capped = replace(self, caps=tuple(caps))
+        for name in _CAPS_FREE:
+            capped.__dict__[name] = getattr(self, name)
+        return capped
+
     def on_actual_supply(self) -> Problem:
         """The same problem planned on ``actual_supply`` (the oracle's view)."""
         if self.actual_supply is None:
@@ -475,6 +484,14 @@ class Problem:
             return (site.latency_ms.get(self.user_region, np.inf), site.name)
 
         return sorted(range(len(self.sites)), key=key)
+
+
+_CAPS_FREE = (  # Problem's cached values that do not depend on its caps
+    "site_names", "slot_hours", "green_mw", "carbon_kg_per_mwh", "price_per_mwh", "mw_per_gpu",
+    "base_load_mw", "site_gpus", "green_gpus", "grid_kg_per_gpu_slot", "limit_green_mw",
+    "_ramps", "initial_gpus", "n_jobs", "job_ids", "work_units", "tokens_per_gpu_hour",
+    "max_gpus", "_windows", "site_mask", "preemptible", "duration_slots", "latency_order",
+)  # fmt: skip
 
 
 def problem_for(

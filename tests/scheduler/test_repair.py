@@ -4,6 +4,7 @@ and leaves unfinished only the work that has no room left (which :func:`later_jo
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from scheduler_testkit import START, job, make_problem, site
 
 from scheduler.policies import get_policy
 from scheduler.policies.base import PlanStatus, make_result
-from scheduler.problem import LOAD_LIMIT, LoadCap
+from scheduler.problem import LOAD_LIMIT, LoadCap, Problem
 from scheduler.repair import later_jobs, plan_arrays, repair
 from scheduler.validate import validate_plan
 
@@ -144,3 +145,30 @@ def test_a_repair_from_the_callers_positions_is_the_repair_from_the_table():
     assert from_table is not None and from_positions is not None
     pd.testing.assert_frame_equal(from_positions.plan, from_table.plan)
     assert from_positions.objective_kg == from_table.objective_kg
+
+
+def test_a_problem_under_other_caps_shares_only_what_caps_leave_alone():
+    """``with_caps`` (the service builds one problem per batch with it) gives every derived
+    value a problem built afresh under those caps gives, for every cached value of
+    :class:`Problem`, so a cached value that comes to depend on caps cannot be shared."""
+    green = np.array([[0.05, 0.08, 0.08, 0.02], [0.02, 0.0, 0.05, 0.05]])
+    jobs = [job("p", 40, 30, 0, 4), job("b", 20, 10, 1, 4, preemptible=False)]
+    problem = make_problem([site("a", ramp_up_mw_per_min=0.001), site("b")], green, jobs)
+    loose = (LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.09),)
+    tight = (LoadCap("a", START + HOUR, START + 3 * HOUR, LOAD_LIMIT, 0.01),)
+    names = [n for n, v in vars(Problem).items() if isinstance(v, cached_property)]
+    before = replace(problem, caps=loose)
+    for name in names:
+        getattr(before, name)  # everything cached under the loose cap
+    shared, fresh = before.with_caps(tight), replace(problem, caps=tight)
+    for name in names:
+        got, want = getattr(shared, name), getattr(fresh, name)
+        if isinstance(want, tuple):
+            assert len(got) == len(want) and all(map(_same, got, want)), name
+        else:
+            assert _same(got, want), name
+    assert not np.array_equal(shared.capacity_gpus, before.capacity_gpus)  # caps do change it
+
+
+def _same(a, b) -> bool:
+    return bool(np.array_equal(a, b)) if isinstance(b, np.ndarray) else a == b

@@ -352,7 +352,7 @@ class Planner:
     def _plan_ahead(self, caps: Sequence[LoadCap], reason: str) -> PlanVersion:
         """The look-ahead day planned under ``caps`` (not a plan version: nothing runs it)."""
         assert self._ahead is not None
-        return self._plan(replace(self._ahead, caps=tuple(caps)), 0, reason)
+        return self._plan(self._ahead.with_caps(caps), 0, reason)
 
     def _replan_locked(self, reason: str) -> PlanVersion:
         problem = self._problem(_flat(self._caps))
@@ -622,7 +622,7 @@ class Planner:
                 self._ahead_version = None  # planned again on the next cap for that day
             return None
         before = self._ahead_version or self._plan_ahead(_flat(self._caps), "look-ahead")
-        problem = replace(ahead, caps=tuple(_flat(caps)))
+        problem = ahead.with_caps(_flat(caps))
         after = self._kept_or_repaired(before, problem, 0, f"look-ahead, {reason}", False)
         if after is None:  # nothing optimises the look-ahead day in the background
             after = self._plan(problem, 0, f"look-ahead, {reason}")
@@ -722,7 +722,7 @@ class Planner:
         """The day with ``caps``; while the day runs, only the work left from ``state``."""
         state = self.state
         if state is None:
-            return replace(self.day, caps=tuple(caps))
+            return self.day.with_caps(caps)
         if self._rest is None or self._rest[0] is not self.day or self._rest[1] is not state:
             day = self.day
             if self._forecast_at is not None:
@@ -736,7 +736,7 @@ class Planner:
             )
             rest = rest if rest is not None else replace(day, jobs=day.jobs.iloc[:0])
             self._rest = (self.day, state, rest)  # the same jobs for every batch until then
-        return replace(self._rest[2], caps=tuple(caps))
+        return self._rest[2].with_caps(caps)
 
     def _vintage_at(self, horizon: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
         """The day's forecast as issued at ``issued_at`` (kept for the next change at the same
