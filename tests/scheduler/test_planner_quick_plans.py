@@ -5,6 +5,7 @@ optimizer, except for the look-ahead day."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -220,3 +221,15 @@ def test_a_background_plan_of_caps_since_changed_is_repaired_to_them(
     assert y.loc[y["time"] == START + 2 * HOUR, "gpus"].sum() == 1  # green, up to the cap
     assert after.result.objective_kg < before.result.objective_kg
     assert planner._unpolished_since is not None  # the repair is not optimal: again later
+
+
+def test_the_background_optimisation_yields_the_cpu_to_the_plans_callers_wait_for(
+    planner: Planner,
+) -> None:
+    """Greedy beside a repair (and the optimizer a caller waits for) runs at the server's CPU
+    priority; the optimisation in the background runs lower, so it slows no answer."""
+    here = os.nice(0)
+    assert planner._solver is not None and planner._polisher is not None
+    assert planner._solver.submit(os.nice, 0).result() == here
+    polisher = planner._polisher.submit(os.nice, 0).result()
+    assert polisher == min(here + planner_module.POLISH_NICENESS, 19)

@@ -18,7 +18,7 @@ so modification numbers apply in order. The caps in force become hard constraint
   milliseconds) if that leaves no job later than before; where the repair does not, the
   ``greedy`` policy plans the day (tens of milliseconds at 1,000 jobs) and its plan is used if
   no job has more work unfinished than before. While repairs keep falling short (the caps
-  leave little room), greedy starts in a second process beside each repair, so a batch waits
+  leave little room), greedy starts in the solver process beside each repair, so a batch waits
   for the longer of the two rather than for both;
 - where neither does (the caps leave too little room, or only the optimizer finds it), the one
   of the two that leaves less work unfinished answers at once as a *provisional* plan (its
@@ -34,9 +34,10 @@ one is not the optimum (an answer's cost is against the plan it names, so a gree
 overstates what the cap itself costs until the optimum follows, and a provisional plan may name
 jobs late that the optimum keeps on time). Once no change has arrived for :data:`POLISH_IDLE_S`,
 or the plan has waited :data:`POLISH_MAX_WAIT_S` for it while changes keep arriving, the
-optimizer plans the same problem in the solver process while the planner thread goes on
-answering. Its plan is published as the next version if it is better than the current one;
-if caps changed meanwhile, it is first repaired to them (and optimised again later).
+optimizer plans the same problem in a solver process of its own, at a lower CPU priority
+(:data:`POLISH_NICENESS`: the answers come first), while the planner thread goes on answering.
+Its plan is published as the next version if it is better than the current one; if caps
+changed meanwhile, it is first repaired to them (and optimised again later).
 
 **Answers.** Each submission is answered with the batch's plan version (which keeps its caps)
 and with the cost of the batch against the plan before the batch: OPT_IN when no job is later
@@ -111,6 +112,7 @@ _GATHER_SHARE = 0.25  # of a batch's time, waited for more changes before the ne
 _GATHER_MAX_S = 0.05  # the longest such wait [s]
 POLISH_IDLE_S = 0.3  # quiet time before a kept or repaired plan is optimised again [s]
 POLISH_MAX_WAIT_S = 2.0  # the longest such a plan waits for it while changes keep arriving [s]
+POLISH_NICENESS = 10  # the background optimisation yields the CPU to the plans callers wait for
 
 
 class ConflictError(Exception):
@@ -253,9 +255,11 @@ class Planner:
         self._ahead_version: PlanVersion | None = None  # its plan under the caps in force
         self._policy = get_policy("optimizer", config.solver)
         self._quick = get_policy("greedy", config.solver)  # when no repair keeps every job
-        self._solver: ProcessPoolExecutor | None = None  # from the end of start-up
-        self._beside: ProcessPoolExecutor | None = None  # greedy beside the repair, likewise
-        self._beside_busy: Future | None = None  # what that process runs now
+        # from the end of start-up: plans callers wait for (the optimizer's, and greedy beside
+        # the repair), and optimisation in the background (at a lower CPU priority)
+        self._solver: ProcessPoolExecutor | None = None
+        self._polisher: ProcessPoolExecutor | None = None
+        self._beside_busy: Future | None = None  # greedy beside the repair, while it runs
         self._greedy_beside = False  # the last repair fell short: start greedy beside the next
         self._lock = threading.RLock()  # one plan at a time; the loop's slot start holds it too
         self._unpolished_since: float | None = None  # monotonic [s]: the plan is not optimal
@@ -267,17 +271,17 @@ class Planner:
         for event_id, cap in store.caps():
             self._caps.setdefault(event_id, []).append(cap)
         self.day = day
-        solver, beside = _solver_process(), _solver_process()
+        solver, polisher = _solver_process(), _solver_process(POLISH_NICENESS)
         try:
-            ready = [solver.submit(int), beside.submit(int)]  # imports run while start-up plans
+            ready = [solver.submit(int), polisher.submit(int)]  # imports run while start-up plans
             self._current = self._startup()
             for future in ready:
                 future.result()
         except BaseException:
             solver.shutdown(cancel_futures=True)
-            beside.shutdown(cancel_futures=True)
+            polisher.shutdown(cancel_futures=True)
             raise
-        self._solver, self._beside = solver, beside
+        self._solver, self._polisher = solver, polisher
         self._queue_changed = threading.Condition()  # guards the three below
         self._waiting: list[_Change] = []  # for the next batch
         self._queued: set[str] = set()  # event ids with a change waiting or being planned
@@ -308,7 +312,7 @@ class Planner:
             self._closing = True
             self._queue_changed.notify_all()
         self._worker.join()
-        for process in (self._solver, self._beside):
+        for process in (self._solver, self._polisher):
             if process is not None:
                 process.shutdown(cancel_futures=True)
 
@@ -500,8 +504,8 @@ class Planner:
             with self._lock:
                 wanted, start = self._unpolished_since is not None, self._current
                 wanted &= self._current_from_now()
-            if wanted and self._solver is not None:
-                future = self._solver.submit(self._policy.plan, start.problem)
+            if wanted and self._polisher is not None:
+                future = self._polisher.submit(self._policy.plan, start.problem)
                 future.add_done_callback(lambda _: self._wake())
                 self._polishing = (start, future, time.perf_counter())
             return
@@ -514,7 +518,7 @@ class Planner:
             result = future.result()
         except BrokenProcessPool:
             log.error("the solver process died optimising in the background; starting another")
-            self._solver = _solver_process()
+            self._polisher = _solver_process(POLISH_NICENESS)
             return
         with self._lock:
             current = self._current
@@ -807,12 +811,12 @@ class Planner:
         return replace(made, provisional=provisional)
 
     def _start_greedy_beside(self, problem: Problem) -> Future | None:
-        """Greedy's plan of ``problem`` started in the second process, when the last repair fell
+        """Greedy's plan of ``problem`` started in the solver process, when the last repair fell
         short (this one likely will too) and that process is free; else ``None``."""
         busy = self._beside_busy is not None and not self._beside_busy.done()
-        if not self._greedy_beside or busy or self._beside is None:
+        if not self._greedy_beside or busy or self._solver is None:
             return None
-        self._beside_busy = self._beside.submit(self._quick.plan, problem)
+        self._beside_busy = self._solver.submit(self._quick.plan, problem)
         return self._beside_busy
 
     def _greedy(self, problem: Problem, beside: Future | None) -> PlanResult:
@@ -821,8 +825,8 @@ class Planner:
             try:
                 return beside.result()
             except BrokenProcessPool:
-                log.error("the process planning beside the repair died; starting another")
-                self._beside = _solver_process()
+                log.error("the solver process died planning beside the repair; starting another")
+                self._solver = _solver_process()
         return self._quick.plan(problem)
 
     def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
@@ -876,23 +880,26 @@ class Planner:
             self._published.notify_all()
 
 
-def _solver_process() -> ProcessPoolExecutor:
+def _solver_process(niceness: int = 0) -> ProcessPoolExecutor:
     """One solver process, forked from a server process that has imported this module once
-    (a fresh interpreter, so no thread of this process is copied); it exits with this
-    process, even one killed with SIGKILL."""
+    (a fresh interpreter, so no thread of this process is copied), ``niceness`` steps below
+    the server's CPU priority; it exits with this process, even one killed with SIGKILL."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return ProcessPoolExecutor(
-        1, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)
+        1, mp_context=context, initializer=_start_solver, initargs=(os.getpid(), niceness)
     )
 
 
 _WATCH_EVERY_S = 1.0  # how often a solver process looks whether its server is alive
 
 
-def _exit_with(server_pid: int) -> None:
-    """In a solver process: exit once the server process ``server_pid`` is gone (its worker
-    pipes stay open in this process, so it would never see them close)."""
+def _start_solver(server_pid: int, niceness: int) -> None:
+    """In a solver process: lower its CPU priority by ``niceness``, and exit once the server
+    process ``server_pid`` is gone (its worker pipes stay open in this process, so it would
+    never see them close)."""
+    if niceness:
+        os.nice(niceness)
 
     def watch() -> None:
         while True:
