@@ -165,6 +165,8 @@ class _State:
             (must, by_co2, False),
             (extra, by_headroom, True),
         ):
+            if not want.any():
+                continue
             for s in sites:
                 room = int(self.green[s, t] if green_only else self.free[s, t])
                 if room <= 0:
@@ -177,9 +179,8 @@ class _State:
                     continue
                 want -= give
                 taken += give
-                total = int(give.sum())
-                self.free[s, t] -= total
-                self._use(s, t, total)
+                self.free[s, t] -= give.sum()
+                self.green[s, t] = min(max(self.green[s, t] - give.sum(), 0), self.free[s, t])
                 self.filled.append((active[got], s, t, give[got]))
                 if self.pin:
                     self.mask[active[got]] = False
