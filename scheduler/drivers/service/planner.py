@@ -62,6 +62,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -86,7 +87,7 @@ from scheduler.drivers.service.store import (
 from scheduler.horizon import Horizon
 from scheduler.metrics import PlanMetrics, busy_gpus, score_plan
 from scheduler.pipeline import remaining_problem
-from scheduler.policies import PlanResult, get_policy
+from scheduler.policies import PlanResult, Policy, get_policy
 from scheduler.policies.base import PlanArrays
 from scheduler.problem import LoadCap, Problem
 from scheduler.repair import later_jobs, repair
@@ -816,7 +817,10 @@ class Planner:
         busy = self._beside_busy is not None and not self._beside_busy.done()
         if not self._greedy_beside or busy or self._solver is None:
             return None
-        self._beside_busy = self._solver.submit(self._quick.plan, problem)
+        # pickled here, not by the pool's feeder thread, which would wait for the GIL while
+        # this thread repairs
+        problem_pickle = pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
+        self._beside_busy = self._solver.submit(_plan_pickled, self._quick, problem_pickle)
         return self._beside_busy
 
     def _greedy(self, problem: Problem, beside: Future | None) -> PlanResult:
@@ -910,6 +914,11 @@ def _start_solver(server_pid: int, niceness: int) -> None:
                 os._exit(0)
 
     threading.Thread(target=watch, name="greensched-server-watch", daemon=True).start()
+
+
+def _plan_pickled(policy: Policy, problem_pickle: bytes) -> PlanResult:
+    """In a solver process: ``policy``'s plan of the pickled problem."""
+    return policy.plan(pickle.loads(problem_pickle))
 
 
 def _unfinished_first(result: PlanResult) -> tuple[float, float]:
