@@ -443,9 +443,9 @@ class Planner:
     def _work(self) -> None:
         """The planner thread: every change waiting becomes one batch. After answering a batch
         it waits a little (:data:`_GATHER_SHARE` of the batch's time, at most
-        :data:`_GATHER_MAX_S`, or until as many changes wait as it answered): the callers just
-        answered may be sending their next change, which then joins the next batch instead of
-        waiting for a whole plan after it."""
+        :data:`_GATHER_MAX_S`, or until as many more changes wait as it answered): the callers
+        just answered may be sending their next change, which then joins the next batch instead
+        of waiting for a whole plan after it."""
         while True:
             with self._queue_changed:
                 waiting = self._unpolished_since is not None or self._polishing is not None
@@ -480,10 +480,12 @@ class Planner:
             )
 
     def _gather(self, changes: int, timeout_s: float) -> None:
-        """Wait until ``changes`` changes wait for the next batch, at most ``timeout_s``."""
+        """Wait until ``changes`` more changes wait for the next batch than wait now (those
+        arrived meanwhile come from other callers), at most ``timeout_s``."""
         with self._queue_changed:
+            target = len(self._waiting) + changes
             self._queue_changed.wait_for(
-                lambda: len(self._waiting) >= changes or self._closing, timeout_s
+                lambda: len(self._waiting) >= target or self._closing, timeout_s
             )
 
     def _polished(self) -> bool:
