@@ -86,20 +86,20 @@ def _placed(problem: Problem) -> PlanArrays:
     preemptible GPUs slot by slot."""
     green = np.clip(np.floor(problem.green_gpus + _GPU_TOLERANCE), 0, None).astype(np.int64)
 
-    def c(array: np.ndarray, dtype: type) -> np.ndarray:
+    def typed(array: np.ndarray, dtype: type) -> np.ndarray:
         return np.ascontiguousarray(array, dtype=dtype)  # one compiled signature
 
     blocks, filled = _plan_slots(
-        c(problem.capacity_gpus, np.int64),
-        c(np.minimum(green, problem.capacity_gpus), np.int64),
-        c(problem.work_units, np.int64),
-        c(problem.max_gpus, np.int64),
-        c(problem.release_slot, np.int64),
-        c(problem.deadline_slot, np.int64),
-        c(problem.deadline_slot - problem.duration_slots, np.int64),
-        c(problem.preemptible, np.bool_),
-        c(problem.site_mask, np.bool_),
-        c(problem.grid_kg_per_gpu_slot, np.float64),
+        typed(problem.capacity_gpus, np.int64),
+        typed(np.minimum(green, problem.capacity_gpus), np.int64),
+        typed(problem.work_units, np.int64),
+        typed(problem.max_gpus, np.int64),
+        typed(problem.release_slot, np.int64),
+        typed(problem.deadline_slot, np.int64),
+        typed(problem.deadline_slot - problem.duration_slots, np.int64),
+        typed(problem.preemptible, np.bool_),
+        typed(problem.site_mask, np.bool_),
+        typed(problem.grid_kg_per_gpu_slot, np.float64),
         problem.max_site_moves is not None,
     )
     return PlanArrays(*np.concatenate([blocks, filled], axis=1))
@@ -127,46 +127,26 @@ def _plan_slots(
     start of a block. ``pin`` keeps a job at its first site. The arguments are left as they are.
     Returns the blocks' rows and the preemptible rows, each ``[(job, site, slot, gpus), row]``.
     """
-    free, green, mask = free.copy(), green.copy(), mask.copy()  # lowered as GPUs are placed
+    free, green, mask = free.copy(), green.copy(), mask.copy()  # updated as GPUs are placed
     remaining = work.copy()  # preemptible work not yet placed [GPU-slots]
     started = preemptible.copy()  # preemptible jobs never start a block
-    blocks, n_blocks = np.empty((4, 16), dtype=np.int64), 0
-    filled, n_filled = np.empty((4, 16), dtype=np.int64), 0
+    blocks, n_blocks = np.empty((4, 16), dtype=np.int64), np.int64(0)  # not literal 0s:
+    filled, n_filled = np.empty((4, 16), dtype=np.int64), np.int64(0)  # one signature each
     for t in range(free.shape[1]):
-        for j in _blocks_due(t, green, mask, started, release, last_start, work, max_gpus):
-            gpus = _block_gpus(work[j], max_gpus[j])
-            s = _block_site(
-                t, gpus, free[:, t : t + len(gpus)], green[:, t], mask[j], last_start[j]
-            )
-            if s >= 0:
-                started[j] = True
-                for k in range(len(gpus)):
-                    _use(free, green, s, t + k, gpus[k])
-                    blocks, n_blocks = _append(blocks, n_blocks, j, s, t + k, gpus[k])
-        active = _fill_order(t, preemptible, release, deadline, remaining, max_gpus)
-        if len(active) == 0:
-            continue
-        must = _must_run(t, free, deadline[active], remaining[active], max_gpus[active])
-        extra = np.minimum(max_gpus[active], remaining[active]) - must
-        by_headroom = np.argsort(-green[:, t], kind="mergesort")
-        by_co2 = by_headroom[np.argsort(co2[by_headroom, t], kind="mergesort")]
-        for want, sites, green_only in (
-            (must, by_headroom, True),
-            (must, by_co2, False),
-            (extra, by_headroom, True),
-        ):
-            if want.any():
-                filled, n_filled = _give(
-                    t, active, want, sites, green_only, free, green, remaining, mask, pin,
-                    filled, n_filled,
-                )  # fmt: skip
+        blocks, n_blocks = _start_blocks(
+            t, free, green, mask, started, release, last_start, work, max_gpus, blocks, n_blocks
+        )
+        filled, n_filled = _fill(
+            t, free, green, remaining, mask, pin, preemptible, release, deadline, max_gpus, co2,
+            filled, n_filled,
+        )  # fmt: skip
     return blocks[:, :n_blocks], filled[:, :n_filled]
 
 
 @numba.njit(cache=True)
 def _append(
-    rows: np.ndarray, n: int, job: int, site: int, slot: int, gpus: int
-) -> tuple[np.ndarray, int]:
+    rows: np.ndarray, n: np.int64, job: int, site: int, slot: int, gpus: int
+) -> tuple[np.ndarray, np.int64]:
     """``rows`` ``[(job, site, slot, gpus), row]`` with a row added after its first ``n``
     (grown, twice as long, when full), and the rows now held."""
     if n == rows.shape[1]:
@@ -178,11 +158,39 @@ def _append(
 
 
 @numba.njit(cache=True)
-def _use(free: np.ndarray, green: np.ndarray, site: int, slot: int, gpus: int) -> None:
+def _use(free: np.ndarray, green: np.ndarray, site: int, slot: int, gpus: np.int64) -> None:
     """``gpus`` more GPUs busy at ``site`` in ``slot``: fewer free, less green headroom there
     (never below zero or above the GPUs still free)."""
     free[site, slot] -= gpus
     green[site, slot] = min(max(green[site, slot] - gpus, 0), free[site, slot])
+
+
+@numba.njit(cache=True)
+def _start_blocks(
+    t: int,
+    free: np.ndarray,
+    green: np.ndarray,
+    mask: np.ndarray,
+    started: np.ndarray,
+    release: np.ndarray,
+    last_start: np.ndarray,
+    work: np.ndarray,
+    max_gpus: np.ndarray,
+    rows: np.ndarray,
+    n: np.int64,
+) -> tuple[np.ndarray, np.int64]:
+    """Step 1 in slot ``t`` (arrays as in :func:`_plan_slots`, ``started`` ``[job]`` updated):
+    ``rows`` with the blocks started added (see :func:`_append`)."""
+    for j in _blocks_due(t, green, mask, started, release, last_start, work, max_gpus):
+        gpus = _block_gpus(work[j], max_gpus[j])  # [slot of the block]
+        d = len(gpus)  # inside the horizon: t <= last start
+        s = _block_site(t, gpus, free[:, t : t + d], green[:, t], mask[j], last_start[j])
+        if s >= 0:
+            started[j] = True
+            for k in range(d):
+                _use(free, green, s, t + k, gpus[k])
+                rows, n = _append(rows, n, j, s, t + k, gpus[k])
+    return rows, n
 
 
 @numba.njit(cache=True)
@@ -231,6 +239,43 @@ def _block_site(
         if (free[s] >= gpus).all():
             return s
     return -1
+
+
+@numba.njit(cache=True)
+def _fill(
+    t: int,
+    free: np.ndarray,
+    green: np.ndarray,
+    remaining: np.ndarray,
+    mask: np.ndarray,
+    pin: bool,
+    preemptible: np.ndarray,
+    release: np.ndarray,
+    deadline: np.ndarray,
+    max_gpus: np.ndarray,
+    co2: np.ndarray,
+    rows: np.ndarray,
+    n: np.int64,
+) -> tuple[np.ndarray, np.int64]:
+    """Steps 2 and 3 in slot ``t`` (arrays as in :func:`_plan_slots`, ``remaining`` [GPU-slots]
+    ``[job]`` updated): ``rows`` with the GPUs placed added (see :func:`_append`)."""
+    active = _fill_order(t, preemptible, release, deadline, remaining, max_gpus)
+    if len(active) == 0:
+        return rows, n
+    must = _must_run(t, free, deadline[active], remaining[active], max_gpus[active])
+    extra = np.minimum(max_gpus[active], remaining[active]) - must
+    by_headroom = np.argsort(-green[:, t], kind="mergesort")  # [site]
+    by_co2 = by_headroom[np.argsort(co2[by_headroom, t], kind="mergesort")]  # [site]
+    for want, sites, green_only in (
+        (must, by_headroom, True),
+        (must, by_co2, False),
+        (extra, by_headroom, True),
+    ):
+        if want.any():
+            rows, n = _give(
+                t, active, want, sites, green_only, free, green, remaining, mask, pin, rows, n
+            )
+    return rows, n
 
 
 @numba.njit(cache=True)
@@ -287,8 +332,8 @@ def _give(
     mask: np.ndarray,
     pin: bool,
     rows: np.ndarray,
-    n: int,
-) -> tuple[np.ndarray, int]:
+    n: np.int64,
+) -> tuple[np.ndarray, np.int64]:
     """Each of ``sites`` in turn gives the jobs ``active`` allowed there (``want`` GPUs each,
     ``[job in fill order]``, lowered as given) its green headroom, or with ``green_only`` false
     its free GPUs, in slot ``t``: each job gets what the jobs before it leave, at most its wish.
@@ -298,7 +343,7 @@ def _give(
         if room <= 0:
             continue
         before = 0  # the wishes of the jobs before [GPUs]
-        given = 0
+        given = np.int64(0)  # [GPUs]
         for i in range(len(active)):
             j = active[i]
             wish = want[i] if mask[j, s] else 0
