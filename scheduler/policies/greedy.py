@@ -18,28 +18,31 @@ placed. Site GPUs, the grid import limit and every cap are hard limits. With a
 
 The plan is then fitted to the sites' ramp limits slot by slot
 (:func:`~scheduler.policies.ramp_fit.fit_ramps`): each slot's load change is capped.
+
+The slot loop is sequential, so it is compiled with numba (:func:`_plan_slots`) rather than
+written as numpy calls, whose per-call overhead dominated it. The first call in a process
+compiles it, or loads it from numba's cache in ``__pycache__`` (:func:`warm_up`). Ties are broken
+as numpy's stable sorts break them: by job or site index.
 """
 
 from __future__ import annotations
 
 import time
 
+import numba
 import numpy as np
 
 from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
-from scheduler.policies.blocks import block_gpus, place_block
+from scheduler.policies.blocks import block_gpus
 from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 
-__all__ = ["GreedyPolicy"]
+__all__ = ["GreedyPolicy", "warm_up"]
 
 _GPU_TOLERANCE = 1e-9
 SAFETY_SHARE = 0.5  # share of a job's remaining slots greedy will not count on
 
-
-def _spare_slots(left_slots: np.ndarray) -> np.ndarray:
-    """Slots after this one a job may still count on: all but :data:`SAFETY_SHARE` of them."""
-    return np.floor((left_slots - 1) * (1 - SAFETY_SHARE)).astype(np.int64)
+_block_gpus = numba.njit(cache=True)(block_gpus)
 
 
 class GreedyPolicy:
@@ -50,140 +53,309 @@ class GreedyPolicy:
 
     def plan(self, problem: Problem) -> PlanResult:
         began = time.perf_counter()
-        state = _State(problem)
-        for t in range(problem.horizon.n_slots):
-            state.start_blocks(t)
-            state.fill(t)
         return make_result(
             problem,
             self.name,
-            fit_ramps(problem, state.arrays()),
+            fit_ramps(problem, _placed(problem)),
             PlanStatus.HEURISTIC,
             time.perf_counter() - began,
         )
 
 
-class _State:
-    def __init__(self, problem: Problem) -> None:
-        self.p = problem
-        self.free = problem.capacity_gpus.copy()
-        self.green = np.clip(np.floor(problem.green_gpus + _GPU_TOLERANCE), 0, None).astype(
-            np.int64
-        )
-        self.green = np.minimum(self.green, self.free)
-        self.remaining = problem.work_units.copy()
-        self.mask = problem.site_mask.copy()
-        self.pin = problem.max_site_moves is not None
-        self.started = problem.preemptible.copy()  # preemptible jobs never start a block
-        self.last_start = problem.deadline_slot - problem.duration_slots
-        self.parts: list[PlanArrays] = []  # blocks
-        self.filled: list[tuple[np.ndarray, int, int, np.ndarray]] = []  # (jobs, site, slot, gpus)
+def warm_up() -> None:
+    """Compile the slot loop, or load it from numba's cache, on a 1-job, 2-slot problem (the
+    first call in a process does; call it where a process starts, not on a plan's clock)."""
+    ones = np.ones(1, dtype=np.int64)
+    _plan_slots(
+        np.ones((1, 2), dtype=np.int64),  # free
+        np.ones((1, 2), dtype=np.int64),  # green
+        ones,  # work
+        ones,  # max_gpus
+        np.zeros(1, dtype=np.int64),  # release
+        2 * ones,  # deadline
+        ones,  # last_start
+        np.ones(1, dtype=bool),  # preemptible
+        np.ones((1, 1), dtype=bool),  # mask
+        np.zeros((1, 2)),  # co2
+        False,
+    )
 
-    def arrays(self) -> PlanArrays:
-        """Every GPU placed, as plan rows."""
-        if self.filled:
-            jobs, sites, slots, gpus = zip(*self.filled, strict=True)
-            lengths = [len(j) for j in jobs]
-            self.parts.append(
-                PlanArrays(
-                    np.concatenate(jobs),
-                    np.repeat(sites, lengths),
-                    np.repeat(slots, lengths),
-                    np.concatenate(gpus),
-                )
+
+def _placed(problem: Problem) -> PlanArrays:
+    """Every GPU greedy places, as plan rows: the blocks in the order they start, then the
+    preemptible GPUs slot by slot."""
+    green = np.clip(np.floor(problem.green_gpus + _GPU_TOLERANCE), 0, None).astype(np.int64)
+
+    def typed(array: np.ndarray, dtype: type) -> np.ndarray:
+        return np.ascontiguousarray(array, dtype=dtype)  # one compiled signature
+
+    blocks, filled = _plan_slots(
+        typed(problem.capacity_gpus, np.int64),
+        typed(np.minimum(green, problem.capacity_gpus), np.int64),
+        typed(problem.work_units, np.int64),
+        typed(problem.max_gpus, np.int64),
+        typed(problem.release_slot, np.int64),
+        typed(problem.deadline_slot, np.int64),
+        typed(problem.deadline_slot - problem.duration_slots, np.int64),
+        typed(problem.preemptible, np.bool_),
+        typed(problem.site_mask, np.bool_),
+        typed(problem.grid_kg_per_gpu_slot, np.float64),
+        problem.max_site_moves is not None,
+    )
+    return PlanArrays(*np.concatenate([blocks, filled], axis=1))
+
+
+@numba.njit(cache=True)
+def _plan_slots(
+    free: np.ndarray,
+    green: np.ndarray,
+    work: np.ndarray,
+    max_gpus: np.ndarray,
+    release: np.ndarray,
+    deadline: np.ndarray,
+    last_start: np.ndarray,
+    preemptible: np.ndarray,
+    mask: np.ndarray,
+    co2: np.ndarray,
+    pin: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-3 of the module docstring in every slot.
+
+    ``free`` (GPUs free), ``green`` (green headroom [GPUs], at most ``free``) and ``co2`` (grid
+    kg per GPU-slot) are ``[site, slot]``; ``mask`` (sites allowed) is ``[job, site]``; the rest
+    are ``[job]``: work [GPU-slots], max GPUs, first usable slot, end slot (exclusive), last
+    start of a block. ``pin`` keeps a job at its first site. The arguments are left as they are.
+    Returns the blocks' rows and the preemptible rows, each ``[(job, site, slot, gpus), row]``.
+    """
+    free, green, mask = free.copy(), green.copy(), mask.copy()  # updated as GPUs are placed
+    remaining = work.copy()  # preemptible work not yet placed [GPU-slots]
+    started = preemptible.copy()  # preemptible jobs never start a block
+    blocks, n_blocks = np.empty((4, 16), dtype=np.int64), np.int64(0)  # not literal 0s:
+    filled, n_filled = np.empty((4, 16), dtype=np.int64), np.int64(0)  # one signature each
+    for t in range(free.shape[1]):
+        blocks, n_blocks = _start_blocks(
+            t, free, green, mask, started, release, last_start, work, max_gpus, blocks, n_blocks
+        )
+        filled, n_filled = _fill(
+            t, free, green, remaining, mask, pin, preemptible, release, deadline, max_gpus, co2,
+            filled, n_filled,
+        )  # fmt: skip
+    return blocks[:, :n_blocks], filled[:, :n_filled]
+
+
+@numba.njit(cache=True)
+def _append(
+    rows: np.ndarray, n: np.int64, job: int, site: int, slot: int, gpus: int
+) -> tuple[np.ndarray, np.int64]:
+    """``rows`` ``[(job, site, slot, gpus), row]`` with a row added after its first ``n``
+    (grown, twice as long, when full), and the rows now held."""
+    if n == rows.shape[1]:
+        grown = np.empty((4, 2 * n), dtype=np.int64)
+        grown[:, :n] = rows
+        rows = grown
+    rows[0, n], rows[1, n], rows[2, n], rows[3, n] = job, site, slot, gpus
+    return rows, n + 1
+
+
+@numba.njit(cache=True)
+def _use(free: np.ndarray, green: np.ndarray, site: int, slot: int, gpus: np.int64) -> None:
+    """``gpus`` more GPUs busy at ``site`` in ``slot``: fewer free, less green headroom there
+    (never below zero or above the GPUs still free)."""
+    free[site, slot] -= gpus
+    green[site, slot] = min(max(green[site, slot] - gpus, 0), free[site, slot])
+
+
+@numba.njit(cache=True)
+def _start_blocks(
+    t: int,
+    free: np.ndarray,
+    green: np.ndarray,
+    mask: np.ndarray,
+    started: np.ndarray,
+    release: np.ndarray,
+    last_start: np.ndarray,
+    work: np.ndarray,
+    max_gpus: np.ndarray,
+    rows: np.ndarray,
+    n: np.int64,
+) -> tuple[np.ndarray, np.int64]:
+    """Step 1 in slot ``t`` (arrays as in :func:`_plan_slots`, ``started`` ``[job]`` updated):
+    ``rows`` with the blocks started added (see :func:`_append`)."""
+    for j in _blocks_due(t, green, mask, started, release, last_start, work, max_gpus):
+        gpus = _block_gpus(work[j], max_gpus[j])  # [slot of the block]
+        d = len(gpus)  # inside the horizon: t <= last start
+        s = _block_site(t, gpus, free[:, t : t + d], green[:, t], mask[j], last_start[j])
+        if s >= 0:
+            started[j] = True
+            for k in range(d):
+                _use(free, green, s, t + k, gpus[k])
+                rows, n = _append(rows, n, j, s, t + k, gpus[k])
+    return rows, n
+
+
+@numba.njit(cache=True)
+def _blocks_due(
+    t: int,
+    green: np.ndarray,
+    mask: np.ndarray,
+    started: np.ndarray,
+    release: np.ndarray,
+    last_start: np.ndarray,
+    work: np.ndarray,
+    max_gpus: np.ndarray,
+) -> np.ndarray:
+    """Blocks that may start in slot ``t`` ``[job]``: on green headroom that carries their first
+    slot (before any block of this slot is placed: it only shrinks), or anywhere at their last
+    chance; by last start, then largest work first."""
+    due = np.empty(len(work), dtype=np.int64)
+    n = 0
+    for j in range(len(work)):
+        if started[j] or release[j] > t or t > last_start[j]:
+            continue
+        headroom = 0  # on the sites allowed [GPUs]
+        for s in range(green.shape[0]):
+            if mask[j, s]:
+                headroom = max(headroom, green[s, t])
+        if min(max_gpus[j], work[j]) <= headroom or last_start[j] == t:
+            due[n] = j
+            n += 1
+    due = due[:n]
+    due = due[np.argsort(-work[due], kind="mergesort")]
+    return due[np.argsort(last_start[due], kind="mergesort")]
+
+
+@numba.njit(cache=True)
+def _block_site(
+    t: int, gpus: np.ndarray, free: np.ndarray, green: np.ndarray, allowed: np.ndarray, last: int
+) -> int:
+    """Site where a block of ``gpus`` ``[slot of the block]`` starts in slot ``t``, or -1: of the
+    sites ``allowed`` ``[site]``, by most green headroom ``[site]`` in ``t``, the first where it
+    fits in ``free`` ``[site, slot of the block]``, if that headroom carries its first slot or
+    ``t`` is its ``last`` start."""
+    sites = np.flatnonzero(allowed)
+    for s in sites[np.argsort(-green[sites], kind="mergesort")]:
+        if green[s] < gpus[0] and t != last:
+            return -1  # sites are by headroom: none further carries it either
+        if (free[s] >= gpus).all():
+            return s
+    return -1
+
+
+@numba.njit(cache=True)
+def _fill(
+    t: int,
+    free: np.ndarray,
+    green: np.ndarray,
+    remaining: np.ndarray,
+    mask: np.ndarray,
+    pin: bool,
+    preemptible: np.ndarray,
+    release: np.ndarray,
+    deadline: np.ndarray,
+    max_gpus: np.ndarray,
+    co2: np.ndarray,
+    rows: np.ndarray,
+    n: np.int64,
+) -> tuple[np.ndarray, np.int64]:
+    """Steps 2 and 3 in slot ``t`` (arrays as in :func:`_plan_slots`, ``remaining`` [GPU-slots]
+    ``[job]`` updated): ``rows`` with the GPUs placed added (see :func:`_append`)."""
+    active = _fill_order(t, preemptible, release, deadline, remaining, max_gpus)
+    if len(active) == 0:
+        return rows, n
+    must = _must_run(t, free, deadline[active], remaining[active], max_gpus[active])
+    extra = np.minimum(max_gpus[active], remaining[active]) - must
+    by_headroom = np.argsort(-green[:, t], kind="mergesort")  # [site]
+    by_co2 = by_headroom[np.argsort(co2[by_headroom, t], kind="mergesort")]  # [site]
+    for want, sites, green_only in (
+        (must, by_headroom, True),
+        (must, by_co2, False),
+        (extra, by_headroom, True),
+    ):
+        if want.any():
+            rows, n = _give(
+                t, active, want, sites, green_only, free, green, remaining, mask, pin, rows, n
             )
-            self.filled = []
-        return PlanArrays.concat(self.parts)
+    return rows, n
 
-    def _use(self, site: int, slots: slice | int, gpus: np.ndarray | int) -> None:
-        """``gpus`` more GPUs busy at ``site`` in ``slots`` (``free`` already lowered): less
-        green headroom there, never below zero or above the GPUs still free."""
-        green = np.maximum(self.green[site, slots] - gpus, 0)
-        self.green[site, slots] = np.minimum(green, self.free[site, slots])
 
-    def start_blocks(self, t: int) -> None:
-        p = self.p
-        waiting = np.flatnonzero(~self.started & (p.release_slot <= t) & (t <= self.last_start))
-        # a block starts now on green headroom that carries its first slot, or anywhere at its
-        # last chance; headroom only shrinks while this slot's blocks are placed
-        first_gpus = np.minimum(p.max_gpus[waiting], p.work_units[waiting])
-        headroom = np.where(self.mask[waiting], self.green[:, t], 0).max(axis=1, initial=0)
-        waiting = waiting[(first_gpus <= headroom) | (self.last_start[waiting] == t)]
-        order = waiting[np.lexsort((waiting, -p.work_units[waiting], self.last_start[waiting]))]
-        green = self.green[:, t]  # a view: lowered as blocks are placed
-        for j in order.tolist():
-            gpus = block_gpus(int(p.work_units[j]), int(p.max_gpus[j]))
-            last_chance = t == self.last_start[j]
-            run = slice(t, t + len(gpus))  # inside the horizon: t <= last start
-            sites = np.flatnonzero(self.mask[j]).tolist()
-            for s in sorted(sites, key=lambda s: -green[s]):  # by headroom (stable)
-                if green[s] < gpus[0] and not last_chance:
-                    break  # sites are by headroom: none further carries it either
-                if (self.free[s, run] >= gpus).all():  # the block fits from t
-                    self.parts.append(place_block(self.free, j, s, t, gpus))
-                    self._use(s, run, gpus)
-                    self.started[j] = True
-                    self.remaining[j] = 0
-                    break
+@numba.njit(cache=True)
+def _fill_order(
+    t: int,
+    preemptible: np.ndarray,
+    release: np.ndarray,
+    deadline: np.ndarray,
+    remaining: np.ndarray,
+    max_gpus: np.ndarray,
+) -> np.ndarray:
+    """Preemptible jobs with work left that may run in slot ``t``, least slack first ``[job]``
+    (slack = slots left minus slots still needed at ``max_gpus``)."""
+    active = np.flatnonzero(preemptible & (release <= t) & (t < deadline) & (remaining > 0))
+    slack = deadline[active] - t - (-(-remaining[active] // max_gpus[active]))
+    return active[np.argsort(slack, kind="mergesort")]
 
-    def _crowded(
-        self, t: int, remaining: np.ndarray, max_gpus: np.ndarray, must: np.ndarray
-    ) -> np.ndarray:
-        """Raise must-run GPUs (least slack first) when all the work left would not fit in the
-        capacity left after this slot, counting on only part of it (:data:`SAFETY_SHARE`).
 
-        Per-job must-run work alone lets jobs with long windows all wait for the same late slots.
-        """
-        future = float(self.free[:, t + 1 :].sum()) * (1 - SAFETY_SHARE)
-        backlog = int(remaining.sum() - future) - int(must.sum())
-        if backlog <= 0:
-            return must
-        room = np.minimum(max_gpus, remaining) - must
-        return must + np.clip(backlog - (np.cumsum(room) - room), 0, room)
+@numba.njit(cache=True)
+def _must_run(
+    t: int, free: np.ndarray, deadline: np.ndarray, remaining: np.ndarray, max_gpus: np.ndarray
+) -> np.ndarray:
+    """GPUs the jobs (``[job in fill order]``) must run in slot ``t``: the work that would not
+    fit at ``max_gpus`` in the slots after it they may count on, all but :data:`SAFETY_SHARE`;
+    and more, least slack first, while all the work left would not fit in the capacity left
+    after ``t`` (counting on only part of it), or per-job must-run work alone would let jobs
+    with long windows all wait for the same late slots."""
+    must = np.empty(len(remaining), dtype=np.int64)
+    for i in range(len(remaining)):
+        spare = int(np.floor((deadline[i] - t - 1) * (1 - SAFETY_SHARE)))  # slots
+        must[i] = min(max(remaining[i] - max_gpus[i] * spare, 0), max_gpus[i])
+    future = float(free[:, t + 1 :].sum()) * (1 - SAFETY_SHARE)
+    backlog = int(remaining.sum() - future) - int(must.sum())
+    if backlog <= 0:
+        return must
+    before = 0  # the room of the jobs before [GPUs]
+    for i in range(len(remaining)):
+        room = min(max_gpus[i], remaining[i]) - must[i]
+        must[i] += min(max(backlog - before, 0), room)
+        before += room
+    return must
 
-    def fill(self, t: int) -> None:
-        p = self.p
-        active = np.flatnonzero(
-            p.preemptible & (p.release_slot <= t) & (t < p.deadline_slot) & (self.remaining > 0)
-        )
-        if len(active) == 0:
-            return
-        left_slots = p.deadline_slot[active] - t
-        max_gpus, remaining = p.max_gpus[active], self.remaining[active]
-        slack = left_slots - (-(-remaining // max_gpus))
-        order = np.lexsort((active, slack))
-        active, max_gpus, remaining = active[order], max_gpus[order], remaining[order]
-        must = np.clip(remaining - max_gpus * _spare_slots(left_slots[order]), 0, max_gpus)
-        must = self._crowded(t, remaining, max_gpus, must)
-        extra = np.minimum(max_gpus, remaining) - must
-        by_headroom = np.argsort(-self.green[:, t], kind="stable").tolist()
-        by_co2 = np.lexsort((-self.green[:, t], p.grid_kg_per_gpu_slot[:, t])).tolist()
-        taken = np.zeros(len(active), dtype=np.int64)
-        allowed = self.mask[active].T  # [site, active job]
-        for want, sites, green_only in (
-            (must, by_headroom, True),
-            (must, by_co2, False),
-            (extra, by_headroom, True),
-        ):
-            if not want.any():
-                continue
-            for s in sites:
-                room = int(self.green[s, t] if green_only else self.free[s, t])
-                if room <= 0:
-                    continue
-                wish = want * allowed[s]
-                # in turn: each job gets what the jobs before it leave, at most its wish
-                give = np.minimum(np.maximum(room - (np.cumsum(wish) - wish), 0), wish)
-                got = np.flatnonzero(give)
-                if len(got) == 0:
-                    continue
-                want -= give
-                taken += give
-                self.free[s, t] -= give.sum()
-                self.green[s, t] = min(max(self.green[s, t] - give.sum(), 0), self.free[s, t])
-                self.filled.append((active[got], s, t, give[got]))
-                if self.pin:
-                    self.mask[active[got]] = False
-                    self.mask[active[got], s] = True
-                    allowed = self.mask[active].T
-        self.remaining[active] -= taken
+
+@numba.njit(cache=True)
+def _give(
+    t: int,
+    active: np.ndarray,
+    want: np.ndarray,
+    sites: np.ndarray,
+    green_only: bool,
+    free: np.ndarray,
+    green: np.ndarray,
+    remaining: np.ndarray,
+    mask: np.ndarray,
+    pin: bool,
+    rows: np.ndarray,
+    n: np.int64,
+) -> tuple[np.ndarray, np.int64]:
+    """Each of ``sites`` in turn gives the jobs ``active`` allowed there (``want`` GPUs each,
+    ``[job in fill order]``, lowered as given) its green headroom, or with ``green_only`` false
+    its free GPUs, in slot ``t``: each job gets what the jobs before it leave, at most its wish.
+    Returns ``rows`` with the GPUs given added (see :func:`_append`)."""
+    for s in sites:
+        room = green[s, t] if green_only else free[s, t]
+        if room <= 0:
+            continue
+        before = 0  # the wishes of the jobs before [GPUs]
+        given = np.int64(0)  # [GPUs]
+        for i in range(len(active)):
+            j = active[i]
+            wish = want[i] if mask[j, s] else 0
+            give = min(max(room - before, 0), wish)
+            before += wish
+            if give != 0:
+                want[i] -= give
+                remaining[j] -= give
+                given += give
+                rows, n = _append(rows, n, j, s, t, give)
+                if pin:
+                    mask[j] = False
+                    mask[j, s] = True
+        _use(free, green, s, t, given)
+    return rows, n

@@ -87,7 +87,7 @@ from scheduler.drivers.service.store import (
 from scheduler.horizon import Horizon
 from scheduler.metrics import PlanMetrics, busy_gpus, score_plan
 from scheduler.pipeline import remaining_problem
-from scheduler.policies import PlanResult, Policy, get_policy
+from scheduler.policies import PlanResult, Policy, get_policy, greedy
 from scheduler.policies.base import PlanArrays
 from scheduler.problem import LoadCap, Problem
 from scheduler.repair import later_jobs, repair
@@ -274,10 +274,12 @@ class Planner:
         self.day = day
         solver, polisher = _solver_process(), _solver_process(POLISH_NICENESS)
         try:
-            ready = [solver.submit(int), polisher.submit(int)]  # imports run while start-up plans
+            # imports run, and greedy compiles in the solver process, while start-up plans
+            ready: list[Future] = [solver.submit(greedy.warm_up), polisher.submit(int)]
             self._current = self._startup()
             for future in ready:
                 future.result()
+            greedy.warm_up()  # here too (a repair that falls short plans greedy here): cached
         except BaseException:
             solver.shutdown(cancel_futures=True)
             polisher.shutdown(cancel_futures=True)
