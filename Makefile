@@ -15,10 +15,13 @@ export MPLBACKEND ?= Agg
 
 venv: $(STAMP)
 
+# installs the project, then compiles greedy's slot loop once (numba caches it in __pycache__;
+# every later process loads it from there)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c "from scheduler.policies.greedy import warm_up; warm_up()"
 	touch $(STAMP)
 
 run: $(STAMP)
