@@ -87,7 +87,11 @@ def _placed(problem: Problem) -> PlanArrays:
     green = np.clip(np.floor(problem.green_gpus + _GPU_TOLERANCE), 0, None).astype(np.int64)
 
     def typed(array: np.ndarray, dtype: type) -> np.ndarray:
-        return np.ascontiguousarray(array, dtype=dtype)  # one compiled signature
+        """``array`` as the one compiled signature takes it: contiguous and writeable (numba
+        types read-only arrays apart, such as job columns out of pandas or arrays unpickled from
+        bytes, and would compile the loop again, for seconds, on the first plan)."""
+        out = np.ascontiguousarray(array, dtype=dtype)
+        return out if out.flags.writeable else out.copy()
 
     blocks, filled = _plan_slots(
         typed(problem.capacity_gpus, np.int64),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,3 +127,19 @@ def test_caps_and_move_limit_hold_for_every_policy(config):
         assert m.cap_violations == 0, name
         # one site per job
         assert (result.plan.groupby("job_id")["site"].nunique() == 1).all(), name
+
+
+def test_greedy_compiles_its_loop_once_whatever_the_problem_came_from(config):
+    """Job columns come out of pandas read-only, and so do arrays unpickled from bytes (as the
+    service's solver process gets them); numba types read-only arrays apart and would compile
+    the loop again (10-30 s, on the critical path of a batch of caps). Greedy plans each with
+    the one loop its warm-up compiled, the same plan."""
+    from scheduler.policies import greedy
+
+    greedy.warm_up()
+    problem = _default_problem(config)
+    assert not problem.max_gpus.flags.writeable
+    here = greedy.GreedyPolicy().plan(problem)
+    there = greedy.GreedyPolicy().plan(pickle.loads(pickle.dumps(problem, protocol=5)))
+    pd.testing.assert_frame_equal(there.plan, here.plan)
+    assert len(greedy._plan_slots.signatures) == 1
