@@ -90,7 +90,7 @@ def _placed(problem: Problem) -> PlanArrays:
         """``array`` as the one compiled signature takes it: contiguous and writeable (numba
         types read-only arrays apart, such as job columns out of pandas or arrays unpickled from
         bytes, and would compile the loop again, for seconds, on the first plan)."""
-        out = np.ascontiguousarray(array, dtype=dtype)
+        out: np.ndarray = np.ascontiguousarray(array, dtype=dtype)
         return out if out.flags.writeable else out.copy()
 
     blocks, filled = _plan_slots(
