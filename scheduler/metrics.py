@@ -32,12 +32,10 @@ __all__ = [
     "PlanMetrics",
     "PlanScore",
     "busy_gpus",
-    "load_arrays",
     "plan_metrics",
     "problem_load_arrays",
     "score_plan",
     "site_load",
-    "site_load_table",
     "slot_index",
 ]
 
@@ -92,10 +90,10 @@ def site_load(
     :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing.
     """
     gpus = busy_gpus(plan, [s.name for s in sites], horizon)
-    return site_load_table(load_arrays(gpus, supply, sites, horizon, caps), sites, horizon)
+    return _site_load_table(_load_arrays(gpus, supply, sites, horizon, caps), sites, horizon)
 
 
-def site_load_table(
+def _site_load_table(
     arrays: dict[str, np.ndarray], sites: Sequence[Site], horizon: Horizon
 ) -> pd.DataFrame:
     """The site-load table of :func:`site_load` from its columns as ``[site, slot]`` arrays."""
@@ -108,7 +106,7 @@ def site_load_table(
     )
 
 
-def load_arrays(
+def _load_arrays(
     gpus: np.ndarray,
     supply: pd.DataFrame,
     sites: Sequence[Site],
@@ -125,7 +123,8 @@ def load_arrays(
 
 
 def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`load_arrays` on ``problem``'s supply and caps, from the matrices it holds."""
+    """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``, on
+    ``problem``'s supply and caps, from the matrices it holds."""
     caps_mw = (problem.grid_cap_mw, problem.load_cap_mw)
     return _load_columns(
         gpus, problem.green_mw, problem.sites, caps_mw, problem.carbon_kg_per_mwh,
@@ -214,7 +213,7 @@ def plan_metrics(
     last slot), when known.
     """
     site, slot = _site_slot(plan, [s.name for s in sites], horizon)
-    load = load_arrays(_busy(site, slot, plan, len(sites), horizon), supply, sites, horizon, caps)
+    load = _load_arrays(_busy(site, slot, plan, len(sites), horizon), supply, sites, horizon, caps)
     return _metrics(plan, jobs, sites, horizon, initial_load_mw, load, site, slot)[0]
 
 
@@ -240,7 +239,7 @@ def score_plan(problem: Problem, plan: pd.DataFrame) -> PlanScore:
     metrics, job = _metrics(
         plan, problem.jobs, sites, horizon, problem.initial_load_mw, load, site, slot
     )
-    return PlanScore(site_load_table(load, sites, horizon), metrics, job, site, slot)
+    return PlanScore(_site_load_table(load, sites, horizon), metrics, job, site, slot)
 
 
 def _metrics(
