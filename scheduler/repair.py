@@ -19,26 +19,38 @@ When caps tighten, the plan made before them usually breaks them in a few site-s
 
 Work that fits nowhere (no room left in its window without moving other jobs) is left
 unfinished; the caller compares the repair with the plan it repairs (:func:`later_jobs`) and
-decides. A repair is only returned when the validator finds nothing wrong. It is not optimal; a
-caller that needs an optimum plans again (the service does so in the background).
+decides. A repair is only returned when the validator finds nothing wrong. It is not optimal;
+a caller that needs an optimum plans again (the service does so in the background).
+
+A caller that has a better plan whenever the repair leaves work unfinished can stop after step 3
+(:func:`draft_repair`): the ramp fit, the plan table and the validator (about half of a
+repair's time) then run only for a draft it keeps (:meth:`RepairDraft.finish`).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from scheduler.labels import label_index
-from scheduler.policies.base import PlanArrays, PlanResult, PlanStatus, make_result
+from scheduler.policies.base import (
+    PlanArrays,
+    PlanResult,
+    PlanStatus,
+    make_result,
+    objective_kg,
+)
 from scheduler.policies.blocks import cheapest_blocks
 from scheduler.policies.flow import Groups, site_tiers, solve_flow
 from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 from scheduler.validate import validate_plan
 
-__all__ = ["later_jobs", "plan_arrays", "repair"]
+__all__ = ["RepairDraft", "draft_repair", "later_jobs", "plan_arrays", "repair"]
 
 _LATE_TOLERANCE_GPU_H = 1e-9
 
@@ -53,12 +65,45 @@ def plan_arrays(problem: Problem, plan: pd.DataFrame) -> PlanArrays:
     return PlanArrays(job, site, slot, plan["gpus"].to_numpy(dtype=np.int64))
 
 
-def repair(
-    problem: Problem, previous: PlanResult, name: str, arrays: PlanArrays | None = None
-) -> PlanResult | None:
-    """``previous`` changed to keep ``problem``'s caps (module docstring), reported as policy
-    ``name``; ``None`` when the repair is not valid. ``arrays`` is ``previous.plan`` as
-    positions in ``problem`` (:func:`plan_arrays`), when the caller has them."""
+@dataclass(frozen=True)
+class RepairDraft:
+    """A repair after step 3 of the module docstring, before its ramp fit: ``arrays`` of
+    ``problem``, begun at ``began`` (``time.perf_counter()`` [s])."""
+
+    problem: Problem
+    arrays: PlanArrays
+    began: float
+
+    @cached_property
+    def unfinished_gpu_hours(self) -> pd.Series:
+        """The work each job has unplaced [GPU-h], as :attr:`PlanResult.unfinished_gpu_hours`
+        (the ramp fit may still defer more, or resume some where a ramp left room)."""
+        p = self.problem
+        missing = np.maximum(p.work_units - self.arrays.placed_units(p.n_jobs), 0)
+        return pd.Series(missing * p.slot_hours, index=p.job_ids, name="gpu_hours")
+
+    @cached_property
+    def objective_kg(self) -> float:
+        """Grid CO2 plus the unfinished-work penalty of the draft [kg]."""
+        return objective_kg(self.problem, self.arrays)
+
+    def finish(self, name: str) -> PlanResult | None:
+        """The repair (step 4 and the plan table) reported as policy ``name``; ``None`` when
+        the validator finds it wrong."""
+        problem = self.problem
+        result = make_result(
+            problem, name, fit_ramps(problem, self.arrays), PlanStatus.FEASIBLE,
+            time.perf_counter() - self.began, notes=("repaired to new caps; not re-optimised",),
+        )  # fmt: skip
+        return result if not validate_plan(problem, result) else None
+
+
+def draft_repair(
+    problem: Problem, previous: PlanResult, arrays: PlanArrays | None = None
+) -> RepairDraft:
+    """``previous`` changed by steps 1-3 of the module docstring to keep ``problem``'s caps.
+    ``arrays`` is ``previous.plan`` as positions in ``problem`` (:func:`plan_arrays`), when the
+    caller has them."""
     began = time.perf_counter()
     if arrays is None:
         arrays = plan_arrays(problem, previous.plan)
@@ -66,24 +111,31 @@ def repair(
     load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(load, (kept.site, kept.slot), kept.gpus)
     moved = cheapest_blocks(problem, blocks, problem.site_mask, np.zeros_like(load), load)
-    kept = PlanArrays.concat([kept, moved, _place(problem, kept, units)])
-    result = make_result(
-        problem, name, fit_ramps(problem, kept), PlanStatus.FEASIBLE,
-        time.perf_counter() - began, notes=("repaired to new caps; not re-optimised",),
-    )  # fmt: skip
-    return result if not validate_plan(problem, result) else None
+    return RepairDraft(
+        problem, PlanArrays.concat([kept, moved, _place(problem, kept, units)]), began
+    )
 
 
-def later_jobs(result: PlanResult, previous: PlanResult) -> pd.Series:
+def repair(
+    problem: Problem, previous: PlanResult, name: str, arrays: PlanArrays | None = None
+) -> PlanResult | None:
+    """``previous`` changed to keep ``problem``'s caps (module docstring), reported as policy
+    ``name``; ``None`` when the repair is not valid. ``arrays`` is ``previous.plan`` as
+    positions in ``problem`` (:func:`plan_arrays`), when the caller has them."""
+    return draft_repair(problem, previous, arrays).finish(name)
+
+
+def later_jobs(result: PlanResult | RepairDraft, previous: PlanResult) -> pd.Series:
     """The work each job has unfinished in ``result`` beyond what it had in ``previous``, for
     the jobs where that is more than a rounding error [GPU-h]."""
     before = previous.unfinished_gpu_hours
     after = result.unfinished_gpu_hours
     if before.index.equals(after.index):  # plans of one problem: the same jobs, in order
-        increase = pd.Series(after.to_numpy() - before.to_numpy(), index=after.index)
+        increase = after.to_numpy() - before.to_numpy()
     else:
-        increase = after - before.reindex(after.index, fill_value=0.0)
-    return increase[increase > _LATE_TOLERANCE_GPU_H]
+        increase = (after - before.reindex(after.index, fill_value=0.0)).to_numpy()
+    later = increase > _LATE_TOLERANCE_GPU_H  # masks as arrays: a boolean Series aligns first
+    return pd.Series(increase[later], index=after.index[later], name=after.name)
 
 
 def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, np.ndarray]:

@@ -23,10 +23,24 @@ from scheduler.drivers.service.planner import Planner, RunState, _answer, _Chang
 from scheduler.drivers.service.store import Store
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
-from scheduler.repair import later_jobs, plan_arrays, repair
+from scheduler.repair import RepairDraft, later_jobs, plan_arrays, repair
 from scheduler.validate import validate_plan
 
 HOUR = pd.Timedelta(hours=1)
+
+
+@pytest.fixture
+def finished(monkeypatch) -> list[str]:
+    """The policy names of the repairs finished (:meth:`RepairDraft.finish`) from now on."""
+    calls: list[str] = []
+    finish = RepairDraft.finish
+
+    def counted(self: RepairDraft, name: str):
+        calls.append(name)
+        return finish(self, name)
+
+    monkeypatch.setattr(RepairDraft, "finish", counted)
+    return calls
 
 
 @pytest.fixture
@@ -49,7 +63,7 @@ def _hand(problem, rows):
     return make_result(problem, "hand", plan_arrays(problem, plan), PlanStatus.FEASIBLE, 0.0)
 
 
-def test_no_repair_but_a_greedy_plan_keeps_every_job(planner: Planner) -> None:
+def test_no_repair_but_a_greedy_plan_keeps_every_job(planner: Planner, finished) -> None:
     day = planner.day
     # x in hour 0; w and y fill hour 1: a cap of 0 GPUs in hour 0 cuts x, whose only other
     # hour is full, so no repair keeps it; planning again moves y to hour 2 and x to hour 1
@@ -59,9 +73,11 @@ def test_no_repair_but_a_greedy_plan_keeps_every_job(planner: Planner) -> None:
     capped = replace(day, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.0),))
     repaired = repair(capped, previous.result, "optimizer")
     assert repaired is not None and list(later_jobs(repaired, previous.result).index) == ["x"]
+    finished.clear()
     version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
     assert version is not None and version.replanned and not version.provisional
     assert "planned by greedy" in version.reason
+    assert finished == []  # its flow already left x later: the repair was not finished
     assert version.result.unfinished_gpu_hours.sum() == 0
     by_slot = version.result.plan.groupby("time")["gpus"].sum()
     assert by_slot.get(START, 0) == 0 and by_slot.sum() == 6
@@ -116,7 +132,9 @@ def test_when_greedy_would_leave_work_a_provisional_plan_answers(planner: Planne
     assert not answer.opt_in and "quick plan" in answer.reason and "1 job(s) late" in answer.reason
 
 
-def test_the_provisional_plan_is_the_one_leaving_less_work_unfinished(planner: Planner) -> None:
+def test_the_provisional_plan_is_the_one_leaving_less_work_unfinished(
+    planner: Planner, finished
+) -> None:
     """Greedy does not look ahead: with no green in hour 0 it leaves ``z`` for later, where
     the caps leave no room. A repair of the plan that ran ``z`` in hour 2 moves it to hour 0."""
     jobs = [job("u", 2, 2, 1, 2), job("v", 3, 2, 1, 3), job("z", 2, 2, 0, 3)]
@@ -132,13 +150,16 @@ def test_the_provisional_plan_is_the_one_leaving_less_work_unfinished(planner: P
     version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
     assert version is not None and version.provisional
     assert "leaving what fits nowhere" in version.reason
+    assert finished == [planner._policy.name]  # finished: its flow left less than greedy
     left = version.result.unfinished_gpu_hours
     assert left.sum() == pytest.approx(4.0) and left["z"] == 0  # z runs in hour 0
     # the other way round: the plan repaired had left v and z out, so greedy leaves less
     previous = planner._version(day, 7, "hand", _hand(day, [("u", 1, 2)]), 0.0, True)
+    finished.clear()
     version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
     assert version is not None and version.provisional and "planned by greedy" in version.reason
     assert version.result.unfinished_gpu_hours.sum() == pytest.approx(5.0)
+    assert finished == []  # its flow left more than greedy: not finished
 
 
 def test_no_background_plan_starts_from_a_slot_that_has_begun(planner: Planner) -> None:

@@ -13,7 +13,7 @@ from scheduler_testkit import START, job, make_problem, site
 from scheduler.policies import get_policy
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap, Problem
-from scheduler.repair import later_jobs, plan_arrays, repair
+from scheduler.repair import draft_repair, later_jobs, plan_arrays, repair
 from scheduler.validate import validate_plan
 
 HOUR = pd.Timedelta(hours=1)
@@ -94,6 +94,10 @@ def test_work_with_no_room_left_in_the_window_is_left_unfinished():
     assert result is not None and validate_plan(capped, result) == []
     assert gpus_at(result, "a") == [40, 50, 0, 0]
     assert later_jobs(result, before).to_dict() == {"j": 10.0}
+    # the draft (before its ramp fit, table and validator) already tells the caller so
+    draft = draft_repair(capped, before)
+    assert later_jobs(draft, before).to_dict() == {"j": 10.0}
+    assert draft.objective_kg == result.objective_kg
 
 
 def test_a_repaired_plan_keeps_the_ramp_limits():

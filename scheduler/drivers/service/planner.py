@@ -23,11 +23,13 @@ so modification numbers apply in order. The caps in force become hard constraint
 - where neither does (the caps leave too little room, or only the optimizer finds it), the one
   of the two that leaves less work unfinished answers at once as a *provisional* plan (its
   answer says so). Waiting for the optimizer instead would cost about a second per batch at
-  1,000 jobs, and every change queued behind it would wait too. Only a new day, a re-plan of
-  the running day (:meth:`Planner.new_day`, :meth:`Planner.replan`) and a cap on the
-  look-ahead day (which nothing optimises in the background) wait for the ``optimizer``
-  (bounded by ``solver.time_limit_s``; an overrun is reported in the solver notes and the
-  log).
+  1,000 jobs, and every change queued behind it would wait too. A repair whose min-cost flow
+  already leaves a job later than before is finished (ramp fit, plan table and validator, half
+  of its time) only when it may leave less work unfinished than greedy's plan. Only a new
+  day, a re-plan of the running day (:meth:`Planner.new_day`, :meth:`Planner.replan`) and a
+  cap on the look-ahead day (which nothing optimises in the background) wait for the
+  ``optimizer`` (bounded by ``solver.time_limit_s``; an overrun is reported in the solver
+  notes and the log).
 
 **Optimising in the background.** A kept plan under loosened caps, a repaired one or a greedy
 one is not the optimum (an answer's cost is against the plan it names, so a greedy plan's cost
@@ -68,7 +70,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -90,7 +92,7 @@ from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, Policy, get_policy, greedy
 from scheduler.policies.base import PlanArrays
 from scheduler.problem import LoadCap, Problem
-from scheduler.repair import later_jobs, repair
+from scheduler.repair import RepairDraft, draft_repair, later_jobs, repair
 
 __all__ = [
     "MAX_NAMED_LATE_JOBS",
@@ -152,7 +154,9 @@ class SubmitAnswer:
     scheduled: bool = False  # every cap lies after the day planned: stored, not planned yet
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The answer as plain values (``asdict`` without its deep copies: a late-job list of
+        :data:`MAX_NAMED_LATE_JOBS` names made it ~1 ms an answer)."""
+        return {**vars(self), "cost": dict(vars(self.cost))}
 
     @classmethod
     def from_dict(cls, data: dict, replayed: bool) -> SubmitAnswer:
@@ -790,7 +794,9 @@ class Planner:
             return self._version(problem, version, reason, previous.result, seconds, False)
         how, provisional = "repaired to the caps", False
         beside = self._start_greedy_beside(problem) if late_ok else None
-        quick = repair(problem, previous.result, self._policy.name, previous.arrays)
+        draft = draft_repair(problem, previous.result, previous.arrays)
+        short_draft = not later_jobs(draft, previous.result).empty  # finished only if chosen
+        quick = None if short_draft else draft.finish(self._policy.name)
         fell_short = quick is None or not later_jobs(quick, previous.result).empty
         if late_ok:
             self._greedy_beside = fell_short
@@ -803,6 +809,8 @@ class Planner:
                 return None
             else:
                 provisional = True
+                if short_draft and _unfinished_first(draft) < _unfinished_first(greedy):
+                    quick = draft.finish(self._policy.name)  # it may leave less unfinished
                 if quick is None or _unfinished_first(greedy) <= _unfinished_first(quick):
                     how, quick = by_greedy, greedy
                 else:
@@ -925,7 +933,7 @@ def _plan_pickled(policy: Policy, problem_pickle: bytes) -> PlanResult:
     return policy.plan(pickle.loads(problem_pickle))
 
 
-def _unfinished_first(result: PlanResult) -> tuple[float, float]:
+def _unfinished_first(result: PlanResult | RepairDraft) -> tuple[float, float]:
     """Orders plans by the work they leave unfinished [GPU-h], then by their objective [kg]."""
     return float(result.unfinished_gpu_hours.sum()), result.objective_kg
 
