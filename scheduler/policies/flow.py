@@ -6,7 +6,10 @@ One unit of flow is one GPU busy for one slot (a GPU-slot). Network::
     group --(cap: group work, penalty cost)---------------------------------> sink
 
 * A **group** is a set of jobs merged by :func:`group_jobs`; its node supplies the group's work.
-  A group with one allowed site skips the ``(group, slot)`` node.
+  A ``(group, slot)`` node exists only where two or more of the group's allowed sites have
+  free GPUs in the slot; where one has, the group's arc goes straight to that site-slot (with
+  the same cap), and slots where none has, or where the group's cap is 0, get no arc at all.
+  Under tight caps most slots are full, so the network shrinks to the room that is left.
 * **Tiers** (:func:`site_tiers`) carry a site-slot's GPUs to the sink at convex piecewise-linear
   cost: GPUs that green supply covers after base load cost nothing; the one GPU that green
   covers only in part costs its grid share; the rest cost their full grid CO2. For whole GPUs
@@ -267,10 +270,15 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     n_groups = groups.n
 
-    # data: (group, slot) pairs of every group's window
+    # data: (group, slot) pairs of every group's window with room at one of its sites at least
     pair_group, pair_slot, pair_cap = groups.pairs()
-    multi = groups.site_mask.sum(axis=1) > 1
-    pair_multi = multi[pair_group]
+    site_free = tiers.capacity.sum(axis=0)  # [site, slot]
+    room = groups.site_mask[pair_group] & (site_free[:, pair_slot].T > 0)  # [pair, site]
+    n_room = room.sum(axis=1)
+    usable = (pair_cap > 0) & (n_room > 0)
+    pair_group, pair_slot, pair_cap = pair_group[usable], pair_slot[usable], pair_cap[usable]
+    room = room[usable]
+    pair_multi = n_room[usable] > 1
 
     # variables (nodes): sink, groups, site-slots, (group, slot) of multi-site groups
     sink = 0
@@ -305,14 +313,13 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
         costs.append(np.broadcast_to(np.asarray(cost, dtype=np.int64), len(tails[-1])))
         kinds.append(np.full(len(tails[-1]), kind, dtype=np.int8))
 
-    site_free = tiers.capacity.sum(axis=0)  # [site, slot]
-    # group -> (group, slot) for multi-site groups: the group's per-slot GPU cap
+    # group -> (group, slot) where two sites or more have room: the group's per-slot GPU cap
     g = pair_group[pair_multi]
     arcs(group_node[g], pair_node[pair_multi], pair_cap[pair_multi], 0, kind=0)
-    # (group, slot) -> (site, slot), or group -> (site, slot) for single-site groups
+    # (group, slot) -> (site, slot), or group -> (site, slot) where one site has room
     x_group, x_site, x_slot = [], [], []
     for s in range(n_sites):
-        pick = groups.site_mask[pair_group, s] & (site_free[s, pair_slot] > 0)
+        pick = room[:, s]
         tail = np.where(pair_multi[pick], pair_node[pick], group_node[pair_group[pick]])
         arcs(
             tail,

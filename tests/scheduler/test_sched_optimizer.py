@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
-from scheduler_testkit import job, make_problem, site
+from scheduler_testkit import START, job, make_problem, site
 
 from scheduler.config import SolverSettings
 from scheduler.policies import get_policy
 from scheduler.policies.flow import group_jobs, site_tiers, solve_flow
 from scheduler.policies.lp_reference import solve_time_indexed_lp
 from scheduler.policies.optimizer import lp_bound
+from scheduler.problem import LOAD_LIMIT, LoadCap
 from scheduler.validate import assert_valid
 
 
@@ -50,6 +54,30 @@ def test_flow_with_ranked_costs_equals_the_time_indexed_lp(seed):
     flow = solve_flow(problem, groups, tiers, tie_break=False)
     lp = solve_time_indexed_lp(problem)
     assert flow.co2_kg == pytest.approx(lp.objective_kg, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_site_slots_closed_by_caps_leave_the_network_and_the_flow_still_equals_the_lp(seed):
+    """Caps close site a in slots 2-5 (its base load only) and b in slots 3-4: no job reaches
+    those site-slots, a job with one of its sites open in a slot reaches it without a (job,
+    slot) node, so the network shrinks, and its optimum is still the LP's."""
+    problem = _random_problem(seed, same_duration=False)
+    hour = pd.Timedelta(hours=1)
+    capped = replace(problem, caps=(
+        LoadCap("a", START + 2 * hour, START + 6 * hour, LOAD_LIMIT, 0.002),
+        LoadCap("b", START + 3 * hour, START + 5 * hour, LOAD_LIMIT, 0.0),
+    ))  # fmt: skip
+    groups = group_jobs(problem, np.arange(problem.n_jobs), problem.site_mask, by_preemptible=True)
+    fixed = np.zeros((len(problem.sites), problem.horizon.n_slots))
+    open_ = solve_flow(problem, groups, site_tiers(problem, fixed), tie_break=False)
+    closed = solve_flow(capped, groups, site_tiers(capped, fixed), tie_break=False)
+    assert closed.n_nodes < open_.n_nodes and closed.n_arcs < open_.n_arcs
+    lp = solve_time_indexed_lp(capped)
+    assert closed.co2_kg == pytest.approx(lp.objective_kg, rel=1e-9, abs=1e-12)
+    in_closed = ((closed.site == 0) & (closed.slot >= 2) & (closed.slot < 6)) | (
+        (closed.site == 1) & (closed.slot >= 3) & (closed.slot < 5)
+    )
+    assert not in_closed.any()
 
 
 def test_ranked_costs_tell_apart_costs_below_the_scaled_resolution():
