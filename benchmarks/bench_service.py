@@ -237,11 +237,16 @@ def _submit_all(
     target: str, token: str, work: list[list[tuple]], on_reply: Callable | None = None
 ) -> tuple[list[float], float]:
     """Each client (one channel) submits its list of ``(event_id, site, start, mw, load)``;
-    latencies and the wall time of the whole scenario."""
+    latencies and the wall time of the whole scenario. The clients connect first (a
+    coordinator keeps its channel open): the clock starts once every one of them has."""
+    connected = threading.Barrier(len(work) + 1)
 
     def client_run(items: list[tuple]) -> list[float]:
-        latencies, began = [], time.monotonic()
+        latencies = []
         with CapClient(target, token=token, timeout_s=PHASE_LIMIT_S) as client:
+            client.health()
+            connected.wait(PHASE_LIMIT_S)
+            began = time.monotonic()
             for event_id, site, start, mw, load_limit in items:
                 if time.monotonic() - began > PHASE_LIMIT_S:
                     break
@@ -252,9 +257,11 @@ def _submit_all(
                     on_reply(reply, sent)
         return latencies
 
-    began = time.perf_counter()
     with ThreadPoolExecutor(len(work)) as pool:
-        latencies = [x for part in pool.map(client_run, work) for x in part]
+        parts = [pool.submit(client_run, items) for items in work]
+        connected.wait(PHASE_LIMIT_S)
+        began = time.perf_counter()
+        latencies = [x for part in parts for x in part.result()]
     return latencies, time.perf_counter() - began
 
 
