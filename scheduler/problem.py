@@ -264,8 +264,8 @@ class Problem:
 
     def __getstate__(self) -> dict:
         """The fields and the values cached so far, copied at once: another thread may cache
-        more while this one pickles (the service plans a problem in a solver process while its
-        planner thread repairs the same problem)."""
+        more while this one pickles (the service's pool pickles the plan in force for the
+        background optimiser while its planner thread may still read that problem)."""
         return dict(self.__dict__)
 
     def with_caps(self, caps: Sequence[LoadCap]) -> Problem:

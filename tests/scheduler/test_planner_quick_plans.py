@@ -83,34 +83,6 @@ def test_no_repair_but_a_greedy_plan_keeps_every_job(planner: Planner, finished)
     assert by_slot.get(START, 0) == 0 and by_slot.sum() == 6
 
 
-def test_once_repairs_fall_short_greedy_plans_beside_the_next_repair(planner: Planner) -> None:
-    """The second process's greedy plan is the one greedy makes here, and only a repair that
-    fell short starts it for the next batch."""
-    day = planner.day
-    previous = planner._version(
-        day, 7, "hand", _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 1, 2)]), 0.0, True
-    )
-    capped = replace(day, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.0),))
-    first = planner._kept_or_repaired(previous, capped, 8, "cap", True)
-    assert planner._beside_busy is None  # the first shortfall: greedy ran here
-    second = planner._kept_or_repaired(previous, capped, 8, "cap", True)
-    beside = planner._beside_busy
-    assert beside is not None and beside.done()
-    assert first is not None and second is not None and "planned by greedy" in second.reason
-    here = planner._quick.plan(capped).plan
-    for result in (first.result, second.result, beside.result()):
-        pd.testing.assert_frame_equal(result.plan, here)
-    # a repair that suffices (y moves out of hour 1) starts nothing beside the next one
-    loose = replace(day, caps=(LoadCap("a", START + HOUR, START + 2 * HOUR, LOAD_LIMIT, 0.002),))
-    repaired = planner._kept_or_repaired(previous, loose, 8, "cap", True)
-    assert repaired is not None and "repaired to the caps" in repaired.reason
-    assert not planner._greedy_beside
-    started = planner._beside_busy  # by the loose batch, after the one that fell short
-    assert started is not beside
-    planner._kept_or_repaired(previous, capped, 8, "cap", True)
-    assert planner._beside_busy is started and planner._greedy_beside
-
-
 def test_when_greedy_would_leave_work_a_provisional_plan_answers(planner: Planner) -> None:
     day = planner.day
     previous = planner._version(
@@ -247,8 +219,8 @@ def test_a_background_plan_of_caps_since_changed_is_repaired_to_them(
 def test_the_background_optimisation_yields_the_cpu_to_the_plans_callers_wait_for(
     planner: Planner,
 ) -> None:
-    """Greedy beside a repair (and the optimizer a caller waits for) runs at the server's CPU
-    priority; the optimisation in the background runs lower, so it slows no answer."""
+    """The optimizer a caller waits for runs at the server's CPU priority; the optimisation in
+    the background runs lower, so it slows no answer."""
     here = os.nice(0)
     assert planner._solver is not None and planner._polisher is not None
     assert planner._solver.submit(os.nice, 0).result() == here

@@ -16,10 +16,8 @@ so modification numbers apply in order. The caps in force become hard constraint
   cannot improve an optimum that is still feasible);
 - otherwise the current plan is repaired to them (:func:`scheduler.repair.repair`: tens of
   milliseconds) if that leaves no job later than before; where the repair does not, the
-  ``greedy`` policy plans the day (tens of milliseconds at 1,000 jobs) and its plan is used if
-  no job has more work unfinished than before. While repairs keep falling short (the caps
-  leave little room), greedy starts in the solver process beside each repair, so a batch waits
-  for the longer of the two rather than for both;
+  ``greedy`` policy plans the day (about 10 ms at 1,000 jobs) and its plan is used if no job
+  has more work unfinished than before;
 - where neither does (the caps leave too little room, or only the optimizer finds it), the one
   of the two that leaves less work unfinished answers at once as a *provisional* plan (its
   answer says so). Waiting for the optimizer instead would cost about a second per batch at
@@ -64,7 +62,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -89,7 +86,7 @@ from scheduler.drivers.service.store import (
 from scheduler.horizon import Horizon
 from scheduler.metrics import PlanMetrics, busy_gpus, score_plan
 from scheduler.pipeline import remaining_problem
-from scheduler.policies import PlanResult, Policy, get_policy, greedy
+from scheduler.policies import PlanResult, get_policy, greedy
 from scheduler.policies.base import PlanArrays
 from scheduler.problem import LoadCap, Problem
 from scheduler.repair import RepairDraft, draft_repair, later_jobs, repair
@@ -260,12 +257,10 @@ class Planner:
         self._ahead_version: PlanVersion | None = None  # its plan under the caps in force
         self._policy = get_policy("optimizer", config.solver)
         self._quick = get_policy("greedy", config.solver)  # when no repair keeps every job
-        # from the end of start-up: plans callers wait for (the optimizer's, and greedy beside
-        # the repair), and optimisation in the background (at a lower CPU priority)
+        # from the end of start-up: the optimizer's plans callers wait for, and optimisation in
+        # the background (at a lower CPU priority)
         self._solver: ProcessPoolExecutor | None = None
         self._polisher: ProcessPoolExecutor | None = None
-        self._beside_busy: Future | None = None  # greedy beside the repair, while it runs
-        self._greedy_beside = False  # the last repair fell short: start greedy beside the next
         self._lock = threading.RLock()  # one plan at a time; the loop's slot start holds it too
         self._unpolished_since: float | None = None  # monotonic [s]: the plan is not optimal
         self._polishing: tuple[PlanVersion, Future, float] | None = None  # planner thread only
@@ -278,12 +273,12 @@ class Planner:
         self.day = day
         solver, polisher = _solver_process(), _solver_process(POLISH_NICENESS)
         try:
-            # imports run, and greedy compiles in the solver process, while start-up plans
-            ready: list[Future] = [solver.submit(greedy.warm_up), polisher.submit(int)]
+            # imports run in the solver processes while start-up plans
+            ready: list[Future] = [solver.submit(int), polisher.submit(int)]
             self._current = self._startup()
             for future in ready:
                 future.result()
-            greedy.warm_up()  # here too (a repair that falls short plans greedy here): cached
+            greedy.warm_up()  # compiled (or loaded from numba's cache) before the first cap
         except BaseException:
             solver.shutdown(cancel_futures=True)
             polisher.shutdown(cancel_futures=True)
@@ -793,15 +788,11 @@ class Planner:
             seconds = time.perf_counter() - began
             return self._version(problem, version, reason, previous.result, seconds, False)
         how, provisional = "repaired to the caps", False
-        beside = self._start_greedy_beside(problem) if late_ok else None
         draft = draft_repair(problem, previous.result, previous.arrays)
         short_draft = not later_jobs(draft, previous.result).empty  # finished only if chosen
         quick = None if short_draft else draft.finish(self._policy.name)
-        fell_short = quick is None or not later_jobs(quick, previous.result).empty
-        if late_ok:
-            self._greedy_beside = fell_short
-        if fell_short:
-            greedy = self._greedy(problem, beside)
+        if quick is None or not later_jobs(quick, previous.result).empty:
+            greedy = self._quick.plan(problem)
             by_greedy = f"planned by {greedy.policy} to answer at once"
             if later_jobs(greedy, previous.result).empty:
                 how, quick = by_greedy, greedy
@@ -822,28 +813,6 @@ class Planner:
             quick, time.perf_counter() - began, True,
         )  # fmt: skip
         return replace(made, provisional=provisional)
-
-    def _start_greedy_beside(self, problem: Problem) -> Future | None:
-        """Greedy's plan of ``problem`` started in the solver process, when the last repair fell
-        short (this one likely will too) and that process is free; else ``None``."""
-        busy = self._beside_busy is not None and not self._beside_busy.done()
-        if not self._greedy_beside or busy or self._solver is None:
-            return None
-        # pickled here, not by the pool's feeder thread, which would wait for the GIL while
-        # this thread repairs
-        problem_pickle = pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
-        self._beside_busy = self._solver.submit(_plan_pickled, self._quick, problem_pickle)
-        return self._beside_busy
-
-    def _greedy(self, problem: Problem, beside: Future | None) -> PlanResult:
-        """Greedy's plan of ``problem``: the one started beside the repair, or made here."""
-        if beside is not None:
-            try:
-                return beside.result()
-            except BrokenProcessPool:
-                log.error("the solver process died planning beside the repair; starting another")
-                self._solver = _solver_process()
-        return self._quick.plan(problem)
 
     def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
         began = time.perf_counter()
@@ -926,11 +895,6 @@ def _start_solver(server_pid: int, niceness: int) -> None:
                 os._exit(0)
 
     threading.Thread(target=watch, name="greensched-server-watch", daemon=True).start()
-
-
-def _plan_pickled(policy: Policy, problem_pickle: bytes) -> PlanResult:
-    """In a solver process: ``policy``'s plan of the pickled problem."""
-    return policy.plan(pickle.loads(problem_pickle))
 
 
 def _unfinished_first(result: PlanResult | RepairDraft) -> tuple[float, float]:
