@@ -50,7 +50,14 @@ from scheduler.policies.ramp_fit import fit_ramps
 from scheduler.problem import Problem
 from scheduler.validate import validate_plan
 
-__all__ = ["RepairDraft", "draft_repair", "later_jobs", "plan_arrays", "repair"]
+__all__ = [
+    "RepairDraft",
+    "draft_repair",
+    "keeps_every_job",
+    "later_jobs",
+    "plan_arrays",
+    "repair",
+]
 
 _LATE_TOLERANCE_GPU_H = 1e-9
 
@@ -128,14 +135,27 @@ def repair(
 def later_jobs(result: PlanResult | RepairDraft, previous: PlanResult) -> pd.Series:
     """The work each job has unfinished in ``result`` beyond what it had in ``previous``, for
     the jobs where that is more than a rounding error [GPU-h]."""
+    increase, after = _increase(result, previous)
+    later = increase > _LATE_TOLERANCE_GPU_H  # masks as arrays: a boolean Series aligns first
+    return pd.Series(increase[later], index=after.index[later], name=after.name)
+
+
+def keeps_every_job(result: PlanResult | RepairDraft, previous: PlanResult) -> bool:
+    """Whether no job has more work unfinished in ``result`` than in ``previous``
+    (:func:`later_jobs` is empty; without building it)."""
+    return not (_increase(result, previous)[0] > _LATE_TOLERANCE_GPU_H).any()
+
+
+def _increase(
+    result: PlanResult | RepairDraft, previous: PlanResult
+) -> tuple[np.ndarray, pd.Series]:
+    """The unfinished work of each job in ``result`` minus that in ``previous`` [GPU-h], and
+    ``result``'s unfinished work."""
     before = previous.unfinished_gpu_hours
     after = result.unfinished_gpu_hours
     if before.index.equals(after.index):  # plans of one problem: the same jobs, in order
-        increase = after.to_numpy() - before.to_numpy()
-    else:
-        increase = (after - before.reindex(after.index, fill_value=0.0)).to_numpy()
-    later = increase > _LATE_TOLERANCE_GPU_H  # masks as arrays: a boolean Series aligns first
-    return pd.Series(increase[later], index=after.index[later], name=after.name)
+        return after.to_numpy() - before.to_numpy(), after
+    return (after - before.reindex(after.index, fill_value=0.0)).to_numpy(), after
 
 
 def _cut(problem: Problem, arrays: PlanArrays) -> tuple[PlanArrays, np.ndarray, np.ndarray]:

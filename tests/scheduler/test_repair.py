@@ -13,7 +13,7 @@ from scheduler_testkit import START, job, make_problem, site
 from scheduler.policies import get_policy
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap, Problem
-from scheduler.repair import draft_repair, later_jobs, plan_arrays, repair
+from scheduler.repair import draft_repair, keeps_every_job, later_jobs, plan_arrays, repair
 from scheduler.validate import validate_plan
 
 HOUR = pd.Timedelta(hours=1)
@@ -44,6 +44,7 @@ def test_work_cut_by_a_cap_moves_to_green_room_first():
     assert validate_plan(capped, result) == []
     assert gpus_at(result, "a")[0] == 20  # the cap: 20 GPUs x 1 kW
     assert result.plan["gpus"].sum() == 120  # all the work, still
+    assert keeps_every_job(result, before) and later_jobs(result, before).empty
     # the 40 GPU-h cut go to green first: b's 30 in hour 2, then the cheapest grid slot
     assert gpus_at(result, "b")[2] == 30
     assert result.objective_kg > before.objective_kg  # not free: 10 GPU-h now on grid
@@ -97,6 +98,7 @@ def test_work_with_no_room_left_in_the_window_is_left_unfinished():
     # the draft (before its ramp fit, table and validator) already tells the caller so
     draft = draft_repair(capped, before)
     assert later_jobs(draft, before).to_dict() == {"j": 10.0}
+    assert not keeps_every_job(draft, before) and not keeps_every_job(result, before)
     assert draft.objective_kg == result.objective_kg
 
 

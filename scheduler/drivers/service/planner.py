@@ -89,7 +89,7 @@ from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, get_policy, greedy
 from scheduler.policies.base import PlanArrays
 from scheduler.problem import LoadCap, Problem
-from scheduler.repair import RepairDraft, draft_repair, later_jobs, repair
+from scheduler.repair import RepairDraft, draft_repair, keeps_every_job, later_jobs, repair
 
 __all__ = [
     "MAX_NAMED_LATE_JOBS",
@@ -789,12 +789,12 @@ class Planner:
             return self._version(problem, version, reason, previous.result, seconds, False)
         how, provisional = "repaired to the caps", False
         draft = draft_repair(problem, previous.result, previous.arrays)
-        short_draft = not later_jobs(draft, previous.result).empty  # finished only if chosen
+        short_draft = not keeps_every_job(draft, previous.result)  # finished only if chosen
         quick = None if short_draft else draft.finish(self._policy.name)
-        if quick is None or not later_jobs(quick, previous.result).empty:
+        if quick is None or not keeps_every_job(quick, previous.result):
             greedy = self._quick.plan(problem)
             by_greedy = f"planned by {greedy.policy} to answer at once"
-            if later_jobs(greedy, previous.result).empty:
+            if keeps_every_job(greedy, previous.result):
                 how, quick = by_greedy, greedy
             elif not late_ok:
                 return None
