@@ -58,7 +58,19 @@ class _Fit:
         self.ran_at[self.job, self.site] = True
         self.deadline_order = np.argsort(problem.deadline_slot, kind="stable")
         self._future: dict[int, np.ndarray] | None = None
-        self.job_gpus = np.zeros(problem.n_jobs, dtype=np.int64)  # [job] GPUs in the slot walked
+        self.job_gpus = np.zeros(problem.n_jobs, dtype=np.int64)  # [job] GPUs in slot counted
+        self._counted = -1  # the slot job_gpus counts (:meth:`_count`)
+        # the bounds of every slot after the slot before as planned [site, slot]
+        first = ramp_bounds_gpus(problem.initial_gpus, problem.ramp_up_mw, problem.ramp_down_mw,
+                                 problem.mw_per_gpu, problem.capacity_gpus[:, 0])  # fmt: skip
+        rest = ramp_bounds_gpus(
+            self.load[:, :-1].astype(float), problem.ramp_up_mw[:, None],
+            problem.ramp_down_mw[:, None], problem.mw_per_gpu[:, None],
+            problem.capacity_gpus[:, 1:],
+        )  # fmt: skip
+        self.planned_load = self.load.copy()
+        self.planned_most = np.column_stack([first.most, rest.most])
+        self.planned_least = np.column_stack([first.least, rest.least])
 
     def run(self) -> PlanArrays:
         if not self._keeps_every_ramp():
@@ -71,31 +83,34 @@ class _Fit:
         """Whether the walk would change nothing: no backlog to resume, and each slot's GPUs
         within the bounds its slot before sets (itself unchanged then); the usual case for a
         plan made inside the optimizer's ramp-aware profile, checked at once for all slots."""
+        within = (self.load <= self.planned_most) & (self.load >= self.planned_least)
+        return not self.backlog.any() and bool(within.all())
+
+    def _bounds(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """``most`` and ``least`` GPUs per site in slot ``t`` after the slot before as it stands
+        now (the walk changes slots from ``t`` on only): the planned bounds while that slot is
+        unchanged, which spares most slots a call of :func:`ramp_bounds_gpus`."""
+        if t == 0 or (self.load[:, t - 1] == self.planned_load[:, t - 1]).all():
+            return self.planned_most[:, t], self.planned_least[:, t]
         p = self.p
-        if self.backlog.any():
-            return False
-        first = ramp_bounds_gpus(p.initial_gpus, p.ramp_up_mw, p.ramp_down_mw, p.mw_per_gpu,
-                                 p.capacity_gpus[:, 0])  # fmt: skip
-        rest = ramp_bounds_gpus(
-            self.load[:, :-1].astype(float), p.ramp_up_mw[:, None], p.ramp_down_mw[:, None],
-            p.mw_per_gpu[:, None], p.capacity_gpus[:, 1:],
-        )  # fmt: skip
-        most = np.column_stack([first.most, rest.most])
-        least = np.column_stack([first.least, rest.least])
-        return bool(((self.load <= most) & (self.load >= least)).all())
+        bounds = ramp_bounds_gpus(self.load[:, t - 1].astype(float), p.ramp_up_mw,
+                                  p.ramp_down_mw, p.mw_per_gpu, p.capacity_gpus[:, t])  # fmt: skip
+        return bounds.most, bounds.least
+
+    def _count(self, t: int) -> None:
+        """Count each job's GPUs in slot ``t`` into ``job_gpus`` (once per slot, before a move
+        changes the slot; the moves keep it up to date after)."""
+        if self._counted != t:
+            a, b = self.ptr[t], self.ptr[t + 1]
+            self.job_gpus = np.bincount(
+                self.job[a:b], weights=self.gpus[a:b], minlength=self.p.n_jobs
+            ).astype(np.int64)
+            self._counted = t
 
     def _walk(self) -> None:
         p = self.p
-        previous = p.initial_gpus
         for t in range(p.horizon.n_slots):
-            a, b = self.ptr[t], self.ptr[t + 1]
-            self.job_gpus = np.bincount(
-                self.job[a:b], weights=self.gpus[a:b], minlength=p.n_jobs
-            ).astype(np.int64)
-            bounds = ramp_bounds_gpus(
-                previous, p.ramp_up_mw, p.ramp_down_mw, p.mw_per_gpu, p.capacity_gpus[:, t]
-            )
-            most, least = bounds.most, bounds.least
+            most, least = self._bounds(t)
             sites = range(len(p.sites))
             for s in sites:  # cuts first: they free room in the jobs' max_gpus elsewhere
                 if self.load[s, t] > most[s]:
@@ -106,7 +121,6 @@ class _Fit:
             for s in sites:
                 if self.load[s, t] < least[s]:
                     self._bring_forward(t, s, int(least[s] - self.load[s, t]))
-            previous = self.load[:, t].astype(float)
 
     # ------------------------------------------------------------------ helpers
     def _rows(self, t: int, s: int) -> np.ndarray:
@@ -114,6 +128,7 @@ class _Fit:
         return a + np.flatnonzero((self.site[a:b] == s) & (self.gpus[a:b] > 0))
 
     def _add(self, t: int, s: int, job: np.ndarray, gpus: np.ndarray) -> None:
+        self._count(t)
         hit = gpus > 0
         if hit.any():
             n = int(hit.sum())
@@ -135,6 +150,7 @@ class _Fit:
     # ------------------------------------------------------------------ the three moves
     def _defer(self, t: int, s: int, excess: int) -> None:
         p = self.p
+        self._count(t)
         rows = self._rows(t, s)
         soft = rows[p.preemptible[self.job[rows]]]
         soft = soft[np.argsort(-p.deadline_slot[self.job[soft]], kind="stable")]
@@ -165,6 +181,7 @@ class _Fit:
         jobs = jobs[self.backlog[jobs] > 0]
         if not len(jobs):
             return
+        self._count(t)
         free = np.minimum(self.p.max_gpus[jobs] - self.job_gpus[jobs], self.backlog[jobs])
         free = np.maximum(free, 0)
         give = np.clip(room - (np.cumsum(free) - free), 0, free)
@@ -175,6 +192,7 @@ class _Fit:
         jobs = self._candidates(t, s)
         if not len(jobs):
             return
+        self._count(t)
         room = np.maximum(self.p.max_gpus[jobs] - self.job_gpus[jobs], 0)
         future = self._future_rows()
         for j, free in zip(jobs.tolist(), room.tolist(), strict=True):
