@@ -226,3 +226,32 @@ def test_the_background_optimisation_yields_the_cpu_to_the_plans_callers_wait_fo
     assert planner._solver.submit(os.nice, 0).result() == here
     polisher = planner._polisher.submit(os.nice, 0).result()
     assert polisher == min(here + planner_module.POLISH_NICENESS, 19)
+
+
+def _queued(planner: Planner, k: int, mw: float):
+    """Change ``e{k}`` (:func:`_change`) queued as :meth:`Planner.submit` queues it."""
+    with planner._queue_changed:
+        return planner._queue(_change(k, mw))
+
+
+def test_a_batch_waits_for_a_change_already_arriving(planner: Planner, monkeypatch) -> None:
+    """A change announced on its way (a call being checked) joins the batch of the change queued
+    just before it, instead of waiting for that batch to be planned; the wait is bounded."""
+    monkeypatch.setattr(planner_module, "_ARRIVING_MAX_S", 5.0)
+    with planner.arriving():
+        first = _queued(planner, 1, 0.003)
+        time.sleep(0.2)  # the batch would have been planned and answered by now
+        assert not first.done()
+        second = _queued(planner, 2, 0.002)
+    a, b = first.result(timeout=10), second.result(timeout=10)
+    assert a.plan_version == b.plan_version and "1 other change" in a.reason
+    # without an announcement each is planned on its own
+    lone = _queued(planner, 3, 0.001)
+    time.sleep(0.2)
+    assert lone.done() and "other change" not in lone.result().reason
+    # an announced change that never comes holds a batch for _ARRIVING_MAX_S at most
+    monkeypatch.setattr(planner_module, "_ARRIVING_MAX_S", 0.05)
+    with planner.arriving():
+        began = time.monotonic()
+        _queued(planner, 4, 0.0035).result(timeout=10)
+        assert time.monotonic() - began < 2.0

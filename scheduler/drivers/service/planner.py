@@ -59,12 +59,13 @@ stored and listed (:meth:`Planner.events`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -110,6 +111,7 @@ log = logging.getLogger(__name__)
 MAX_NAMED_LATE_JOBS = 100
 _GATHER_SHARE = 0.25  # of a batch's time, waited for more changes before the next batch [-]
 _GATHER_MAX_S = 0.05  # the longest such wait [s]
+_ARRIVING_MAX_S = 0.005  # the longest a batch waits for changes already arriving [s]
 POLISH_IDLE_S = 0.3  # quiet time before a kept or repaired plan is optimised again [s]
 POLISH_MAX_WAIT_S = 2.0  # the longest such a plan waits for it while changes keep arriving [s]
 POLISH_NICENESS = 10  # the background optimisation yields the CPU to the plans callers wait for
@@ -284,9 +286,10 @@ class Planner:
             polisher.shutdown(cancel_futures=True)
             raise
         self._solver, self._polisher = solver, polisher
-        self._queue_changed = threading.Condition()  # guards the three below
+        self._queue_changed = threading.Condition()  # guards the four below
         self._waiting: list[_Change] = []  # for the next batch
         self._queued: set[str] = set()  # event ids with a change waiting or being planned
+        self._arriving = 0  # changes announced (:meth:`arriving`) and not yet queued
         self._closing = False
         self._worker = threading.Thread(target=self._work, name="greensched-planner", daemon=True)
         self._worker.start()
@@ -389,6 +392,21 @@ class Planner:
         return list(self.config.sites)
 
     # --- changes ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announce a change on its way (a server's call being checked, before :meth:`submit`
+        or :meth:`cancel` queues it): a batch about to start waits for it, at most
+        :data:`_ARRIVING_MAX_S`, so that changes sent together after a quiet spell are planned
+        together rather than the first alone. A lone change waits for nothing."""
+        with self._queue_changed:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._queue_changed:
+                self._arriving -= 1
+                self._queue_changed.notify_all()
+
     def submit(self, event: CapEvent, coordinator: Coordinator) -> Future[SubmitAnswer]:
         """Check and queue one event; the future is answered once its batch is committed (see
         the module docstring); an identical resubmission is answered at once.
@@ -456,6 +474,10 @@ class Planner:
                 )
                 if not self._waiting and self._closing:
                     return
+                if self._waiting:  # and more on their way: they join this batch
+                    self._queue_changed.wait_for(
+                        lambda: not self._arriving or self._closing, _ARRIVING_MAX_S
+                    )
                 taken, self._waiting = self._waiting, []
             if not taken or self._polished() or self._polish_overdue():
                 self._polish()  # quiet, the background plan is ready, or changes never stop

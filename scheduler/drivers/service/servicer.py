@@ -277,9 +277,10 @@ class LoadCapServicer:
         return await running.run_in_executor(self._executor, functools.partial(function, *args))
 
     async def _planned(self, function: Callable[..., Future[_T]], *args: Any) -> _T:
-        """``function(*args)`` on the executor, then the future it returns, awaited without a
-        thread."""
-        future = await self._blocking(function, *args)
+        """``function(*args)`` on the executor, announced to the planner while it runs (a batch
+        about to start waits for it), then the future it returns, awaited without a thread."""
+        with self._planner.arriving():
+            future = await self._blocking(function, *args)
         return await asyncio.wrap_future(future)
 
     def _caller(self, context: grpc.aio.ServicerContext) -> Coordinator:
