@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ from scheduler.jobs import work_units
 from scheduler.labels import label_index
 from scheduler.problem import LoadCap, Problem, cap_matrices, hourly_profile, supply_matrix
 from scheduler.ramps import ramp_limits_mw, ramp_stats
+
+if TYPE_CHECKING:
+    from scheduler.policies.base import PlanArrays
 
 __all__ = [
     "CAP_TOLERANCE_MW",
@@ -230,14 +234,22 @@ class PlanScore:
     slot: np.ndarray
 
 
-def score_plan(problem: Problem, plan: pd.DataFrame) -> PlanScore:
+def score_plan(
+    problem: Problem, plan: pd.DataFrame, positions: PlanArrays | None = None
+) -> PlanScore:
     """:func:`site_load` and :func:`plan_metrics` of ``plan`` on ``problem``'s tables (its
-    supply, caps and load before the first slot), the plan's labels looked up once."""
+    supply, caps and load before the first slot), the plan's labels looked up once; not at all
+    when the caller has the plan's ``positions`` in ``problem`` (its rows as job, site and slot
+    indices, as :attr:`~scheduler.policies.base.PlanResult.positions`)."""
     sites, horizon = problem.sites, problem.horizon
-    site, slot = _site_slot(plan, problem.site_names, horizon)
+    if positions is None:
+        job = None
+        site, slot = _site_slot(plan, problem.site_names, horizon)
+    else:
+        job, site, slot = positions.job, positions.site, positions.slot
     load = problem_load_arrays(problem, _busy(site, slot, plan, len(sites), horizon))
     metrics, job = _metrics(
-        plan, problem.jobs, sites, horizon, problem.initial_load_mw, load, site, slot
+        plan, problem.jobs, sites, horizon, problem.initial_load_mw, load, site, slot, job
     )
     return PlanScore(_site_load_table(load, sites, horizon), metrics, job, site, slot)
 
@@ -251,9 +263,11 @@ def _metrics(
     load: dict[str, np.ndarray],
     site: np.ndarray,
     slot: np.ndarray,
+    job: np.ndarray | None = None,
 ) -> tuple[PlanMetrics, np.ndarray]:
     """The metrics of ``plan`` from its site-load columns ``load`` and each row's site and
-    slot; and each row's job (position in ``jobs``, -1 when not in it)."""
+    slot; and each row's job (position in ``jobs``, -1 when not in it; looked up unless
+    given)."""
     names = [s.name for s in sites]
     up_mw, down_mw = ramp_limits_mw(sites, horizon.slot_minutes)
     initial = None if initial_load_mw is None else np.asarray(initial_load_mw, dtype=float)
@@ -262,7 +276,8 @@ def _metrics(
     energy = load["load_mw"].sum() * slot_h
     green_used = load["green_used_mw"].sum() * slot_h
     required = work_units(jobs["gpu_hours"].to_numpy(dtype=float), horizon.slot_minutes)
-    job = label_index(plan["job_id"], jobs["job_id"].to_numpy())
+    if job is None:
+        job = label_index(plan["job_id"], jobs["job_id"].to_numpy())
     known = job >= 0  # rows of jobs not in the table place no work of theirs
     gpus = plan["gpus"].to_numpy()
     placed = np.bincount(job[known], weights=gpus[known], minlength=len(jobs)).astype(np.int64)

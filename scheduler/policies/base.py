@@ -60,6 +60,9 @@ class PlanResult:
     ``supply_basis`` says which supply the plan was made on: ``"forecast"`` or ``"actual"``.
     ``ramp_cost_kg`` is the grid CO2 the sites' ramp limits cost, for policies that measure it
     (the optimizer: its load profile with the limits minus without them) [kg].
+    ``positions`` is ``plan`` as indices into the jobs, sites and slots of the problem it was
+    made for (:func:`make_result` sets it), so that scoring it there looks up no label; a
+    result whose ``plan`` is replaced must drop it.
     """
 
     policy: str
@@ -74,6 +77,7 @@ class PlanResult:
     supply_basis: SupplyBasis = SupplyBasis.FORECAST
     notes: tuple[str, ...] = field(default_factory=tuple)
     ramp_cost_kg: float | None = None
+    positions: PlanArrays | None = field(default=None, compare=False, repr=False)
 
     @property
     def jobs_unfinished(self) -> list[str]:
@@ -180,6 +184,7 @@ def make_result(
         status=status,
         objective_kg=objective_kg(problem, arrays),
         solve_seconds=solve_seconds,
+        positions=arrays,
         **extra,
     )
 

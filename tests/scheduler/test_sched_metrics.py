@@ -10,7 +10,9 @@ from scheduler_testkit import START, site, supply_frame
 from scheduler.horizon import Horizon
 from scheduler.jobs import Job, jobs_frame
 from scheduler.metrics import plan_metrics, score_plan, site_load
+from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import Problem
+from scheduler.repair import plan_arrays
 
 
 def test_metrics_by_hand_on_15_minute_slots():
@@ -82,3 +84,12 @@ def test_one_scoring_pass_gives_the_site_load_table_the_metrics_and_the_rows_pos
     assert score.metrics == plan_metrics(plan, jobs, supply, [a, b], horizon)
     assert score.job.tolist() == [1, 0, 0, 0]  # y is the jobs table's second row
     assert score.site.tolist() == [1, 0, 1, 0] and score.slot.tolist() == [1, 0, 1, 2]
+    # a policy's result carries its rows' positions: scored from them, the same score
+    result = make_result(problem, "hand", plan_arrays(problem, plan), PlanStatus.FEASIBLE, 0.0)
+    assert result.positions is not None
+    from_positions = score_plan(problem, result.plan, result.positions)
+    from_labels = score_plan(problem, result.plan)
+    pd.testing.assert_frame_equal(from_positions.site_load, from_labels.site_load)
+    assert from_positions.metrics == from_labels.metrics == score.metrics
+    for name in ("job", "site", "slot"):
+        assert getattr(from_positions, name).tolist() == getattr(from_labels, name).tolist()

@@ -864,7 +864,7 @@ class Planner:
         replanned: bool,
     ) -> PlanVersion:
         plan = result.plan
-        score = score_plan(problem, plan)
+        score = score_plan(problem, plan, result.positions)  # of the same jobs, sites and slots
         return PlanVersion(
             version=version,
             created_at=self.clock(),
