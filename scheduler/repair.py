@@ -87,7 +87,8 @@ class RepairDraft:
         (the ramp fit may still defer more, or resume some where a ramp left room)."""
         p = self.problem
         missing = np.maximum(p.work_units - self.arrays.placed_units(p.n_jobs), 0)
-        return pd.Series(missing * p.slot_hours, index=p.job_ids, name="gpu_hours")
+        index = pd.Index(p.job_ids, name="job_id")
+        return pd.Series(missing * p.slot_hours, index=index, name="gpu_hours")
 
     @cached_property
     def objective_kg(self) -> float:

@@ -98,6 +98,7 @@ def test_work_with_no_room_left_in_the_window_is_left_unfinished():
     # the draft (before its ramp fit, table and validator) already tells the caller so
     draft = draft_repair(capped, before)
     assert later_jobs(draft, before).to_dict() == {"j": 10.0}
+    pd.testing.assert_series_equal(draft.unfinished_gpu_hours, result.unfinished_gpu_hours)
     assert not keeps_every_job(draft, before) and not keeps_every_job(result, before)
     assert draft.objective_kg == result.objective_kg
 
