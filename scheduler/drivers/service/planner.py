@@ -418,6 +418,9 @@ class Planner:
         now = self.clock()
         caps = event_caps(event, self.config.sites, now)
         coordinator.require(event.targets, "cap")
+        # the event's canonical JSON and hash (cached) are made on the caller's thread, not by
+        # the planner thread that stores them
+        event.content_sha256  # noqa: B018
         with self._queue_changed:
             stored = self._stored_unqueued(event.event_id)
             if stored is not None:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from scheduler.drivers.service.client import CapClient, cap_interval, pb
+from scheduler.drivers.service.events import CapEvent, CapInterval
 from scheduler.drivers.service.server import Running
 
 from .conftest import HORIZON, local
@@ -232,3 +233,23 @@ def test_serve_plans_on_a_weather_file(small_config, tmp_path) -> None:
     finally:
         synthetic.stop(0)
         from_file.stop(0)
+
+
+def test_an_events_canonical_json_and_hash_stay_those_stored_before() -> None:
+    """A resubmission is identified by the hash of this text: if it changed, a database written
+    before would take an identical resubmission for a conflicting one."""
+    utc, shanghai = pd.Timestamp("2026-12-02T04:15:00Z"), pd.Timestamp("2026-12-02T06:00+08:00")
+    event = CapEvent("ev-1", 3, "prog", 2, ("shantou", "qingyang"), (
+        CapInterval(utc, 3600.0, "LOAD_LIMIT", 4.5),
+        CapInterval(shanghai, 900.0, "IMPORT_CAPACITY_LIMIT", 2.25),
+    ))  # fmt: skip
+    assert event.to_json() == (
+        '{"event_id":"ev-1","intervals":[{"duration_s":3600.0,"start":"2026-12-02T04:15:00+00:00",'
+        '"type":"LOAD_LIMIT","value_mw":4.5},{"duration_s":900.0,"start":'
+        '"2026-12-02T06:00:00+08:00","type":"IMPORT_CAPACITY_LIMIT","value_mw":2.25}],'
+        '"modification_number":3,"priority":2,"program":"prog","targets":["shantou","qingyang"]}'
+    )
+    assert event.content_sha256 == (
+        "a1474dd38fe4e8da8edc50e1e16641a909162c6de686a2009fe6ebeb9317f031"
+    )
+    assert CapEvent.from_json(event.to_json()) == event
