@@ -43,6 +43,7 @@ from scheduler.policies.base import (
     PlanStatus,
     make_result,
     objective_kg,
+    unfinished_gpu_hours,
 )
 from scheduler.policies.blocks import cheapest_blocks
 from scheduler.policies.flow import Groups, site_tiers, solve_flow
@@ -85,10 +86,7 @@ class RepairDraft:
     def unfinished_gpu_hours(self) -> pd.Series:
         """The work each job has unplaced [GPU-h], as :attr:`PlanResult.unfinished_gpu_hours`
         (the ramp fit may still defer more, or resume some where a ramp left room)."""
-        p = self.problem
-        missing = np.maximum(p.work_units - self.arrays.placed_units(p.n_jobs), 0)
-        index = pd.Index(p.job_ids, name="job_id")
-        return pd.Series(missing * p.slot_hours, index=index, name="gpu_hours")
+        return unfinished_gpu_hours(self.problem, self.arrays)
 
     @cached_property
     def objective_kg(self) -> float:

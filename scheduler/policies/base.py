@@ -28,6 +28,7 @@ __all__ = [
     "make_result",
     "objective_kg",
     "site_moves",
+    "unfinished_gpu_hours",
     "unfinished_penalty_kg",
 ]
 
@@ -144,6 +145,14 @@ def objective_kg(problem: Problem, arrays: PlanArrays) -> float:
     ) * float(missing.sum())
 
 
+def unfinished_gpu_hours(problem: Problem, arrays: PlanArrays) -> pd.Series:
+    """The work each job has left unplaced by ``arrays`` [GPU-h], indexed by ``job_id`` (every
+    job, zeros included), as :attr:`PlanResult.unfinished_gpu_hours`."""
+    missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
+    index = pd.Index(problem.job_ids, name="job_id")
+    return pd.Series(missing * problem.slot_hours, index=index, name="gpu_hours")
+
+
 def make_result(
     problem: Problem,
     policy: str,
@@ -174,13 +183,10 @@ def make_result(
         columns=PLAN.names,
     )
     arrays = PlanArrays(job, site, slot, gpus)
-    missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
-    unfinished = pd.Series(missing * problem.slot_hours, index=problem.job_ids, name="gpu_hours")
-    unfinished.index.name = "job_id"
     return PlanResult(
         policy=policy,
         plan=plan,
-        unfinished_gpu_hours=unfinished,
+        unfinished_gpu_hours=unfinished_gpu_hours(problem, arrays),
         status=status,
         objective_kg=objective_kg(problem, arrays),
         solve_seconds=solve_seconds,

@@ -83,8 +83,9 @@ class _Fit:
         """Whether the walk would change nothing: no backlog to resume, and each slot's GPUs
         within the bounds its slot before sets (itself unchanged then); the usual case for a
         plan made inside the optimizer's ramp-aware profile, checked at once for all slots."""
-        within = (self.load <= self.planned_most) & (self.load >= self.planned_least)
-        return not self.backlog.any() and bool(within.all())
+        if self.backlog.any():
+            return False
+        return bool(((self.load <= self.planned_most) & (self.load >= self.planned_least)).all())
 
     def _bounds(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """``most`` and ``least`` GPUs per site in slot ``t`` after the slot before as it stands
