@@ -154,6 +154,13 @@ class ForecastError:
         name = f"{technology}_nrmse"
         return (*(getattr(level, name) for level in self.intraday), getattr(self, name))
 
+    def nrmse_at(self, technology: str, lead_hours: np.ndarray) -> np.ndarray:
+        """RMSE as a fraction of capacity [-] of ``technology`` at each lead [h]: the level
+        whose ``lead_hours`` is the first at or above the lead, the day-ahead one beyond."""
+        leads = [level.lead_hours for level in self.intraday]
+        band = np.searchsorted(leads, np.asarray(lead_hours, dtype=float), side="left")
+        return np.asarray(self.levels(technology))[band]
+
 
 def _posterior(z_forecast: np.ndarray, spread_on_grid: np.ndarray) -> np.ndarray:
     """``P(z_a = grid value | z_f)`` for each row (rows x grid), normalised, when the latent

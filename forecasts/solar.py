@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 import pvlib
 
@@ -37,6 +38,12 @@ def solar_position(
     Regular grids are cached; the frame returned is a copy the caller may change.
     """
     times = pd.DatetimeIndex(times).tz_convert("UTC")
+    grid = _repeated_grid(times)
+    if grid is not None:  # members of an ensemble stacked on the same slots
+        block = solar_position(grid, latitude, longitude, altitude_m)
+        position = pd.concat([block] * (len(times) // len(grid)))
+        position.index = times
+        return position
     if len(times) > 2 and (times[1:] - times[:-1]).nunique() == 1:
         step_ns = int((times[1] - times[0]).value)
         position = _grid_position(
@@ -53,3 +60,19 @@ def solar_position(
     return pvlib.solarposition.get_solarposition(
         times, latitude, longitude, altitude_m, pressure=pressure_pa, method="nrel_numpy"
     )
+
+
+def _repeated_grid(times: pd.DatetimeIndex) -> pd.DatetimeIndex | None:
+    """The regular grid that ``times`` repeats two or more times end to end, else ``None``."""
+    if len(times) < 6 or times.is_monotonic_increasing:
+        return None
+    ns = times.asi8
+    restart = int(np.argmax(np.diff(ns) <= 0)) + 1  # first step back
+    if len(times) % restart:
+        return None
+    block = ns[:restart]
+    if (np.diff(block) != block[1] - block[0]).any() or not (
+        ns.reshape(-1, restart) == block
+    ).all():
+        return None
+    return times[:restart]

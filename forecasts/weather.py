@@ -19,7 +19,13 @@ import pandas as pd
 
 from scheduler.contracts import UserError
 
-__all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "Weather", "WeatherFileError"]
+__all__ = [
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ForecastSourceError",
+    "Weather",
+    "WeatherFileError",
+]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "pressure")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("roughness_length", "wind_shear_exponent")
@@ -27,6 +33,11 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("roughness_length", "wind_shear_exponent")
 
 class WeatherFileError(UserError):
     """A weather file that cannot be used; the message starts with the file path."""
+
+
+class ForecastSourceError(UserError):
+    """A weather forecast (a model run's file, a directory of runs, a forecast service) that
+    cannot be used; the message names the source and what is wrong."""
 
 
 @dataclass(frozen=True)

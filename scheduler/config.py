@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from forecasts.clock import MAX_OFFSET_MINUTES
 from forecasts.error import LeadLevel, check_lead_levels
+from forecasts.nwp.settings import NwpSettings
 from forecasts.specs import SupplySite
 from scheduler.contracts import UserError, check_slot_minutes
 
@@ -209,6 +210,10 @@ class ForecastSettings(_Strict):
         "offset measured against the clear sky when it is 15 min or more, a number of minutes, "
         "or 0 to keep the file's clock [min]",
     )
+    nwp: NwpSettings = Field(
+        default_factory=NwpSettings,
+        description="weather model runs as forecasts: the source of each site, how runs are read",
+    )
     dni_rule: Literal["file", "ghi_dhi"] = Field(
         default="file",
         description="irradiance components that do not close: 'file' keeps the file's DNI and "
@@ -314,6 +319,11 @@ class Config(_Strict):
                 "is defined in one zone, so all sites must share it"
             )
         known = sorted(self.sites)
+        for site in self.forecast.nwp.sources:
+            if site not in self.sites:
+                raise ValueError(
+                    f"forecast.nwp.sources: unknown site {site!r}; known sites: {', '.join(known)}"
+                )
         for name, job_class in self.workload.classes.items():
             for site in job_class.sites:
                 if site not in self.sites:

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 from forecasts.error import ForecastError, SiteReference
+from forecasts.nwp.feed import RunFeed
+from forecasts.nwp.sources import forecast_source
 from forecasts.sources import NO_PAD, SYNTHETIC, load_weather, on_dates, read_site_weather
 from forecasts.supply import SupplyModel, Vintages
-from forecasts.weather import Weather
+from forecasts.weather import ForecastSourceError, Weather
 from scheduler.config import Config
 from scheduler.contracts import UserError
 from scheduler.feasibility import check_feasible
@@ -108,11 +110,14 @@ def forecast_error_of(config: Config, scale: float = 1.0) -> ForecastError:
 
 @dataclass
 class SupplyRun:
-    """What one forecast run produced: weather per site, actual and forecast supply tables."""
+    """What one forecast produced: weather per site, actual and forecast supply tables, and per
+    site where the forecast came from (``runs``: the weather model run's source, model, issue
+    time and members, or the synthetic error model)."""
 
     weather: dict[str, Weather]
     actual: pd.DataFrame
     forecast: pd.DataFrame
+    runs: dict[str, dict] = field(default_factory=dict)
 
 
 def load_site_weather(
@@ -175,7 +180,12 @@ class DayPipeline:
     """Operating days of one config and set of weather sources, as planning problems.
 
     ``seed`` seeds synthetic weather, forecast errors and generated jobs (default: the
-    config's); ``error_scale`` scales the forecast error (0 = perfect foresight). Call
+    config's); ``error_scale`` scales the forecast error (0 = perfect foresight).
+    ``forecasts`` names, per site, a weather model's runs to forecast from (a file or a directory
+    of runs; by default ``forecast.nwp.sources`` of the config, else ``synthetic``): a forecast
+    issued at T then takes, for that site, the newest run published by T, and the error model
+    only for slots the run does not cover; ``require_runs`` makes a missing run an error
+    instead of a warning. Call
     :meth:`preload` before walking many days so their weather is read once. Forecast errors
     take their distribution from a climatological reference that does not depend on the days
     asked for: the actual supply of the local calendar year of each day (synthetic weather,
@@ -189,6 +199,8 @@ class DayPipeline:
         *,
         seed: int | None = None,
         error_scale: float = 1.0,
+        forecasts: Mapping[str, str] | None = None,
+        require_runs: bool = False,
     ) -> None:
         self.config = config
         self.sources = dict(sources or dict.fromkeys(config.sites, SYNTHETIC))
@@ -203,6 +215,28 @@ class DayPipeline:
         self._prepared: tuple[Horizon, pd.DataFrame, list[Vintages]] | None = None
         self.timings_s = {"weather_and_supply": 0.0, "forecast": 0.0}
         self._lock = threading.RLock()  # one caller at a time: a live loop and its planner
+        self.feed = self._feed(config.forecast.nwp.sources if forecasts is None else forecasts)
+        self.require_runs = require_runs
+
+    def _feed(self, specs: Mapping[str, str]) -> RunFeed | None:
+        """The feed of the sites forecast from weather model runs (sites sharing a spec share
+        its source); ``None`` when every site is synthetic."""
+        by_spec: dict[str, object] = {}
+        sources = {}
+        for site, spec in specs.items():
+            if spec not in by_spec:
+                by_spec[spec] = forecast_source(spec, self.config.forecast.nwp)
+            if by_spec[spec] is not None:
+                sources[site] = by_spec[spec]
+        if not sources:
+            return None
+        return RunFeed(
+            sources,  # type: ignore[arg-type]
+            self.config.sites,
+            self.model,
+            self.error,
+            spread_factor=self.config.forecast.nwp.ensemble_spread_factor,
+        )
 
     def horizon(self, day: dt.date | str, days: int = 1) -> Horizon:
         """Operating day(s) from ``day`` in the sites' zone."""
@@ -308,9 +342,58 @@ class DayPipeline:
             if len(parts) == 1
             else pd.concat(parts).sort_values(["site", "time"], ignore_index=True)
         )
+        runs = {name: {"source": SYNTHETIC} for name in self.config.sites}
+        if self.feed is not None:
+            forecast, from_runs = self._from_runs(forecast, horizon, issued_at)
+            runs.update(from_runs)
         self.timings_s["forecast"] += time.perf_counter() - started
         # a shallow copy per call: a caller changing its table leaves the prepared one alone
-        return SupplyRun(self.weather, actual.copy(deep=False), forecast)
+        return SupplyRun(self.weather, actual.copy(deep=False), forecast, runs)
+
+    def _from_runs(
+        self, forecast: pd.DataFrame, horizon: Horizon, issued_at: pd.Timestamp | None
+    ) -> tuple[pd.DataFrame, dict[str, dict]]:
+        """``forecast`` with the rows of the sites forecast from weather model runs taken from
+        the newest run published by ``issued_at`` (the day-ahead forecast: by the horizon's
+        start); slots before ``issued_at`` stay actual, slots the run does not cover keep the
+        error model's forecast."""
+        assert self.feed is not None
+        at = horizon.start if issued_at is None else pd.Timestamp(issued_at)
+        found = self.feed.at(at)
+        forecast = forecast.copy()
+        times = pd.DatetimeIndex(forecast["time"])
+        sites = forecast["site"].to_numpy()
+        runs: dict[str, dict] = {}
+        for name, source in self.feed.sources.items():
+            rows = np.flatnonzero((sites == name) & (times >= at))
+            if name not in found:
+                self._missing_run(f"site {name!r}: no run in {source.label} was published by "
+                                  f"{at.isoformat()}")  # fmt: skip
+                runs[name] = {"source": source.label, "run": None, "slots_from_run": 0}
+                continue
+            site_forecast = found[name]
+            values = site_forecast.supply.reindex(times[rows])
+            covered = values["green_mw"].notna().to_numpy()
+            if not covered.all():
+                run = site_forecast.run
+                self._missing_run(
+                    f"site {name!r}: the {run.model} run issued {run.issued_at.isoformat()} "
+                    f"covers {int(covered.sum())} of the {len(rows)} slots from "
+                    f"{at.isoformat()}; the rest are forecast by the error model",
+                    fatal=not covered.any(),
+                )
+            for column in forecast.columns.intersection(values.columns):
+                target = forecast.columns.get_loc(column)
+                forecast.iloc[rows[covered], target] = values[column].to_numpy()[covered]
+            runs[name] = site_forecast.run.describe() | {"slots_from_run": int(covered.sum())}
+        return forecast, runs
+
+    def _missing_run(self, message: str, fatal: bool = True) -> None:
+        """A forecast the runs do not give: an error when runs are required and nothing could
+        be taken from them, else a warning."""
+        if self.require_runs and fatal:
+            raise ForecastSourceError(message)
+        log.warning(message)
 
     def _vintages_of(self, horizon: Horizon) -> tuple[pd.DataFrame, list[Vintages]]:
         """The actual supply over ``horizon`` and the forecast vintages of each local calendar

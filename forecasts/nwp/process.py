@@ -1,0 +1,382 @@
+"""From a weather model's output at one point to the weather frame on scheduling slots.
+
+Pure functions over pandas objects; the readers (:mod:`forecasts.nwp.noaa`,
+:mod:`forecasts.nwp.grib`, :mod:`forecasts.nwp.openmeteo`) hand over a :class:`ModelOutput`
+and :func:`to_slot_weather` wires the named steps:
+
+1. **Un-averaging** (done by the readers with :func:`unmix_running_means` or
+   :func:`deaccumulate`): NOAA's GFS and GEFS give radiation as a mean since the last 6-hourly
+   reset, ECMWF as energy accumulated since the run started; both become interval means
+   labelled at the interval end.
+2. **Slots**: the run's valid span cut into slots of ``slot_minutes``; every value is a mean
+   over its slot, labelled at the slot start (the weather frame contract,
+   :mod:`forecasts.weather`).
+3. **Irradiance to slots, by clear-sky index** (pvlib Ineichen clear sky at slot midpoints):
+   interval means (hourly, 3-hourly, mixed) keep each interval's energy (:func:`means_to_slots`);
+   instantaneous samples (HRRR, NAM, 15-minute HRRR sub-hourly) give each slot the value at its
+   midpoint (:func:`instants_to_slots`); a model without radiation gets GHI from total cloud
+   cover (:func:`ghi_from_cloud_cover`, Larson et al. 2016).
+4. **Components**: the model's own beam and diffuse where it gives them (HRRR), else GHI split
+   into DNI and DHI by pvlib's Erbs model (:func:`erbs_components`).
+5. **Other variables** (air temperature, wind speed, pressure): linear in time between the
+   model's instants, at slot midpoints; pressure from the site's altitude when not given.
+6. **Wind height**: one level is kept with its height (the wind model brings it to hub height
+   with the farm's logarithmic profile); with two levels the upper one is kept and the power-law
+   (Hellman) exponent between them goes into ``wind_shear_exponent`` (:func:`shear_exponent`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pvlib
+
+from forecasts.solar import solar_position
+from forecasts.weather import Weather
+
+__all__ = [
+    "LARSON_OFFSET",
+    "ModelOutput",
+    "SlotSun",
+    "covered_span",
+    "deaccumulate",
+    "erbs_components",
+    "ghi_from_cloud_cover",
+    "instants_to_slots",
+    "interval_starts",
+    "means_to_slots",
+    "shear_exponent",
+    "to_slot_weather",
+    "unmix_running_means",
+]
+
+LARSON_OFFSET = 0.35
+"""GHI under full cloud cover as a share of the clear sky (Larson et al. 2016, J. Renewable
+Sustainable Energy 8, the linear model pvlib's forecast module used) [-]."""
+_MIN_CLEAR_W_M2 = 5.0  # below this clear-sky irradiance the clear-sky index is not defined
+_MAX_CLEAR_SKY_INDEX = 1.5
+_MIN_GHI_W_M2 = 5.0  # below this GHI the diffuse fraction is not defined
+_MAX_SHEAR_EXPONENT = 0.6  # strongly stable nights; larger values come from calm lower levels
+_NEUTRAL_SHEAR_EXPONENT = 1.0 / 7.0
+_MIN_SHEAR_WIND_M_S = 1.0  # below this lower wind the exponent is not defined (neutral used)
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+IrradianceKind = Literal["instant", "mean"]
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """One member's output at one point, as the model gives it.
+
+    ``values`` is indexed by valid time (UTC) and holds any of: ``ghi``, ``dni``, ``dhi``
+    [W/m^2], ``temp_air`` [C], ``wind_speed`` [m/s] at ``wind_height_m``,
+    ``wind_speed_upper`` [m/s] at ``upper_wind_height_m``, ``pressure`` [Pa], ``cloud_cover``
+    [%]. ``irradiance`` says how the radiation columns are labelled: ``"instant"`` (the value
+    at the valid time) or ``"mean"`` (the mean over the interval that ends at the valid time,
+    starting at the row before; the first row's interval starts at ``issued_at``). Other
+    columns are instantaneous. Rows with a NaN are dropped per column.
+    """
+
+    values: pd.DataFrame
+    irradiance: IrradianceKind
+    wind_height_m: float
+    upper_wind_height_m: float | None = None
+
+
+def _seconds(times: pd.DatetimeIndex) -> np.ndarray:
+    return ((times - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+
+
+def unmix_running_means(
+    values: pd.Series, issued_at: pd.Timestamp, reset_hours: float = 6.0
+) -> pd.Series:
+    """Interval means of a NOAA running mean (GFS, GEFS radiation) [same unit].
+
+    NOAA labels radiation at the end of its averaging window, which starts at the run's issue
+    time and restarts every ``reset_hours``: the value at ``t`` is the mean since the last
+    reset before ``t``. The mean over ``(t_prev, t]`` is then
+    ``(v_t (t - r) - v_prev (t_prev - r)) / (t - t_prev)`` while ``t_prev`` is inside the same
+    window (``r`` its reset), else ``v_t`` itself; steps longer than a window are taken as
+    their own mean. NaN rows (the analysis at lead 0) are dropped.
+    """
+    series = values.dropna()
+    times = pd.DatetimeIndex(series.index)
+    window = pd.Timedelta(hours=reset_hours)
+    reset_s = _seconds(issued_at + ((times - issued_at - pd.Timedelta(1, "ns")) // window) * window)
+    now_s = _seconds(times)
+    before_s = np.concatenate([[-np.inf], now_s[:-1]])
+    raw = series.to_numpy(dtype=float)
+    previous = np.concatenate([[np.nan], raw[:-1]])
+    same_window = (before_s > reset_s) & (now_s - before_s <= window.total_seconds())
+    with np.errstate(invalid="ignore"):
+        unmixed = (raw * (now_s - reset_s) - previous * (before_s - reset_s)) / (now_s - before_s)
+    out = np.where(same_window, unmixed, raw)
+    return pd.Series(np.clip(out, 0.0, None), index=times, name=values.name)
+
+
+def deaccumulate(accumulated_j_m2: pd.Series, issued_at: pd.Timestamp) -> pd.Series:
+    """Interval means [W/m^2] of energy accumulated since ``issued_at`` [J/m^2] (ECMWF
+    ``ssrd``): ``(A_t - A_prev) / (t - t_prev)``, the first interval starting at the issue
+    time (where the accumulation is 0)."""
+    series = accumulated_j_m2.dropna()
+    times = pd.DatetimeIndex(series.index)
+    keep = times > issued_at
+    times, energy = times[keep], series.to_numpy(dtype=float)[keep]
+    starts = np.concatenate([[_seconds(pd.DatetimeIndex([issued_at]))[0]], _seconds(times)[:-1]])
+    previous = np.concatenate([[0.0], energy[:-1]])
+    mean_w_m2 = (energy - previous) / (_seconds(times) - starts)
+    return pd.Series(np.clip(mean_w_m2, 0.0, None), index=times, name=accumulated_j_m2.name)
+
+
+def ghi_from_cloud_cover(cloud_cover_percent: np.ndarray, ghi_clear_w_m2: np.ndarray) -> np.ndarray:
+    """GHI [W/m^2] from total cloud cover [%] and the clear-sky GHI [W/m^2]: Larson et al.'s
+    linear model, ``(offset + (1 - offset)(1 - cc/100)) ghi_clear`` with
+    :data:`LARSON_OFFSET`."""
+    cover = np.clip(np.asarray(cloud_cover_percent, dtype=float), 0.0, 100.0) / 100.0
+    return (LARSON_OFFSET + (1.0 - LARSON_OFFSET) * (1.0 - cover)) * ghi_clear_w_m2
+
+
+def shear_exponent(
+    lower_m_s: np.ndarray, lower_height_m: float, upper_m_s: np.ndarray, upper_height_m: float
+) -> np.ndarray:
+    """Power-law (Hellman) exponent between two wind levels,
+    ``ln(u_up / u_low) / ln(h_up / h_low)`` [-], clipped to [0, 0.6]; the neutral 1/7 where the
+    lower wind is under 1 m/s (no exponent is defined there)."""
+    lower = np.asarray(lower_m_s, dtype=float)
+    upper = np.asarray(upper_m_s, dtype=float)
+    defined = (lower >= _MIN_SHEAR_WIND_M_S) & (upper > 0)
+    alpha = np.full(lower.shape, _NEUTRAL_SHEAR_EXPONENT)
+    alpha[defined] = np.log(upper[defined] / lower[defined]) / np.log(
+        upper_height_m / lower_height_m
+    )
+    return np.clip(alpha, 0.0, _MAX_SHEAR_EXPONENT)
+
+
+def erbs_components(
+    ghi_w_m2: np.ndarray, zenith_deg: np.ndarray, times: pd.DatetimeIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """DNI and DHI [W/m^2] from GHI by pvlib's Erbs decomposition (sun's zenith [deg] at the
+    slot midpoints ``times``)."""
+    split = pvlib.irradiance.erbs(ghi_w_m2, zenith_deg, times)
+    dni = np.nan_to_num(np.asarray(split["dni"], dtype=float))
+    dhi = np.nan_to_num(np.asarray(split["dhi"], dtype=float))
+    return dni, dhi
+
+
+class SlotSun:
+    """Slots of a span and the sun at them, computed once per site and span and shared by every
+    member of an ensemble: slot starts, midpoints, solar zenith [deg] and Ineichen clear-sky
+    GHI and DNI [W/m^2] at the midpoints."""
+
+    def __init__(
+        self,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        slot_minutes: int,
+        latitude: float,
+        longitude: float,
+        altitude_m: float,
+    ) -> None:
+        step = pd.Timedelta(minutes=slot_minutes)
+        self.starts = pd.date_range(start, end, freq=step, inclusive="left", name="time")
+        self.step = step
+        self.mids = self.starts + step / 2
+        self.location = pvlib.location.Location(latitude, longitude, "UTC", altitude_m)
+        position = solar_position(self.mids, latitude, longitude, altitude_m)
+        self.zenith_deg = position["zenith"].to_numpy()
+        clear = self.location.get_clearsky(self.mids, model="ineichen", solar_position=position)
+        self.ghi_clear = clear["ghi"].to_numpy()
+        self.dni_clear = clear["dni"].to_numpy()
+        self.mid_s = _seconds(self.mids)
+
+    def clear_at(self, times: pd.DatetimeIndex) -> pd.DataFrame:
+        """Ineichen clear-sky ``ghi``, ``dni`` [W/m^2] at arbitrary ``times`` (UTC)."""
+        return self.location.get_clearsky(times, model="ineichen")
+
+
+def _interp(target_s: np.ndarray, source_s: np.ndarray, values: np.ndarray, empty: float):
+    """Linear interpolation held at the ends; ``empty`` everywhere without points."""
+    if source_s.size == 0:
+        return np.full(target_s.shape, empty)
+    return np.interp(target_s, source_s, values)
+
+
+def interval_starts(ends: pd.DatetimeIndex, issued_at: pd.Timestamp) -> pd.DatetimeIndex:
+    """Starts of intervals labelled at their ``ends``: each starts at the label before; the
+    first is as long as the second, but never starts before the run's issue time."""
+    if len(ends) == 1:
+        return pd.DatetimeIndex([issued_at])
+    first = max(ends[0] - (ends[1] - ends[0]), issued_at)
+    return pd.DatetimeIndex([first, *ends[:-1]])
+
+
+def means_to_slots(
+    means_w_m2: pd.Series, starts: pd.DatetimeIndex, clear_w_m2: np.ndarray, sun: SlotSun
+) -> np.ndarray:
+    """Slot values [W/m^2] of an irradiance given as means over intervals from ``starts`` to
+    its labels, its clear-sky value at the slot midpoints ``clear_w_m2``: the clear-sky index
+    of each daylit interval (clipped to [0, 1.5]) is interpolated from interval midpoints to
+    slot midpoints, times the clear sky, then scaled so that each interval keeps its mean (its
+    energy). Interval boundaries fall on slot boundaries and the slots lie inside the
+    intervals."""
+    ends = pd.DatetimeIndex(means_w_m2.index)
+    interval = np.searchsorted(ends.asi8, sun.starts.asi8, side="right")
+    counts = np.bincount(interval, minlength=len(ends)).astype(float)
+    per_slot = np.maximum(counts, 1.0)
+    clear_mean = np.bincount(interval, weights=clear_w_m2, minlength=len(ends)) / per_slot
+    values = means_w_m2.to_numpy(dtype=float)
+    daylit = (clear_mean > _MIN_CLEAR_W_M2) & (counts > 0)
+    index = np.clip(values[daylit] / clear_mean[daylit], 0.0, _MAX_CLEAR_SKY_INDEX)
+    mids_s = (_seconds(starts) + _seconds(ends)) / 2
+    slots = _interp(sun.mid_s, mids_s[daylit], index, empty=0.0) * clear_w_m2
+    slot_mean = np.bincount(interval, weights=slots, minlength=len(ends)) / per_slot
+    scale = np.divide(values, slot_mean, out=np.zeros_like(values), where=slot_mean > 0)
+    return slots * scale[interval]
+
+
+def instants_to_slots(
+    instants_w_m2: pd.Series, clear_at_samples_w_m2: np.ndarray, clear_w_m2: np.ndarray,
+    sun: SlotSun,
+) -> np.ndarray:  # fmt: skip
+    """Slot values of an irradiance sampled at instants: its clear-sky index at the daylit
+    samples (clipped to [0, 1.5]) interpolated to the slot midpoints, times the clear sky
+    there (zero at night by construction) [W/m^2]."""
+    times = pd.DatetimeIndex(instants_w_m2.index)
+    values = instants_w_m2.to_numpy(dtype=float)
+    daylit = clear_at_samples_w_m2 > _MIN_CLEAR_W_M2
+    index = np.clip(values[daylit] / clear_at_samples_w_m2[daylit], 0.0, _MAX_CLEAR_SKY_INDEX)
+    return _interp(sun.mid_s, _seconds(times)[daylit], index, empty=0.0) * clear_w_m2
+
+
+def covered_span(
+    output: ModelOutput, issued_at: pd.Timestamp, step: pd.Timedelta
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The slot-aligned span ``[start, end)`` (UTC) that every variable of ``output`` covers:
+    instants from the first to the last sample, interval means from the first interval's
+    start to the last label."""
+    values = output.values
+    instants = values.drop(columns=["ghi", "dni", "dhi"], errors="ignore").dropna(how="all")
+    first, last = instants.index.min(), instants.index.max()
+    if "ghi" in values:
+        ghi = pd.DatetimeIndex(values["ghi"].dropna().index)
+        if output.irradiance == "mean":
+            first = max(first, interval_starts(ghi, issued_at)[0])
+        else:
+            first = max(first, ghi[0])
+        last = min(last, ghi[-1])
+    return first.ceil(step), last.floor(step)
+
+
+def _sample_seconds(
+    times: pd.DatetimeIndex, kind: IrradianceKind, issued_at: pd.Timestamp
+) -> np.ndarray:
+    """Where a value stands in time [s since 1970]: an instant at its time, an interval mean at
+    its interval's midpoint."""
+    if kind == "instant":
+        return _seconds(times)
+    return (_seconds(interval_starts(times, issued_at)) + _seconds(times)) / 2
+
+
+def _irradiance(
+    output: ModelOutput, sun: SlotSun, issued_at: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """GHI, DNI, DHI on the slots [W/m^2] and a note naming the method."""
+    values = output.values
+    if "ghi" not in values:
+        cover = values["cloud_cover"].dropna()
+        cloud = _interp(sun.mid_s, _seconds(pd.DatetimeIndex(cover.index)), cover.to_numpy(), 0.0)
+        ghi = ghi_from_cloud_cover(cloud, sun.ghi_clear)
+        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.mids)
+        return ghi, dni, dhi, "GHI from total cloud cover (Larson et al. 2016); DNI, DHI by Erbs"
+    ghi_series = values["ghi"].dropna()
+    times = pd.DatetimeIndex(ghi_series.index)
+    if output.irradiance == "mean":
+        starts = interval_starts(times, issued_at)
+        ghi = means_to_slots(ghi_series, starts, sun.ghi_clear, sun)
+        method = "interval means to slots by clear-sky index (energy kept per interval)"
+    else:
+        clear = sun.clear_at(times)["ghi"].to_numpy()
+        ghi = instants_to_slots(ghi_series, clear, sun.ghi_clear, sun)
+        method = "instants to slot midpoints by clear-sky index"
+    if not {"dni", "dhi"} <= set(values.columns):
+        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.mids)
+        return ghi, dni, dhi, f"{method}; DNI, DHI by Erbs"
+    dni_series = values["dni"].reindex(times)
+    if output.irradiance == "mean":
+        dni = means_to_slots(dni_series.fillna(0.0), starts, sun.dni_clear, sun)
+    else:
+        dni_clear = sun.clear_at(times)["dni"].to_numpy()
+        dni = instants_to_slots(dni_series.fillna(0.0), dni_clear, sun.dni_clear, sun)
+    lit = (ghi_series > _MIN_GHI_W_M2).to_numpy() & values["dhi"].reindex(times).notna().to_numpy()
+    fraction = np.clip(values["dhi"].reindex(times).to_numpy()[lit] / ghi_series.to_numpy()[lit],
+                       0.0, 1.0)  # fmt: skip
+    at_s = _sample_seconds(times, output.irradiance, issued_at)[lit]
+    dhi = _interp(sun.mid_s, at_s, fraction, empty=1.0) * ghi
+    return ghi, dni, dhi, f"{method}; the model's DNI, DHI by diffuse fraction"
+
+
+def _instant(values: pd.DataFrame, column: str, sun: SlotSun) -> np.ndarray:
+    """An instantaneous variable linear in time at the slot midpoints."""
+    series = values[column].dropna()
+    return np.interp(sun.mid_s, _seconds(pd.DatetimeIndex(series.index)), series.to_numpy(float))
+
+
+def to_slot_weather(
+    output: ModelOutput,
+    *,
+    issued_at: pd.Timestamp,
+    slot_minutes: int,
+    latitude: float,
+    longitude: float,
+    altitude_m: float,
+    source: str,
+    station: tuple[float, float] | None = None,
+    sun: SlotSun | None = None,
+) -> Weather:
+    """The weather frame (:mod:`forecasts.weather`) of one member on ``slot_minutes`` slots over
+    the span the run covers (steps in the module doc). ``sun`` may be shared between members of
+    one run at one site (it must cover the same span)."""
+    step = pd.Timedelta(minutes=slot_minutes)
+    if sun is None:
+        start, end = covered_span(output, issued_at, step)
+        sun = SlotSun(start, end, slot_minutes, latitude, longitude, altitude_m)
+    values = output.values
+    ghi, dni, dhi, irradiance_note = _irradiance(output, sun, issued_at)
+    columns = {
+        "ghi": ghi,
+        "dni": dni,
+        "dhi": dhi,
+        "temp_air": _instant(values, "temp_air", sun),
+        "wind_speed": _instant(values, "wind_speed", sun),
+    }
+    columns["pressure"] = (
+        _instant(values, "pressure", sun)
+        if "pressure" in values and values["pressure"].notna().any()
+        else np.full(len(sun.starts), pvlib.atmosphere.alt2pres(altitude_m))
+    )
+    wind_height_m = output.wind_height_m
+    notes = [irradiance_note]
+    if output.upper_wind_height_m is not None and "wind_speed_upper" in values:
+        upper = _instant(values, "wind_speed_upper", sun)
+        columns["wind_shear_exponent"] = shear_exponent(
+            columns["wind_speed"], wind_height_m, upper, output.upper_wind_height_m
+        )
+        columns["wind_speed"] = upper
+        wind_height_m = output.upper_wind_height_m
+        notes.append(
+            f"wind at {wind_height_m:g} m with the power-law exponent between "
+            f"{output.wind_height_m:g} and {wind_height_m:g} m"
+        )
+    else:
+        notes.append(f"wind at {wind_height_m:g} m (the farms' logarithmic profile to hub height)")
+    data = pd.DataFrame(columns, index=sun.starts)
+    return Weather(
+        data=data,
+        wind_height_m=wind_height_m,
+        source=source,
+        station=station,
+        notes=tuple(notes),
+    )
