@@ -66,7 +66,7 @@ def _repeated_grid(times: pd.DatetimeIndex) -> pd.DatetimeIndex | None:
     """The regular grid that ``times`` repeats two or more times end to end, else ``None``."""
     if len(times) < 6 or times.is_monotonic_increasing:
         return None
-    ns = times.asi8
+    ns = times.as_unit("ns").asi8
     restart = int(np.argmax(np.diff(ns) <= 0)) + 1  # first step back
     if len(times) % restart:
         return None

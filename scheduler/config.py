@@ -410,4 +410,22 @@ def load_config(path: str | Path | None = None) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_config(data, str(path))
+    return parse_config(_sources_beside(data, path.parent), str(path))
+
+
+def _sources_beside(data: Any, folder: Path) -> Any:
+    """``forecast.nwp.sources`` that name a file or directory relative to the config's folder,
+    made absolute (other specs, and paths that exist from the working directory, unchanged)."""
+    try:
+        sources = data["forecast"]["nwp"]["sources"]
+    except (KeyError, TypeError):
+        return data
+    if not isinstance(sources, dict):
+        return data
+    resolved = {}
+    for site, spec in sources.items():
+        beside = folder / str(spec)
+        relative = isinstance(spec, str) and not Path(spec).is_absolute()
+        resolved[site] = str(beside) if relative and beside.exists() else spec
+    nwp = {**data["forecast"]["nwp"], "sources": resolved}
+    return {**data, "forecast": {**data["forecast"], "nwp": nwp}}

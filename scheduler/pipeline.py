@@ -28,7 +28,7 @@ import pandas as pd
 
 from forecasts.error import ForecastError, SiteReference
 from forecasts.nwp.feed import RunFeed
-from forecasts.nwp.sources import forecast_source
+from forecasts.nwp.sources import SOURCE_KINDS, forecast_source
 from forecasts.sources import NO_PAD, SYNTHETIC, load_weather, on_dates, read_site_weather
 from forecasts.supply import SupplyModel, Vintages
 from forecasts.weather import ForecastSourceError, Weather
@@ -54,6 +54,7 @@ __all__ = [
     "forecast_error_of",
     "load_site_weather",
     "optimizer_replan",
+    "parse_forecast_specs",
     "parse_weather_specs",
     "plan_day",
     "remaining_problem",
@@ -93,6 +94,28 @@ def parse_weather_specs(
         if not Path(path).is_file():
             raise UserError(f"{option} {spec!r}: no such file {path!r}")
         sources[site] = path
+    return sources
+
+
+def parse_forecast_specs(
+    specs: Sequence[str], config: Config, option: str = "--forecast"
+) -> dict[str, str]:
+    """``forecast.nwp.sources`` of ``config`` (sites not named: ``synthetic``), overridden by
+    ``["SITE=SOURCE", ...]`` (``"synthetic"`` alone: every site synthetic). Errors name
+    ``option``, the bad spec and what is allowed; a source itself is checked when read."""
+    sources = dict.fromkeys(config.sites, SYNTHETIC) | dict(config.forecast.nwp.sources)
+    for spec in specs:
+        if spec == SYNTHETIC:
+            sources = dict.fromkeys(config.sites, SYNTHETIC)
+            continue
+        site, sep, source = spec.partition("=")
+        if not sep or not source.strip():
+            raise UserError(f"{option} {spec!r}: expected SITE=SOURCE; a source is {SOURCE_KINDS}")
+        if site not in sources:
+            raise UserError(
+                f"{option} {spec!r}: unknown site {site!r}; known sites: {', '.join(config.sites)}"
+            )
+        sources[site] = source
     return sources
 
 
@@ -369,7 +392,8 @@ class DayPipeline:
             if name not in found:
                 self._missing_run(f"site {name!r}: no run in {source.label} was published by "
                                   f"{at.isoformat()}")  # fmt: skip
-                runs[name] = {"source": source.label, "run": None, "slots_from_run": 0}
+                runs[name] = {"source": source.label, "model": None, "slots_from_run": 0,
+                              "slots": len(rows)}  # fmt: skip
                 continue
             site_forecast = found[name]
             values = site_forecast.supply.reindex(times[rows])
@@ -385,7 +409,10 @@ class DayPipeline:
             for column in forecast.columns.intersection(values.columns):
                 target = forecast.columns.get_loc(column)
                 forecast.iloc[rows[covered], target] = values[column].to_numpy()[covered]
-            runs[name] = site_forecast.run.describe() | {"slots_from_run": int(covered.sum())}
+            runs[name] = site_forecast.run.describe() | {
+                "slots_from_run": int(covered.sum()),
+                "slots": len(rows),
+            }
         return forecast, runs
 
     def _missing_run(self, message: str, fatal: bool = True) -> None:

@@ -24,6 +24,14 @@ needs_real_weather = pytest.mark.skipif(
     not (SHANGHAI_EPW.exists() and URUMQI_EPW.exists()),
     reason="real EPW files in ../shared/data/weather are absent",
 )
+NOAA = REPO.parent / "shared" / "data" / "nwp" / "noaa"
+"""The real NOAA model runs (see its README): read from there, never copied."""
+GFS_RUN = NOAA / "gfs_0p25" / "2019" / "05" / "15" / "00" / "gfs_0p25.nc"
+GEFS_RUN = NOAA / "gefs" / "2019" / "05" / "15" / "00"
+needs_nwp = pytest.mark.skipif(
+    not GFS_RUN.exists(), reason="real NOAA runs in ../shared/data/nwp are absent"
+)
+TUCSON_CONFIG = REPO / "configs" / "tucson.yaml"
 
 
 @pytest.fixture(scope="session")

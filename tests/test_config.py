@@ -105,6 +105,14 @@ def test_missing_field_and_bad_range(tmp_path):
             lambda d: d["forecast"]["intraday"][0].pop("pv_nrmse"),
             r"forecast.intraday.0.pv_nrmse: required field is missing",
         ),
+        (
+            lambda d: d["forecast"].update(nwp={"sources": {"shanto": "runs/"}}),
+            "forecast.nwp.sources: unknown site 'shanto'; known sites: qingyang, shantou",
+        ),
+        (
+            lambda d: d["forecast"].update(nwp={"ensemble_spread_factor": 0}),
+            "forecast.nwp.ensemble_spread_factor: 0: Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_values_are_explained(tmp_path, edit, expected):
@@ -119,3 +127,14 @@ def test_unreadable_and_non_yaml_files(tmp_path):
     broken.write_text("sites: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+
+
+def test_forecast_sources_are_read_beside_the_config(tmp_path):
+    """A relative path under forecast.nwp.sources is the config's folder's, not the shell's."""
+    (tmp_path / "runs").mkdir()
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["forecast"]["nwp"] = {"sources": {"qingyang": "runs", "shantou": "synthetic"}}
+    path = tmp_path / "sites.yaml"
+    path.write_text(yaml.safe_dump(data))
+    sources = load_config(path).forecast.nwp.sources
+    assert sources == {"qingyang": str(tmp_path / "runs"), "shantou": "synthetic"}

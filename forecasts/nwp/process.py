@@ -100,7 +100,9 @@ def unmix_running_means(
     reset before ``t``. The mean over ``(t_prev, t]`` is then
     ``(v_t (t - r) - v_prev (t_prev - r)) / (t - t_prev)`` while ``t_prev`` is inside the same
     window (``r`` its reset), else ``v_t`` itself; steps longer than a window are taken as
-    their own mean. NaN rows (the analysis at lead 0) are dropped.
+    their own mean. The file's rounding makes some dusk intervals slightly negative: they are
+    set to 0 and the window's other intervals lowered in proportion, so each window keeps the
+    file's mean. NaN rows (the analysis at lead 0) are dropped.
     """
     series = values.dropna()
     times = pd.DatetimeIndex(series.index)
@@ -114,7 +116,15 @@ def unmix_running_means(
     with np.errstate(invalid="ignore"):
         unmixed = (raw * (now_s - reset_s) - previous * (before_s - reset_s)) / (now_s - before_s)
     out = np.where(same_window, unmixed, raw)
-    return pd.Series(np.clip(out, 0.0, None), index=times, name=values.name)
+    # per window: the energy the file gives, spread over its non-negative intervals
+    window_id = np.cumsum(~same_window)
+    duration = np.where(same_window, now_s - before_s, now_s - np.maximum(before_s, reset_s))
+    duration = np.where(np.isfinite(duration), duration, window.total_seconds())
+    energy = np.bincount(window_id, weights=out * duration)
+    positive = np.bincount(window_id, weights=np.maximum(out, 0.0) * duration)
+    scale = np.divide(energy, positive, out=np.zeros_like(energy), where=positive > 0)
+    kept = np.maximum(out, 0.0) * np.clip(scale, 0.0, None)[window_id]
+    return pd.Series(kept, index=times, name=values.name)
 
 
 def deaccumulate(accumulated_j_m2: pd.Series, issued_at: pd.Timestamp) -> pd.Series:
@@ -223,7 +233,7 @@ def means_to_slots(
     energy). Interval boundaries fall on slot boundaries and the slots lie inside the
     intervals."""
     ends = pd.DatetimeIndex(means_w_m2.index)
-    interval = np.searchsorted(ends.asi8, sun.starts.asi8, side="right")
+    interval = np.searchsorted(_seconds(ends), _seconds(sun.starts), side="right")
     counts = np.bincount(interval, minlength=len(ends)).astype(float)
     per_slot = np.maximum(counts, 1.0)
     clear_mean = np.bincount(interval, weights=clear_w_m2, minlength=len(ends)) / per_slot

@@ -51,8 +51,10 @@ __all__ = [
 FORMAT_VERSION = 1
 FILES: dict[str, str] = {
     "manifest.json": "format version, operating day (UTC start and end), time zone, slot length, "
-    "sites, chosen and compared policies, seed, config hash, greensched version, creation time "
-    "and, when known, each site's load before the day (initial_load_mw, for the ramp limits)",
+    "sites, chosen and compared policies, seed, config hash, greensched version, creation time, "
+    "when known each site's load before the day (initial_load_mw, for the ramp limits) and "
+    "where each site's forecast came from (forecast: synthetic, or a weather model's source, "
+    "model, issue time and members)",
     "supply.csv": "the forecast the plan was made on (supply table, with p10/p90 columns)",
     "supply_actual.csv": "the supply the day settles on (actuals, when known)",
     "jobs.csv": "the jobs table",
@@ -100,6 +102,12 @@ class Manifest:
     initial_load_mw: dict[str, float] | None = None
     """Each site's load in the slot before the day [MW] (the previous day's last slot, so ramp
     limits hold across midnight); ``None`` when unknown. Optional in ``manifest.json``."""
+    forecast: dict[str, dict[str, Any]] | None = None
+    """Per site, where the forecast in ``supply.csv`` came from: ``{"source": "synthetic"}``
+    (actual weather plus the error model), or a weather model's run: ``source`` (its file,
+    directory or service), ``model``, ``issued_at`` (UTC), ``members``, ``valid_from`` and
+    ``valid_to`` (UTC), ``grid_point`` and ``interpolation``, ``slots_from_run`` of the day's
+    ``slots`` (the rest came from the error model). Optional in ``manifest.json``."""
 
     @property
     def n_slots(self) -> int:
@@ -146,6 +154,7 @@ class Manifest:
                     "slot_minutes": int(body["slot_minutes"]),
                     "seed": int(body["seed"]),
                     "initial_load_mw": _site_loads(body.get("initial_load_mw"), body["sites"]),
+                    "forecast": _forecast(body.get("forecast"), body["sites"]),
                 }
             )
         except (TypeError, ValueError) as error:
@@ -155,7 +164,19 @@ class Manifest:
         return manifest
 
 
-_OPTIONAL_FIELDS = {"initial_load_mw"}
+_OPTIONAL_FIELDS = {"initial_load_mw", "forecast"}
+
+
+def _forecast(value: object, sites: list[str]) -> dict[str, dict[str, Any]] | None:
+    """``forecast`` as site -> a mapping with at least ``source`` (or ``None``)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= set(sites):
+        raise ValueError(f"forecast: must map sites among {', '.join(sites)} to their source")
+    for site, entry in value.items():
+        if not isinstance(entry, dict) or "source" not in entry:
+            raise ValueError(f"forecast.{site}: must be an object with a 'source'")
+    return {str(site): dict(entry) for site, entry in value.items()}
 
 
 def _site_loads(value: object, sites: list[str]) -> dict[str, float] | None:

@@ -45,6 +45,17 @@ WeatherOption = Annotated[
         help="'synthetic' (default) or SITE=FILE (EPW, TMY3, PVGIS, Open-Meteo or CSV)",
     ),
 ]
+ForecastOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--forecast",
+        "-f",
+        help="SITE=SOURCE: forecast the site from a weather model's runs: a run's NetCDF or "
+        "GRIB2 file, a run's directory or a directory of runs (the newest published by the "
+        "planning time is used); default: forecast.nwp.sources of the config, else 'synthetic' "
+        "(the weather plus the error model)",
+    ),
+]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")]
 AfterOption = Annotated[
     Path | None,
@@ -87,6 +98,29 @@ def _load_before(directory: Path, sites: list[str]) -> tuple[float, ...]:
     return loads
 
 
+def _print_forecast_sources(runs: dict[str, dict]) -> None:
+    """One line per site forecast from a weather model's run: which run, how much of it."""
+    for site, run in runs.items():
+        if run["source"] == "synthetic":
+            continue
+        used, total = run["slots_from_run"], run["slots"]
+        rest = "; the rest from the error model" if used < total else ""
+        console.print(
+            f"{site}: forecast from {_forecast_text(run)} ({run['source']}); {used} of {total} "
+            f"slot(s) from the run{rest}",
+            soft_wrap=True,
+        )
+
+
+def _forecast_text(run: dict) -> str:
+    """Where a site's forecast came from, for a summary: the model run or the error model."""
+    if run.get("model") is None:
+        return "synthetic" if run["source"] == "synthetic" else "error model (no run)"
+    members = f", {run['members']} members" if run["members"] > 1 else ""
+    issued = pd.Timestamp(run["issued_at"])
+    return f"{run['model']} {issued:%Y-%m-%d %H}Z{members}"
+
+
 def _clock_offset_text(weather: Weather) -> str:
     """The measured clock offset of a weather file and the shift applied, for the summary."""
     if weather.clock_offset_minutes is None:
@@ -98,6 +132,7 @@ def _clock_offset_text(weather: Weather) -> str:
 def forecast(
     config: ConfigOption = None,
     weather: WeatherOption = None,
+    forecast_from: ForecastOption = None,
     start: Annotated[
         str | None, typer.Option(help="first operating day (sites' local date); default tomorrow")
     ] = None,
@@ -119,7 +154,7 @@ def forecast(
     from forecasts.plot import plot_supply
     from forecasts.supply import site_summary
     from scheduler.horizon import tomorrow
-    from scheduler.pipeline import DayPipeline, parse_weather_specs
+    from scheduler.pipeline import DayPipeline, parse_forecast_specs, parse_weather_specs
 
     _setup_logging(verbose)
     cfg = load_config(config)
@@ -129,7 +164,10 @@ def forecast(
         cfg = cfg.updated({"forecast": {"slot_minutes": slot_minutes}}, "--slot-minutes")
     slot = cfg.forecast.slot_minutes
     day = start or tomorrow(cfg.timezone).isoformat()
-    pipeline = DayPipeline(cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed)
+    pipeline = DayPipeline(
+        cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed,
+        forecasts=parse_forecast_specs(forecast_from or [], cfg), require_runs=not actual,
+    )  # fmt: skip
     run = pipeline.supply(pipeline.horizon(day, days))
     table = run.actual if actual else run.forecast
     write_table(table, out)
@@ -164,6 +202,8 @@ def forecast(
             f"{row.capacity_factor:.1%}",
         )
     console.print(view)
+    if not actual:
+        _print_forecast_sources(run.runs)
     for name, site_weather in run.weather.items():
         if site_weather.typical_year:
             console.print(f"[dim]{name}: typical-year file mapped onto the requested dates[/dim]")
@@ -179,6 +219,7 @@ def forecast(
 def plan(
     config: ConfigOption = None,
     weather: WeatherOption = None,
+    forecast_from: ForecastOption = None,
     date: Annotated[
         str | None, typer.Option(help="operating day (sites' local date); default tomorrow")
     ] = None,
@@ -208,7 +249,12 @@ def plan(
     from scheduler.drivers.plan_output import save_day_plan
     from scheduler.horizon import tomorrow
     from scheduler.jobs import read_jobs
-    from scheduler.pipeline import DayPipeline, parse_weather_specs, plan_day
+    from scheduler.pipeline import (
+        DayPipeline,
+        parse_forecast_specs,
+        parse_weather_specs,
+        plan_day,
+    )
     from scheduler.problem import read_caps
 
     _setup_logging(verbose)
@@ -218,7 +264,10 @@ def plan(
     names = [cfg.solver.policy, *cfg.solver.compare]
     seed = cfg.seed if seed is None else seed
     day = date or tomorrow(cfg.timezone).isoformat()
-    pipeline = DayPipeline(cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed)
+    pipeline = DayPipeline(
+        cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed,
+        forecasts=parse_forecast_specs(forecast_from or [], cfg), require_runs=True,
+    )  # fmt: skip
     horizon = pipeline.horizon(day)
     table = read_jobs(jobs) if jobs is not None else None
     cap_list = read_caps(caps, list(cfg.sites)) if caps is not None else ()
@@ -226,10 +275,12 @@ def plan(
     if after is not None:
         problem = replace(problem, initial_load_mw=_load_before(after, problem.site_names))
     result = plan_day(problem, cfg, names)
-    save_day_plan(out, result, cfg, seed)
+    runs = pipeline.supply(horizon).runs
+    save_day_plan(out, result, cfg, seed, forecast=runs)
 
     from scheduler.drivers.replay_report import RAMP_COLUMNS, ramp_cells
 
+    _print_forecast_sources(runs)
     view = Table(
         title=f"plan for {day} ({problem.n_jobs} jobs, {horizon.n_slots} slots), on the forecast; "
         f"load steps per site ({' / '.join(problem.site_names)})"
@@ -463,6 +514,7 @@ def dispatch(
 def nightly(
     config: ConfigOption = None,
     weather: WeatherOption = None,
+    forecast_from: ForecastOption = None,
     date: Annotated[str | None, typer.Option(help="operating day to run; default tomorrow")] = None,
     out: Annotated[
         Path | None, typer.Option(help="output directory; default out/nightly/DATE")
@@ -514,7 +566,8 @@ def nightly(
     try:
         yesterday = directory.parent / (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
         plan(
-            config=config, weather=weather, date=day, jobs=None, caps=caps, policy=None,
+            config=config, weather=weather, forecast_from=forecast_from, date=day, jobs=None,
+            caps=caps, policy=None,
             compare=None, time_limit=None, seed=None, out=directory, verbose=verbose,
             after=after or (yesterday if (yesterday / "run.csv").is_file() else None),
         )  # fmt: skip

@@ -30,7 +30,13 @@ def _plot(policy: str, load: pd.DataFrame, sites: list[str], path: Path, timezon
     site_panels(sites, path, draw, timezone)
 
 
-def _manifest(problem: Problem, config: Config, seed: int, policies: list[str]) -> Manifest:
+def _manifest(
+    problem: Problem,
+    config: Config,
+    seed: int,
+    policies: list[str],
+    forecast: dict[str, dict] | None = None,
+) -> Manifest:
     return Manifest(
         day_start=problem.horizon.start,
         day_end=problem.horizon.end,
@@ -46,6 +52,7 @@ def _manifest(problem: Problem, config: Config, seed: int, policies: list[str]) 
             if problem.initial_load_mw is None
             else dict(zip(problem.site_names, map(float, problem.initial_load_mw), strict=True))
         ),
+        forecast=forecast,
     )
 
 
@@ -61,11 +68,14 @@ def _tables(problem: Problem, manifest: Manifest, plans: dict[str, pd.DataFrame]
     )
 
 
-def save_day_plan(out: Path, day: DayPlan, config: Config, seed: int) -> Path:
-    """Write the plan directory of ``day`` (see :data:`scheduler.contracts.plandir.FILES`)."""
+def save_day_plan(
+    out: Path, day: DayPlan, config: Config, seed: int, forecast: dict[str, dict] | None = None
+) -> Path:
+    """Write the plan directory of ``day`` (see :data:`scheduler.contracts.plandir.FILES`);
+    ``forecast`` says per site where the forecast came from (the manifest's ``forecast``)."""
     problem = day.problem
     policies = [day.primary, *(p for p in day.results if p != day.primary)]
-    manifest = _manifest(problem, config, seed, policies)
+    manifest = _manifest(problem, config, seed, policies, forecast)
     tables = _tables(problem, manifest, {name: r.plan for name, r in day.results.items()})
     primary = day.results[day.primary].plan
     load = site_load(primary, problem.supply, problem.sites, problem.horizon, problem.caps)
