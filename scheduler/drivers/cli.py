@@ -319,6 +319,7 @@ def plan(
 def replay(
     config: ConfigOption = None,
     weather: WeatherOption = None,
+    forecast_from: ForecastOption = None,
     first: Annotated[
         str, typer.Option("--from", help="first operating day (local date)")
     ] = "2026-01-01",
@@ -358,7 +359,7 @@ def replay(
     from scheduler.drivers.replay import replay as run_replay
     from scheduler.drivers.replay_report import SUMMARY_COLUMNS, summary_lines, write_replay_report
     from scheduler.drivers.study import parse_daily_cap
-    from scheduler.pipeline import parse_weather_specs
+    from scheduler.pipeline import parse_forecast_specs, parse_weather_specs
     from scheduler.policies import get_policy
 
     _setup_logging(verbose)
@@ -373,6 +374,7 @@ def replay(
         cfg, sources, first, last, names, forecast_error, seed,
         tuple(parse_daily_cap(c) for c in daily_cap or []),
         replan_every=_replan_every(replan_every, cfg.forecast.slot_minutes),
+        forecasts=parse_forecast_specs(forecast_from or [], cfg),
     )  # fmt: skip
     days = spec.days
 

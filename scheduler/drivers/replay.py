@@ -15,7 +15,14 @@ With ``replan_every``, each policy that follows the forecast settles its day thr
 plan, it plans the work left again on the forecast vintage issued then (closer to the actual
 the shorter the lead), as the live control loop does; ``daily.csv`` counts the re-plans.
 
-Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``ramps.csv`` (per day,
+With ``forecasts`` (site -> a weather model's runs, as ``--forecast``), each plan and re-plan
+of such a site is made on the newest run published by then (the day-ahead plan: by the day's
+start), archived runs replayed as they were issued, and settled on the actual weather;
+``runs.csv`` says which run each day's plan took.
+
+Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``runs.csv`` (per day and
+site: the forecast's source, model, issue time, members and slots from the run),
+``ramps.csv`` (per day,
 policy and site: largest step, total swing and slots over the ramp limit of the settled load),
 ``site_load.csv`` (settled load, green supply and grid draw per policy, site and slot),
 ``carry-<policy>.csv`` (work carried into the next day; lets ``resume`` continue), and
@@ -60,6 +67,8 @@ RAMP_COLUMNS = [
     "day", "policy", "site", "largest_step_mw", "total_swing_mw", "slots_over_ramp",
     "last_load_mw",
 ]  # fmt: skip
+RUN_COLUMNS = ["day", "site", "source", "model", "issued_at", "members", "slots_from_run",
+               "slots"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class ReplaySpec:
     daily_caps: tuple[DailyCap, ...] = ()
     job_scale: float = 1.0  # multiplies the jobs per class (a job-mix knob for studies)
     replan_every: pd.Timedelta | None = None  # re-plan within the day on fresher forecasts
+    forecasts: dict[str, str] | None = None  # site -> runs to forecast from; None: config's
 
     @property
     def days(self) -> list[str]:
@@ -169,7 +179,11 @@ def replay(
         if not resume:
             (out_dir / "site_load.csv").unlink(missing_ok=True)
 
-    pipeline = DayPipeline(config, spec.sources, seed=spec.seed, error_scale=spec.error_scale)
+    pipeline = DayPipeline(
+        config, spec.sources, seed=spec.seed, error_scale=spec.error_scale,
+        forecasts=spec.forecasts,
+    )  # fmt: skip
+    run_rows = _read_runs(out_dir) if (resume and out_dir) else []
     pipeline.preload(pipeline.horizon(days[0], len(days)))
     notes = [
         f"{name}: {note}"
@@ -184,6 +198,10 @@ def replay(
         horizon = pipeline.horizon(day)
         caps = tuple(cap.on(horizon, tz) for cap in spec.daily_caps)
         day_problem = pipeline.problem(horizon, caps=caps)
+        run_rows += [
+            {"day": day, "site": site, **{c: used.get(c) for c in RUN_COLUMNS[2:]}}
+            for site, used in pipeline.supply(horizon).runs.items()
+        ]
         new_jobs = day_problem.jobs
         next_day = pipeline.horizon(pd.Timestamp(day).date() + pd.Timedelta(days=1))
         loads: list[pd.DataFrame] = []
@@ -265,6 +283,7 @@ def replay(
                 date_format=UTC_ISO_FORMAT,
             )  # fmt: skip
             pd.DataFrame(ramp_rows, columns=RAMP_COLUMNS).to_csv(out_dir / "ramps.csv", index=False)
+            pd.DataFrame(run_rows, columns=RUN_COLUMNS).to_csv(out_dir / "runs.csv", index=False)
             daily.to_csv(out_dir / "daily.csv", index=False)
             for name, frame in carry.items():
                 write_table(frame, out_dir / f"carry-{name}.csv")
@@ -272,6 +291,14 @@ def replay(
             progress(day, daily)
     timings.update(pipeline.timings_s)
     timings["forecast"] -= forecast_in_replans_s
+    if pipeline.feed is not None:
+        runs = pd.DataFrame(run_rows, columns=RUN_COLUMNS)
+        from_runs = runs[runs["model"].notna()]
+        notes.append(
+            f"forecasts from weather model runs: {len(from_runs)} of {len(runs)} site-days "
+            f"planned on a run ({', '.join(sorted(from_runs['model'].astype(str).unique()))}); "
+            "the others on the error model (see runs.csv)"
+        )
     return ReplayResult(
         pd.DataFrame(rows, columns=DAILY_COLUMNS),
         carry,
@@ -280,6 +307,13 @@ def replay(
         notes,
         None if spec.replan_every is None else spec.replan_every / pd.Timedelta(minutes=1),
     )
+
+
+def _read_runs(out_dir: Path) -> list[dict]:
+    path = out_dir / "runs.csv"
+    if not path.exists():
+        return []
+    return pd.read_csv(path, dtype={"day": str}).to_dict("records")
 
 
 def _vintage(pipeline: DayPipeline, horizon: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
