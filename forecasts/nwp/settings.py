@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["SYNTHETIC", "NwpSettings"]
+__all__ = ["SYNTHETIC", "NwpSettings", "OpenMeteoSettings"]
 
 SYNTHETIC = "synthetic"
 """The source that is no weather model: actual weather plus the error model."""
@@ -18,21 +18,81 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_URL = r"^https?://\S+$"
+
+
+class OpenMeteoSettings(_Settings):
+    """How the Open-Meteo APIs are reached (:mod:`forecasts.nwp.openmeteo`)."""
+
+    forecast_url: str = Field(
+        default="https://api.open-meteo.com/v1/forecast",
+        pattern=_URL,
+        description="the Weather Forecast API (a model's newest run)",
+    )
+    ensemble_url: str = Field(
+        default="https://ensemble-api.open-meteo.com/v1/ensemble",
+        pattern=_URL,
+        description="the Ensemble API (an ensemble's newest run, every member)",
+    )
+    single_runs_url: str = Field(
+        default="https://single-runs-api.open-meteo.com/v1/forecast",
+        pattern=_URL,
+        description="the Single Runs API (a past run by its issue time, for replay)",
+    )
+    model: str = Field(
+        default="ncep_gfs_global",
+        description="the weather model of 'open-meteo' and 'open-meteo-runs' sources "
+        "(Open-Meteo's name, e.g. ncep_gfs_global, ecmwf_ifs, dwd_icon_global)",
+    )
+    ensemble_model: str = Field(
+        default="ncep_gefs025",
+        description="the ensemble model of 'open-meteo-ensemble' sources (e.g. ncep_gefs025, "
+        "ecmwf_ifs025_ensemble)",
+    )
+    horizon_hours: int = Field(
+        default=72, ge=1, le=384, description="leads requested of each run, from its issue time [h]"
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="directory of the response cache (a SQLite file); null: the user's cache "
+        "directory",
+    )
+    cache_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        le=24 * 60,
+        description="a live API's response is reused this long (a past run's for good) [min]",
+    )
+    retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="retries of a request that failed to connect or got HTTP 500, 502, 503 or 504",
+    )
+    backoff_s: float = Field(
+        default=0.5, ge=0, le=60, description="backoff factor between retries (urllib3) [s]"
+    )
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="longest wait for an answer, per try [s]"
+    )
+
+
 class NwpSettings(_Settings):
     """Where each site's forecast comes from, and how runs are read."""
 
     sources: dict[str, str] = Field(
         default_factory=dict,
         description="per site: 'synthetic' (actual weather plus the error model, the default), "
-        "a model run's file, a run's directory or a directory of runs",
+        "a model run's file, a run's directory, a directory of runs, or an Open-Meteo API "
+        "('open-meteo[:MODEL]', 'open-meteo-ensemble[:MODEL]', 'open-meteo-runs[:MODEL]')",
     )
     available_after_minutes: float | None = Field(
         default=None,
         ge=0,
         le=24 * 60,
         description="a run is used from this long after its issue time [min]; null: the "
-        "model's usual publication delay (GFS 4 h, GEFS 5 h, HRRR and RAP 1 h, NAM 2 h, "
-        "ECMWF 7 h)",
+        "model's usual publication delay (files: GFS 4 h, GEFS 5 h, HRRR and RAP 1 h, NAM 2 h, "
+        "ECMWF 7 h; Open-Meteo: per model, forecasts.nwp.openmeteo.MODELS)",
     )
     max_grid_distance_km: float = Field(
         default=50.0, gt=0, le=500, description="farthest a site may be from a grid point [km]"
@@ -43,6 +103,10 @@ class NwpSettings(_Settings):
         le=5,
         description="calibration of an ensemble's p10/p90: the members' spread about their "
         "mean supply is widened by this factor (1: the members as they are) [-]",
+    )
+    open_meteo: OpenMeteoSettings = Field(
+        default_factory=OpenMeteoSettings,
+        description="the Open-Meteo APIs: their URLs, default models, cache and retries",
     )
     poll_minutes: float = Field(
         default=15.0,
@@ -56,5 +120,8 @@ class NwpSettings(_Settings):
     def _not_empty(cls, value: dict[str, str]) -> dict[str, str]:
         for site, spec in value.items():
             if not spec.strip():
-                raise ValueError(f"{site}: empty source; give 'synthetic', a file or a directory")
+                raise ValueError(
+                    f"{site}: empty source; give 'synthetic', a file, a directory or an "
+                    "Open-Meteo API"
+                )
         return value
