@@ -5,11 +5,17 @@ run its source had published by T (:meth:`ForecastSource.latest`), read once for
 sharing the source and turned into supply once (:func:`~forecasts.nwp.ensemble.run_supply`).
 The last few runs of each source are kept, so a loop re-planning a day on the same run, or a
 replay walking forward through an archive, reads each run once.
+
+A long-running control plane sets ``follow``: then :meth:`RunFeed.at` never reads (it serves
+the newest run already read, or reads only a source's very first run), and
+:meth:`RunFeed.update`, called off the loop's thread, looks for and reads new runs; a failed
+look or read leaves the last good run in use.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -59,7 +65,9 @@ class RunFeed:
         self.error = error
         self.spread_factor = spread_factor
         self.read_seconds = 0.0
+        self.follow = False
         self._read: dict[int, OrderedDict[RunRef, dict[str, SiteForecast]]] = {}
+        self._lock = threading.Lock()  # guards _read; a run is read outside it
 
     def _groups(self) -> dict[int, tuple[ForecastSource, list[str]]]:
         """Sites by the source they share."""
@@ -84,21 +92,65 @@ class RunFeed:
 
     def at(self, at: pd.Timestamp) -> dict[str, SiteForecast]:
         """Per site, the forecast of the newest run published by ``at`` (UTC); sites whose
-        source had none yet are left out. Raises
+        source had none yet are left out. With ``follow``, only runs already read count (a
+        source's first run is read here). Raises
         :class:`~forecasts.weather.ForecastSourceError` when a run cannot be read."""
         out: dict[str, SiteForecast] = {}
         for key, (source, names) in self._groups().items():
-            ref = source.latest(at)
+            with self._lock:
+                kept = self._read.setdefault(key, OrderedDict())
+                published = [ref for ref in kept if ref.available_at <= at]
+            if self.follow and kept:
+                ref = max(published, key=lambda r: r.issued_at) if published else None
+            else:
+                ref = source.latest(at)
             if ref is None:
                 continue
-            kept = self._read.setdefault(key, OrderedDict())
-            if ref not in kept:
-                kept[ref] = self._read_run(source, ref, names)
-                while len(kept) > _KEPT_RUNS:
-                    kept.popitem(last=False)
-            kept.move_to_end(ref)
-            out.update({name: kept[ref][name] for name in names})
+            out.update(self._kept(key, source, ref, names))
         return out
+
+    def update(self, at: pd.Timestamp) -> list[RunRef]:
+        """Look for runs published by ``at`` (UTC) that were not read yet and read them:
+        the runs read, newest per source. Raises
+        :class:`~forecasts.weather.ForecastSourceError` when a source cannot be looked at or
+        a run read (the runs already read stay)."""
+        new = []
+        for key, (source, names) in self._groups().items():
+            source.refresh()
+            ref = source.latest(at)
+            with self._lock:
+                known = ref is None or ref in self._read.get(key, {})
+            if not known:
+                assert ref is not None
+                self._kept(key, source, ref, names)
+                new.append(ref)
+        return new
+
+    def in_use(self, at: pd.Timestamp) -> dict[str, RunRef]:
+        """Per site, the run :meth:`at` would serve at ``at`` without reading (for reports)."""
+        out = {}
+        for key, (_, names) in self._groups().items():
+            with self._lock:
+                published = [r for r in self._read.get(key, {}) if r.available_at <= at]
+            if published:
+                out.update(dict.fromkeys(names, max(published, key=lambda r: r.issued_at)))
+        return out
+
+    def _kept(
+        self, key: int, source: ForecastSource, ref: RunRef, names: list[str]
+    ) -> dict[str, SiteForecast]:
+        """Run ``ref`` of ``source`` for ``names``, read once and kept among the last few."""
+        with self._lock:
+            kept = self._read.setdefault(key, OrderedDict())
+            if ref in kept:
+                kept.move_to_end(ref)
+                return kept[ref]
+        forecasts = self._read_run(source, ref, names)
+        with self._lock:
+            kept[ref] = forecasts
+            while len(kept) > _KEPT_RUNS:
+                kept.popitem(last=False)
+        return forecasts
 
     def _read_run(
         self, source: ForecastSource, ref: RunRef, names: list[str]

@@ -249,6 +249,16 @@ def serve(
             "--weather", "-w", help="SITE=FILE weather (EPW, TMY3, PVGIS, CSV); repeatable"
         ),
     ] = None,
+    forecast: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--forecast",
+            "-f",
+            help="SITE=SOURCE: forecast the site from a weather model's runs (a run's file or a "
+            "directory of runs, watched every forecast.nwp.poll_minutes: a run dropped in is "
+            "planned on); default: forecast.nwp.sources of the config, else 'synthetic'",
+        ),
+    ] = None,
     dispatch: Annotated[
         bool,
         typer.Option(help="run each slot on Ray; --no-dispatch: plan only (chunks complete)"),
@@ -316,7 +326,7 @@ def serve(
     options = ServeOptions(
         config, listen, db, auth, tls, date, jobs, tuple(weather or ()), loop=True,
         dispatch=dispatch, ray_address=ray_address, clock_start=start_at, speedup=speedup,
-        days=days, out=out, jobs_dir=jobs_dir,
+        days=days, out=out, jobs_dir=jobs_dir, forecasts=tuple(forecast or ()),
     )  # fmt: skip
     if streams_per_client is not None:
         options = replace(options, streams_per_peer=streams_per_client)

@@ -343,6 +343,16 @@ class Planner:
             self.state = state
             return self._replan_locked(reason)
 
+    def forecast_changed(self, reason: str) -> PlanVersion | None:
+        """A fresher forecast than the one planned on (a new weather model run): while a day
+        runs, plan the work left again on it (``None`` before the loop has started)."""
+        with self._lock:
+            self._vintage = None
+            self._rest = None
+            if self.state is None:
+                return None
+            return self._replan_locked(reason)
+
     def look_ahead(self, day: Problem | None) -> None:
         """The operating day after the one running (without caps; ``None``: none): a cap
         inside it is planned at once and answered with what it costs that day."""

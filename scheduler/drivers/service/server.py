@@ -34,6 +34,7 @@ from scheduler.clock import Clock, CompressedClock, RealClock
 from scheduler.config import Config, load_config
 from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import Authenticator
+from scheduler.drivers.service.forecast_watch import ForecastWatcher
 from scheduler.drivers.service.loop import ControlLoop, day_problem
 from scheduler.drivers.service.planner import Planner, utc_now
 from scheduler.drivers.service.servicer import (
@@ -46,7 +47,7 @@ from scheduler.drivers.service.servicer import (
 from scheduler.drivers.service.store import Store
 from scheduler.horizon import Horizon, tomorrow
 from scheduler.jobs import read_jobs
-from scheduler.pipeline import DayPipeline, parse_weather_specs
+from scheduler.pipeline import DayPipeline, parse_forecast_specs, parse_weather_specs
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -88,6 +89,7 @@ class ServeOptions:
     date: str | None = None  # operating day; None = tomorrow in the sites' zone
     jobs: Path | None = None  # jobs CSV; None = the config's workload
     weather: tuple[str, ...] = ()  # "SITE=FILE" specs; sites not named get synthetic weather
+    forecasts: tuple[str, ...] = ()  # "SITE=SOURCE" weather model runs; default: the config's
     max_workers: int = 16  # threads for blocking work (SQLite, planning, plan messages)
     streams_per_peer: int = MAX_STREAMS_PER_PEER  # open Watch* streams per client address
     loop: bool = False  # run the control loop: days on the clock, caps binding what runs
@@ -135,15 +137,20 @@ class Running:
     loop: ControlLoop | None = None
     ray_started: bool = False
     thread: threading.Thread | None = None
+    watcher: ForecastWatcher | None = None
 
     def start_loop(self) -> threading.Thread:
-        """Run the control loop in a thread of its own."""
+        """Run the control loop in a thread of its own (and follow the forecast runs)."""
         assert self.loop is not None
         self.thread = threading.Thread(target=self.loop.run, name="greensched-loop", daemon=True)
         self.thread.start()
+        if self.watcher is not None:
+            self.watcher.start()
         return self.thread
 
     def stop(self, grace_s: float = 2.0) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.loop is not None:
             self.loop.stop()
             if self.thread is not None:
@@ -337,8 +344,9 @@ def _start(
             else tomorrow(config.timezone).isoformat()
         )
         pipeline = DayPipeline(
-            config, parse_weather_specs(list(options.weather), list(config.sites))
-        )
+            config, parse_weather_specs(list(options.weather), list(config.sites)),
+            forecasts=parse_forecast_specs(list(options.forecasts), config),
+        )  # fmt: skip
         horizon = pipeline.horizon(first)
         if options.jobs is not None:
             problem = pipeline.problem(
@@ -357,13 +365,16 @@ def _start(
     except BaseException:
         store.close()
         raise
-    loop, ray_started = None, False
+    loop, ray_started, watcher = None, False, None
     if loop_clock is not None:
         runner, ray_started = _runner(options, config)
         loop = ControlLoop(
             config, pipeline, planner, store, loop_clock, first_day=pd.Timestamp(first),
             days=options.days, out_dir=options.out, runner=runner, jobs_dir=options.jobs_dir,
         )  # fmt: skip
+        if pipeline.feed is not None:
+            poll = pd.Timedelta(minutes=config.forecast.nwp.poll_minutes)
+            watcher = ForecastWatcher(pipeline.feed, planner, loop_clock, poll=poll)
     executor = ThreadPoolExecutor(options.max_workers, thread_name_prefix="greensched-rpc")
     relays = Relays(events.loop, planner, loop)
     servicer = LoadCapServicer(planner, auth, executor, relays, loop, options.streams_per_peer)
@@ -384,8 +395,9 @@ def _start(
             "no --auth file: open service, every caller may cap every site; bound to loopback only"
         )
     return Running(
-        server, port, planner, store, health_servicer, events, relays, executor, loop, ray_started
-    )
+        server, port, planner, store, health_servicer, events, relays, executor, loop, ray_started,
+        watcher=watcher,
+    )  # fmt: skip
 
 
 def serve(options: ServeOptions) -> None:
