@@ -6,9 +6,11 @@ with the field path in the message. Units are in the field names.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["SYNTHETIC", "NwpSettings", "OpenMeteoSettings"]
+__all__ = ["SYNTHETIC", "EcmwfSettings", "NwpSettings", "OpenMeteoSettings"]
 
 SYNTHETIC = "synthetic"
 """The source that is no weather model: actual weather plus the error model."""
@@ -77,6 +79,60 @@ class OpenMeteoSettings(_Settings):
     )
 
 
+class EcmwfSettings(_Settings):
+    """How ECMWF open data is fetched (:mod:`forecasts.nwp.ecmwf`: the ``ecmwf`` and
+    ``ecmwf-ens`` sources)."""
+
+    source: str = Field(
+        default="ecmwf",
+        pattern=r"^(https?://\S+|[a-z][a-z0-9-]*)$",
+        description="where runs are fetched: a name the ecmwf-opendata client knows ('ecmwf': "
+        "data.ecmwf.int, the last few days; 'aws', 'azure', 'google': mirrors keeping more) "
+        "or a server's base URL",
+    )
+    model: Literal["ifs", "aifs-single"] = Field(
+        default="ifs", description="the model of 'ecmwf' sources ('ecmwf:MODEL' overrides it)"
+    )
+    resolution: Literal["0p25", "0p1"] = Field(
+        default="0p25", description="grid spacing: 0p25 (0.25 deg) or 0p1 (IFS only, 2026-05-12 on)"
+    )
+    lead_hours: int = Field(
+        default=72,
+        ge=6,
+        le=144,
+        description="leads fetched of each run, from its issue time [h] (steps every 3 h for "
+        "IFS, 6 h for AIFS)",
+    )
+    ensemble_members: int = Field(
+        default=10,
+        ge=1,
+        le=50,
+        description="perturbed members fetched for 'ecmwf-ens' besides the control (each "
+        "about as much data as the deterministic run, some 0.1 GB for 72 h at 0p25)",
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="directory of the fetched runs (one directory per issue time, never "
+        "fetched twice); null: $XDG_CACHE_HOME/greensched/ecmwf (~/.cache/greensched/ecmwf)",
+    )
+    timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="longest wait for an answer, per try [s]"
+    )
+    retries: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="retries of a request that failed to connect or got HTTP 408, 429, 500, "
+        "502, 503 or 504",
+    )
+    retry_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="wait before each retry (or the server's Retry-After) [s]",
+    )
+
+
 class NwpSettings(_Settings):
     """Where each site's forecast comes from, and how runs are read."""
 
@@ -84,7 +140,8 @@ class NwpSettings(_Settings):
         default_factory=dict,
         description="per site: 'synthetic' (actual weather plus the error model, the default), "
         "a model run's file, a run's directory, a directory of runs, or an Open-Meteo API "
-        "('open-meteo[:MODEL]', 'open-meteo-ensemble[:MODEL]', 'open-meteo-runs[:MODEL]')",
+        "('open-meteo[:MODEL]', 'open-meteo-ensemble[:MODEL]', 'open-meteo-runs[:MODEL]'), or "
+        "ECMWF open data ('ecmwf[:MODEL]', 'ecmwf-ens[:MODEL]')",
     )
     available_after_minutes: float | None = Field(
         default=None,
@@ -107,6 +164,10 @@ class NwpSettings(_Settings):
     open_meteo: OpenMeteoSettings = Field(
         default_factory=OpenMeteoSettings,
         description="the Open-Meteo APIs: their URLs, default models, cache and retries",
+    )
+    ecmwf: EcmwfSettings = Field(
+        default_factory=EcmwfSettings,
+        description="ECMWF open data: server, model, resolution, leads, members, cache, retries",
     )
     poll_minutes: float = Field(
         default=15.0,

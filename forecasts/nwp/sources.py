@@ -10,6 +10,11 @@ by ``:MODEL`` (Open-Meteo's model name; without it, the model of ``forecast.nwp.
 - ``open-meteo-runs[:MODEL]``: the Single Runs API, the run issued before the planning time as
   it was issued (for replay).
 
+An ECMWF open data spec (:mod:`forecasts.nwp.ecmwf`) is ``ecmwf[:MODEL]`` (the deterministic
+run; MODEL ``ifs`` or ``aifs-single``, without it ``forecast.nwp.ecmwf.model``) or
+``ecmwf-ens[:MODEL]`` (the ensemble; ``ifs``, the default, or ``aifs-ens``), fetched as
+``forecast.nwp.ecmwf`` says.
+
 A path that exists is read as files, whatever its name.
 """
 
@@ -20,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from forecasts.nwp.archive import RunArchive
+from forecasts.nwp.ecmwf import SPEC_KINDS as ECMWF_SPEC_KINDS
+from forecasts.nwp.ecmwf import EcmwfOpenData
 from forecasts.nwp.openmeteo import SPEC_KINDS, OpenMeteo, models_of
 from forecasts.nwp.settings import SYNTHETIC, NwpSettings
 from forecasts.nwp.source import ForecastSource
@@ -28,9 +35,13 @@ from forecasts.weather import ForecastSourceError
 __all__ = ["SOURCE_KINDS", "forecast_source"]
 
 _OPEN_METEO_SPECS = ", ".join(f"'{kind}[:MODEL]'" for kind in SPEC_KINDS)
+_ECMWF_SPECS = ", ".join(
+    f"'{kind}[:{'|'.join(models)}]'" for kind, models in ECMWF_SPEC_KINDS.items()
+)
 SOURCE_KINDS = (
-    f"'{SYNTHETIC}', a model run's file, a run's directory, a directory of runs, or "
-    f"{_OPEN_METEO_SPECS} (Open-Meteo's forecast, ensemble and single-runs APIs)"
+    f"'{SYNTHETIC}', a model run's file, a run's directory, a directory of runs, "
+    f"{_OPEN_METEO_SPECS} (Open-Meteo's forecast, ensemble and single-runs APIs), or "
+    f"{_ECMWF_SPECS} (ECMWF open data)"
 )
 
 
@@ -78,6 +89,8 @@ def forecast_source(spec: str, settings: NwpSettings) -> ForecastSource | None:
         )
     if spec.startswith("open-meteo"):
         return _open_meteo(spec, settings)
+    if spec.partition(":")[0] in ECMWF_SPEC_KINDS:
+        return EcmwfOpenData.from_spec(spec, settings)
     raise ForecastSourceError(
         f"forecast source {spec!r}: no such file or directory; give {SOURCE_KINDS}"
     )
