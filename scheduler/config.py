@@ -27,6 +27,7 @@ __all__ = [
     "ForecastSettings",
     "JobClass",
     "LeadLevelSettings",
+    "MeasurementSettings",
     "Site",
     "SolverSettings",
     "Workload",
@@ -282,6 +283,29 @@ class SolverSettings(_Strict):
     )
 
 
+class MeasurementSettings(_Strict):
+    """What the control plane settles a running day's slots on."""
+
+    settle_on: Literal["weather", "measurements"] = Field(
+        default="weather",
+        description="'weather': the weather source is what the sites see (a simulated day, the "
+        "offline default); 'measurements': what each site measured and reported (over gRPC, "
+        "the file feed or `greensched measure`), a slot without a measurement in time settled "
+        "on the newest forecast for it and flagged 'estimated'",
+    )
+    grace_minutes: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="a slot's measurement counts when it arrives by the slot's end plus this [min]",
+    )
+    file: str | None = Field(
+        default=None,
+        description="a measurements CSV or Parquet file (time, site, pv_mw, wind_mw, optional "
+        "load_mw) that a SCADA export appends; `serve` reads its new rows every slot",
+    )
+
+
 class Config(_Strict):
     """Everything greensched needs to forecast, plan and run a day."""
 
@@ -290,6 +314,7 @@ class Config(_Strict):
     solver: SolverSettings = Field(default_factory=SolverSettings)
     sites: dict[str, Site]
     workload: Workload = Field(default_factory=Workload)
+    measurements: MeasurementSettings = Field(default_factory=MeasurementSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -410,22 +435,29 @@ def load_config(path: str | Path | None = None) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_config(_sources_beside(data, path.parent), str(path))
+    return parse_config(_files_beside(data, path.parent), str(path))
 
 
-def _sources_beside(data: Any, folder: Path) -> Any:
-    """``forecast.nwp.sources`` that name a file or directory relative to the config's folder,
-    made absolute (other specs, and paths that exist from the working directory, unchanged)."""
-    try:
-        sources = data["forecast"]["nwp"]["sources"]
-    except (KeyError, TypeError):
+def _beside(spec: object, folder: Path) -> object:
+    """``spec`` made absolute when it is a path relative to ``folder`` that exists there."""
+    if not isinstance(spec, str) or Path(spec).is_absolute():
+        return spec
+    beside = folder / spec
+    return str(beside) if beside.exists() else spec
+
+
+def _files_beside(data: Any, folder: Path) -> Any:
+    """``forecast.nwp.sources`` and ``measurements.file`` naming a file or directory relative
+    to the config's folder, made absolute (other specs unchanged)."""
+    if not isinstance(data, dict):
         return data
-    if not isinstance(sources, dict):
-        return data
-    resolved = {}
-    for site, spec in sources.items():
-        beside = folder / str(spec)
-        relative = isinstance(spec, str) and not Path(spec).is_absolute()
-        resolved[site] = str(beside) if relative and beside.exists() else spec
-    nwp = {**data["forecast"]["nwp"], "sources": resolved}
-    return {**data, "forecast": {**data["forecast"], "nwp": nwp}}
+    out = dict(data)
+    forecast = data.get("forecast")
+    nwp = forecast.get("nwp") if isinstance(forecast, dict) else None
+    if isinstance(nwp, dict) and isinstance(nwp.get("sources"), dict):
+        sources = {site: _beside(spec, folder) for site, spec in nwp["sources"].items()}
+        out["forecast"] = {**data["forecast"], "nwp": {**nwp, "sources": sources}}
+    measurements = data.get("measurements")
+    if isinstance(measurements, dict) and measurements.get("file"):
+        out["measurements"] = {**measurements, "file": _beside(measurements["file"], folder)}
+    return out

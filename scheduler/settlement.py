@@ -324,6 +324,13 @@ class Settlement:
                 self.progress(self._progress(t, slot, jobs))
         self._wall_s += time.perf_counter() - started
 
+    def settle_on(self, supply: pd.DataFrame) -> None:
+        """From now, decide the slots still to run and book every slot on ``supply`` (a supply
+        table of the day): a live loop hands in each slot's measurement, or the newest forecast
+        for it where none came."""
+        self.problem = replace(self.problem, actual_supply=supply)
+        self.actual = self.problem.on_actual_supply()
+
     def set_caps(self, caps: Sequence[LoadCap]) -> None:
         """The caps in force from the next slot run on."""
         self.problem = replace(self.problem, caps=tuple(caps))

@@ -9,6 +9,7 @@ from scheduler.contracts.errors import UserError
 from scheduler.contracts.tables import (
     CAPS,
     JOBS,
+    MEASUREMENTS,
     PLAN,
     RUN,
     RUN_JOBS,
@@ -21,6 +22,7 @@ from scheduler.contracts.tables import (
     JobStatus,
     Kind,
     Schema,
+    SupplyBasis,
     TableError,
     check_slot_minutes,
     read_table,
@@ -31,6 +33,7 @@ from scheduler.contracts.tables import (
 __all__ = [
     "CAPS",
     "JOBS",
+    "MEASUREMENTS",
     "PLAN",
     "RUN",
     "RUN_JOBS",
@@ -43,6 +46,7 @@ __all__ = [
     "JobStatus",
     "Kind",
     "Schema",
+    "SupplyBasis",
     "TableError",
     "UserError",
     "check_slot_minutes",

@@ -27,6 +27,7 @@ from scheduler.contracts.errors import UserError
 __all__ = [
     "CAPS",
     "JOBS",
+    "MEASUREMENTS",
     "PLAN",
     "RUN",
     "RUN_JOBS",
@@ -39,6 +40,7 @@ __all__ = [
     "JobStatus",
     "Kind",
     "Schema",
+    "SupplyBasis",
     "TableError",
     "check_slot_minutes",
     "read_table",
@@ -72,6 +74,14 @@ class CapType(StrEnum):
 
     IMPORT_CAPACITY_LIMIT = "IMPORT_CAPACITY_LIMIT"  # grid draw: load minus green used
     LOAD_LIMIT = "LOAD_LIMIT"  # total site load
+
+
+class SupplyBasis(StrEnum):
+    """What a settled slot's green supply is (``run.csv``'s ``supply_basis``)."""
+
+    ACTUAL = "actual"  # the actual weather (a replay, a simulated day)
+    MEASURED = "measured"  # what the site measured, reported in time
+    ESTIMATED = "estimated"  # no measurement in time: the latest forecast for the slot
 
 
 class JobStatus(StrEnum):
@@ -236,8 +246,12 @@ def _shown(value: object) -> str:
 
 
 def _as_float(raw: pd.Series, column: Column, where, errors: list[str]) -> pd.Series:
+    """Numbers; an optional column whose default is NaN may leave a cell empty."""
     values = pd.to_numeric(raw, errors="coerce")
-    for i in np.flatnonzero(values.isna().to_numpy()):
+    bad = values.isna().to_numpy()
+    if not column.required and isinstance(column.default, float) and np.isnan(column.default):
+        bad = bad & ~(raw.isna() | (raw.astype(str).str.strip() == "")).to_numpy()
+    for i in np.flatnonzero(bad):
         errors.append(f"{where(i)}: {column.name}: {_shown(raw.iat[i])} is not a number")
     return values.astype(float)
 
@@ -464,8 +478,48 @@ RUN = Schema(
         _c("grid_cap_mw", Kind.FLOAT, "MW", "tightest grid-draw cap in force"),
         _c("load_cap_mw", Kind.FLOAT, "MW", "tightest load cap in force (inf when none)"),
         _c("cap_violation_mw", Kind.FLOAT, "MW", "how far a cap was broken (0 when kept)"),
+        _c(
+            "supply_basis",
+            Kind.STR,
+            "-",
+            "what green_mw is: the actual weather, what the site measured, or an estimate (the "
+            "latest forecast) where no measurement came in time",
+            required=False,
+            default=str(SupplyBasis.ACTUAL),
+            choices=tuple(SupplyBasis),
+        ),
+        _c(
+            "measured_load_mw",
+            Kind.FLOAT,
+            "MW",
+            "the load the site measured, when it reported one",
+            required=False,
+            default=float("nan"),
+            low=0,
+        ),
     ),
 )
+
+MEASUREMENTS = Schema(
+    "measurements",
+    (
+        _TIME,
+        _SITE,
+        _c("pv_mw", Kind.FLOAT, "MW", "PV output the site measured, slot mean", low=0),
+        _c("wind_mw", Kind.FLOAT, "MW", "wind output the site measured, slot mean", low=0),
+        _c(
+            "load_mw",
+            Kind.FLOAT,
+            "MW",
+            "the site's load, slot mean (optional)",
+            required=False,
+            default=float("nan"),
+            low=0,
+        ),
+    ),
+    unique=("site", "time"),
+)
+"""What sites measured, per site and slot (a SCADA export, or over gRPC)."""
 
 RUN_JOBS = Schema(
     "run jobs",

@@ -729,10 +729,11 @@ def check_config(
 
 def _register_service_commands() -> None:
     """The grid coordinators' commands live with the gRPC service (scheduler/drivers/service)."""
-    from scheduler.drivers.service.commands import caps_app, serve
+    from scheduler.drivers.service.commands import caps_app, measure_app, serve
 
     app.command("serve")(serve)
     app.add_typer(caps_app, name="caps")
+    app.add_typer(measure_app, name="measure")
 
 
 _register_service_commands()

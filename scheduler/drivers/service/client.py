@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from scheduler.contracts import CapType
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_grpc
+from scheduler.measurements import Measurement
 from scheduler.problem import LoadCap
 
 __all__ = ["CapClient", "cap_interval", "pb"]
@@ -165,6 +166,32 @@ class CapClient:
         return self.stub.GetForecast(
             pb.GetForecastRequest(sites=sites), metadata=self.metadata, timeout=self.timeout_s
         )
+
+    def report_measurements(
+        self, measurements: Sequence[Measurement]
+    ) -> pb.ReportMeasurementsResponse:
+        """Report what sites measured (site, slot start, PV, wind, optional load [MW])."""
+        request = pb.ReportMeasurementsRequest()
+        for m in measurements:
+            item = request.measurements.add(site=m.site, pv_mw=m.pv_mw, wind_mw=m.wind_mw)
+            item.start.FromNanoseconds(pd.Timestamp(m.time).value)
+            if m.load_mw is not None:
+                item.load_mw = m.load_mw
+        return self.stub.ReportMeasurements(request, metadata=self.metadata, timeout=self.timeout_s)
+
+    def measurements(
+        self,
+        sites: Sequence[str] = (),
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+    ) -> Sequence[pb.StoredMeasurement]:
+        """Measurements of the sites the caller may read, by slot."""
+        request = pb.ListMeasurementsRequest(sites=sites)
+        for field, time in (("from", start), ("to", end)):
+            if time is not None:
+                getattr(request, field).FromNanoseconds(pd.Timestamp(time).value)
+        reply = self.stub.ListMeasurements(request, metadata=self.metadata, timeout=self.timeout_s)
+        return list(reply.measurements)
 
     def health(self, service: str = "") -> str:
         """``SERVING`` / ``NOT_SERVING`` / ... of the standard health service."""

@@ -20,7 +20,7 @@ import typer
 
 from scheduler.contracts import UserError
 
-__all__ = ["caps_app", "parse_duration", "serve"]
+__all__ = ["caps_app", "measure_app", "parse_duration", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,119 @@ def cancel(
     typer.echo(f"event {event_id} {state}; plan version {reply.plan_version}")
 
 
+measure_app = typer.Typer(
+    name="measure",
+    help="What sites measured (PV, wind, load per slot): report it to a running server, list it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _utc(text: str, option: str) -> pd.Timestamp:
+    """An ISO 8601 time with an offset, as UTC; one message naming ``option`` otherwise."""
+    try:
+        time = pd.Timestamp(text)
+    except ValueError:
+        time = None
+    if time is None or time.tzinfo is None:
+        raise UserError(
+            f"{option} {text!r}: give an ISO 8601 time with an offset, e.g. 2026-11-29T18:00+08:00"
+        )
+    return time.tz_convert("UTC")
+
+
+@measure_app.command("submit")
+def measure_submit(
+    site: Annotated[str | None, typer.Option(help="the site measured")] = None,
+    time: Annotated[
+        str | None, typer.Option(help="slot start, ISO time with offset (e.g. 2026-11-29T18:15Z)")
+    ] = None,
+    pv_mw: Annotated[
+        float | None, typer.Option("--pv-mw", help="PV output, slot mean [MW]")
+    ] = None,
+    wind_mw: Annotated[
+        float | None, typer.Option("--wind-mw", help="wind output, slot mean [MW]")
+    ] = None,
+    load_mw: Annotated[
+        float | None, typer.Option("--load-mw", help="site load, slot mean [MW] (optional)")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            help="report every row of a measurements CSV/Parquet instead (time, site, pv_mw, "
+            "wind_mw, optional load_mw)"
+        ),
+    ] = None,
+    server: ServerOption = "127.0.0.1:50051",
+    token: TokenOption = None,
+    tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
+) -> None:
+    """Report what a site measured in a slot (or every row of --file); stored before the
+    reply, a slot keeps its first measurement."""
+    from scheduler.contracts import MEASUREMENTS, read_table
+    from scheduler.measurements import Measurement
+
+    one = (site, time, pv_mw, wind_mw)
+    if file is not None:
+        if any(v is not None for v in (*one, load_mw)):
+            raise UserError("--file reports the file's rows: give it without --site/--time/...")
+        table = read_table(MEASUREMENTS, file)
+        rows = [
+            Measurement(str(r.site), r.time, float(r.pv_mw), float(r.wind_mw),
+                        None if pd.isna(r.load_mw) else float(r.load_mw))
+            for r in table.itertuples(index=False)
+        ]  # fmt: skip
+    elif any(v is None for v in one):
+        raise UserError("give --site, --time, --pv-mw and --wind-mw (or --file)")
+    else:
+        assert site is not None and time is not None and pv_mw is not None and wind_mw is not None
+        rows = [Measurement(site, _utc(time, "--time"), pv_mw, wind_mw, load_mw)]
+    try:
+        with _client(server, token, tls_ca, tls_cert, tls_key) as client:
+            reply = client.report_measurements(rows)
+    except Exception as error:
+        _fail(error)
+    typer.echo(f"{reply.stored} measurement(s) stored, {reply.replayed} already stored")
+
+
+@measure_app.command("list")
+def measure_list(
+    server: ServerOption = "127.0.0.1:50051",
+    token: TokenOption = None,
+    tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
+    site: Annotated[list[str] | None, typer.Option("--site", help="only these sites")] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="slots from this ISO time (with offset)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="slots before this ISO time (with offset)")
+    ] = None,
+) -> None:
+    """List the measurements of the sites you may read: slot, site, PV, wind, load [MW]."""
+    start = None if since is None else _utc(since, "--from")
+    end = None if until is None else _utc(until, "--to")
+    try:
+        with _client(server, token, tls_ca, tls_cert, tls_key) as client:
+            rows = client.measurements(site or (), start, end)
+    except Exception as error:
+        _fail(error)
+    if not rows:
+        typer.echo("no measurements")
+    for row in rows:
+        m = row.measurement
+        load = f" load {m.load_mw:g}" if m.HasField("load_mw") else ""
+        typer.echo(
+            f"{_local(m.start.seconds, m.start.nanos, None)} {m.site}: pv {m.pv_mw:g} wind "
+            f"{m.wind_mw:g}{load} MW (by {row.reported_by}, "
+            f"{_local(row.received_at.seconds, row.received_at.nanos, None)})"
+        )
+
+
 @caps_app.command("hash-token")
 def hash_token_command(
     name: Annotated[str, typer.Option(help="coordinator name")] = "coordinator",
@@ -257,6 +370,21 @@ def serve(
             help="SITE=SOURCE: forecast the site from a weather model's runs (a run's file or a "
             "directory of runs, watched every forecast.nwp.poll_minutes: a run dropped in is "
             "planned on); default: forecast.nwp.sources of the config, else 'synthetic'",
+        ),
+    ] = None,
+    settle_on: Annotated[
+        str | None,
+        typer.Option(
+            help="what the slots settle on: 'weather' (the weather source, a simulated day) or "
+            "'measurements' (what the sites report; a slot without one in time is estimated "
+            "from the newest forecast); default: measurements.settle_on of the config"
+        ),
+    ] = None,
+    measurements: Annotated[
+        Path | None,
+        typer.Option(
+            help="measurements CSV/Parquet (time, site, pv_mw, wind_mw, optional load_mw) a "
+            "SCADA export appends; read every slot; default: measurements.file of the config"
         ),
     ] = None,
     dispatch: Annotated[
@@ -327,6 +455,7 @@ def serve(
         config, listen, db, auth, tls, date, jobs, tuple(weather or ()), loop=True,
         dispatch=dispatch, ray_address=ray_address, clock_start=start_at, speedup=speedup,
         days=days, out=out, jobs_dir=jobs_dir, forecasts=tuple(forecast or ()),
+        settle_on=settle_on, measurements_file=measurements,
     )  # fmt: skip
     if streams_per_client is not None:
         options = replace(options, streams_per_peer=streams_per_client)

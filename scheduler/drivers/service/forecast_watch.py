@@ -44,6 +44,8 @@ class ForecastWatcher:
         self.poll_every = poll
         self.timeout_s = timeout_s
         self.failures = 0
+        self.polls = 0  # polls begun
+        self.found_at: dict[RunRef, int] = {}  # each run read: the poll that found it
         self.last_error: str | None = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="greensched-forecast-read")
         self._reading: Future | None = None
@@ -70,6 +72,7 @@ class ForecastWatcher:
         """Look for runs published by now and read the new ones; re-plan when one came. The
         runs read (none after a failure, which keeps the runs in use)."""
         now = self.clock.now()
+        self.polls += 1
         if self._reading is not None and not self._reading.done():
             self._failed(now, f"a read is still running after {self.timeout_s:g} s")
             return []
@@ -82,6 +85,7 @@ class ForecastWatcher:
         except ForecastSourceError as error:
             self._failed(now, str(error))
             return []
+        self.found_at.update(dict.fromkeys(new, self.polls))
         if new:
             runs = ", ".join(f"{ref.model} issued {ref.issued_at:%Y-%m-%d %H:%M}Z" for ref in new)
             log.info("%s: new forecast run(s): %s; re-planning the work left", now, runs)

@@ -17,6 +17,13 @@ slot, on Ray or with no runner (``--no-dispatch``). At every slot boundary:
 At the end of a day its plan directory and run tables go to ``OUT/YYYY-MM-DD/`` and work left
 unfinished is carried into the next day, so days roll over by themselves.
 
+With ``measurements.settle_on: measurements`` the slots settle on what the sites measured
+(:mod:`~scheduler.drivers.service.measured`): before each slot the file feed is read, the slots
+whose grace has passed are booked and the slot is decided on its measurement or the newest
+forecast; the day's files are written at its end and written again once its last slots are
+booked (a slot's grace into the next day), ``run.csv`` saying per site and slot whether it was
+measured or estimated.
+
 After every slot the loop commits where it stands to the service's database (the day, the first
 slot not yet run, the work carried into the day, the settlement engine's state) in one
 transaction. Started again on the same database after a crash, it resumes there: a slot that was
@@ -28,6 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +51,7 @@ from scheduler.contracts.plandir import (
     write_run_report,
 )
 from scheduler.drivers.plan_output import save_run_day
+from scheduler.drivers.service.measured import MeasurementBook, SettledSupply
 from scheduler.drivers.service.planner import Planner, RunState
 from scheduler.drivers.service.store import LoopProgress, Store
 from scheduler.horizon import Horizon
@@ -55,6 +64,21 @@ from scheduler.settlement import Runner, Settlement
 __all__ = ["ControlLoop", "DayDone", "ReportRow", "day_problem"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    """A finished day whose last slots are still within their grace."""
+
+    day: str
+    engine: Settlement
+    settled: SettledSupply
+    directory: Path
+
+
+def _forecast_at(pipeline: DayPipeline, horizon: Horizon, at: pd.Timestamp) -> pd.DataFrame:
+    """The newest forecast of ``horizon`` issued at ``at``."""
+    return pipeline.supply(horizon, issued_at=at).forecast
 
 
 def day_problem(
@@ -153,6 +177,7 @@ class ControlLoop:
         out_dir: Path,
         runner: Runner | None = None,
         jobs_dir: Path | None = None,
+        book: MeasurementBook | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -169,6 +194,9 @@ class ControlLoop:
         self.reported: list[ReportRow] = []  # every site-slot run so far, in order
         self.report_added = threading.Condition()
         self._stop = threading.Event()
+        self.book = book if config.measurements.settle_on == "measurements" else None
+        self.grace = pd.Timedelta(minutes=config.measurements.grace_minutes)
+        self._pending: _Pending | None = None  # a finished day whose last slots are not booked
 
     def stop(self) -> None:
         """Stop after the slot running now."""
@@ -194,7 +222,33 @@ class ControlLoop:
                 finished.jobs, left[jobs["status"] != "failed"], self.pipeline.horizon(day.date())
             )
             self.store.save_loop_slot(day.date().isoformat(), 0, carried, {})
+        pending = self._pending
+        if pending is not None and self._wait_until(pending.settled.closes_at):
+            self._finish_pending(self.clock.now())
         return self.done
+
+    def _write_day(
+        self, directory: Path, engine: Settlement, settled: SettledSupply | None
+    ) -> RunReport:
+        """The day's plan directory and run tables (supply basis per slot when measured)."""
+        report = engine.report()
+        if settled is not None:
+            report = replace(report, site_slots=settled.columns(report.site_slots))
+        save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed)
+        write_run_report(directory, report)
+        return report
+
+    def _finish_pending(self, now: pd.Timestamp) -> None:
+        """Book the finished day's last slots once their grace has passed, and write its
+        files again when that changed them."""
+        pending = self._pending
+        if pending is None or now < pending.settled.closes_at:
+            return
+        if pending.settled.close(now):
+            pending.engine.settle_on(pending.settled.table)
+            self._write_day(pending.directory, pending.engine, pending.settled)
+            log.info("day %s: last slots booked on their measurements", pending.day)
+        self._pending = None
 
     def _wait_until(self, t: pd.Timestamp) -> bool:
         """Sleep until ``t`` on the clock, waking at once when stopped; ``False`` if stopped."""
@@ -268,6 +322,11 @@ class ControlLoop:
             runner=self.runner,
             clock=self.clock,
         )
+        settled = None
+        if self.book is not None:
+            forecast_at = partial(_forecast_at, self.pipeline, horizon)
+            settled = SettledSupply(horizon, self.book, forecast_at, self.grace)
+            engine.settle_on(settled.table)
         slot = pd.Timedelta(minutes=horizon.slot_minutes)
         # started inside the first day: plan the work from the first slot still to come (later
         # days run every slot, late if the loop has fallen behind its clock); resumed after a
@@ -278,6 +337,10 @@ class ControlLoop:
             first = max(first, resume.next_slot)
             log.warning("day %s: resuming at slot %d after a restart", day, first)
         first = min(first, horizon.n_slots - 1)
+        if settled is not None:  # the slots run before: as decided then, booked as due now
+            for t in range(first):
+                settled.decide(t, horizon.times[t])
+            settled.close(self.clock.now())
         if first:
             state = _run_state(engine, horizon.times[first])
             version = self.planner.replan("started during the day", state)
@@ -302,15 +365,23 @@ class ControlLoop:
                     engine.replace_plan(current.result, boundary)
                     seen, planned_at = current.version, boundary
                 self.planner.state = _running_state(engine, t)
+            if settled is not None:
+                settled.book.read_file()
+                self._finish_pending(boundary)
+                settled.close(boundary)
+                engine.settle_on(settled.decide(t, boundary))
             engine.step(t)
             self.store.save_loop_slot(day, t + 1, carried, engine.state())
             self.planner.state = _run_state(engine, boundary + slot)
             self._report_slot(engine, t, boundary)
-        report = engine.report()
         self.store.save_loop_slot(day, horizon.n_slots, carried, engine.state(), finished=True)
         directory = self.out_dir / day
-        save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed)
-        write_run_report(directory, report)
+        if settled is not None:
+            settled.close(self.clock.now())
+            engine.settle_on(settled.table)
+            if not settled.closed.all():
+                self._pending = _Pending(day, engine, settled, directory)
+        report = self._write_day(directory, engine, settled)
         totals = report.totals["actual"]
         log.info(
             "day %s done: green share %.1f%%, grid %.1f MWh, %d cap violation(s), jobs %d done "

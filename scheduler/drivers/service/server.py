@@ -36,6 +36,7 @@ from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import Authenticator
 from scheduler.drivers.service.forecast_watch import ForecastWatcher
 from scheduler.drivers.service.loop import ControlLoop, day_problem
+from scheduler.drivers.service.measured import MeasurementBook
 from scheduler.drivers.service.planner import Planner, utc_now
 from scheduler.drivers.service.servicer import (
     MAX_STREAMS_PER_PEER,
@@ -90,6 +91,8 @@ class ServeOptions:
     jobs: Path | None = None  # jobs CSV; None = the config's workload
     weather: tuple[str, ...] = ()  # "SITE=FILE" specs; sites not named get synthetic weather
     forecasts: tuple[str, ...] = ()  # "SITE=SOURCE" weather model runs; default: the config's
+    settle_on: str | None = None  # "weather" or "measurements"; default: the config's
+    measurements_file: Path | None = None  # a SCADA export to read; default: the config's
     max_workers: int = 16  # threads for blocking work (SQLite, planning, plan messages)
     streams_per_peer: int = MAX_STREAMS_PER_PEER  # open Watch* streams per client address
     loop: bool = False  # run the control loop: days on the clock, caps binding what runs
@@ -303,6 +306,8 @@ def _reflection_v1(names: tuple[str, ...]) -> grpc.GenericRpcHandler:
 def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) -> Running:
     """Forecast the day, load jobs and caps, plan, and start serving on ``options.listen``."""
     config = load_config(options.config)
+    if options.settle_on is not None:
+        config = config.updated({"measurements": {"settle_on": options.settle_on}}, "--settle-on")
     auth = (
         Authenticator.open()
         if options.auth is None
@@ -365,19 +370,25 @@ def _start(
     except BaseException:
         store.close()
         raise
-    loop, ray_started, watcher = None, False, None
+    loop, ray_started, watcher, book = None, False, None, None
     if loop_clock is not None:
         runner, ray_started = _runner(options, config)
+        file = options.measurements_file or config.measurements.file
+        book = MeasurementBook(store, config.sites, config.forecast.slot_minutes, loop_clock.now,
+                               Path(file) if file else None)  # fmt: skip
         loop = ControlLoop(
             config, pipeline, planner, store, loop_clock, first_day=pd.Timestamp(first),
             days=options.days, out_dir=options.out, runner=runner, jobs_dir=options.jobs_dir,
+            book=book,
         )  # fmt: skip
         if pipeline.feed is not None:
             poll = pd.Timedelta(minutes=config.forecast.nwp.poll_minutes)
             watcher = ForecastWatcher(pipeline.feed, planner, loop_clock, poll=poll)
     executor = ThreadPoolExecutor(options.max_workers, thread_name_prefix="greensched-rpc")
     relays = Relays(events.loop, planner, loop)
-    servicer = LoadCapServicer(planner, auth, executor, relays, loop, options.streams_per_peer)
+    servicer = LoadCapServicer(
+        planner, auth, executor, relays, loop, options.streams_per_peer, book=book
+    )
     health_servicer = events.run(_start_serving(server, servicer))
     host = options.listen.rpartition(":")[0]
     log.info(

@@ -44,6 +44,7 @@ from scheduler.drivers.service.auth import (
 )
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
 from scheduler.drivers.service.loop import ControlLoop, ReportRow
+from scheduler.drivers.service.measured import MeasurementBook
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
 from scheduler.drivers.service.planner import (
     ConflictError,
@@ -52,7 +53,13 @@ from scheduler.drivers.service.planner import (
     SubmitAnswer,
     UnknownEventError,
 )
-from scheduler.drivers.service.store import ACTIVE, StoredEvent
+from scheduler.drivers.service.store import (
+    ACTIVE,
+    MeasurementConflict,
+    StoredEvent,
+    StoredMeasurement,
+)
+from scheduler.measurements import Measurement, MeasurementError
 
 __all__ = ["MAX_STREAMS_PER_PEER", "SERVICE_NAME", "LoadCapServicer", "Relays", "handler"]
 
@@ -83,6 +90,8 @@ _STATUS_OF = {
     ScopeError: grpc.StatusCode.PERMISSION_DENIED,
     ConflictError: grpc.StatusCode.FAILED_PRECONDITION,
     UnknownEventError: grpc.StatusCode.NOT_FOUND,
+    MeasurementError: grpc.StatusCode.INVALID_ARGUMENT,
+    MeasurementConflict: grpc.StatusCode.ALREADY_EXISTS,
 }
 _REJECTED: tuple[type[Exception], ...] = tuple(_STATUS_OF)
 _QUIET = (ThrottledError, StreamLimitError)  # logged once per episode, not per call
@@ -262,8 +271,10 @@ class LoadCapServicer:
         relays: Relays,
         loop: ControlLoop | None = None,
         streams_per_peer: int = MAX_STREAMS_PER_PEER,
+        book: MeasurementBook | None = None,
     ) -> None:
         self._planner = planner
+        self._book = book
         self._auth = auth
         self._executor = executor
         self._relays = relays
@@ -410,6 +421,37 @@ class LoadCapServicer:
         sites = self._sites(request.sites, self._caller(context))
         return await self._blocking(_forecast_message, self._planner, sites)
 
+    @_rpc
+    async def ReportMeasurements(
+        self, request: pb.ReportMeasurementsRequest, context
+    ) -> pb.ReportMeasurementsResponse:
+        coordinator = self._caller(context)
+        book = self._measurement_book()
+        measurements = _measurements_of(request)
+        known = set(self._planner.sites)
+        coordinator.require({m.site for m in measurements if m.site in known}, "report for")
+        stored, replayed = await self._blocking(book.report, measurements, coordinator.name)
+        return pb.ReportMeasurementsResponse(stored=stored, replayed=replayed)
+
+    @_rpc
+    async def ListMeasurements(
+        self, request: pb.ListMeasurementsRequest, context
+    ) -> pb.ListMeasurementsResponse:
+        coordinator = self._caller(context)
+        book = self._measurement_book()
+        sites = self._sites(request.sites, coordinator)
+        start = _time_of(getattr(request, "from"), "from") if request.HasField("from") else None
+        end = _time_of(request.to, "to") if request.HasField("to") else None
+        rows = await self._blocking(
+            book.store.measurements, start or _EARLIEST, end or _LATEST, sites
+        )
+        return pb.ListMeasurementsResponse(measurements=[_measurement_message(r) for r in rows])
+
+    def _measurement_book(self) -> MeasurementBook:
+        if self._book is None:
+            raise NoLoopError("this service runs no control loop: it takes no measurements")
+        return self._book
+
     def _whole(self, coordinator: Coordinator) -> bool:
         """Whether ``coordinator`` may read every site (and so the plan's totals)."""
         return all(coordinator.may_read(site) for site in self._planner.sites)
@@ -488,6 +530,31 @@ def _event_of(request: pb.SubmitLoadCapRequest) -> CapEvent:
 
 
 # --- shared types -> messages --------------------------------------------------------------
+def _measurements_of(request: pb.ReportMeasurementsRequest) -> list[Measurement]:
+    out = []
+    for k, item in enumerate(request.measurements):
+        where = f"measurements[{k}]"
+        if not item.HasField("start"):
+            raise EventError(f"{where}.start", "is required")
+        load = item.load_mw if item.HasField("load_mw") else None
+        start = _time_of(item.start, f"{where}.start")
+        out.append(Measurement(item.site[:64], start, item.pv_mw, item.wind_mw, load))
+    return out
+
+
+def _measurement_message(stored: StoredMeasurement) -> pb.StoredMeasurement:
+    m = stored.measurement
+    message = pb.Measurement(site=m.site, start=_timestamp(m.time), pv_mw=m.pv_mw,
+                             wind_mw=m.wind_mw)  # fmt: skip
+    if m.load_mw is not None:
+        message.load_mw = m.load_mw
+    return pb.StoredMeasurement(
+        measurement=message,
+        received_at=_timestamp(stored.received_at),
+        reported_by=stored.reported_by,
+    )
+
+
 def _timestamp(time: pd.Timestamp) -> timestamp_pb2.Timestamp:
     seconds, nanos = divmod(pd.Timestamp(time).value, 10**9)
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)

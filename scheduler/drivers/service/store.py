@@ -3,7 +3,9 @@
 Tables: ``events`` (current modification and status per event id), ``event_versions`` (every
 accepted modification with its content hash and first answer), ``caps`` (the caps in force, one
 row per event, site and interval: the design's caps table), ``caps_archive`` (the caps of events
-that ended, moved out of ``caps`` by :meth:`Store.archive`), ``plan_versions`` and ``audit``.
+that ended, moved out of ``caps`` by :meth:`Store.archive`), ``plan_versions``, ``audit``,
+``measurements`` (what each site measured per slot, when it came and from whom: one row per
+site and slot, the first report kept) and ``loop_days``.
 An archived event keeps its ``events`` and ``event_versions`` rows (it is still listed).
 
 The database, its WAL and shared-memory files and its lock file are readable and writable by
@@ -35,6 +37,7 @@ from filelock import FileLock, Timeout
 
 from scheduler.contracts import JOBS, UserError
 from scheduler.drivers.service.events import CapEvent
+from scheduler.measurements import Measurement
 from scheduler.problem import LoadCap
 
 __all__ = [
@@ -42,9 +45,11 @@ __all__ = [
     "CANCELLED",
     "Cancellation",
     "LoopProgress",
+    "MeasurementConflict",
     "PlanRecord",
     "Store",
     "StoredEvent",
+    "StoredMeasurement",
     "Submission",
     "caps_in_database",
 ]
@@ -109,6 +114,16 @@ CREATE TABLE IF NOT EXISTS audit (
     modification_number INTEGER NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS measurements (
+    site TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    pv_mw REAL NOT NULL,
+    wind_mw REAL NOT NULL,
+    load_mw REAL,
+    received_ns INTEGER NOT NULL,
+    reported_by TEXT NOT NULL,
+    PRIMARY KEY (site, start_ns)
+);
 CREATE TABLE IF NOT EXISTS loop_days (
     day TEXT PRIMARY KEY,
     next_slot INTEGER NOT NULL,
@@ -129,6 +144,20 @@ class StoredEvent:
     coordinator: str  # who submitted this modification
     received_at: pd.Timestamp
     answer: dict  # the first reply to this modification (see planner.SubmitAnswer.to_dict)
+
+
+class MeasurementConflict(Exception):
+    """A measurement of a site and slot already stored with other values (gRPC
+    ALREADY_EXISTS); nothing of its batch is stored."""
+
+
+@dataclass(frozen=True)
+class StoredMeasurement:
+    """A measurement as stored: when it came (UTC) and who reported it."""
+
+    measurement: Measurement
+    received_at: pd.Timestamp
+    reported_by: str
 
 
 @dataclass(frozen=True)
@@ -331,6 +360,64 @@ class Store:
     def save_plan(self, plan: PlanRecord) -> None:
         with self._transaction() as db:
             _insert_plan(db, plan)
+
+    # --- measurements ----------------------------------------------------------------------
+    def save_measurements(
+        self, measurements: Sequence[Measurement], reported_by: str, received_at: pd.Timestamp
+    ) -> tuple[int, int]:
+        """Store a batch in one transaction (on disk when this returns): ``(stored, replayed)``
+        counts. A measurement of a site and slot already stored is a replay when its values are
+        the same; with other values it raises :class:`MeasurementConflict` and nothing of the
+        batch is stored (the first report of a slot stands)."""
+        stored = replayed = 0
+        with self._transaction() as db:
+            for k, m in enumerate(measurements):
+                row = db.execute(
+                    "SELECT pv_mw, wind_mw, load_mw, reported_by FROM measurements "
+                    "WHERE site = ? AND start_ns = ?",
+                    (m.site, m.time.value),
+                ).fetchone()
+                if row is not None:
+                    before = Measurement(m.site, m.time, row[0], row[1], row[2])
+                    if not before.same_values(m):
+                        raise MeasurementConflict(
+                            f"measurements[{k}]: site {m.site!r} slot {m.time.isoformat()} was "
+                            f"reported already by {row[3]!r} (pv_mw {row[0]:g}, wind_mw "
+                            f"{row[1]:g}); a slot keeps its first measurement"
+                        )
+                    replayed += 1
+                    continue
+                db.execute(
+                    "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (m.site, m.time.value, m.pv_mw, m.wind_mw, m.load_mw, received_at.value,
+                     reported_by),
+                )  # fmt: skip
+                stored += 1
+        return stored, replayed
+
+    def measurements(
+        self, start: pd.Timestamp, end: pd.Timestamp, sites: Sequence[str] | None = None
+    ) -> list[StoredMeasurement]:
+        """Measurements of slots starting in ``[start, end)`` (of ``sites``; all when
+        ``None``), by slot then site."""
+        query = (
+            "SELECT site, start_ns, pv_mw, wind_mw, load_mw, received_ns, reported_by FROM "
+            "measurements WHERE start_ns >= ? AND start_ns < ?"
+        )
+        with self._lock:
+            rows = self._db.execute(
+                query + " ORDER BY start_ns, site", (start.value, end.value)
+            ).fetchall()
+        wanted = None if sites is None else set(sites)
+        return [
+            StoredMeasurement(
+                Measurement(site, pd.Timestamp(start_ns, tz="UTC"), pv, wind, load),
+                pd.Timestamp(received_ns, tz="UTC"),
+                reported_by,
+            )
+            for site, start_ns, pv, wind, load, received_ns, reported_by in rows
+            if wanted is None or site in wanted
+        ]
 
     # --- the control loop's progress --------------------------------------------------------
     def save_loop_slot(

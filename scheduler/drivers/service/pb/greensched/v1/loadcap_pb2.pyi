@@ -322,3 +322,56 @@ class Forecast(_message.Message):
     slot_minutes: int
     slots: _containers.RepeatedCompositeFieldContainer[SupplySlot]
     def __init__(self, horizon_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot_minutes: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SupplySlot, _Mapping]]] = ...) -> None: ...
+
+class Measurement(_message.Message):
+    __slots__ = ("site", "start", "pv_mw", "wind_mw", "load_mw")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    PV_MW_FIELD_NUMBER: _ClassVar[int]
+    WIND_MW_FIELD_NUMBER: _ClassVar[int]
+    LOAD_MW_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    start: _timestamp_pb2.Timestamp
+    pv_mw: float
+    wind_mw: float
+    load_mw: float
+    def __init__(self, site: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pv_mw: _Optional[float] = ..., wind_mw: _Optional[float] = ..., load_mw: _Optional[float] = ...) -> None: ...
+
+class ReportMeasurementsRequest(_message.Message):
+    __slots__ = ("measurements",)
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    measurements: _containers.RepeatedCompositeFieldContainer[Measurement]
+    def __init__(self, measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ...) -> None: ...
+
+class ReportMeasurementsResponse(_message.Message):
+    __slots__ = ("stored", "replayed")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    replayed: int
+    def __init__(self, stored: _Optional[int] = ..., replayed: _Optional[int] = ...) -> None: ...
+
+class ListMeasurementsRequest(_message.Message):
+    __slots__ = ("sites", "to")
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    to: _timestamp_pb2.Timestamp
+    def __init__(self, sites: _Optional[_Iterable[str]] = ..., to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., **kwargs) -> None: ...
+
+class StoredMeasurement(_message.Message):
+    __slots__ = ("measurement", "received_at", "reported_by")
+    MEASUREMENT_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_BY_FIELD_NUMBER: _ClassVar[int]
+    measurement: Measurement
+    received_at: _timestamp_pb2.Timestamp
+    reported_by: str
+    def __init__(self, measurement: _Optional[_Union[Measurement, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reported_by: _Optional[str] = ...) -> None: ...
+
+class ListMeasurementsResponse(_message.Message):
+    __slots__ = ("measurements",)
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    measurements: _containers.RepeatedCompositeFieldContainer[StoredMeasurement]
+    def __init__(self, measurements: _Optional[_Iterable[_Union[StoredMeasurement, _Mapping]]] = ...) -> None: ...

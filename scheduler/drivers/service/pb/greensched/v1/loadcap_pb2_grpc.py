@@ -74,6 +74,16 @@ class LoadCapServiceStub:
                 request_serializer=greensched_dot_v1_dot_loadcap__pb2.GetForecastRequest.SerializeToString,
                 response_deserializer=greensched_dot_v1_dot_loadcap__pb2.Forecast.FromString,
                 _registered_method=True)
+        self.ReportMeasurements = channel.unary_unary(
+                '/greensched.v1.LoadCapService/ReportMeasurements',
+                request_serializer=greensched_dot_v1_dot_loadcap__pb2.ReportMeasurementsRequest.SerializeToString,
+                response_deserializer=greensched_dot_v1_dot_loadcap__pb2.ReportMeasurementsResponse.FromString,
+                _registered_method=True)
+        self.ListMeasurements = channel.unary_unary(
+                '/greensched.v1.LoadCapService/ListMeasurements',
+                request_serializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsRequest.SerializeToString,
+                response_deserializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsResponse.FromString,
+                _registered_method=True)
 
 
 class LoadCapServiceServicer:
@@ -135,6 +145,25 @@ class LoadCapServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportMeasurements(self, request, context):
+        """Sites report what they measured per slot (PV, wind, optionally load). The batch is stored
+        before the reply (it survives a crash); a site's slot keeps its first measurement: the same
+        values again are replayed, other values ALREADY_EXISTS and nothing of the batch is stored.
+        A caller reports the sites of its scope. With measurements.settle_on: measurements the
+        running day settles each slot on its measurement when it came by the slot's end plus
+        measurements.grace_minutes, else on the newest forecast (run.csv: supply_basis estimated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMeasurements(self, request, context):
+        """Measurements of the sites the caller may read, optionally filtered by site and time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoadCapServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +206,16 @@ def add_LoadCapServiceServicer_to_server(servicer, server):
                     servicer.GetForecast,
                     request_deserializer=greensched_dot_v1_dot_loadcap__pb2.GetForecastRequest.FromString,
                     response_serializer=greensched_dot_v1_dot_loadcap__pb2.Forecast.SerializeToString,
+            ),
+            'ReportMeasurements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMeasurements,
+                    request_deserializer=greensched_dot_v1_dot_loadcap__pb2.ReportMeasurementsRequest.FromString,
+                    response_serializer=greensched_dot_v1_dot_loadcap__pb2.ReportMeasurementsResponse.SerializeToString,
+            ),
+            'ListMeasurements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMeasurements,
+                    request_deserializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsRequest.FromString,
+                    response_serializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +434,60 @@ class LoadCapService:
             '/greensched.v1.LoadCapService/GetForecast',
             greensched_dot_v1_dot_loadcap__pb2.GetForecastRequest.SerializeToString,
             greensched_dot_v1_dot_loadcap__pb2.Forecast.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMeasurements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greensched.v1.LoadCapService/ReportMeasurements',
+            greensched_dot_v1_dot_loadcap__pb2.ReportMeasurementsRequest.SerializeToString,
+            greensched_dot_v1_dot_loadcap__pb2.ReportMeasurementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMeasurements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greensched.v1.LoadCapService/ListMeasurements',
+            greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsRequest.SerializeToString,
+            greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsResponse.FromString,
             options,
             channel_credentials,
             insecure,
