@@ -43,7 +43,7 @@ import pandas as pd
 
 from scheduler.clock import Clock
 from scheduler.config import Config
-from scheduler.contracts import JOBS, UserError
+from scheduler.contracts import JOBS, SupplyBasis, UserError
 from scheduler.contracts.plandir import (
     PlanDirError,
     RunReport,
@@ -119,6 +119,8 @@ class ReportRow:
     curtailed: bool  # OPERATING_STATE RUNNING_CURTAILED: a cap in force, usage below baseline
     grid_cap_mw: float
     load_cap_mw: float  # inf when no LOAD_LIMIT was in force
+    supply_basis: str = str(SupplyBasis.ACTUAL)  # what the slot ran on, known at its start
+    forecast_age_h: float | None = None  # of the weather model run in use; None: synthetic
 
 
 @dataclass(frozen=True)
@@ -281,10 +283,14 @@ class ControlLoop:
             log.warning("day %s starts without the load before it: %s", day, error)
             return None
 
-    def _report_slot(self, engine: Settlement, t: int, start: pd.Timestamp) -> None:
+    def _report_slot(
+        self, engine: Settlement, t: int, start: pd.Timestamp, settled: SettledSupply | None
+    ) -> None:
         drawn = engine.slot_load(t)
         baseline = self.planner.baseline_mw[:, t]
         limits = {s.name: s.grid_import_limit_mw for s in engine.problem.sites}
+        feed = self.pipeline.feed
+        runs = feed.in_use(start) if feed is not None else {}
         rows = []
         for s, site in enumerate(engine.problem.site_names):
             capped = drawn["grid_cap_mw"][s] < limits[site] or np.isfinite(drawn["load_cap_mw"][s])
@@ -298,6 +304,16 @@ class ControlLoop:
                     curtailed=bool(capped and drawn["load_mw"][s] < baseline[s] - 1e-6),
                     grid_cap_mw=float(drawn["grid_cap_mw"][s]),
                     load_cap_mw=float(drawn["load_cap_mw"][s]),
+                    supply_basis=(
+                        str(SupplyBasis.ACTUAL)
+                        if settled is None
+                        else str(settled.basis[t][settled.sites.index(site)])
+                    ),
+                    forecast_age_h=(
+                        (start - runs[site].issued_at) / pd.Timedelta(hours=1)
+                        if site in runs
+                        else None
+                    ),
                 )
             )
         with self.report_added:
@@ -373,7 +389,7 @@ class ControlLoop:
             engine.step(t)
             self.store.save_loop_slot(day, t + 1, carried, engine.state())
             self.planner.state = _run_state(engine, boundary + slot)
-            self._report_slot(engine, t, boundary)
+            self._report_slot(engine, t, boundary, settled)
         self.store.save_loop_slot(day, horizon.n_slots, carried, engine.state(), finished=True)
         directory = self.out_dir / day
         if settled is not None:

@@ -411,6 +411,8 @@ class LoadCapServicer:
                     operating_state=pb.RUNNING_CURTAILED if row.curtailed else pb.NORMAL,
                     grid_cap_mw=row.grid_cap_mw,
                     load_cap_mw=row.load_cap_mw if math.isfinite(row.load_cap_mw) else None,
+                    supply_basis=row.supply_basis,
+                    forecast_age_h=row.forecast_age_h,
                 )
                 for row in rows
             ],

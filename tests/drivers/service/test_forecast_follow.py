@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 import yaml
 
+from scheduler.drivers.service.client import CapClient
 from scheduler.drivers.service.server import Running, ServeOptions, start
 from tests.conftest import GFS_RUN, TUCSON_CONFIG, needs_nwp
 
@@ -95,6 +96,13 @@ def test_serve_plans_on_a_run_dropped_in_and_survives_a_bad_one(tmp_path, caplog
         in_use = running.watcher.feed.in_use(clock.now())["tucson"]
         assert in_use.issued_at == pd.Timestamp("2019-05-15 06:00", tz="UTC")
         assert "planning on the last good run(s): tucson" in caplog.text
+        with CapClient(f"127.0.0.1:{running.port}", timeout_s=30) as client:
+            ran = client.report(["tucson"]).slots[-1]
+        ran_at = pd.Timestamp(ran.start.ToNanoseconds(), tz="UTC")
+        issued = pd.Timestamp("2019-05-15 06:00" if ran_at >= version.from_time else
+                              "2019-05-15 00:00", tz="UTC")  # fmt: skip
+        assert ran.forecast_age_h == pytest.approx((ran_at - issued) / pd.Timedelta(hours=1))
+        assert ran.supply_basis == "actual"  # a simulated day: the weather source
         failed_at = clock.now()
         _wait(running, lambda: clock.now() >= failed_at + pd.Timedelta(minutes=30))
         assert running.thread is not None and running.thread.is_alive()  # the loop goes on
