@@ -90,8 +90,10 @@ def classify_noaa_file(path: Path) -> tuple[str, str] | None:
 
 
 def _open(path: Path) -> xr.Dataset:
+    """``path`` opened lazily; no pandas index is built for its coordinates (the site's values
+    are taken by position, :func:`~forecasts.nwp.grid.at_point`)."""
     try:
-        return xr.open_dataset(path)
+        return xr.open_dataset(path, create_default_indexes=False)
     except (OSError, ValueError) as error:
         raise ForecastSourceError(f"{path}: not a readable NetCDF file ({error})") from None
 

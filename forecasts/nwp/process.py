@@ -169,8 +169,10 @@ def erbs_components(
     ghi_w_m2: np.ndarray, zenith_deg: np.ndarray, times: pd.DatetimeIndex
 ) -> tuple[np.ndarray, np.ndarray]:
     """DNI and DHI [W/m^2] from GHI by pvlib's Erbs decomposition (sun's zenith [deg] at the
-    slot midpoints ``times``)."""
-    split = pvlib.irradiance.erbs(ghi_w_m2, zenith_deg, times)
+    slot midpoints ``times``). The day of year goes in as numbers: the same extraterrestrial
+    irradiance (Spencer's, by day of year), without pvlib building a Series per call."""
+    day_of_year = np.asarray(pd.DatetimeIndex(times).day_of_year, dtype=float)
+    split = pvlib.irradiance.erbs(ghi_w_m2, zenith_deg, day_of_year)
     dni = np.nan_to_num(np.asarray(split["dni"], dtype=float))
     dhi = np.nan_to_num(np.asarray(split["dhi"], dtype=float))
     return dni, dhi
