@@ -17,6 +17,15 @@ onto the station:
   over those hours, beside the day-ahead figures over the same hours (24 h);
 - the clock offset measured against the sun and the closure of the irradiance components.
 
+Then real weather model runs (the NOAA runs of 2019-05-15 00Z in ``../shared/data/nwp``) at the
+Tucson sample site (``configs/tucson.yaml``), graded by lead (:mod:`forecasts.skill`): GFS
+(deterministic, p10/p90 from the error model around it), the GEFS ensemble (the members' mean,
+p10/p90 from the members), NAM and RAP, against HRRR hourly over its 36 h, beside the error
+model's figures on the same slots (its vintages issued at 00Z around the same HRRR supply).
+There are no measured actuals for Tucson here, and the EPW years are typical, not dated: HRRR,
+the freshest and finest model of that morning, stands in for what came. It is a model too, so
+this table measures how far the models disagree with it, not their error.
+
 Ratios matter here, not absolute MWh.
 """
 
@@ -32,15 +41,25 @@ import pvlib
 from rich.console import Console
 from rich.table import Table
 
+from forecasts import skill
 from forecasts.error import MAX_SHARE_OF_CLIMATOLOGY
+from forecasts.nwp.archive import RunArchive
+from forecasts.nwp.ensemble import run_supply
 from forecasts.pv import pv_model_chain
 from forecasts.sources import load_weather
 from forecasts.supply import SupplyModel, sun_factor
+from forecasts.weather import Weather
 from forecasts.wind import wind_farm_mw
-from scheduler.config import load_config
+from scheduler.config import Config, load_config
 from scheduler.pipeline import forecast_error_of
 
 REAL_WEATHER_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "weather"
+NOAA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nwp" / "noaa"
+TUCSON_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tucson.yaml"
+REAL_SOURCES = ("gfs_0p25", "gefs", "nam_12km", "rap")
+REFERENCE = "hrrr_hourly"
+ISSUED_AT = pd.Timestamp("2019-05-15T00:00Z")
+REAL_LEAD_EDGES_H = (0.0, 1.0, 3.0, 6.0, 12.0, 24.0, 36.0)  # HRRR hourly's leads
 FILES = {
     "shanghai": ("CHN_Shanghai.Shanghai.583620_CSWD.epw", "shantou"),
     "urumqi": ("CHN_Xinjiang.Uygur.Urumqi.514630_CSWD.epw", "qingyang"),
@@ -151,7 +170,7 @@ def _row(config, name: str, path, site_name: str) -> dict[str, str]:
     )  # fmt: skip
     sites = {name: site}
 
-    def supply(slot_minutes: int, **options) -> tuple[pd.DataFrame, object]:
+    def supply(slot_minutes: int, **options) -> tuple[pd.DataFrame, Weather]:
         weather = load_weather(
             site, path, *YEAR, freq_minutes=slot_minutes, seed=config.seed, **options
         )
@@ -188,6 +207,111 @@ def _row(config, name: str, path, site_name: str) -> dict[str, str]:
     }
 
 
+def _site_supply(archive: RunArchive, config: Config, model: SupplyModel) -> pd.DataFrame:
+    """The Tucson site's supply from ``archive``'s run issued at :data:`ISSUED_AT`."""
+    ref = next(ref for ref in archive.runs if ref.issued_at == ISSUED_AT)
+    site = config.sites["tucson"]
+    run = archive.read(ref, {"tucson": site}, model.slot_minutes)["tucson"]
+    error = forecast_error_of(config)
+    spread = config.forecast.nwp.ensemble_spread_factor
+    return run_supply(run, site, model, error, spread_factor=spread)
+
+
+def _real_source_skill(config: Config) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Skill by lead of each of :data:`REAL_SOURCES` and of the error model against HRRR
+    hourly (module doc), one table with a ``forecast`` column; and the lead [h] at which each
+    source's comparison ends."""
+    site = config.sites["tucson"]
+    model = SupplyModel(config.sites, slot_minutes=config.forecast.slot_minutes)
+    truth = skill.freshest({ISSUED_AT: _site_supply(RunArchive(NOAA_DIR / REFERENCE), config,
+                                                    model)})  # fmt: skip
+    parts, last_lead_h, slots = [], {}, pd.DatetimeIndex([])
+    for source in REAL_SOURCES:
+        pairs = skill.paired({ISSUED_AT: _site_supply(RunArchive(NOAA_DIR / source), config,
+                                                       model)}, truth)  # fmt: skip
+        by_lead = skill.skill_by_lead(pairs, site, model.slot_minutes, REAL_LEAD_EDGES_H)
+        parts.append(by_lead.assign(forecast=source))
+        last_lead_h[source] = float(pairs["lead_h"].max()) + model.slot_minutes / 60
+        slots = slots.union(pd.DatetimeIndex(pairs["time"]))
+    synthetic = skill.error_model_forecasts(
+        truth, site, model, forecast_error_of(config), config.seed, {ISSUED_AT: slots}
+    )
+    pairs = skill.paired(synthetic, truth)
+    by_lead = skill.skill_by_lead(pairs, site, model.slot_minutes, REAL_LEAD_EDGES_H)
+    parts.append(by_lead.assign(forecast="error model"))
+    return pd.concat(parts, ignore_index=True), last_lead_h
+
+
+def _real_source_table(table: pd.DataFrame) -> Table:
+    """Rows: per forecast, its slots, wind, PV and green bias / NRMSE and green's p10-p90
+    coverage (shares below p10 / above p90); columns: the lead bands."""
+    bands = table[["lead_from_h", "lead_to_h"]].drop_duplicates().sort_values("lead_from_h")
+    view = Table(
+        title="real runs at Tucson, issued 2019-05-15 00Z, against HRRR hourly (a model, not a "
+        "measurement): bias / NRMSE as fractions of capacity, by lead [h]"
+    )
+    view.add_column("forecast")
+    view.add_column("measure")
+    for band in bands.itertuples():
+        view.add_column(f"{band.lead_from_h:g}-{band.lead_to_h:g} h", justify="right")
+
+    def cell(row: pd.Series | None, measure: str) -> str:
+        if row is None:
+            return ""
+        if measure == "slots":
+            return f"{int(row['slots'])}"
+        if measure == "coverage":
+            return (f"{row['p10_p90_coverage']:.0%} ({row['below_p10']:.0%} / "
+                    f"{row['above_p90']:.0%})")  # fmt: skip
+        if not row["slots"]:
+            return "-"
+        return f"{row['bias_of_capacity']:+.3f} / {row['nrmse_of_capacity']:.3f}"
+
+    measures = (
+        ("slots (daylit)", "wind", "slots", "pv"),
+        ("wind", "wind", "error", None),
+        ("PV (daylit)", "pv", "error", None),
+        ("green", "green", "error", None),
+        ("p10-p90 (< p10 / > p90)", "green", "coverage", None),
+    )
+    for forecast, rows in table.groupby("forecast", sort=False):
+        for i, (label, technology, measure, daylit) in enumerate(measures):
+            cells = []
+            for band in bands.itertuples():
+                at = rows[(rows["lead_from_h"] == band.lead_from_h)].set_index("technology")
+                row = at.loc[technology] if technology in at.index else None
+                text = cell(row, measure)
+                if daylit and row is not None:
+                    text += f" ({int(at.loc[daylit]['slots'])})"
+                cells.append(text)
+            view.add_row(str(forecast) if i == 0 else "", label, *cells,
+                         end_section=i == len(measures) - 1)  # fmt: skip
+    return view
+
+
+def _print_real_sources(console: Console) -> None:
+    """The real-source part (module doc), or why it is skipped."""
+    missing = [s for s in (*REAL_SOURCES, REFERENCE) if not (NOAA_DIR / s).is_dir()]
+    if missing:
+        console.print(f"no NOAA runs {', '.join(missing)} in {NOAA_DIR}; real sources skipped")
+        return
+    config = load_config(TUCSON_CONFIG)
+    table, last_lead_h = _real_source_skill(config)
+    wide = Console(width=max(console.width, 150))  # a column per lead band
+    wide.print(_real_source_table(table))
+    wide.print(
+        "The reference is HRRR hourly 2019-05-15 00Z (3 km, the freshest and finest run of "
+        "that morning): a model, not a measurement, so the figures measure how far each model "
+        "disagrees with it, not forecast error. GFS's p10/p90 come from the error model around "
+        "it, GEFS's from its 21 members (forecast.nwp.ensemble_spread_factor "
+        f"{config.forecast.nwp.ensemble_spread_factor:g}). Leads compared: "
+        + ", ".join(f"{source} to {lead:g} h" for source, lead in last_lead_h.items())
+        + "; the error model on the union of those slots (vintages issued at 00Z around the "
+        "same HRRR supply, its distribution taken from it, forecast levels of "
+        f"{TUCSON_CONFIG.name})."
+    )
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("forecasts").setLevel(logging.ERROR)
@@ -201,16 +325,17 @@ def main() -> None:
     ]
     if not rows:
         console.print(f"no EPW files in {weather_dir}; nothing to compare")
-        return
-    table = Table(
-        title="fidelity on the shared EPW files (year 2026, default plants at the station)"
-    )
-    table.add_column("measure")
-    for row in rows:
-        table.add_column(row["file"], justify="right")
-    for measure in list(rows[0])[1:]:
-        table.add_row(measure, *(row[measure] for row in rows))
-    console.print(table)
+    else:
+        table = Table(
+            title="fidelity on the shared EPW files (year 2026, default plants at the station)"
+        )
+        table.add_column("measure")
+        for row in rows:
+            table.add_column(row["file"], justify="right")
+        for measure in list(rows[0])[1:]:
+            table.add_row(measure, *(row[measure] for row in rows))
+        console.print(table)
+    _print_real_sources(console)
 
 
 if __name__ == "__main__":
