@@ -22,7 +22,7 @@ import pandas as pd
 from forecasts.nwp.grib import grib_issue_time, read_grib_run
 from forecasts.nwp.grid import MAX_DISTANCE_KM
 from forecasts.nwp.noaa import classify_noaa_file, read_noaa_netcdf
-from forecasts.nwp.run import DETERMINISTIC, ForecastRun, site_run
+from forecasts.nwp.run import DETERMINISTIC, ForecastRun, site_runs
 from forecasts.nwp.source import ForecastSource, RunRef
 from forecasts.specs import SupplySite
 from forecasts.weather import ForecastSourceError
@@ -191,15 +191,7 @@ class RunArchive(ForecastSource):
                 for piece in sorted(pieces, key=lambda p: p.member)
             }
         )  # fmt: skip
-        return {
-            name: site_run(
-                {member: outputs[name][0] for member, outputs in by_member.items()},
-                model=ref.model,
-                issued_at=ref.issued_at,
-                source=self.label,
-                site=site,
-                slot_minutes=slot_minutes,
-                grid_point=next(iter(by_member.values()))[name][1],
-            )
-            for name, site in sites.items()
-        }
+        return site_runs(
+            by_member, model=ref.model, issued_at=ref.issued_at, source=self.label, sites=sites,
+            slot_minutes=slot_minutes,
+        )  # fmt: skip

@@ -52,7 +52,7 @@ from requests.adapters import HTTPAdapter
 from forecasts.nwp.archive import AVAILABLE_AFTER
 from forecasts.nwp.grib import read_grib_members
 from forecasts.nwp.grid import MAX_DISTANCE_KM
-from forecasts.nwp.run import ForecastRun, site_run
+from forecasts.nwp.run import ForecastRun, site_runs
 from forecasts.nwp.settings import EcmwfSettings, NwpSettings
 from forecasts.nwp.source import ForecastSource, RunRef
 from forecasts.specs import SupplySite
@@ -306,18 +306,10 @@ class EcmwfOpenData(ForecastSource):
             members = {"c00": control, **read(paths[1:])}
         else:
             members = read(paths)
-        return {
-            name: site_run(
-                {member: outputs[name][0] for member, outputs in members.items()},
-                model=ref.model,
-                issued_at=ref.issued_at,
-                source=self.label,
-                site=site,
-                slot_minutes=slot_minutes,
-                grid_point=next(iter(members.values()))[name][1],
-            )
-            for name, site in sites.items()
-        }
+        return site_runs(
+            members, model=ref.model, issued_at=ref.issued_at, source=self.label, sites=sites,
+            slot_minutes=slot_minutes,
+        )  # fmt: skip
 
     def refresh(self) -> None:
         """Nothing to scan: :meth:`latest` asks the server each time."""

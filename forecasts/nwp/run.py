@@ -19,7 +19,7 @@ from forecasts.nwp.process import ModelOutput, SlotSun, covered_span, to_slot_we
 from forecasts.specs import SupplySite
 from forecasts.weather import ForecastSourceError, Weather
 
-__all__ = ["DETERMINISTIC", "ForecastRun", "site_run"]
+__all__ = ["DETERMINISTIC", "ForecastRun", "site_run", "site_runs"]
 
 DETERMINISTIC = ""
 """The member name of a deterministic run's one member."""
@@ -112,3 +112,29 @@ def site_run(
         for member, output in outputs.items()
     }
     return ForecastRun(model, issued_at, source, weather, grid_point)
+
+
+def site_runs(
+    by_member: Mapping[str, Mapping[str, tuple[ModelOutput, GridPoint]]],
+    *,
+    model: str,
+    issued_at: pd.Timestamp,
+    source: str,
+    sites: Mapping[str, SupplySite],
+    slot_minutes: int,
+) -> dict[str, ForecastRun]:
+    """:func:`site_run` of every site of ``sites`` from what a reader gives: per member, per
+    site its output and grid point."""
+    first = next(iter(by_member.values()))
+    return {
+        name: site_run(
+            {member: outputs[name][0] for member, outputs in by_member.items()},
+            model=model,
+            issued_at=issued_at,
+            source=source,
+            site=site,
+            slot_minutes=slot_minutes,
+            grid_point=first[name][1],
+        )
+        for name, site in sites.items()
+    }

@@ -30,6 +30,7 @@ from scheduler.measurements import (
     Measurement,
     MeasurementError,
     check_measurement,
+    measurements_frame,
     settled_rows,
 )
 
@@ -124,19 +125,8 @@ class MeasurementBook:
 
     def received(self, start: pd.Timestamp, end: pd.Timestamp, by: pd.Timestamp) -> pd.DataFrame:
         """The measurements table of slots starting in ``[start, end)`` that came by ``by``."""
-        rows = [
-            stored.measurement
-            for stored in self.store.measurements(start, end)
-            if stored.received_at <= by
-        ]
-        return pd.DataFrame(
-            {
-                "time": pd.DatetimeIndex([m.time for m in rows], tz="UTC"),
-                "site": [m.site for m in rows],
-                "pv_mw": [m.pv_mw for m in rows],
-                "wind_mw": [m.wind_mw for m in rows],
-                "load_mw": [np.nan if m.load_mw is None else m.load_mw for m in rows],
-            }
+        return measurements_frame(
+            [s.measurement for s in self.store.measurements(start, end) if s.received_at <= by]
         )
 
 
