@@ -82,6 +82,11 @@ def _setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"forecasts\..*")
     for noisy in ("windpowerlib", "pvlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # HTTP retries and cfgrib's skipped messages end in greensched's own one-line error; the
+    # ECMWF client's notices (its portal's connection limit, a stream layout it handles) are not
+    # the user's to act on
+    for noisy in ("urllib3", "multiurl", "cfgrib", "ecmwf.opendata"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 

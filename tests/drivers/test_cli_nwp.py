@@ -117,3 +117,33 @@ def test_a_corrupt_run_and_a_site_off_the_grid_through_plan(monkeypatch, capsys,
     )  # fmt: skip
     assert code == 2 and "km from the nearest grid point" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("source", ["open-meteo-runs", "ecmwf"])
+def test_an_unreachable_forecast_service_is_one_line_and_exit_2(tmp_path, source):
+    """As a user runs it (a subprocess): the service's port is closed; nothing but the one
+    error line reaches stderr (no retry warnings, no client notices, no traceback)."""
+    import socket
+
+    import yaml
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    data = yaml.safe_load(TUCSON_CONFIG.read_text())
+    data["forecast"]["nwp"].update(
+        open_meteo={"single_runs_url": f"{closed}/v1/forecast", "retries": 1, "backoff_s": 0,
+                    "cache_dir": str(tmp_path / "om")},
+        ecmwf={"source": closed, "retries": 1, "retry_wait_s": 0,
+               "cache_dir": str(tmp_path / "ec")},
+    )  # fmt: skip
+    config = tmp_path / "offline.yaml"
+    config.write_text(yaml.safe_dump(data))
+    done = greensched(
+        "forecast", "--config", str(config), "--start", "2019-05-15",
+        "--forecast", f"tucson={source}", "--out", str(tmp_path / "s.csv"), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and "127.0.0.1" in lines[0]
