@@ -194,6 +194,7 @@ class ControlLoop:
         self.replan_every = pd.Timedelta(minutes=config.solver.replan_every_minutes)
         self.done: list[DayDone] = []
         self.reported: list[ReportRow] = []  # every site-slot run so far, in order
+        self._report_at: dict[tuple[str, pd.Timestamp], int] = {}  # (site, start) -> row
         self.report_added = threading.Condition()
         self._stop = threading.Event()
         self.book = book if config.measurements.settle_on == "measurements" else None
@@ -246,11 +247,24 @@ class ControlLoop:
         pending = self._pending
         if pending is None or now < pending.settled.closes_at:
             return
-        if pending.settled.close(now):
+        booked = pending.settled.close(now)
+        if booked:
             pending.engine.settle_on(pending.settled.table)
             self._write_day(pending.directory, pending.engine, pending.settled)
+            self._rebook_reports(pending.settled, booked)
             log.info("day %s: last slots booked on their measurements", pending.day)
         self._pending = None
+
+    def _rebook_reports(self, settled: SettledSupply, slots: list[int]) -> None:
+        """The reported rows of ``slots`` with the basis they were booked on."""
+        with self.report_added:
+            for t in slots:
+                start = settled.horizon.times[t]
+                for k, site in enumerate(settled.sites):
+                    at = self._report_at.get((site, start))
+                    if at is not None:
+                        row = self.reported[at]
+                        self.reported[at] = replace(row, supply_basis=str(settled.basis[t][k]))
 
     def _wait_until(self, t: pd.Timestamp) -> bool:
         """Sleep until ``t`` on the clock, waking at once when stopped; ``False`` if stopped."""
@@ -317,7 +331,9 @@ class ControlLoop:
                 )
             )
         with self.report_added:
-            self.reported.extend(rows)
+            for row in rows:
+                self._report_at[(row.site, row.start)] = len(self.reported)
+                self.reported.append(row)
             self.report_added.notify_all()
 
     def _run_day(
@@ -384,7 +400,7 @@ class ControlLoop:
             if settled is not None:
                 settled.book.read_file()
                 self._finish_pending(boundary)
-                settled.close(boundary)
+                self._rebook_reports(settled, settled.close(boundary))
                 engine.settle_on(settled.decide(t, boundary))
             engine.step(t)
             self.store.save_loop_slot(day, t + 1, carried, engine.state())
@@ -393,7 +409,7 @@ class ControlLoop:
         self.store.save_loop_slot(day, horizon.n_slots, carried, engine.state(), finished=True)
         directory = self.out_dir / day
         if settled is not None:
-            settled.close(self.clock.now())
+            self._rebook_reports(settled, settled.close(self.clock.now()))
             engine.settle_on(settled.table)
             if not settled.closed.all():
                 self._pending = _Pending(day, engine, settled, directory)

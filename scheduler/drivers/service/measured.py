@@ -188,16 +188,18 @@ class SettledSupply:
         self._settle(t, estimate[self.table.columns].reset_index(drop=True), now)
         return self.table
 
-    def close(self, now: pd.Timestamp) -> bool:
+    def close(self, now: pd.Timestamp) -> list[int]:
         """Book the slots whose end plus the grace has passed by ``now`` on the measurements
-        that came in time (the others stay estimated); whether a slot changed."""
-        changed = False
+        that came in time (the others stay estimated): the slots whose supply or basis changed
+        when booked."""
+        changed = []
         for t in np.flatnonzero(~self.closed).tolist():
             deadline = self.horizon.times[t] + self._slot + self.grace
             if deadline > now:
                 break
             estimate = self.table.iloc[self._rows(t)].reset_index(drop=True)
-            changed |= self._settle(t, estimate, deadline)
+            if self._settle(t, estimate, deadline):
+                changed.append(t)
             self.closed[t] = True
         return changed
 

@@ -94,9 +94,10 @@ def test_slots_settle_on_measurements_in_time_and_estimate_the_rest(tmp_path):
         running.thread.join(60)
         assert running.thread is not None and not running.thread.is_alive()
         report = client.report(["tucson"], first, fourth + SLOT)
-        # when they ran, no slot had its measurement yet (a slot is measured while it runs);
-        # the site's forecast is the synthetic error model's: no run, no age
-        assert [r.supply_basis for r in report.slots] == ["estimated"] * 4
+        # booked: the first two on their measurements, the others on the forecast; the site's
+        # forecast is the synthetic error model's: no run, no age
+        basis = [r.supply_basis for r in report.slots]
+        assert basis == ["measured", "measured", "estimated", "estimated"]
         assert not any(r.HasField("forecast_age_h") for r in report.slots)
         horizon = running.loop.pipeline.horizon("2019-05-15")
         estimate = running.loop.pipeline.supply(horizon, issued_at=third).forecast
