@@ -62,7 +62,6 @@ _MIN_GHI_W_M2 = 5.0  # below this GHI the diffuse fraction is not defined
 _MAX_SHEAR_EXPONENT = 0.6  # strongly stable nights; larger values come from calm lower levels
 _NEUTRAL_SHEAR_EXPONENT = 1.0 / 7.0
 _MIN_SHEAR_WIND_M_S = 1.0  # below this lower wind the exponent is not defined (neutral used)
-_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 IrradianceKind = Literal["instant", "mean"]
 
@@ -86,8 +85,14 @@ class ModelOutput:
     upper_wind_height_m: float | None = None
 
 
-def _seconds(times: pd.DatetimeIndex) -> np.ndarray:
-    return ((times - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+def _ns(times: pd.DatetimeIndex | pd.Index) -> np.ndarray:
+    """Nanoseconds since 1970 (int64), whatever the index's resolution."""
+    return pd.DatetimeIndex(times).as_unit("ns").asi8
+
+
+def _seconds(times: pd.DatetimeIndex | pd.Index) -> np.ndarray:
+    """Seconds since 1970 as floats."""
+    return _ns(times) / 1e9
 
 
 def unmix_running_means(
@@ -107,7 +112,8 @@ def unmix_running_means(
     series = values.dropna()
     times = pd.DatetimeIndex(series.index)
     window = pd.Timedelta(hours=reset_hours)
-    reset_s = _seconds(issued_at + ((times - issued_at - pd.Timedelta(1, "ns")) // window) * window)
+    issued_ns, window_ns = pd.Timestamp(issued_at).as_unit("ns").value, window.value
+    reset_s = (issued_ns + ((_ns(times) - issued_ns - 1) // window_ns) * window_ns) / 1e9
     now_s = _seconds(times)
     before_s = np.concatenate([[-np.inf], now_s[:-1]])
     raw = series.to_numpy(dtype=float)
@@ -270,8 +276,9 @@ def covered_span(
     instants from the first to the last sample, interval means from the first interval's
     start to the last label."""
     values = output.values
-    instants = values.drop(columns=["ghi", "dni", "dhi"], errors="ignore").dropna(how="all")
-    first, last = instants.index.min(), instants.index.max()
+    others = [column for column in values.columns if column not in ("ghi", "dni", "dhi")]
+    at = _ns(values.index)[values[others].notna().to_numpy().any(axis=1)]
+    first, last = pd.Timestamp(at.min(), tz="UTC"), pd.Timestamp(at.max(), tz="UTC")
     if "ghi" in values:
         ghi = pd.DatetimeIndex(values["ghi"].dropna().index)
         if output.irradiance == "mean":
