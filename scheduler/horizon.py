@@ -8,7 +8,7 @@ from functools import cached_property
 
 import pandas as pd
 
-__all__ = ["Horizon", "operating_day", "tomorrow"]
+__all__ = ["Horizon", "iso_day", "operating_day", "tomorrow"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,25 @@ def operating_day(
 
     For Asia/Shanghai the first slot of 2026-11-29 starts at 2026-11-28 16:00 UTC.
     """
-    day = pd.Timestamp(date)
+    day = pd.Timestamp(iso_day(date) if isinstance(date, str) else date)
     if day.tzinfo is not None or day != day.normalize():
-        raise ValueError(f"--date wants a calendar date like 2026-11-29, got {date!r}")
+        raise ValueError(f"{date!r} is not a calendar date like 2026-11-29")
     start = day.tz_localize(timezone).tz_convert("UTC")
     end = (day + pd.Timedelta(days=days)).tz_localize(timezone).tz_convert("UTC")
     n_slots = int((end - start) / pd.Timedelta(minutes=slot_minutes))
     return Horizon(start=start, slot_minutes=slot_minutes, n_slots=n_slots)
+
+
+def iso_day(text: str) -> dt.date:
+    """The calendar day ``text`` in ISO 8601 (``2026-11-29``); raises ``ValueError`` saying so
+    for anything else (``12/10/2026`` is October to some and December to others)."""
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a day in ISO 8601: give YYYY-MM-DD, e.g. 2026-11-29 (other forms "
+            "are ambiguous: 12/10/2026 is October to some, December to others)"
+        ) from None
 
 
 def tomorrow(timezone: str, now: pd.Timestamp | None = None) -> dt.date:

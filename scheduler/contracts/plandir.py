@@ -30,6 +30,7 @@ from scheduler.contracts.tables import (
     SITES,
     SUPPLY,
     TableError,
+    ensure_dir,
     read_table,
     write_table,
 )
@@ -233,8 +234,7 @@ def write_plan_dir(
 ) -> Path:
     """Write every table, ``summary.json`` and, last, ``manifest.json`` (so a directory with a
     manifest is complete). Returns the directory."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(directory)
     (out / "manifest.json").unlink(missing_ok=True)
     write_table(tables.forecast, out / "supply.csv")
     if tables.actual is not None:

@@ -43,6 +43,7 @@ __all__ = [
     "SupplyBasis",
     "TableError",
     "check_slot_minutes",
+    "ensure_dir",
     "read_table",
     "split_sites",
     "write_table",
@@ -540,16 +541,37 @@ RUN_JOBS = Schema(
 )
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a table as ``.csv`` (UTC times with ``Z``) or ``.parquet``; returns the path."""
+def ensure_dir(path: str | Path) -> Path:
+    """The directory ``path``, made with its parents when missing. Raises :class:`UserError`
+    naming it when it cannot be: a file in the way, no permission, a read-only place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        frame.to_csv(path, index=False, date_format=UTC_ISO_FORMAT)
-    else:
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file, not a directory; give a directory (or remove it)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocked} is a file" if blocked is not None else (error.strerror or str(error))
+        raise UserError(f"{path}: cannot make this directory: {why}") from None
+    return path
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as ``.csv`` (UTC times with ``Z``) or ``.parquet``; returns the path.
+    Raises :class:`UserError` naming the path when it cannot be written."""
+    path = Path(path)
+    if path.suffix not in (".parquet", ".csv"):
         raise TableError(f"{path}: use a .csv or .parquet file name")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name ending .csv or .parquet")
+    ensure_dir(path.parent)
+    try:
+        if path.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False, date_format=UTC_ISO_FORMAT)
+    except OSError as error:
+        raise UserError(f"{path}: cannot write: {error.strerror or error}") from None
     return path
 
 

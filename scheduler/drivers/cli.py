@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from dataclasses import replace
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from forecasts.weather import Weather
 from scheduler.config import DEFAULT_CONFIG_PATH, load_config
-from scheduler.contracts import UserError, write_table
+from scheduler.contracts import UserError, ensure_dir, write_table
 
 app = typer.Typer(
     help=(
@@ -30,8 +31,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def _width(stream: object) -> int | None:
+    """Rich's width: the terminal's, or ``COLUMNS`` when set; off a terminal (cron logs, pipes)
+    wide enough that no table is cut."""
+    isatty = getattr(stream, "isatty", lambda: False)
+    return None if isatty() or os.environ.get("COLUMNS") else 1000
+
+
+console = Console(stderr=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 ConfigOption = Annotated[
     Path | None,
@@ -64,6 +74,17 @@ AfterOption = Annotated[
         "run.csv's last slot, so ramp limits hold across midnight"
     ),
 ]
+
+
+def _day(text: str, option: str) -> str:
+    """A day option in ISO 8601 (``YYYY-MM-DD``); anything else is one message naming
+    ``option``."""
+    from scheduler.horizon import iso_day
+
+    try:
+        return iso_day(text).isoformat()
+    except ValueError as error:
+        raise UserError(f"{option} {error}") from None
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -165,10 +186,14 @@ def forecast(
     cfg = load_config(config)
     if out.suffix not in (".csv", ".parquet"):
         raise UserError(f"--out {out}: use a .csv or .parquet file name")
+    if plot is not None:
+        if plot.is_dir():
+            raise UserError(f"--plot {plot}: is a directory; give a .png file name")
+        ensure_dir(plot.parent)
     if slot_minutes is not None:
         cfg = cfg.updated({"forecast": {"slot_minutes": slot_minutes}}, "--slot-minutes")
     slot = cfg.forecast.slot_minutes
-    day = start or tomorrow(cfg.timezone).isoformat()
+    day = _day(start, "--start") if start else tomorrow(cfg.timezone).isoformat()
     pipeline = DayPipeline(
         cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed,
         forecasts=parse_forecast_specs(forecast_from or [], cfg), require_runs=not actual,
@@ -403,15 +428,7 @@ def _skill_source(spec: str, cfg, option: str):
 
 def _utc_day(text: str | None, option: str) -> pd.Timestamp | None:
     """A ``--from``/``--to`` date as midnight UTC (``None`` when not given)."""
-    if text is None:
-        return None
-    try:
-        day = pd.Timestamp(text)
-    except ValueError:
-        day = None
-    if day is None or day is pd.NaT or day != day.normalize():
-        raise UserError(f"{option} {text!r}: give an issue date, YYYY-MM-DD (UTC)")
-    return day.tz_localize("UTC") if day.tzinfo is None else day.tz_convert("UTC")
+    return None if text is None else pd.Timestamp(_day(text, option), tz="UTC")
 
 
 def _runs_issued(archive, first: str | None, last: str | None) -> list:
@@ -657,7 +674,7 @@ def plan(
     cfg = cfg.with_solver(**{k: v for k, v in changes.items() if v is not None})
     names = [cfg.solver.policy, *cfg.solver.compare]
     seed = cfg.seed if seed is None else seed
-    day = date or tomorrow(cfg.timezone).isoformat()
+    day = _day(date, "--date") if date else tomorrow(cfg.timezone).isoformat()
     pipeline = DayPipeline(
         cfg, parse_weather_specs(weather or [], list(cfg.sites)), seed=seed,
         forecasts=parse_forecast_specs(forecast_from or [], cfg), require_runs=True,
@@ -765,7 +782,7 @@ def replay(
     for name in names:
         get_policy(name)
     spec = ReplaySpec(
-        cfg, sources, first, last, names, forecast_error, seed,
+        cfg, sources, _day(first, "--from"), _day(last, "--to"), names, forecast_error, seed,
         tuple(parse_daily_cap(c) for c in daily_cap or []),
         replan_every=_replan_every(replan_every, cfg.forecast.slot_minutes),
         forecasts=parse_forecast_specs(forecast_from or [], cfg),
@@ -889,6 +906,7 @@ def dispatch(
     verbose: VerboseOption = False,
 ) -> None:
     """Run a plan on Ray (site-labelled resources) and report what actually ran."""
+    from scheduler.drivers.nightly import Stopped
     from scheduler.drivers.nightly import dispatch as run_dispatch
     from scheduler.pipeline import parse_weather_specs
 
@@ -897,11 +915,15 @@ def dispatch(
     sources = parse_weather_specs(actual_weather or [], list(cfg.sites), "--actual-weather")
     files = {site: path for site, path in sources.items() if path != "synthetic"}
     bar, _, show = _run_display("dispatch", 24 * 60 // cfg.forecast.slot_minutes)
-    with bar:
-        report = run_dispatch(
-            directory, cfg, actual_weather=files, ray_address=ray_address, speedup=speedup,
-            progress=show,
-        )  # fmt: skip
+    try:
+        with bar:
+            report = run_dispatch(
+                directory, cfg, actual_weather=files, ray_address=ray_address, speedup=speedup,
+                progress=show,
+            )  # fmt: skip
+    except Stopped as signal_name:
+        err_console.print(f"stopped by {signal_name} before the day ended: no run tables written")
+        raise typer.Exit(143) from None
     console.print(f"wrote {directory}/run.csv, run_jobs.csv and run_report.json")
     raise typer.Exit(_run_summary(report))
 
@@ -913,8 +935,9 @@ def nightly(
     forecast_from: ForecastOption = None,
     date: Annotated[str | None, typer.Option(help="operating day to run; default tomorrow")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="output directory; default out/nightly/DATE")
-    ] = None,
+        Path,
+        typer.Option(help="parent folder: each night goes to OUT/DATE, the lock is OUT's own"),
+    ] = Path("out/nightly"),
     caps: Annotated[Path | None, typer.Option(help="load caps CSV in force for the night")] = None,
     caps_from: Annotated[
         str | None,
@@ -932,14 +955,16 @@ def nightly(
 ) -> None:
     """Forecast, plan and dispatch the next operating day: the command for cron.
 
-    The day starts from the load the previous night's run ended on (``OUT/../DATE-1/run.csv``
-    when there, or --after), so ramp limits hold across midnight.
+    Each night goes to OUT/DATE. The day starts from the load the previous night's run ended on
+    (OUT/DATE-1/run.csv when there, or --after), so ramp limits hold across midnight. With the
+    real clock (--speedup 1) the plan is made at once and its first slot dispatched when the
+    day starts; the wait is announced.
 
     The caps in force come from --caps (a CSV), from a running service (--caps-from) or from its
     database (--caps-db), so a cap a grid coordinator submitted over gRPC binds the night too.
 
     Exit code 0 only when every job ended done or late with a reason; 1 when a job failed;
-    2 for bad input; 75 when another nightly run holds the lock.
+    2 for bad input; 75 when another nightly run holds OUT's lock; 143 when stopped by SIGTERM.
     """
     from filelock import FileLock, Timeout
 
@@ -948,31 +973,43 @@ def nightly(
     cfg = load_config(config)
     if sum(x is not None for x in (caps, caps_from, caps_db)) > 1:
         raise UserError("--caps, --caps-from and --caps-db: give at most one source of caps")
-    day = date or tomorrow(cfg.timezone).isoformat()
-    directory = out or Path("out/nightly") / day
-    directory.mkdir(parents=True, exist_ok=True)
-    if caps_from is not None or caps_db is not None:
-        caps = _service_caps(directory, caps_from, token, tls_ca, caps_db)
-    lock = FileLock(str(directory.parent / ".greensched-nightly.lock"))
+    day = _day(date, "--date") if date else tomorrow(cfg.timezone).isoformat()
+    lock = FileLock(str(ensure_dir(out) / ".greensched-nightly.lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         err_console.print(f"another nightly run holds {lock.lock_file}; not starting a second one")
         raise typer.Exit(75) from None
     try:
-        yesterday = directory.parent / (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
+        directory = ensure_dir(out / day)
+        if caps_from is not None or caps_db is not None:
+            caps = _service_caps(directory, caps_from, token, tls_ca, caps_db)
+        yesterday = out / (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
         plan(
             config=config, weather=weather, forecast_from=forecast_from, date=day, jobs=None,
             caps=caps, policy=None,
             compare=None, time_limit=None, seed=None, out=directory, verbose=verbose,
             after=after or (yesterday if (yesterday / "run.csv").is_file() else None),
         )  # fmt: skip
+        _announce_wait(day, cfg.timezone, speedup)
         dispatch(
             directory, config=config, actual_weather=None, ray_address=ray_address,
             speedup=speedup, verbose=verbose,
         )  # fmt: skip
     finally:
         lock.release()
+
+
+def _announce_wait(day: str, timezone: str, speedup: float) -> None:
+    """Say when the day's first slot is dispatched when that is not now (the real clock)."""
+    start = pd.Timestamp(day).tz_localize(timezone)
+    wait = start - pd.Timestamp.now(tz=timezone)
+    if speedup == 1.0 and wait > pd.Timedelta(0):
+        hours, minutes = divmod(int(wait.total_seconds() // 60), 60)
+        console.print(
+            f"plan ready; operating day {day} starts at {start:%Y-%m-%d %H:%M} {timezone}, in "
+            f"{hours} h {minutes:02d} min: its first slot is dispatched then (SIGTERM stops)"
+        )
 
 
 def _service_caps(
@@ -1022,7 +1059,7 @@ def demo(
 
     _setup_logging(verbose)
     cfg = load_config(config)
-    day = date or tomorrow(cfg.timezone).isoformat()
+    day = _day(date, "--date") if date else tomorrow(cfg.timezone).isoformat()
     start_at = pd.Timestamp(day).tz_localize(cfg.timezone)
     with Progress(
         TextColumn("control plane"), BarColumn(), TimeElapsedColumn(),
@@ -1070,8 +1107,7 @@ def study(
         table = run_study(spec, cfg, address=ray_address)
     except ValueError as error:
         raise UserError(str(error)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    write_table(table, out)
     view = Table(title=f"study {path.name}: {len(table)} rows")
     columns = ["forecast_error", "deferrable_scale", "daily_cap", "limits_on", "policy",
                "green_share", "co2_t"]  # fmt: skip

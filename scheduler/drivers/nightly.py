@@ -9,6 +9,8 @@ planning logic.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +35,7 @@ from scheduler.pipeline import WEATHER_PAD, load_site_weather, optimizer_replan
 from scheduler.problem import Problem, caps_from_frame
 from scheduler.settlement import Settlement, SlotProgress
 
-__all__ = ["dispatch", "plan_dir_problem"]
+__all__ = ["Stopped", "dispatch", "plan_dir_problem"]
 
 _SITE_FIELDS = ("gpus", "kw_per_gpu", "pue", "base_load_mw", "grid_import_limit_mw")
 
@@ -114,6 +116,14 @@ def plan_dir_problem(
     return problem, tables.plan
 
 
+class Stopped(Exception):
+    """A dispatch stopped by SIGTERM before its day ended (nothing is written)."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 def dispatch(
     directory: Path,
     config: Config,
@@ -138,6 +148,9 @@ def dispatch(
     elif started_here:
         start_local(gpus, gpus_per_unit, log_to_driver=False)
     settings = TaskSettings(gpus_per_unit=gpus_per_unit)
+    # Ray's core answers SIGTERM with stack frames and an abort: stop the walk instead
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _stop) if main else None
     try:
         if clock is None:
             clock = RealClock() if speedup == 1.0 else CompressedClock(speedup)
@@ -147,6 +160,8 @@ def dispatch(
             replan=optimizer_replan(problem, config), progress=progress,
         ).run()  # fmt: skip
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, before)
         if started_here:
             ray.shutdown()
     report = replace(

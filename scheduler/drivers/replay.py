@@ -43,7 +43,15 @@ from typing import Any
 import pandas as pd
 
 from scheduler.config import Config
-from scheduler.contracts import JOBS, UTC_ISO_FORMAT, CapType, UserError, read_table, write_table
+from scheduler.contracts import (
+    JOBS,
+    UTC_ISO_FORMAT,
+    CapType,
+    UserError,
+    ensure_dir,
+    read_table,
+    write_table,
+)
 from scheduler.horizon import Horizon
 from scheduler.metrics import plan_metrics, site_load
 from scheduler.pipeline import DayPipeline, carry_over
@@ -175,7 +183,7 @@ def replay(
         last_day = part[part["day"] == part["day"].max()].set_index("site")["last_load_mw"]
         last_load[str(name)] = tuple(float(last_day[s.name]) for s in sites)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out_dir)
         if not resume:
             (out_dir / "site_load.csv").unlink(missing_ok=True)
 

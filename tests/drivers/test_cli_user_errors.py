@@ -176,3 +176,61 @@ def test_a_bad_replan_interval_is_one_message(every, named, tmp_path, monkeypatc
     code, err = run_main(monkeypatch, capsys, "replay", "--from", DAY, "--to", DAY,
                          "--replan-every", every, "--out", str(tmp_path / "r"))  # fmt: skip
     assert code == 2 and "--replan-every" in err and named in err and "Traceback" not in err
+
+
+def _a_file(tmp: Path) -> Path:
+    path = tmp / "a-file"
+    path.write_text("not a folder")
+    return path
+
+
+def _a_dir(tmp: Path) -> Path:
+    path = tmp / "supply.csv"
+    path.mkdir()
+    return path
+
+
+OUTPUTS = {
+    "plan --out on a file": (lambda t: ["plan", "--out", str(_a_file(t))], "is a file, not a dir"),
+    "plan --out under a file": (
+        lambda t: ["plan", "--out", str(_a_file(t) / "day")],
+        "cannot make this directory: .*a-file is a file",
+    ),
+    "forecast --out a folder": (
+        lambda t: ["forecast", "--out", str(_a_dir(t))],
+        "is a directory; give a file name",
+    ),
+    "forecast --out under a file": (
+        lambda t: ["forecast", "--out", str(_a_file(t) / "s.csv")],
+        "a-file: is a file",
+    ),
+    "forecast --plot a folder": (lambda t: ["forecast", "--plot", str(t)], "--plot .*directory"),
+    "replay --out on a file": (
+        lambda t: ["replay", "--from", DAY, "--to", DAY, "--out", str(_a_file(t))],
+        "is a file, not a directory",
+    ),
+    "plan --date not ISO": (
+        lambda t: ["plan", "--date", "12/10/2026", "--out", str(t / "p")],
+        "--date '12/10/2026' is not a day in ISO 8601: give YYYY-MM-DD",
+    ),
+    "replay --from not ISO": (
+        lambda t: ["replay", "--from", "2026/01/01", "--to", DAY, "--out", str(t / "r")],
+        "--from '2026/01/01' is not a day in ISO 8601",
+    ),
+    "forecast --start month 13": (
+        lambda t: ["forecast", "--start", "2026-13-01", "--out", str(t / "s.csv")],
+        "--start '2026-13-01' is not a day in ISO 8601",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OUTPUTS)
+def test_a_bad_output_path_or_day_is_one_message_and_exit_2(monkeypatch, capsys, tmp_path, case):
+    """What a newcomer typed: an output where a file is in the way, a day in another format."""
+    import re
+
+    make, says = OUTPUTS[case]
+    code, err = run_main(monkeypatch, capsys, *make(tmp_path))
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert re.search(says, " ".join(err.split())), err

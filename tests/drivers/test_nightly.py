@@ -124,13 +124,52 @@ def test_a_dispatched_day_settles_as_its_replay(plan_dir, small_config_path, tmp
 
 
 def test_nightly_refuses_to_overlap(tmp_path, small_config_path):
-    out = tmp_path / "nightly" / DAY
-    out.mkdir(parents=True)
-    with FileLock(str(out.parent / ".greensched-nightly.lock")):
+    """The lock is the parent folder's (one nightly per folder of nights); a refused run
+    leaves no folder for its day."""
+    out = tmp_path / "nightly"
+    out.mkdir()
+    with FileLock(str(out / ".greensched-nightly.lock")):
         result = greensched("nightly", "--config", str(small_config_path), "--date", DAY,
                             "--out", str(out), cwd=tmp_path)  # fmt: skip
     assert result.returncode == 75
     assert "another nightly run" in result.stderr
+    assert not (out / DAY).exists()
+
+
+@pytest.mark.slow
+def test_nightly_waits_for_its_day_says_so_and_stops_cleanly_on_sigterm(
+    tmp_path, small_config_path
+):
+    """On the real clock tomorrow's night is planned at once and waits for its day; SIGTERM
+    then ends it with one line and exit 143, not Ray's stack frames and an abort."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, log = tmp_path / "nights", tmp_path / "nightly.log"
+    command = [sys.executable, "-m", "scheduler.drivers", "nightly", "--config",
+               str(small_config_path), "--out", str(out)]  # fmt: skip
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while "its first slot is dispatched then" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        time.sleep(8)  # Ray up and the walk waiting for the first slot
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert "stopped by SIGTERM before the day ended" in text
+    assert "SIGTERM received" not in text and "Traceback" not in text
+    (night,) = [p for p in out.iterdir() if p.is_dir()]  # OUT/DATE, planned, not run
+    assert (night / "plan.csv").is_file() and not (night / "run.csv").exists()
 
 
 def test_dispatch_of_a_non_plan_directory_is_a_clear_error(tmp_path):

@@ -186,7 +186,7 @@ def test_nightly_runs_under_a_cap_submitted_over_grpc(server, client, small_conf
                         "--out", str(tmp_path / "night"), cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "1 cap(s) in force" in result.stdout
-    run = read_table(RUN, tmp_path / "night" / "run.csv")
+    run = read_table(RUN, tmp_path / "night" / SERVED_DAY / "run.csv")
     window = run[(run["site"] == "qingyang") & (run["time"] >= local("18:00"))
                  & (run["time"] < local("20:00"))]  # fmt: skip
     assert len(window) == 8 and (window["grid_cap_mw"] == 5.0).all()
