@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -550,14 +550,18 @@ def remaining_problem(
     columns["sites"] = [live_cell[cell] for cell in cells[rows]]
     columns["max_gpus"] = max_gpus_to_fit(np.asarray(columns["max_gpus"]), units, slots)
     actual = problem.actual_supply if problem.actual_supply is not None else problem.supply
-    return Problem(
+    supply = _in(actual, window)
+    # the rest keeps every setting of the day (caps, limits_on, user region, site moves); an
+    # actual supply has no quantiles: its limits are on itself
+    limit = problem.limit_green_column if problem.limit_green_column in supply else "green_mw"
+    return replace(
+        problem,
         horizon=window,
         sites=sites,
         jobs=pd.DataFrame(columns),
-        supply=_in(actual, window),
-        caps=problem.caps,
-        user_region=problem.user_region,
-        max_site_moves=problem.max_site_moves,
+        supply=supply,
+        actual_supply=None,
+        limit_green_column=limit,
         initial_load_mw=(
             None
             if load_before_mw is None

@@ -32,7 +32,7 @@ from scheduler.contracts.plandir import (
 )
 from scheduler.horizon import Horizon
 from scheduler.pipeline import WEATHER_PAD, load_site_weather, optimizer_replan
-from scheduler.problem import Problem, caps_from_frame
+from scheduler.problem import Problem, caps_from_frame, problem_for
 from scheduler.settlement import Settlement, SlotProgress
 
 __all__ = ["Stopped", "dispatch", "plan_dir_problem"]
@@ -98,21 +98,19 @@ def plan_dir_problem(
         kept = actual[~actual["site"].isin(list(weather))]
         actual = pd.concat([kept, computed[kept.columns.intersection(computed.columns)]],
                            ignore_index=True)  # fmt: skip
-    problem = Problem(
-        horizon=horizon,
-        sites=tuple(config.sites[name] for name in manifest.sites),
-        jobs=tables.jobs,
-        supply=tables.forecast,
-        caps=tuple(caps_from_frame(tables.caps)),
-        actual_supply=actual,
-        user_region=config.workload.user_region,
-        max_site_moves=config.solver.max_site_moves,
+    problem = replace(
+        problem_for(
+            config, horizon, tables.jobs, tables.forecast,
+            caps=tuple(caps_from_frame(tables.caps)), actual_supply=actual,
+            sites=tuple(config.sites[name] for name in manifest.sites),
+            limits_on=None if "green_mw_p10" in tables.forecast else "forecast",
+        ),
         initial_load_mw=(
             None
             if manifest.initial_load_mw is None
             else tuple(manifest.initial_load_mw[name] for name in manifest.sites)
         ),
-    )
+    )  # fmt: skip
     return problem, tables.plan
 
 

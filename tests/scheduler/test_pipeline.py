@@ -139,3 +139,41 @@ def test_the_rest_of_a_day_keeps_windows_sites_and_work_left(config):
     assert not rest.jobs["sites"].str.contains("shantou").any()
     shantou_only = set(day.jobs.loc[day.jobs["sites"] == "shantou", "job_id"])
     assert shantou_only and not shantou_only & set(rest.jobs["job_id"])
+
+
+def test_every_replan_keeps_the_days_settings_p10_limits_included(config):
+    """limits_on: p10 (the default) holds in the re-plans of the work left, as in the
+    day-ahead plan: each re-planned problem plans its grid limits on the forecast's p10 and
+    keeps the day's caps; the re-plans' plans pass the validator on those problems."""
+    from scheduler.policies import get_policy
+    from scheduler.receding import settle_receding
+    from scheduler.validate import assert_valid
+
+    assert config.solver.limits_on == "p10"
+    pipeline = DayPipeline(config)
+    horizon = pipeline.horizon(DAY)
+    day = pipeline.problem(horizon)
+    assert day.limit_green_column == "green_mw_p10"
+    optimizer = get_policy("optimizer", config.solver)
+    planned: list = []
+
+    class Recording:  # the optimizer, keeping each problem it is asked to plan
+        name, follows_forecast = "optimizer", True
+
+        def plan(self, problem):
+            result = optimizer.plan(problem)
+            planned.append((problem, result))
+            return result
+
+    first = optimizer.plan(day)
+    run = settle_receding(
+        day, first.plan, Recording(), pd.Timedelta(hours=6),
+        lambda at: pipeline.supply(horizon, issued_at=at).forecast,
+    )  # fmt: skip
+    assert run.replans == len(planned) >= 2
+    for problem, result in planned:
+        assert problem.limit_green_column == "green_mw_p10"
+        supply = problem.supply
+        assert (supply["green_mw_p10"] < supply["green_mw"] - 1e-6).any()  # a real margin
+        assert problem.caps == day.caps and problem.user_region == day.user_region
+        assert_valid(problem, result)
