@@ -17,6 +17,8 @@ import json
 import logging
 import math
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -32,6 +34,7 @@ __all__ = [
     "site_capacity_units",
     "site_resource",
     "start_local",
+    "start_with_retries",
 ]
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,12 @@ log = logging.getLogger(__name__)
 DEFAULT_GPUS_PER_UNIT = 1000  # GPUs one unit of a site resource stands for [GPU/unit]
 _RAY_RESOLUTION = 1e-4  # smallest fractional resource Ray tracks [unit]
 _PREFIX = "site:"
+
+
+START_ATTEMPTS = 3
+"""Tries at starting an embedded Ray before giving up."""
+START_BACKOFF_S = 2.0
+"""Wait before the next try, times the tries so far [s]."""
 
 
 class ClusterError(UserError):
@@ -119,13 +128,33 @@ def start_local(
     init_kwargs.setdefault("include_dashboard", False)
     workers = 4 * num_cpus if max_workers is None else max_workers
     init_kwargs.setdefault("_system_config", {"num_workers_soft_limit": workers})
-    ray.init(
-        num_cpus=num_cpus,
-        resources={site_resource(s): u for s, u in units.items()},
-        **init_kwargs,
-    )
-    log.info("embedded Ray started with %s", {site_resource(s): u for s, u in units.items()})
+    resources = {site_resource(s): u for s, u in units.items()}
+    start_with_retries(lambda: ray.init(num_cpus=num_cpus, resources=resources, **init_kwargs))
+    log.info("embedded Ray started with %s", resources)
     return units
+
+
+def start_with_retries(
+    init: Callable[[], object], attempts: int = START_ATTEMPTS, backoff_s: float = START_BACKOFF_S
+) -> None:
+    """Call ``init`` (starting Ray) up to ``attempts`` times, ``backoff_s`` x the attempt apart:
+    Ray's start times out when several start together on a loaded machine ("The current node
+    timed out during startup"). Raises :class:`ClusterError` naming the cause after the last."""
+    for attempt in range(1, attempts + 1):
+        try:
+            init()
+            return
+        except Exception as error:  # Ray raises bare Exception and RuntimeError at start-up
+            ray.shutdown()  # what a failed start left behind
+            if attempt == attempts:
+                raise ClusterError(
+                    f"could not start an embedded Ray ({attempts} tries): {error}; another Ray "
+                    "or greensched may have been starting on this machine: try again, or give "
+                    "--ray-address HOST:PORT of a running cluster"
+                ) from None
+            wait_s = backoff_s * attempt
+            log.warning("embedded Ray did not start (%s); trying again in %.0f s", error, wait_s)
+            time.sleep(wait_s)
 
 
 def connect(

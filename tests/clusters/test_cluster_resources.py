@@ -72,3 +72,33 @@ def test_a_site_without_room_leaves_the_task_waiting(local_ray):
     ready, _ = ray.wait([ref], timeout=1.0)
     assert ready == []
     ray.cancel(ref, force=True)
+
+
+def test_a_ray_that_fails_to_start_is_tried_again_then_one_message(caplog):
+    """Ray's start times out when several start together on a loaded machine (seen here); it
+    cannot be made to fail on purpose, so the start is a call that fails as Ray's does."""
+    import logging
+
+    from clusters.resources import ClusterError, start_with_retries
+
+    calls = []
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise Exception("The current node timed out during startup.")  # as Ray raises it
+
+    with caplog.at_level(logging.WARNING, logger="clusters.resources"):
+        start_with_retries(flaky, attempts=3, backoff_s=0.01)
+    assert len(calls) == 3
+    assert caplog.text.count("embedded Ray did not start (The current node timed out") == 2
+
+    def broken() -> None:
+        raise RuntimeError("Failed to start the GCS server")
+
+    with pytest.raises(ClusterError) as error:
+        start_with_retries(broken, attempts=2, backoff_s=0.01)
+    assert str(error.value).startswith(
+        "could not start an embedded Ray (2 tries): Failed to start the GCS server;"
+    )
+    assert "--ray-address HOST:PORT" in str(error.value)
