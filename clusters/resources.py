@@ -141,11 +141,13 @@ def start_with_retries(
     Ray's start times out when several start together on a loaded machine ("The current node
     timed out during startup"). Raises :class:`ClusterError` naming the cause after the last."""
     for attempt in range(1, attempts + 1):
+        running = ray.is_initialized()
         try:
             init()
             return
         except Exception as error:  # Ray raises bare Exception and RuntimeError at start-up
-            ray.shutdown()  # what a failed start left behind
+            if not running and ray.is_initialized():
+                ray.shutdown()  # what the failed start left behind, not a Ray already running
             if attempt == attempts:
                 raise ClusterError(
                     f"could not start an embedded Ray ({attempts} tries): {error}; another Ray "
