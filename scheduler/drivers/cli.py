@@ -768,7 +768,13 @@ def replay(
 
     from scheduler.drivers.replay import ReplaySpec, summarize, write_summary
     from scheduler.drivers.replay import replay as run_replay
-    from scheduler.drivers.replay_report import SUMMARY_COLUMNS, summary_lines, write_replay_report
+    from scheduler.drivers.replay_report import (
+        OBJECTIVE_NOTE,
+        SUMMARY_COLUMNS,
+        gain_text,
+        summary_lines,
+        write_replay_report,
+    )
     from scheduler.drivers.study import parse_daily_cap
     from scheduler.pipeline import parse_forecast_specs, parse_weather_specs
     from scheduler.policies import get_policy
@@ -815,7 +821,11 @@ def replay(
     console.print(view)
     share = summary.get("optimizer_share_of_oracle_gain")
     if share is not None:
-        console.print(f"optimizer reaches {share:.0%} of the oracle's gain over fifo")
+        console.print(
+            f"optimizer reaches {gain_text(share)} of the oracle's gain over fifo in green share"
+        )
+        if share > 1.0:
+            console.print(OBJECTIVE_NOTE)
     console.print(f"wrote {out / 'daily.csv'}, {out / 'summary.json'}, {report}")
 
 

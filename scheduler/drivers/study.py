@@ -15,8 +15,15 @@ Example::
       forecast_error: [0.0, 1.0, 2.0]
       deferrable_scale: [0.5, 1.0]
       daily_cap: [null, "shantou:18-22:5"]
-      limits_on: [forecast, p10]
+      limits_on: [forecast, p10]         # default: the config's solver.limits_on
       replan_every_minutes: [null, 60]   # plan once a day, or re-plan hourly on fresher vintages
+
+The results table has one row per scenario and policy: the swept values, the policy, its
+totals over the days (green share, grid MWh, CO2 t, unused green MWh, energy used, GPU-hours
+submitted and served, unfinished GPU-hours at the end, late job-days, cap violations, solve
+seconds, re-plans), per site the ramp figures (``<site>_largest_step_mw``,
+``<site>_total_swing_mw``, ``<site>_slots_over_ramp``) and the optimizer's share of the
+oracle's gain over fifo.
 """
 
 from __future__ import annotations
@@ -60,7 +67,9 @@ class Sweep(BaseModel):
     forecast_error: list[float] = Field(default=[1.0], min_length=1)
     deferrable_scale: list[float] = Field(default=[1.0], min_length=1)
     daily_cap: list[str | None] = Field(default=[None], min_length=1)
-    limits_on: list[Literal["forecast", "p10"]] = Field(default=["forecast"], min_length=1)
+    limits_on: list[Literal["forecast", "p10"]] | None = Field(
+        default=None, min_length=1, description="null: the config's solver.limits_on, as replay"
+    )
     replan_every_minutes: list[int | None] = Field(default=[None], min_length=1)
 
     @field_validator("forecast_error", "deferrable_scale")
@@ -123,8 +132,9 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
                 f"sweep.replan_every_minutes: {every} is not a multiple of the "
                 f"{slot_minutes}-minute slot"
             )
+    limits = sweep.limits_on or [config.solver.limits_on]
     for error, scale, cap, limits_on, every in itertools.product(
-        sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, sweep.limits_on,
+        sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, limits,
         sweep.replan_every_minutes,
     ):  # fmt: skip
         scenario_config = config.with_jobs_scaled(scale, DEFERRABLE_WINDOW_H).with_solver(
@@ -156,9 +166,19 @@ def _run_one(parameters: dict[str, Any], spec: ReplaySpec) -> list[dict[str, Any
     summary = summarize(replay(spec))
     share = summary.get("optimizer_share_of_oracle_gain")
     return [
-        {**parameters, "policy": policy, **totals, "optimizer_share_of_oracle_gain": share}
+        {**parameters, "policy": policy, **_flat(totals), "optimizer_share_of_oracle_gain": share}
         for policy, totals in summary["policies"].items()
     ]
+
+
+def _flat(totals: dict[str, Any]) -> dict[str, Any]:
+    """A policy's totals as table cells: per-site ramp figures as ``<site>_<figure>`` columns
+    (a nested mapping would land in the CSV as Python text)."""
+    ramps = totals.get("ramps", {})
+    cells = {k: v for k, v in totals.items() if k != "ramps"}
+    for site, figures in ramps.items():
+        cells.update({f"{site}_{name}": value for name, value in figures.items()})
+    return cells
 
 
 def run_study(

@@ -216,3 +216,19 @@ def test_replan_timings_count_the_vintages_once(config, monkeypatch):
     assert replans >= 12
     assert result.timings_s["replan"] >= slow_s * replans
     assert slow_s <= result.timings_s["forecast"] < slow_s * replans / 2
+
+
+def test_the_report_shows_the_gain_to_a_tenth_and_says_when_it_passes_the_oracle(
+    three_days, tmp_path
+):
+    """1.004 of the oracle's gain is not '100 %': the report shows a decimal and explains why
+    a forecast-driven plan can pass the oracle on green share (the objective is CO2)."""
+    from scheduler.drivers.replay_report import write_replay_report
+
+    summary = summarize(three_days)
+    for share, note in ((1.004, True), (0.95, False)):
+        text = write_replay_report(
+            tmp_path, three_days.daily, summary | {"optimizer_share_of_oracle_gain": share}
+        ).read_text()
+        assert f"**{share:.1%}** of the oracle's gain over fifo in green share" in text
+        assert ("green share is not what the policies optimise" in text) is note

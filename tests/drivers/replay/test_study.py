@@ -38,6 +38,10 @@ def test_study_grid_runs_as_ray_tasks(tmp_path, config):
     assert len(table) == 4 * 2
     assert set(table["policy"]) == {"fifo", "optimizer"}
     assert (table["cap_violations"] == 0).all()
+    # limits_on as replay's default (the config's), and no Python text in any cell
+    assert (table["limits_on"] == config.solver.limits_on).all()
+    assert (table["qingyang_slots_over_ramp"] >= 0).all()
+    assert not table.map(lambda cell: isinstance(cell, str) and "{" in cell).to_numpy().any()
     optimizer = table[table["policy"] == "optimizer"].set_index(["forecast_error", "daily_cap"])
     # perfect foresight is never worse than a forecast twice the default error
     assert optimizer.loc[(0.0, ""), "green_share"] >= optimizer.loc[(2.0, ""), "green_share"] - 1e-9
