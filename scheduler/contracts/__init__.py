@@ -2,7 +2,7 @@
 
 A leaf: it imports nothing else of the project, so every package (``forecasts/``, the
 scheduling core, its drivers, ``clusters/``) may import it and nothing more of ``scheduler/``
-is needed to speak the contracts of ``DESIGN.md``.
+is needed to speak the contracts (``docs/formats.md`` is written from them).
 """
 
 from scheduler.contracts.errors import UserError

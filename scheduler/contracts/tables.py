@@ -1,7 +1,7 @@
 """The tables every package exchanges: columns, kinds, units and rules, defined once.
 
-One :class:`Schema` per table of ``DESIGN.md`` (supply, jobs, plan, sites, caps, site load, run,
-run jobs). A schema turns any frame into its canonical form (:meth:`Schema.canonical`): the
+One :class:`Schema` per table of the design (supply, jobs, plan, sites, caps, site load, run, run
+jobs, measurements; ``docs/formats.md`` is written from them). A schema turns any frame into its canonical form (:meth:`Schema.canonical`): the
 columns in order, numbers as floats or ints, booleans from one set of spellings, times as
 tz-aware UTC. A time without a UTC offset is refused everywhere, and every bad cell is named by
 ``<source> <row>`` and column. Tables are written with :func:`write_table` (times as

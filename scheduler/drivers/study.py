@@ -64,13 +64,29 @@ class Sweep(BaseModel):
     """Values to sweep; each list is one axis of the scenario grid."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    forecast_error: list[float] = Field(default=[1.0], min_length=1)
-    deferrable_scale: list[float] = Field(default=[1.0], min_length=1)
-    daily_cap: list[str | None] = Field(default=[None], min_length=1)
+    forecast_error: list[float] = Field(
+        default=[1.0],
+        min_length=1,
+        description="scales of the forecast error (0: perfect foresight)",
+    )
+    deferrable_scale: list[float] = Field(
+        default=[1.0],
+        min_length=1,
+        description="factors on the jobs of the classes whose shortest window is at least 12 h",
+    )
+    daily_cap: list[str | None] = Field(
+        default=[None],
+        min_length=1,
+        description="a grid-import cap every day, SITE:START-END:MW in local hours; null: none",
+    )
     limits_on: list[Literal["forecast", "p10"]] | None = Field(
         default=None, min_length=1, description="null: the config's solver.limits_on, as replay"
     )
-    replan_every_minutes: list[int | None] = Field(default=[None], min_length=1)
+    replan_every_minutes: list[int | None] = Field(
+        default=[None],
+        min_length=1,
+        description="re-plan the work left this often within each day [min]; null: once a day",
+    )
 
     @field_validator("forecast_error", "deferrable_scale")
     @classmethod
@@ -99,12 +115,18 @@ class StudySpec(BaseModel):
     """A study file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    first: dt.date = Field(alias="from")
-    last: dt.date = Field(alias="to")
-    policies: list[str] = Field(default=["fifo", "greedy", "optimizer", "oracle"], min_length=1)
-    weather: dict[str, str] = Field(default_factory=dict)
-    seed: int = 1
-    sweep: Sweep = Field(default_factory=Sweep)
+    first: dt.date = Field(alias="from", description="first operating day (local date)")
+    last: dt.date = Field(alias="to", description="last operating day, inclusive")
+    policies: list[str] = Field(
+        default=["fifo", "greedy", "optimizer", "oracle"],
+        min_length=1,
+        description="policies replayed in every scenario",
+    )
+    weather: dict[str, str] = Field(
+        default_factory=dict, description="per site: 'synthetic' or a weather file"
+    )
+    seed: int = Field(default=1, description="seed of weather, forecast errors and jobs")
+    sweep: Sweep = Field(default_factory=Sweep, description="the values to sweep (below)")
 
 
 def load_study(path: str | Path) -> StudySpec:
