@@ -1,14 +1,13 @@
 """The tables every package exchanges: columns, kinds, units and rules, defined once.
 
-One :class:`Schema` per table of the design (supply, jobs, plan, sites, caps, site load, run, run
-jobs, measurements; ``docs/formats.md`` is written from them). A schema turns any frame into its canonical form (:meth:`Schema.canonical`): the
-columns in order, numbers as floats or ints, booleans from one set of spellings, times as
-tz-aware UTC. A time without a UTC offset is refused everywhere, and every bad cell is named by
-``<source> <row>`` and column. Tables are written with :func:`write_table` (times as
-``2026-11-28T16:00:00Z``) and read with :func:`read_table`.
-
-This module is a leaf: it imports nothing of the project, so ``forecasts/``, the scheduling
-core and ``clusters/`` can all share it.
+One :class:`Schema` per table of the design (supply, jobs, plan, sites, caps, site load, run,
+run jobs, measurements; ``docs/formats.md`` is written from them). A schema turns any frame into
+its canonical form (:meth:`Schema.canonical`): the columns in order, numbers as floats or ints,
+booleans from one set of spellings, times as tz-aware UTC. A time without a UTC offset is
+refused everywhere, and every bad cell is named by ``<source> <row>`` and column. Tables are
+written with :func:`write_table` (times as ``2026-11-28T16:00:00Z``) and read with
+:func:`read_table`. This module is a leaf: it imports nothing of the project, so ``forecasts/``,
+the scheduling core and ``clusters/`` can all share it.
 """
 
 from __future__ import annotations
