@@ -14,7 +14,7 @@ wholly inside the job's window: the first usable slot is the first that starts a
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,13 +108,30 @@ def window_slots(jobs: pd.DataFrame, horizon: Horizon) -> tuple[np.ndarray, np.n
     return first.astype(np.int64), end.astype(np.int64)
 
 
-def read_jobs(path: str | Path) -> pd.DataFrame:
+def read_jobs(
+    path: str | Path, horizon: Horizon | None = None, site_names: Sequence[str] = ()
+) -> pd.DataFrame:
     """Read a jobs CSV (:data:`~scheduler.contracts.JOBS`); times need a UTC offset.
 
     Raises :class:`~scheduler.contracts.TableError` naming the file, line and field of every
-    row that cannot be read. Horizon and site checks need a problem: see :func:`validate_jobs`.
+    cell that cannot be read and every repeated ``job_id``. With ``horizon``, every row is also
+    checked against it and ``site_names`` (:func:`validate_jobs`) in the same pass: one
+    :class:`JobError` lists every bad cell and row, by line.
     """
-    return read_table(JOBS, path)
+    if horizon is None:
+        return read_table(JOBS, path)
+    problems: list[str] = []
+    bad_rows: set[int] = set()
+    jobs = read_table(JOBS, path, problems=problems, bad_rows=bad_rows)
+    source = f"{path} line"
+    validate_jobs(jobs, horizon, site_names, source, first_row=2, problems=problems,
+                  skip=bad_rows)  # fmt: skip
+
+    def line(message: str) -> int:
+        return int(message[len(source) + 1 :].split(" ", 1)[0])
+
+    _raise(sorted(problems, key=line))
+    return jobs
 
 
 def validate_jobs(
@@ -123,15 +140,21 @@ def validate_jobs(
     site_names: Sequence[str],
     source: str = "jobs row",
     first_row: int = 1,
+    *,
+    problems: list[str] | None = None,
+    skip: Collection[int] = (),
 ) -> None:
     """Check a canonical jobs table against a horizon and the known sites.
 
     Raises :class:`JobError` listing every bad row as ``<source> <n> (job_id 'x'): field: what``
-    where ``n`` counts from ``first_row`` (use ``source="jobs.csv line", first_row=2`` for a file).
+    where ``n`` counts from ``first_row`` (use ``source="jobs.csv line", first_row=2`` for a file);
+    with ``problems``, adds them to it instead. Rows in ``skip`` (with a bad cell) are left out.
     """
-    errors: list[str] = []
+    errors: list[str] = [] if problems is None else problems
 
     def fail(i: int | np.integer, field: str, message: str) -> None:
+        if int(i) in skip:
+            return
         errors.append(
             f"{source} {i + first_row} (job_id {jobs['job_id'].iat[i]!r}): {field}: {message}"
         )
@@ -171,7 +194,8 @@ def validate_jobs(
                 f"unknown site(s) {', '.join(map(repr, unknown))}; known sites: "
                 f"{', '.join(sorted(known))}",
             )
-    _raise(errors)
+    if problems is None:
+        _raise(errors)
 
 
 def generate_jobs(

@@ -168,13 +168,22 @@ class Schema:
         return self.canonical(pd.DataFrame(columns=self.names), source=self.name)
 
     def canonical(
-        self, frame: pd.DataFrame, source: str | None = None, first_row: int = 1
+        self,
+        frame: pd.DataFrame,
+        source: str | None = None,
+        first_row: int = 1,
+        *,
+        problems: list[str] | None = None,
+        bad_rows: set[int] | None = None,
     ) -> pd.DataFrame:
         """``frame`` with this schema's columns in order and kinds, checked cell by cell.
 
         Extra columns are kept after the schema's. ``source`` names the frame in errors
-        (``"jobs.csv line"`` with ``first_row=2`` for a file with a header); every bad cell is
-        listed as ``<source> <row> (<key>): <column>: what``. Raises :class:`TableError`.
+        (``"jobs.csv line"`` with ``first_row=2`` for a file with a header); every bad cell, and
+        every repeat of a unique key (naming the row it repeats), is listed as
+        ``<source> <row> (<key>): <column>: what``. Raises :class:`TableError`, unless
+        ``problems`` is given: then the messages are added to it (and the positions of the rows
+        with a bad cell to ``bad_rows``) for a caller that checks more before it reports.
         """
         source = source or f"{self.name} row"
         missing = [c.name for c in self.columns if c.required and c.name not in frame.columns]
@@ -189,6 +198,8 @@ class Schema:
 
         def where(i: int | np.integer) -> str:
             nonlocal keys
+            if bad_rows is not None:
+                bad_rows.add(int(i))
             if key is None:
                 return f"{source} {i + first_row}"
             if keys is None:
@@ -207,10 +218,22 @@ class Schema:
             if name not in columns:  # extra columns, after the schema's
                 columns[name] = _numbers_if_all(frame[name].reset_index(drop=True))
         out = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))  # one frame, not per column
-        if self.unique and not errors:
-            repeated = out.duplicated(list(self.unique), keep="first").to_numpy()
+        if self.unique:
+            unique = list(self.unique)
+            readable = out[unique].notna().all(axis=1).to_numpy()
+            repeated = out.duplicated(unique, keep=False).to_numpy() & readable
+            first_of = out[repeated].reset_index().groupby(unique, sort=False)["index"].first()
             for i in np.flatnonzero(repeated):
-                errors.append(f"{where(i)}: {', '.join(self.unique)}: repeated; must be unique")
+                first = int(first_of.loc[tuple(out.loc[i, unique])])
+                if first != i:
+                    unit = source.rsplit(" ", 1)[-1]  # "line" of a file, "row" of a frame
+                    errors.append(
+                        f"{where(i)}: {', '.join(unique)}: repeats {unit} {first + first_row}; "
+                        "must be unique"
+                    )
+        if problems is not None:
+            problems.extend(errors)
+            return out
         _raise(errors)
         return out
 
@@ -574,10 +597,17 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def read_table(schema: Schema, path: str | Path) -> pd.DataFrame:
+def read_table(
+    schema: Schema,
+    path: str | Path,
+    *,
+    problems: list[str] | None = None,
+    bad_rows: set[int] | None = None,
+) -> pd.DataFrame:
     """Read a ``.csv`` or ``.parquet`` table and return it canonical (see :meth:`Schema.canonical`).
 
-    Raises :class:`TableError` naming the file, and the line and column of every bad cell.
+    Raises :class:`TableError` naming the file, and the line and column of every bad cell (with
+    ``problems``, collects them instead, as :meth:`Schema.canonical` does).
     """
     path = Path(path)
     try:
@@ -590,4 +620,6 @@ def read_table(schema: Schema, path: str | Path) -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise TableError(f"{path}: cannot read the {schema.name} table: {error}") from None
     # in a CSV line 1 is the header, so data row i is on line i + 2
-    return schema.canonical(raw, source=f"{path} line", first_row=2)
+    return schema.canonical(
+        raw, source=f"{path} line", first_row=2, problems=problems, bad_rows=bad_rows
+    )

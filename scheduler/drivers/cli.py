@@ -680,7 +680,7 @@ def plan(
         forecasts=parse_forecast_specs(forecast_from or [], cfg), require_runs=True,
     )  # fmt: skip
     horizon = pipeline.horizon(day)
-    table = read_jobs(jobs) if jobs is not None else None
+    table = read_jobs(jobs, horizon, list(cfg.sites)) if jobs is not None else None
     cap_list = read_caps(caps, list(cfg.sites)) if caps is not None else ()
     problem = pipeline.problem(horizon, jobs=table, caps=cap_list, jobs_source=f"{jobs} line")
     if after is not None:

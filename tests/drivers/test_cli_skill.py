@@ -165,7 +165,7 @@ CASES = {
     "no run in range": (["--reference", f"tucson={HRRR}", "--from", "2021-01-01"],
                         "no run issued from 2021-01-01 to the last"),
     "a bad date": (["--reference", f"tucson={HRRR}", "--from", "yesterday"],
-                   "--from 'yesterday': give an issue date"),
+                   "--from 'yesterday' is not a day in ISO 8601"),
     "bad lead edges": (["--reference", f"tucson={HRRR}", "--lead-edges", "0,6,3"],
                        "--lead-edges '0,6,3': give at least two leads"),
     "another site's truth": (["--reference", f"shantou={HRRR}"], "unknown site 'shantou'"),

@@ -234,3 +234,28 @@ def test_a_bad_output_path_or_day_is_one_message_and_exit_2(monkeypatch, capsys,
     assert code == 2, err
     assert "Traceback" not in err
     assert re.search(says, " ".join(err.split())), err
+
+
+def test_every_bad_job_cell_and_row_is_named_in_one_pass(monkeypatch, capsys, tmp_path):
+    """A bad cell, a repeated job_id, a row that breaks a rule and an unknown site: one
+    message lists all four by line (bad cells had hidden the rest until fixed)."""
+    start, end = "2026-04-11T16:00:00Z", "2026-04-12T10:00:00Z"
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text(
+        "job_id,gpu_hours,max_gpus,release,deadline,sites,preemptible\n"
+        f"a,100,10,{start},{end},,true\n"
+        f"b,-5,10,{start},{end},,true\n"
+        f"a,100,10,{start},{end},,true\n"
+        f"c,100,10,{end},{start},,true\n"
+        f"d,100,10,{start},{end},marsbase,true\n"
+    )
+    code, err = run_main(monkeypatch, capsys, "plan", "--date", DAY, "--jobs", str(jobs),
+                         "--out", str(tmp_path / "p"))  # fmt: skip
+    assert code == 2 and "Traceback" not in err
+    text = " ".join(err.split())
+    assert "4 bad job row(s)" in text
+    lines = [f"jobs.csv line {n} (job_id '{j}'): {f}" for n, j, f in
+             ((3, "b", "gpu_hours"), (4, "a", "job_id: repeats line 2"), (5, "c", "deadline"),
+              (6, "d", "sites: unknown site(s) 'marsbase'"))]  # fmt: skip
+    positions = [text.index(line) for line in lines]
+    assert positions == sorted(positions)

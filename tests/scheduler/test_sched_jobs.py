@@ -83,5 +83,5 @@ def test_repeated_ids_and_naive_times_are_refused_when_read(tmp_path):
     text = str(error.value)
     assert "line 3 (job_id 'ok'): release: '2026-06-01T00:00' has no UTC offset" in text
     path.write_text(path.read_text().replace("2026-06-01T00:00,", "2026-06-01T00:00Z,"))
-    with pytest.raises(UserError, match=r"line 3 \(job_id 'ok'\): job_id: repeated"):
+    with pytest.raises(UserError, match=r"line 3 \(job_id 'ok'\): job_id: repeats line 2"):
         read_jobs(path)
