@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -111,11 +112,20 @@ def test_wind_in_kmh_is_refused(tmp_path, kind):
 
 
 def test_windy_but_real_m_s_pass(tmp_path):
-    """A windy coastal station (Weibull A 7.5 m/s, k 2: mean 6.6 m/s, 1.8 % above 15 m/s)."""
+    """A windy coastal station (Weibull A 7.5 m/s, k 2: mean 6.6 m/s, 1.8 % above 15 m/s) is
+    read as m/s, untouched and without a warning; the same winds in km/h are refused."""
     frame = typical_year_frame()
     quantiles = (np.arange(len(frame)) * 0.6180339887) % 1
     frame["wind_speed"] = stats.weibull_min.ppf(quantiles, 2.0, scale=7.5)
-    read_weather(typical_epw(tmp_path / "windy.epw", frame))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a unit warning would fail here
+        weather = read_weather(typical_epw(tmp_path / "windy.epw", frame))
+    read = weather.data["wind_speed"].to_numpy()
+    assert read.mean() == pytest.approx(7.5 * math.gamma(1.5), rel=0.02)  # 6.65 m/s
+    assert np.abs(np.sort(read) - np.sort(frame["wind_speed"].round(1).to_numpy())).max() < 0.06
+    frame["wind_speed"] = frame["wind_speed"] * 3.6
+    with pytest.raises(WeatherFileError, match="wind_speed"):
+        read_weather(typical_epw(tmp_path / "kmh.epw", frame))
 
 
 def test_windier_than_the_site_climate_warns(site, tmp_path):
