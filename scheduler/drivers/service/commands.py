@@ -419,6 +419,13 @@ def serve(
             ".proto says); one more is RESOURCE_EXHAUSTED",
         ),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT to serve Prometheus metrics on (path /metrics), e.g. "
+            "127.0.0.1:9464; off unless given"
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every call")] = False,
 ) -> None:
     """The control plane: the load-cap API (gRPC), the planning loop, and dispatch on Ray.
@@ -455,8 +462,8 @@ def serve(
         config, listen, db, auth, tls, date, jobs, tuple(weather or ()), loop=True,
         dispatch=dispatch, ray_address=ray_address, clock_start=start_at, speedup=speedup,
         days=days, out=out, jobs_dir=jobs_dir, forecasts=tuple(forecast or ()),
-        settle_on=settle_on, measurements_file=measurements,
+        settle_on=settle_on, measurements_file=measurements, metrics=metrics,
     )  # fmt: skip
     if streams_per_client is not None:
         options = replace(options, streams_per_peer=streams_per_client)
-    run(options)  # a UserError (config, listen address, auth file, jobs, date) exits 2 in main
+    run(options)  # a UserError (config, addresses, auth file, jobs, date) exits 2 in main

@@ -51,6 +51,7 @@ from scheduler.contracts.plandir import (
     write_run_report,
 )
 from scheduler.drivers.plan_output import save_run_day
+from scheduler.drivers.service.exporter import ServiceMetrics
 from scheduler.drivers.service.measured import MeasurementBook, SettledSupply
 from scheduler.drivers.service.planner import Planner, RunState
 from scheduler.drivers.service.store import LoopProgress, Store
@@ -163,7 +164,10 @@ class ControlLoop:
 
     ``runner`` runs each slot's chunks (``None``: every chunk completes at once); ``out_dir``
     receives one directory per day; ``solver.replan_every_minutes`` is the longest the loop
-    keeps a plan without re-planning the work left.
+    keeps a plan without re-planning the work left; ``metrics`` counts each slot run.
+
+    The loop keeps pace (:meth:`keeping_pace`, what gRPC health SERVING means) once its first
+    day is planned and while it is at most a slot behind its clock (:meth:`lag`).
     """
 
     def __init__(
@@ -180,6 +184,7 @@ class ControlLoop:
         runner: Runner | None = None,
         jobs_dir: Path | None = None,
         book: MeasurementBook | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -192,6 +197,9 @@ class ControlLoop:
         self.runner = runner
         self.jobs_dir = jobs_dir
         self.replan_every = pd.Timedelta(minutes=config.solver.replan_every_minutes)
+        self.slot = pd.Timedelta(minutes=config.forecast.slot_minutes)
+        self.metrics = metrics if metrics is not None else ServiceMetrics()
+        self._due: pd.Timestamp | None = None  # the next slot start to begin; None: unplanned
         self.done: list[DayDone] = []
         self.reported: list[ReportRow] = []  # every site-slot run so far, in order
         self._report_at: dict[tuple[str, pd.Timestamp], int] = {}  # (site, start) -> row
@@ -204,6 +212,19 @@ class ControlLoop:
     def stop(self) -> None:
         """Stop after the slot running now."""
         self._stop.set()
+
+    def lag(self) -> pd.Timedelta | None:
+        """How far the clock is past the next slot start the loop has not begun (zero while it
+        waits for it); ``None`` before its first day is planned."""
+        due = self._due
+        if due is None:
+            return None
+        return max(self.clock.now() - due, pd.Timedelta(0))
+
+    def keeping_pace(self) -> bool:
+        """Whether the first day is planned and the loop is at most a slot behind its clock."""
+        lag = self.lag()
+        return lag is not None and lag <= self.slot
 
     def run(self) -> list[DayDone]:
         """Run the days; returns them as they finished (also in :attr:`done`)."""
@@ -298,8 +319,15 @@ class ControlLoop:
             return None
 
     def _report_slot(
-        self, engine: Settlement, t: int, start: pd.Timestamp, settled: SettledSupply | None
+        self,
+        engine: Settlement,
+        t: int,
+        start: pd.Timestamp,
+        settled: SettledSupply | None,
+        state: dict[str, object],
     ) -> None:
+        """Add slot ``t``'s report rows (one per site) and count it in the metrics;
+        ``state`` is the engine's after the slot."""
         drawn = engine.slot_load(t)
         baseline = self.planner.baseline_mw[:, t]
         limits = {s.name: s.grid_import_limit_mw for s in engine.problem.sites}
@@ -330,6 +358,7 @@ class ControlLoop:
                     ),
                 )
             )
+        self.metrics.slot_ran(engine, t, state, baseline, [row.supply_basis for row in rows])
         with self.report_added:
             for row in rows:
                 self._report_at[(row.site, row.start)] = len(self.reported)
@@ -378,11 +407,13 @@ class ControlLoop:
             version = self.planner.replan("started during the day", state)
             engine.replace_plan(version.result, horizon.times[first])
         seen, planned_at = version.version, horizon.start
+        self._due = horizon.times[first]
         log.info("day %s: %d jobs, plan version %d", day, problem.n_jobs, seen)
         for t in range(first, horizon.n_slots):
             boundary = horizon.times[t]
             if not self._wait_until(boundary):
                 return None
+            self._due = boundary + slot  # slot t has begun
             with self.planner.slot_start():
                 current = self.planner.settled()
                 if current.version != seen:
@@ -403,9 +434,10 @@ class ControlLoop:
                 self._rebook_reports(settled, settled.close(boundary))
                 engine.settle_on(settled.decide(t, boundary))
             engine.step(t)
-            self.store.save_loop_slot(day, t + 1, carried, engine.state())
+            walked = engine.state()
+            self.store.save_loop_slot(day, t + 1, carried, walked)
             self.planner.state = _run_state(engine, boundary + slot)
-            self._report_slot(engine, t, boundary, settled)
+            self._report_slot(engine, t, boundary, settled, walked)
         self.store.save_loop_slot(day, horizon.n_slots, carried, engine.state(), finished=True)
         directory = self.out_dir / day
         if settled is not None:

@@ -76,6 +76,7 @@ import pandas as pd
 from scheduler.config import Config
 from scheduler.drivers.service.auth import Coordinator
 from scheduler.drivers.service.events import CapEvent, event_caps
+from scheduler.drivers.service.exporter import ServiceMetrics
 from scheduler.drivers.service.store import (
     CANCELLED,
     Cancellation,
@@ -239,7 +240,8 @@ class Planner:
     """Owns the current plan of the operating day ``day`` (a problem without caps); see the
     module docstring. While a control loop runs the day, ``state`` says where it stands and
     every re-plan covers only the work left, from the next slot boundary. :meth:`close` stops
-    the planner thread once the changes queued are answered."""
+    the planner thread once the changes queued are answered. ``metrics`` times the solves,
+    the plans published and the batches."""
 
     def __init__(
         self,
@@ -248,8 +250,10 @@ class Planner:
         store: Store,
         clock: Callable[[], pd.Timestamp] = utc_now,
         forecast_at: ForecastAt | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.config = config
+        self._metrics = metrics if metrics is not None else ServiceMetrics()
         self._store = store
         self.clock = clock
         self._forecast_at = forecast_at
@@ -602,6 +606,7 @@ class Planner:
 
     def _apply(self, batch: list[_Change]) -> list[SubmitAnswer | tuple[bool, int]]:
         """Plan ``batch`` once, commit it with its answers, publish the plan; the answers."""
+        self._metrics.batch_planned(len(batch))
         with self._lock:
             self._archive_ended()
             caps = dict(self._caps)
@@ -858,14 +863,18 @@ class Planner:
         """The optimizer's plan of ``problem``: in a solver process once serving (its solves
         hold the GIL for hundreds of ms, which would stall every call the server answers),
         here during start-up."""
+        began = time.perf_counter()
         if self._solver is None:
-            return self._policy.plan(problem)
-        try:
-            return self._solver.submit(self._policy.plan, problem).result()
-        except BrokenProcessPool:
-            log.error("the solver process died; starting another")
-            self._solver = _solver_process()
-            return self._solver.submit(self._policy.plan, problem).result()
+            result = self._policy.plan(problem)
+        else:
+            try:
+                result = self._solver.submit(self._policy.plan, problem).result()
+            except BrokenProcessPool:
+                log.error("the solver process died; starting another")
+                self._solver = _solver_process()
+                result = self._solver.submit(self._policy.plan, problem).result()
+        self._metrics.solved(time.perf_counter() - began)
+        return result
 
     def _version(
         self,
@@ -895,6 +904,7 @@ class Planner:
     def _publish(self, version: PlanVersion) -> None:
         if version is self._current:
             return
+        self._metrics.plan_made(version.plan_seconds)
         with self._published:
             self._current = version
             self._published.notify_all()

@@ -2,13 +2,21 @@
 
 :func:`start` wires config, forecast, jobs, store, planner and authenticator into a running
 ``grpc.aio`` server (on an event loop in a thread of its own) with standard health checking and
-server reflection (so ``grpcurl`` and ``grpc-health-probe`` work); :func:`serve` runs it until
-SIGINT or SIGTERM. What the methods do is in :mod:`.servicer`.
+server reflection (so ``grpcurl`` and ``grpc-health-probe`` work), and with ``--metrics`` an
+HTTP endpoint of Prometheus metrics (:mod:`.exporter`); :func:`serve` runs it until SIGINT or
+SIGTERM. What the methods do is in :mod:`.servicer`.
+
+Health means the control loop keeps pace: with a loop, the service ("" and the load-cap
+service) answers NOT_SERVING until the loop has planned its first day and whenever it is more
+than a slot behind its clock (:meth:`~.loop.ControlLoop.keeping_pace`, looked at every
+:data:`READINESS_POLL_S`), SERVING again once it has caught up. A plan-only service is SERVING
+from the start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import signal
@@ -34,6 +42,7 @@ from scheduler.clock import Clock, CompressedClock, RealClock
 from scheduler.config import Config, load_config
 from scheduler.contracts import UserError
 from scheduler.drivers.service.auth import Authenticator
+from scheduler.drivers.service.exporter import ServiceMetrics
 from scheduler.drivers.service.forecast_watch import ForecastWatcher
 from scheduler.drivers.service.loop import ControlLoop, day_problem
 from scheduler.drivers.service.measured import MeasurementBook
@@ -52,6 +61,7 @@ from scheduler.pipeline import DayPipeline, parse_forecast_specs, parse_weather_
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "READINESS_POLL_S",
     "SERVICE_NAME",
     "Running",
     "ServeOptions",
@@ -64,6 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024  # an event of 96 intervals is about 4 KiB
+READINESS_POLL_S = 0.1  # how often health looks whether the loop keeps pace [s]
 _LOOPBACK_NAMES = {"localhost"}
 _REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 _T = TypeVar("_T")
@@ -103,6 +114,7 @@ class ServeOptions:
     days: int | None = None  # stop after this many operating days; None = run until stopped
     out: Path = Path("out/serve")  # one directory per operating day
     jobs_dir: Path | None = None  # with the loop: each day's jobs from DIR/YYYY-MM-DD.csv
+    metrics: str | None = None  # HOST:PORT of the Prometheus endpoint; None = off
 
 
 class _EventLoop:
@@ -137,10 +149,13 @@ class Running:
     events: _EventLoop
     relays: Relays
     executor: ThreadPoolExecutor
+    metrics: ServiceMetrics
     loop: ControlLoop | None = None
     ray_started: bool = False
     thread: threading.Thread | None = None
     watcher: ForecastWatcher | None = None
+    metrics_port: int | None = None  # where /metrics is served; None = not served
+    readiness: asyncio.Task | None = None  # sets health from the loop's pace
 
     def start_loop(self) -> threading.Thread:
         """Run the control loop in a thread of its own (and follow the forecast runs)."""
@@ -159,6 +174,7 @@ class Running:
             if self.thread is not None:
                 self.thread.join()
         self.events.run(self._stop_serving(grace_s))
+        self.metrics.close()
         self.relays.stop()
         self.executor.shutdown(cancel_futures=True)
         self.events.close()
@@ -170,6 +186,8 @@ class Running:
             ray.shutdown()
 
     async def _stop_serving(self, grace_s: float) -> None:
+        if self.readiness is not None:
+            self.readiness.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
 
@@ -200,11 +218,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _host_port(flag: str, address: str, example: str) -> tuple[str, int]:
+    """``HOST:PORT`` of option ``flag`` split; one message naming it otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UserError(f"{flag} {address!r}: expected HOST:PORT, e.g. {example}")
+    return host, int(port)
+
+
 def check_listen(listen: str, auth_open: bool) -> None:
     """Refuse a non-loopback address without an auth file; the message says what is allowed."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise UserError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+    host, _ = _host_port("--listen", listen, "127.0.0.1:50051")
     if auth_open and not _is_loopback(host):
         raise UserError(
             f"--listen {listen!r}: without --auth the server binds only to loopback "
@@ -212,8 +236,8 @@ def check_listen(listen: str, auth_open: bool) -> None:
         )
 
 
-def _in_use_message(listen: str) -> str:
-    return f"--listen {listen}: cannot listen there (is the port in use by another process?)"
+def _in_use_message(flag: str, address: str) -> str:
+    return f"{flag} {address}: cannot listen there (is the port in use by another process?)"
 
 
 def _check_port_free(listen: str) -> None:
@@ -234,7 +258,7 @@ def _check_port_free(listen: str) -> None:
                 return  # one address is free: gRPC can listen
             except OSError:
                 continue
-    raise UserError(_in_use_message(listen))
+    raise UserError(_in_use_message("--listen", listen))
 
 
 async def _bound_server(options: ServeOptions) -> tuple[grpc.aio.Server, int]:
@@ -257,7 +281,26 @@ async def _bound_server(options: ServeOptions) -> tuple[grpc.aio.Server, int]:
         )
         return server, server.add_secure_port(options.listen, credentials)
     except RuntimeError as error:
-        raise UserError(f"{_in_use_message(options.listen)}: {error}") from None
+        raise UserError(f"{_in_use_message('--listen', options.listen)}: {error}") from None
+
+
+def _metrics_at(address: str) -> tuple[str, int]:
+    """Host and port of ``--metrics``; one message when it is not HOST:PORT."""
+    return _host_port("--metrics", address, "127.0.0.1:9464")
+
+
+def _serve_metrics(address: str, metrics: ServiceMetrics) -> int:
+    """Serve ``metrics`` on ``address`` (``--metrics``); the port bound."""
+    host, port = _metrics_at(address)
+    try:
+        bound = metrics.serve(host.strip("[]"), port)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise UserError(_in_use_message("--metrics", address)) from None
+        raise UserError(f"--metrics {address}: cannot listen there: {error}") from None
+    if not _is_loopback(host):
+        log.warning("--metrics %s: anyone who reaches it reads the sites' load (no token)", address)
+    return bound
 
 
 def _loop_clock(options: ServeOptions, store: Store, config: Config) -> Clock:
@@ -274,20 +317,48 @@ def _loop_clock(options: ServeOptions, store: Store, config: Config) -> Clock:
     return CompressedClock(options.speedup, start=start_at)
 
 
+async def _set_health(health_servicer: health_aio.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else (
+        health_pb2.HealthCheckResponse.NOT_SERVING
+    )  # fmt: skip
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, status)
+
+
+async def _follow_pace(health_servicer: health_aio.HealthServicer, loop: ControlLoop) -> None:
+    """Health SERVING while ``loop`` keeps pace, NOT_SERVING otherwise (module docstring)."""
+    serving, served = False, False  # health was set NOT_SERVING at start
+    while True:
+        pace = loop.keeping_pace()
+        if pace != serving:
+            await _set_health(health_servicer, pace)
+            if pace:
+                log.info("the loop %s: health SERVING", "caught up" if served else "is running")
+            else:
+                lag_s = (loop.lag() or pd.Timedelta(0)).total_seconds()  # set once it served
+                log.warning("the loop is %.0f s behind its clock (a slot is %.0f s): health "
+                            "NOT_SERVING until it catches up", lag_s,
+                            loop.slot.total_seconds())  # fmt: skip
+            serving, served = pace, True
+        await asyncio.sleep(READINESS_POLL_S)
+
+
 async def _start_serving(
-    server: grpc.aio.Server, servicer: LoadCapServicer
-) -> health_aio.HealthServicer:
-    """Add the service, health and reflection to ``server`` and start it."""
+    server: grpc.aio.Server, servicer: LoadCapServicer, loop: ControlLoop | None
+) -> tuple[health_aio.HealthServicer, asyncio.Task | None]:
+    """Add the service, health and reflection to ``server`` and start it; with a ``loop``,
+    the task that keeps health to its pace."""
     server.add_generic_rpc_handlers((handler(servicer),))
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await _set_health(health_servicer, loop is None)
     names = (SERVICE_NAME, health.SERVICE_NAME, _REFLECTION_V1, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     server.add_generic_rpc_handlers((_reflection_v1(names),))
     await server.start()
-    return health_servicer
+    if loop is None:
+        return health_servicer, None
+    return health_servicer, asyncio.create_task(_follow_pace(health_servicer, loop))
 
 
 def _reflection_v1(names: tuple[str, ...]) -> grpc.GenericRpcHandler:
@@ -314,18 +385,25 @@ def start(options: ServeOptions, clock: Callable[[], pd.Timestamp] = utc_now) ->
         else Authenticator.from_file(options.auth, config.sites)
     )
     check_listen(options.listen, auth.is_open)
+    if options.metrics is not None:
+        _metrics_at(options.metrics)  # refused before anything starts
     events = _EventLoop()
     try:
         server, port = events.run(_bound_server(options))  # a busy port writes nothing
     except BaseException:
         events.close()
         raise
+    metrics = ServiceMetrics()
     try:
-        return _start(options, clock, config, auth, events, server, port)
+        metrics_port = None if options.metrics is None else _serve_metrics(options.metrics, metrics)
+        running = _start(options, clock, config, auth, events, server, port, metrics)
     except BaseException:
+        metrics.close()
         events.run(server.stop(None))
         events.close()
         raise
+    running.metrics_port = metrics_port
+    return running
 
 
 def _start(
@@ -336,6 +414,7 @@ def _start(
     events: _EventLoop,
     server: grpc.aio.Server,
     port: int,
+    metrics: ServiceMetrics,
 ) -> Running:
     store = Store(options.db)
     try:
@@ -365,7 +444,7 @@ def _start(
 
         planner = Planner(
             config, replace(problem, actual_supply=None), store, clock,
-            forecast_at if options.loop else None,
+            forecast_at if options.loop else None, metrics,
         )  # fmt: skip
     except BaseException:
         store.close()
@@ -379,7 +458,7 @@ def _start(
         loop = ControlLoop(
             config, pipeline, planner, store, loop_clock, first_day=pd.Timestamp(first),
             days=options.days, out_dir=options.out, runner=runner, jobs_dir=options.jobs_dir,
-            book=book,
+            book=book, metrics=metrics,
         )  # fmt: skip
         if pipeline.feed is not None:
             poll = pd.Timedelta(minutes=config.forecast.nwp.poll_minutes)
@@ -387,9 +466,11 @@ def _start(
     executor = ThreadPoolExecutor(options.max_workers, thread_name_prefix="greensched-rpc")
     relays = Relays(events.loop, planner, loop)
     servicer = LoadCapServicer(
-        planner, auth, executor, relays, loop, options.streams_per_peer, book=book
-    )
-    health_servicer = events.run(_start_serving(server, servicer))
+        planner, auth, executor, relays, loop, options.streams_per_peer, book=book,
+        metrics=metrics,
+    )  # fmt: skip
+    metrics.follow(planner, loop, watcher)
+    health_servicer, readiness = events.run(_start_serving(server, servicer, loop))
     host = options.listen.rpartition(":")[0]
     log.info(
         "greensched serve: listening on %s:%d (%s%s), day %s, %d jobs, database %s",
@@ -406,8 +487,8 @@ def _start(
             "no --auth file: open service, every caller may cap every site; bound to loopback only"
         )
     return Running(
-        server, port, planner, store, health_servicer, events, relays, executor, loop, ray_started,
-        watcher=watcher,
+        server, port, planner, store, health_servicer, events, relays, executor, metrics, loop,
+        ray_started, watcher=watcher, readiness=readiness,
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -43,6 +44,7 @@ from scheduler.drivers.service.auth import (
     peer_address,
 )
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
+from scheduler.drivers.service.exporter import ServiceMetrics
 from scheduler.drivers.service.loop import ControlLoop, ReportRow
 from scheduler.drivers.service.measured import MeasurementBook
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
@@ -148,7 +150,7 @@ def _rpc(method: Callable) -> Callable:
             _checked(request)
             return await method(self, request, context)
         except Exception as error:  # every error becomes a status: _refusal
-            code, details = _refusal(method.__name__, error)
+            code, details = self._refused(method.__name__, error)
         await context.abort(code, details)
 
     return wrapper
@@ -165,7 +167,7 @@ def _stream(method: Callable) -> Callable:
                 async for reply in method(self, request, context):
                     yield reply
         except Exception as error:  # every error becomes a status: _refusal
-            code, details = _refusal(method.__name__, error)
+            code, details = self._refused(method.__name__, error)
         else:
             return
         await context.abort(code, details)
@@ -261,7 +263,8 @@ class Relays:
 # --- the servicer --------------------------------------------------------------------------
 class LoadCapServicer:
     """Converts messages to shared types and back; see the module docstring. Blocking calls
-    run on ``executor``; ``relays`` wake the streams."""
+    run on ``executor``; ``relays`` wake the streams; ``metrics`` counts refusals and times
+    the answers to caps."""
 
     def __init__(
         self,
@@ -272,8 +275,10 @@ class LoadCapServicer:
         loop: ControlLoop | None = None,
         streams_per_peer: int = MAX_STREAMS_PER_PEER,
         book: MeasurementBook | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._planner = planner
+        self._metrics = metrics if metrics is not None else ServiceMetrics()
         self._book = book
         self._auth = auth
         self._executor = executor
@@ -297,12 +302,20 @@ class LoadCapServicer:
     def _caller(self, context: grpc.aio.ServicerContext) -> Coordinator:
         return self._auth.identify(context.invocation_metadata() or (), context.peer())
 
+    def _refused(self, method: str, error: Exception) -> tuple[grpc.StatusCode, str]:
+        """:func:`_refusal`, counted by method and status code."""
+        code, details = _refusal(method, error)
+        self._metrics.refused(method, code.name)
+        return code, details
+
     @_rpc
     async def SubmitLoadCap(
         self, request: pb.SubmitLoadCapRequest, context
     ) -> pb.SubmitLoadCapResponse:
+        began = time.perf_counter()
         coordinator = self._caller(context)
         answer = await self._planned(self._planner.submit, _event_of(request), coordinator)
+        self._metrics.cap_answered(time.perf_counter() - began)
         return _answer_message(answer)
 
     @_rpc
