@@ -50,3 +50,18 @@ def greensched(*args: str, cwd: Path, timeout_s: float = 600) -> subprocess.Comp
         timeout=timeout_s,
         check=False,
     )
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``greensched ARGS`` through ``main()`` (the console script's entry point, with its one
+    ``UserError`` catch) in this process: (exit code, stdout, stderr)."""
+    from scheduler.drivers.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["greensched", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

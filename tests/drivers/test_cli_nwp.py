@@ -4,29 +4,23 @@ source a user can hand them: one message, exit code 2, never a traceback."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
 import pytest
 
 from scheduler.contracts import SUPPLY, read_table
-from scheduler.drivers.cli import main
-from tests.conftest import GEFS_RUN, GFS_RUN, NOAA, TUCSON_CONFIG, greensched, needs_nwp
+from tests.conftest import (
+    GEFS_RUN,
+    GFS_RUN,
+    NOAA,
+    TUCSON_CONFIG,
+    greensched,
+    needs_nwp,
+    run_cli,
+)
 
 pytestmark = [pytest.mark.realdata, needs_nwp]
 TUCSON = ["--config", str(TUCSON_CONFIG)]
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``greensched ARGS`` through ``main()``: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["greensched", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.slow
@@ -51,7 +45,7 @@ def test_plan_on_a_gfs_run_records_the_run_in_the_manifest(tmp_path):
 
 def test_forecast_from_the_gefs_members_has_their_spread(monkeypatch, capsys, tmp_path):
     out = tmp_path / "supply.csv"
-    code, stdout, err = run_main(
+    code, stdout, err = run_cli(
         monkeypatch, capsys, "forecast", *TUCSON, "--start", "2019-05-15",
         "--forecast", f"tucson={GEFS_RUN}", "--out", str(out),
     )  # fmt: skip
@@ -69,7 +63,7 @@ def test_the_config_names_a_sites_source(monkeypatch, capsys, tmp_path):
         "    sources: {}", f"    sources: {{tucson: {NOAA / 'gfs_0p25'}}}"
     )
     config.write_text(text)
-    code, stdout, err = run_main(
+    code, stdout, err = run_cli(
         monkeypatch, capsys, "forecast", "--config", str(config), "--start", "2019-07-15",
         "--out", str(tmp_path / "supply.csv"),
     )  # fmt: skip
@@ -92,7 +86,7 @@ def test_a_bad_forecast_source_is_one_message_and_exit_2(monkeypatch, capsys, tm
     args, says = CASES[case]
     if "--start" not in args:
         args = [*args, "--start", "2019-05-15"]
-    code, _, err = run_main(
+    code, _, err = run_cli(
         monkeypatch, capsys, "forecast", *TUCSON, *args, "--out", str(tmp_path / "s.csv")
     )
     assert code == 2
@@ -104,14 +98,14 @@ def test_a_corrupt_run_and_a_site_off_the_grid_through_plan(monkeypatch, capsys,
     run = tmp_path / "runs/2019/05/15/00"
     run.mkdir(parents=True)
     (run / "gfs_0p25.nc").write_bytes(GFS_RUN.read_bytes()[:4000])
-    code, _, err = run_main(
+    code, _, err = run_cli(
         monkeypatch, capsys, "plan", *TUCSON, "--date", "2019-05-15",
         "--forecast", f"tucson={tmp_path / 'runs'}", "--out", str(tmp_path / "p"),
     )  # fmt: skip
     assert code == 2 and "gfs_0p25.nc: not a readable NetCDF file" in err
     assert "Traceback" not in err
     # the default sites are in China: the Tucson run's grid is ~11,000 km away
-    code, _, err = run_main(
+    code, _, err = run_cli(
         monkeypatch, capsys, "plan", "--date", "2019-05-16", "--forecast",
         f"qingyang={GFS_RUN}", "--out", str(tmp_path / "q"),
     )  # fmt: skip

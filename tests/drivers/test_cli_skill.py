@@ -5,7 +5,6 @@ exit code 2."""
 from __future__ import annotations
 
 import re
-import sys
 
 import pandas as pd
 import pytest
@@ -15,7 +14,6 @@ from forecasts.nwp.archive import RunArchive
 from forecasts.nwp.ensemble import run_supply
 from forecasts.supply import SupplyModel
 from scheduler.config import load_config
-from scheduler.drivers.cli import main
 from scheduler.pipeline import forecast_error_of
 from tests.conftest import (
     GEFS_RUN,
@@ -25,23 +23,12 @@ from tests.conftest import (
     TUCSON_CONFIG,
     greensched,
     needs_nwp,
+    run_cli,
 )
 
 pytestmark = [pytest.mark.realdata, needs_nwp]
 TUCSON = ["--config", str(TUCSON_CONFIG)]
 HRRR = NOAA / "hrrr_hourly"
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``greensched ARGS`` through ``main()``: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["greensched", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +61,7 @@ def hrrr_files(tmp_path_factory):
 
 def test_gfs_against_the_hrrr_reference_says_it_is_a_model(monkeypatch, capsys, tmp_path):
     out = tmp_path / "skill.csv"
-    code, stdout, err = run_main(
+    code, stdout, err = run_cli(
         monkeypatch, capsys, "forecast-skill", *TUCSON, "--forecast", f"tucson={GFS_RUN}",
         "--reference", f"tucson={HRRR}", "--out", str(out), "--fit",
     )  # fmt: skip
@@ -108,7 +95,7 @@ def test_the_same_truth_measured_as_weather_or_as_a_reference_gives_the_same_tab
     for kind, truth in (("reference", f"tucson={HRRR}"), ("actual", f"tucson={measured}"),
                         ("actual", f"tucson={weather}")):  # fmt: skip
         out = tmp_path / "skill.csv"
-        code, _, err = run_main(
+        code, _, err = run_cli(
             monkeypatch, capsys, "forecast-skill", *TUCSON, "--forecast", f"tucson={GFS_RUN}",
             f"--{kind}", truth, "--out", str(out),
         )  # fmt: skip
@@ -126,7 +113,7 @@ def test_the_same_truth_measured_as_weather_or_as_a_reference_gives_the_same_tab
 @pytest.mark.skipif(not SHANGHAI_EPW.exists(), reason="real EPW files are absent")
 def test_a_typical_year_is_graded_against_but_named_a_climatology(monkeypatch, capsys, tmp_path):
     out = tmp_path / "skill.csv"
-    code, _, err = run_main(
+    code, _, err = run_cli(
         monkeypatch, capsys, "forecast-skill", *TUCSON, "--forecast", f"tucson={GFS_RUN}",
         "--actual", f"tucson={SHANGHAI_EPW}", "--out", str(out),
     )  # fmt: skip
@@ -136,7 +123,7 @@ def test_a_typical_year_is_graded_against_but_named_a_climatology(monkeypatch, c
 
 
 def test_an_ensemble_fits_its_spread_factor(monkeypatch, capsys, tmp_path):
-    code, stdout, err = run_main(
+    code, stdout, err = run_cli(
         monkeypatch, capsys, "forecast-skill", *TUCSON, "--forecast", f"tucson={GEFS_RUN}",
         "--reference", f"tucson={HRRR}", "--out", str(tmp_path / "s.csv"), "--fit",
         "--lead-edges", "0,12,24,36", "--min-slots", "8",
@@ -177,7 +164,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_a_bad_input_is_one_message_and_exit_2(monkeypatch, capsys, tmp_path, case):
     args, says = CASES[case]
-    code, _, err = run_main(
+    code, _, err = run_cli(
         monkeypatch, capsys, "forecast-skill", *TUCSON, "--forecast", f"tucson={GFS_RUN}",
         *args, "--out", str(tmp_path / "s.csv"),
     )  # fmt: skip
@@ -205,7 +192,7 @@ MEASURED = {
 @pytest.mark.parametrize("case", MEASURED)
 def test_a_bad_measurements_file_names_the_file_and_field(monkeypatch, capsys, tmp_path, case):
     text, says = MEASURED[case]
-    code, _, err = run_main(
+    code, _, err = run_cli(
         monkeypatch, capsys, "forecast-skill", *TUCSON, "--forecast", f"tucson={GFS_RUN}",
         "--actual", _measured(tmp_path, text), "--out", str(tmp_path / "s.csv"),
     )  # fmt: skip
@@ -219,7 +206,7 @@ def test_a_corrupt_run_names_the_file(monkeypatch, capsys, tmp_path):
     run = tmp_path / "runs/2019/05/15/00"
     run.mkdir(parents=True)
     (run / "gfs_0p25.nc").write_bytes(GFS_RUN.read_bytes()[:4000])
-    code, _, err = run_main(
+    code, _, err = run_cli(
         monkeypatch, capsys, "forecast-skill", *TUCSON, "--forecast",
         f"tucson={tmp_path / 'runs'}", "--reference", f"tucson={HRRR}",
         "--out", str(tmp_path / "s.csv"),

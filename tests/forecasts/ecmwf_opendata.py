@@ -32,11 +32,10 @@ surface pressure and ``ssrd`` accumulated from step 0), on the NOAA run's own gr
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -48,6 +47,7 @@ from ecmwf.opendata.grib import grib_index
 
 from forecasts.nwp.process import unmix_running_means
 from tests.conftest import NOAA
+from tests.local_http import LocalHTTPServer
 
 GFS_2P5 = NOAA / "gfs_2p5deg" / "gfs.t12z.pgrbf120.2p5deg.grib2"
 SITE = (32.12, -110.42)
@@ -219,21 +219,15 @@ class OpenDataServer:
     requests: list[tuple[str, str, int]] = field(default_factory=list)
 
     def __enter__(self) -> OpenDataServer:
-        handler = type("Handler", (_Handler,), {"site": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = LocalHTTPServer(type("Handler", (_Handler,), {"site": self})).__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._http.__exit__(*exc)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
 
 class _Handler(BaseHTTPRequestHandler):

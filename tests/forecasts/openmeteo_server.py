@@ -22,11 +22,10 @@ as NaN, as the service sends a variable its model does not have.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,6 +37,7 @@ from openmeteo_sdk.Unit import Unit
 from openmeteo_sdk.Variable import Variable
 
 from forecasts.nwp.process import unmix_running_means
+from tests.local_http import LocalHTTPServer
 
 NOAA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nwp" / "noaa"
 GFS_MAY = NOAA / "gfs_0p25" / "2019" / "05" / "15" / "00" / "gfs_0p25.nc"
@@ -271,22 +271,14 @@ def _handler(stand_in: OpenMeteoStandIn) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class StandInServer:
+class StandInServer(LocalHTTPServer):
     """The stand-in behind a threaded HTTP server on 127.0.0.1 (a free port)."""
 
     def __init__(self, stand_in: OpenMeteoStandIn) -> None:
+        super().__init__(_handler(stand_in))
         self.stand_in = stand_in
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stand_in))
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self.base_url = self.url
 
     def __enter__(self) -> StandInServer:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
