@@ -36,6 +36,7 @@ __all__ = [
     "PlanMetrics",
     "PlanScore",
     "busy_gpus",
+    "energy_totals",
     "plan_metrics",
     "problem_load_arrays",
     "score_plan",
@@ -273,8 +274,7 @@ def _metrics(
     initial = None if initial_load_mw is None else np.asarray(initial_load_mw, dtype=float)
     ramps = ramp_stats(load["load_mw"], up_mw, down_mw, initial)
     slot_h = horizon.slot_hours
-    energy = load["load_mw"].sum() * slot_h
-    green_used = load["green_used_mw"].sum() * slot_h
+    totals = energy_totals(load["load_mw"], load["green_used_mw"], slot_h)
     required = work_units(jobs["gpu_hours"].to_numpy(dtype=float), horizon.slot_minutes)
     if job is None:
         job = label_index(plan["job_id"], jobs["job_id"].to_numpy())
@@ -293,9 +293,9 @@ def _metrics(
     )
     row_green_tokens = row_tokens * green_fraction[site, slot]
     metrics = PlanMetrics(
-        energy_used_mwh=float(energy),
-        green_used_mwh=float(green_used),
-        green_share=float(green_used / energy) if energy > 0 else 0.0,
+        energy_used_mwh=totals["load_mwh"],
+        green_used_mwh=totals["green_used_mwh"],
+        green_share=totals["green_share"],
         grid_mwh=float(load["grid_mw"].sum() * slot_h),
         co2_t=float(load["grid_co2_kg"].sum() / 1000.0),
         green_unused_mwh=float((load["green_mw"] - load["green_used_mw"]).sum() * slot_h),
@@ -314,6 +314,20 @@ def _metrics(
         slots_over_ramp=dict(zip(names, ramps.slots_over_ramp.tolist(), strict=True)),
     )
     return metrics, job
+
+
+def energy_totals(load_mw: np.ndarray, green_used_mw: np.ndarray, slot_hours: float) -> dict:
+    """Energy of a load profile [MWh] and its green share [-]: ``load_mwh``,
+    ``green_used_mwh``, ``grid_mwh`` (load minus green used) and ``green_share`` (green used
+    over load, matched slot by slot), from loads and green used per site and slot [MW]."""
+    load_mwh = float(np.sum(load_mw) * slot_hours)
+    green_mwh = float(np.sum(green_used_mw) * slot_hours)
+    return {
+        "load_mwh": load_mwh,
+        "green_used_mwh": green_mwh,
+        "grid_mwh": load_mwh - green_mwh,
+        "green_share": green_mwh / load_mwh if load_mwh > 0 else 0.0,
+    }
 
 
 def slot_index(times: pd.Series, horizon: Horizon) -> np.ndarray:

@@ -175,6 +175,23 @@ def test_a_walk_resumed_from_its_stored_state_ends_as_if_never_stopped():
     assert list(resumed.events["kind"]) == list(whole.events["kind"])
 
 
+def test_a_stored_walk_without_a_schema_version_restores_and_a_newer_one_is_refused():
+    """States saved before the schema had a version are version 1; a newer one is not guessed."""
+    problem = make_problem([site("a")], np.full((1, 4), 0.05), [job("j", 160, 40, 0, 4)])
+    plan = pd.DataFrame(plan_rows("j", "a", range(4), 40))
+    first = Settlement(problem, plan)
+    first.step(0)
+    stored = first.state()
+    assert stored.pop("schema_version") == 1
+    old = Settlement(problem, plan)
+    old.restore(stored)
+    for t in range(1, 4):
+        old.step(t)
+    assert old.report().statuses == {"j": "done"}
+    with pytest.raises(ValueError, match="schema 2; this greensched reads up to 1"):
+        Settlement(problem, plan).restore({**stored, "schema_version": 2})
+
+
 def surplus_case(**job_kw) -> tuple:
     """Forecast: 40 GPUs of green in hours 0-1, none after. Actual: 80 GPUs' worth in hours
     0-1. The plan runs 40 GPUs in each of the four hours, so hours 2-3 are on grid power."""

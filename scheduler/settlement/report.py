@@ -1,0 +1,193 @@
+"""What a settled run reports: per site and slot, per job, its totals and events.
+
+:func:`run_report` turns a walk (:mod:`~scheduler.settlement.state`) into the run tables of
+:mod:`scheduler.contracts` (``run.csv``, ``run_jobs.csv``) and the totals of
+``run_report.json``; loads, green use, grid draw and energy come from the one scorer in
+:mod:`scheduler.metrics` (:func:`~scheduler.metrics.site_load`,
+:func:`~scheduler.metrics.energy_totals`), as every plan is scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from scheduler.contracts import PLAN, RUN_JOBS, JobStatus
+from scheduler.contracts.plandir import RunReport
+from scheduler.metrics import energy_totals, site_load
+from scheduler.problem import Problem
+from scheduler.settlement.state import JobsState, WalkRecord
+
+__all__ = ["EVENT_COLUMNS", "executed_plan", "run_report"]
+
+EVENT_COLUMNS = ["time", "kind", "detail", "site", "job_id", "gpus"]
+
+
+def executed_plan(problem: Problem, walk: WalkRecord) -> pd.DataFrame:
+    """The work that completed, as a plan table."""
+    parts = walk.executed or [(np.zeros(0, np.int64),) * 4]
+    job, site, slot, gpus = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return pd.DataFrame(
+        {
+            "job_id": problem.job_ids[job.astype(np.int64)],
+            "site": np.asarray(problem.site_names, dtype=object)[site.astype(np.int64)],
+            "time": problem.horizon.times[slot.astype(np.int64)],
+            "gpus": gpus.astype(np.int64),
+        },
+        columns=PLAN.names,
+    )
+
+
+def _job_table(problem: Problem, jobs: JobsState) -> pd.DataFrame:
+    """How each job ended (:data:`~scheduler.contracts.RUN_JOBS`); columns as arrays, words
+    only for the jobs that need them (a replay reports every day)."""
+    slot_h = problem.slot_hours
+    required = problem.jobs["gpu_hours"].to_numpy(float)
+    done = np.minimum(required, jobs.done * slot_h)
+    deadline = problem.jobs["deadline"]
+    ended = jobs.finished_slot >= 0
+    finished = pd.Series(pd.NaT, index=deadline.index, dtype=deadline.dtype)
+    finished.iloc[np.flatnonzero(ended)] = problem.horizon.times[
+        jobs.finished_slot[ended]
+    ] + pd.Timedelta(hours=slot_h)
+    failed = np.array([f is not None for f in jobs.failed], dtype=bool)
+    after = ended & (finished > deadline).to_numpy()
+    status = np.where(failed, str(JobStatus.FAILED), str(JobStatus.DONE)).astype(object)
+    status[~failed & (~ended | after)] = str(JobStatus.LATE)
+    reason = ["; ".join(notes) for notes in jobs.notes]
+    for j in np.flatnonzero(failed | ~ended | after).tolist():
+        if failed[j]:
+            why = jobs.failed[j]
+        elif not ended[j]:
+            why = (f"unfinished: {done[j]:.6g} of {required[j]:.6g} GPU-h done by the "
+                   f"deadline {deadline.iat[j].isoformat()}")  # fmt: skip
+        else:
+            late_min = (finished.iat[j] - deadline.iat[j]) / pd.Timedelta(minutes=1)
+            why = f"finished {late_min:.0f} min after the deadline"
+        reason[j] = "; ".join(filter(None, [why, reason[j]]))
+    tokens = problem.jobs["tokens"].to_numpy(float)
+    return pd.DataFrame(
+        {
+            "job_id": list(problem.job_ids),
+            "status": status.tolist(),
+            "reason": reason,
+            "sites": _site_lists(jobs.ran_site, problem.site_names),
+            "slots": jobs.ran_slots.astype(np.int64),
+            "gpu_hours_required": required,
+            "gpu_hours_done": done,
+            "tokens_accounted": jobs.done * slot_h * tokens / required,
+            "tokens_real": jobs.tokens_real.astype(np.int64),
+            "finished_at": finished.array,
+            "deadline": deadline.array,
+        },
+        columns=RUN_JOBS.names,
+    )
+
+
+def run_report(
+    problem: Problem,
+    actual: Problem,
+    plan_original: pd.DataFrame,
+    jobs: JobsState,
+    walk: WalkRecord,
+    wall_s: float,
+    chunks: pd.DataFrame,
+) -> RunReport:
+    """The report of a walk over ``problem`` settled on ``actual`` (the same day on the supply
+    it settled on): ``plan_original`` is the plan it started with (the planned side), ``chunks``
+    the runner's task attempts."""
+    horizon, names = problem.horizon, problem.site_names
+    executed = executed_plan(problem, walk)
+    n_sites, n_slots = len(names), horizon.n_slots
+    dispatched = np.zeros((n_sites, n_slots), dtype=np.int64)
+    tasks = np.zeros((n_sites, n_slots), dtype=np.int64)
+    failed = np.zeros((n_sites, n_slots), dtype=np.int64)
+    for t, site, gpus in walk.dispatched:
+        slot = np.full(len(site), t)
+        np.add.at(dispatched, (site, slot), gpus)
+        np.add.at(tasks, (site, slot), 1)
+    for t, s in walk.failed_tasks:
+        failed[s, t] += 1
+    capacity = np.tile(problem.site_gpus.astype(float)[:, None], n_slots)
+    grid_cap, load_cap = actual.grid_cap_mw.copy(), actual.load_cap_mw.copy()
+    for t, live in walk.capacity.items():  # what was in force when each slot ran
+        capacity[:, t] = live
+        grid_cap[:, t], load_cap[:, t] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
+    done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps)
+    planned_load = site_load(plan_original, problem.supply, problem.sites, horizon,
+                             problem.caps)  # fmt: skip
+    run = pd.DataFrame(
+        {
+            "time": done_load["time"],
+            "site": done_load["site"],
+            "planned_gpus": planned_load["gpus_busy"],
+            "dispatched_gpus": dispatched.ravel(),
+            "actual_gpus": done_load["gpus_busy"],
+            "tasks": tasks.ravel(),
+            "tasks_failed": failed.ravel(),
+            "capacity_gpus": capacity.ravel(),
+            "planned_load_mw": planned_load["load_mw"],
+            "planned_green_mw": planned_load["green_mw"],
+            "load_mw": done_load["load_mw"],
+            "green_mw": done_load["green_mw"],
+            "green_used_mw": done_load["green_used_mw"],
+            "grid_mw": done_load["grid_mw"],
+            "grid_cap_mw": grid_cap.ravel(),
+            "load_cap_mw": load_cap.ravel(),
+            "cap_violation_mw": np.where(
+                done_load["gpus_busy"] > 0,
+                np.maximum.reduce(
+                    [
+                        np.zeros(len(done_load)),
+                        done_load["grid_mw"] - grid_cap.ravel(),
+                        done_load["load_mw"] - load_cap.ravel(),
+                    ]
+                ),
+                0.0,
+            ),
+        }
+    )
+    job_table = _job_table(problem, jobs)
+    slot_h = horizon.slot_hours
+    totals = {
+        "planned": {
+            **energy_totals(planned_load["load_mw"], planned_load["green_used_mw"], slot_h),
+            "gpu_hours": float(plan_original["gpus"].sum() * slot_h),
+            "tokens": float(_tokens(plan_original, problem)),
+        },
+        "actual": {
+            **energy_totals(done_load["load_mw"], done_load["green_used_mw"], slot_h),
+            "gpu_hours": float(executed["gpus"].sum() * slot_h),
+            "tokens": float(_tokens(executed, problem)),
+            "tokens_real": float(jobs.tokens_real.sum()),
+            "cap_violations": int((run["cap_violation_mw"] > 1e-6).sum()),
+            "cut_gpu_hours": float(jobs.cut_units * slot_h),
+            **{f"jobs_{s}": int((job_table["status"] == s).sum()) for s in JobStatus},
+        },
+    }
+    return RunReport(
+        site_slots=run,
+        jobs=job_table,
+        chunks=chunks,
+        events=pd.DataFrame(walk.events, columns=EVENT_COLUMNS),
+        totals=totals,
+        slot_minutes=horizon.slot_minutes,
+        wall_s=wall_s,
+        executed=executed,
+    )
+
+
+def _site_lists(used: np.ndarray, names: Sequence[str]) -> list[str]:
+    """``"a;b"`` per row of ``used`` ``[row, site]`` (bool), each distinct row joined once."""
+    rows, inverse = np.unique(used, axis=0, return_inverse=True)
+    joined = [";".join(np.asarray(names)[row]) for row in rows]
+    return [joined[i] for i in inverse.ravel().tolist()]
+
+
+def _tokens(plan: pd.DataFrame, problem: Problem) -> float:
+    """Tokens a plan table stands for: GPU-hours x each job's tokens per GPU-hour [token]."""
+    jobs = problem.jobs.set_index("job_id")
+    per_gpu_hour = (jobs["tokens"] / jobs["gpu_hours"]).reindex(plan["job_id"]).to_numpy()
+    return float((plan["gpus"].to_numpy() * problem.slot_hours * per_gpu_hour).sum())
