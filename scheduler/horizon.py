@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 from functools import cached_property
 
 import pandas as pd
 
-__all__ = ["Horizon", "iso_day", "operating_day", "tomorrow"]
+__all__ = ["Horizon", "iso_day", "iso_time", "operating_day", "time_zone", "tomorrow"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,33 @@ def iso_day(text: str) -> dt.date:
             f"{text!r} is not a day in ISO 8601: give YYYY-MM-DD, e.g. 2026-11-29 (other forms "
             "are ambiguous: 12/10/2026 is October to some, December to others)"
         ) from None
+
+
+def iso_time(text: str) -> pd.Timestamp:
+    """The instant ``text`` in ISO 8601 with a UTC offset (``2026-11-29T18:00+08:00``, ``...Z``),
+    as UTC; raises ``ValueError`` saying so for anything else (a time without an offset is a
+    different instant at each site)."""
+    try:
+        time = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        time = None
+    if time is None or time.tzinfo is None:
+        raise ValueError(
+            f"{text!r} is not a time in ISO 8601 with an offset: give e.g. "
+            "2026-11-29T18:00+08:00 or 2026-11-29T10:00Z"
+        )
+    return pd.Timestamp(time).tz_convert("UTC")
+
+
+def time_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone (``Asia/Shanghai``); raises ``ValueError`` otherwise."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone: give an IANA name, e.g. Asia/Shanghai"
+        ) from None
+    return name
 
 
 def tomorrow(timezone: str, now: pd.Timestamp | None = None) -> dt.date:

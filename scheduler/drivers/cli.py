@@ -164,7 +164,7 @@ def forecast(
     ] = None,
     days: Annotated[int, typer.Option(min=1, max=3660, help="number of days")] = 1,
     slot_minutes: Annotated[
-        int | None, typer.Option(help="slot length [min]; default from config (15)")
+        int | None, typer.Option(help="slot length \\[min]; default from config (15)")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed for weather and forecast error")] = None,
     actual: Annotated[
@@ -280,7 +280,7 @@ def forecast_skill(
         str | None, typer.Option("--to", help="last issue date graded, inclusive (UTC)")
     ] = None,
     lead_edges: Annotated[
-        str, typer.Option(help="lead band edges [h], comma-separated")
+        str, typer.Option(help="lead band edges \\[h], comma-separated")
     ] = "0,1,3,6,12,24,48,72,120,168,240,384",
     fit: Annotated[
         bool,
@@ -294,7 +294,7 @@ def forecast_skill(
         int, typer.Option(min=1, help="fewest slots of wind and of daylit PV a band needs to fit")
     ] = 16,
     slot_minutes: Annotated[
-        int | None, typer.Option(help="slot length [min]; default from config (15)")
+        int | None, typer.Option(help="slot length \\[min]; default from config (15)")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of the error model's draws")] = None,
     out: Annotated[Path, typer.Option(help="skill table: .csv or .parquet")] = Path(
@@ -649,7 +649,7 @@ def plan(
         typer.Option(help="comma-separated policies to compare with; default: solver.compare"),
     ] = None,
     time_limit: Annotated[
-        float | None, typer.Option(min=0.1, help="solver time limit [s]; default from config")
+        float | None, typer.Option(min=0.1, help="solver time limit \\[s]; default from config")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of weather, errors and jobs")] = None,
     after: AfterOption = None,
@@ -905,7 +905,7 @@ SpeedupOption = Annotated[
 
 @app.command()
 def dispatch(
-    directory: Annotated[Path, typer.Argument(help="plan directory written by `greensched plan`")],
+    directory: Annotated[Path, typer.Argument(help="plan directory written by greensched plan")],
     config: ConfigOption = None,
     actual_weather: Annotated[
         list[str] | None,
@@ -951,7 +951,7 @@ def nightly(
     caps: Annotated[Path | None, typer.Option(help="load caps CSV in force for the night")] = None,
     caps_from: Annotated[
         str | None,
-        typer.Option(help="take the caps in force from a running `greensched serve` (HOST:PORT)"),
+        typer.Option(help="take the caps in force from a running greensched serve (HOST:PORT)"),
     ] = None,
     token: Annotated[str | None, typer.Option(help="bearer token for --caps-from")] = None,
     tls_ca: Annotated[Path | None, typer.Option(help="CA certificate for --caps-from")] = None,

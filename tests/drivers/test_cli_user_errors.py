@@ -221,12 +221,35 @@ OUTPUTS = {
         lambda t: ["forecast", "--start", "2026-13-01", "--out", str(t / "s.csv")],
         "--start '2026-13-01' is not a day in ISO 8601",
     ),
+    # the coordinators' commands: checked before any server is asked (none runs here)
+    "caps submit --start in words": (
+        lambda t: [*CAP, "--start", "tomorrow 6pm"],
+        "--start 'tomorrow 6pm' is not a time in ISO 8601 with an offset",
+    ),
+    "caps submit --start month 13": (
+        lambda t: [*CAP, "--start", "2026-13-01T10:00+08:00"],
+        "--start '2026-13-01T10:00\\+08:00' is not a time in ISO 8601",
+    ),
+    "caps submit --start without offset": (
+        lambda t: [*CAP, "--start", "2026-12-01T10:00"],
+        "is not a time in ISO 8601 with an offset",
+    ),
+    "caps list --timezone unknown": (
+        lambda t: ["caps", "list", "--timezone", "Mars/Olympus"],
+        "--timezone 'Mars/Olympus' is not a time zone",
+    ),
+    "measure list --from not ISO": (
+        lambda t: ["measure", "list", "--from", "12/10/2026"],
+        "--from '12/10/2026' is not a time in ISO 8601",
+    ),
 }
+CAP = ["caps", "submit", "--site", "qingyang", "--duration", "2h", "--max-grid-mw", "3"]
 
 
 @pytest.mark.parametrize("case", OUTPUTS)
-def test_a_bad_output_path_or_day_is_one_message_and_exit_2(monkeypatch, capsys, tmp_path, case):
-    """What a newcomer typed: an output where a file is in the way, a day in another format."""
+def test_a_bad_path_day_time_or_zone_is_one_message_and_exit_2(monkeypatch, capsys, tmp_path, case):
+    """What a newcomer typed: an output where a file is in the way, a day or a time in another
+    format, a time zone that does not exist."""
     import re
 
     make, says = OUTPUTS[case]

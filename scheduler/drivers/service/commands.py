@@ -19,6 +19,7 @@ import pandas as pd
 import typer
 
 from scheduler.contracts import UserError
+from scheduler.horizon import iso_time, time_zone
 
 __all__ = ["caps_app", "measure_app", "parse_duration", "serve"]
 
@@ -33,7 +34,7 @@ caps_app = typer.Typer(
 )
 
 ServerOption = Annotated[
-    str, typer.Option("--server", "-s", help="HOST:PORT of `greensched serve`")
+    str, typer.Option("--server", "-s", help="HOST:PORT of a running greensched serve")
 ]
 TokenOption = Annotated[
     str | None,
@@ -67,6 +68,14 @@ def parse_duration(text: str) -> float:
         raise typer.BadParameter(f"{text!r}: use hours/minutes/seconds like 2h, 90m, 1h30m")
     hours, minutes, seconds = (float(g or 0) for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def _utc(text: str, option: str) -> pd.Timestamp:
+    """An ISO 8601 time with an offset, as UTC; one message naming ``option`` otherwise."""
+    try:
+        return iso_time(text)
+    except ValueError as error:
+        raise UserError(f"{option} {error}") from None
 
 
 def _client(
@@ -121,9 +130,7 @@ def submit(
 
     from scheduler.drivers.service.client import cap_interval, pb
 
-    begins = pd.Timestamp(start)
-    if begins.tzinfo is None:
-        raise typer.BadParameter(f"--start {start!r}: give an offset, e.g. +08:00 or Z")
+    begins = _utc(start, "--start")
     event = event_id or f"cli-{uuid.uuid4().hex[:12]}"
     interval = cap_interval(begins, parse_duration(duration), max_grid_mw, load_limit)
     try:
@@ -159,6 +166,11 @@ def list_caps(
     """List the load-cap events you may see."""
     from scheduler.drivers.service.client import pb
 
+    if timezone is not None:
+        try:
+            time_zone(timezone)
+        except ValueError as error:
+            raise UserError(f"--timezone {error}") from None
     try:
         with _client(server, token, tls_ca, tls_cert, tls_key) as client:
             events = client.list(site or (), include_cancelled=include_cancelled)
@@ -207,19 +219,6 @@ measure_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _utc(text: str, option: str) -> pd.Timestamp:
-    """An ISO 8601 time with an offset, as UTC; one message naming ``option`` otherwise."""
-    try:
-        time = pd.Timestamp(text)
-    except ValueError:
-        time = None
-    if time is None or time.tzinfo is None:
-        raise UserError(
-            f"{option} {text!r}: give an ISO 8601 time with an offset, e.g. 2026-11-29T18:00+08:00"
-        )
-    return time.tz_convert("UTC")
 
 
 @measure_app.command("submit")
