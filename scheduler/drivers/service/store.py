@@ -12,6 +12,13 @@ The database, its WAL and shared-memory files and its lock file are readable and
 the service's user only (mode 0600; an older, wider file is narrowed at start-up): they hold
 every coordinator's events and the audit trail.
 
+The schema is versioned (``PRAGMA user_version``): :data:`MIGRATIONS` are applied in order, each
+in one transaction with its version number, when the service opens a database older than
+:data:`SCHEMA_VERSION` (a copy of a database that holds data is kept beside it first); a
+database of a newer version is refused, never guessed at. Version 1 is the schema of the first
+release; its databases carry version 0 and gain the stamp without a change. To change the
+schema, append a migration; never edit one that has shipped.
+
 The database runs in WAL mode with ``synchronous=FULL``: a transaction is on disk when
 ``COMMIT`` returns, so a cap is durable before the service acknowledges it. One connection is
 shared by the server's threads under a lock; every write is one ``BEGIN IMMEDIATE`` transaction.
@@ -43,6 +50,8 @@ from scheduler.problem import LoadCap
 __all__ = [
     "ACTIVE",
     "CANCELLED",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
     "Cancellation",
     "LoopProgress",
     "MeasurementConflict",
@@ -52,6 +61,7 @@ __all__ = [
     "StoredMeasurement",
     "Submission",
     "caps_in_database",
+    "migrate",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,7 +70,7 @@ ACTIVE = "active"
 CANCELLED = "cancelled"
 _PRIVATE = 0o600  # owner read and write
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY,
     modification_number INTEGER NOT NULL,
@@ -135,6 +145,46 @@ CREATE TABLE IF NOT EXISTS loop_days (
 """
 
 
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_1,)
+"""The schema's migrations in order: ``MIGRATIONS[n - 1]`` takes a database to version ``n``."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(
+    db: sqlite3.Connection, path: Path, migrations: Sequence[str] = MIGRATIONS
+) -> tuple[int, int]:
+    """Bring the database ``db`` (the file ``path``) to ``len(migrations)``; return the versions
+    before and after. Each migration commits with its version or not at all; a database that
+    holds data is first copied to ``PATH.schemaN.bak`` (mode 0600). Raises
+    :class:`~scheduler.contracts.UserError` for a database of a newer version."""
+    before = int(db.execute("PRAGMA user_version").fetchone()[0])
+    latest = len(migrations)
+    if before > latest:
+        raise UserError(
+            f"--db {path}: written by a newer greensched (schema version {before}; this one "
+            f"reads up to {latest}); run the newer release or give another --db"
+        )
+    if before == latest:
+        return before, latest
+    if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
+        backup = Path(f"{path}.schema{before}.bak")
+        os.close(os.open(backup, os.O_RDWR | os.O_CREAT | os.O_TRUNC, _PRIVATE))
+        with closing(sqlite3.connect(backup)) as copy:
+            db.backup(copy)
+        log.warning("store %s: schema %d -> %d (a copy is in %s)", path, before, latest, backup)
+    for number in range(before + 1, latest + 1):
+        try:
+            db.executescript(
+                f"BEGIN IMMEDIATE;\n{migrations[number - 1]}\nPRAGMA user_version = {number};\n"
+                "COMMIT;"
+            )
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return before, latest
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """An event's current modification as stored, with the answer given to it."""
@@ -203,6 +253,12 @@ def caps_in_database(path: str | Path) -> list[LoadCap]:
         raise UserError(f"--caps-db {path}: no such file (the database of `greensched serve`)")
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise UserError(
+                    f"--caps-db {path}: written by a newer greensched (schema version {version}; "
+                    f"this one reads up to {SCHEMA_VERSION})"
+                )
             rows = db.execute(
                 "SELECT site, start_ns, end_ns, type, value_mw FROM caps ORDER BY rowid"
             ).fetchall()
@@ -247,6 +303,19 @@ class Store:
             self._writer.release()
             raise UserError(f"--db {self.path}: cannot open: {error.strerror}") from None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._open()
+        except (UserError, sqlite3.DatabaseError) as error:
+            self.close()
+            if isinstance(error, UserError):
+                raise
+            raise UserError(f"--db {self.path}: not a greensched database: {error}") from None
+        log.info("store %s: schema %d, WAL, synchronous=FULL", self.path, SCHEMA_VERSION)
+
+    def _open(self) -> None:
+        """The schema up to date (a newer one refused before anything is written), WAL, durable
+        commits, the files private."""
+        migrate(self._db, self.path)
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
@@ -256,8 +325,6 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        log.info("store %s: WAL, synchronous=FULL", self.path)
 
     def close(self) -> None:
         with self._lock:
