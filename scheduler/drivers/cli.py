@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -846,6 +848,19 @@ def _replan_every(text: str, slot_minutes: int) -> pd.Timedelta | None:
     return every
 
 
+@contextmanager
+def _exit_143_on_sigterm() -> Iterator[None]:
+    """SIGTERM inside ends the command with one line and exit 143 (cron's and systemd's stop)."""
+    from scheduler.drivers.nightly import Stopped, stop_on_sigterm
+
+    try:
+        with stop_on_sigterm():
+            yield
+    except Stopped as signal_name:
+        err_console.print(f"stopped by {signal_name} before the day ended: no run tables written")
+        raise typer.Exit(143) from None
+
+
 def _run_display(title: str, slots: int):
     """A rich progress bar for a dispatch: slot, tasks per site, green share so far."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -916,7 +931,6 @@ def dispatch(
     verbose: VerboseOption = False,
 ) -> None:
     """Run a plan on Ray (site-labelled resources) and report what actually ran."""
-    from scheduler.drivers.nightly import Stopped
     from scheduler.drivers.nightly import dispatch as run_dispatch
     from scheduler.pipeline import parse_weather_specs
 
@@ -925,15 +939,11 @@ def dispatch(
     sources = parse_weather_specs(actual_weather or [], list(cfg.sites), "--actual-weather")
     files = {site: path for site, path in sources.items() if path != "synthetic"}
     bar, _, show = _run_display("dispatch", 24 * 60 // cfg.forecast.slot_minutes)
-    try:
-        with bar:
-            report = run_dispatch(
-                directory, cfg, actual_weather=files, ray_address=ray_address, speedup=speedup,
-                progress=show,
-            )  # fmt: skip
-    except Stopped as signal_name:
-        err_console.print(f"stopped by {signal_name} before the day ended: no run tables written")
-        raise typer.Exit(143) from None
+    with _exit_143_on_sigterm(), bar:
+        report = run_dispatch(
+            directory, cfg, actual_weather=files, ray_address=ray_address, speedup=speedup,
+            progress=show,
+        )  # fmt: skip
     console.print(f"wrote {directory}/run.csv, run_jobs.csv and run_report.json")
     raise typer.Exit(_run_summary(report))
 
@@ -991,21 +1001,22 @@ def nightly(
         err_console.print(f"another nightly run holds {lock.lock_file}; not starting a second one")
         raise typer.Exit(75) from None
     try:
-        directory = ensure_dir(out / day)
-        if caps_from is not None or caps_db is not None:
-            caps = _service_caps(directory, caps_from, token, tls_ca, caps_db)
-        yesterday = out / (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
-        plan(
-            config=config, weather=weather, forecast_from=forecast_from, date=day, jobs=None,
-            caps=caps, policy=None,
-            compare=None, time_limit=None, seed=None, out=directory, verbose=verbose,
-            after=after or (yesterday if (yesterday / "run.csv").is_file() else None),
-        )  # fmt: skip
-        _announce_wait(day, cfg.timezone, speedup)
-        dispatch(
-            directory, config=config, actual_weather=None, ray_address=ray_address,
-            speedup=speedup, verbose=verbose,
-        )  # fmt: skip
+        with _exit_143_on_sigterm():
+            directory = ensure_dir(out / day)
+            if caps_from is not None or caps_db is not None:
+                caps = _service_caps(directory, caps_from, token, tls_ca, caps_db)
+            yesterday = out / (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
+            plan(
+                config=config, weather=weather, forecast_from=forecast_from, date=day, jobs=None,
+                caps=caps, policy=None,
+                compare=None, time_limit=None, seed=None, out=directory, verbose=verbose,
+                after=after or (yesterday if (yesterday / "run.csv").is_file() else None),
+            )  # fmt: skip
+            _announce_wait(day, cfg.timezone, speedup)
+            dispatch(
+                directory, config=config, actual_weather=None, ray_address=ray_address,
+                speedup=speedup, verbose=verbose,
+            )  # fmt: skip
     finally:
         lock.release()
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from scheduler.pipeline import WEATHER_PAD, load_site_weather, optimizer_replan
 from scheduler.problem import Problem, caps_from_frame, problem_for
 from scheduler.settlement import Settlement, SlotProgress
 
-__all__ = ["Stopped", "dispatch", "plan_dir_problem"]
+__all__ = ["Stopped", "dispatch", "plan_dir_problem", "stop_on_sigterm"]
 
 _SITE_FIELDS = ("gpus", "kw_per_gpu", "pue", "base_load_mw", "grid_import_limit_mw")
 
@@ -114,12 +115,42 @@ def plan_dir_problem(
     return problem, tables.plan
 
 
-class Stopped(Exception):
-    """A dispatch stopped by SIGTERM before its day ended (nothing is written)."""
+class Stopped(BaseException):
+    """A dispatch stopped by SIGTERM before its day ended (nothing is written). A
+    ``BaseException``, as ``KeyboardInterrupt``: no handler of errors (Ray's start is retried on
+    any ``Exception``) takes it for a failure."""
 
 
 def _stop(signum: int, frame: object) -> None:
     raise Stopped(signal.Signals(signum).name)
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Inside, SIGTERM raises :class:`Stopped` in the main thread (elsewhere nothing changes);
+    the handler before is put back on leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _start_ray(address: str | None, gpus: dict[str, int], gpus_per_unit: float, here: bool) -> None:
+    """Connect to the cluster at ``address``, or start one ``here``. Ray's start answers SIGTERM
+    with ``sys.exit(15)`` until the driver is connected: that is :class:`Stopped` too."""
+    try:
+        if address:
+            connect(address, gpus, gpus_per_unit)
+        elif here:
+            start_local(gpus, gpus_per_unit, log_to_driver=False)
+    except SystemExit as exit_:
+        if exit_.code != signal.SIGTERM:
+            raise
+        raise Stopped(signal.SIGTERM.name) from None
 
 
 def dispatch(
@@ -135,33 +166,28 @@ def dispatch(
     work: ChunkWork = run_chunk,
 ) -> RunReport:
     """Run the plan in ``directory`` on Ray; write ``run.csv``, ``run_jobs.csv`` and
-    ``run_report.json`` there."""
+    ``run_report.json`` there. SIGTERM raises :class:`Stopped`, also while Ray starts."""
     import ray
 
     problem, plan = plan_dir_problem(directory, config, actual_weather)
     gpus = {site.name: site.gpus for site in problem.sites}
     started_here = not ray.is_initialized()
-    if ray_address:
-        connect(ray_address, gpus, gpus_per_unit)
-    elif started_here:
-        start_local(gpus, gpus_per_unit, log_to_driver=False)
     settings = TaskSettings(gpus_per_unit=gpus_per_unit)
-    # Ray's core answers SIGTERM with stack frames and an abort: stop the walk instead
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _stop) if main else None
-    try:
-        if clock is None:
-            clock = RealClock() if speedup == 1.0 else CompressedClock(speedup)
-        runner = RayRunner(gpus, settings, work=work)
-        report = Settlement(
-            problem, plan, runner=runner, clock=clock,
-            replan=optimizer_replan(problem, config), progress=progress,
-        ).run()  # fmt: skip
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, before)
-        if started_here:
-            ray.shutdown()
+    if clock is None:
+        clock = RealClock() if speedup == 1.0 else CompressedClock(speedup)
+    with stop_on_sigterm():
+        try:
+            _start_ray(ray_address, gpus, gpus_per_unit, started_here)
+            # Ray's start puts a handler of its own (stack frames and an abort): ours again
+            runner = RayRunner(gpus, settings, work=work)
+            with stop_on_sigterm():
+                report = Settlement(
+                    problem, plan, runner=runner, clock=clock,
+                    replan=optimizer_replan(problem, config), progress=progress,
+                ).run()  # fmt: skip
+        finally:
+            if started_here and ray.is_initialized():
+                ray.shutdown()
     report = replace(
         report,
         settings={

@@ -137,11 +137,13 @@ def test_nightly_refuses_to_overlap(tmp_path, small_config_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("after_s", [0.0, 8.0], ids=["while Ray starts", "while it waits"])
 def test_nightly_waits_for_its_day_says_so_and_stops_cleanly_on_sigterm(
-    tmp_path, small_config_path
+    tmp_path, small_config_path, after_s
 ):
     """On the real clock tomorrow's night is planned at once and waits for its day; SIGTERM
-    then ends it with one line and exit 143, not Ray's stack frames and an abort."""
+    then ends it with one line and exit 143, not Ray's stack frames and an abort, nor a death
+    by the signal while Ray is still starting."""
     import signal
     import subprocess
     import sys
@@ -158,7 +160,7 @@ def test_nightly_waits_for_its_day_says_so_and_stops_cleanly_on_sigterm(
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
-        time.sleep(8)  # Ray up and the walk waiting for the first slot
+        time.sleep(after_s)  # 8 s: Ray up and the walk waiting for the first slot
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 143, log.read_text()
     finally:
