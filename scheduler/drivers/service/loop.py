@@ -166,8 +166,8 @@ class ControlLoop:
     receives one directory per day; ``solver.replan_every_minutes`` is the longest the loop
     keeps a plan without re-planning the work left; ``metrics`` counts each slot run.
 
-    The loop keeps pace (:meth:`keeping_pace`, what gRPC health SERVING means) once its first
-    day is planned and while it is at most a slot behind its clock (:meth:`lag`).
+    The loop keeps pace (:meth:`keeping_pace`, what gRPC health SERVING means) from its first
+    day planned until it returns, while it is at most a slot behind its clock (:meth:`lag`).
     """
 
     def __init__(
@@ -215,19 +215,25 @@ class ControlLoop:
 
     def lag(self) -> pd.Timedelta | None:
         """How far the clock is past the next slot start the loop has not begun (zero while it
-        waits for it); ``None`` before its first day is planned."""
+        waits for it); ``None`` before its first day is planned and once it has returned."""
         due = self._due
         if due is None:
             return None
         return max(self.clock.now() - due, pd.Timedelta(0))
 
     def keeping_pace(self) -> bool:
-        """Whether the first day is planned and the loop is at most a slot behind its clock."""
+        """Whether the loop runs, its first day planned, at most a slot behind its clock."""
         lag = self.lag()
         return lag is not None and lag <= self.slot
 
     def run(self) -> list[DayDone]:
         """Run the days; returns them as they finished (also in :attr:`done`)."""
+        try:
+            return self._run_days()
+        finally:
+            self._due = None  # stopped or done: it keeps no pace any more
+
+    def _run_days(self) -> list[DayDone]:
         self.clock.start()
         progress = self.store.loop_progress()
         resume = progress if progress is not None and not progress.finished else None

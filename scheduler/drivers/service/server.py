@@ -298,6 +298,7 @@ def _serve_metrics(address: str, metrics: ServiceMetrics) -> int:
         if error.errno == errno.EADDRINUSE:
             raise UserError(_in_use_message("--metrics", address)) from None
         raise UserError(f"--metrics {address}: cannot listen there: {error}") from None
+    log.info("metrics on http://%s:%d/metrics", host, bound)
     if not _is_loopback(host):
         log.warning("--metrics %s: anyone who reaches it reads the sites' load (no token)", address)
     return bound
@@ -332,15 +333,22 @@ async def _follow_pace(health_servicer: health_aio.HealthServicer, loop: Control
         pace = loop.keeping_pace()
         if pace != serving:
             await _set_health(health_servicer, pace)
-            if pace:
-                log.info("the loop %s: health SERVING", "caught up" if served else "is running")
-            else:
-                lag_s = (loop.lag() or pd.Timedelta(0)).total_seconds()  # set once it served
-                log.warning("the loop is %.0f s behind its clock (a slot is %.0f s): health "
-                            "NOT_SERVING until it catches up", lag_s,
-                            loop.slot.total_seconds())  # fmt: skip
+            _log_pace(loop, pace, served)
             serving, served = pace, True
         await asyncio.sleep(READINESS_POLL_S)
+
+
+def _log_pace(loop: ControlLoop, pace: bool, served: bool) -> None:
+    """Say why health changed (``served``: it was SERVING before)."""
+    lag = loop.lag()
+    if pace:
+        log.info("the loop %s: health SERVING", "caught up" if served else "is running")
+    elif lag is None:
+        log.info("the loop has stopped: health NOT_SERVING")
+    else:
+        log.warning("the loop is %.0f s behind its clock (a slot is %.0f s): health NOT_SERVING "
+                    "until it catches up", lag.total_seconds(),
+                    loop.slot.total_seconds())  # fmt: skip
 
 
 async def _start_serving(
