@@ -19,7 +19,16 @@ quarter to a third of its caps/s, measured by the two re-plan rows):
   alike plans (the first caps on a fresh plan are repaired whole, later ones fall short);
 - commit-only with 100 open ``WatchPlan`` streams;
 - commit-only under a wrong-token flood (a process of 8 threads calling from ``::1`` while the
-  clients call from ``127.0.0.1``: failures are throttled per address).
+  clients call from ``127.0.0.1``: failures are throttled per address);
+- scraping overhead: the server serves ``--metrics``; commit-only with 1 and 8 clients, and
+  re-plan with 8 clients (the binding caps of the re-plan rows, each tightened by 10 % and
+  loosened again by new modifications, every one a re-plan), in :data:`SCRAPE_PAIRS` pairs of
+  trials of :data:`SCRAPE_TRIAL_S` without and with a scraper process that GETs ``/metrics``
+  every :data:`SCRAPE_EVERY_S` as Prometheus does (its ``Accept`` header, so the server
+  answers in OpenMetrics), the order alternating between pairs, each trial's events
+  cancelled after it and each trial started :data:`SCRAPE_QUIET_S` after that (the plan is
+  optimised again in the background meanwhile); reported: caps/s of each, the median of the
+  pairs' ratios (1.00 = no cost) and the time of one scrape.
 
 Ratios are against the single-client commit-only caps/s. Scenarios start once the server has
 settled (:func:`_settle`). Every loop is bounded in requests and seconds; only loopback is
@@ -37,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +82,11 @@ PROBE_EVERY_S = 0.02
 COMMIT_SHARE = 1.25  # commit-only caps: this times the site's grid import limit (within bounds)
 SETTLE_CPU_SHARE = 0.1  # the server is settled when it uses less CPU than this [s per s]
 SETTLE_LIMIT_S = 120.0
+SCRAPE_EVERY_S = 1.0  # Prometheus's scrape interval in the overhead scenario [s]
+SCRAPE_TRIAL_S = 4.0  # each commit-only trial of the overhead scenario submits this long [s]
+SCRAPE_PAIRS = 4  # trials without and with scraping, per scenario
+SCRAPE_ROUNDS = 50  # re-plan trials: each binding cap tightened and loosened up to this often
+SCRAPE_QUIET_S = 3.0  # before each trial: the optimisation in the background after the last ends
 
 
 def _scaled(jobs: int) -> dict:
@@ -133,9 +147,11 @@ def _store_ended(db: Path, day_start: pd.Timestamp, n: int) -> None:
         store.close()
 
 
-def _start(directory: Path, day: str, token: str) -> tuple[subprocess.Popen, int]:
+def _start(
+    directory: Path, day: str, token: str, metrics_port: int | None = None
+) -> tuple[subprocess.Popen, int]:
     """``greensched serve`` on ``localhost`` (127.0.0.1 and ::1), plan only, with a token file,
-    on ``directory/bench.sqlite``."""
+    on ``directory/bench.sqlite`` (and ``--metrics`` on ``metrics_port``, when given)."""
     port, log = _free_port(), directory / "serve.log"
     auth = directory / "tokens.yaml"
     entry = {"name": "bench", "token_hash": hash_token(token), "sites": ["*"]}
@@ -144,6 +160,8 @@ def _start(directory: Path, day: str, token: str) -> tuple[subprocess.Popen, int
     command += [f"--config={_config(directory, JOBS)}", f"--listen=localhost:{port}"]
     command += [f"--db={directory / 'bench.sqlite'}", f"--date={day}", f"--auth={auth}"]
     command += ["--no-dispatch", f"--out={directory / 'out'}"]
+    if metrics_port is not None:
+        command.append(f"--metrics=127.0.0.1:{metrics_port}")
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
     deadline = time.monotonic() + STARTUP_LIMIT_S
@@ -240,11 +258,16 @@ def _binding_caps(client: CapClient, day_start: pd.Timestamp, n: int) -> list[tu
 
 
 def _submit_all(
-    target: str, token: str, work: list[list[tuple]], on_reply: Callable | None = None
+    target: str,
+    token: str,
+    work: list[list[tuple]],
+    on_reply: Callable | None = None,
+    limit_s: float = PHASE_LIMIT_S,
 ) -> tuple[list[float], float]:
-    """Each client (one channel) submits its list of ``(event_id, site, start, mw, load)``;
-    latencies and the wall time of the whole scenario. The clients connect first (a
-    coordinator keeps its channel open): the clock starts once every one of them has."""
+    """Each client (one channel) submits its list of ``(event_id, site, start, mw, load)``
+    (a sixth item: the modification number), for at most ``limit_s``; latencies and the wall
+    time of the whole scenario. The clients connect first (a coordinator keeps its channel
+    open): the clock starts once every one of them has."""
     connected = threading.Barrier(len(work) + 1)
 
     def client_run(items: list[tuple]) -> list[float]:
@@ -253,11 +276,12 @@ def _submit_all(
             client.health()
             connected.wait(PHASE_LIMIT_S)
             began = time.monotonic()
-            for event_id, site, start, mw, load_limit in items:
-                if time.monotonic() - began > PHASE_LIMIT_S:
+            for event_id, site, start, mw, load_limit, *modification in items:
+                if time.monotonic() - began > limit_s:
                     break
                 sent = time.perf_counter()
-                reply = client.submit(event_id, [site], [cap_interval(start, 3600, mw, load_limit)])
+                interval = cap_interval(start, 3600, mw, load_limit)
+                reply = client.submit(event_id, [site], [interval], *modification)
                 latencies.append(time.perf_counter() - sent)
                 if on_reply is not None:
                     on_reply(reply, sent)
@@ -271,9 +295,11 @@ def _submit_all(
     return latencies, time.perf_counter() - began
 
 
-def _commits(prefix: str, clients: int, day_start: pd.Timestamp) -> list[list[tuple]]:
-    """Commit-only caps, :data:`COMMITS` in all, one list per client."""
-    per = COMMITS // clients
+def _commits(
+    prefix: str, clients: int, day_start: pd.Timestamp, total: int = COMMITS
+) -> list[list[tuple]]:
+    """Commit-only caps, ``total`` in all, one list per client."""
+    per = total // clients
     hours = [day_start + pd.Timedelta(hours=k % 24) for k in range(per)]
     sites = ["qingyang" if k % 2 else "shantou" for k in range(per)]
     limits = {name: s["grid_import_limit_mw"] for name, s in _scaled(JOBS)["sites"].items()}
@@ -424,13 +450,135 @@ def _under_flood(port: int, token: str, day_start: pd.Timestamp) -> tuple[dict, 
     return row, json.loads(flood.communicate(timeout=FLOOD_S + 60)[0])
 
 
+SCRAPE_SCRIPT = """
+import sys, threading, time, urllib.request
+url, every_s = sys.argv[1], float(sys.argv[2])
+accept = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+          "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+took = []
+while True:
+    began = time.perf_counter()
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        reply.read()
+    took.append(time.perf_counter() - began)
+    if len(took) == 1:
+        print("scraping", flush=True)
+    if stop.wait(every_s):
+        break
+print(len(took), sorted(took)[len(took) // 2])
+"""
+
+
+@contextlib.contextmanager
+def scraping(metrics_port: int) -> Iterator[list[float]]:
+    """A process that scrapes ``/metrics`` on 127.0.0.1:``metrics_port`` every
+    :data:`SCRAPE_EVERY_S` as Prometheus does, until the block ends (entered once its first
+    scrape is done, so the block does not pay for its start-up); the list yielded holds the
+    number of scrapes made and the median time of one [s] once the block has ended."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    command = [sys.executable, "-c", SCRAPE_SCRIPT, url, str(SCRAPE_EVERY_S)]
+    scraper = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    made: list[float] = []
+    try:
+        assert scraper.stdout is not None
+        if scraper.stdout.readline().strip() != "scraping":
+            raise RuntimeError(f"the scraper of {url} failed")
+        yield made
+    finally:
+        count, median_s = scraper.communicate(input="", timeout=60)[0].split()
+        made += [int(count), float(median_s)]
+
+
+def _cancel_trial(target: str, token: str, prefix: str) -> None:
+    """Cancel the events of a trial (ids ``prefix-...``), 8 clients at once, so that every
+    trial starts with the same events in force: each event in force makes every batch after
+    it slower (commit-only at 1 client fell from 330 to 45 caps/s over 12,000 of them)."""
+    with CapClient(target, token=token, timeout_s=PHASE_LIMIT_S) as client:
+        ids = [e.event_id for e in client.list() if e.event_id.startswith(f"{prefix}-")]
+
+    def cancel(part: list[str]) -> None:
+        with CapClient(target, token=token, timeout_s=PHASE_LIMIT_S) as client:
+            for event_id in part:
+                client.cancel(event_id)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(cancel, [ids[k::8] for k in range(8)]))
+
+
+def _scraped_pairs(
+    trial: Callable[[str], float], target: str, token: str, metrics_port: int, tag: str
+) -> dict:
+    """:data:`SCRAPE_PAIRS` pairs of ``trial(event id prefix) -> caps/s`` without and with
+    scraping (the order alternating, each trial's events cancelled after it): the median
+    caps/s of each, the median of the pairs' ratios (scraped / unscraped), the scrapes made
+    and the median time of one."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    scrapes, scrape_s = 0, []
+    for k in range(SCRAPE_PAIRS):
+        for scraped in (False, True) if k % 2 == 0 else (True, False):
+            prefix = f"{tag}-{k}-{'on' if scraped else 'off'}"
+            scraper: contextlib.AbstractContextManager[list[float]] = (
+                scraping(metrics_port) if scraped else contextlib.nullcontext([])
+            )
+            with scraper as made:
+                time.sleep(SCRAPE_QUIET_S)
+                rates[scraped].append(trial(prefix))
+            if scraped:
+                scrapes += int(made[0])
+                scrape_s.append(made[1])
+            _cancel_trial(target, token, prefix)
+    ratios = np.array(rates[True]) / np.array(rates[False])
+    return {
+        "off_caps_per_s": float(np.median(rates[False])),
+        "on_caps_per_s": float(np.median(rates[True])),
+        "ratio": float(np.median(ratios)),
+        "scrapes": scrapes,
+        "scrape_ms": 1e3 * float(np.median(scrape_s)),
+    }
+
+
+def _scrape_overhead(
+    target: str, token: str, day_start: pd.Timestamp, metrics_port: int
+) -> list[dict]:
+    """The scraping-overhead rows (module docstring)."""
+    rows = []
+    for clients in CLIENTS:
+
+        def commits(prefix: str, clients: int = clients) -> float:
+            work = _commits(prefix, clients, day_start, total=20 * COMMITS)
+            latencies, wall = _submit_all(target, token, work, limit_s=SCRAPE_TRIAL_S)
+            return len(latencies) / wall
+
+        pairs = _scraped_pairs(commits, target, token, metrics_port, f"scrape{clients}")
+        rows.append({"scenario": "commit-only", "clients": clients, **pairs})
+    with CapClient(target, token=token) as watcher:
+
+        def replans(prefix: str) -> float:
+            caps = _binding_caps(watcher, day_start, REPLANS[8])
+            work = [
+                [(f"{prefix}-{k}", *cap[:2], cap[2] * (0.9 if r % 2 else 1.0), True, r)
+                 for r in range(SCRAPE_ROUNDS) for k, cap in enumerate(caps) if k % 8 == c]
+                for c in range(8)
+            ]  # fmt: skip
+            latencies, wall = _submit_all(target, token, work, limit_s=SCRAPE_TRIAL_S)
+            return len(latencies) / wall
+
+        pairs = _scraped_pairs(replans, target, token, metrics_port, "scrape-replan")
+        rows.append({"scenario": "re-plan", "clients": 8, **pairs})
+    return rows
+
+
 def run(directory: Path) -> tuple[list[dict], dict]:
     day = tomorrow("Asia/Shanghai").isoformat()
     day_start = pd.Timestamp(day).tz_localize("Asia/Shanghai").tz_convert("UTC")
     token = secrets.token_urlsafe(32)
     started = time.perf_counter()
-    process, port = _start(directory, day, token)
-    facts = {"startup_s": time.perf_counter() - started}
+    metrics_port = _free_port()
+    process, port = _start(directory, day, token, metrics_port)
+    facts: dict = {"startup_s": time.perf_counter() - started}
     _settle(process)
     facts["settled_s"] = time.perf_counter() - started
     target, rows = f"127.0.0.1:{port}", []
@@ -444,6 +592,7 @@ def run(directory: Path) -> tuple[list[dict], dict]:
         rows.append(_with_streams(target, token, day_start))
         row, facts["flood"] = _under_flood(port, token, day_start)
         rows.append(row)
+        facts["scraping"] = _scrape_overhead(target, token, day_start, metrics_port)
     finally:
         _stop(process)
     rows.append(_with_ended(directory / "ended", day, token, day_start))
@@ -493,6 +642,23 @@ def main() -> None:
         f"flood: {facts['flood']['calls']} wrong-token calls, {facts['flood']['throttled']} "
         "answered RESOURCE_EXHAUSTED"
     )
+    console.print(_scraping_table(facts["scraping"]))
+
+
+def _scraping_table(rows: list[dict]) -> Table:
+    table = Table(
+        title=f"cap throughput without and with /metrics scraped every {SCRAPE_EVERY_S:g} s "
+        f"({SCRAPE_PAIRS} pairs of {SCRAPE_TRIAL_S:g} s trials, alternating; ratio: median of "
+        "the pairs' scraped / unscraped)"
+    )
+    for column in ("scenario", "clients", "caps/s unscraped", "caps/s scraped", "ratio",
+                   "scrapes", "scrape ms"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for row in rows:
+        table.add_row(row["scenario"], str(row["clients"]), f"{row['off_caps_per_s']:.1f}",
+                      f"{row['on_caps_per_s']:.1f}", f"{row['ratio']:.3f}",
+                      str(row["scrapes"]), f"{row['scrape_ms']:.1f}")  # fmt: skip
+    return table
 
 
 if __name__ == "__main__":
