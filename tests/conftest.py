@@ -15,6 +15,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from scheduler.config import Config, load_config
 
+# pytest imports readline, which puts COLUMNS=80 and LINES=24 into the process environment
+# (not into os.environ): every command run here would print 80-column tables, as no cron job
+# or pipe sees them
+for _name in ("COLUMNS", "LINES"):
+    if _name not in os.environ:
+        os.unsetenv(_name)
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_WEATHER = REPO.parent / "shared" / "data" / "weather"
 SHANGHAI_EPW = REAL_WEATHER / "CHN_Shanghai.Shanghai.583620_CSWD.epw"

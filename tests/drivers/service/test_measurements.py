@@ -140,7 +140,7 @@ def test_an_acknowledged_measurement_survives_sigkill(small_config, tmp_path):
         bad = greensched("measure", "submit", server, "--site=shantou", "--time=yesterday",
                          "--pv-mw=1", "--wind-mw=1", cwd=tmp_path)  # fmt: skip
         assert bad.returncode == 2 and "Traceback" not in bad.stderr
-        assert "--time 'yesterday': give an ISO 8601 time with an offset" in bad.stderr
+        assert "--time 'yesterday' is not a time in ISO 8601 with an offset" in bad.stderr
     finally:
         if process.poll() is None:
             process.kill()
