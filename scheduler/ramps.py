@@ -12,8 +12,12 @@ settlement engine:
 
 * a rise is never above the ramp-up limit;
 * a fall is never below the ramp-down limit, except where a cap (or the grid import limit on
-  the supply) leaves less room than the ramp needs (a cap is hard and wins), or where no work
-  was left that could have run there (a site cannot run work it does not have).
+  the supply) leaves less room than the ramp needs (a cap is hard and wins), where the slot
+  before is still coming down from the day before's load as fast as the limit allows, or in a
+  plan's first slot, stepping from the day before, where no work was left that could have run.
+  Where work runs out later in the day the load comes down over the slots ahead of it (plans:
+  :mod:`scheduler.policies.descent`; settlement: work is not pulled forward into a slot the
+  site could not come down from).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ import limit and every cap per site and slot (on the supply the plan was made on
 reported-unfinished work equals the job's work; non-preemptible jobs in one contiguous run at
 one site; at most ``problem.max_site_moves`` site changes per job; no step between adjacent
 slots (the first from ``problem.initial_load_mw`` when known) above the site's ramp-up limit,
-nor below its ramp-down limit unless a cap leaves less room than the ramp needs or no work was
-left that could have run there (see :mod:`scheduler.ramps`).
+nor below its ramp-down limit unless a cap leaves less room than the ramp needs, the slot
+before was as low as coming down from the day before's load allowed
+(:func:`~scheduler.policies.descent.floor_gpus`) or, in the first slot, no work was left that
+could have run there (see :mod:`scheduler.ramps`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from scheduler.contracts import PLAN
 from scheduler.labels import label_index
 from scheduler.metrics import CAP_TOLERANCE_MW, problem_load_arrays
 from scheduler.policies.base import PlanResult, SupplyBasis, site_moves
+from scheduler.policies.descent import floor_gpus
 from scheduler.problem import Problem
 from scheduler.ramps import RAMP_TOLERANCE_MW, load_steps_mw
 
@@ -205,6 +208,7 @@ def _ramp_violations(
     previous = load_mw - steps
     room_mw = problem.base_load_mw[:, None] + problem.capacity_gpus * problem.mw_per_gpu[:, None]
     falls &= room_mw + RAMP_TOLERANCE_MW >= previous - down  # a cap that needs the fall wins
+    floor_mw = problem.base_load_mw[:, None] + floor_gpus(problem) * problem.mw_per_gpu[:, None]
     unfinished = placed < problem.work_units
     ran_at = np.zeros((problem.n_jobs, len(problem.sites)), dtype=bool)
     ran_at[job, site] = True
@@ -215,6 +219,10 @@ def _ramp_violations(
         what = f"{problem.site_names[s]} {problem.horizon.times[t]}: step {steps[s, t]:+.3f} MW"
         if rises[s, t]:
             out.append(f"{what} above the ramp-up limit {problem.ramp_up_mw[s]:.3f} MW")
+            continue
+        if t > 0:  # the plan could have come down over the slots before, unless still coming
+            if previous[s, t] > floor_mw[s, t - 1] + RAMP_TOLERANCE_MW:  # down from the day before
+                out.append(f"{what} below the ramp-down limit {problem.ramp_down_mw[s]:.3f} MW")
             continue
         at_t = np.bincount(job[slot == t], weights=gpus[slot == t], minlength=problem.n_jobs)
         could = problem.preemptible & problem.site_mask[:, s] & (at_t < problem.max_gpus)

@@ -13,7 +13,9 @@ Walking the horizon, each site's GPUs in slot ``t`` are kept between the bounds 
   any site) is brought forward (earliest deadline first, taken from its latest slots).
 
 Backlog never runs outside its job's window, so what cannot be placed is reported unfinished.
-With ``max_site_moves`` set, work resumes only at a site the job already runs at.
+With ``max_site_moves`` set, work resumes only at a site the job already runs at. Where a fall
+cannot be held because no work is left, :func:`.descent.descend_ahead` then lowers the slots
+before it, so the load comes down ahead of the end of the work.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from scheduler.policies.base import PlanArrays
+from scheduler.policies.descent import descend_ahead
 from scheduler.problem import Problem
 from scheduler.ramps import ramp_bounds_gpus
 
@@ -36,7 +39,7 @@ def fit_ramps(problem: Problem, arrays: PlanArrays) -> PlanArrays:
     """``arrays`` changed as little as the module docstring says so every step keeps its ramp."""
     if not has_ramps(problem) or problem.n_jobs == 0:
         return arrays
-    return _Fit(problem, arrays).run()
+    return descend_ahead(problem, _Fit(problem, arrays).run())
 
 
 class _Fit:

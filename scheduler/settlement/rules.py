@@ -14,6 +14,10 @@ of its own (:class:`Deferral`, :func:`preemptible_then_most_slack` by default):
 4. :func:`hold_ramp_down`: where a site would fall faster than its ramp-down limit, later work
    planned there comes forward;
 5. :func:`use_surplus`: green supply above the forecast carries later grid-powered work now.
+
+Rules 3 and 5 add work the plan did not put in ``t``; they never raise a site above what it can
+come down from over the slots after, with the work left there (:func:`descent_room`), so work
+pulled forward does not leave a fall steeper than the ramp-down limit where the work runs out.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ __all__ = [
     "RULES",
     "Deferral",
     "DeferralOrder",
+    "LaterLoad",
     "SlotRule",
     "SlotView",
     "cap_to_work_left",
+    "descent_room",
     "hold_ramp_down",
     "preemptible_then_most_slack",
     "resume",
@@ -134,6 +140,70 @@ class Deferral:
                     break
 
 
+class LaterLoad:
+    """The GPUs planned per site in the slots after ``t``, for rules that take work from them:
+    :meth:`takeable` is what a cell (``site * n_slots + slot``) may give without falling
+    faster than the ramp-down limit from the slot before it, so the plan's own descent where
+    work runs out survives work pulled forward."""
+
+    def __init__(self, view: SlotView, t: int) -> None:
+        problem, cursor = view.problem, view.cursor
+        self.t, self.n_slots = t, problem.horizon.n_slots
+        rows = np.arange(cursor.ptr[t + 1], len(cursor.job))
+        cell = cursor.site[rows] * self.n_slots + cursor.slot[rows]
+        self.gpus = np.bincount(cell, weights=cursor.gpus[rows],
+                                minlength=len(problem.sites) * self.n_slots)  # fmt: skip
+        self.step = np.floor(problem.ramp_down_mw / problem.mw_per_gpu + _GPU_TOLERANCE)
+
+    def takeable(self, cell: int) -> int:
+        site, slot = divmod(cell, self.n_slots)
+        if slot - 1 <= self.t or not np.isfinite(self.step[site]):
+            return int(self.gpus[cell])
+        return int(max(self.gpus[cell] - max(self.gpus[cell - 1] - self.step[site], 0), 0))
+
+    def take(self, cell: int, gpus: int) -> None:
+        self.gpus[cell] -= gpus
+
+
+def descent_room(view: SlotView, t: int, chunks: Chunks) -> np.ndarray:
+    """GPUs per site ``[site]`` that work pulled into slot ``t`` may add: half the gap between
+    the GPUs now in ``t`` and the most the site can come down from, ``min_k (k x ramp-down step
+    + GPUs that can run there in t + k)``, counting each job's work left after ``t`` (planned
+    there later, or carried) up to its ``max_gpus`` where its window is open. Half, because
+    each GPU pulled forward is one the later slots lose. No bound without a ramp-down limit or
+    where the horizon ends first."""
+    problem, jobs, cursor = view.problem, view.jobs, view.cursor
+    n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
+    room = np.full(n_sites, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    step = np.floor(problem.ramp_down_mw / problem.mw_per_gpu + _GPU_TOLERANCE)
+    used = np.bincount(chunks.site, weights=chunks.gpus, minlength=n_sites)
+    in_slot = np.bincount(chunks.job, weights=chunks.gpus, minlength=problem.n_jobs)
+    left = np.maximum(jobs.remaining - in_slot, 0) * jobs.active
+    rows = np.arange(cursor.ptr[t + 1], len(cursor.job))
+    rows = rows[cursor.gpus[rows] > 0]
+    for s in np.flatnonzero(np.isfinite(step)).tolist():
+        here = rows[cursor.site[rows] == s]
+        lowest = np.inf
+        for k in range(1, int(np.ceil(problem.site_gpus[s] / max(step[s], 1.0))) + 1):
+            if t + k >= n_slots:
+                break
+            u = t + k
+            later = np.bincount(cursor.job[here[cursor.slot[here] >= u]],
+                                weights=cursor.gpus[here[cursor.slot[here] >= u]],
+                                minlength=problem.n_jobs)  # fmt: skip
+            movable = np.minimum(later + jobs.backlog, left) * problem.preemptible
+            open_ = (problem.release_slot <= u) & (u < problem.deadline_slot)
+            open_ &= problem.site_mask[:, s]
+            fixed = cursor.gpus[here[(cursor.slot[here] == u) & ~problem.preemptible[
+                cursor.job[here]]]].sum()  # fmt: skip
+            can = min(float(np.minimum(movable, problem.max_gpus)[open_].sum() + fixed),
+                      float(problem.site_gpus[s]))  # fmt: skip
+            lowest = min(lowest, k * step[s] + can)
+        if np.isfinite(lowest):
+            room[s] = max(int((lowest - used[s]) // 2), 0)
+    return room
+
+
 def resume(view: SlotView, t: int, chunks: Chunks, bounds: RampBounds) -> None:
     """Place backlog where room is left: earliest deadline first, most room first."""
     problem, jobs = view.problem, view.jobs
@@ -143,7 +213,7 @@ def resume(view: SlotView, t: int, chunks: Chunks, bounds: RampBounds) -> None:
     if not len(waiting):
         return
     used = np.bincount(chunks.site, weights=chunks.gpus, minlength=len(problem.sites))
-    free = (bounds.most - used).astype(np.int64)
+    free = np.minimum(bounds.most - used, descent_room(view, t, chunks)).astype(np.int64)
     for j in waiting[np.argsort(problem.deadline_slot[waiting], kind="stable")]:
         room = int(problem.max_gpus[j] - chunks.gpus[chunks.job == j].sum())
         for s in np.argsort(-free, kind="stable"):
@@ -170,26 +240,34 @@ def hold_ramp_down(view: SlotView, t: int, chunks: Chunks, bounds: RampBounds) -
                    f"{int(bounds.needed[s])}: the cap wins",
                    site=problem.site_names[s])  # fmt: skip
     used = np.bincount(chunks.site, weights=chunks.gpus, minlength=len(problem.sites))
-    for s in np.flatnonzero(used < bounds.least):
-        need = int(bounds.least[s] - used[s])
-        later = np.flatnonzero((cursor.slot > t) & (cursor.site == s) & (cursor.gpus > 0))
+    short = np.flatnonzero(used < bounds.least)
+    planned = LaterLoad(view, t) if len(short) else None
+    for site in short.tolist():
+        assert planned is not None
+        need = int(bounds.least[site] - used[site])
+        later = np.flatnonzero((cursor.slot > t) & (cursor.site == site) & (cursor.gpus > 0))
         ready = jobs.active & problem.preemptible & (problem.release_slot <= t)
         ready &= t < problem.deadline_slot
         for j in np.unique(cursor.job[later[ready[cursor.job[later]]]]):
             if need <= 0:
                 break
-            room = int(problem.max_gpus[j] - chunks.gpus[chunks.job == j].sum())
-            rows = later[cursor.job[later] == j][::-1]  # latest first
-            take = np.clip(min(room, need) - (np.cumsum(cursor.gpus[rows]) -
-                           cursor.gpus[rows]), 0, cursor.gpus[rows])  # fmt: skip
-            moved = int(take.sum())
+            want = min(int(problem.max_gpus[j] - chunks.gpus[chunks.job == j].sum()), need)
+            moved = 0
+            for row in later[cursor.job[later] == j][::-1].tolist():  # latest first
+                cell = site * planned.n_slots + int(cursor.slot[row])
+                take = min(want - moved, int(cursor.gpus[row]), planned.takeable(cell))
+                if take > 0:
+                    cursor.gpus[row] -= take
+                    planned.take(cell, take)
+                    moved += take
+                if moved >= want:
+                    break
             if moved <= 0:
                 continue
-            cursor.gpus[rows] -= take
-            chunks.add(int(j), int(s), moved)
+            chunks.add(int(j), int(site), moved)
             need -= moved
             view.event(t, "brought_forward", f"{moved} GPUs of later work run now to keep the "
-                       "ramp-down limit", site=problem.site_names[s],
+                       "ramp-down limit", site=problem.site_names[site],
                        job_id=problem.job_ids[j], gpus=moved)  # fmt: skip
 
 
@@ -210,6 +288,9 @@ def use_surplus(view: SlotView, t: int, chunks: Chunks, bounds: RampBounds) -> N
     room = (np.minimum(green_now, allowed) - used).astype(np.int64)
     if not (room > 0).any():
         return
+    room = np.minimum(room, descent_room(view, t, chunks))
+    if not (room > 0).any():
+        return
     rows = cursor.ptr[t + 1] + np.flatnonzero(cursor.gpus[cursor.ptr[t + 1] :] > 0)
     cell = cursor.site[rows] * n_slots + cursor.slot[rows]
     planned = np.bincount(cell, weights=cursor.gpus[rows], minlength=n_sites * n_slots)
@@ -225,15 +306,17 @@ def use_surplus(view: SlotView, t: int, chunks: Chunks, bounds: RampBounds) -> N
     in_slot = np.bincount(chunks.job, weights=chunks.gpus, minlength=problem.n_jobs)
     job_room = problem.max_gpus - in_slot.astype(np.int64)
     moved = np.zeros(n_sites, dtype=np.int64)
+    later = LaterLoad(view, t)
     for row, c in zip(rows[dearest].tolist(), cell[dearest].tolist(), strict=True):
         j = int(cursor.job[row])
-        want = min(int(cursor.gpus[row]), int(on_grid[c]), int(job_room[j]))
+        want = min(int(cursor.gpus[row]), int(on_grid[c]), int(job_room[j]), later.takeable(c))
         for s in np.flatnonzero(problem.site_mask[j] & (room > 0)).tolist():
             if want < 1:
                 break
             gpus = min(want, int(room[s]))
             chunks.add(j, s, gpus)
             cursor.gpus[row] -= gpus
+            later.take(c, gpus)
             on_grid[c] -= gpus
             job_room[j] -= gpus
             room[s] -= gpus
