@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from scheduler_testkit import START, job, make_problem, site
 
 from scheduler.drivers.service.loop import _running_state
 from scheduler.settlement import Settlement
+from tests.scheduler.scheduler_testkit import START, job, make_problem, site
 
 HOUR = pd.Timedelta(hours=1)
 

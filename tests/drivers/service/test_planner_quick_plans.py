@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scheduler_testkit import START, job, make_problem, site
 
 import scheduler.drivers.service.planner as planner_module
 from scheduler.config import load_config
@@ -25,6 +24,7 @@ from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
 from scheduler.repair import RepairDraft, later_jobs, plan_arrays, repair
 from scheduler.validate import validate_plan
+from tests.scheduler.scheduler_testkit import START, job, make_problem, site
 
 HOUR = pd.Timedelta(hours=1)
 
