@@ -64,7 +64,8 @@ FILES: dict[str, str] = {
     "sites.csv": "the site parameters the plan was made with",
     "caps.csv": "the load caps in force (caps table)",
     "site_load.csv": "the chosen plan's load, green use and grid draw per site and slot",
-    "summary.json": "metrics and solver facts per policy",
+    "summary.json": "metrics and solver facts per policy; for a day the control loop ran, "
+    "'ran' (what ran, on the supply it settled on) and 'planned' (per policy, on the forecast)",
     "plan.png": "per site: green supply vs planned load, grid draw shaded",
     "run.csv": "after a run: planned vs actual per site and slot (run table)",
     "run_jobs.csv": "after a run: how each job ended (done, late, failed) and why",

@@ -85,16 +85,36 @@ def save_day_plan(
 
 
 def save_run_day(
-    out: Path, problem: Problem, plan: pd.DataFrame, config: Config, seed: int
+    out: Path,
+    problem: Problem,
+    plan: pd.DataFrame,
+    config: Config,
+    seed: int,
+    executed: pd.DataFrame | None = None,
 ) -> Path:
     """Write the plan directory of a day the control loop ran: ``plan`` is what it planned
-    from slot to slot (every re-plan included), ``problem`` the day with the caps in force."""
+    from slot to slot (every re-plan included), ``problem`` the day with the caps in force,
+    ``executed`` the work that ran (a plan table) when the day ran.
+
+    ``summary.json`` says what ran apart from what was planned: ``ran`` scores ``executed`` on
+    the supply the slots settled on (the actual or measured supply), ``planned`` the plan per
+    policy on the forecasts it was made on (a plan may break a cap on a forecast the day
+    then did not meet)."""
     manifest = _manifest(problem, config, seed, ["optimizer"])
     load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps)
-    metrics = plan_metrics(
-        plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps
-    )
+    planned = plan_metrics(
+        plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps,
+        problem.initial_load_mw,
+    )  # fmt: skip
+    summary: dict[str, object] = {"planned": {"optimizer": planned.to_dict()}}
+    if executed is not None:
+        settled_on = problem.actual_supply if problem.actual_supply is not None else problem.supply
+        ran = plan_metrics(
+            executed, problem.jobs, settled_on, problem.sites, problem.horizon, problem.caps,
+            problem.initial_load_mw,
+        )  # fmt: skip
+        summary = {"ran": ran.to_dict(), **summary}
     write_plan_dir(out, _tables(problem, manifest, {"optimizer": plan}), site_load=load,
-                   summary={"optimizer": metrics.to_dict()})  # fmt: skip
+                   summary=summary)  # fmt: skip
     _plot("optimizer", load, problem.site_names, out / "plan.png", config.timezone)
     return out

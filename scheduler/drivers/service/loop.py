@@ -264,7 +264,8 @@ class ControlLoop:
         report = engine.report()
         if settled is not None:
             report = replace(report, site_slots=settled.columns(report.site_slots))
-        save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed)
+        save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed,
+                     executed=report.executed)  # fmt: skip
         write_run_report(directory, report)
         return report
 

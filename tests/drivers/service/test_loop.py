@@ -4,6 +4,7 @@ real SQLite, the settlement engine; Ray in the slow test)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -119,6 +120,12 @@ def test_days_roll_over_without_restart(small_config, tmp_path):
         run = read_table(RUN, tmp_path / "out" / day / "run.csv")
         assert len(run) == 2 * 96 and run["actual_gpus"].sum() > 0
         assert (run["time"] >= pd.Timestamp(day).tz_localize(TIMEZONE)).all()
+        # summary.json says what ran (as run.csv does) apart from what was planned
+        summary = json.loads((tmp_path / "out" / day / "summary.json").read_text())
+        assert set(summary) == {"ran", "planned"} and set(summary["planned"]) == {"optimizer"}
+        ran = summary["ran"]
+        assert ran["energy_used_mwh"] == pytest.approx(run["load_mw"].sum() * 0.25, rel=1e-6)
+        assert ran["cap_violations"] == int((run["cap_violation_mw"] > 0).sum())
     capped = capped_rows(tmp_path, days[2], third_8, third_8 + pd.Timedelta(hours=2))
     assert len(capped) == 8 and (capped["load_cap_mw"] == 1.5).all()
     assert (capped["load_mw"] <= 1.5 + 1e-6).all()
