@@ -331,6 +331,19 @@ def hash_token_command(
     typer.echo(f"  - name: {name}\n    token_hash: {token_hash}\n    sites: [{sites}]")
 
 
+def _default_db() -> Path:
+    """``greensched.sqlite`` in the user's state directory (platformdirs: the XDG state home on
+    Linux), made when missing: a service started from any directory finds its caps again."""
+    import platformdirs
+
+    state = platformdirs.user_state_path("greensched")
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--db: cannot make {state}: {error.strerror}; give --db FILE") from None
+    return state / "greensched.sqlite"
+
+
 def serve(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML config; default: embedded")
@@ -338,9 +351,15 @@ def serve(
     listen: Annotated[str, typer.Option(help="HOST:PORT; loopback unless --auth")] = (
         "127.0.0.1:50051"
     ),
-    db: Annotated[Path, typer.Option(help="SQLite database of caps and plans")] = Path(
-        "greensched.sqlite"
-    ),
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="GREENSCHED_DB",
+            help="SQLite database of caps and plans; default: greensched.sqlite in the user's "
+            "state directory (~/.local/state/greensched on Linux), made when missing",
+            show_default=False,
+        ),
+    ] = None,
     auth: Annotated[
         Path | None, typer.Option(help="tokens YAML; without it the service is open")
     ] = None,
@@ -448,17 +467,9 @@ def serve(
     if tls_client_ca is not None and tls_cert is None:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
     tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
-    start_at = None
-    if clock_start is not None:
-        try:
-            start_at = pd.Timestamp(clock_start)
-        except ValueError:
-            raise UserError(f"--clock-start {clock_start!r}: not an ISO 8601 time") from None
-        if start_at.tzinfo is None:
-            raise UserError(f"--clock-start {clock_start!r}: give a UTC offset, e.g. +08:00")
-        start_at = start_at.tz_convert("UTC")
+    start_at = None if clock_start is None else _utc(clock_start, "--clock-start")
     options = ServeOptions(
-        config, listen, db, auth, tls, date, jobs, tuple(weather or ()), loop=True,
+        config, listen, db or _default_db(), auth, tls, date, jobs, tuple(weather or ()), loop=True,
         dispatch=dispatch, ray_address=ray_address, clock_start=start_at, speedup=speedup,
         days=days, out=out, jobs_dir=jobs_dir, forecasts=tuple(forecast or ()),
         settle_on=settle_on, measurements_file=measurements, metrics=metrics,

@@ -117,3 +117,33 @@ def test_migrations_apply_in_order_and_a_failing_one_changes_nothing(tmp_path):
         assert "notes" not in tables  # the failed migration left nothing behind
         assert db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 2
         assert migrate(db, path, later[:-1]) == (len(MIGRATIONS) + 1, len(MIGRATIONS) + 1)
+
+
+def test_serve_keeps_its_database_in_the_state_directory_not_where_it_was_started(tmp_path):
+    """Without --db, serve's database is greensched.sqlite in the user's state directory (here
+    XDG_STATE_HOME), made when missing; the directory it was started in gets nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    work, state = tmp_path / "work", tmp_path / "state"
+    work.mkdir()
+    env = {**os.environ, "XDG_STATE_HOME": str(state)}
+    env.pop("GREENSCHED_DB", None)
+    db = state / "greensched" / "greensched.sqlite"
+    command = [sys.executable, "-m", "scheduler.drivers", "serve", "--listen", "127.0.0.1:0",
+               "--no-dispatch", "--out", str(tmp_path / "out")]  # fmt: skip
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not (db.exists() and _version(db) == SCHEMA_VERSION):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "serve made no database in the state directory"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert not list(work.iterdir())
