@@ -366,11 +366,28 @@ class ControlLoop:
                 )
             )
         self.metrics.slot_ran(engine, t, state, baseline, [row.supply_basis for row in rows])
+        self._log_progress(engine, t, start, drawn)
         with self.report_added:
             for row in rows:
                 self._report_at[(row.site, row.start)] = len(self.reported)
                 self.reported.append(row)
             self.report_added.notify_all()
+
+    def _log_progress(
+        self, engine: Settlement, t: int, start: pd.Timestamp, drawn: dict[str, np.ndarray]
+    ) -> None:
+        """One line at the end of each hour of the day: the slot, each site's load and grid
+        draw [MW], the jobs with work left."""
+        horizon = engine.problem.horizon
+        if (t + 1) % max(60 // horizon.slot_minutes, 1) and t + 1 < horizon.n_slots:
+            return
+        sites = ", ".join(
+            f"{name} {drawn['load_mw'][s]:.1f} MW (grid {drawn['grid_mw'][s]:.1f})"
+            for s, name in enumerate(engine.problem.site_names)
+        )
+        local = start.tz_convert(self.config.timezone)
+        log.info("%s slot %d/%d ran: %s; %d job(s) with work left", f"{local:%Y-%m-%d %H:%M}",
+                 t + 1, horizon.n_slots, sites, len(engine.remaining_gpu_hours()))  # fmt: skip
 
     def _run_day(
         self, day: str, carried: pd.DataFrame | None, resume: LoopProgress | None

@@ -5,6 +5,7 @@ real SQLite, the settlement engine; Ray in the slow test)."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def test_a_cap_submitted_during_the_day_binds_what_runs(small_config, tmp_path):
     assert (before["load_cap_mw"] == float("inf")).all()  # nothing was capped before
 
 
-def test_days_roll_over_without_restart(small_config, tmp_path):
+def test_days_roll_over_without_restart(small_config, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="scheduler.drivers.service.loop")
     running = start_loop(small_config, tmp_path, speedup=43200, days=3, dispatch=False)
     third_8 = DAY_START + pd.Timedelta(days=2, hours=8)
     with CapClient(f"127.0.0.1:{running.port}") as client:
@@ -126,6 +128,11 @@ def test_days_roll_over_without_restart(small_config, tmp_path):
         ran = summary["ran"]
         assert ran["energy_used_mwh"] == pytest.approx(run["load_mw"].sum() * 0.25, rel=1e-6)
         assert ran["cap_violations"] == int((run["cap_violation_mw"] > 0).sum())
+    # the log says how the day goes, hour by hour
+    progress = [r.getMessage() for r in caplog.records if " ran: " in r.getMessage()]
+    assert len(progress) == 3 * 24
+    assert progress[0].startswith("2026-06-21 00:45 slot 4/96 ran: qingyang ")
+    assert progress[-1].startswith("2026-06-23 23:45 slot 96/96 ran: ")
     capped = capped_rows(tmp_path, days[2], third_8, third_8 + pd.Timedelta(hours=2))
     assert len(capped) == 8 and (capped["load_cap_mw"] == 1.5).all()
     assert (capped["load_mw"] <= 1.5 + 1e-6).all()
