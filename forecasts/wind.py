@@ -5,6 +5,11 @@ measurement height to hub height with the farm's roughness length, air temperatu
 height by the linear gradient, air density by the ideal gas law from temperature and pressure,
 power curve density correction, constant farm efficiency standing for wake losses, no power
 curve smoothing. Output never exceeds nameplate, is zero below cut-in and above cut-out.
+
+The chain is windpowerlib's with one step replaced: its density-corrected power curve
+(``power_output.power_curve_density_correction``) interpolates each row's corrected curve in a
+Python loop, a third of the time an ensemble run's supply took (21 members x 1,536 slots);
+:func:`density_corrected_power_w` computes the same values for all rows at once.
 """
 
 from __future__ import annotations
@@ -17,9 +22,48 @@ from windpowerlib import TurbineClusterModelChain, WindFarm, WindTurbine
 
 from forecasts.specs import WindFarm as WindFarmSpec
 
-__all__ = ["power_law_to_height", "wind_farm_mw", "wind_turbine"]
+__all__ = ["density_corrected_power_w", "power_law_to_height", "wind_farm_mw", "wind_turbine"]
 
 _TEMPERATURE_HEIGHT_M = 2.0  # air temperature in weather data is at 2 m
+_STANDARD_DENSITY_KG_M3 = 1.225  # the density power curves are given at
+
+
+def density_corrected_power_w(
+    wind_speed_m_s: np.ndarray,
+    curve_wind_speed_m_s: np.ndarray,
+    curve_power_w: np.ndarray,
+    density_kg_m3: np.ndarray,
+) -> np.ndarray:
+    """Power [W] at each wind speed [m/s] from a power curve corrected to each row's air density
+    [kg/m^3]: windpowerlib's ``power_curve_density_correction`` (Svenningsen 2010: the curve's
+    speeds scaled by ``(1.225 / density) ** p``, ``p`` from 1/3 below 7.5 m/s to 2/3 above
+    12.5 m/s), zero outside each corrected curve, for all rows at once."""
+    speed = np.asarray(wind_speed_m_s, dtype=float)
+    curve_speed = np.asarray(curve_wind_speed_m_s, dtype=float)
+    curve_power = np.asarray(curve_power_w, dtype=float)
+    exponent = np.interp(curve_speed, [7.5, 12.5], [1 / 3, 2 / 3])
+    density_ratio = _STANDARD_DENSITY_KG_M3 / np.asarray(density_kg_m3, dtype=float)
+    curves = density_ratio[:, None] ** exponent * curve_speed  # one corrected curve a row
+    upper = np.clip((curves <= speed[:, None]).sum(axis=1), 1, len(curve_speed) - 1)
+    rows = np.arange(len(speed))
+    low_speed, high_speed = curves[rows, upper - 1], curves[rows, upper]
+    share = (speed - low_speed) / (high_speed - low_speed)
+    power = curve_power[upper - 1] + share * (curve_power[upper] - curve_power[upper - 1])
+    outside = (speed < curves[:, 0]) | (speed > curves[:, -1])
+    return np.where(outside, 0.0, power)
+
+
+class _FarmChain(TurbineClusterModelChain):
+    """windpowerlib's turbine-cluster chain with its density-corrected power curve step done by
+    :func:`density_corrected_power_w` (same values, all rows at once)."""
+
+    def calculate_power_output(self, wind_speed_hub: pd.Series, density_hub: pd.Series):
+        curve = self.power_plant.power_curve
+        power_w = density_corrected_power_w(
+            wind_speed_hub.to_numpy(dtype=float), curve["wind_speed"].to_numpy(),
+            curve["value"].to_numpy(), np.asarray(density_hub, dtype=float),
+        )  # fmt: skip
+        return pd.Series(power_w, index=wind_speed_hub.index, name="feedin_power_plant")
 
 
 @lru_cache(maxsize=64)
@@ -84,7 +128,7 @@ def wind_farm_mw(weather: pd.DataFrame, farm: WindFarmSpec, wind_height_m: float
         ),
         efficiency=farm.efficiency,
     )
-    chain = TurbineClusterModelChain(
+    chain = _FarmChain(
         power_plant,
         wake_losses_model="wind_farm_efficiency",
         smoothing=False,

@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from windpowerlib import TurbineClusterModelChain
+from windpowerlib import WindFarm as LibraryFarm
+from windpowerlib.power_output import power_curve_density_correction
 
 from forecasts.specs import WindFarm
-from forecasts.wind import wind_farm_mw, wind_turbine
+from forecasts.wind import (
+    density_corrected_power_w,
+    wind_farm_mw,
+    wind_turbine,
+    windpowerlib_weather,
+)
 
 TURBINE = "V126/3450"
 
@@ -69,3 +77,45 @@ def test_thin_air_gives_less_power_below_rated():
     sea = wind_farm_mw(weather_with(speeds, pressure_pa=101325.0), farm(), 117)
     high = wind_farm_mw(weather_with(speeds, pressure_pa=85000.0), farm(), 117)
     assert (high < sea * 0.95).all()
+
+
+@pytest.mark.parametrize("turbine", [TURBINE, "E-126/4200", "SWT130/3600"])
+def test_density_corrected_curve_matches_windpowerlibs_own(turbine):
+    """The farm's chain replaces windpowerlib's per-row density correction with one array step;
+    its output equals windpowerlib's on thin and dense air, on every curve point, at cut-out
+    and past it, and on a missing value."""
+    curve = wind_turbine(turbine, 117).power_curve
+    rng = np.random.default_rng(7)
+    speeds = np.concatenate(
+        [rng.uniform(0.0, 32.0, 2_000), curve["wind_speed"], [0.0, 25.0, 25.001, 40.0, np.nan]]
+    )
+    density = np.concatenate([rng.uniform(0.85, 1.40, 2_000), np.full(len(curve) + 5, 1.225)])
+    expected_w = power_curve_density_correction(
+        speeds, curve["wind_speed"], curve["value"], density
+    )
+    got_w = density_corrected_power_w(speeds, curve["wind_speed"], curve["value"], density)
+    np.testing.assert_allclose(got_w, expected_w, rtol=1e-12, atol=1e-6)  # [W]
+    assert np.isnan(got_w[-1]) and np.isnan(expected_w[-1])
+
+
+def test_farm_output_equals_windpowerlibs_chain_on_varied_weather():
+    """The whole farm against windpowerlib's TurbineClusterModelChain left as it is (10 m wind
+    taken to hub height, cold and warm air, low and high pressure)."""
+    rng = np.random.default_rng(3)
+    n = 500
+    weather = weather_with(rng.uniform(0.0, 28.0, n), temp_c=rng.uniform(-30.0, 40.0, n),
+                           pressure_pa=rng.uniform(70_000.0, 104_000.0, n))  # fmt: skip
+    spec = farm(efficiency=0.93)
+    fleet = pd.DataFrame({"wind_turbine": [wind_turbine(TURBINE, 117)], "number_of_turbines": [10]})
+    chain = TurbineClusterModelChain(
+        LibraryFarm(wind_turbine_fleet=fleet, efficiency=0.93),
+        wake_losses_model="wind_farm_efficiency",
+        smoothing=False, wind_speed_model="logarithmic", density_model="ideal_gas",
+        temperature_model="linear_gradient", power_output_model="power_curve",
+        density_correction=True, obstacle_height=0,
+    )  # fmt: skip
+    chain.run_model(windpowerlib_weather(weather, 10.0, spec.roughness_length_m))
+    expected_mw = (chain.power_output.to_numpy(dtype=float) / 1e6).clip(0.0, spec.capacity_mw)
+    got_mw = wind_farm_mw(weather, spec, wind_height_m=10.0).to_numpy()
+    assert got_mw.max() > 0.5 * spec.capacity_mw  # the comparison reaches rated power
+    np.testing.assert_allclose(got_mw, expected_mw, rtol=1e-12, atol=1e-9)
