@@ -88,9 +88,10 @@ def at_point(
         point = GridPoint(float(lats[where]), float(lons[where]), float(distances[where]),
                           "nearest")  # fmt: skip
     columns = {}
+    used = weights > 0
     for name, variable in dataset.data_vars.items():
-        values = variable.transpose("time", *grid_dims).to_numpy().astype(float)
-        used = weights > 0
+        axes = [variable.dims.index(dim) for dim in ("time", *grid_dims)]
+        values = np.transpose(np.asarray(variable.values, dtype=float), axes)
         columns[str(name)] = values[:, used] @ weights[used]
     return pd.DataFrame(columns, index=pd.DatetimeIndex(dataset["time"].to_numpy())), point
 

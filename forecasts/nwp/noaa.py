@@ -145,12 +145,9 @@ def _output(frame: pd.DataFrame, model: NoaaModel, issued_at: pd.Timestamp) -> M
         frame = frame.drop(columns=["ghi", "dni", "dhi"], errors="ignore")
         return ModelOutput(frame, "instant", _WIND_HEIGHT_M)
     if model.radiation == "running_mean":
-        means = {
-            name: unmix_running_means(frame[name], issued_at, model.reset_hours)
-            for name in ("ghi", "dni", "dhi")
-            if name in frame
-        }
-        instants = frame.drop(columns=list(means))
-        frame = instants.join(pd.DataFrame(means), how="outer")
+        frame = frame.copy()
+        for name in ("ghi", "dni", "dhi"):
+            if name in frame:  # on the frame's times: NaN where the file has none (lead 0)
+                frame[name] = unmix_running_means(frame[name], issued_at, model.reset_hours)
         return ModelOutput(frame, "mean", _WIND_HEIGHT_M)
     return ModelOutput(frame, "instant", _WIND_HEIGHT_M)

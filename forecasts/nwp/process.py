@@ -87,7 +87,8 @@ class ModelOutput:
 
 def _ns(times: pd.DatetimeIndex | pd.Index) -> np.ndarray:
     """Nanoseconds since 1970 (int64), whatever the index's resolution."""
-    return pd.DatetimeIndex(times).as_unit("ns").asi8
+    index = times if isinstance(times, pd.DatetimeIndex) else pd.DatetimeIndex(times)
+    return (index if index.unit == "ns" else index.as_unit("ns")).asi8
 
 
 def _seconds(times: pd.DatetimeIndex | pd.Index) -> np.ndarray:
@@ -228,7 +229,7 @@ def interval_starts(ends: pd.DatetimeIndex, issued_at: pd.Timestamp) -> pd.Datet
     if len(ends) == 1:
         return pd.DatetimeIndex([issued_at])
     first = max(ends[0] - (ends[1] - ends[0]), issued_at)
-    return pd.DatetimeIndex([first, *ends[:-1]])
+    return ends[:-1].insert(0, first)
 
 
 def means_to_slots(
@@ -277,10 +278,10 @@ def covered_span(
     start to the last label."""
     values = output.values
     others = [column for column in values.columns if column not in ("ghi", "dni", "dhi")]
-    at = _ns(values.index)[values[others].notna().to_numpy().any(axis=1)]
+    at = _ns(values.index)[~np.isnan(values[others].to_numpy(dtype=float)).all(axis=1)]
     first, last = pd.Timestamp(at.min(), tz="UTC"), pd.Timestamp(at.max(), tz="UTC")
     if "ghi" in values:
-        ghi = pd.DatetimeIndex(values["ghi"].dropna().index)
+        ghi = pd.DatetimeIndex(values.index[values["ghi"].notna().to_numpy()])
         if output.irradiance == "mean":
             first = max(first, interval_starts(ghi, issued_at)[0])
         else:
