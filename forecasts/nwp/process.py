@@ -28,6 +28,7 @@ and :func:`to_slot_weather` wires the named steps:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -83,6 +84,16 @@ class ModelOutput:
     irradiance: IrradianceKind
     wind_height_m: float
     upper_wind_height_m: float | None = None
+
+    @cached_property
+    def times_s(self) -> np.ndarray:
+        """Valid times [s since 1970]."""
+        return _seconds(self.values.index)
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Each column as floats [its unit], NaN where missing (read once, not per step)."""
+        return {str(name): self.values[name].to_numpy(dtype=float) for name in self.values}
 
 
 def _ns(times: pd.DatetimeIndex | pd.Index) -> np.ndarray:
@@ -173,12 +184,12 @@ def shear_exponent(
 
 
 def erbs_components(
-    ghi_w_m2: np.ndarray, zenith_deg: np.ndarray, times: pd.DatetimeIndex
+    ghi_w_m2: np.ndarray, zenith_deg: np.ndarray, day_of_year: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """DNI and DHI [W/m^2] from GHI by pvlib's Erbs decomposition (sun's zenith [deg] at the
-    slot midpoints ``times``). The day of year goes in as numbers: the same extraterrestrial
-    irradiance (Spencer's, by day of year), without pvlib building a Series per call."""
-    day_of_year = np.asarray(pd.DatetimeIndex(times).day_of_year, dtype=float)
+    slot midpoints, their day of year). The day of year goes in as numbers: the same
+    extraterrestrial irradiance (Spencer's, by day of year), without pvlib building a Series
+    per call."""
     split = pvlib.irradiance.erbs(ghi_w_m2, zenith_deg, day_of_year)
     dni = np.nan_to_num(np.asarray(split["dni"], dtype=float))
     dhi = np.nan_to_num(np.asarray(split["dhi"], dtype=float))
@@ -210,6 +221,7 @@ class SlotSun:
         self.ghi_clear = clear["ghi"].to_numpy()
         self.dni_clear = clear["dni"].to_numpy()
         self.mid_s = _seconds(self.mids)
+        self.day_of_year = np.asarray(self.mids.day_of_year, dtype=float)
 
     def clear_at(self, times: pd.DatetimeIndex) -> pd.DataFrame:
         """Ineichen clear-sky ``ghi``, ``dni`` [W/m^2] at arbitrary ``times`` (UTC)."""
@@ -276,12 +288,12 @@ def covered_span(
     """The slot-aligned span ``[start, end)`` (UTC) that every variable of ``output`` covers:
     instants from the first to the last sample, interval means from the first interval's
     start to the last label."""
-    values = output.values
-    others = [column for column in values.columns if column not in ("ghi", "dni", "dhi")]
-    at = _ns(values.index)[~np.isnan(values[others].to_numpy(dtype=float)).all(axis=1)]
+    arrays, times = output.arrays, _ns(output.values.index)
+    others = [arrays[name] for name in arrays if name not in ("ghi", "dni", "dhi")]
+    at = times[~np.isnan(np.column_stack(others)).all(axis=1)]
     first, last = pd.Timestamp(at.min(), tz="UTC"), pd.Timestamp(at.max(), tz="UTC")
-    if "ghi" in values:
-        ghi = pd.DatetimeIndex(values.index[values["ghi"].notna().to_numpy()])
+    if "ghi" in arrays:
+        ghi = pd.DatetimeIndex(output.values.index[~np.isnan(arrays["ghi"])])
         if output.irradiance == "mean":
             first = max(first, interval_starts(ghi, issued_at)[0])
         else:
@@ -309,7 +321,7 @@ def _irradiance(
         cover = values["cloud_cover"].dropna()
         cloud = _interp(sun.mid_s, _seconds(pd.DatetimeIndex(cover.index)), cover.to_numpy(), 0.0)
         ghi = ghi_from_cloud_cover(cloud, sun.ghi_clear)
-        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.mids)
+        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.day_of_year)
         return ghi, dni, dhi, "GHI from total cloud cover (Larson et al. 2016); DNI, DHI by Erbs"
     ghi_series = values["ghi"].dropna()
     times = pd.DatetimeIndex(ghi_series.index)
@@ -322,7 +334,7 @@ def _irradiance(
         ghi = instants_to_slots(ghi_series, clear, sun.ghi_clear, sun)
         method = "instants to slot midpoints by clear-sky index"
     if not {"dni", "dhi"} <= set(values.columns):
-        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.mids)
+        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.day_of_year)
         return ghi, dni, dhi, f"{method}; DNI, DHI by Erbs"
     dni_series = values["dni"].reindex(times)
     if output.irradiance == "mean":
@@ -338,10 +350,11 @@ def _irradiance(
     return ghi, dni, dhi, f"{method}; the model's DNI, DHI by diffuse fraction"
 
 
-def _instant(values: pd.DataFrame, column: str, sun: SlotSun) -> np.ndarray:
+def _instant(output: ModelOutput, column: str, sun: SlotSun) -> np.ndarray:
     """An instantaneous variable linear in time at the slot midpoints."""
-    series = values[column].dropna()
-    return np.interp(sun.mid_s, _seconds(pd.DatetimeIndex(series.index)), series.to_numpy(float))
+    values = output.arrays[column]
+    known = ~np.isnan(values)
+    return np.interp(sun.mid_s, output.times_s[known], values[known])
 
 
 def to_slot_weather(
@@ -369,18 +382,18 @@ def to_slot_weather(
         "ghi": ghi,
         "dni": dni,
         "dhi": dhi,
-        "temp_air": _instant(values, "temp_air", sun),
-        "wind_speed": _instant(values, "wind_speed", sun),
+        "temp_air": _instant(output, "temp_air", sun),
+        "wind_speed": _instant(output, "wind_speed", sun),
     }
     columns["pressure"] = (
-        _instant(values, "pressure", sun)
-        if "pressure" in values and values["pressure"].notna().any()
+        _instant(output, "pressure", sun)
+        if "pressure" in output.arrays and not np.isnan(output.arrays["pressure"]).all()
         else np.full(len(sun.starts), pvlib.atmosphere.alt2pres(altitude_m))
     )
     wind_height_m = output.wind_height_m
     notes = [irradiance_note]
     if output.upper_wind_height_m is not None and "wind_speed_upper" in values:
-        upper = _instant(values, "wind_speed_upper", sun)
+        upper = _instant(output, "wind_speed_upper", sun)
         columns["wind_shear_exponent"] = shear_exponent(
             columns["wind_speed"], wind_height_m, upper, output.upper_wind_height_m
         )
