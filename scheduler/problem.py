@@ -26,7 +26,16 @@ import numpy as np
 import pandas as pd
 
 from scheduler.config import Config, Site
-from scheduler.contracts import CAPS, SUPPLY, CapType, TableError, UserError, read_table
+from scheduler.contracts import (
+    CAP_LIST_SEPARATOR,
+    CAPS,
+    SUPPLY,
+    UTC_ISO_FORMAT,
+    CapType,
+    TableError,
+    UserError,
+    read_table,
+)
 from scheduler.horizon import Horizon
 from scheduler.jobs import window_slots, work_units
 from scheduler.ramps import ramp_limits_mw
@@ -38,6 +47,7 @@ __all__ = [
     "Problem",
     "ProblemError",
     "cap_matrices",
+    "cap_spans",
     "caps_frame",
     "caps_from_frame",
     "hourly_profile",
@@ -62,7 +72,9 @@ class LoadCap:
     """A grid coordinator's cap: site ``site`` may draw at most ``value_mw`` in ``[start, end)``.
 
     ``type`` is ``IMPORT_CAPACITY_LIMIT`` (grid draw, load minus green) or ``LOAD_LIMIT``
-    (total site load). Times are converted to UTC.
+    (total site load). Times are converted to UTC. ``event_id`` names the event the cap came
+    from (empty when none did); it travels to ``run.csv``, which names the caps in force and
+    binding in each slot by :attr:`label`. Two caps alike but for their ids are two caps.
     """
 
     site: str
@@ -70,6 +82,7 @@ class LoadCap:
     end: pd.Timestamp
     type: CapType
     value_mw: float
+    event_id: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in tuple(CapType):
@@ -86,6 +99,20 @@ class LoadCap:
             raise ProblemError(f"load cap end {self.end} must be after start {self.start}")
         if not self.value_mw >= 0:
             raise ProblemError(f"load cap value_mw {self.value_mw} must be >= 0")
+        if CAP_LIST_SEPARATOR in self.event_id:
+            raise ProblemError(
+                f"load cap event_id {self.event_id!r} has a {CAP_LIST_SEPARATOR!r}; it separates "
+                "the caps named in run.csv"
+            )
+
+    @property
+    def label(self) -> str:
+        """How ``run.csv`` names the cap: its event id, else its type and interval in UTC
+        (``LOAD_LIMIT:2026-06-21T02:00:00Z/2026-06-21T05:00:00Z``)."""
+        if self.event_id:
+            return self.event_id
+        start, end = (t.strftime(UTC_ISO_FORMAT) for t in (self.start, self.end))
+        return f"{self.type}:{start}/{end}"
 
 
 def caps_frame(caps: Sequence[LoadCap]) -> pd.DataFrame:
@@ -97,27 +124,29 @@ def caps_frame(caps: Sequence[LoadCap]) -> pd.DataFrame:
 def caps_from_frame(frame: pd.DataFrame) -> list[LoadCap]:
     """Caps from a canonical caps table."""
     return [
-        LoadCap(str(site), start, end, CapType(kind), float(value))
-        for site, start, end, kind, value in zip(
+        LoadCap(str(site), start, end, CapType(kind), float(value), str(event_id))
+        for site, start, end, kind, value, event_id in zip(
             frame["site"],
             frame["start"],
             frame["end"],
             frame["type"],
             frame["value_mw"],
+            frame["event_id"],
             strict=True,
         )
     ]
 
 
 def read_caps(path: str | Path, site_names: Sequence[str]) -> tuple[LoadCap, ...]:
-    """Read a caps CSV (``site, start, end, type, value_mw``; ISO times with an offset).
+    """Read a caps CSV (``site, start, end, type, value_mw`` and an optional ``event_id``; ISO
+    times with an offset).
 
     Raises :class:`~scheduler.contracts.TableError` or :class:`ProblemError` naming the file,
     the line and the field.
     """
     frame = read_table(CAPS, path)
-    for line, (site, start, end) in enumerate(
-        zip(frame["site"], frame["start"], frame["end"], strict=True), start=2
+    for line, (site, start, end, event_id) in enumerate(
+        zip(frame["site"], frame["start"], frame["end"], frame["event_id"], strict=True), start=2
     ):
         if site not in site_names:
             raise TableError(
@@ -126,6 +155,11 @@ def read_caps(path: str | Path, site_names: Sequence[str]) -> tuple[LoadCap, ...
             )
         if not end > start:
             raise TableError(f"{path} line {line}: end: {end} must be after start {start}")
+        if CAP_LIST_SEPARATOR in event_id:
+            raise TableError(
+                f"{path} line {line}: event_id: {event_id!r} has a {CAP_LIST_SEPARATOR!r}; "
+                "allowed: any other characters"
+            )
     return tuple(caps_from_frame(frame))
 
 
@@ -200,6 +234,27 @@ def supply_matrix(
     return out
 
 
+def cap_spans(
+    caps: Sequence[LoadCap], sites: Sequence[Site], horizon: Horizon
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each cap is in force: its site's row in ``sites``, its first slot and its end slot
+    (exclusive), arrays ``[cap]`` (first >= end: outside the horizon). A cap is in force in
+    every slot its interval overlaps. Raises :class:`ProblemError` for an unknown site."""
+    names = {s.name: row for row, s in enumerate(sites)}
+    unknown = sorted({cap.site for cap in caps} - names.keys())
+    if unknown:
+        raise ProblemError(
+            f"unknown site {unknown[0]!r} in load cap; known sites: {', '.join(sorted(names))}"
+        )
+    # vectorised: a service holds hundreds of caps and builds these for every change
+    slot_ns, start_ns = horizon.slot_minutes * 60 * 10**9, horizon.start.value
+    row = np.array([names[cap.site] for cap in caps], dtype=np.int64)
+    first = np.maximum(np.floor_divide([c.start.value - start_ns for c in caps], slot_ns), 0)
+    end = -np.floor_divide([start_ns - c.end.value for c in caps], slot_ns)
+    end = np.minimum(end, horizon.n_slots)
+    return row, first.astype(np.int64), end.astype(np.int64)
+
+
 def cap_matrices(
     caps: Sequence[LoadCap], sites: Sequence[Site], horizon: Horizon
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -207,24 +262,14 @@ def cap_matrices(
 
     The grid cap starts at each site's ``grid_import_limit_mw`` and is lowered by every
     ``IMPORT_CAPACITY_LIMIT`` cap; the load cap starts at ``inf`` and is lowered by every
-    ``LOAD_LIMIT`` cap. A cap binds every slot its interval overlaps.
+    ``LOAD_LIMIT`` cap. A cap is in force in every slot its interval overlaps.
     """
-    names = {s.name: row for row, s in enumerate(sites)}
     n_slots = horizon.n_slots
     grid_cap = np.repeat([[s.grid_import_limit_mw] for s in sites], n_slots, axis=1)
     load_cap = np.full((len(sites), n_slots), np.inf)
-    unknown = sorted({cap.site for cap in caps} - names.keys())
-    if unknown:
-        raise ProblemError(
-            f"unknown site {unknown[0]!r} in load cap; known sites: {', '.join(sorted(names))}"
-        )
+    row, first, end = cap_spans(caps, sites, horizon)
     if not caps:
         return grid_cap, load_cap
-    # vectorised: a service holds hundreds of caps and builds these for every change
-    slot_ns, start_ns = horizon.slot_minutes * 60 * 10**9, horizon.start.value
-    row = np.array([names[cap.site] for cap in caps])
-    first = np.maximum(np.floor_divide([c.start.value - start_ns for c in caps], slot_ns), 0)
-    end = np.minimum(-np.floor_divide([start_ns - c.end.value for c in caps], slot_ns), n_slots)
     value = np.array([cap.value_mw for cap in caps])
     is_grid = np.array([cap.type == IMPORT_CAPACITY_LIMIT for cap in caps])
     length = np.maximum(end - first, 0)
@@ -311,6 +356,15 @@ class Problem:
     @cached_property
     def _caps(self) -> tuple[np.ndarray, np.ndarray]:
         return cap_matrices(self.caps, self.sites, self.horizon)
+
+    @cached_property
+    def _cap_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return cap_spans(self.caps, self.sites, self.horizon)
+
+    def caps_in_force(self, t: int) -> list[tuple[int, LoadCap]]:
+        """The caps in force in slot ``t``, each with its site's row: ``(site, cap)``."""
+        row, first, end = self._cap_spans
+        return [(int(row[k]), self.caps[k]) for k in np.flatnonzero((first <= t) & (t < end))]
 
     @property
     def grid_cap_mw(self) -> np.ndarray:

@@ -7,6 +7,7 @@ is needed to speak the contracts (``docs/formats.md`` is written from them).
 
 from scheduler.contracts.errors import UserError
 from scheduler.contracts.tables import (
+    CAP_LIST_SEPARATOR,
     CAPS,
     JOBS,
     MEASUREMENTS,
@@ -33,6 +34,7 @@ from scheduler.contracts.tables import (
 
 __all__ = [
     "CAPS",
+    "CAP_LIST_SEPARATOR",
     "JOBS",
     "MEASUREMENTS",
     "PLAN",

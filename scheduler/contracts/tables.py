@@ -25,6 +25,7 @@ from scheduler.contracts.errors import UserError
 
 __all__ = [
     "CAPS",
+    "CAP_LIST_SEPARATOR",
     "JOBS",
     "MEASUREMENTS",
     "PLAN",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 UTC_ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # how tables write times (UTC)
+CAP_LIST_SEPARATOR = ";"  # between the caps named in a run table cell (caps_in_force, ...)
 _MAX_LISTED_ERRORS = 20
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
@@ -460,6 +462,15 @@ CAPS = Schema(
         _c("end", Kind.TIME, "UTC", "cap in force until (exclusive)"),
         _c("type", Kind.STR, "-", "what the cap limits", choices=tuple(CapType)),
         _c("value_mw", Kind.FLOAT, "MW", "the limit", low=0),
+        _c(
+            "event_id",
+            Kind.STR,
+            "-",
+            "the event the cap came from (a grid coordinator's id; no ';'), named in run.csv; "
+            "empty: none",
+            required=False,
+            default="",
+        ),
     ),
 )
 
@@ -519,6 +530,24 @@ RUN = Schema(
             required=False,
             default=float("nan"),
             low=0,
+        ),
+        _c(
+            "caps_in_force",
+            Kind.STR,
+            "-",
+            "the caps in force at the site in the slot, ';'-separated: each by its event_id, "
+            "or without one as TYPE:START/END (UTC); empty: none",
+            required=False,
+            default="",
+        ),
+        _c(
+            "caps_binding",
+            Kind.STR,
+            "-",
+            "those of caps_in_force that bound the slot: the tightest cap of its type, with "
+            "room for less than one more GPU at the GPUs dispatched (on green_mw)",
+            required=False,
+            default="",
         ),
     ),
 )

@@ -81,7 +81,9 @@ RUN_COLUMNS = ["day", "site", "source", "model", "issued_at", "members", "slots_
 
 @dataclass(frozen=True)
 class DailyCap:
-    """A load cap repeated every day: ``site`` limited from local ``start_hour`` to ``end_hour``."""
+    """A load cap repeated every day: ``site`` limited from local ``start_hour`` to ``end_hour``;
+    ``run.csv`` names it by :attr:`event_id` (``daily-cap:SITE:START-END``, as a study writes
+    it)."""
 
     site: str
     start_hour: float
@@ -98,7 +100,12 @@ class DailyCap:
             end=(day + pd.Timedelta(hours=self.end_hour)).tz_convert("UTC"),
             type=self.type,
             value_mw=self.value_mw,
+            event_id=self.event_id,
         )
+
+    @property
+    def event_id(self) -> str:
+        return f"daily-cap:{self.site}:{self.start_hour:g}-{self.end_hour:g}"
 
 
 @dataclass(frozen=True)

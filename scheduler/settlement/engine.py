@@ -26,7 +26,7 @@ from scheduler.policies.base import PlanResult
 from scheduler.problem import LoadCap, Problem
 from scheduler.ramps import ramp_bounds_gpus
 from scheduler.settlement.cursor import PlanCursor
-from scheduler.settlement.report import run_report
+from scheduler.settlement.report import caps_recorded, run_report
 from scheduler.settlement.rules import RULES, SlotRule, SlotView
 from scheduler.settlement.state import Chunks, JobsState, WalkRecord, from_plain, to_plain
 
@@ -165,6 +165,7 @@ class Settlement:
         walk.capacity[t] = live.copy()
         walk.grid_cap_mw[t] = self.actual.grid_cap_mw[:, t].copy()
         walk.load_cap_mw[t] = self.actual.load_cap_mw[:, t].copy()
+        walk.caps[t] = caps_recorded(self.actual, t)
         self._previous = np.zeros(len(problem.sites))
         if len(chunks.job):
             self._previous = self._run(t, chunks).astype(float)

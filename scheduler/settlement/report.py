@@ -14,13 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from scheduler.contracts import PLAN, RUN_JOBS, JobStatus
+from scheduler.contracts import CAP_LIST_SEPARATOR, PLAN, RUN_JOBS, CapType, JobStatus
 from scheduler.contracts.plandir import RunReport
-from scheduler.metrics import energy_totals, site_load
+from scheduler.metrics import CAP_TOLERANCE_MW, energy_totals, site_load
 from scheduler.problem import Problem
-from scheduler.settlement.state import JobsState, WalkRecord
+from scheduler.settlement.state import CapInForce, JobsState, WalkRecord
 
-__all__ = ["EVENT_COLUMNS", "executed_plan", "run_report"]
+__all__ = ["EVENT_COLUMNS", "caps_recorded", "executed_plan", "run_report"]
 
 EVENT_COLUMNS = ["time", "kind", "detail", "site", "job_id", "gpus"]
 
@@ -38,6 +38,57 @@ def executed_plan(problem: Problem, walk: WalkRecord) -> pd.DataFrame:
         },
         columns=PLAN.names,
     )
+
+
+def caps_recorded(problem: Problem, t: int) -> list[CapInForce]:
+    """The caps of ``problem`` in force in slot ``t``, as the walk records them."""
+    return [(s, cap.label, str(cap.type), cap.value_mw) for s, cap in problem.caps_in_force(t)]
+
+
+def _cap_columns(
+    actual: Problem,
+    walk: WalkRecord,
+    dispatched: np.ndarray,
+    grid_cap: np.ndarray,
+    load_cap: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``caps_in_force`` and ``caps_binding`` of the run table, arrays ``[site, slot]`` of text.
+
+    A slot that ran names the caps recorded then (none for a slot restored from a walk saved
+    before they were recorded); a slot that did not, the caps of ``actual``. A cap binds when
+    it is the tightest of its type at the site (``grid_cap`` or ``load_cap`` [MW], the grid
+    import limit included) and leaves room for less than one more GPU at the GPUs
+    ``dispatched`` on ``actual``'s green supply: what the engine's fit admits (see
+    :meth:`~scheduler.problem.Problem.capacity_with`).
+    """
+    n_sites, n_slots = dispatched.shape
+    in_force = np.full((n_sites, n_slots), "", dtype=object)
+    binding = np.full((n_sites, n_slots), "", dtype=object)
+    mpg = actual.mw_per_gpu[:, None]
+    load = actual.base_load_mw[:, None] + dispatched * mpg
+    one_more = 1.0 - 1e-9  # the fit's floor(room + 1e-9) admits a GPU from here
+    tightest = {  # by type: the tightest cap [MW] and where it leaves no room for a GPU
+        str(CapType.IMPORT_CAPACITY_LIMIT): (grid_cap, (grid_cap + actual.green_mw - load) / mpg),
+        str(CapType.LOAD_LIMIT): (load_cap, (load_cap - load) / mpg),
+    }
+    for t in range(n_slots):
+        if t in walk.caps:
+            caps = walk.caps[t]
+        elif t in walk.capacity:  # ran before the walk recorded caps
+            continue
+        else:
+            caps = caps_recorded(actual, t)
+        for s in sorted({site for site, *_ in caps}):
+            labels: set[str] = set()
+            bound: set[str] = set()
+            for _, label, kind, mw in (cap for cap in caps if cap[0] == s):
+                labels.add(label)
+                cap_mw, room_gpus = tightest[kind]
+                if room_gpus[s, t] < one_more and mw <= cap_mw[s, t] + CAP_TOLERANCE_MW:
+                    bound.add(label)
+            in_force[s, t] = CAP_LIST_SEPARATOR.join(sorted(labels))
+            binding[s, t] = CAP_LIST_SEPARATOR.join(sorted(bound))
+    return in_force, binding
 
 
 def _job_table(problem: Problem, jobs: JobsState) -> pd.DataFrame:
@@ -115,6 +166,7 @@ def run_report(
     for t, live in walk.capacity.items():  # what was in force when each slot ran
         capacity[:, t] = live
         grid_cap[:, t], load_cap[:, t] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
+    caps_in_force, caps_binding = _cap_columns(actual, walk, dispatched, grid_cap, load_cap)
     done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps)
     planned_load = site_load(plan_original, problem.supply, problem.sites, horizon,
                              problem.caps)  # fmt: skip
@@ -147,6 +199,8 @@ def run_report(
                 ),
                 0.0,
             ),
+            "caps_in_force": caps_in_force.ravel(),
+            "caps_binding": caps_binding.ravel(),
         }
     )
     job_table = _job_table(problem, jobs)

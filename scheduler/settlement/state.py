@@ -5,6 +5,8 @@ ended; :class:`WalkRecord` what each slot dispatched, ran and had in force; :cla
 slot's work as arrays. :func:`to_plain` and :func:`from_plain` turn both into JSON-ready values
 and back through :mod:`dataclasses` (a live loop stores them after every slot to survive a
 crash), with :data:`SCHEMA_VERSION`; a state written before the version existed is version 1.
+Version 2 added the caps in force per slot (:attr:`WalkRecord.caps`); a version 1 state
+restores with none recorded for the slots it ran.
 """
 
 from __future__ import annotations
@@ -18,10 +20,23 @@ import pandas as pd
 
 from scheduler.problem import Problem
 
-__all__ = ["SCHEMA_VERSION", "Chunks", "JobsState", "WalkRecord", "from_plain", "to_plain"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "CapInForce",
+    "Chunks",
+    "JobsState",
+    "WalkRecord",
+    "from_plain",
+    "to_plain",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the saved walk (:func:`to_plain`); raise it with a reader of the older one."""
+
+
+CapInForce = tuple[int, str, str, float]
+"""A cap in force in a slot, as the walk records it: site row, label (its event id, see
+:attr:`~scheduler.problem.LoadCap.label`), type and value [MW]."""
 
 
 @dataclass
@@ -90,7 +105,8 @@ class Chunks:
 class WalkRecord:
     """What the walk records per slot, turned into the report at the end: the work that ran
     (job, site, slot, GPUs), what was dispatched, failed tasks, and the live capacity and caps
-    in force when each slot ran; the events."""
+    in force when each slot ran (the tightest per site, and each cap as :data:`CapInForce`);
+    the events."""
 
     executed: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=list
@@ -100,6 +116,7 @@ class WalkRecord:
     capacity: dict[int, np.ndarray] = field(default_factory=dict)
     grid_cap_mw: dict[int, np.ndarray] = field(default_factory=dict)
     load_cap_mw: dict[int, np.ndarray] = field(default_factory=dict)
+    caps: dict[int, list[CapInForce]] = field(default_factory=dict)
     events: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -165,6 +182,10 @@ def from_plain(state: dict, jobs: JobsState) -> tuple[WalkRecord, float, np.ndar
         capacity=by_slot(state["capacity"]),
         grid_cap_mw=by_slot(state["grid_cap_mw"]),
         load_cap_mw=by_slot(state["load_cap_mw"]),
+        caps={  # none recorded before version 2
+            int(t): [(int(s), str(label), str(kind), float(mw)) for s, label, kind, mw in caps]
+            for t, caps in state.get("caps", {}).items()
+        },
         events=[{**e, "time": pd.Timestamp(e["time"])} for e in state["events"]],
     )
     previous = state["previous_gpus"]

@@ -175,21 +175,62 @@ def test_a_walk_resumed_from_its_stored_state_ends_as_if_never_stopped():
     assert list(resumed.events["kind"]) == list(whole.events["kind"])
 
 
-def test_a_stored_walk_without_a_schema_version_restores_and_a_newer_one_is_refused():
-    """States saved before the schema had a version are version 1; a newer one is not guessed."""
-    problem = make_problem([site("a")], np.full((1, 4), 0.05), [job("j", 160, 40, 0, 4)])
-    plan = pd.DataFrame(plan_rows("j", "a", range(4), 40))
+def test_a_stored_walk_of_schema_1_restores_without_caps_and_a_newer_one_is_refused():
+    """States saved before the schema had a version are version 1, as are those saved before
+    caps were recorded (version 2): the slots they ran name no caps, the slots run after
+    restoring do. A newer schema is not guessed."""
+    cap = LoadCap("a", START, START + 4 * HOUR, LOAD_LIMIT, 0.03, event_id="dr-1")
+    problem = make_problem([site("a")], np.full((1, 4), 0.05), [job("j", 120, 40, 0, 4)],
+                           caps=[cap])  # fmt: skip
+    plan = pd.DataFrame(plan_rows("j", "a", range(3), 40))
     first = Settlement(problem, plan)
     first.step(0)
     stored = first.state()
-    assert stored.pop("schema_version") == 1
+    assert stored.pop("schema_version") == 2
+    assert stored.pop("caps") == {"0": [[0, "dr-1", "LOAD_LIMIT", 0.03]]}  # what version 2 adds
     old = Settlement(problem, plan)
     old.restore(stored)
     for t in range(1, 4):
         old.step(t)
-    assert old.report().statuses == {"j": "done"}
-    with pytest.raises(ValueError, match="schema 2; this greensched reads up to 1"):
-        Settlement(problem, plan).restore({**stored, "schema_version": 2})
+    report = old.report()
+    assert report.statuses == {"j": "done"}
+    slots = report.site_slots
+    assert list(slots["actual_gpus"]) == [30, 30, 30, 30]  # the cap kept before and after
+    assert list(slots["caps_in_force"]) == ["", "dr-1", "dr-1", "dr-1"]
+    assert list(slots["caps_binding"]) == ["", "dr-1", "dr-1", "dr-1"]
+    with pytest.raises(ValueError, match="schema 3; this greensched reads up to 2"):
+        Settlement(problem, plan).restore({**first.state(), "schema_version": 3})
+
+
+def test_run_csv_names_the_caps_in_force_and_those_that_bound(tmp_path):
+    """Site a (100 GPUs of 1 kW, no green) runs a job that would take every GPU; site b has no
+    cap. Import cap "grid-80" (80 GPUs) in hours 0-2, load cap "load-30" (30 GPUs) in hours
+    1-3, a load cap without an id (90 GPUs) in hour 3. Hour 0: grid-80 binds; hours 1-2:
+    both in force, load-30 binds (grid draw 0.03 MW, 50 GPUs under grid-80); hour 3: load-30
+    binds, the 90 GPU cap is slack."""
+    from scheduler.contracts import RUN, read_table
+    from scheduler.contracts.plandir import write_run_report
+
+    caps = [
+        LoadCap("a", START, START + 3 * HOUR, IMPORT_CAPACITY_LIMIT, 0.08, "grid-80"),
+        LoadCap("a", START + HOUR, START + 4 * HOUR, LOAD_LIMIT, 0.03, "load-30"),
+        LoadCap("a", START + 3 * HOUR, START + 4 * HOUR, LOAD_LIMIT, 0.09),
+    ]
+    problem = make_problem([site("a"), site("b")], np.zeros((2, 4)),
+                           [job("j", 400, 100, 0, 4, sites=("a",))], caps=caps)  # fmt: skip
+    write_run_report(tmp_path, settle(problem, pd.DataFrame(plan_rows("j", "a", range(4), 100))))
+
+    run = read_table(RUN, tmp_path / "run.csv")
+    a, b = run[run["site"] == "a"], run[run["site"] == "b"]
+    assert list(a["actual_gpus"]) == [80, 30, 30, 30]
+    assert list(a["caps_in_force"]) == [
+        "grid-80",
+        "grid-80;load-30",
+        "grid-80;load-30",
+        "LOAD_LIMIT:2026-06-01T03:00:00Z/2026-06-01T04:00:00Z;load-30",
+    ]
+    assert list(a["caps_binding"]) == ["grid-80", "load-30", "load-30", "load-30"]
+    assert (b["caps_in_force"] == "").all() and (b["caps_binding"] == "").all()
 
 
 def surplus_case(**job_kw) -> tuple:

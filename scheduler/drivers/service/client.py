@@ -127,6 +127,7 @@ class CapClient:
                 + pd.Timedelta(seconds=interval.duration.ToTimedelta().total_seconds()),
                 CapType(pb.PayloadType.Name(interval.type)),
                 interval.value_mw,
+                event.event_id,
             )
             for event in self.list()
             if event.status == pb.ACTIVE

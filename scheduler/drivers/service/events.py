@@ -199,7 +199,12 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
                 )
             caps.append(
                 LoadCap(
-                    target, interval.start, interval.end, CapType(interval.type), interval.value_mw
+                    target,
+                    interval.start,
+                    interval.end,
+                    CapType(interval.type),
+                    interval.value_mw,
+                    event.event_id,
                 )
             )
     return caps

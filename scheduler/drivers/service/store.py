@@ -259,15 +259,10 @@ def caps_in_database(path: str | Path) -> list[LoadCap]:
                     f"--caps-db {path}: written by a newer greensched (schema version {version}; "
                     f"this one reads up to {SCHEMA_VERSION})"
                 )
-            rows = db.execute(
-                "SELECT site, start_ns, end_ns, type, value_mw FROM caps ORDER BY rowid"
-            ).fetchall()
+            rows = db.execute(_CAPS_QUERY).fetchall()
     except sqlite3.DatabaseError as error:
         raise UserError(f"--caps-db {path}: not a greensched database: {error}") from None
-    return [
-        LoadCap(site, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"), kind, value)
-        for site, start, end, kind, value in rows
-    ]
+    return [_cap(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -359,18 +354,8 @@ class Store:
     def caps(self) -> list[tuple[str, LoadCap]]:
         """Every cap in force as ``(event_id, cap)``."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT event_id, site, start_ns, end_ns, type, value_mw FROM caps ORDER BY rowid"
-            ).fetchall()
-        return [
-            (
-                event_id,
-                LoadCap(
-                    site, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"), kind, value
-                ),
-            )
-            for event_id, site, start, end, kind, value in rows
-        ]
+            rows = self._db.execute(_CAPS_QUERY).fetchall()
+        return [(cap.event_id, cap) for cap in map(_cap, rows)]
 
     def last_plan_version(self) -> int:
         with self._lock:
@@ -536,6 +521,16 @@ _EVENT_QUERY = (
     "FROM events e JOIN event_versions v "
     "ON v.event_id = e.event_id AND v.modification_number = e.modification_number"
 )
+
+
+_CAPS_QUERY = "SELECT event_id, site, start_ns, end_ns, type, value_mw FROM caps ORDER BY rowid"
+
+
+def _cap(row: tuple) -> LoadCap:
+    """A cap in force from a row of :data:`_CAPS_QUERY`, with the id of its event."""
+    event_id, site, start, end, kind, value = row
+    start, end = (pd.Timestamp(ns, tz="UTC") for ns in (start, end))
+    return LoadCap(site, start, end, kind, value, event_id)
 
 
 def _stored_event(row: tuple) -> StoredEvent:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scheduler.config import load_config
 from scheduler.contracts import RUN, RUN_JOBS, read_table
 from scheduler.drivers.service.client import CapClient, pb
 from scheduler.drivers.service.server import Running, ServeOptions, start
@@ -104,6 +105,12 @@ def test_a_cap_submitted_during_the_day_binds_what_runs(small_config, tmp_path):
     assert (after["load_cap_mw"] == 1.2).all() and (after["load_mw"] <= 1.2 + 1e-6).all()
     before = capped_rows(tmp_path, DAY, DAY_START, now_at.floor("15min"))
     assert (before["load_cap_mw"] == float("inf")).all()  # nothing was capped before
+    # run.csv names each cap by its event id in the slots it was in force
+    capped_id, now_id = f"dr-{start_at.value}", f"dr-{now_at.value}"
+    assert (before["caps_in_force"] == "").all() and (before["caps_binding"] == "").all()
+    assert (after["caps_in_force"] == now_id).all()
+    assert all(capped_id in cell.split(";") for cell in window["caps_in_force"])
+    assert (alone["caps_in_force"] == capped_id).all()
 
 
 def test_days_roll_over_without_restart(small_config, tmp_path, caplog):
@@ -136,6 +143,17 @@ def test_days_roll_over_without_restart(small_config, tmp_path, caplog):
     capped = capped_rows(tmp_path, days[2], third_8, third_8 + pd.Timedelta(hours=2))
     assert len(capped) == 8 and (capped["load_cap_mw"] == 1.5).all()
     assert (capped["load_mw"] <= 1.5 + 1e-6).all()
+    # run.csv names the event where its cap was in force, and where it bound: no room left
+    # under 1.5 MW for one more GPU (shantou's MW per GPU, PUE included)
+    assert (capped["caps_in_force"] == "third-day").all()
+    mw_per_gpu = load_config(small_config).sites["shantou"].mw_per_gpu
+    at_cap = capped["load_mw"] > 1.5 - mw_per_gpu
+    assert at_cap.any()  # the plan runs at the cap (and, today, below it too)
+    assert list(capped["caps_binding"]) == ["third-day" if b else "" for b in at_cap]
+    for day in days:
+        run = read_table(RUN, tmp_path / "out" / day / "run.csv")
+        elsewhere = run.drop(capped.index) if day == days[2] else run
+        assert (elsewhere["caps_in_force"] == "").all() and (elsewhere["caps_binding"] == "").all()
 
 
 def test_a_cap_for_the_next_day_is_planned_at_once(small_config, tmp_path):
@@ -205,6 +223,7 @@ def test_nightly_runs_under_a_cap_submitted_over_grpc(server, client, small_conf
                  & (run["time"] < local("20:00"))]  # fmt: skip
     assert len(window) == 8 and (window["grid_cap_mw"] == 5.0).all()
     assert (window["grid_mw"] <= 5.0 + 1e-6).all()
+    assert (window["caps_in_force"] == "dr-night").all()  # the event id came along
 
 
 def test_a_plan_only_service_has_nothing_to_report(client):
