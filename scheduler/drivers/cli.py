@@ -307,77 +307,26 @@ def forecast_skill(
     """Grade a weather model's runs by lead (bias, NRMSE, p10-p90 coverage) against an actual
     or a reference, beside the error model's figures on the same slots; --fit fits its levels.
     """
-    from forecasts import skill
-    from forecasts.nwp.ensemble import run_supply
-    from forecasts.supply import SupplyModel
-    from scheduler.pipeline import forecast_error_of
+    from scheduler.drivers import skill
 
     _setup_logging(verbose)
     cfg = load_config(config)
     if slot_minutes is not None:
         cfg = cfg.updated({"forecast": {"slot_minutes": slot_minutes}}, "--slot-minutes")
-    if (actual is None) == (reference is None):
-        raise UserError(
-            "forecast-skill: give one truth to grade the runs against: --actual SITE=FILE "
-            "(measured supply or a dated weather file) or --reference SITE=SOURCE (another "
-            "source's runs)"
-        )
     if out.suffix not in (".csv", ".parquet"):
         raise UserError(f"--out {out}: use a .csv or .parquet file name")
-    edges_h = _lead_edges(lead_edges)
-    site_name, archive = _skill_source(forecast_from, cfg, "--forecast")
-    site, slot = cfg.sites[site_name], cfg.forecast.slot_minutes
-    model = SupplyModel(cfg.sites, slot_minutes=slot)
-    error = forecast_error_of(cfg)
-    runs = [
-        archive.read(ref, {site_name: site}, slot)[site_name]
-        for ref in _runs_issued(archive, first, last)
-    ]
-    spread = cfg.forecast.nwp.ensemble_spread_factor
-    forecasts = {r.issued_at: run_supply(r, site, model, error, spread_factor=spread) for r in runs}
-    span = (runs[0].issued_at, max(run.end for run in runs))
-    if actual is not None:
-        truth, truth_text = _actual_supply(actual, site_name, cfg, model, span)
-    else:
-        truth, truth_text = _reference_supply(str(reference), site_name, cfg, model, error, span)
-    pairs = skill.paired(forecasts, truth)
-    if pairs.empty:
-        raise UserError(
-            f"{truth_text}: covers {truth.index[0].isoformat()} to {truth.index[-1].isoformat()}, "
-            f"no slot of the {len(runs)} run(s) graded ({span[0].isoformat()} to "
-            f"{span[1].isoformat()}); give a truth that covers the runs, or other --from/--to"
+    graded = skill.grade(
+        cfg, forecast_from, actual=actual, reference=reference, first=first, last=last,
+        edges_h=skill.lead_edges(lead_edges), seed=seed,
+    )  # fmt: skip
+    for note in graded.notes:
+        err_console.print(note, style="yellow")
+    write_table(graded.table, out)
+    console.print(skill.skill_view(graded))
+    if len(graded.issued) < len(graded.runs):
+        console.print(
+            f"{len(graded.runs) - len(graded.issued)} run(s) with no slot in the truth left out"
         )
-    slots = {t: pd.DatetimeIndex(rows["time"]) for t, rows in pairs.groupby("issued_at")}
-    seed = cfg.seed if seed is None else seed
-    synthetic = skill.error_model_forecasts(truth, site, model, error, seed, slots)
-    label = runs[0].model
-    table = pd.concat(
-        [
-            skill.skill_by_lead(pairs, site, slot, edges_h).assign(forecast=label),
-            skill.skill_by_lead(skill.paired(synthetic, truth), site, slot, edges_h).assign(
-                forecast="error model"
-            ),
-        ],
-        ignore_index=True,
-    ).assign(truth=truth_text)
-    table = table[["forecast", "truth", *skill.SKILL_COLUMNS]]
-    write_table(table, out)
-
-    members = f", {len(runs[0].members)} members" if runs[0].is_ensemble else ""
-    graded = sorted(slots)
-    issued = f"{graded[0]:%Y-%m-%d %H}Z" + (
-        f" to {graded[-1]:%Y-%m-%d %H}Z" if len(graded) > 1 else ""
-    )
-    console.print(
-        _skill_view(
-            table,
-            f"forecast skill at {site_name}: {label} ({len(slots)} run(s) issued {issued}"
-            f"{members}) against {truth_text}; bias and NRMSE as fractions of capacity",
-            label,
-        )
-    )
-    if len(slots) < len(runs):
-        console.print(f"{len(runs) - len(slots)} run(s) with no slot in the truth left out")
     if reference is not None:
         console.print(
             "the reference is another weather model, not a measurement: these figures measure "
@@ -386,246 +335,13 @@ def forecast_skill(
         )
     console.print(
         "error model: the config's forecast levels, vintages issued at the runs' issue times "
-        f"around the same truth (its distribution taken from the truth), seed {seed}"
+        f"around the same truth (its distribution taken from the truth), seed {graded.seed}"
     )
-    console.print(f"wrote {out} ({len(table)} rows)")
+    console.print(f"wrote {out} ({len(graded.table)} rows)")
     if fit:
-        _print_fit(
-            table[table["forecast"] == label], runs, truth, site, model, error, spread,
-            min_slots, f"{label} runs against {truth_text}",
-        )  # fmt: skip
-
-
-def _lead_edges(text: str) -> list[float]:
-    """``--lead-edges``: leads [h], comma-separated, at least two, >= 0, increasing."""
-    from forecasts.skill import check_lead_edges
-
-    try:
-        return [float(e) for e in check_lead_edges([float(e) for e in text.split(",")])]
-    except ValueError:
-        raise UserError(
-            f"--lead-edges {text!r}: give at least two leads [h] >= 0, increasing, separated by "
-            "commas, e.g. 0,1,3,6,12,24,48"
-        ) from None
-
-
-def _skill_source(spec: str, cfg, option: str):
-    """The site and the runs in files (a ``RunArchive``) named by ``SITE=SOURCE``."""
-    from forecasts.nwp.archive import RunArchive
-    from forecasts.nwp.sources import forecast_source
-    from scheduler.pipeline import parse_forecast_specs
-
-    site, sep, source = spec.partition("=")
-    if not sep:
-        raise UserError(f"{option} {spec!r}: expected SITE=SOURCE")
-    parse_forecast_specs([spec], cfg, option)  # the form and the site checked
-    found = forecast_source(source, cfg.forecast.nwp)
-    if not isinstance(found, RunArchive):
-        raise UserError(
-            f"{option} {spec!r}: forecast-skill grades runs kept in files (a run's file, a "
-            "run's directory or a directory of runs); fetch the runs first"
+        console.print(
+            skill.fit_yaml(graded, cfg, min_slots), markup=False, highlight=False, soft_wrap=True
         )
-    return site, found
-
-
-def _utc_day(text: str | None, option: str) -> pd.Timestamp | None:
-    """A ``--from``/``--to`` date as midnight UTC (``None`` when not given)."""
-    return None if text is None else pd.Timestamp(_day(text, option), tz="UTC")
-
-
-def _runs_issued(archive, first: str | None, last: str | None) -> list:
-    """The runs of ``archive`` issued from ``first`` to ``last`` (dates, inclusive, UTC)."""
-    start, end = _utc_day(first, "--from"), _utc_day(last, "--to")
-    refs = [
-        ref
-        for ref in archive.runs
-        if (start is None or ref.issued_at >= start)
-        and (end is None or ref.issued_at < end + pd.Timedelta(days=1))
-    ]
-    if not refs:
-        issued = ", ".join(f"{ref.issued_at:%Y-%m-%d %H}Z" for ref in archive.runs[:8])
-        raise UserError(
-            f"--forecast {archive.label}: no run issued from {first or 'the first'} to "
-            f"{last or 'the last'} (UTC); its runs were issued {issued}"
-            + (" ..." if len(archive.runs) > 8 else "")
-        )
-    return refs
-
-
-def _actual_supply(spec: str, site_name: str, cfg, model, span) -> tuple[pd.DataFrame, str]:
-    """``--actual SITE=FILE`` as the site's supply by slot start, and how it is named:
-    measured supply (the measurements table) or a weather file through the supply model (a
-    typical year mapped onto the runs' span, with a warning: it is no actual)."""
-    from forecasts.sources import on_dates, read_site_weather
-    from scheduler.contracts import MEASUREMENTS, read_table
-
-    site, sep, name = spec.partition("=")
-    if not sep or not name:
-        raise UserError(f"--actual {spec!r}: expected SITE=FILE")
-    if site != site_name:
-        raise UserError(f"--actual {spec!r}: site {site!r} is not the graded site {site_name!r}")
-    path = Path(name)
-    if not path.is_file():
-        raise UserError(f"--actual {spec!r}: no such file {name!r}")
-    if path.suffix == ".parquet" or _has_supply_header(path):
-        measured = read_table(MEASUREMENTS, path)
-        return _measured_supply(measured, site, path, cfg.forecast.slot_minutes), (
-            f"measured supply in {path}"
-        )
-    settings = cfg.forecast
-    weather = read_site_weather(
-        cfg.sites[site], path, max_gap_hours=settings.max_gap_hours,
-        far_station_km=settings.far_station_km, time_shift=settings.weather_time_shift,
-        dni_rule=settings.dni_rule,
-    )  # fmt: skip
-    text = f"the actual from {path}"
-    if weather.typical_year:
-        weather = on_dates(weather, *span)
-        text = f"the typical year {path.name} (a climatology, not an actual)"
-        err_console.print(
-            f"{path}: a typical year, mapped onto the runs' dates: the figures compare the runs "
-            "with a climatology, not with what came on those days",
-            style="yellow",
-        )
-    return model.site_actual(cfg.sites[site], weather), text
-
-
-def _has_supply_header(path: Path) -> bool:
-    """Whether the first line of ``path`` names ``pv_mw`` or ``wind_mw`` (measured supply)."""
-    try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            header = handle.readline()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror}") from None
-    return bool({"pv_mw", "wind_mw"} & {cell.strip() for cell in header.split(",")})
-
-
-def _measured_supply(
-    measured: pd.DataFrame, site: str, path: Path, slot_minutes: int
-) -> pd.DataFrame:
-    """The site's rows of a measurements table as supply by slot start; the times checked to be
-    slot starts ``slot_minutes`` apart (gaps allowed)."""
-    rows = measured[measured["site"] == site].sort_values("time")
-    if rows.empty:
-        sites = ", ".join(sorted(map(str, measured["site"].unique()))) or "none"
-        raise UserError(f"{path}: column site: no row of site {site!r}; the file's sites: {sites}")
-    times = pd.DatetimeIndex(rows["time"])
-    step = pd.Timedelta(minutes=slot_minutes)
-    off = times[times.floor(step) != times]
-    if len(off):
-        raise UserError(
-            f"{path}: column time: {off[0].isoformat()} is not the start of a "
-            f"{slot_minutes}-minute slot"
-        )
-    if len(times) > 1 and (spacing := times.to_series().diff().min()) > step:
-        minutes = spacing / pd.Timedelta(minutes=1)
-        raise UserError(
-            f"{path}: column time: site {site!r}'s rows are {minutes:g} minutes apart or more, "
-            f"the slots {slot_minutes} minutes; give --slot-minutes {minutes:g}"
-        )
-    pv, wind = rows["pv_mw"].to_numpy(float), rows["wind_mw"].to_numpy(float)
-    return pd.DataFrame({"pv_mw": pv, "wind_mw": wind, "green_mw": pv + wind}, index=times)
-
-
-def _reference_supply(
-    spec: str, site_name: str, cfg, model, error, span
-) -> tuple[pd.DataFrame, str]:
-    """``--reference SITE=SOURCE``: each slot's supply from the freshest of the source's runs
-    issued from a day before ``span`` to its end, and how it is named."""
-    from forecasts.nwp.ensemble import run_supply
-    from forecasts.skill import freshest
-
-    site, archive = _skill_source(spec, cfg, "--reference")
-    if site != site_name:
-        raise UserError(f"--reference {spec!r}: site {site!r} is not the graded site {site_name!r}")
-    start, end = span[0] - pd.Timedelta(days=1), span[1]
-    refs = [ref for ref in archive.runs if start <= ref.issued_at < end]
-    if not refs:
-        raise UserError(
-            f"--reference {spec!r}: no run issued from {start.isoformat()} to "
-            f"{end.isoformat()}, the span of the runs graded"
-        )
-    slot, supply_site = cfg.forecast.slot_minutes, cfg.sites[site]
-    runs = {
-        ref.issued_at: run_supply(
-            archive.read(ref, {site: supply_site}, slot)[site], supply_site, model, error
-        )
-        for ref in refs
-    }
-    return freshest(runs), f"the reference {refs[0].model} ({len(refs)} run(s), {archive.label})"
-
-
-def _skill_view(table: pd.DataFrame, title: str, label: str) -> Table:
-    """The skill table as rich rows: per lead band, the runs' figures and the error model's."""
-
-    def cell(value: float, spec: str) -> str:
-        return "-" if pd.isna(value) else format(value, spec)
-
-    def pair(row: pd.Series) -> str:
-        return f"{cell(row['bias_of_capacity'], '+.3f')} / {cell(row['nrmse_of_capacity'], '.3f')}"
-
-    view = Table(title=title)
-    for column in ("lead h", "forecast", "slots (daylit)", "wind bias / NRMSE", "PV bias / NRMSE",
-                   "green bias / NRMSE", "p10-p90", "< p10 / > p90"):  # fmt: skip
-        view.add_column(column, justify="left" if column in ("lead h", "forecast") else "right")
-    for (start, end), band in table.groupby(["lead_from_h", "lead_to_h"], sort=True):
-        names = [name for name in (label, "error model") if (band["forecast"] == name).any()]
-        for name in names:
-            rows = band[band["forecast"] == name].set_index("technology")
-            wind, pv, green = rows.loc["wind"], rows.loc["pv"], rows.loc["green"]
-            view.add_row(
-                f"{start:g}-{end:g}", name, f"{int(wind['slots'])} ({int(pv['slots'])})",
-                pair(wind), pair(pv), pair(green), cell(green["p10_p90_coverage"], ".0%"),
-                f"{cell(green['below_p10'], '.0%')} / {cell(green['above_p90'], '.0%')}",
-                end_section=name == names[-1],
-            )  # fmt: skip
-    return view
-
-
-def _print_fit(
-    table: pd.DataFrame, runs: list, truth: pd.DataFrame, site, model, error, spread: float,
-    min_slots: int, fitted_from: str,
-) -> None:  # fmt: skip
-    """``--fit``: the error model's levels fitted from the runs' skill ``table`` (and an
-    ensemble's spread factor), printed as YAML to paste into a config."""
-    from forecasts import skill
-
-    try:
-        fit = skill.fit_lead_levels(table, min_slots=min_slots)
-    except ValueError as problem:
-        raise UserError(f"--fit: {problem} (--min-slots {min_slots})") from None
-    lines = [
-        f"# fitted from the {fitted_from}",
-        "forecast:",
-        f"  wind_nrmse: {fit.wind_nrmse:.3f}  # day-ahead: measured at leads "
-        f"{fit.day_ahead_leads_h[0]:g}-{fit.day_ahead_leads_h[1]:g} h",
-        f"  pv_nrmse: {fit.pv_nrmse:.3f}",
-        "  intraday:" + ("" if fit.intraday else " []"),
-        *(
-            f"    - {{lead_hours: {level.lead_hours:g}, wind_nrmse: {level.wind_nrmse:.3f}, "
-            f"pv_nrmse: {level.pv_nrmse:.3f}}}"
-            for level in fit.intraday
-        ),
-    ]
-    if runs[0].is_ensemble:
-        coverage_at = skill.ensemble_coverage(runs, truth, site, model, error)
-        factor, coverage = skill.fit_spread_factor(coverage_at)
-        lines += [
-            "  nwp:",
-            f"    ensemble_spread_factor: {factor:g}  # p10-p90 coverage {coverage:.0%} "
-            f"(at {spread:g}: {coverage_at(spread):.0%})",
-        ]
-        if abs(coverage - skill.TARGET_COVERAGE) > 0.05:
-            lines.append(
-                f"# no spread factor from {skill.SPREAD_FACTORS[0]:g} to "
-                f"{skill.SPREAD_FACTORS[1]:g} brings the coverage near "
-                f"{skill.TARGET_COVERAGE:.0%}: the truth lies farther from the members' mean "
-                "than their widened spread reaches (a bias, or weather the members missed)"
-            )
-    else:
-        lines.append("# deterministic runs: no ensemble spread factor to fit")
-    lines += [f"# {note}" for note in fit.notes]
-    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

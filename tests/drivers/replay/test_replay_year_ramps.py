@@ -15,7 +15,6 @@ from scheduler.config import load_config
 from scheduler.drivers.replay import ReplaySpec, replay
 from tests.conftest import SHANGHAI_EPW, URUMQI_EPW, needs_real_weather
 
-
 QUARTERS = {
     "Q1": ("2026-01-01", "2026-03-31", 90),
     "Q2": ("2026-04-01", "2026-06-30", 91),
