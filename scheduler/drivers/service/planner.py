@@ -37,7 +37,12 @@ or the plan has waited :data:`POLISH_MAX_WAIT_S` for it while changes keep arriv
 optimizer plans the same problem in a solver process of its own, at a lower CPU priority
 (:data:`POLISH_NICENESS`: the answers come first), while the planner thread goes on answering.
 Its plan is published as the next version if it is better than the current one; if caps
-changed meanwhile, it is first repaired to them (and optimised again later).
+changed meanwhile, it is first repaired to them (and optimised again later). When the running
+day has moved on since the current plan was made (the control loop began a slot), the work
+left from where it stands is optimised instead and replaces the current plan, which would put
+work into a slot that has begun; a slot beginning while that runs starts it again from there.
+So a change that loosens the caps (a cancel) gives the room back within a second, also when it
+comes between the loop's first plan of its day and its first slot.
 
 **Answers.** Each submission is answered with the batch's plan version (which keeps its caps)
 and with the cost of the batch against the plan before the batch: OPT_IN when no job is later
@@ -222,6 +227,17 @@ class RunState:
     load_before_mw: dict[str, float] | None = None
 
 
+@dataclass(frozen=True)
+class _Polishing:
+    """An optimisation running in the background: of ``problem``, the work left from
+    ``from_time`` (``None``: the whole day) under the caps in force when it began."""
+
+    problem: Problem
+    from_time: pd.Timestamp | None
+    future: Future
+    began: float  # time.perf_counter() [s]
+
+
 @dataclass
 class _Change:
     """A submission (``event`` set) or a cancellation, queued for the planner thread."""
@@ -269,7 +285,7 @@ class Planner:
         self._polisher: ProcessPoolExecutor | None = None
         self._lock = threading.RLock()  # one plan at a time; the loop's slot start holds it too
         self._unpolished_since: float | None = None  # monotonic [s]: the plan is not optimal
-        self._polishing: tuple[PlanVersion, Future, float] | None = None  # planner thread only
+        self._polishing: _Polishing | None = None  # planner thread only
         self._published = threading.Condition()
         self._caps: dict[str, list[LoadCap]] = {}  # the events in force, by id
         self._ends: dict[str, tuple[list[LoadCap], int]] = {}  # see _end_ns
@@ -529,7 +545,7 @@ class Planner:
             )
 
     def _polished(self) -> bool:
-        return self._polishing is not None and self._polishing[1].done()
+        return self._polishing is not None and self._polishing.future.done()
 
     def _polish_overdue(self) -> bool:
         since = self._unpolished_since
@@ -542,63 +558,78 @@ class Planner:
 
     def _polish(self) -> None:
         """Start optimising the current problem in the solver process, or publish what it
-        found (see the module docstring)."""
+        found (see the module docstring). When the running day has moved on since the current
+        plan was made (a slot began), the work left from where it stands now is optimised."""
         if self._polishing is None:
             with self._lock:
-                wanted, start = self._unpolished_since is not None, self._current
-                wanted &= self._current_from_now()
-            if wanted and self._polisher is not None:
-                future = self._polisher.submit(self._policy.plan, start.problem)
-                future.add_done_callback(lambda _: self._wake())
-                self._polishing = (start, future, time.perf_counter())
+                if self._unpolished_since is None or self._polisher is None:
+                    return
+                problem = (
+                    self._current.problem
+                    if self._current_from_now()
+                    else self._problem(_flat(self._caps))
+                )
+                from_time = self._from_time()
+            future = self._polisher.submit(self._policy.plan, problem)
+            future.add_done_callback(lambda _: self._wake())
+            self._polishing = _Polishing(problem, from_time, future, time.perf_counter())
             return
-        start, future, began = self._polishing
-        problem = start.problem
-        if not future.done():
+        polishing = self._polishing
+        if not polishing.future.done():
             return
         self._polishing = None
         try:
-            result = future.result()
+            result = polishing.future.result()
         except BrokenProcessPool:
             log.error("the solver process died optimising in the background; starting another")
             self._polisher = _solver_process(POLISH_NICENESS)
             return
+        problem = polishing.problem
         with self._lock:
             current = self._current
-            if not self._current_from_now():
-                self._unpolished_since = None
-                return  # a slot began meanwhile: the loop's next re-plan starts after it
-            how, stale = "optimised in the background", current.problem is not problem
-            if stale:  # caps changed meanwhile
+            if self._from_time() != polishing.from_time:
+                return  # a slot began meanwhile: optimised again from where the day stands
+            # the plan in force starts at an earlier boundary and nothing changed since: this
+            # plan of the work left replaces it whatever their costs (they cover other slots)
+            older = current.from_time != polishing.from_time
+            how = "optimised in the background"
+            if not older and current.problem is not problem:  # caps changed meanwhile
                 now = current.problem
                 if now.horizon != problem.horizon or now.jobs is not problem.jobs:
                     return  # a new day or state, planned by the optimizer
-                fitted = repair(current.problem, result, self._policy.name)
+                fitted = repair(now, result, self._policy.name)
                 if fitted is None:
                     return
-                how, result = f"{how}, then repaired to the caps changed since", fitted
+                how = f"{how}, then repaired to the caps changed since"
+                result, problem = fitted, now
                 self._unpolished_since = time.monotonic()  # the next one waits its turn again
             else:
                 self._unpolished_since = None
-            if result.objective_kg >= current.result.objective_kg * (1 - 1e-9):
+            if not older and result.objective_kg >= current.result.objective_kg * (1 - 1e-9):
                 return
             version = self._version(
-                current.problem, current.version + 1, how, result,
-                time.perf_counter() - began, True,
+                problem, current.version + 1, how, result, time.perf_counter() - polishing.began,
+                True,
             )  # fmt: skip
             self._store.save_plan(version.record())
             self._publish(version)
-        log.info(
-            "plan version %d: %s, %.1f kg CO2 less",
-            version.version, how, current.result.objective_kg - result.objective_kg,
-        )  # fmt: skip
+        if older:
+            log.info("plan version %d: %s, the work left from %s", version.version, how,
+                     polishing.from_time)  # fmt: skip
+        else:
+            log.info("plan version %d: %s, %.1f kg CO2 less", version.version, how,
+                     current.result.objective_kg - result.objective_kg)  # fmt: skip
+
+    def _from_time(self) -> pd.Timestamp | None:
+        """Where the running day stands (``None``: no loop runs it; the whole day)."""
+        state = self.state
+        return None if state is None else state.from_time
 
     def _current_from_now(self) -> bool:
         """Whether the current plan starts where the running day stands (hold ``_lock``): a
         plan from an earlier boundary would put work into a slot that has begun, which never
         runs it."""
-        state = self.state
-        return state is None or self._current.from_time == state.from_time
+        return self._current.from_time == self._from_time()
 
     def _wake(self) -> None:
         with self._queue_changed:
@@ -898,7 +929,7 @@ class Planner:
             site_load=score.site_load,
             plan_seconds=seconds,
             arrays=PlanArrays(score.job, score.site, score.slot, plan["gpus"].to_numpy()),
-            from_time=None if self.state is None else self.state.from_time,
+            from_time=self._from_time(),
         )
 
     def _publish(self, version: PlanVersion) -> None:

@@ -134,19 +134,40 @@ def test_the_provisional_plan_is_the_one_leaving_less_work_unfinished(
     assert finished == []  # its flow left more than greedy: not finished
 
 
-def test_no_background_plan_starts_from_a_slot_that_has_begun(planner: Planner) -> None:
+def test_a_background_plan_starts_where_the_running_day_stands(planner: Planner) -> None:
     """The loop's state moved on (a slot began) since the current plan was made: optimising
-    that plan in the background would put work into the slot that began, which never runs it."""
+    that plan's own problem would put work into the slot that began, which never runs it; the
+    work left is optimised from the next boundary instead."""
     left = {job_id: 2.0 for job_id in planner.day.job_ids}
     version = planner.replan("hourly", RunState(START, left))
     assert version.from_time == START
     planner.state = RunState(START + HOUR, left)  # what the loop sets when slot 0 starts
     planner._unpolished()
     planner._polish()
-    assert planner._polishing is None
-    planner.state = RunState(START, left)  # the plan's own state: it may be optimised
-    planner._polish()
     assert planner._polishing is not None
+    assert planner._polishing.problem.horizon.start == START + HOUR  # the work left, from there
+
+
+def test_a_cancel_before_a_slot_begins_gives_the_room_back(planner: Planner) -> None:
+    """The start-up race of a running serve: a cap that leaves no room, the loop's plan of its
+    day under it, the cap cancelled (the capped plan already keeps no caps: it is kept), then
+    the loop's first slot begins. Within seconds a plan from the next boundary runs every job
+    again, without waiting for the loop's next re-plan."""
+    left = {job_id: 2.0 for job_id in planner.day.job_ids}
+    at_start = RunState(START, left)
+    _queued(planner, 0, 0.0, hours=3).result(timeout=10)  # no GPU in any hour of the day
+    capped = planner.replan("started during the day", at_start)  # the loop's first plan
+    assert capped.metrics.jobs_unfinished == 3
+    cancelled = _queued_cancel(planner, 0).result(timeout=10)
+    kept = planner.current
+    assert cancelled == (True, kept.version) and not kept.problem.caps and not kept.replanned
+    planner.state = RunState(START + HOUR, left)  # slot 0 begins, running nothing
+    # 6 GPU-h in hours 1-2 of 4 GPUs: x and w end with hour 1 (4 GPU-h there), y in hour 2
+    after = planner.wait_for_version(kept.version, timeout_s=10)
+    assert after is not None, "the cancelled cap's shape stayed"
+    assert after.from_time == START + HOUR and not after.problem.caps
+    assert after.result.unfinished_gpu_hours.sum() == pytest.approx(0.0)
+    assert after.result.plan["time"].min() >= START + HOUR
 
 
 @pytest.fixture
@@ -165,11 +186,12 @@ def green_planner(tmp_path: Path):
     store.close()
 
 
-def _change(k: int, mw: float, hour: int = 0) -> _Change:
-    """Event ``e{k}``: a load limit of ``mw`` on site a in hour ``hour``."""
+def _change(k: int, mw: float, hour: int = 0, hours: int = 1) -> _Change:
+    """Event ``e{k}``: a load limit of ``mw`` on site a for ``hours`` from hour ``hour``."""
     start = START + hour * HOUR
-    cap = LoadCap("a", start, start + HOUR, LOAD_LIMIT, mw)
-    event = CapEvent(f"e{k}", 0, "", 0, ("a",), (CapInterval(start, 3600.0, LOAD_LIMIT, mw),))
+    cap = LoadCap("a", start, start + hours * HOUR, LOAD_LIMIT, mw)
+    interval = CapInterval(start, hours * 3600.0, LOAD_LIMIT, mw)
+    event = CapEvent(f"e{k}", 0, "", 0, ("a",), (interval,))
     return _Change(event.event_id, Coordinator("grid", None), START - HOUR, event, [cap])
 
 
@@ -228,10 +250,17 @@ def test_the_background_optimisation_yields_the_cpu_to_the_plans_callers_wait_fo
     assert polisher == min(here + planner_module.POLISH_NICENESS, 19)
 
 
-def _queued(planner: Planner, k: int, mw: float):
+def _queued(planner: Planner, k: int, mw: float, hours: int = 1):
     """Change ``e{k}`` (:func:`_change`) queued as :meth:`Planner.submit` queues it."""
     with planner._queue_changed:
-        return planner._queue(_change(k, mw))
+        return planner._queue(_change(k, mw, hours=hours))
+
+
+def _queued_cancel(planner: Planner, k: int):
+    """The cancellation of event ``e{k}`` queued as :meth:`Planner.cancel` queues it."""
+    change = _Change(f"e{k}", Coordinator("grid", None), START - HOUR, reason="test")
+    with planner._queue_changed:
+        return planner._queue(change)
 
 
 def test_a_batch_waits_for_a_change_already_arriving(planner: Planner, monkeypatch) -> None:
