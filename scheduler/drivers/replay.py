@@ -52,11 +52,12 @@ from scheduler.contracts import (
     read_table,
     write_table,
 )
+from scheduler.contracts.plandir import RunReport
 from scheduler.horizon import Horizon
-from scheduler.metrics import plan_metrics, site_load
+from scheduler.metrics import PlanMetrics, plan_metrics, site_load
 from scheduler.pipeline import DayPipeline, carry_over
-from scheduler.policies import get_policy
-from scheduler.problem import LoadCap
+from scheduler.policies import PlanResult, Policy, get_policy
+from scheduler.problem import LoadCap, Problem
 from scheduler.receding import settle_receding
 from scheduler.settlement import settle
 
@@ -146,21 +147,172 @@ class ReplayResult:
     replan_every_minutes: float | None = None  # None: planned once a day
 
 
-def _read_progress(
-    out_dir: Path, policies: Sequence[str]
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    daily_path = out_dir / "daily.csv"
-    ramps_path = out_dir / "ramps.csv"
-    if not daily_path.exists() or not ramps_path.exists():
-        return pd.DataFrame(columns=DAILY_COLUMNS), pd.DataFrame(columns=RAMP_COLUMNS), {}
-    daily = pd.read_csv(daily_path, dtype={"day": str})
-    ramps = pd.read_csv(ramps_path, dtype={"day": str})
-    carry = {}
-    for policy in policies:
-        path = out_dir / f"carry-{policy}.csv"
-        if path.exists():
-            carry[policy] = read_table(JOBS, path)
-    return daily, ramps, carry
+@dataclass(frozen=True)
+class _PolicyDay:
+    """One policy's day planned and settled: the run, its score on the actual supply, the
+    re-plans it took, the work it carries into the next day and its settled load per slot."""
+
+    run: RunReport
+    result: PlanResult
+    metrics: PlanMetrics
+    replans: int
+    carry: pd.DataFrame
+    load: pd.DataFrame
+
+
+@dataclass
+class _Progress:
+    """What a replay has so far (rows of ``daily.csv``, ``ramps.csv`` and ``runs.csv``, the work
+    each policy carries and the load its last day ended on): read back to resume, written
+    after each day."""
+
+    sites: tuple[str, ...]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ramp_rows: list[dict[str, Any]] = field(default_factory=list)
+    run_rows: list[dict[str, Any]] = field(default_factory=list)
+    carry: dict[str, pd.DataFrame] = field(default_factory=dict)
+    last_load: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per policy [MW]
+
+    @classmethod
+    def read(cls, out_dir: Path, policies: Sequence[str], sites: tuple[str, ...]) -> _Progress:
+        """The progress written to ``out_dir`` (none when a table is missing)."""
+        progress = cls(sites)
+        daily_path, ramps_path, runs_path = (out_dir / f"{name}.csv"
+                                             for name in ("daily", "ramps", "runs"))  # fmt: skip
+        if runs_path.exists():
+            progress.run_rows = pd.read_csv(runs_path, dtype={"day": str}).to_dict("records")
+        if not daily_path.exists() or not ramps_path.exists():
+            return progress
+        progress.rows = pd.read_csv(daily_path, dtype={"day": str}).to_dict("records")
+        ramps = pd.read_csv(ramps_path, dtype={"day": str})
+        progress.ramp_rows = ramps.to_dict("records")
+        for policy in policies:
+            path = out_dir / f"carry-{policy}.csv"
+            if path.exists():
+                progress.carry[policy] = read_table(JOBS, path)
+        for name, part in ramps.groupby("policy"):
+            last_day = part[part["day"] == part["day"].max()].set_index("site")["last_load_mw"]
+            progress.last_load[str(name)] = tuple(float(last_day[site]) for site in sites)
+        return progress
+
+    @property
+    def days_done(self) -> set[str]:
+        return {str(row["day"]) for row in self.rows}
+
+    @property
+    def daily(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=DAILY_COLUMNS)
+
+    def add(self, day: str, policy: str, done: _PolicyDay, submitted_gpu_hours: float) -> None:
+        """Book ``policy``'s settled ``day``."""
+        metrics = done.metrics
+        self.carry[policy] = done.carry
+        last = done.load.groupby("site", sort=False)["load_mw"].last()
+        self.last_load[policy] = tuple(float(last[site]) for site in self.sites)
+        self.ramp_rows += [
+            {
+                "day": day,
+                "policy": policy,
+                "site": site,
+                "largest_step_mw": metrics.largest_step_mw[site],
+                "total_swing_mw": metrics.total_swing_mw[site],
+                "slots_over_ramp": metrics.slots_over_ramp[site],
+                "last_load_mw": self.last_load[policy][i],
+            }
+            for i, site in enumerate(self.sites)
+        ]
+        self.rows.append(
+            {
+                "day": day,
+                "policy": policy,
+                "green_share": metrics.green_share,
+                "grid_mwh": metrics.grid_mwh,
+                "co2_t": metrics.co2_t,
+                "green_unused_mwh": metrics.green_unused_mwh,
+                "late_jobs": len(done.carry),
+                "energy_used_mwh": metrics.energy_used_mwh,
+                "green_used_mwh": metrics.green_used_mwh,
+                "gpu_hours_submitted": submitted_gpu_hours,
+                "gpu_hours_served": metrics.gpu_hours_placed,
+                "carried_out_gpu_hours": float(done.carry["gpu_hours"].sum()),
+                "cut_gpu_hours": done.run.totals["actual"]["cut_gpu_hours"],
+                "cap_violations": metrics.cap_violations,
+                "solve_seconds": done.result.solve_seconds,
+                "status": str(done.result.status),
+                "replans": done.replans,
+            }
+        )
+
+    def write(self, out_dir: Path, loads: list[pd.DataFrame]) -> None:
+        """The tables after a day; its settled ``loads`` appended to ``site_load.csv``."""
+        load_path = out_dir / "site_load.csv"  # before daily.csv: a resumed day rewrites it
+        pd.concat(loads).to_csv(
+            load_path, mode="a", header=not load_path.exists(), index=False,
+            date_format=UTC_ISO_FORMAT,
+        )  # fmt: skip
+        pd.DataFrame(self.ramp_rows, columns=RAMP_COLUMNS).to_csv(
+            out_dir / "ramps.csv", index=False
+        )
+        pd.DataFrame(self.run_rows, columns=RUN_COLUMNS).to_csv(out_dir / "runs.csv", index=False)
+        self.daily.to_csv(out_dir / "daily.csv", index=False)
+        for name, frame in self.carry.items():
+            write_table(frame, out_dir / f"carry-{name}.csv")
+
+
+class _Timings:
+    """Where a replay's time goes [s]; the forecast vintages the re-plans take are booked to
+    ``replan``, not to the pipeline's ``forecast``."""
+
+    def __init__(self, policies: Sequence[str]) -> None:
+        self.seconds = {"settle": 0.0, "replan": 0.0, **{f"plan_{p}": 0.0 for p in policies}}
+        self.forecast_in_replans_s = 0.0
+
+    def total(self, pipeline: DayPipeline) -> dict[str, float]:
+        seconds = {**self.seconds, **pipeline.timings_s}
+        seconds["forecast"] -= self.forecast_in_replans_s
+        return seconds
+
+
+def _policy_day(
+    name: str,
+    policy: Policy,
+    problem: Problem,
+    spec: ReplaySpec,
+    pipeline: DayPipeline,
+    timings: _Timings,
+    next_day: Horizon,
+) -> _PolicyDay:
+    """``policy`` plans ``problem`` and the plan is settled on the actual supply (through
+    re-plans on fresher vintages with ``spec.replan_every``); unfinished work is carried into
+    ``next_day``."""
+    horizon, jobs = problem.horizon, problem.jobs
+    started = time.perf_counter()
+    result = policy.plan(problem)
+    timings.seconds[f"plan_{name}"] += time.perf_counter() - started
+    started = time.perf_counter()
+    replans = 0
+    if spec.replan_every is not None and policy.follows_forecast:
+        forecast_before_s = pipeline.timings_s["forecast"]
+        receding = settle_receding(
+            problem, result.plan, policy, spec.replan_every, partial(_vintage, pipeline, horizon)
+        )
+        run, replans = receding.report, receding.replans
+        timings.seconds["replan"] += receding.replan_seconds
+        timings.seconds["settle"] -= receding.replan_seconds
+        timings.forecast_in_replans_s += pipeline.timings_s["forecast"] - forecast_before_s
+    else:
+        run = settle(problem, result.plan)
+    assert run.executed is not None and problem.actual_supply is not None
+    actual, sites, caps = problem.actual_supply, problem.sites, problem.caps
+    metrics = plan_metrics(
+        run.executed, jobs, actual, sites, horizon, caps, problem.initial_load_mw
+    )
+    timings.seconds["settle"] += time.perf_counter() - started
+    done = run.jobs.set_index("job_id")["gpu_hours_done"]
+    remaining = jobs.set_index("job_id")["gpu_hours"] - done
+    load = site_load(run.executed, actual, sites, horizon, caps)
+    return _PolicyDay(run, result, metrics, replans, carry_over(jobs, remaining, next_day),
+                      load.assign(policy=name)[SITE_LOAD_KEEP])  # fmt: skip
 
 
 def replay(
@@ -172,23 +324,14 @@ def replay(
 ) -> ReplayResult:
     """Replay every day of ``spec``; with ``out_dir`` write progress after each day."""
     config = spec.config.with_jobs_scaled(spec.job_scale)
-    days = spec.days
-    tz = config.timezone
-    sites = tuple(config.sites.values())
-    timings = {"settle": 0.0, "replan": 0.0, **{f"plan_{p}": 0.0 for p in spec.policies}}
-    forecast_in_replans_s = 0.0  # the pipeline books it as forecast; it is part of the re-plans
+    days, tz = spec.days, config.timezone
+    sites = tuple(config.sites)
+    timings = _Timings(spec.policies)
     policies = {name: get_policy(name, config.solver) for name in spec.policies}
-
-    daily, ramps, carry = (
-        _read_progress(out_dir, spec.policies) if (resume and out_dir) else (None, None, {})
+    book = (
+        _Progress.read(out_dir, spec.policies, sites) if (resume and out_dir) else _Progress(sites)
     )
-    done_days = set(daily["day"]) if daily is not None else set()
-    rows = daily.to_dict("records") if daily is not None else []
-    ramp_rows = ramps.to_dict("records") if ramps is not None else []
-    last_load: dict[str, tuple[float, ...]] = {}  # per policy: settled load in the last slot
-    for name, part in ramps.groupby("policy") if ramps is not None else []:
-        last_day = part[part["day"] == part["day"].max()].set_index("site")["last_load_mw"]
-        last_load[str(name)] = tuple(float(last_day[s.name]) for s in sites)
+    done_days = book.days_done
     if out_dir is not None:
         ensure_dir(out_dir)
         if not resume:
@@ -198,7 +341,6 @@ def replay(
         config, spec.sources, seed=spec.seed, error_scale=spec.error_scale,
         forecasts=spec.forecasts,
     )  # fmt: skip
-    run_rows = _read_runs(out_dir) if (resume and out_dir) else []
     pipeline.preload(pipeline.horizon(days[0], len(days)))
     notes = [
         f"{name}: {note}"
@@ -213,101 +355,27 @@ def replay(
         horizon = pipeline.horizon(day)
         caps = tuple(cap.on(horizon, tz) for cap in spec.daily_caps)
         day_problem = pipeline.problem(horizon, caps=caps)
-        run_rows += [
+        book.run_rows += [
             {"day": day, "site": site, **{c: used.get(c) for c in RUN_COLUMNS[2:]}}
             for site, used in pipeline.supply(horizon).runs.items()
         ]
-        new_jobs = day_problem.jobs
+        submitted_gpu_hours = float(day_problem.jobs["gpu_hours"].sum())
         next_day = pipeline.horizon(pd.Timestamp(day).date() + pd.Timedelta(days=1))
         loads: list[pd.DataFrame] = []
-
         for name, policy in policies.items():
-            problem = replace(day_problem, initial_load_mw=last_load.get(name))
-            if name in carry and len(carry[name]):
-                jobs = pd.concat([carry[name], new_jobs], ignore_index=True)
+            problem = replace(day_problem, initial_load_mw=book.last_load.get(name))
+            if name in book.carry and len(book.carry[name]):
+                jobs = pd.concat([book.carry[name], day_problem.jobs], ignore_index=True)
                 problem = replace(problem, jobs=jobs)
-            jobs = problem.jobs
-            started = time.perf_counter()
-            result = policy.plan(problem)
-            timings[f"plan_{name}"] += time.perf_counter() - started
-            started = time.perf_counter()
-            replans = 0
-            if spec.replan_every is not None and policy.follows_forecast:
-                forecast_before_s = pipeline.timings_s["forecast"]
-                receding = settle_receding(
-                    problem, result.plan, policy, spec.replan_every,
-                    partial(_vintage, pipeline, horizon),
-                )  # fmt: skip
-                run, replans = receding.report, receding.replans
-                timings["replan"] += receding.replan_seconds
-                timings["settle"] -= receding.replan_seconds
-                forecast_in_replans_s += pipeline.timings_s["forecast"] - forecast_before_s
-            else:
-                run = settle(problem, result.plan)
-            assert run.executed is not None and problem.actual_supply is not None
-            actual = problem.actual_supply
-            metrics = plan_metrics(
-                run.executed, jobs, actual, sites, horizon, caps, problem.initial_load_mw
-            )
-            timings["settle"] += time.perf_counter() - started
-            done = run.jobs.set_index("job_id")["gpu_hours_done"]
-            remaining = jobs.set_index("job_id")["gpu_hours"] - done
-            carry[name] = carry_over(jobs, remaining, next_day)
-            load = site_load(run.executed, actual, sites, horizon, caps)
-            loads.append(load.assign(policy=name)[SITE_LOAD_KEEP])
-            last = load.groupby("site", sort=False)["load_mw"].last()
-            last_load[name] = tuple(float(last[s.name]) for s in sites)
-            ramp_rows += [
-                {
-                    "day": day,
-                    "policy": name,
-                    "site": s.name,
-                    "largest_step_mw": metrics.largest_step_mw[s.name],
-                    "total_swing_mw": metrics.total_swing_mw[s.name],
-                    "slots_over_ramp": metrics.slots_over_ramp[s.name],
-                    "last_load_mw": last_load[name][i],
-                }
-                for i, s in enumerate(sites)
-            ]
-            rows.append(
-                {
-                    "day": day,
-                    "policy": name,
-                    "green_share": metrics.green_share,
-                    "grid_mwh": metrics.grid_mwh,
-                    "co2_t": metrics.co2_t,
-                    "green_unused_mwh": metrics.green_unused_mwh,
-                    "late_jobs": len(carry[name]),
-                    "energy_used_mwh": metrics.energy_used_mwh,
-                    "green_used_mwh": metrics.green_used_mwh,
-                    "gpu_hours_submitted": float(new_jobs["gpu_hours"].sum()),
-                    "gpu_hours_served": metrics.gpu_hours_placed,
-                    "carried_out_gpu_hours": float(carry[name]["gpu_hours"].sum()),
-                    "cut_gpu_hours": run.totals["actual"]["cut_gpu_hours"],
-                    "cap_violations": metrics.cap_violations,
-                    "solve_seconds": result.solve_seconds,
-                    "status": str(result.status),
-                    "replans": replans,
-                }
-            )
-        daily = pd.DataFrame(rows, columns=DAILY_COLUMNS)
+            done = _policy_day(name, policy, problem, spec, pipeline, timings, next_day)
+            book.add(day, name, done, submitted_gpu_hours)
+            loads.append(done.load)
         if out_dir is not None:
-            load_path = out_dir / "site_load.csv"  # before daily.csv: a resumed day rewrites it
-            pd.concat(loads).to_csv(
-                load_path, mode="a", header=not load_path.exists(), index=False,
-                date_format=UTC_ISO_FORMAT,
-            )  # fmt: skip
-            pd.DataFrame(ramp_rows, columns=RAMP_COLUMNS).to_csv(out_dir / "ramps.csv", index=False)
-            pd.DataFrame(run_rows, columns=RUN_COLUMNS).to_csv(out_dir / "runs.csv", index=False)
-            daily.to_csv(out_dir / "daily.csv", index=False)
-            for name, frame in carry.items():
-                write_table(frame, out_dir / f"carry-{name}.csv")
+            book.write(out_dir, loads)
         if progress is not None:
-            progress(day, daily)
-    timings.update(pipeline.timings_s)
-    timings["forecast"] -= forecast_in_replans_s
+            progress(day, book.daily)
     if pipeline.feed is not None:
-        runs = pd.DataFrame(run_rows, columns=RUN_COLUMNS)
+        runs = pd.DataFrame(book.run_rows, columns=RUN_COLUMNS)
         from_runs = runs[runs["model"].notna()]
         notes.append(
             f"forecasts from weather model runs: {len(from_runs)} of {len(runs)} site-days "
@@ -315,20 +383,13 @@ def replay(
             "the others on the error model (see runs.csv)"
         )
     return ReplayResult(
-        pd.DataFrame(rows, columns=DAILY_COLUMNS),
-        carry,
-        pd.DataFrame(ramp_rows, columns=RAMP_COLUMNS),
-        timings,
+        book.daily,
+        book.carry,
+        pd.DataFrame(book.ramp_rows, columns=RAMP_COLUMNS),
+        timings.total(pipeline),
         notes,
         None if spec.replan_every is None else spec.replan_every / pd.Timedelta(minutes=1),
     )
-
-
-def _read_runs(out_dir: Path) -> list[dict]:
-    path = out_dir / "runs.csv"
-    if not path.exists():
-        return []
-    return pd.read_csv(path, dtype={"day": str}).to_dict("records")
 
 
 def _vintage(pipeline: DayPipeline, horizon: Horizon, issued_at: pd.Timestamp) -> pd.DataFrame:
