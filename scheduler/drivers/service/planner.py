@@ -7,7 +7,8 @@ caps in force after the whole batch, commits the batch and answers each change. 
 arrive while a batch is planned go into the next batch, so N caps arriving together cost about
 two plans, not N. A change for an event that has a change queued or being planned waits for it,
 so modification numbers apply in order. The caps in force become hard constraints of a
-:class:`~scheduler.problem.Problem`, and:
+:class:`~scheduler.problem.Problem`, and (the choice is :func:`scheduler.choice.choose_plan`, a
+pure function whose :class:`~scheduler.choice.PlanChoice` each version carries):
 
 - if the cap matrices do not change (caps outside the planned day, or looser than a limit
   already in force), the plan version stays;
@@ -74,10 +75,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 
+from scheduler.choice import PlanChoice, choose_plan
 from scheduler.config import Config
 from scheduler.drivers.service.auth import Coordinator
 from scheduler.drivers.service.events import CapEvent, event_caps
@@ -96,7 +99,7 @@ from scheduler.pipeline import remaining_problem
 from scheduler.policies import PlanResult, get_policy, greedy
 from scheduler.policies.base import PlanArrays
 from scheduler.problem import LoadCap, Problem
-from scheduler.repair import RepairDraft, draft_repair, keeps_every_job, later_jobs, repair
+from scheduler.repair import later_jobs, repair
 
 __all__ = [
     "MAX_NAMED_LATE_JOBS",
@@ -105,6 +108,7 @@ __all__ = [
     "CapCost",
     "ConflictError",
     "ForecastAt",
+    "PlanCause",
     "PlanVersion",
     "Planner",
     "SubmitAnswer",
@@ -173,14 +177,34 @@ class SubmitAnswer:
         )  # fmt: skip
 
 
+class PlanCause(StrEnum):
+    """Why a plan version was made; the value is what a caller who may not read every site
+    is told (the reason of a change names its events)."""
+
+    STARTUP = "startup"
+    DAY = "day"  # a new operating day
+    REPLAN = "replan"  # the work left, planned again (the loop's timer, a late start)
+    FORECAST = "forecast"  # a fresher forecast run
+    SUBMIT = "submit"  # a batch of changes with a submission
+    CANCEL = "cancel"  # a batch of cancellations only
+    BACKGROUND = "background"  # optimised in the background
+    LOOK_AHEAD = "look-ahead"  # the next operating day's plan (answers only, never in force)
+
+    @property
+    def names_events(self) -> bool:
+        """Whether the version's reason names the events of a batch."""
+        return self in (PlanCause.SUBMIT, PlanCause.CANCEL)
+
+
 @dataclass(frozen=True)
 class PlanVersion:
     """A plan the service made, with the caps it was made under and its scores."""
 
     version: int
     created_at: pd.Timestamp
-    reason: str
-    replanned: bool  # False: the previous plan was kept because it already met the caps
+    reason: str  # for people and logs; what to show a caller is read from ``cause``
+    cause: PlanCause
+    choice: PlanChoice  # how the plan was chosen (OPTIMIZER: the optimizer made it)
     problem: Problem
     result: PlanResult
     metrics: PlanMetrics
@@ -188,7 +212,16 @@ class PlanVersion:
     plan_seconds: float  # time to make (or check) this plan [s]
     arrays: PlanArrays  # the plan's rows as positions in the problem's jobs, sites and slots
     from_time: pd.Timestamp | None = None  # the running day's state it plans from (None: all)
-    provisional: bool = False  # a quick plan leaving work unfinished; the optimum follows
+
+    @property
+    def replanned(self) -> bool:
+        """``False``: the previous plan was kept because it already met the caps."""
+        return self.choice.replanned
+
+    @property
+    def provisional(self) -> bool:
+        """A quick plan leaving work unfinished; the optimum follows."""
+        return self.choice.provisional
 
     @property
     def caps_in_force(self) -> int:
@@ -319,7 +352,9 @@ class Planner:
         self._archive_ended()
         self.baseline_mw = self._baseline(self.day)
         problem = self._problem(_flat(self._caps))
-        version = self._plan(problem, self._store.last_plan_version() + 1, "startup")
+        version = self._plan(
+            problem, self._store.last_plan_version() + 1, "startup", PlanCause.STARTUP
+        )
         self._store.save_plan(version.record())
         log.info(
             "startup: %d cap(s) of %d event(s) in force; plan version %d (%s, %.2f s)",
@@ -355,13 +390,13 @@ class Planner:
             self.day, self.state = day, None
             self._archive_ended()
             self.baseline_mw = self._baseline(day)
-            return self._replan_locked(f"day {day.horizon.start.isoformat()}")
+            return self._replan_locked(f"day {day.horizon.start.isoformat()}", PlanCause.DAY)
 
     def replan(self, reason: str, state: RunState) -> PlanVersion:
         """Plan the work left in ``state`` again (a fresher view, or on a timer)."""
         with self._lock:
             self.state = state
-            return self._replan_locked(reason)
+            return self._replan_locked(reason, PlanCause.REPLAN)
 
     def forecast_changed(self, reason: str) -> PlanVersion | None:
         """A fresher forecast than the one planned on (a new weather model run): while a day
@@ -371,7 +406,7 @@ class Planner:
             self._rest = None
             if self.state is None:
                 return None
-            return self._replan_locked(reason)
+            return self._replan_locked(reason, PlanCause.FORECAST)
 
     def look_ahead(self, day: Problem | None) -> None:
         """The operating day after the one running (without caps; ``None``: none): a cap
@@ -391,11 +426,11 @@ class Planner:
     def _plan_ahead(self, caps: Sequence[LoadCap], reason: str) -> PlanVersion:
         """The look-ahead day planned under ``caps`` (not a plan version: nothing runs it)."""
         assert self._ahead is not None
-        return self._plan(self._ahead.with_caps(caps), 0, reason)
+        return self._plan(self._ahead.with_caps(caps), 0, reason, PlanCause.LOOK_AHEAD)
 
-    def _replan_locked(self, reason: str) -> PlanVersion:
+    def _replan_locked(self, reason: str, cause: PlanCause) -> PlanVersion:
         problem = self._problem(_flat(self._caps))
-        version = self._plan(problem, self._current.version + 1, reason)
+        version = self._plan(problem, self._current.version + 1, reason, cause)
         self._unpolished_since = None
         self._store.save_plan(version.record())
         self._publish(version)
@@ -592,7 +627,7 @@ class Planner:
             # the plan in force starts at an earlier boundary and nothing changed since: this
             # plan of the work left replaces it whatever their costs (they cover other slots)
             older = current.from_time != polishing.from_time
-            how = "optimised in the background"
+            how = _OPTIMISED
             if not older and current.problem is not problem:  # caps changed meanwhile
                 now = current.problem
                 if now.horizon != problem.horizon or now.jobs is not problem.jobs:
@@ -607,10 +642,11 @@ class Planner:
                 self._unpolished_since = None
             if not older and result.objective_kg >= current.result.objective_kg * (1 - 1e-9):
                 return
+            made = PlanChoice.REPAIRED if how != _OPTIMISED else PlanChoice.OPTIMIZER
+            seconds = time.perf_counter() - polishing.began
             version = self._version(
-                problem, current.version + 1, how, result, time.perf_counter() - polishing.began,
-                True,
-            )  # fmt: skip
+                problem, current.version + 1, how, result, seconds, PlanCause.BACKGROUND, made
+            )
             self._store.save_plan(version.record())
             self._publish(version)
         if older:
@@ -649,7 +685,8 @@ class Planner:
             problem = self._problem(_flat(caps))
             previous = self._current
             reason = _batch_reason(batch)
-            version = self._next(problem, reason)
+            submits = any(change.event is not None for change in batch)
+            version = self._next(problem, reason, PlanCause.SUBMIT if submits else PlanCause.CANCEL)
             answer = _answer(previous, version, problem)
             ahead = self._ahead_answer(caps, batch, reason)
             results: list[SubmitAnswer | tuple[bool, int]] = []
@@ -702,9 +739,8 @@ class Planner:
             return None
         before = self._ahead_version or self._plan_ahead(_flat(self._caps), "look-ahead")
         problem = ahead.with_caps(_flat(caps))
-        after = self._kept_or_repaired(before, problem, 0, f"look-ahead, {reason}", False)
-        if after is None:  # nothing optimises the look-ahead day in the background
-            after = self._plan(problem, 0, f"look-ahead, {reason}")
+        after = self._chosen(before, problem, 0, f"look-ahead, {reason}", PlanCause.LOOK_AHEAD,
+                             late_ok=False)  # fmt: skip
         self._ahead_version = after
         return after.problem.horizon, _answer(before, after, after.problem)
 
@@ -825,70 +861,51 @@ class Planner:
             self._vintage = (horizon, issued_at, self._forecast_at(horizon, issued_at))
         return self._vintage[2]
 
-    def _next(self, problem: Problem, reason: str) -> PlanVersion:
+    def _next(self, problem: Problem, reason: str, cause: PlanCause) -> PlanVersion:
         """The plan under ``problem``'s caps: the current version when they change nothing."""
-        current = self._current
-        if current.problem.horizon != problem.horizon or current.problem.jobs is not problem.jobs:
-            return self._plan(problem, current.version + 1, reason)
-        old_grid, old_load = current.problem.grid_cap_mw, current.problem.load_cap_mw
-        new_grid, new_load = problem.grid_cap_mw, problem.load_cap_mw
-        if np.array_equal(old_grid, new_grid) and np.array_equal(old_load, new_load):
-            return current
-        version = current.version + 1
-        kept = self._kept_or_repaired(current, problem, version, reason, True)
-        assert kept is not None  # a provisional plan at worst
-        tighter = (new_grid <= old_grid).all() and (new_load <= old_load).all()
-        if kept.replanned or not tighter:  # else it is as optimal as the plan it kept
+        version = self._chosen(self._current, problem, self._current.version + 1, reason, cause)
+        if version.choice.optimum_may_differ:
             self._unpolished()
-        return kept
+        return version
 
-    def _kept_or_repaired(
-        self, previous: PlanVersion, problem: Problem, version: int, reason: str, late_ok: bool
-    ) -> PlanVersion | None:
-        """``previous``'s plan as version ``version`` under ``problem``'s caps if it keeps
-        them as every policy does (GPUs within
-        :attr:`~scheduler.problem.Problem.capacity_gpus`; ``replanned = False``), else its
-        repair (:func:`~scheduler.repair.repair`), else the quick policy's plan (``greedy``,
-        tens of milliseconds) when it leaves no job with more work unfinished than
-        ``previous``; else, if ``late_ok``, a provisional plan (module docstring), and
-        ``None`` if not: only the optimizer can then say whether a job must be late."""
+    def _chosen(
+        self,
+        previous: PlanVersion,
+        problem: Problem,
+        version: int,
+        reason: str,
+        cause: PlanCause,
+        late_ok: bool = True,
+    ) -> PlanVersion:
+        """The plan :func:`~scheduler.choice.choose_plan` chooses under ``problem``'s caps
+        given ``previous`` (``previous`` itself when they change nothing), as version
+        ``version``; the optimizer's when it leaves the choice to it (a new day or state, or
+        jobs late without ``late_ok``: nothing optimises the look-ahead day in the
+        background)."""
         began = time.perf_counter()
         shape = problem.capacity_gpus.shape  # previous covers the same sites and slots
         busy = previous.site_load["gpus_busy"].to_numpy().reshape(shape)
-        if (busy <= problem.capacity_gpus).all():  # the limits every policy plans to
-            seconds = time.perf_counter() - began
-            return self._version(problem, version, reason, previous.result, seconds, False)
-        how, provisional = "repaired to the caps", False
-        draft = draft_repair(problem, previous.result, previous.arrays)
-        short_draft = not keeps_every_job(draft, previous.result)  # finished only if chosen
-        quick = None if short_draft else draft.finish(self._policy.name)
-        if quick is None or not keeps_every_job(quick, previous.result):
-            greedy = self._quick.plan(problem)
-            by_greedy = f"planned by {greedy.policy} to answer at once"
-            if keeps_every_job(greedy, previous.result):
-                how, quick = by_greedy, greedy
-            elif not late_ok:
-                return None
-            else:
-                provisional = True
-                if short_draft and _unfinished_first(draft) < _unfinished_first(greedy):
-                    quick = draft.finish(self._policy.name)  # it may leave less unfinished
-                if quick is None or _unfinished_first(greedy) <= _unfinished_first(quick):
-                    how, quick = by_greedy, greedy
-                else:
-                    how = "repaired to the caps, leaving what fits nowhere"
-                how = f"{how}; provisional"
-        assert quick is not None  # a repair that did not fall short, or greedy's plan
-        made = self._version(
-            problem, version, f"{reason}; {how}, optimised in the background",
-            quick, time.perf_counter() - began, True,
+        choice = choose_plan(
+            previous.problem, previous.result, previous.arrays, busy, problem, self._quick,
+            self._policy.name, late_ok,
         )  # fmt: skip
-        return replace(made, provisional=provisional)
+        if choice.outcome is PlanChoice.UNCHANGED:
+            return previous
+        if choice.result is None:
+            return self._plan(problem, version, reason, cause)
+        how = _HOW.get(choice.outcome)
+        if how is not None:
+            how = how.format(policy=choice.result.policy)
+            reason = f"{reason}; {how}, optimised in the background"
+        seconds = time.perf_counter() - began
+        return self._version(problem, version, reason, choice.result, seconds, cause,
+                             choice.outcome)  # fmt: skip
 
-    def _plan(self, problem: Problem, version: int, reason: str) -> PlanVersion:
+    def _plan(self, problem: Problem, version: int, reason: str, cause: PlanCause) -> PlanVersion:
         began = time.perf_counter()
         result = self._solve(problem)
-        return self._version(problem, version, reason, result, time.perf_counter() - began, True)
+        seconds = time.perf_counter() - began
+        return self._version(problem, version, reason, result, seconds, cause, PlanChoice.OPTIMIZER)
 
     def _solve(self, problem: Problem) -> PlanResult:
         """The optimizer's plan of ``problem``: in a solver process once serving (its solves
@@ -914,7 +931,8 @@ class Planner:
         reason: str,
         result: PlanResult,
         seconds: float,
-        replanned: bool,
+        cause: PlanCause,
+        choice: PlanChoice,
     ) -> PlanVersion:
         plan = result.plan
         score = score_plan(problem, plan, result.positions)  # of the same jobs, sites and slots
@@ -922,7 +940,8 @@ class Planner:
             version=version,
             created_at=self.clock(),
             reason=reason,
-            replanned=replanned,
+            cause=cause,
+            choice=choice,
             problem=problem,
             result=result,
             metrics=score.metrics,
@@ -973,11 +992,6 @@ def _start_solver(server_pid: int, niceness: int) -> None:
     threading.Thread(target=watch, name="greensched-server-watch", daemon=True).start()
 
 
-def _unfinished_first(result: PlanResult | RepairDraft) -> tuple[float, float]:
-    """Orders plans by the work they leave unfinished [GPU-h], then by their objective [kg]."""
-    return float(result.unfinished_gpu_hours.sum()), result.objective_kg
-
-
 def _flat(caps: dict[str, list[LoadCap]]) -> list[LoadCap]:
     return [cap for event_caps in caps.values() for cap in event_caps]
 
@@ -988,6 +1002,15 @@ def _resolved(result: object) -> Future:
     return done
 
 
+_OPTIMISED = "optimised in the background"
+_HOW = {  # a quick plan's reason, after its batch's (``{policy}``: the quick policy's name)
+    PlanChoice.REPAIRED: "repaired to the caps",
+    PlanChoice.GREEDY: "planned by {policy} to answer at once",
+    PlanChoice.PROVISIONAL_GREEDY: "planned by {policy} to answer at once; provisional",
+    PlanChoice.PROVISIONAL_REPAIRED: (
+        "repaired to the caps, leaving what fits nowhere; provisional"
+    ),
+}
 _NAMED_IN_REASON = 10  # event ids a batch's reason names
 
 

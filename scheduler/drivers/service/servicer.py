@@ -658,12 +658,11 @@ _PLAN_MESSAGES_KEPT = 64
 def _plan_message(version: PlanVersion, sites: list[str], slots: bool, whole: bool) -> pb.Plan:
     """The plan on ``sites``; what covers every site (metrics, caps in force, the event id in
     the reason) only when the caller may read every site (``whole``)."""
-    kind = version.reason.partition(" ")[0]
-    hidden = not whole and kind in ("submit", "cancel")  # "submit <event_id>"
+    hidden = not whole and version.cause.names_events  # "submit <event_id>, ..."
     message = pb.Plan(
         version=version.version,
         created_at=_timestamp(version.created_at),
-        reason=kind if hidden else version.reason,
+        reason=version.cause.value if hidden else version.reason,
         replanned=version.replanned,
         horizon_start=_timestamp(version.problem.horizon.start),
         slot_minutes=version.problem.horizon.slot_minutes,

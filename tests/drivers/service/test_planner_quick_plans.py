@@ -1,7 +1,6 @@
-"""The service's planner: when no repair keeps every job, it answers from the quick (greedy)
-plan if that keeps every job's work; where neither does, from a provisional plan (the one of the
-greedy plan and a repair that leaves work unfinished that leaves less), never waiting for the
-optimizer, except for the look-ahead day."""
+"""The service's planner: quick plans answer at once (the choice among them is tested in
+tests/scheduler/test_choice.py), the optimizer follows in the background, from where the running
+day stands, and batches gather the changes arriving together."""
 
 from __future__ import annotations
 
@@ -15,32 +14,19 @@ import pandas as pd
 import pytest
 
 import scheduler.drivers.service.planner as planner_module
+from scheduler.choice import PlanChoice
 from scheduler.config import load_config
 from scheduler.drivers.service.auth import Coordinator
 from scheduler.drivers.service.events import CapEvent, CapInterval
-from scheduler.drivers.service.planner import Planner, RunState, _answer, _Change
+from scheduler.drivers.service.planner import PlanCause, Planner, RunState, _answer, _Change
 from scheduler.drivers.service.store import Store
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
-from scheduler.repair import RepairDraft, later_jobs, plan_arrays, repair
+from scheduler.repair import plan_arrays
 from scheduler.validate import validate_plan
 from tests.scheduler.scheduler_testkit import START, job, make_problem, site
 
 HOUR = pd.Timedelta(hours=1)
-
-
-@pytest.fixture
-def finished(monkeypatch) -> list[str]:
-    """The policy names of the repairs finished (:meth:`RepairDraft.finish`) from now on."""
-    calls: list[str] = []
-    finish = RepairDraft.finish
-
-    def counted(self: RepairDraft, name: str):
-        calls.append(name)
-        return finish(self, name)
-
-    monkeypatch.setattr(RepairDraft, "finish", counted)
-    return calls
 
 
 @pytest.fixture
@@ -63,75 +49,27 @@ def _hand(problem, rows):
     return make_result(problem, "hand", plan_arrays(problem, plan), PlanStatus.FEASIBLE, 0.0)
 
 
-def test_no_repair_but_a_greedy_plan_keeps_every_job(planner: Planner, finished) -> None:
+def test_a_provisional_plan_answers_at_once_and_says_so(planner: Planner) -> None:
+    """The choice (:mod:`scheduler.choice`, tested there) names the version: a provisional
+    plan's reason and answer say that the optimum follows."""
     day = planner.day
-    # x in hour 0; w and y fill hour 1: a cap of 0 GPUs in hour 0 cuts x, whose only other
-    # hour is full, so no repair keeps it; planning again moves y to hour 2 and x to hour 1
-    previous = planner._version(
-        day, 7, "hand", _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 1, 2)]), 0.0, True
-    )
-    capped = replace(day, caps=(LoadCap("a", START, START + HOUR, LOAD_LIMIT, 0.0),))
-    repaired = repair(capped, previous.result, "optimizer")
-    assert repaired is not None and list(later_jobs(repaired, previous.result).index) == ["x"]
-    finished.clear()
-    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
-    assert version is not None and version.replanned and not version.provisional
-    assert "planned by greedy" in version.reason
-    assert finished == []  # its flow already left x later: the repair was not finished
-    assert version.result.unfinished_gpu_hours.sum() == 0
-    by_slot = version.result.plan.groupby("time")["gpus"].sum()
-    assert by_slot.get(START, 0) == 0 and by_slot.sum() == 6
-
-
-def test_when_greedy_would_leave_work_a_provisional_plan_answers(planner: Planner) -> None:
-    day = planner.day
-    previous = planner._version(
-        day, 7, "hand", _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 1, 2)]), 0.0, True
-    )
+    hand = _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 1, 2)])
+    previous = planner._version(day, 7, "hand", hand, 0.0, PlanCause.REPLAN, PlanChoice.OPTIMIZER)
     # hours 0 and 2 closed: x, w and y cannot all run (6 GPU-h, 4 GPUs in hour 1 only)
     caps = tuple(
         LoadCap("a", START + t * HOUR, START + (t + 1) * HOUR, LOAD_LIMIT, 0.0) for t in (0, 2)
     )
     capped = replace(day, caps=caps)
-    # the look-ahead day has no background optimiser: there only the optimizer answers
-    assert planner._kept_or_repaired(previous, capped, 8, "cap", False) is None
-    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
-    assert version is not None and version.provisional and "provisional" in version.reason
-    by_slot = version.result.plan.groupby("time")["gpus"].sum()
-    assert set(by_slot.index) == {START + HOUR} and by_slot.sum() == 4  # full, within the caps
-    assert version.result.unfinished_gpu_hours.sum() == pytest.approx(2.0)
+    version = planner._chosen(previous, capped, 8, "submit e1", PlanCause.SUBMIT)
+    assert version.choice is PlanChoice.PROVISIONAL_GREEDY and version.provisional
+    assert version.reason == (
+        "submit e1; planned by greedy to answer at once; provisional, optimised in the background"
+    )
     answer = _answer(previous, version, capped)
     assert not answer.opt_in and "quick plan" in answer.reason and "1 job(s) late" in answer.reason
-
-
-def test_the_provisional_plan_is_the_one_leaving_less_work_unfinished(
-    planner: Planner, finished
-) -> None:
-    """Greedy does not look ahead: with no green in hour 0 it leaves ``z`` for later, where
-    the caps leave no room. A repair of the plan that ran ``z`` in hour 2 moves it to hour 0."""
-    jobs = [job("u", 2, 2, 1, 2), job("v", 3, 2, 1, 3), job("z", 2, 2, 0, 3)]
-    day = make_problem([site("a", gpus=4)], np.array([[0.0, 0.002, 0.004]]), jobs)
-    caps = (
-        LoadCap("a", START + HOUR, START + 2 * HOUR, LOAD_LIMIT, 0.0),
-        LoadCap("a", START + 2 * HOUR, START + 3 * HOUR, LOAD_LIMIT, 0.001),  # 1 GPU
-    )
-    capped = replace(day, caps=caps)
-    rows = [("u", 1, 2), ("v", 1, 1), ("v", 2, 2), ("z", 2, 2)]
-    previous = planner._version(day, 7, "hand", _hand(day, rows), 0.0, True)
-    assert planner._quick.plan(capped).unfinished_gpu_hours.sum() == pytest.approx(5.0)
-    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
-    assert version is not None and version.provisional
-    assert "leaving what fits nowhere" in version.reason
-    assert finished == [planner._policy.name]  # finished: its flow left less than greedy
-    left = version.result.unfinished_gpu_hours
-    assert left.sum() == pytest.approx(4.0) and left["z"] == 0  # z runs in hour 0
-    # the other way round: the plan repaired had left v and z out, so greedy leaves less
-    previous = planner._version(day, 7, "hand", _hand(day, [("u", 1, 2)]), 0.0, True)
-    finished.clear()
-    version = planner._kept_or_repaired(previous, capped, 8, "cap", True)
-    assert version is not None and version.provisional and "planned by greedy" in version.reason
-    assert version.result.unfinished_gpu_hours.sum() == pytest.approx(5.0)
-    assert finished == []  # its flow left more than greedy: not finished
+    # the look-ahead day has no background optimiser: there the optimizer answers
+    ahead = planner._chosen(previous, capped, 0, "look-ahead", PlanCause.LOOK_AHEAD, late_ok=False)
+    assert ahead.choice is PlanChoice.OPTIMIZER and not ahead.provisional
 
 
 def test_a_background_plan_starts_where_the_running_day_stands(planner: Planner) -> None:
@@ -179,7 +117,9 @@ def green_planner(tmp_path: Path):
     store = Store(tmp_path / "caps.sqlite")
     planner = Planner(load_config(), day, store, clock=lambda: START - HOUR)
     hand = _hand(day, [("x", 0, 2), ("w", 1, 2), ("y", 0, 2)])
-    planner._publish(planner._version(day, 2, "hand", hand, 0.0, True))
+    planner._publish(
+        planner._version(day, 2, "hand", hand, 0.0, PlanCause.REPLAN, PlanChoice.OPTIMIZER)
+    )
     planner._unpolished()
     yield planner
     planner.close()
