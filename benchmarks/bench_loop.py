@@ -42,8 +42,9 @@ from scheduler.contracts import RUN, read_table
 from scheduler.drivers.service.client import CapClient, cap_interval
 from scheduler.drivers.service.server import Running, ServeOptions, start
 from scheduler.horizon import operating_day
-from scheduler.pipeline import DayPipeline, remaining_problem
+from scheduler.pipeline import DayPipeline
 from scheduler.policies import get_policy
+from scheduler.replan import RunState, rest_of_day
 from scheduler.settlement import Settlement
 
 DAY = "2026-06-21"
@@ -207,7 +208,7 @@ def _replans(console: Console) -> None:
         seconds = []
         for _ in range(REPEATS[n]):
             began = time.perf_counter()
-            rest = remaining_problem(problem, noon, engine.remaining_gpu_hours(), live)
+            rest = rest_of_day(problem, RunState(noon, engine.remaining_gpu_hours(), None, live))
             assert rest is not None
             optimizer.plan(rest)
             seconds.append(time.perf_counter() - began)

@@ -9,7 +9,7 @@ from functools import cached_property
 
 import pandas as pd
 
-__all__ = ["Horizon", "iso_day", "iso_time", "operating_day", "time_zone", "tomorrow"]
+__all__ = ["Horizon", "iso_day", "iso_time", "operating_day", "rows_in", "time_zone", "tomorrow"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,13 @@ class Horizon:
     def times(self) -> pd.DatetimeIndex:
         """Slot starts, UTC."""
         return pd.date_range(self.start, periods=self.n_slots, freq=f"{self.slot_minutes}min")
+
+
+def rows_in(frame: pd.DataFrame, horizon: Horizon) -> pd.DataFrame:
+    """The rows of a table with a ``time`` column (slot starts, UTC) inside ``horizon``."""
+    times = pd.DatetimeIndex(frame["time"])
+    keep = (times >= horizon.start) & (times < horizon.end)
+    return frame.iloc[keep.nonzero()[0]].reset_index(drop=True)
 
 
 def operating_day(

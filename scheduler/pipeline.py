@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -35,12 +35,12 @@ from forecasts.weather import ForecastSourceError, Weather
 from scheduler.config import Config
 from scheduler.contracts import UserError
 from scheduler.feasibility import check_feasible
-from scheduler.horizon import Horizon, operating_day
+from scheduler.horizon import Horizon, operating_day, rows_in
 from scheduler.jobs import generate_jobs, max_gpus_to_fit, validate_jobs, work_units
 from scheduler.metrics import PlanMetrics, plan_metrics
 from scheduler.policies import PlanResult, get_policy
 from scheduler.problem import LoadCap, Problem, problem_for
-from scheduler.settlement import Replan
+from scheduler.replan import RunState, rest_of_day
 from scheduler.validate import assert_valid
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "day_seed",
     "forecast_error_of",
     "load_site_weather",
-    "optimizer_replan",
     "parse_forecast_specs",
     "parse_weather_specs",
     "plan_day",
@@ -177,12 +176,6 @@ def load_site_weather(
 def day_seed(seed: int, day: dt.date) -> int:
     """The seed of operating day ``day``'s generated jobs: the same day, the same jobs."""
     return seed * 1_000_003 + day.toordinal()
-
-
-def _in(frame: pd.DataFrame, horizon: Horizon) -> pd.DataFrame:
-    times = pd.DatetimeIndex(frame["time"])
-    keep = (times >= horizon.start) & (times < horizon.end)
-    return frame.iloc[np.flatnonzero(keep)].reset_index(drop=True)
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -339,7 +332,7 @@ class DayPipeline:
             and covered is not None
             and (covered.start <= span.start and span.end <= covered.end)
         ):
-            rows = _in(self._actual, span)
+            rows = rows_in(self._actual, span)
             rows = rows[rows["site"] == name].set_index("time").drop(columns="site")
             return rows[self._reference_days(pd.DatetimeIndex(rows.index))]
         frame = self.model.site_actual(
@@ -427,7 +420,7 @@ class DayPipeline:
         year in it (the error model's reference is per year); kept for the last horizon."""
         if self._prepared is None or self._prepared[0] != horizon:
             assert self._actual is not None
-            actual = _in(self._actual, horizon)
+            actual = rows_in(self._actual, horizon)
             years = pd.DatetimeIndex(actual["time"]).tz_convert(self.config.timezone).year
             vintages = []
             for year in np.unique(years):
@@ -503,71 +496,9 @@ def remaining_problem(
     live_gpus: Mapping[str, float],
     load_before_mw: Mapping[str, float] | None = None,
 ) -> Problem | None:
-    """The rest of ``problem`` from the first slot at or after ``from_time``: the work left per
-    job, on the sites still live (their GPUs), planned on the problem's actual supply when
-    known, else its forecast; ``load_before_mw`` (site -> MW, the load of the slot before) lets
-    the plan ramp from what runs now.
-
-    Jobs whose deadline has passed may run to the end of the horizon (they are late); jobs
-    allowed only at sites that are gone are left out. ``None`` when nothing can be planned.
-    """
-    horizon = problem.horizon
-    slot = pd.Timedelta(minutes=horizon.slot_minutes)
-    first = horizon.start + np.ceil((from_time - horizon.start) / slot) * slot
-    n_slots = int((horizon.end - first) / slot)
-    sites = tuple(  # a site's GPUs only ever lowered to those live (>= 1): still valid
-        site.model_copy(update={"gpus": min(site.gpus, int(live_gpus[site.name]))})
-        for site in problem.sites
-        if live_gpus.get(site.name, 0) >= 1
-    )
-    if n_slots <= 0 or not sites:
-        return None
-    window = Horizon(first, horizon.slot_minutes, n_slots)
-    names = {s.name for s in sites}
-    # arrays column by column, not pandas row-wise: a re-plan loop calls this every hour
-    row_of = {job: row for row, job in enumerate(problem.job_ids)}
-    cells = problem.jobs["sites"].to_numpy(dtype=object)
-    live_cell = {cell: ";".join(s for s in cell.split(";") if s in names) for cell in set(cells)}
-    rows, left_gpu_hours = [], []
-    for job, left in remaining_gpu_hours.items():
-        if left <= 0:
-            continue
-        row = row_of[job]
-        if not cells[row] or live_cell[cells[row]]:  # any site allowed, or one still live
-            rows.append(row)
-            left_gpu_hours.append(left)
-    if not rows:
-        return None
-    columns = {name: problem.jobs[name].array.take(rows) for name in problem.jobs.columns}
-    release, deadline = columns["release"], columns["deadline"]
-    release[release < first] = first
-    deadline[deadline <= first] = window.end
-    deadline[deadline > window.end] = window.end
-    slots = np.asarray((deadline - release) / slot).astype(np.int64)
-    gpu_hours = np.array(left_gpu_hours, dtype=float)
-    units = work_units(gpu_hours, horizon.slot_minutes)
-    columns["gpu_hours"] = gpu_hours
-    columns["sites"] = [live_cell[cell] for cell in cells[rows]]
-    columns["max_gpus"] = max_gpus_to_fit(np.asarray(columns["max_gpus"]), units, slots)
-    actual = problem.actual_supply if problem.actual_supply is not None else problem.supply
-    supply = _in(actual, window)
-    # the rest keeps every setting of the day (caps, limits_on, user region, site moves); an
-    # actual supply has no quantiles: its limits are on itself
-    limit = problem.limit_green_column if problem.limit_green_column in supply else "green_mw"
-    return replace(
-        problem,
-        horizon=window,
-        sites=sites,
-        jobs=pd.DataFrame(columns),
-        supply=supply,
-        actual_supply=None,
-        limit_green_column=limit,
-        initial_load_mw=(
-            None
-            if load_before_mw is None
-            else tuple(float(load_before_mw[site.name]) for site in sites)
-        ),
-    )
+    """:func:`scheduler.replan.rest_of_day` on ``problem.supply`` (the service's planner calls
+    it so until it takes a :class:`~scheduler.replan.RunState`)."""
+    return rest_of_day(problem, RunState(from_time, remaining_gpu_hours, load_before_mw, live_gpus))
 
 
 @dataclass(frozen=True)
@@ -629,21 +560,3 @@ def summary_of(day: DayPlan) -> dict:
             "jobs_unfinished_ids": result.jobs_unfinished,
         }
     return out
-
-
-def optimizer_replan(problem: Problem, config: Config) -> Replan:
-    """The settlement engine's re-planner: the optimizer over the rest of ``problem`` on the
-    sites still live (see :func:`remaining_problem`)."""
-    optimizer = get_policy("optimizer", config.solver)
-
-    def replan(
-        from_time: pd.Timestamp, remaining: dict[str, float], live: dict[str, float]
-    ) -> pd.DataFrame | None:
-        rest = remaining_problem(problem, from_time, remaining, live)
-        if rest is None:
-            return None
-        log.info("re-planning %d jobs from %s on %s", rest.n_jobs, rest.horizon.start,
-                 ", ".join(rest.site_names))  # fmt: skip
-        return optimizer.plan(rest).plan
-
-    return replan

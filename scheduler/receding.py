@@ -2,8 +2,9 @@
 often on the forecast issued at that moment.
 
 The replay's ``--replan-every`` runs days through here (instant clock, no runner); the live
-control loop does the same through its planner, with the same :func:`remaining_problem` and the
-same settlement engine, so a replayed day follows the rules a live day does. A re-plan covers
+control loop does the same through its planner, with the same
+:func:`~scheduler.replan.rest_of_day` and the same settlement engine, so a replayed day follows
+the rules a live day does. A re-plan covers
 the work left (backlog included) from the slot boundary on, on the sites' GPUs, ramping from
 the load running then; the slots before stay as they ran.
 """
@@ -12,14 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pandas as pd
 
 from scheduler.contracts.plandir import RunReport
-from scheduler.pipeline import remaining_problem
 from scheduler.policies import Policy
 from scheduler.problem import Problem
+from scheduler.replan import RunState, rest_of_day
 from scheduler.settlement import Settlement
 
 __all__ = ["RecedingRun", "SupplyAt", "settle_receding"]
@@ -58,10 +59,8 @@ def settle_receding(
         boundary = horizon.times[t]
         if boundary - planned_at >= every:
             began = time.perf_counter()
-            fresher = replace(problem, supply=supply_at(boundary), actual_supply=None)
-            rest = remaining_problem(
-                fresher, boundary, engine.remaining_gpu_hours(), gpus, engine.last_load_mw()
-            )
+            state = RunState(boundary, engine.remaining_gpu_hours(), engine.last_load_mw(), gpus)
+            rest = rest_of_day(problem, state, supply_at(boundary))
             if rest is not None:
                 engine.replace_plan(policy.plan(rest), boundary)
                 replans += 1

@@ -32,8 +32,10 @@ from scheduler.contracts.plandir import (
     write_run_report,
 )
 from scheduler.horizon import Horizon
-from scheduler.pipeline import WEATHER_PAD, load_site_weather, optimizer_replan
+from scheduler.pipeline import WEATHER_PAD, load_site_weather
+from scheduler.policies import get_policy
 from scheduler.problem import Problem, caps_from_frame, problem_for
+from scheduler.replan import policy_replan
 from scheduler.settlement import Settlement, SlotProgress
 
 __all__ = ["Stopped", "dispatch", "plan_dir_problem", "stop_on_sigterm"]
@@ -180,11 +182,11 @@ def dispatch(
             _start_ray(ray_address, gpus, gpus_per_unit, started_here)
             # Ray's start puts a handler of its own (stack frames and an abort): ours again
             runner = RayRunner(gpus, settings, work=work)
+            replan = policy_replan(problem, get_policy("optimizer", config.solver))
             with stop_on_sigterm():
                 report = Settlement(
-                    problem, plan, runner=runner, clock=clock,
-                    replan=optimizer_replan(problem, config), progress=progress,
-                ).run()  # fmt: skip
+                    problem, plan, runner=runner, clock=clock, replan=replan, progress=progress
+                ).run()
         finally:
             if started_here and ray.is_initialized():
                 ray.shutdown()

@@ -30,13 +30,13 @@ In each slot ``t`` the engine
 5. hands the chunks to the runner and books what completed; a lost chunk's work returns to the
    backlog, a chunk that failed every attempt fails its job.
 
-A site that loses live capacity triggers ``replan`` for all remaining work. Work is counted in
+A site that loses live capacity triggers ``replan`` (:data:`scheduler.replan.Replan`) for all
+remaining work, from the load running then. Work is counted in
 GPU-slots (one GPU busy for one slot), as the planning problem counts it.
 """
 
 from scheduler.settlement.engine import (
     MIN_SLOT_TIMEOUT_S,
-    Replan,
     Runner,
     Settlement,
     SlotProgress,
@@ -45,7 +45,6 @@ from scheduler.settlement.engine import (
 
 __all__ = [
     "MIN_SLOT_TIMEOUT_S",
-    "Replan",
     "Runner",
     "Settlement",
     "SlotProgress",

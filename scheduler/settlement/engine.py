@@ -25,19 +25,17 @@ from scheduler.contracts.plandir import RunReport
 from scheduler.policies.base import PlanResult
 from scheduler.problem import LoadCap, Problem
 from scheduler.ramps import ramp_bounds_gpus
+from scheduler.replan import Replan, RunState
 from scheduler.settlement.cursor import PlanCursor
 from scheduler.settlement.report import caps_recorded, run_report
 from scheduler.settlement.rules import RULES, SlotRule, SlotView
 from scheduler.settlement.state import Chunks, JobsState, WalkRecord, from_plain, to_plain
 
-__all__ = ["MIN_SLOT_TIMEOUT_S", "Replan", "Runner", "Settlement", "SlotProgress", "settle"]
+__all__ = ["MIN_SLOT_TIMEOUT_S", "Runner", "Settlement", "SlotProgress", "settle"]
 
 log = logging.getLogger(__name__)
 
 MIN_SLOT_TIMEOUT_S = 60.0  # shortest wait for a slot's chunks, whatever the clock [s]
-
-Replan = Callable[[pd.Timestamp, dict[str, float], dict[str, float]], pd.DataFrame | None]
-"""``replan(from_time, remaining_gpu_hours_by_job, live_gpus_by_site) -> plan table``."""
 
 
 class Runner(Protocol):
@@ -339,7 +337,7 @@ class Settlement:
         new_plan = None
         if self.replan is not None and remaining:
             try:
-                new_plan = self.replan(when, remaining, available)
+                new_plan = self.replan(RunState(when, remaining, self.last_load_mw(), available))
             except Exception as error:  # a re-plan that cannot place work must not end the run
                 self._event(t, "replan_failed", f"re-plan raised {type(error).__name__}: "
                             f"{error}")  # fmt: skip

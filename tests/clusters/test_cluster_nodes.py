@@ -53,9 +53,9 @@ def replan_to_live_sites(jobs: list[dict]):
     """A simple re-planner: each job's remaining work at max GPUs on its first live site."""
     by_id = pd.DataFrame(jobs).set_index("job_id")
 
-    def replan(from_time, remaining, available):
-        rows = []
-        for job_id, gpu_hours in remaining.items():
+    def replan(state):
+        rows, from_time, available = [], state.from_time, state.live_gpus
+        for job_id, gpu_hours in state.remaining_gpu_hours.items():
             job = by_id.loc[job_id]
             allowed = [s for s in (job["sites"].split(";") if job["sites"] else available)]
             live = [s for s in allowed if s in available]

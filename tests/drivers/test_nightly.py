@@ -14,7 +14,8 @@ from filelock import FileLock
 from scheduler.config import DEFAULT_CONFIG_PATH, load_config
 from scheduler.contracts.plandir import FORMAT_VERSION, read_plan_dir, write_run_report
 from scheduler.drivers.nightly import plan_dir_problem
-from scheduler.pipeline import optimizer_replan
+from scheduler.policies import get_policy
+from scheduler.replan import RunState, policy_replan
 from scheduler.settlement import Settlement
 from tests.conftest import greensched
 
@@ -44,11 +45,11 @@ def plan_dir(small_config_path, tmp_path_factory) -> Path:
 def test_replanner_moves_work_to_the_sites_left(plan_dir, small_config_path):
     config = load_config(small_config_path)
     problem, _ = plan_dir_problem(plan_dir, config)
-    replan = optimizer_replan(problem, config)
+    replan = policy_replan(problem, get_policy("optimizer", config.solver))
     jobs = problem.jobs.set_index("job_id")
     remaining = {job: float(row.gpu_hours) / 2 for job, row in jobs.iterrows()}
     noon = problem.horizon.start + pd.Timedelta(hours=12)
-    plan = replan(noon, remaining, {"qingyang": 16000.0})
+    plan = replan(RunState(noon, remaining, live_gpus={"qingyang": 16000.0}))
     assert plan is not None
     assert not plan.empty
     assert set(plan["site"]) == {"qingyang"}

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from scheduler.contracts import JOBS, SUPPLY, read_table
-from scheduler.pipeline import DayPipeline, remaining_problem
+from scheduler.pipeline import DayPipeline
+from scheduler.replan import RunState, rest_of_day
 from tests.conftest import SHANGHAI_EPW, URUMQI_EPW, greensched, needs_real_weather
 
 DAY = "2026-03-02"
@@ -129,7 +130,7 @@ def test_the_rest_of_a_day_keeps_windows_sites_and_work_left(config):
     day = _day_alone(config, dict.fromkeys(config.sites, "synthetic"), DAY)
     noon = day.horizon.start + pd.Timedelta(hours=12, minutes=5)
     left = {job: 10.0 for job in day.jobs["job_id"]}
-    rest = remaining_problem(day, noon, left, {"qingyang": 8000.0})
+    rest = rest_of_day(day, RunState(noon, left, live_gpus={"qingyang": 8000.0}))
     assert rest is not None
     assert rest.horizon.start == day.horizon.start + pd.Timedelta(hours=12, minutes=15)
     assert rest.site_names == ["qingyang"] and rest.sites[0].gpus == 8000

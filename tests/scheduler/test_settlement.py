@@ -10,6 +10,7 @@ import pytest
 from scheduler_testkit import START, job, make_problem, site
 
 from scheduler.problem import IMPORT_CAPACITY_LIMIT, LOAD_LIMIT, LoadCap
+from scheduler.replan import RunState
 from scheduler.settlement import Settlement, settle
 
 HOUR = pd.Timedelta(hours=1)
@@ -131,15 +132,15 @@ def test_a_lost_site_hands_the_work_left_to_the_replanner():
     problem = make_problem(
         [site("a"), site("b")], green, [job("j", 160, 40, 0, 4)], actual_green_mw=green
     )
-    asked = {}
+    asked = []
 
-    def replan(from_time, remaining, live):
-        asked.update(from_time=from_time, remaining=remaining, live=live)
+    def replan(state):
+        asked.append(state)
         return pd.DataFrame(plan_rows("j", "a", range(1, 4), 40))
 
     plan = pd.DataFrame(plan_rows("j", "b", range(4), 40))
     run = Settlement(problem, plan, runner=LosesSiteB(), replan=replan).run()
-    assert asked == {"from_time": START + HOUR, "remaining": {"j": 120.0}, "live": {"a": 100.0}}
+    assert asked == [RunState(START + HOUR, {"j": 120.0}, {"a": 0.0, "b": 0.04}, {"a": 100.0})]
     assert run.statuses == {"j": "done"}
     assert set(run.events["kind"]) == {"site_lost", "replanned"}
     ran = run.executed.groupby("site")["gpus"].sum().to_dict()
