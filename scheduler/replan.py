@@ -1,6 +1,6 @@
 """Re-planning the rest of a running day: one path for every re-plan.
 
-Replay's intraday re-plans (:mod:`scheduler.receding`), the live service's re-plans (its
+Replay's intraday re-plans (:mod:`scheduler.dayrunner`), the live service's re-plans (its
 planner, on the vintage issued at the boundary) and the re-plan after a site loses capacity
 (the settlement engine's ``replan``) all make the problem of the work left here,
 :func:`rest_of_day`, from where the day stands (:class:`RunState`) and a supply view: the

@@ -11,7 +11,7 @@ Each policy's settled load in the last slot of a day is the load the next day st
 (``initial_load_mw``), so ramp limits hold across midnight, and the steps are counted there too.
 
 With ``replan_every``, each policy that follows the forecast settles its day through
-:func:`~scheduler.receding.settle_receding`: at every slot boundary that long after its last
+:func:`~scheduler.dayrunner.settle_receding`: at every slot boundary that long after its last
 plan, it plans the work left again on the forecast vintage issued then (closer to the actual
 the shorter the lead), as the live control loop does; ``daily.csv`` counts the re-plans.
 
@@ -53,12 +53,12 @@ from scheduler.contracts import (
     write_table,
 )
 from scheduler.contracts.plandir import RunReport
+from scheduler.dayrunner import settle_receding
 from scheduler.horizon import Horizon
 from scheduler.metrics import PlanMetrics, plan_metrics, site_load
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.policies import PlanResult, Policy, get_policy
 from scheduler.problem import LoadCap, Problem
-from scheduler.receding import settle_receding
 from scheduler.settlement import settle
 
 __all__ = ["DailyCap", "ReplaySpec", "replay", "summarize"]

@@ -146,8 +146,8 @@ def test_every_replan_keeps_the_days_settings_p10_limits_included(config):
     """limits_on: p10 (the default) holds in the re-plans of the work left, as in the
     day-ahead plan: each re-planned problem plans its grid limits on the forecast's p10 and
     keeps the day's caps; the re-plans' plans pass the validator on those problems."""
+    from scheduler.dayrunner import settle_receding
     from scheduler.policies import get_policy
-    from scheduler.receding import settle_receding
     from scheduler.validate import assert_valid
 
     assert config.solver.limits_on == "p10"
