@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -530,17 +531,26 @@ def plan_day(problem: Problem, config: Config, policies: Sequence[str]) -> DayPl
 
 
 def sites_table(problem: Problem) -> pd.DataFrame:
-    """The sites table: the parameters the plan was made with (carbon as the day's mean)."""
-    carbon = problem.carbon_kg_per_mwh.mean(axis=1)
+    """The sites table: every site parameter the plan was made with (carbon and price as the
+    day's means, latency to the problem's user region; an absent ramp limit or latency NaN)."""
+    sites = problem.sites
+
+    def column(name: str) -> list[float]:
+        return [math.nan if getattr(s, name) is None else getattr(s, name) for s in sites]
+
     return pd.DataFrame(
         {
-            "site": [s.name for s in problem.sites],
-            "gpus": [s.gpus for s in problem.sites],
-            "kw_per_gpu": [s.kw_per_gpu for s in problem.sites],
-            "pue": [s.pue for s in problem.sites],
-            "base_load_mw": [s.base_load_mw for s in problem.sites],
-            "grid_import_limit_mw": [s.grid_import_limit_mw for s in problem.sites],
-            "carbon_kg_per_mwh": carbon,
+            "site": [s.name for s in sites],
+            "gpus": [s.gpus for s in sites],
+            "kw_per_gpu": [s.kw_per_gpu for s in sites],
+            "pue": [s.pue for s in sites],
+            "base_load_mw": [s.base_load_mw for s in sites],
+            "grid_import_limit_mw": [s.grid_import_limit_mw for s in sites],
+            "carbon_kg_per_mwh": problem.carbon_kg_per_mwh.mean(axis=1),
+            "price_per_mwh": problem.price_per_mwh.mean(axis=1),
+            "ramp_up_mw_per_min": column("ramp_up_mw_per_min"),
+            "ramp_down_mw_per_min": column("ramp_down_mw_per_min"),
+            "user_latency_ms": [s.latency_ms.get(problem.user_region, math.nan) for s in sites],
         }
     )
 

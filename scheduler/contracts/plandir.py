@@ -61,7 +61,9 @@ FILES: dict[str, str] = {
     "jobs.csv": "the jobs table",
     "plan.csv": "the chosen policy's plan (plan table)",
     "plan-<policy>.csv": "each policy's plan",
-    "sites.csv": "the site parameters the plan was made with",
+    "sites.csv": "every site parameter the plan was made with (GPUs, power, base load, import "
+    "limit, carbon and price as day means, ramp limits, latency to the user region); dispatch "
+    "refuses a config whose GPUs, power, base load, import limit or ramp limits differ",
     "caps.csv": "the load caps in force (caps table)",
     "site_load.csv": "the chosen plan's load, green use and grid draw per site and slot",
     "summary.json": "metrics and solver facts per policy; for a day the control loop ran, "

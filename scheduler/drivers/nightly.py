@@ -9,6 +9,7 @@ planning logic.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -40,7 +41,23 @@ from scheduler.settlement import Settlement, SlotProgress
 
 __all__ = ["Stopped", "dispatch", "plan_dir_problem", "stop_on_sigterm"]
 
-_SITE_FIELDS = ("gpus", "kw_per_gpu", "pue", "base_load_mw", "grid_import_limit_mw")
+_SITE_FIELDS = ("gpus", "kw_per_gpu", "pue", "base_load_mw", "grid_import_limit_mw",
+                "ramp_up_mw_per_min", "ramp_down_mw_per_min")  # fmt: skip
+"""Site parameters a plan directory's plan depends on."""
+
+
+def _same(planned: float, configured: float | None) -> bool:
+    """A recorded parameter equals the config's. An empty cell (NaN) is no limit, or a plan
+    directory from before ramp limits were recorded: it matches whatever the config says."""
+    if math.isnan(planned):
+        return True
+    if configured is None:
+        return False
+    return abs(float(planned) - float(configured)) <= 1e-9 * max(1.0, abs(configured))
+
+
+def _text(value: float | None) -> str:
+    return "none" if value is None or math.isnan(value) else f"{value:g}"
 
 
 def _check_matches(directory: Path, tables: PlanTables, config: Config) -> None:
@@ -62,9 +79,10 @@ def _check_matches(directory: Path, tables: PlanTables, config: Config) -> None:
             site = config.sites[row.site]
             for name in _SITE_FIELDS:
                 planned, configured = getattr(row, name), getattr(site, name)
-                if abs(float(planned) - float(configured)) > 1e-9 * max(1.0, abs(configured)):
+                if not _same(planned, configured):
                     differences.append(
-                        f"{row.site}.{name} {planned:g} in the plan, {configured:g} in the config"
+                        f"{row.site}.{name} {_text(planned)} in the plan, {_text(configured)} "
+                        "in the config"
                     )
     if differences:
         raise PlanDirError(

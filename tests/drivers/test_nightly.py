@@ -60,6 +60,22 @@ def test_replanner_moves_work_to_the_sites_left(plan_dir, small_config_path):
     assert (done <= pd.Series(remaining).reindex(done.index) + 0.25).all()
 
 
+def test_the_plan_directory_records_every_site_parameter_the_plan_used(plan_dir, small_config_path):
+    config = load_config(small_config_path)
+    sites = read_plan_dir(plan_dir).sites.set_index("site")
+    region = config.workload.user_region
+    for name, site in config.sites.items():
+        row = sites.loc[name]
+        assert row["gpus"] == site.gpus and row["base_load_mw"] == site.base_load_mw
+        assert row["ramp_up_mw_per_min"] == site.ramp_up_mw_per_min
+        assert row["ramp_down_mw_per_min"] == site.ramp_down_mw_per_min
+        assert row["user_latency_ms"] == site.latency_ms[region]
+        assert row["price_per_mwh"] == pytest.approx(
+            site.price_per_mwh if isinstance(site.price_per_mwh, float) else
+            sum(site.price_per_mwh) / 24
+        )  # fmt: skip
+
+
 def test_the_plan_directory_has_a_manifest(plan_dir):
     manifest = json.loads((plan_dir / "manifest.json").read_text())
     assert manifest["format_version"] == FORMAT_VERSION
@@ -79,6 +95,14 @@ def test_the_plan_directory_has_a_manifest(plan_dir):
         (lambda data: data["forecast"].update(slot_minutes=60), "slot length 15 min in the plan"),
         (lambda data: data["sites"]["shantou"].update(gpus=4000), "shantou.gpus 8000 in the plan"),
         (lambda data: data["sites"].pop("shantou"), "sites qingyang, shantou in the plan"),
+        (
+            lambda data: data["sites"]["qingyang"].update(ramp_up_mw_per_min=2.0),
+            "qingyang.ramp_up_mw_per_min 1 in the plan, 2 in the config",
+        ),
+        (
+            lambda data: data["sites"]["shantou"].update(ramp_down_mw_per_min=None),
+            "shantou.ramp_down_mw_per_min 1 in the plan, none in the config",
+        ),
     ],
 )
 def test_dispatch_refuses_a_plan_made_under_another_config(
