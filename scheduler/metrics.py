@@ -13,19 +13,20 @@ Per site and slot (``slot_h = slot_minutes / 60``)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from scheduler.caps import broken_caps
 from scheduler.config import Site
-from scheduler.contracts import SITE_LOAD
+from scheduler.contracts import SITE_LOAD, CapType
 from scheduler.horizon import Horizon
 from scheduler.jobs import work_units
 from scheduler.labels import label_index
-from scheduler.problem import LoadCap, Problem, cap_matrices, hourly_profile, supply_matrix
+from scheduler.problem import LoadCap, Problem, hourly_profile, supply_matrix, tightest_caps_mw
 from scheduler.ramps import ramp_limits_mw, ramp_stats
 
 if TYPE_CHECKING:
@@ -123,16 +124,15 @@ def _load_arrays(
     carbon = np.array(
         [hourly_profile(s.carbon_kg_per_mwh, horizon.times, s.timezone) for s in sites]
     )
-    caps_mw = cap_matrices(caps, sites, horizon)
+    caps_mw = tightest_caps_mw(caps, sites, horizon)
     return _load_columns(gpus, green, sites, caps_mw, carbon, horizon.slot_hours)
 
 
 def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``, on
     ``problem``'s supply and caps, from the matrices it holds."""
-    caps_mw = (problem.grid_cap_mw, problem.load_cap_mw)
     return _load_columns(
-        gpus, problem.green_mw, problem.sites, caps_mw, problem.carbon_kg_per_mwh,
+        gpus, problem.green_mw, problem.sites, problem.caps_mw, problem.carbon_kg_per_mwh,
         problem.slot_hours,
     )  # fmt: skip
 
@@ -141,7 +141,7 @@ def _load_columns(
     gpus: np.ndarray,
     green: np.ndarray,
     sites: Sequence[Site],
-    caps_mw: tuple[np.ndarray, np.ndarray],
+    caps_mw: Mapping[CapType, np.ndarray],
     carbon: np.ndarray,
     slot_hours: float,
 ) -> dict[str, np.ndarray]:
@@ -150,18 +150,15 @@ def _load_columns(
     load = gpus * mpg + base
     green_used = np.minimum(load, green)
     grid = load - green_used
-    grid_cap, load_cap = caps_mw
-    violation = (gpus > 0) & (
-        (grid > grid_cap + CAP_TOLERANCE_MW) | (load > load_cap + CAP_TOLERANCE_MW)
-    )
+    violation = (gpus > 0) & broken_caps(caps_mw, load, green, CAP_TOLERANCE_MW)
     return {
         "gpus_busy": gpus,
         "load_mw": load,
         "green_mw": green,
         "green_used_mw": green_used,
         "grid_mw": grid,
-        "cap_mw": grid_cap,
-        "load_cap_mw": load_cap,
+        "cap_mw": caps_mw[CapType.IMPORT_CAPACITY_LIMIT],
+        "load_cap_mw": caps_mw[CapType.LOAD_LIMIT],
         "carbon_kg_per_mwh": carbon,
         "grid_co2_kg": grid * carbon * slot_hours,
         "cap_violation": violation,

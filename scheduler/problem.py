@@ -10,6 +10,8 @@ Grid and caps, per site and slot (``mpg`` = MW per busy GPU, PUE included)::
     grid_mw <= grid_cap_mw   (grid import limit and IMPORT_CAPACITY_LIMIT caps)
     load_mw <= load_cap_mw   (LOAD_LIMIT caps; inf when none)
 
+What each type of cap limits is one row of :data:`scheduler.caps.CAP_KINDS`.
+
 A cap is in force in every slot its interval ``[start, end)`` overlaps (the conservative
 reading of a cap that starts or ends inside a slot).
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scheduler.caps import most_load_mw, uncapped
 from scheduler.config import Config, Site
 from scheduler.contracts import (
     CAP_LIST_SEPARATOR,
@@ -46,7 +49,6 @@ __all__ = [
     "LoadCap",
     "Problem",
     "ProblemError",
-    "cap_matrices",
     "cap_spans",
     "caps_frame",
     "caps_from_frame",
@@ -54,6 +56,7 @@ __all__ = [
     "problem_for",
     "read_caps",
     "supply_matrix",
+    "tightest_caps_mw",
 ]
 
 log = logging.getLogger(__name__)
@@ -255,30 +258,26 @@ def cap_spans(
     return row, first.astype(np.int64), end.astype(np.int64)
 
 
-def cap_matrices(
+def tightest_caps_mw(
     caps: Sequence[LoadCap], sites: Sequence[Site], horizon: Horizon
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tightest grid cap and load cap per ``[site, slot]`` [MW].
-
-    The grid cap starts at each site's ``grid_import_limit_mw`` and is lowered by every
-    ``IMPORT_CAPACITY_LIMIT`` cap; the load cap starts at ``inf`` and is lowered by every
-    ``LOAD_LIMIT`` cap. A cap is in force in every slot its interval overlaps.
-    """
-    n_slots = horizon.n_slots
-    grid_cap = np.repeat([[s.grid_import_limit_mw] for s in sites], n_slots, axis=1)
-    load_cap = np.full((len(sites), n_slots), np.inf)
-    row, first, end = cap_spans(caps, sites, horizon)
+) -> dict[CapType, np.ndarray]:
+    """The tightest cap of each type per ``[site, slot]`` [MW]: the type's bound without caps
+    (:data:`~scheduler.caps.CAP_KINDS`: the grid import limit, no load limit) lowered by every
+    cap of the type in force (in every slot its interval overlaps)."""
+    tightest = uncapped(sites, horizon.n_slots)
     if not caps:
-        return grid_cap, load_cap
+        return tightest
+    row, first, end = cap_spans(caps, sites, horizon)
     value = np.array([cap.value_mw for cap in caps])
-    is_grid = np.array([cap.type == IMPORT_CAPACITY_LIMIT for cap in caps])
+    kind = np.array([str(cap.type) for cap in caps])
     length = np.maximum(end - first, 0)
     cap_of = np.repeat(np.arange(len(caps)), length)
     slot = first[cap_of] + np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
-    cell = row[cap_of] * n_slots + slot
-    for target, kind in ((grid_cap, is_grid[cap_of]), (load_cap, ~is_grid[cap_of])):
-        np.minimum.at(target.reshape(-1), cell[kind], value[cap_of][kind])
-    return grid_cap, load_cap
+    cell = row[cap_of] * horizon.n_slots + slot
+    for cap_type, target in tightest.items():
+        of_type = kind[cap_of] == str(cap_type)
+        np.minimum.at(target.reshape(-1), cell[of_type], value[cap_of][of_type])
+    return tightest
 
 
 @dataclass(frozen=True, eq=False)
@@ -354,8 +353,9 @@ class Problem:
         return self._profile("price_per_mwh")
 
     @cached_property
-    def _caps(self) -> tuple[np.ndarray, np.ndarray]:
-        return cap_matrices(self.caps, self.sites, self.horizon)
+    def caps_mw(self) -> dict[CapType, np.ndarray]:
+        """The tightest cap of each type ``[site, slot]`` [MW] (:func:`tightest_caps_mw`)."""
+        return tightest_caps_mw(self.caps, self.sites, self.horizon)
 
     @cached_property
     def _cap_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -369,12 +369,12 @@ class Problem:
     @property
     def grid_cap_mw(self) -> np.ndarray:
         """Tightest grid-draw cap ``[site, slot]`` [MW] (import limit and import caps)."""
-        return self._caps[0]
+        return self.caps_mw[CapType.IMPORT_CAPACITY_LIMIT]
 
     @property
     def load_cap_mw(self) -> np.ndarray:
         """Tightest load cap ``[site, slot]`` [MW]; ``inf`` where none is in force."""
-        return self._caps[1]
+        return self.caps_mw[CapType.LOAD_LIMIT]
 
     @cached_property
     def mw_per_gpu(self) -> np.ndarray:
@@ -429,11 +429,10 @@ class Problem:
         """GPUs still available per ``[site, slot]`` when ``fixed_gpus`` are already busy."""
         mpg = self.mw_per_gpu[:, None]
         base = self.base_load_mw[:, None]
-        by_grid = (self.grid_cap_mw + self.limit_green_mw - base) / mpg
-        by_load = (self.load_cap_mw - base) / mpg
+        by_caps = (most_load_mw(self.caps_mw, self.limit_green_mw) - base) / mpg
         terminal = (self.terminal_load_mw - self.base_load_mw) / self.mw_per_gpu
-        by_load[:, -1] = np.minimum(by_load[:, -1], terminal)
-        limit = np.minimum(np.minimum(by_grid, by_load), self.site_gpus[:, None].astype(float))
+        by_caps[:, -1] = np.minimum(by_caps[:, -1], terminal)
+        limit = np.minimum(by_caps, self.site_gpus[:, None].astype(float))
         free = np.floor(limit + _GPU_TOLERANCE) - fixed_gpus
         return np.maximum(free, 0).astype(np.int64)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from scheduler.caps import CAP_KINDS
 from scheduler.contracts import CAP_LIST_SEPARATOR, PLAN, RUN_JOBS, CapType, JobStatus
 from scheduler.contracts.plandir import RunReport
 from scheduler.metrics import CAP_TOLERANCE_MW, energy_totals, site_load
@@ -67,9 +68,9 @@ def _cap_columns(
     mpg = actual.mw_per_gpu[:, None]
     load = actual.base_load_mw[:, None] + dispatched * mpg
     one_more = 1.0 - 1e-9  # the fit's floor(room + 1e-9) admits a GPU from here
-    tightest = {  # by type: the tightest cap [MW] and where it leaves no room for a GPU
-        str(CapType.IMPORT_CAPACITY_LIMIT): (grid_cap, (grid_cap + actual.green_mw - load) / mpg),
-        str(CapType.LOAD_LIMIT): (load_cap, (load_cap - load) / mpg),
+    tightest = {  # by type: the tightest cap [MW] and the GPUs more it leaves room for
+        str(kind): (cap, (CAP_KINDS[kind].most_load_mw(cap, actual.green_mw) - load) / mpg)
+        for kind, cap in ((CapType.IMPORT_CAPACITY_LIMIT, grid_cap), (CapType.LOAD_LIMIT, load_cap))
     }
     for t in range(n_slots):
         if t in walk.caps:

@@ -178,4 +178,6 @@ def test_a_problem_under_other_caps_shares_only_what_caps_leave_alone():
 
 
 def _same(a, b) -> bool:
+    if isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in b)
     return bool(np.array_equal(a, b)) if isinstance(b, np.ndarray) else a == b
