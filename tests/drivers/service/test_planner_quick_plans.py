@@ -13,12 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import scheduler.drivers.service.planner as planner_module
+import scheduler.drivers.service.background as background_module
+import scheduler.drivers.service.batching as batching_module
 from scheduler.choice import PlanChoice
 from scheduler.config import load_config
+from scheduler.drivers.service.answers import answer
 from scheduler.drivers.service.auth import Coordinator
+from scheduler.drivers.service.batching import Change
 from scheduler.drivers.service.events import CapEvent, CapInterval
-from scheduler.drivers.service.planner import PlanCause, Planner, RunState, _answer, _Change
+from scheduler.drivers.service.planner import PlanCause, Planner, RunState
 from scheduler.drivers.service.store import Store
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import LOAD_LIMIT, LoadCap
@@ -65,8 +68,8 @@ def test_a_provisional_plan_answers_at_once_and_says_so(planner: Planner) -> Non
     assert version.reason == (
         "submit e1; planned by greedy to answer at once; provisional, optimised in the background"
     )
-    answer = _answer(previous, version, capped)
-    assert not answer.opt_in and "quick plan" in answer.reason and "1 job(s) late" in answer.reason
+    said = answer(previous, version, capped)
+    assert not said.opt_in and "quick plan" in said.reason and "1 job(s) late" in said.reason
     # the look-ahead day has no background optimiser: there the optimizer answers
     ahead = planner._chosen(previous, capped, 0, "look-ahead", PlanCause.LOOK_AHEAD, late_ok=False)
     assert ahead.choice is PlanChoice.OPTIMIZER and not ahead.provisional
@@ -80,10 +83,12 @@ def test_a_background_plan_starts_where_the_running_day_stands(planner: Planner)
     version = planner.replan("hourly", RunState(START, left))
     assert version.from_time == START
     planner.state = RunState(START + HOUR, left)  # what the loop sets when slot 0 starts
-    planner._unpolished()
-    planner._polish()
-    assert planner._polishing is not None
-    assert planner._polishing.problem.horizon.start == START + HOUR  # the work left, from there
+    planner.background.unoptimal()
+    planner.background.step()
+    assert planner.background.running is not None
+    assert (
+        planner.background.running.problem.horizon.start == START + HOUR
+    )  # the work left, from there
 
 
 def test_a_cancel_before_a_slot_begins_gives_the_room_back(planner: Planner) -> None:
@@ -120,34 +125,33 @@ def green_planner(tmp_path: Path):
     planner._publish(
         planner._version(day, 2, "hand", hand, 0.0, PlanCause.REPLAN, PlanChoice.OPTIMIZER)
     )
-    planner._unpolished()
+    planner.background.unoptimal()
     yield planner
     planner.close()
     store.close()
 
 
-def _change(k: int, mw: float, hour: int = 0, hours: int = 1) -> _Change:
+def _change(k: int, mw: float, hour: int = 0, hours: int = 1) -> Change:
     """Event ``e{k}``: a load limit of ``mw`` on site a for ``hours`` from hour ``hour``."""
     start = START + hour * HOUR
     cap = LoadCap("a", start, start + hours * HOUR, LOAD_LIMIT, mw)
     interval = CapInterval(start, hours * 3600.0, LOAD_LIMIT, mw)
     event = CapEvent(f"e{k}", 0, "", 0, ("a",), (interval,))
-    return _Change(event.event_id, Coordinator("grid", None), START - HOUR, event, [cap])
+    return Change(event.event_id, Coordinator("grid", None), START - HOUR, event, [cap])
 
 
 def test_a_plan_is_optimised_while_changes_never_stop(green_planner, monkeypatch) -> None:
     """Changes arrive one after another, never leaving the quiet time the background optimiser
     waits for: after ``POLISH_MAX_WAIT_S`` it runs anyway, and its plan (repaired to the caps
     that changed meanwhile) replaces the one that was not optimal."""
-    monkeypatch.setattr(planner_module, "POLISH_IDLE_S", 60.0)
-    monkeypatch.setattr(planner_module, "POLISH_MAX_WAIT_S", 0.2)
+    monkeypatch.setattr(background_module, "POLISH_IDLE_S", 60.0)
+    monkeypatch.setattr(background_module, "POLISH_MAX_WAIT_S", 0.2)
     deadline = time.monotonic() + 20
     k = 0
     while "optimised in the background" not in green_planner.current.reason:
         assert time.monotonic() < deadline, "never optimised while changes kept arriving"
         # a little over 4 GPUs, changing each time: a new cap matrix, the same plan kept
-        with green_planner._queue_changed:
-            done = green_planner._queue(_change(k, 0.004 + 1e-5 * (k % 50 + 1)))
+        done = green_planner._batches.put(_change(k, 0.004 + 1e-5 * (k % 50 + 1)))
         done.result(timeout=10)
         k += 1
     current = green_planner.current
@@ -161,11 +165,11 @@ def test_a_background_plan_of_caps_since_changed_is_repaired_to_them(
 ) -> None:
     """The optimum runs y on hour 2's green with 2 GPUs; while it is computed, a cap leaves
     hour 2 one GPU. The optimum, repaired to that cap, still beats the plan in force."""
-    monkeypatch.setattr(planner_module, "POLISH_IDLE_S", 60.0)
+    monkeypatch.setattr(background_module, "POLISH_IDLE_S", 60.0)
     planner = green_planner
     with planner._lock:  # the planner thread publishes the background plan only after this
-        planner._polish()  # starts optimising the current problem
-        assert planner._polishing is not None
+        planner.background.step()  # starts optimising the current problem
+        assert planner.background.running is not None
         planner._apply([_change(0, 0.001, hour=2)])  # the current plan keeps it (hour 2 idle)
         before = planner.current
         assert before.problem.caps and not before.replanned
@@ -175,7 +179,7 @@ def test_a_background_plan_of_caps_since_changed_is_repaired_to_them(
     y = after.result.plan[after.result.plan["job_id"] == "y"]
     assert y.loc[y["time"] == START + 2 * HOUR, "gpus"].sum() == 1  # green, up to the cap
     assert after.result.objective_kg < before.result.objective_kg
-    assert planner._unpolished_since is not None  # the repair is not optimal: again later
+    assert planner.background.since is not None  # the repair is not optimal: again later
 
 
 def test_the_background_optimisation_yields_the_cpu_to_the_plans_callers_wait_for(
@@ -184,29 +188,27 @@ def test_the_background_optimisation_yields_the_cpu_to_the_plans_callers_wait_fo
     """The optimizer a caller waits for runs at the server's CPU priority; the optimisation in
     the background runs lower, so it slows no answer."""
     here = os.nice(0)
-    assert planner._solver is not None and planner._polisher is not None
-    assert planner._solver.submit(os.nice, 0).result() == here
-    polisher = planner._polisher.submit(os.nice, 0).result()
-    assert polisher == min(here + planner_module.POLISH_NICENESS, 19)
+    assert planner._solver is not None
+    assert planner._solver.call(os.nice, 0) == here
+    polisher = planner.background.solver.call(os.nice, 0)
+    assert polisher == min(here + background_module.POLISH_NICENESS, 19)
 
 
 def _queued(planner: Planner, k: int, mw: float, hours: int = 1):
     """Change ``e{k}`` (:func:`_change`) queued as :meth:`Planner.submit` queues it."""
-    with planner._queue_changed:
-        return planner._queue(_change(k, mw, hours=hours))
+    return planner._batches.put(_change(k, mw, hours=hours))
 
 
 def _queued_cancel(planner: Planner, k: int):
     """The cancellation of event ``e{k}`` queued as :meth:`Planner.cancel` queues it."""
-    change = _Change(f"e{k}", Coordinator("grid", None), START - HOUR, reason="test")
-    with planner._queue_changed:
-        return planner._queue(change)
+    change = Change(f"e{k}", Coordinator("grid", None), START - HOUR, reason="test")
+    return planner._batches.put(change)
 
 
 def test_a_batch_waits_for_a_change_already_arriving(planner: Planner, monkeypatch) -> None:
     """A change announced on its way (a call being checked) joins the batch of the change queued
     just before it, instead of waiting for that batch to be planned; the wait is bounded."""
-    monkeypatch.setattr(planner_module, "_ARRIVING_MAX_S", 5.0)
+    monkeypatch.setattr(batching_module, "_ARRIVING_MAX_S", 5.0)
     with planner.arriving():
         first = _queued(planner, 1, 0.003)
         time.sleep(0.2)  # the batch would have been planned and answered by now
@@ -219,7 +221,7 @@ def test_a_batch_waits_for_a_change_already_arriving(planner: Planner, monkeypat
     time.sleep(0.2)
     assert lone.done() and "other change" not in lone.result().reason
     # an announced change that never comes holds a batch for _ARRIVING_MAX_S at most
-    monkeypatch.setattr(planner_module, "_ARRIVING_MAX_S", 0.05)
+    monkeypatch.setattr(batching_module, "_ARRIVING_MAX_S", 0.05)
     with planner.arriving():
         began = time.monotonic()
         _queued(planner, 4, 0.0035).result(timeout=10)

@@ -21,6 +21,7 @@ import yaml
 
 from scheduler.config import load_config
 from scheduler.contracts import UserError
+from scheduler.drivers.service.answers import CapCost, SubmitAnswer, scoped
 from scheduler.drivers.service.auth import (
     Authenticator,
     Coordinator,
@@ -29,7 +30,6 @@ from scheduler.drivers.service.auth import (
     peer_address,
 )
 from scheduler.drivers.service.client import CapClient, cap_interval
-from scheduler.drivers.service.planner import CapCost, SubmitAnswer, _scoped
 from scheduler.drivers.service.server import Running
 from scheduler.horizon import operating_day, tomorrow
 from scheduler.jobs import Job, jobs_frame
@@ -341,11 +341,11 @@ def test_an_answer_names_only_the_late_jobs_its_caller_may_read() -> None:
         CapCost(late, 3, 30.0, 0.0, 0.0, 0.0),
         7,
     )
-    scoped = _scoped(answer, Coordinator("guangdong", frozenset({"shantou"})), problem)
-    assert scoped.cost.late_jobs == ("s-only", "both")
-    assert scoped.cost.late_jobs_total == 3  # counted, not named
-    assert "q-only" not in scoped.reason and "s-only, both" in scoped.reason
-    assert "1 late job(s) at sites outside your scope" in scoped.reason
+    named = scoped(answer, Coordinator("guangdong", frozenset({"shantou"})), problem)
+    assert named.cost.late_jobs == ("s-only", "both")
+    assert named.cost.late_jobs_total == 3  # counted, not named
+    assert "q-only" not in named.reason and "s-only, both" in named.reason
+    assert "1 late job(s) at sites outside your scope" in named.reason
     reader = Coordinator("reader", frozenset({"shantou"}), read_all=True)
-    assert _scoped(answer, reader, problem) == answer
-    assert _scoped(answer, Coordinator("national", None), problem) == answer
+    assert scoped(answer, reader, problem) == answer
+    assert scoped(answer, Coordinator("national", None), problem) == answer
