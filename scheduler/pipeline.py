@@ -41,7 +41,6 @@ from scheduler.jobs import generate_jobs, max_gpus_to_fit, validate_jobs, work_u
 from scheduler.metrics import PlanMetrics, plan_metrics
 from scheduler.policies import PlanResult, get_policy
 from scheduler.problem import LoadCap, Problem, problem_for
-from scheduler.replan import RunState, rest_of_day
 from scheduler.validate import assert_valid
 
 __all__ = [
@@ -57,7 +56,6 @@ __all__ = [
     "parse_forecast_specs",
     "parse_weather_specs",
     "plan_day",
-    "remaining_problem",
     "sites_table",
     "summary_of",
 ]
@@ -488,18 +486,6 @@ def carry_over(jobs: pd.DataFrame, remaining_gpu_hours: pd.Series, day: Horizon)
     units = work_units(carried["gpu_hours"].to_numpy(), day.slot_minutes)
     carried["max_gpus"] = max_gpus_to_fit(carried["max_gpus"].to_numpy(), units, day.n_slots)
     return carried
-
-
-def remaining_problem(
-    problem: Problem,
-    from_time: pd.Timestamp,
-    remaining_gpu_hours: Mapping[str, float],
-    live_gpus: Mapping[str, float],
-    load_before_mw: Mapping[str, float] | None = None,
-) -> Problem | None:
-    """:func:`scheduler.replan.rest_of_day` on ``problem.supply`` (the service's planner calls
-    it so until it takes a :class:`~scheduler.replan.RunState`)."""
-    return rest_of_day(problem, RunState(from_time, remaining_gpu_hours, load_before_mw, live_gpus))
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,20 @@ def test_re_plans_come_every_interval_from_where_the_day_stands():
     assert second.load_before_mw == {"a": 0.01, "b": 0.0}
     assert runner.replans == 2
     assert report.executed.groupby("site")["gpus"].sum().to_dict() == {"a": 40, "b": 20}
+
+
+def test_a_day_joined_late_re_plans_once_there_and_then_every_interval_from_there():
+    """The live loop started in the middle of a day plans the rest at its first slot; the
+    next re-plan is an interval later, not at the next boundary (the interval was counted from
+    the day's start, so a loop joining after an hour re-planned twice in a row)."""
+    engine = Settlement(_day(), _rows("j", "b", range(6), 10))
+    source = Source()
+    runner = DayRunner(engine, source, every=2 * HOUR)
+    runner.replan(3, "started during the day")
+    for t in range(3, 6):
+        runner.decide(t)
+        engine.step(t)
+    assert [(s.from_time, reason) for s, reason in source.states] == [
+        (START + 3 * HOUR, "started during the day"),
+        (START + 5 * HOUR, "every 0 days 02:00:00"),
+    ]

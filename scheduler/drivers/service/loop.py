@@ -1,8 +1,10 @@
 """The control plane's loop: operating days back to back on a clock, caps binding what runs.
 
 For each operating day the day pipeline gives the problem; the service's planner (the one the
-gRPC API answers from) plans it with every cap in force; the settlement engine runs it slot by
-slot, on Ray or with no runner (``--no-dispatch``). At every slot boundary:
+gRPC API answers from) plans it with every cap in force; the day runner
+(:class:`~scheduler.dayrunner.DayRunner`, the one replay's re-plans use) walks it slot by slot
+through the settlement engine, on Ray or with no runner (``--no-dispatch``), taking its plans
+from the planner. At every slot boundary:
 
 1. if the planner has published a new plan version since the last boundary (a cap submitted or
    cancelled over gRPC), its caps bind from this slot on and its plan of the work left
@@ -50,16 +52,18 @@ from scheduler.contracts.plandir import (
     last_run_load_mw,
     write_run_report,
 )
+from scheduler.dayrunner import DayRunner, NewPlan
 from scheduler.drivers.plan_output import save_run_day
 from scheduler.drivers.service.exporter import ServiceMetrics
 from scheduler.drivers.service.measured import MeasurementBook, SettledSupply
-from scheduler.drivers.service.planner import Planner, RunState
+from scheduler.drivers.service.planner import Planner, PlanVersion
 from scheduler.drivers.service.store import LoopProgress, Store
 from scheduler.horizon import Horizon
 from scheduler.jobs import read_jobs
 from scheduler.metrics import busy_gpus
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.problem import Problem
+from scheduler.replan import RunState
 from scheduler.settlement import Runner, Settlement
 
 __all__ = ["ControlLoop", "DayDone", "ReportRow", "day_problem"]
@@ -137,6 +141,30 @@ class DayDone:
 def _run_state(engine: Settlement, at: pd.Timestamp) -> RunState:
     """Where ``engine``'s day stands at the slot boundary ``at``."""
     return RunState(at, engine.remaining_gpu_hours(), engine.last_load_mw())
+
+
+class _PlannerPlans:
+    """The day runner's plan source in the loop: a plan version the planner published since
+    the last one taken (a cap answered between boundaries), with its caps; and its re-plans of
+    the work left."""
+
+    def __init__(self, planner: Planner, current: PlanVersion) -> None:
+        self.planner = planner
+        self.seen = current.version
+
+    def newer(self, boundary: pd.Timestamp) -> NewPlan | None:
+        current = self.planner.settled()
+        if current.version == self.seen:
+            return None
+        self.seen = current.version
+        log.info("%s: plan version %d (%s) runs from here", boundary, current.version,
+                 current.reason)  # fmt: skip
+        return NewPlan(current.result, tuple(current.problem.caps))
+
+    def replan(self, state: RunState, reason: str) -> NewPlan | None:
+        current = self.planner.replan(reason, state)
+        self.seen = current.version
+        return NewPlan(current.result)
 
 
 def _running_state(engine: Settlement, t: int) -> RunState:
@@ -426,31 +454,19 @@ class ControlLoop:
             for t in range(first):
                 settled.decide(t, horizon.times[t])
             settled.close(self.clock.now())
+        source = _PlannerPlans(self.planner, version)
+        runner = DayRunner(engine, source, self.replan_every)
         if first:
-            state = _run_state(engine, horizon.times[first])
-            version = self.planner.replan("started during the day", state)
-            engine.replace_plan(version.result, horizon.times[first])
-        seen, planned_at = version.version, horizon.start
+            runner.replan(first, "started during the day")
         self._due = horizon.times[first]
-        log.info("day %s: %d jobs, plan version %d", day, problem.n_jobs, seen)
+        log.info("day %s: %d jobs, plan version %d", day, problem.n_jobs, source.seen)
         for t in range(first, horizon.n_slots):
             boundary = horizon.times[t]
             if not self._wait_until(boundary):
                 return None
             self._due = boundary + slot  # slot t has begun
             with self.planner.slot_start():
-                current = self.planner.settled()
-                if current.version != seen:
-                    engine.set_caps(current.problem.caps)
-                    engine.replace_plan(current.result, boundary)
-                    seen, planned_at = current.version, boundary
-                    log.info("%s: plan version %d (%s) runs from here", boundary, seen,
-                             current.reason)  # fmt: skip
-                elif boundary - planned_at >= self.replan_every and engine.work_left(t):
-                    state = _run_state(engine, boundary)
-                    current = self.planner.replan(f"every {self.replan_every}", state)
-                    engine.replace_plan(current.result, boundary)
-                    seen, planned_at = current.version, boundary
+                runner.decide(t)
                 self.planner.state = _running_state(engine, t)
             if settled is not None:
                 settled.book.read_file()

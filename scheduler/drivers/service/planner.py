@@ -104,13 +104,13 @@ from scheduler.drivers.service.versions import (
     ForecastAt,
     PlanCause,
     PlanVersion,
-    RunState,
     make_version,
 )
 from scheduler.horizon import Horizon
 from scheduler.metrics import busy_gpus
 from scheduler.policies import PlanResult, get_policy, greedy
 from scheduler.problem import Problem
+from scheduler.replan import RunState
 
 __all__ = [
     "MAX_NAMED_LATE_JOBS",

@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import pandas as pd
 
-from scheduler.drivers.service.versions import ForecastAt, RunState
+from scheduler.drivers.service.versions import ForecastAt
 from scheduler.horizon import Horizon
-from scheduler.pipeline import remaining_problem
 from scheduler.problem import LoadCap, Problem
+from scheduler.replan import RunState, rest_of_day
 
 __all__ = ["RunningDay"]
 
@@ -55,15 +55,10 @@ class RunningDay:
             return self.day.with_caps(caps)
         if self._rest is None or self._rest[0] is not self.day or self._rest[1] is not state:
             day = self.day
+            vintage = None
             if self._forecast_at is not None:
-                day = replace(day, supply=self._vintage_at(day.horizon, state.from_time))
-            rest = remaining_problem(
-                day,
-                state.from_time,
-                state.remaining_gpu_hours,
-                {s.name: s.gpus for s in day.sites},
-                state.load_before_mw,
-            )
+                vintage = self._vintage_at(day.horizon, state.from_time)
+            rest = rest_of_day(day, state, vintage)
             rest = rest if rest is not None else replace(day, jobs=day.jobs.iloc[:0])
             self._rest = (self.day, state, rest)  # the same jobs for every batch until then
         return self._rest[2].with_caps(caps)

@@ -1,7 +1,8 @@
 """The service's plan versions: what was planned, why, how it was chosen, with its scores.
 
-A :class:`PlanVersion` is immutable; :func:`make_version` scores a plan into one. A
-:class:`RunState` says where a running day stands (the control loop sets it on the planner).
+A :class:`PlanVersion` is immutable; :func:`make_version` scores a plan into one. Where a
+running day stands is the core's :class:`~scheduler.replan.RunState` (the control loop sets it
+on the planner).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from scheduler.policies import PlanResult
 from scheduler.policies.base import PlanArrays
 from scheduler.problem import Problem
 
-__all__ = ["ForecastAt", "PlanCause", "PlanVersion", "RunState", "make_version"]
+__all__ = ["ForecastAt", "PlanCause", "PlanVersion", "make_version"]
 
 
 class PlanCause(StrEnum):
@@ -93,17 +94,6 @@ class PlanVersion:
 ForecastAt = Callable[[Horizon, pd.Timestamp], pd.DataFrame]
 """``forecast_at(horizon, issued_at)``: the supply table of ``horizon`` as forecast at
 ``issued_at`` (an intraday vintage; earlier slots are actuals)."""
-
-
-@dataclass(frozen=True)
-class RunState:
-    """Where a running day stands: work left per job [GPU-h] from ``from_time`` (a slot
-    boundary) on, and each site's load in the slot before [MW] (``None``: unknown). A re-plan
-    covers only that work, from that time, ramping from that load."""
-
-    from_time: pd.Timestamp
-    remaining_gpu_hours: dict[str, float]
-    load_before_mw: dict[str, float] | None = None
 
 
 def make_version(
