@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -65,10 +66,14 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     from scheduler.drivers.cli import main
 
     monkeypatch.setattr(sys, "argv", ["greensched", *args])
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     code = 0
     try:
         main()
     except SystemExit as stop:
         code = int(stop.code or 0)
+    finally:  # the command's logging set-up writes to this test's captured stderr, closed after it
+        root.handlers[:], root.level = handlers, level
     captured = capsys.readouterr()
     return code, captured.out, captured.err
