@@ -45,7 +45,7 @@ import pandas as pd
 
 from scheduler.clock import Clock
 from scheduler.config import Config
-from scheduler.contracts import JOBS, SupplyBasis, UserError
+from scheduler.contracts import JOBS, UserError
 from scheduler.contracts.plandir import (
     PlanDirError,
     RunReport,
@@ -57,6 +57,7 @@ from scheduler.drivers.plan_output import save_run_day
 from scheduler.drivers.service.exporter import ServiceMetrics
 from scheduler.drivers.service.measured import MeasurementBook, SettledSupply
 from scheduler.drivers.service.planner import Planner, PlanVersion
+from scheduler.drivers.service.reports import SlotReports, slot_rows
 from scheduler.drivers.service.store import LoopProgress, Store
 from scheduler.horizon import Horizon
 from scheduler.jobs import read_jobs
@@ -66,7 +67,7 @@ from scheduler.problem import Problem
 from scheduler.replan import RunState
 from scheduler.settlement import Runner, Settlement
 
-__all__ = ["ControlLoop", "DayDone", "ReportRow", "day_problem"]
+__all__ = ["ControlLoop", "DayDone", "day_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +111,6 @@ def day_problem(
     except UserError as error:
         log.error("jobs of %s refused, the day runs without them: %s", day, error)
         return pipeline.problem(horizon, jobs=JOBS.empty(), carried=carried)
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    """One site in one slot that has run, in the OpenADR 3 report vocabulary [MW]."""
-
-    site: str
-    start: pd.Timestamp
-    usage_mw: float  # USAGE: load drawn
-    demand_mw: float  # DEMAND: grid draw, load minus green used
-    baseline_mw: float  # BASELINE: what the day's plan without caps would have drawn
-    curtailed: bool  # OPERATING_STATE RUNNING_CURTAILED: a cap in force, usage below baseline
-    grid_cap_mw: float
-    load_cap_mw: float  # inf when no LOAD_LIMIT was in force
-    supply_basis: str = str(SupplyBasis.ACTUAL)  # what the slot ran on, known at its start
-    forecast_age_h: float | None = None  # of the weather model run in use; None: synthetic
 
 
 @dataclass(frozen=True)
@@ -229,9 +214,7 @@ class ControlLoop:
         self.metrics = metrics if metrics is not None else ServiceMetrics()
         self._due: pd.Timestamp | None = None  # the next slot start to begin; None: unplanned
         self.done: list[DayDone] = []
-        self.reported: list[ReportRow] = []  # every site-slot run so far, in order
-        self._report_at: dict[tuple[str, pd.Timestamp], int] = {}  # (site, start) -> row
-        self.report_added = threading.Condition()
+        self.reports = SlotReports()  # every site-slot run so far, in order
         self._stop = threading.Event()
         self.book = book if config.measurements.settle_on == "measurements" else None
         self.grace = pd.Timedelta(minutes=config.measurements.grace_minutes)
@@ -307,20 +290,9 @@ class ControlLoop:
         if booked:
             pending.engine.settle_on(pending.settled.table)
             self._write_day(pending.directory, pending.engine, pending.settled)
-            self._rebook_reports(pending.settled, booked)
+            self.reports.rebook(pending.settled, booked)
             log.info("day %s: last slots booked on their measurements", pending.day)
         self._pending = None
-
-    def _rebook_reports(self, settled: SettledSupply, slots: list[int]) -> None:
-        """The reported rows of ``slots`` with the basis they were booked on."""
-        with self.report_added:
-            for t in slots:
-                start = settled.horizon.times[t]
-                for k, site in enumerate(settled.sites):
-                    at = self._report_at.get((site, start))
-                    if at is not None:
-                        row = self.reported[at]
-                        self.reported[at] = replace(row, supply_basis=str(settled.basis[t][k]))
 
     def _wait_until(self, t: pd.Timestamp) -> bool:
         """Sleep until ``t`` on the clock, waking at once when stopped; ``False`` if stopped."""
@@ -363,43 +335,13 @@ class ControlLoop:
     ) -> None:
         """Add slot ``t``'s report rows (one per site) and count it in the metrics;
         ``state`` is the engine's after the slot."""
-        drawn = engine.slot_load(t)
         baseline = self.planner.baseline_mw[:, t]
-        limits = {s.name: s.grid_import_limit_mw for s in engine.problem.sites}
         feed = self.pipeline.feed
-        runs = feed.in_use(start) if feed is not None else {}
-        rows = []
-        for s, site in enumerate(engine.problem.site_names):
-            capped = drawn["grid_cap_mw"][s] < limits[site] or np.isfinite(drawn["load_cap_mw"][s])
-            rows.append(
-                ReportRow(
-                    site=site,
-                    start=start,
-                    usage_mw=float(drawn["load_mw"][s]),
-                    demand_mw=float(drawn["grid_mw"][s]),
-                    baseline_mw=float(baseline[s]),
-                    curtailed=bool(capped and drawn["load_mw"][s] < baseline[s] - 1e-6),
-                    grid_cap_mw=float(drawn["grid_cap_mw"][s]),
-                    load_cap_mw=float(drawn["load_cap_mw"][s]),
-                    supply_basis=(
-                        str(SupplyBasis.ACTUAL)
-                        if settled is None
-                        else str(settled.basis[t][settled.sites.index(site)])
-                    ),
-                    forecast_age_h=(
-                        (start - runs[site].issued_at) / pd.Timedelta(hours=1)
-                        if site in runs
-                        else None
-                    ),
-                )
-            )
+        runs = {site: run.issued_at for site, run in feed.in_use(start).items()} if feed else {}
+        rows = slot_rows(engine, t, baseline, settled, runs)
         self.metrics.slot_ran(engine, t, state, baseline, [row.supply_basis for row in rows])
-        self._log_progress(engine, t, start, drawn)
-        with self.report_added:
-            for row in rows:
-                self._report_at[(row.site, row.start)] = len(self.reported)
-                self.reported.append(row)
-            self.report_added.notify_all()
+        self._log_progress(engine, t, start, engine.slot_load(t))
+        self.reports.add(rows)
 
     def _log_progress(
         self, engine: Settlement, t: int, start: pd.Timestamp, drawn: dict[str, np.ndarray]
@@ -471,7 +413,7 @@ class ControlLoop:
             if settled is not None:
                 settled.book.read_file()
                 self._finish_pending(boundary)
-                self._rebook_reports(settled, settled.close(boundary))
+                self.reports.rebook(settled, settled.close(boundary))
                 engine.settle_on(settled.decide(t, boundary))
             engine.step(t)
             walked = engine.state()
@@ -481,7 +423,7 @@ class ControlLoop:
         self.store.save_loop_slot(day, horizon.n_slots, carried, engine.state(), finished=True)
         directory = self.out_dir / day
         if settled is not None:
-            self._rebook_reports(settled, settled.close(self.clock.now()))
+            self.reports.rebook(settled, settled.close(self.clock.now()))
             engine.settle_on(settled.table)
             if not settled.closed.all():
                 self._pending = _Pending(day, engine, settled, directory)

@@ -45,7 +45,7 @@ from scheduler.drivers.service.auth import (
 )
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
 from scheduler.drivers.service.exporter import ServiceMetrics
-from scheduler.drivers.service.loop import ControlLoop, ReportRow
+from scheduler.drivers.service.loop import ControlLoop
 from scheduler.drivers.service.measured import MeasurementBook
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
 from scheduler.drivers.service.planner import (
@@ -55,6 +55,7 @@ from scheduler.drivers.service.planner import (
     SubmitAnswer,
     UnknownEventError,
 )
+from scheduler.drivers.service.reports import ReportRow
 from scheduler.drivers.service.store import (
     ACTIVE,
     MeasurementConflict,
@@ -251,10 +252,11 @@ class Relays:
     def _reports(self, control: ControlLoop) -> None:
         seen = 0
         while not self._stopping.is_set():
-            with control.report_added:
-                if len(control.reported) == seen:
-                    control.report_added.wait(_RELAY_POLL_S)
-                count = len(control.reported)
+            reports = control.reports
+            with reports.added:
+                if len(reports.rows) == seen:
+                    reports.added.wait(_RELAY_POLL_S)
+                count = len(reports.rows)
             if count != seen:
                 seen = count
                 self.reports.fire()
@@ -378,10 +380,10 @@ class LoadCapServicer:
         loop = self._running_loop()
         start = _time_of(getattr(request, "from"), "from") if request.HasField("from") else None
         end = _time_of(request.to, "to") if request.HasField("to") else None
-        with loop.report_added:
+        with loop.reports.added:
             rows = [
                 row
-                for row in loop.reported
+                for row in loop.reports.rows
                 if row.site in sites
                 and (start is None or row.start >= start)
                 and (end is None or row.start < end)
@@ -397,8 +399,8 @@ class LoadCapServicer:
         sent = 0
         while True:
             changed = self._relays.reports.armed()
-            with loop.report_added:
-                rows, sent = loop.reported[sent:], len(loop.reported)
+            with loop.reports.added:
+                rows, sent = loop.reports.rows[sent:], len(loop.reports.rows)
             mine = [row for row in rows if row.site in sites]
             if mine:
                 yield self._report_message(mine)

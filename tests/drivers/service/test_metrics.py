@@ -130,7 +130,7 @@ def test_a_day_counted_in_joules_adds_up_to_run_csv(small_config, tmp_path):
             assert not running.thread.is_alive(), "the day did not finish"
             plan = client.plan()
         assert running.loop is not None
-        first_run = running.loop.reported[0].start
+        first_run = running.loop.reports.rows[0].start
         text = metrics_text(running.metrics_port)
         samples = scrape(running.metrics_port)
     finally:
