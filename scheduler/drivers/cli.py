@@ -95,11 +95,18 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """Warnings (and with ``verbose`` what happens) to stderr: rich lines on a terminal, plain
+    ``LEVEL message`` lines elsewhere (a cron log; rich would pad each line to the width tables
+    get off a terminal)."""
+    if err_console.is_terminal:
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False,
+                                               show_time=False)  # fmt: skip
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-        force=True,
+        level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True
     )
     # forecasts log what they warn about (a far weather station); print it once
     warnings.filterwarnings("ignore", category=UserWarning, module=r"forecasts\..*")
