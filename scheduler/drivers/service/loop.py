@@ -245,7 +245,6 @@ class ControlLoop:
             self._due = None  # stopped or done: it keeps no pace any more
 
     def _run_days(self) -> list[DayDone]:
-        self.clock.start()
         progress = self.store.loop_progress()
         resume = progress if progress is not None and not progress.finished else None
         day = pd.Timestamp(resume.day) if resume is not None else self.first_day
@@ -383,6 +382,8 @@ class ControlLoop:
             settled = SettledSupply(horizon, self.book, forecast_at, self.grace)
             engine.settle_on(settled.table)
         slot = pd.Timedelta(minutes=horizon.slot_minutes)
+        if not self.done:  # a simulated clock starts now: preparing the day took no plan time
+            self.clock.start()
         # started inside the first day: plan the work from the first slot still to come (later
         # days run every slot, late if the loop has fallen behind its clock); resumed after a
         # crash: from the first slot not yet run

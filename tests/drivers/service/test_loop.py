@@ -260,3 +260,19 @@ def test_jobs_arrive_day_by_day_from_a_directory(small_config, tmp_path, caplog)
         assert read_table(RUN_JOBS, tmp_path / "out" / day / "run_jobs.csv").empty
     assert "2026-06-22.csv line 2 (job_id 'c'): release" in caplog.text
     assert "2026-06-23.csv: no jobs file" in caplog.text
+
+
+def test_a_simulated_day_runs_from_its_first_slot_however_long_it_took_to_prepare(
+    small_config, tmp_path
+):
+    """At 43,200x a slot lasts 21 ms of the wall clock: the clock starts once the first day is
+    prepared (its problem and plan), so the loop runs every slot of it, the first included (it
+    joined the day a few slots in, or a whole slot late at make run's 720x)."""
+    running = start_loop(small_config, tmp_path, speedup=43200, days=1, dispatch=False)
+    finish(running)
+    rows = running.loop.reports.rows if running.loop is not None else []
+    first_site = rows[0].site
+    starts = [row.start for row in rows if row.site == first_site]
+    assert starts[0] == DAY_START and len(starts) == 96
+    run = read_table(RUN, tmp_path / "out" / DAY / "run.csv")
+    assert (run.groupby("site")["load_mw"].count() == 96).all()
