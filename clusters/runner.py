@@ -10,6 +10,7 @@ crashed, or the deadline passed). It decides nothing about what runs: the engine
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,14 @@ class _Attempt:
     attempt: int
     ref: ray.ObjectRef
     errors: tuple[str, ...] = ()
+
+
+@ray.remote(max_retries=0)
+def _warm() -> int:
+    """A task that holds its worker a moment, so that a batch of them starts one worker each;
+    the worker's process id."""
+    time.sleep(0.2)
+    return os.getpid()
 
 
 def error_text(error: BaseException, limit: int = 300) -> str:
@@ -81,6 +90,14 @@ class RayRunner:
             s: min(float(g), units[s] * self.settings.gpus_per_unit)
             for s, g in self.site_gpus.items()
         }
+
+    def warm_up(self) -> int:
+        """Start the workers a slot's tasks run on (as many as fit the cluster's CPUs at each
+        task's CPU share) with this package loaded in each, so the first slots do not wait for
+        workers to start; returns how many workers ran them."""
+        share = self.settings.num_cpus
+        tasks = max(int(float(ray.cluster_resources().get("CPU", 0.0)) / share), 1)
+        return len(set(ray.get([_warm.options(num_cpus=share).remote() for _ in range(tasks)])))
 
     def attempts(self) -> pd.DataFrame:
         """One row per task attempt so far (columns :data:`ATTEMPT_COLUMNS`)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from clusters_testkit import (
+    SITES_GPUS,
     day_problem,
     job_row,
     plan_rows,
@@ -16,6 +17,7 @@ from clusters_testkit import (
     slot,
 )
 
+from clusters.runner import RayRunner
 from scheduler.clock import CompressedClock, InstantClock
 from scheduler.contracts.plandir import write_run_report
 
@@ -93,3 +95,13 @@ def test_compressed_clock_runs_a_day_in_a_minute_at_1440():
     clock.sleep_until(t0 + pd.Timedelta(minutes=2))  # 2 min of plan = 83 ms
     assert clock.now() >= t0 + pd.Timedelta(minutes=2)
     assert clock.now() < t0 + pd.Timedelta(minutes=20)
+
+
+def test_warming_up_runs_a_slots_worth_of_tasks_at_once_on_several_workers(local_ray):
+    """The embedded Ray has 2 CPUs and each task a quarter of one: up to 8 tasks at once.
+    Warming up holds that many tasks at once, so they spread over several workers (8 on a
+    fresh cluster; fewer here where earlier tests' workers are reused); the demo's first slots
+    otherwise waited for workers to start and ran more than a slot late at 720x."""
+    runner = RayRunner(SITES_GPUS)
+    assert runner.settings.num_cpus == 0.25
+    assert 2 <= runner.warm_up() <= 8

@@ -204,7 +204,9 @@ def _runner(options: ServeOptions, config: Config) -> tuple[RayRunner | None, bo
         connect(options.ray_address, gpus, DEFAULT_GPUS_PER_UNIT)
     elif started:
         start_local(gpus, DEFAULT_GPUS_PER_UNIT, log_to_driver=False)
-    return RayRunner(gpus, TaskSettings(gpus_per_unit=DEFAULT_GPUS_PER_UNIT)), started
+    runner = RayRunner(gpus, TaskSettings(gpus_per_unit=DEFAULT_GPUS_PER_UNIT))
+    runner.warm_up()  # before the clock starts: a cold worker pool lags the first slots
+    return runner, started
 
 
 # --- wiring --------------------------------------------------------------------------------
