@@ -160,17 +160,38 @@ def stop_on_sigterm() -> Iterator[None]:
 
 
 def _start_ray(address: str | None, gpus: dict[str, int], gpus_per_unit: float, here: bool) -> None:
-    """Connect to the cluster at ``address``, or start one ``here``. Ray's start answers SIGTERM
-    with ``sys.exit(15)`` until the driver is connected: that is :class:`Stopped` too."""
-    try:
+    """Connect to the cluster at ``address``, or start one ``here``; a SIGTERM meanwhile is
+    :class:`Stopped` once Ray is up (:func:`_sigterm_noted`)."""
+    with _sigterm_noted() as noted:
         if address:
             connect(address, gpus, gpus_per_unit)
         elif here:
             start_local(gpus, gpus_per_unit, log_to_driver=False)
-    except SystemExit as exit_:
-        if exit_.code != signal.SIGTERM:
-            raise
-        raise Stopped(signal.SIGTERM.name) from None
+    if noted:
+        raise Stopped(signal.SIGTERM.name)
+
+
+@contextmanager
+def _sigterm_noted() -> Iterator[list[int]]:
+    """Inside (in the main thread), a SIGTERM is only noted in the list yielded, and Ray's start
+    sets no SIGTERM handler of its own. Ray's, ``sys.exit(15)``, raised wherever the signal
+    landed: inside the logging module's lock, whose release it broke, and the process hung
+    instead of exiting (2 of 12 SIGTERMs during the start). Ray's private hook is put back on
+    leaving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    import ray._private.utils as ray_utils
+
+    noted: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
+    ray_sets = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield noted
+    finally:
+        ray_utils.set_sigterm_handler = ray_sets
+        signal.signal(signal.SIGTERM, before)
 
 
 def dispatch(
@@ -198,13 +219,11 @@ def dispatch(
     with stop_on_sigterm():
         try:
             _start_ray(ray_address, gpus, gpus_per_unit, started_here)
-            # Ray's start puts a handler of its own (stack frames and an abort): ours again
             runner = RayRunner(gpus, settings, work=work)
             replan = policy_replan(problem, get_policy("optimizer", config.solver))
-            with stop_on_sigterm():
-                report = Settlement(
-                    problem, plan, runner=runner, clock=clock, replan=replan, progress=progress
-                ).run()
+            report = Settlement(
+                problem, plan, runner=runner, clock=clock, replan=replan, progress=progress
+            ).run()
         finally:
             if started_here and ray.is_initialized():
                 ray.shutdown()
