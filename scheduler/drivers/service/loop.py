@@ -337,9 +337,10 @@ class ControlLoop:
         baseline = self.planner.baseline_mw[:, t]
         feed = self.pipeline.feed
         runs = {site: run.issued_at for site, run in feed.in_use(start).items()} if feed else {}
-        rows = slot_rows(engine, t, baseline, settled, runs)
+        drawn = engine.slot_load(t)
+        rows = slot_rows(engine, t, drawn, baseline, settled, runs)
         self.metrics.slot_ran(engine, t, state, baseline, [row.supply_basis for row in rows])
-        self._log_progress(engine, t, start, engine.slot_load(t))
+        self._log_progress(engine, t, start, drawn)
         self.reports.add(rows)
 
     def _log_progress(

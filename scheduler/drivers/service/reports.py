@@ -41,15 +41,16 @@ class ReportRow:
 def slot_rows(
     engine: Settlement,
     t: int,
+    drawn: Mapping[str, np.ndarray],
     baseline_mw: np.ndarray,
     settled: SettledSupply | None,
     runs_issued: Mapping[str, pd.Timestamp],
 ) -> list[ReportRow]:
-    """Slot ``t``'s rows, one per site, once it has run: ``baseline_mw`` each site's load
-    without caps ``[site]``, ``settled`` what the slot was settled on (``None``: the actual
-    weather), ``runs_issued`` the issue time of the weather model run in use per site."""
+    """Slot ``t``'s rows, one per site, once it has run: ``drawn`` the engine's load of the
+    slot (``Settlement.slot_load``), ``baseline_mw`` each site's load without caps ``[site]``,
+    ``settled`` what the slot was settled on (``None``: the actual weather), ``runs_issued`` the
+    issue time of the weather model run in use per site."""
     start = engine.problem.horizon.times[t]
-    drawn = engine.slot_load(t)
     rows = []
     for s, site in enumerate(engine.problem.sites):
         grid_cap, load_cap = drawn["grid_cap_mw"][s], drawn["load_cap_mw"][s]
