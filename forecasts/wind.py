@@ -41,9 +41,8 @@ def density_corrected_power_w(
     speed = np.asarray(wind_speed_m_s, dtype=float)
     curve_speed = np.asarray(curve_wind_speed_m_s, dtype=float)
     curve_power = np.asarray(curve_power_w, dtype=float)
-    exponent = np.interp(curve_speed, [7.5, 12.5], [1 / 3, 2 / 3])
     density_ratio = _STANDARD_DENSITY_KG_M3 / np.asarray(density_kg_m3, dtype=float)
-    curves = density_ratio[:, None] ** exponent * curve_speed  # one corrected curve a row
+    curves = _speed_factors(density_ratio, curve_speed) * curve_speed  # one curve a row
     upper = np.clip((curves <= speed[:, None]).sum(axis=1), 1, len(curve_speed) - 1)
     rows = np.arange(len(speed))
     low_speed, high_speed = curves[rows, upper - 1], curves[rows, upper]
@@ -51,6 +50,16 @@ def density_corrected_power_w(
     power = curve_power[upper - 1] + share * (curve_power[upper] - curve_power[upper - 1])
     outside = (speed < curves[:, 0]) | (speed > curves[:, -1])
     return np.where(outside, 0.0, power)
+
+
+def _speed_factors(density_ratio: np.ndarray, curve_speed_m_s: np.ndarray) -> np.ndarray:
+    """``density_ratio ** p`` [-] for each row's density ratio and each curve speed's exponent
+    ``p`` (Svenningsen's, :func:`density_corrected_power_w`): rows x curve points. The curve
+    shares few exponents (all speeds up to 7.5 m/s 1/3, all from 12.5 m/s 2/3), so each row
+    takes one power per distinct exponent, not one per curve point."""
+    exponent = np.interp(curve_speed_m_s, [7.5, 12.5], [1 / 3, 2 / 3])
+    distinct, column = np.unique(exponent, return_inverse=True)
+    return (density_ratio[:, None] ** distinct)[:, column]
 
 
 class _FarmChain(TurbineClusterModelChain):
