@@ -23,7 +23,14 @@ import xarray as xr
 
 from forecasts.weather import ForecastSourceError
 
-__all__ = ["MAX_DISTANCE_KM", "GridPoint", "at_point", "great_circle_km"]
+__all__ = [
+    "MAX_DISTANCE_KM",
+    "GridPoint",
+    "PointWeights",
+    "at_point",
+    "great_circle_km",
+    "point_weights",
+]
 
 MAX_DISTANCE_KM = 50.0
 """Farthest a site may lie from the nearest grid point [km]."""
@@ -54,6 +61,61 @@ def _east(longitude: np.ndarray) -> np.ndarray:
     return (np.asarray(longitude, dtype=float) + 180.0) % 360.0 - 180.0
 
 
+@dataclass(frozen=True)
+class PointWeights:
+    """A site's weights over a grid's points (method in the module doc): ``weights`` shaped as
+    the grid's dimensions ``dims`` (latitude then longitude for a regular grid), summing to 1,
+    and the grid point they stand for."""
+
+    dims: tuple[Hashable, ...]
+    weights: np.ndarray
+    point: GridPoint
+
+    def values(self, variable: xr.DataArray | xr.Variable) -> np.ndarray:
+        """A variable (dimensions time and the grid's two) at the site, one value a time
+        [its unit]."""
+        axes = [variable.dims.index(dim) for dim in ("time", *self.dims)]
+        values = np.transpose(np.asarray(variable.values, dtype=float), axes)
+        used = self.weights > 0
+        return values[:, used] @ self.weights[used]
+
+
+def point_weights(
+    latitude_deg: xr.DataArray | xr.Variable,
+    longitude_deg: xr.DataArray | xr.Variable,
+    latitude: float,
+    longitude: float,
+    *,
+    source: str,
+    max_distance_km: float = MAX_DISTANCE_KM,
+) -> PointWeights:
+    """The weights of the site at ``latitude``, ``longitude`` [deg] over the grid whose points
+    lie at ``latitude_deg``, ``longitude_deg`` (1-D axes of a regular grid, or 2-D).
+
+    Raises :class:`ForecastSourceError` naming ``source``, the site's position, the nearest
+    grid point and the grid's extent when the site is farther than ``max_distance_km``.
+    """
+    lats, lons = latitude_deg.to_numpy().astype(float), _east(longitude_deg.to_numpy())
+    grid_dims: tuple[Hashable, ...]
+    if latitude_deg.ndim == 1:
+        grid_dims = (latitude_deg.dims[0], longitude_deg.dims[0])
+        weights, point = _bilinear(lats, lons, latitude, longitude)
+        if point.distance_km > max_distance_km or point.method == "nearest":
+            _check_distance(point.distance_km, max_distance_km, source, latitude, longitude,
+                            lats, lons)  # fmt: skip
+    else:
+        grid_dims = latitude_deg.dims
+        distances = great_circle_km(latitude, longitude, lats, lons)
+        where = np.unravel_index(int(np.argmin(distances)), distances.shape)
+        _check_distance(float(distances[where]), max_distance_km, source, latitude, longitude,
+                        lats, lons)  # fmt: skip
+        weights = np.zeros(distances.shape)
+        weights[where] = 1.0
+        point = GridPoint(float(lats[where]), float(lons[where]), float(distances[where]),
+                          "nearest")  # fmt: skip
+    return PointWeights(grid_dims, weights, point)
+
+
 def at_point(
     dataset: xr.Dataset,
     latitude: float,
@@ -65,35 +127,12 @@ def at_point(
     """Every variable of ``dataset`` (dimensions time and the grid's two) at one site (method in
     the module doc): a frame indexed by the dataset's ``time``.
 
-    Raises :class:`ForecastSourceError` naming ``source``, the site's position, the nearest
-    grid point and the grid's extent when the site is farther than ``max_distance_km``.
+    Raises :class:`ForecastSourceError` as :func:`point_weights` does.
     """
-    lat_da, lon_da = dataset["latitude"], dataset["longitude"]
-    lats, lons = lat_da.to_numpy().astype(float), _east(lon_da.to_numpy())
-    grid_dims: tuple[Hashable, ...]
-    if lat_da.ndim == 1:
-        grid_dims = (lat_da.dims[0], lon_da.dims[0])
-        weights, point = _bilinear(lats, lons, latitude, longitude)
-        if point.distance_km > max_distance_km or point.method == "nearest":
-            _check_distance(point.distance_km, max_distance_km, source, latitude, longitude,
-                            lats, lons)  # fmt: skip
-    else:
-        grid_dims = lat_da.dims
-        distances = great_circle_km(latitude, longitude, lats, lons)
-        where = np.unravel_index(int(np.argmin(distances)), distances.shape)
-        _check_distance(float(distances[where]), max_distance_km, source, latitude, longitude,
-                        lats, lons)  # fmt: skip
-        weights = np.zeros(distances.shape)
-        weights[where] = 1.0
-        point = GridPoint(float(lats[where]), float(lons[where]), float(distances[where]),
-                          "nearest")  # fmt: skip
-    columns = {}
-    used = weights > 0
-    for name, variable in dataset.data_vars.items():
-        axes = [variable.dims.index(dim) for dim in ("time", *grid_dims)]
-        values = np.transpose(np.asarray(variable.values, dtype=float), axes)
-        columns[str(name)] = values[:, used] @ weights[used]
-    return pd.DataFrame(columns, index=pd.DatetimeIndex(dataset["time"].to_numpy())), point
+    at = point_weights(dataset["latitude"], dataset["longitude"], latitude, longitude,
+                       source=source, max_distance_km=max_distance_km)  # fmt: skip
+    columns = {str(name): at.values(variable) for name, variable in dataset.data_vars.items()}
+    return pd.DataFrame(columns, index=pd.DatetimeIndex(dataset["time"].to_numpy())), at.point
 
 
 def _bilinear(

@@ -1,12 +1,12 @@
 """NOAA model runs as NetCDF files (wgrib2 output): GFS, GEFS, HRRR, NAM, RAP.
 
-I/O only: a file is opened with ``xarray``, its variables renamed once through
+I/O only: a file is read with ``xarray``'s netCDF4 store, its variables renamed once through
 :data:`VARIABLE_MAP` to the names the PV and wind models use, brought to the sites' points
 (:mod:`forecasts.nwp.grid`) and handed over as :class:`~forecasts.nwp.process.ModelOutput`.
 What each model's radiation means is in :data:`MODELS`:
 
 - GFS and GEFS give ``dswrf`` as a mean since the last 6-hourly reset, labelled at the end of
-  its window: un-averaged here (:func:`~forecasts.nwp.process.unmix_running_means`) into
+  its window: un-averaged here (:func:`~forecasts.nwp.process.unmix_running_mean_values`) into
   interval means;
 - HRRR (hourly and 15-minute sub-hourly) and NAM give instantaneous ``dswrf``; HRRR also its
   direct (``vbdsf``, a DNI) and diffuse (``vddsf``, a DHI) fluxes;
@@ -25,11 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import netCDF4
+import numpy as np
 import pandas as pd
 import xarray as xr
+from xarray.backends import NetCDF4DataStore
+from xarray.conventions import decode_cf_variable
 
-from forecasts.nwp.grid import MAX_DISTANCE_KM, GridPoint, at_point
-from forecasts.nwp.process import ModelOutput, unmix_running_means
+from forecasts.nwp.grid import MAX_DISTANCE_KM, GridPoint, point_weights
+from forecasts.nwp.process import ModelOutput, unmix_running_mean_values
 from forecasts.weather import ForecastSourceError
 
 __all__ = ["MODELS", "VARIABLE_MAP", "NoaaModel", "classify_noaa_file", "read_noaa_netcdf"]
@@ -89,13 +93,39 @@ def classify_noaa_file(path: Path) -> tuple[str, str] | None:
     return None
 
 
-def _open(path: Path) -> xr.Dataset:
-    """``path`` opened lazily; no pandas index is built for its coordinates (the site's values
-    are taken by position, :func:`~forecasts.nwp.grid.at_point`)."""
+def _read_variables(path: Path, model: NoaaModel) -> dict[str, xr.Variable]:
+    """The variables of ``path`` that :data:`VARIABLE_MAP` names, with ``latitude``,
+    ``longitude`` and ``time``, read whole and decoded by xarray's CF conventions.
+
+    Read through xarray's netCDF4 backend store, one variable at a time, not
+    ``xr.open_dataset``: the same decoded values without building a Dataset (its indexes,
+    encodings, file-manager locks), which took more than half of the CPU time of reading the
+    GEFS run's 21 small files (0.18 s -> 0.09 s). Raises :class:`ForecastSourceError` naming
+    the file and what is missing.
+    """
     try:
-        return xr.open_dataset(path, create_default_indexes=False)
-    except (OSError, ValueError) as error:
+        handle = netCDF4.Dataset(path)
+    except OSError as error:
         raise ForecastSourceError(f"{path}: not a readable NetCDF file ({error})") from None
+    with handle:
+        if "time" not in handle.dimensions:
+            raise ForecastSourceError(f"{path}: no 'time' dimension; not a model run's file")
+        present = handle.variables
+        needed = ["t2m", "si10"] + (["dswrf"] if model.radiation else ["tcdc"])
+        missing = [name for name in needed if name not in present]
+        if missing:
+            raise ForecastSourceError(
+                f"{path}: variable(s) {', '.join(missing)} missing; a {model.name} file needs "
+                f"{', '.join(needed)}"
+            )
+        if "latitude" not in present or "longitude" not in present:
+            raise ForecastSourceError(f"{path}: no latitude/longitude coordinates")
+        store = NetCDF4DataStore(handle, lock=False)
+        names = [name for name in VARIABLE_MAP if name in present]
+        return {
+            name: decode_cf_variable(name, store.open_store_variable(name, present[name]).load())
+            for name in ("time", "latitude", "longitude", *names)
+        }
 
 
 def read_noaa_netcdf(
@@ -113,41 +143,47 @@ def read_noaa_netcdf(
     variable is missing, the file has no time axis or a site lies off the grid.
     """
     conventions = MODELS[model]
-    with _open(path) as dataset:
-        if "time" not in dataset.dims:
-            raise ForecastSourceError(f"{path}: no 'time' dimension; not a model run's file")
-        needed = ["t2m", "si10"] + (["dswrf"] if conventions.radiation else ["tcdc"])
-        missing = [name for name in needed if name not in dataset]
-        if missing:
-            raise ForecastSourceError(
-                f"{path}: variable(s) {', '.join(missing)} missing; a {model} file needs "
-                f"{', '.join(needed)}"
-            )
-        if "latitude" not in dataset or "longitude" not in dataset:
-            raise ForecastSourceError(f"{path}: no latitude/longitude coordinates")
-        names = {n: VARIABLE_MAP[n] for n in VARIABLE_MAP if n in dataset}
-        dataset = dataset[list(names)].load()
+    variables = _read_variables(path, conventions)
+    times = pd.DatetimeIndex(variables.pop("time").values).tz_localize("UTC")
+    latitude_deg, longitude_deg = variables.pop("latitude"), variables.pop("longitude")
     out = {}
     for site, (latitude, longitude) in points.items():
-        frame, point = at_point(
-            dataset, latitude, longitude, source=str(path), max_distance_km=max_distance_km
-        )
-        frame = frame.rename(columns=names)
-        frame.index = frame.index.tz_localize("UTC")
-        frame["temp_air"] = frame["temp_air"] - 273.15  # K -> C
-        out[site] = (_output(frame, conventions, issued_at), point)
+        at = point_weights(latitude_deg, longitude_deg, latitude, longitude, source=str(path),
+                           max_distance_km=max_distance_km)  # fmt: skip
+        columns = {VARIABLE_MAP[name]: at.values(values) for name, values in variables.items()}
+        columns["temp_air"] = columns["temp_air"] - 273.15  # K -> C
+        out[site] = (_output(columns, times, conventions, issued_at), at.point)
     return out
 
 
-def _output(frame: pd.DataFrame, model: NoaaModel, issued_at: pd.Timestamp) -> ModelOutput:
-    """The frame as a :class:`ModelOutput`, radiation un-averaged where the model averages it."""
+def _output(
+    columns: dict[str, np.ndarray], times: pd.DatetimeIndex, model: NoaaModel,
+    issued_at: pd.Timestamp,
+) -> ModelOutput:  # fmt: skip
+    """The columns at ``times`` as a :class:`ModelOutput`, radiation un-averaged where the model
+    averages it (NaN where the file has none: lead 0)."""
+    radiation = [name for name in ("ghi", "dni", "dhi") if name in columns]
     if model.radiation is None:
-        frame = frame.drop(columns=["ghi", "dni", "dhi"], errors="ignore")
-        return ModelOutput(frame, "instant", _WIND_HEIGHT_M)
+        kept = {name: values for name, values in columns.items() if name not in radiation}
+        return ModelOutput(pd.DataFrame(kept, index=times), "instant", _WIND_HEIGHT_M)
     if model.radiation == "running_mean":
-        frame = frame.copy()
-        for name in ("ghi", "dni", "dhi"):
-            if name in frame:  # on the frame's times: NaN where the file has none (lead 0)
-                frame[name] = unmix_running_means(frame[name], issued_at, model.reset_hours)
-        return ModelOutput(frame, "mean", _WIND_HEIGHT_M)
-    return ModelOutput(frame, "instant", _WIND_HEIGHT_M)
+        times_ns = times.as_unit("ns").asi8
+        unmixed = {
+            name: _unmixed(times_ns, columns[name], issued_at, model.reset_hours)
+            for name in radiation
+        }
+        return ModelOutput(pd.DataFrame(columns | unmixed, index=times), "mean", _WIND_HEIGHT_M)
+    return ModelOutput(pd.DataFrame(columns, index=times), "instant", _WIND_HEIGHT_M)
+
+
+def _unmixed(
+    times_ns: np.ndarray, running_mean: np.ndarray, issued_at: pd.Timestamp, reset_hours: float
+) -> np.ndarray:
+    """Interval means of a running mean at ``times_ns`` [ns since 1970] [same unit], NaN where
+    it is NaN."""
+    known = ~np.isnan(running_mean)
+    out = np.full(len(running_mean), np.nan)
+    out[known] = unmix_running_mean_values(
+        times_ns[known], running_mean[known], issued_at, reset_hours
+    )
+    return out

@@ -51,6 +51,7 @@ __all__ = [
     "means_to_slots",
     "shear_exponent",
     "to_slot_weather",
+    "unmix_running_mean_values",
     "unmix_running_means",
 ]
 
@@ -123,17 +124,29 @@ def unmix_running_means(
     """
     series = values.dropna()
     times = pd.DatetimeIndex(series.index)
+    kept = unmix_running_mean_values(
+        _ns(times), series.to_numpy(dtype=float), issued_at, reset_hours
+    )
+    return pd.Series(kept, index=times, name=values.name)
+
+
+def unmix_running_mean_values(
+    times_ns: np.ndarray, values: np.ndarray, issued_at: pd.Timestamp, reset_hours: float = 6.0
+) -> np.ndarray:
+    """:func:`unmix_running_means` over arrays: ``values`` [any unit] at ``times_ns``
+    [ns since 1970], increasing, no NaN; the interval means [same unit]."""
     window = pd.Timedelta(hours=reset_hours)
     issued_ns, window_ns = pd.Timestamp(issued_at).as_unit("ns").value, window.value
-    reset_s = (issued_ns + ((_ns(times) - issued_ns - 1) // window_ns) * window_ns) / 1e9
-    now_s = _seconds(times)
+    reset_s = (issued_ns + ((times_ns - issued_ns - 1) // window_ns) * window_ns) / 1e9
+    now_s = times_ns / 1e9
     before_s = np.concatenate([[-np.inf], now_s[:-1]])
-    raw = series.to_numpy(dtype=float)
-    previous = np.concatenate([[np.nan], raw[:-1]])
+    previous = np.concatenate([[np.nan], values[:-1]])
     same_window = (before_s > reset_s) & (now_s - before_s <= window.total_seconds())
     with np.errstate(invalid="ignore"):
-        unmixed = (raw * (now_s - reset_s) - previous * (before_s - reset_s)) / (now_s - before_s)
-    out = np.where(same_window, unmixed, raw)
+        unmixed = (values * (now_s - reset_s) - previous * (before_s - reset_s)) / (
+            now_s - before_s
+        )
+    out = np.where(same_window, unmixed, values)
     # per window: the energy the file gives, spread over its non-negative intervals
     window_id = np.cumsum(~same_window)
     duration = np.where(same_window, now_s - before_s, now_s - np.maximum(before_s, reset_s))
@@ -141,8 +154,7 @@ def unmix_running_means(
     energy = np.bincount(window_id, weights=out * duration)
     positive = np.bincount(window_id, weights=np.maximum(out, 0.0) * duration)
     scale = np.divide(energy, positive, out=np.zeros_like(energy), where=positive > 0)
-    kept = np.maximum(out, 0.0) * np.clip(scale, 0.0, None)[window_id]
-    return pd.Series(kept, index=times, name=values.name)
+    return np.maximum(out, 0.0) * np.clip(scale, 0.0, None)[window_id]
 
 
 def deaccumulate(accumulated_j_m2: pd.Series, issued_at: pd.Timestamp) -> pd.Series:
