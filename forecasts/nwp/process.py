@@ -27,6 +27,7 @@ and :func:`to_slot_weather` wires the named steps:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -49,6 +50,7 @@ __all__ = [
     "instants_to_slots",
     "interval_starts",
     "means_to_slots",
+    "members_to_slot_weather",
     "shear_exponent",
     "to_slot_weather",
     "unmix_running_mean_values",
@@ -94,7 +96,8 @@ class ModelOutput:
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
         """Each column as floats [its unit], NaN where missing (read once, not per step)."""
-        return {str(name): self.values[name].to_numpy(dtype=float) for name in self.values}
+        table = self.values.to_numpy(dtype=float)
+        return {str(name): table[:, i] for i, name in enumerate(self.values.columns)}
 
 
 def _ns(times: pd.DatetimeIndex | pd.Index) -> np.ndarray:
@@ -324,17 +327,22 @@ def _sample_seconds(
     return (_seconds(interval_starts(times, issued_at)) + _seconds(times)) / 2
 
 
+Components = tuple[np.ndarray, np.ndarray] | None
+"""DNI and DHI on the slots [W/m^2], or ``None`` when they come from GHI by Erbs."""
+
+
 def _irradiance(
     output: ModelOutput, sun: SlotSun, issued_at: pd.Timestamp
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """GHI, DNI, DHI on the slots [W/m^2] and a note naming the method."""
+) -> tuple[np.ndarray, Components, str]:
+    """GHI on the slots [W/m^2], the model's DNI and DHI on the slots where it gives them (else
+    ``None``: :func:`erbs_components` of the GHI, done for all members at once) and a note
+    naming the method."""
     values = output.values
     if "ghi" not in values:
         cover = values["cloud_cover"].dropna()
         cloud = _interp(sun.mid_s, _seconds(pd.DatetimeIndex(cover.index)), cover.to_numpy(), 0.0)
         ghi = ghi_from_cloud_cover(cloud, sun.ghi_clear)
-        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.day_of_year)
-        return ghi, dni, dhi, "GHI from total cloud cover (Larson et al. 2016); DNI, DHI by Erbs"
+        return ghi, None, "GHI from total cloud cover (Larson et al. 2016); DNI, DHI by Erbs"
     ghi_series = values["ghi"].dropna()
     times = pd.DatetimeIndex(ghi_series.index)
     if output.irradiance == "mean":
@@ -346,8 +354,7 @@ def _irradiance(
         ghi = instants_to_slots(ghi_series, clear, sun.ghi_clear, sun)
         method = "instants to slot midpoints by clear-sky index"
     if not {"dni", "dhi"} <= set(values.columns):
-        dni, dhi = erbs_components(ghi, sun.zenith_deg, sun.day_of_year)
-        return ghi, dni, dhi, f"{method}; DNI, DHI by Erbs"
+        return ghi, None, f"{method}; DNI, DHI by Erbs"
     dni_series = values["dni"].reindex(times)
     if output.irradiance == "mean":
         dni = means_to_slots(dni_series.fillna(0.0), starts, sun.dni_clear, sun)
@@ -359,7 +366,19 @@ def _irradiance(
                        0.0, 1.0)  # fmt: skip
     at_s = _sample_seconds(times, output.irradiance, issued_at)[lit]
     dhi = _interp(sun.mid_s, at_s, fraction, empty=1.0) * ghi
-    return ghi, dni, dhi, f"{method}; the model's DNI, DHI by diffuse fraction"
+    return ghi, (dni, dhi), f"{method}; the model's DNI, DHI by diffuse fraction"
+
+
+def _erbs_by_member(
+    ghi_w_m2: Mapping[str, np.ndarray], sun: SlotSun
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`erbs_components` of each member's GHI on the slots [W/m^2], in one call for all
+    (the same values as one call each: Erbs is elementwise)."""
+    if not ghi_w_m2:
+        return {}
+    dni, dhi = erbs_components(np.stack(list(ghi_w_m2.values())), sun.zenith_deg,
+                               sun.day_of_year)  # fmt: skip
+    return {member: (dni[row], dhi[row]) for row, member in enumerate(ghi_w_m2)}
 
 
 def _instant(output: ModelOutput, column: str, sun: SlotSun) -> np.ndarray:
@@ -383,15 +402,60 @@ def to_slot_weather(
 ) -> Weather:
     """The weather frame (:mod:`forecasts.weather`) of one member on ``slot_minutes`` slots over
     the span the run covers (steps in the module doc). ``sun`` may be shared between members of
-    one run at one site (it must cover the same span)."""
-    step = pd.Timedelta(minutes=slot_minutes)
+    one run at one site (it must cover the same span); :func:`members_to_slot_weather` does all
+    members of a run at once."""
     if sun is None:
-        start, end = covered_span(output, issued_at, step)
+        start, end = covered_span(output, issued_at, pd.Timedelta(minutes=slot_minutes))
         sun = SlotSun(start, end, slot_minutes, latitude, longitude, altitude_m)
-    values = output.values
-    ghi, dni, dhi, irradiance_note = _irradiance(output, sun, issued_at)
+    return members_to_slot_weather(
+        {"": output}, issued_at=issued_at, altitude_m=altitude_m, sources={"": source},
+        station=station, sun=sun,
+    )[""]  # fmt: skip
+
+
+def members_to_slot_weather(
+    outputs: Mapping[str, ModelOutput],
+    *,
+    issued_at: pd.Timestamp,
+    altitude_m: float,
+    sources: Mapping[str, str],
+    station: tuple[float, float] | None,
+    sun: SlotSun,
+) -> dict[str, Weather]:
+    """:func:`to_slot_weather` of each member of a run at one site (member -> its output, its
+    source) on the slots of ``sun``, which every member covers; what the members share is done
+    once for all of them (the Erbs split)."""
+    irradiance = {member: _irradiance(output, sun, issued_at) for member, output in outputs.items()}
+    erbs = _erbs_by_member(
+        {member: ghi for member, (ghi, components, _) in irradiance.items() if components is None},
+        sun,
+    )
+    weather = {}
+    for member, output in outputs.items():
+        ghi, components, note = irradiance[member]
+        weather[member] = _weather(
+            output, sun, ghi, erbs[member] if components is None else components, note,
+            altitude_m=altitude_m, source=sources[member], station=station,
+        )  # fmt: skip
+    return weather
+
+
+def _weather(
+    output: ModelOutput,
+    sun: SlotSun,
+    ghi_w_m2: np.ndarray,
+    components: tuple[np.ndarray, np.ndarray],
+    irradiance_note: str,
+    *,
+    altitude_m: float,
+    source: str,
+    station: tuple[float, float] | None,
+) -> Weather:
+    """One member's weather frame on the slots of ``sun`` from its irradiance on the slots
+    (GHI, DNI and DHI [W/m^2]) and its other variables (steps 5 and 6 of the module doc)."""
+    dni, dhi = components
     columns = {
-        "ghi": ghi,
+        "ghi": ghi_w_m2,
         "dni": dni,
         "dhi": dhi,
         "temp_air": _instant(output, "temp_air", sun),
@@ -404,7 +468,7 @@ def to_slot_weather(
     )
     wind_height_m = output.wind_height_m
     notes = [irradiance_note]
-    if output.upper_wind_height_m is not None and "wind_speed_upper" in values:
+    if output.upper_wind_height_m is not None and "wind_speed_upper" in output.values:
         upper = _instant(output, "wind_speed_upper", sun)
         columns["wind_shear_exponent"] = shear_exponent(
             columns["wind_speed"], wind_height_m, upper, output.upper_wind_height_m
@@ -417,7 +481,8 @@ def to_slot_weather(
         )
     else:
         notes.append(f"wind at {wind_height_m:g} m (the farms' logarithmic profile to hub height)")
-    data = pd.DataFrame(columns, index=sun.starts)
+    data = pd.DataFrame(np.column_stack(list(columns.values())), index=sun.starts,
+                        columns=list(columns))  # fmt: skip
     return Weather(
         data=data,
         wind_height_m=wind_height_m,

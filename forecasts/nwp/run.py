@@ -3,7 +3,7 @@
 Every forecast source (files, a directory of runs, Open-Meteo, ECMWF open data) ends here: its
 reader hands over each member's :class:`~forecasts.nwp.process.ModelOutput` at the site and
 :func:`site_run` brings all members onto the same slots
-(:func:`~forecasts.nwp.process.to_slot_weather`).
+(:func:`~forecasts.nwp.process.members_to_slot_weather`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from forecasts.nwp.grid import GridPoint
-from forecasts.nwp.process import ModelOutput, SlotSun, covered_span, to_slot_weather
+from forecasts.nwp.process import ModelOutput, SlotSun, covered_span, members_to_slot_weather
 from forecasts.specs import SupplySite
 from forecasts.weather import ForecastSourceError, Weather
 
@@ -97,20 +97,15 @@ def site_run(
             f"{slot_minutes}-minute slot at site {site.name!r}"
         )
     sun = SlotSun(start, end, slot_minutes, site.latitude, site.longitude, site.altitude_m)
-    weather = {
-        member: to_slot_weather(
-            output,
-            issued_at=issued_at,
-            slot_minutes=slot_minutes,
-            latitude=site.latitude,
-            longitude=site.longitude,
-            altitude_m=site.altitude_m,
-            source=f"{source} [{model} {issued_at:%Y-%m-%d %H}Z{' ' + member if member else ''}]",
-            station=(grid_point.latitude, grid_point.longitude),
-            sun=sun,
-        )
-        for member, output in outputs.items()
-    }
+    label = f"{source} [{model} {issued_at:%Y-%m-%d %H}Z"
+    weather = members_to_slot_weather(
+        outputs,
+        issued_at=issued_at,
+        altitude_m=site.altitude_m,
+        sources={member: f"{label}{' ' + member if member else ''}]" for member in outputs},
+        station=(grid_point.latitude, grid_point.longitude),
+        sun=sun,
+    )
     return ForecastRun(model, issued_at, source, weather, grid_point)
 
 

@@ -14,6 +14,7 @@ from forecasts.nwp.process import (
     ghi_from_cloud_cover,
     interval_starts,
     means_to_slots,
+    members_to_slot_weather,
     shear_exponent,
     to_slot_weather,
     unmix_running_means,
@@ -119,3 +120,31 @@ def test_two_wind_levels_keep_the_upper_with_its_shear():
     assert weather.wind_height_m == 100.0
     np.testing.assert_allclose(weather.data["wind_speed"], 4.0 * 10**0.2)
     np.testing.assert_allclose(weather.data["wind_shear_exponent"], 0.2)
+
+
+def test_members_at_once_equal_each_member_alone():
+    """An ensemble's members on slots together (the Erbs split done once for all, a member
+    with the model's own DNI and DHI beside members without) give each member's weather
+    exactly as :func:`to_slot_weather` gives it alone."""
+    times = pd.date_range("2019-05-15 12:00", periods=7, freq="1h", tz="UTC")
+    base = {"temp_air": [15.0, 16, 18, 20, 22, 24, 26], "wind_speed": [2.0, 3, 4, 5, 6, 7, 8]}
+    outputs = {
+        "c00": _output({"ghi": [0.0, 50, 250, 450, 650, 800, 900], **base}, times, "instant"),
+        "p01": _output({"ghi": [0.0, 40, 150, 300, 700, 810, 890], **base}, times, "instant"),
+        "p02": _output({"ghi": [0.0, 60, 260, 460, 660, 790, 910],
+                        "dni": [0.0, 100, 400, 600, 800, 900, 950],
+                        "dhi": [0.0, 30, 60, 80, 100, 110, 120], **base}, times, "instant"),
+    }  # fmt: skip
+    sun = SlotSun(times[0], times[-1], 15, 32.12, -110.42, 900.0)
+    together = members_to_slot_weather(
+        outputs, issued_at=ISSUED, altitude_m=900.0, sources=dict.fromkeys(outputs, "test"),
+        station=None, sun=sun,
+    )  # fmt: skip
+    for member, output in outputs.items():
+        alone = to_slot_weather(
+            output, issued_at=ISSUED, slot_minutes=15, latitude=32.12, longitude=-110.42,
+            altitude_m=900.0, source="test", sun=sun,
+        )  # fmt: skip
+        pd.testing.assert_frame_equal(together[member].data, alone.data, check_exact=True)
+        assert together[member].notes == alone.notes
+    assert "Erbs" in together["c00"].notes[0] and "Erbs" not in together["p02"].notes[0]
