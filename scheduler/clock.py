@@ -16,8 +16,8 @@ __all__ = ["Clock", "CompressedClock", "InstantClock", "RealClock"]
 
 
 class Clock(Protocol):
-    """What the settlement engine needs from a clock; ``start`` (re)starts a simulated clock
-    from its anchor (a no-op for the wall clock)."""
+    """What the settlement engine needs from a clock; ``start`` starts a simulated clock from
+    its anchor (a no-op for the wall clock and for a clock already running)."""
 
     def start(self) -> None: ...
 
@@ -49,8 +49,11 @@ class RealClock:
 class CompressedClock:
     """Plan time running ``speedup`` times faster than the wall clock.
 
-    Plan time is anchored at the first ``sleep_until`` (or ``now``) call: the first slot starts at
-    once and 24 h at ``speedup=1440`` take 60 s. ``start`` anchors it explicitly.
+    Plan time stands at its anchor until it starts, then runs from there: ``start`` starts it
+    (a loop that took a while to prepare its first day does not find the first slots already
+    past, and nobody who read the time meanwhile sees it go back); without an anchor given,
+    the first ``sleep_until`` anchors and starts it, so the first slot starts at once and 24 h
+    at ``speedup=1440`` take 60 s.
     """
 
     def __init__(self, speedup: float, start: pd.Timestamp | None = None) -> None:
@@ -60,21 +63,23 @@ class CompressedClock:
             )
         self.speedup = float(speedup)
         self._plan_start = start
-        self._real_start = time.monotonic()
+        self._real_start: float | None = None  # wall time [s, monotonic] when plan time started
 
     def start(self) -> None:
-        """Plan time is the anchor again, from now (a loop that took a while to start up does
-        not find the first slots already past)."""
-        self._real_start = time.monotonic()
+        """Plan time runs from now on (from the anchor); a clock already running runs on."""
+        if self._real_start is None:
+            self._real_start = time.monotonic()
 
     def _anchor(self, t: pd.Timestamp) -> None:
         if self._plan_start is None:
             self._plan_start = t
-            self._real_start = time.monotonic()
+        self.start()
 
     def now(self) -> pd.Timestamp:
         if self._plan_start is None:
             raise RuntimeError("CompressedClock has no anchor yet: call sleep_until(first slot)")
+        if self._real_start is None:
+            return self._plan_start
         elapsed_s = (time.monotonic() - self._real_start) * self.speedup
         return self._plan_start + pd.Timedelta(seconds=elapsed_s)
 
