@@ -62,6 +62,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from forecasts.synthetic import ar1
+from scheduler.contracts.carriers import CARRIERS, Carrier, green_mw
 
 __all__ = [
     "CLEAR_SKY_ERROR_SHARE",
@@ -264,37 +265,44 @@ def _marginal_of(values: np.ndarray, clear_sky_share: float | None) -> _Marginal
 
 @dataclass(frozen=True)
 class SiteReference:
-    """One site's output in a reference period, as the error model uses it: the distributions
-    of normalised wind and PV (``None``: forecast exactly) and the RMS of cos(zenith) over the
-    reference's daylit rows [-]. Build with :func:`site_reference`, once per period."""
+    """One site's output in a reference period, as the error model uses it: each carrier's
+    distribution of normalised output (``None``: forecast exactly) and the RMS of cos(zenith)
+    over the reference's daylit rows [-]. Build with :func:`site_reference`, once per period."""
 
-    wind: _Marginal | None
-    pv: _Marginal | None
-    pv_sun_rms: float
+    marginals: dict[str, _Marginal | None]
+    sun_rms: float
+
+
+def _normalised(
+    carrier: Carrier, actual_mw: np.ndarray, capacity_mw: float, sun: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``carrier`` has an error and what its output is a share of there: all rows and the
+    nameplate, or (``clear_sky``) the daylit rows and ``capacity x cos(zenith)`` [MW]."""
+    if carrier.error_scale == "clear_sky":
+        return sun > _MIN_SUN_FACTOR, capacity_mw * sun
+    return np.ones(len(actual_mw), dtype=bool), np.full(len(actual_mw), capacity_mw)
 
 
 def site_reference(
-    supply: pd.DataFrame, sun_factor: np.ndarray, wind_capacity_mw: float, pv_capacity_mw: float
+    supply: pd.DataFrame, sun_factor: np.ndarray, capacities_mw: dict[str, float]
 ) -> SiteReference:
-    """The :class:`SiteReference` of one site's supply rows (``pv_mw``, ``wind_mw`` [MW]) with
-    cos(zenith) ``sun_factor`` per row [-]."""
+    """The :class:`SiteReference` of one site's supply rows (``<carrier>_mw`` [MW]) with
+    cos(zenith) ``sun_factor`` per row [-] and each carrier's capacity [MW]."""
     sun = np.asarray(sun_factor, dtype=float)
-    daylit = sun > _MIN_SUN_FACTOR
-    wind = (
-        _marginal_of(supply["wind_mw"].to_numpy() / wind_capacity_mw, None)
-        if wind_capacity_mw > 0
-        else None
-    )
-    pv = (
-        _marginal_of(
-            supply["pv_mw"].to_numpy()[daylit] / (pv_capacity_mw * sun[daylit]),
-            CLEAR_SKY_ERROR_SHARE,
+    marginals: dict[str, _Marginal | None] = {}
+    for carrier in CARRIERS:
+        capacity_mw = capacities_mw[carrier.name]
+        actual_mw = supply[carrier.column].to_numpy()
+        covered, scale_mw = _normalised(carrier, actual_mw, capacity_mw, sun)
+        clear_sky_share = CLEAR_SKY_ERROR_SHARE if carrier.error_scale == "clear_sky" else None
+        marginals[carrier.name] = (
+            _marginal_of(actual_mw[covered] / scale_mw[covered], clear_sky_share)
+            if capacity_mw > 0
+            else None
         )
-        if pv_capacity_mw > 0
-        else None
-    )
-    pv_sun_rms = float(np.sqrt(np.mean(sun[daylit] ** 2))) if daylit.any() else 1.0
-    return SiteReference(wind, pv, pv_sun_rms)
+    daylit = sun > _MIN_SUN_FACTOR
+    sun_rms = float(np.sqrt(np.mean(sun[daylit] ** 2))) if daylit.any() else 1.0
+    return SiteReference(marginals, sun_rms)
 
 
 @lru_cache(maxsize=256)
@@ -393,8 +401,7 @@ class SiteVintages:
         self,
         actual: pd.DataFrame,
         *,
-        wind_capacity_mw: float,
-        pv_capacity_mw: float,
+        capacities_mw: dict[str, float],
         sun_factor: np.ndarray,
         error: ForecastError,
         seed: int,
@@ -404,7 +411,7 @@ class SiteVintages:
     ) -> None:
         sun = np.asarray(sun_factor, dtype=float)
         if reference is None:
-            reference = site_reference(actual, sun, wind_capacity_mw, pv_capacity_mw)
+            reference = site_reference(actual, sun, capacities_mw)
         index = pd.DatetimeIndex(actual.index)
         times_ns = index.as_unit("ns").asi8
         step_ns = int(times_ns[1] - times_ns[0]) if len(index) > 1 else 3_600_000_000_000
@@ -416,13 +423,14 @@ class SiteVintages:
         self._band_floors_h = error.band_floors_h
         self._technologies: list[_Technology] = []
         self._by_bands: dict[tuple[int, bool], dict[str, np.ndarray]] = {}
-        for technology, marginal, targets, capacity, scale_mw, covered in (
-            ("wind", reference.wind, error.levels("wind"), wind_capacity_mw,
-             np.full(len(index), wind_capacity_mw), np.ones(len(index), dtype=bool)),
-            ("pv", reference.pv, tuple(t / reference.pv_sun_rms for t in error.levels("pv")),
-             pv_capacity_mw, pv_capacity_mw * sun, sun > _MIN_SUN_FACTOR),
-        ):  # fmt: skip
-            actual_mw = actual[f"{technology}_mw"].to_numpy(float)
+        for carrier in CARRIERS:
+            technology, capacity = carrier.name, capacities_mw[carrier.name]
+            marginal = reference.marginals[technology]
+            targets = error.levels(technology)
+            if carrier.error_scale == "clear_sky":  # levels are over daylit rows' capacity
+                targets = tuple(t / reference.sun_rms for t in targets)
+            actual_mw = actual[carrier.column].to_numpy(float)
+            covered, scale_mw = _normalised(carrier, actual_mw, capacity, sun)
             days = []
             if marginal is not None:
                 sigmas = marginal.band_sigmas(targets)
@@ -453,7 +461,7 @@ class SiteVintages:
         self, issued_at: pd.Timestamp | None = None, quantiles: bool = True
     ) -> dict[str, np.ndarray]:
         """The vintage issued at ``issued_at`` (UTC; slots starting before it are the actual),
-        ``None`` the day-ahead forecast: ``pv_mw``, ``wind_mw``, ``green_mw`` and, with
+        ``None`` the day-ahead forecast: ``<carrier>_mw``, ``green_mw`` and, with
         ``quantiles``, ``green_mw_p10`` / ``green_mw_p90`` per row [MW].
 
         A row carries the bands whose lead floor its lead exceeds, always the first few (the
@@ -490,10 +498,11 @@ class SiteVintages:
                     point[name][day.rows] = np.minimum(part.point_mw, capacity)
                     samples[name][day.rows] = np.minimum(part.samples_mw, capacity)
 
-            green = point["pv"] + point["wind"]
-            columns = {"pv_mw": point["pv"], "wind_mw": point["wind"], "green_mw": green}
+            columns = {carrier.column: point[carrier.name] for carrier in CARRIERS}
+            green = columns["green_mw"] = green_mw(columns)
             if quantiles:
-                low, high = np.quantile(samples["wind"] + samples["pv"], [0.1, 0.9], axis=1)
+                low, high = np.quantile(green_mw({c.column: samples[c.name] for c in CARRIERS}),
+                                        [0.1, 0.9], axis=1)  # fmt: skip
                 columns["green_mw_p10"] = np.minimum(low, green)
                 columns["green_mw_p90"] = np.maximum(high, green)
             self._by_bands[key] = columns
@@ -503,8 +512,7 @@ class SiteVintages:
 def add_forecast_error(
     actual: pd.DataFrame,
     *,
-    wind_capacity_mw: float,
-    pv_capacity_mw: float,
+    capacities_mw: dict[str, float],
     sun_factor: np.ndarray,
     error: ForecastError,
     seed: int,
@@ -514,8 +522,8 @@ def add_forecast_error(
     timezone: str = "UTC",
     issued_at: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """A forecast of one site's supply from its ``actual`` supply (``pv_mw``, ``wind_mw`` [MW],
-    indexed by regular slot starts, UTC).
+    """A forecast of one site's supply from its ``actual`` supply (``<carrier>_mw`` [MW],
+    indexed by regular slot starts, UTC) with each carrier's capacity [MW].
 
     ``sun_factor`` is cos(solar zenith) clipped to [0, 1] per row. Errors are drawn per
     operating day (local midnight to midnight in ``timezone``), seeded by ``seed``, ``key``
@@ -523,12 +531,11 @@ def add_forecast_error(
     in. ``reference`` is the distribution the model uses (a climatological record, see
     :func:`site_reference`); by default the actual itself. ``issued_at`` (UTC) gives the
     vintage issued then (slots before it are the actual); ``None`` the day-ahead forecast.
-    Returns ``pv_mw``, ``wind_mw``, ``green_mw`` and, with ``quantiles``, ``green_mw_p10`` /
+    Returns ``<carrier>_mw``, ``green_mw`` and, with ``quantiles``, ``green_mw_p10`` /
     ``green_mw_p90`` [MW]. Many vintages of the same rows: :class:`SiteVintages`.
     """
     vintages = SiteVintages(
-        actual, wind_capacity_mw=wind_capacity_mw, pv_capacity_mw=pv_capacity_mw,
-        sun_factor=sun_factor, error=error, seed=seed, key=key, reference=reference,
-        timezone=timezone,
+        actual, capacities_mw=capacities_mw, sun_factor=sun_factor, error=error, seed=seed,
+        key=key, reference=reference, timezone=timezone,
     )  # fmt: skip
     return pd.DataFrame(vintages.columns(issued_at, quantiles), index=actual.index)

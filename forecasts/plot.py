@@ -11,7 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from scheduler.contracts.carriers import CARRIERS
+
 __all__ = ["local_times", "plot_supply", "site_panels"]
+
+_COLORS = {"pv": "#f2b705", "wind": "#3a7ca5"}  # a carrier without one is grey
 
 
 def local_times(times: pd.Series | pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:
@@ -50,13 +54,15 @@ def site_panels(
 def plot_supply(
     supply: pd.DataFrame, path: str | Path, timezone: str = "UTC", title: str = ""
 ) -> Path:
-    """PV and wind [MW] stacked per site, with the p10/p90 green lines when present."""
+    """Each carrier's output [MW] stacked per site, with the p10/p90 green lines when
+    present."""
 
     def draw(ax: plt.Axes, site: str) -> None:
         part = supply[supply["site"] == site]
         local = local_times(part["time"], timezone)
-        ax.stackplot(local, part["pv_mw"], part["wind_mw"], labels=["PV", "wind"],
-                     colors=["#f2b705", "#3a7ca5"], alpha=0.85, step="post")  # fmt: skip
+        ax.stackplot(local, *(part[c.column] for c in CARRIERS), labels=[c.label for c in CARRIERS],
+                     colors=[_COLORS.get(c.name, "#8c8c8c") for c in CARRIERS], alpha=0.85,
+                     step="post")  # fmt: skip
         if {"green_mw_p10", "green_mw_p90"} <= set(part.columns):
             for column, style in (("green_mw_p10", ":"), ("green_mw_p90", "--")):
                 ax.step(local, part[column], where="post", color="black", lw=0.7, ls=style,

@@ -48,6 +48,7 @@ from forecasts.nwp.run import ForecastRun
 from forecasts.solar import solar_position
 from forecasts.specs import SupplySite
 from forecasts.supply import SupplyModel
+from scheduler.contracts.carriers import CARRIERS, capacities_mw, carrier_columns
 
 __all__ = [
     "DAYLIT_COS_ZENITH",
@@ -104,8 +105,9 @@ SKILL_COLUMNS = (
     "above_p90",
 )
 """Columns of :func:`skill_by_lead`'s table."""
-_TECHNOLOGIES = ("wind", "pv", "green")
-_SUPPLY = ["pv_mw", "wind_mw", "green_mw"]
+_TECHNOLOGIES = (*(carrier.name for carrier in CARRIERS), "green")
+_SUPPLY = [*carrier_columns(), "green_mw"]
+_CLEAR_SKY = {carrier.name for carrier in CARRIERS if carrier.error_scale == "clear_sky"}
 _TOLERANCE_MW = 1e-6  # a truth this close to a quantile counts as on it
 
 
@@ -219,17 +221,14 @@ def skill_by_lead(
     edges = check_lead_edges(edges_h)
     band = lead_bands(pairs["lead_h"].to_numpy(dtype=float), edges)
     lit = daylit_slots(pd.DatetimeIndex(pairs["time"]), slot_minutes, site)
-    capacity = {
-        "wind": site.wind_capacity_mw,
-        "pv": site.pv_capacity_mw_ac,
-        "green": site.wind_capacity_mw + site.pv_capacity_mw_ac,
-    }
+    capacity = capacities_mw(site)
+    capacity["green"] = sum(capacity.values())
     quantiles = {"green_mw_p10", "green_mw_p90"} <= set(pairs.columns)
     rows = []
     for k in np.unique(band[band >= 0]).tolist():
         in_band = band == k
         for technology in _TECHNOLOGIES:
-            kept = in_band & lit if technology == "pv" else in_band
+            kept = in_band & lit if technology in _CLEAR_SKY else in_band
             part = pairs[kept]
             forecast = part[f"{technology}_mw"].to_numpy(dtype=float)
             truth = part[f"truth_{technology}_mw"].to_numpy(dtype=float)

@@ -51,6 +51,11 @@ class PVPlant(_Spec):
         default=14.0, ge=0, lt=100, description="PVWatts system losses (soiling, wiring, ...) [%]"
     )
 
+    @property
+    def capacity_mw(self) -> float:
+        """What the plant can deliver at most: its inverter AC limit [MW]."""
+        return self.capacity_mw_ac
+
     @model_validator(mode="after")
     def _dc_ac_ratio(self) -> PVPlant:
         ratio = self.capacity_mw_dc / self.capacity_mw_ac

@@ -1,22 +1,25 @@
 """From weather to the supply table: one object that wires the steps, each step replaceable.
 
 ``SupplyModel`` follows pvlib's and windpowerlib's ModelChain: ``resample`` (weather to slot
-length), ``pv_model`` (per plant) and ``wind_model`` (per farm) are callables chosen when the
-object is built. ``actual`` gives the supply table of ``DESIGN.md``; ``forecast`` adds the
-error model to it (the day-ahead forecast, or the vintage issued at a given time);
-``vintages`` prepares that once for the many vintages a re-planning loop asks of one table.
+length) and ``models`` (one per carrier of :data:`~scheduler.contracts.carriers.CARRIERS`,
+run per plant; :data:`CARRIER_MODELS` by default) are callables chosen when the object is
+built. ``actual`` gives the supply table of ``DESIGN.md``; ``forecast`` adds the error model
+to it (the day-ahead forecast, or the vintage issued at a given time); ``vintages`` prepares
+that once for the many vintages a re-planning loop asks of one table.
 
-Supply table: one row per site and slot, columns ``time`` (slot start, UTC), ``site``,
-``pv_mw``, ``wind_mw``, ``green_mw`` (= pv + wind) [MW, AC delivered to the site], and for a
-forecast optionally ``green_mw_p10`` / ``green_mw_p90``.
+Supply table: one row per site and slot, columns ``time`` (slot start, UTC), ``site``, one
+``<carrier>_mw`` per carrier (``pv_mw``, ``wind_mw``), ``green_mw`` (their sum) [MW, AC
+delivered to the site], and for a forecast optionally ``green_mw_p10`` / ``green_mw_p90``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,13 +32,39 @@ from forecasts.specs import PVPlant, SupplySite, WindFarm
 from forecasts.weather import Weather
 from forecasts.wind import wind_farm_mw
 from scheduler.contracts import SUPPLY
+from scheduler.contracts.carriers import CARRIERS, capacities_mw, green_mw
 
-__all__ = ["SupplyModel", "Vintages", "site_summary", "sun_factor"]
+__all__ = [
+    "CARRIER_MODELS",
+    "SupplyModel",
+    "Vintages",
+    "pv_model",
+    "site_summary",
+    "sun_factor",
+    "wind_model",
+]
 
 
-PVModel = Callable[[pd.DataFrame, PVPlant, SupplySite], pd.Series]
-WindModel = Callable[[pd.DataFrame, WindFarm, float], pd.Series]
+CarrierModel = Callable[[Weather, Any, SupplySite], pd.Series]
+"""One plant's output [MW] on slot weather: ``model(slots, plant, site)``."""
 Resampler = Callable[[Weather, int, float, float, float], Weather]
+
+
+def pv_model(slots: Weather, plant: PVPlant, site: SupplySite) -> pd.Series:
+    """A PV plant's AC output [MW]: pvlib's PVWatts chain, :func:`~forecasts.pv.pv_ac_mw`."""
+    return pv_ac_mw(slots.data, plant, site)
+
+
+def wind_model(slots: Weather, farm: WindFarm, site: SupplySite) -> pd.Series:
+    """A wind farm's output [MW]: windpowerlib's turbine-cluster chain,
+    :func:`~forecasts.wind.wind_farm_mw`, on the rows by position (wind does not depend on the
+    time of day; stacked ensemble members repeat times)."""
+    output_mw = wind_farm_mw(slots.data.reset_index(drop=True), farm, slots.wind_height_m)
+    return pd.Series(output_mw.to_numpy(), index=slots.data.index, name="wind_mw")
+
+
+CARRIER_MODELS: Mapping[str, CarrierModel] = MappingProxyType({"pv": pv_model, "wind": wind_model})
+"""The default model of each carrier of :data:`~scheduler.contracts.carriers.CARRIERS`."""
 
 
 def sun_factor(
@@ -53,19 +82,17 @@ class SupplyModel:
 
     sites: Mapping[str, SupplySite]
     slot_minutes: int = 15
-    pv_model: PVModel = pv_ac_mw
-    wind_model: WindModel = wind_farm_mw
+    models: Mapping[str, CarrierModel] = field(default_factory=lambda: dict(CARRIER_MODELS))
     resample: Resampler = to_slots
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, step in (
-            ("pv_model", self.pv_model),
-            ("wind_model", self.wind_model),
-            ("resample", self.resample),
-        ):
+        missing = [c.name for c in CARRIERS if c.name not in self.models]
+        if missing:
+            raise TypeError(f"SupplyModel.models has no model for carrier(s) {missing}")
+        for name, step in [*self.models.items(), ("resample", self.resample)]:
             if not callable(step):
-                raise TypeError(f"SupplyModel.{name} must be callable, got {step!r}")
+                raise TypeError(f"SupplyModel model {name!r} must be callable, got {step!r}")
 
     def _timed(self, step: str, started: float) -> None:
         self.timings_s[step] = self.timings_s.get(step, 0.0) + time.perf_counter() - started
@@ -76,29 +103,33 @@ class SupplyModel:
         weather: Weather,
         rows: Callable[[pd.DatetimeIndex], np.ndarray] | None = None,
     ) -> pd.DataFrame:
-        """Supply of one site indexed by slot start: ``pv_mw``, ``wind_mw``, ``green_mw``;
-        with ``rows`` (slot starts -> bool mask) only the slots it keeps are modelled."""
+        """Supply of one site indexed by slot start: each carrier's ``<carrier>_mw`` and
+        ``green_mw``; with ``rows`` (slot starts -> bool mask) only the slots it keeps are
+        modelled."""
         started = time.perf_counter()
         slots = self.resample(
             weather, self.slot_minutes, site.latitude, site.longitude, site.altitude_m
         )
-        data = slots.data if rows is None else slots.data[rows(pd.DatetimeIndex(slots.data.index))]
+        if rows is not None:
+            slots = replace(slots, data=slots.data[rows(pd.DatetimeIndex(slots.data.index))])
         self._timed("resample", started)
-        frame = pd.DataFrame(index=data.index)
+        frame = pd.DataFrame(self._carriers_mw(site, slots), index=slots.data.index)
         frame.index.name = "time"
-
-        started = time.perf_counter()
-        pv = [self.pv_model(data, plant, site) for plant in site.pv.values()]
-        frame["pv_mw"] = np.sum([s.to_numpy() for s in pv], axis=0) if pv else 0.0
-        self._timed("pv", started)
-
-        started = time.perf_counter()
-        wind = [self.wind_model(data, farm, slots.wind_height_m) for farm in site.wind.values()]
-        frame["wind_mw"] = np.sum([s.to_numpy() for s in wind], axis=0) if wind else 0.0
-        self._timed("wind", started)
-
-        frame["green_mw"] = frame["pv_mw"] + frame["wind_mw"]
+        frame["green_mw"] = green_mw(frame)
         return frame
+
+    def _carriers_mw(self, site: SupplySite, slots: Weather) -> dict[str, np.ndarray]:
+        """Each carrier's output at ``site`` on ``slots`` [MW]: its model summed over the
+        site's plants of that carrier (timed per carrier)."""
+        out = {}
+        for carrier in CARRIERS:
+            started = time.perf_counter()
+            model = self.models[carrier.name]
+            plants = carrier.plants(site).values()
+            mw = [model(slots, plant, site).to_numpy() for plant in plants]
+            out[carrier.column] = np.sum(mw, axis=0) if mw else np.zeros(len(slots.data))
+            self._timed(carrier.name, started)
+        return out
 
     def site_members(self, site: SupplySite, members: Sequence[Weather]) -> list[pd.DataFrame]:
         """:meth:`site_actual` of each of ``members`` (an ensemble's weather on the same slots),
@@ -112,24 +143,18 @@ class SupplyModel:
         if len(heights) > 1:
             raise ValueError(f"members give wind at different heights: {sorted(heights)}")
         index = pd.DatetimeIndex(slots[0].data.index, name="time")
-        stacked = pd.concat([w.data for w in slots])
+        stacked = replace(slots[0], data=pd.concat([w.data for w in slots]))
         self._timed("resample", started)
-        started = time.perf_counter()
-        pv = [self.pv_model(stacked, plant, site).to_numpy() for plant in site.pv.values()]
-        pv_mw = np.sum(pv, axis=0) if pv else np.zeros(len(stacked))
-        self._timed("pv", started)
-        started = time.perf_counter()
-        flat = stacked.reset_index(drop=True)  # wind does not depend on the time of day
-        height_m = slots[0].wind_height_m
-        wind = [self.wind_model(flat, farm, height_m).to_numpy() for farm in site.wind.values()]
-        wind_mw = np.sum(wind, axis=0) if wind else np.zeros(len(stacked))
-        self._timed("wind", started)
-        return [
-            pd.DataFrame({"pv_mw": pv, "wind_mw": wind, "green_mw": pv + wind}, index=index)
-            for pv, wind in zip(
-                pv_mw.reshape(len(slots), -1), wind_mw.reshape(len(slots), -1), strict=True
-            )
-        ]
+        by_member = {
+            column: values.reshape(len(slots), -1)
+            for column, values in self._carriers_mw(site, stacked).items()
+        }
+        frames = []
+        for member in range(len(slots)):
+            frame = pd.DataFrame({c: mw[member] for c, mw in by_member.items()}, index=index)
+            frame["green_mw"] = green_mw(frame)
+            frames.append(frame)
+        return frames
 
     def actual(self, weather: Mapping[str, Weather]) -> pd.DataFrame:
         """The supply table for every site in ``weather`` (actual output, no forecast error)."""
@@ -182,15 +207,14 @@ class SupplyModel:
         times = pd.DatetimeIndex(actual["time"])
         order = np.lexsort((times.asi8, sites))  # the supply table's order: site, time
         sites, times = sites[order], times[order]
-        pv_mw, wind_mw = (actual[c].to_numpy(float)[order] for c in ("pv_mw", "wind_mw"))
+        carriers_mw = {c.column: actual[c.column].to_numpy(float)[order] for c in CARRIERS}
         parts = []
         for name in np.unique(sites):
             site = self.sites[str(name)]
             at = np.flatnonzero(sites == name)
             site_vintages = SiteVintages(
-                pd.DataFrame({"pv_mw": pv_mw[at], "wind_mw": wind_mw[at]}, index=times[at]),
-                wind_capacity_mw=site.wind_capacity_mw,
-                pv_capacity_mw=site.pv_capacity_mw_ac,
+                pd.DataFrame({c: mw[at] for c, mw in carriers_mw.items()}, index=times[at]),
+                capacities_mw=capacities_mw(site),
                 sun_factor=self._sun_factor(times[at], site),
                 error=error,
                 seed=seed,
@@ -205,12 +229,7 @@ class SupplyModel:
 
     def site_reference(self, site: SupplySite, supply: pd.DataFrame) -> SiteReference:
         """The error model's reference of one site from its supply rows indexed by slot start."""
-        return site_reference(
-            supply,
-            self._sun_factor(supply.index, site),
-            site.wind_capacity_mw,
-            site.pv_capacity_mw_ac,
-        )
+        return site_reference(supply, self._sun_factor(supply.index, site), capacities_mw(site))
 
     def references(self, supply: pd.DataFrame) -> dict[str, SiteReference]:
         """Each site's error-model reference from a supply table (prepare once, reuse)."""
@@ -288,7 +307,8 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def site_summary(supply: pd.DataFrame, sites: Mapping[str, SupplySite]) -> pd.DataFrame:
-    """Per site: energy [MWh], peak [MW] and capacity factor [-] of PV, wind and the total.
+    """Per site: each carrier's energy (``<carrier>_mwh``) and the total's [MWh], peak [MW] and
+    capacity factor [-].
 
     Energy integrates MW over each row's slot length, taken from the ``time`` column.
     """
@@ -296,13 +316,12 @@ def site_summary(supply: pd.DataFrame, sites: Mapping[str, SupplySite]) -> pd.Da
     for name, part in supply.groupby("site", sort=False):
         times = pd.DatetimeIndex(part["time"])
         slot_h = (times[1] - times[0]) / pd.Timedelta(hours=1) if len(times) > 1 else 1.0
-        site = sites[str(name)]
-        capacity = site.pv_capacity_mw_ac + site.wind_capacity_mw
+        capacity = sum(capacities_mw(sites[str(name)]).values())
+        energy = {f"{c.name}_mwh": part[c.column].sum() * slot_h for c in CARRIERS}
         rows.append(
             {
                 "site": name,
-                "pv_mwh": part["pv_mw"].sum() * slot_h,
-                "wind_mwh": part["wind_mw"].sum() * slot_h,
+                **energy,
                 "green_mwh": part["green_mw"].sum() * slot_h,
                 "peak_mw": part["green_mw"].max(),
                 "capacity_mw": capacity,

@@ -22,6 +22,7 @@ import pandas as pd
 
 from scheduler.config import Site
 from scheduler.contracts import SupplyBasis, UserError
+from scheduler.contracts.carriers import CARRIERS, green_mw
 
 __all__ = [
     "MAX_AGE",
@@ -49,8 +50,9 @@ class MeasurementError(UserError):
 
 @dataclass(frozen=True)
 class Measurement:
-    """What ``site`` measured in the slot starting at ``time`` (UTC): PV and wind output and,
-    when given, the site's load [MW, slot means]."""
+    """What ``site`` measured in the slot starting at ``time`` (UTC): each carrier's output
+    (a field per carrier of :data:`~scheduler.contracts.carriers.CARRIERS`, as on the wire and
+    in the store) and, when given, the site's load [MW, slot means]."""
 
     site: str
     time: pd.Timestamp
@@ -66,11 +68,8 @@ class Measurement:
                 a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
             )
 
-        return (
-            same(self.pv_mw, other.pv_mw)
-            and same(self.wind_mw, other.wind_mw)
-            and same(self.load_mw, other.load_mw)
-        )
+        names = [*(c.column for c in CARRIERS), "load_mw"]
+        return all(same(getattr(self, name), getattr(other, name)) for name in names)
 
 
 def check_measurement(
@@ -110,11 +109,11 @@ def check_measurement(
             f"{where}.time", f"{time.isoformat()} is more than {MAX_AGE.days} days old"
         )
     bounds = {
-        "pv_mw": (measurement.pv_mw, _OVER_NAMEPLATE * site.pv_capacity_mw_ac, "PV AC nameplate"),
-        "wind_mw": (measurement.wind_mw, _OVER_NAMEPLATE * site.wind_capacity_mw,
-                    "wind nameplate"),
-        "load_mw": (measurement.load_mw, _OVER_FULL_LOAD * site.full_load_mw, "full load"),
+        c.column: (getattr(measurement, c.column), _OVER_NAMEPLATE * c.capacity_mw(site),
+                   f"{c.label} nameplate")
+        for c in CARRIERS
     }  # fmt: skip
+    bounds["load_mw"] = (measurement.load_mw, _OVER_FULL_LOAD * site.full_load_mw, "full load")
     for name, (value, most, what) in bounds.items():
         if value is None:
             continue
@@ -134,29 +133,28 @@ def measurements_frame(measurements: list[Measurement]) -> pd.DataFrame:
         {
             "time": pd.DatetimeIndex([m.time for m in measurements], tz="UTC"),
             "site": [m.site for m in measurements],
-            "pv_mw": [m.pv_mw for m in measurements],
-            "wind_mw": [m.wind_mw for m in measurements],
+            **{c.column: [getattr(m, c.column) for m in measurements] for c in CARRIERS},
             "load_mw": [np.nan if m.load_mw is None else m.load_mw for m in measurements],
         }
     )
 
 
 def settled_rows(estimate: pd.DataFrame, measured: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The supply rows of a slot (one per site) and their basis: each site's measured PV and
-    wind where ``measured`` has a row for it, else ``estimate``'s (the newest forecast).
+    """The supply rows of a slot (one per site) and their basis: each site's measured output of
+    every carrier where ``measured`` has a row for it, else ``estimate``'s (the newest forecast).
 
     ``estimate`` and ``measured`` are supply / measurements tables of the same slot; returns
-    the rows in ``estimate``'s order (``green_mw`` = PV + wind) and per row
+    the rows in ``estimate``'s order (``green_mw`` the carriers' sum) and per row
     :class:`~scheduler.contracts.SupplyBasis` (measured or estimated)."""
     rows = estimate.copy()
     by_site = measured.set_index("site")
     basis = np.full(len(rows), str(SupplyBasis.ESTIMATED), dtype=object)
     for i, site in enumerate(rows["site"].to_numpy()):
         if site in by_site.index:
-            rows.iloc[i, rows.columns.get_loc("pv_mw")] = float(by_site.at[site, "pv_mw"])
-            rows.iloc[i, rows.columns.get_loc("wind_mw")] = float(by_site.at[site, "wind_mw"])
+            for column in (c.column for c in CARRIERS):
+                rows.iloc[i, rows.columns.get_loc(column)] = float(by_site.at[site, column])
             basis[i] = str(SupplyBasis.MEASURED)
-    rows["green_mw"] = rows["pv_mw"] + rows["wind_mw"]
+    rows["green_mw"] = green_mw(rows)
     measured_rows = np.flatnonzero(basis == str(SupplyBasis.MEASURED))
     for quantile in ("green_mw_p10", "green_mw_p90"):  # a measured slot is known
         if quantile in rows.columns:

@@ -11,8 +11,8 @@ quantiles come from:
   quantiles (linear between order statistics);
 - **the error model** around a deterministic run: a Gaussian whose standard deviation is the
   error model's RMSE at the slot's lead (``forecast.intraday`` and the day-ahead levels, wind
-  over all hours, PV shaped by the sun as in :mod:`forecasts.error`), the two technologies
-  independent, clipped to [0, capacity].
+  over all hours, PV shaped by the sun as in :mod:`forecasts.error`: each carrier by its error
+  scale), the carriers independent, clipped to [0, capacity].
 
 Either way ``green_mw_p10 <= green_mw <= green_mw_p90`` (a bound is moved to the point forecast
 when a skewed ensemble puts its mean outside).
@@ -27,6 +27,7 @@ from forecasts.error import ForecastError
 from forecasts.nwp.run import ForecastRun
 from forecasts.specs import SupplySite
 from forecasts.supply import SupplyModel, sun_factor
+from scheduler.contracts.carriers import CARRIERS, capacities_mw, green_mw
 
 __all__ = ["Z_90", "run_supply"]
 
@@ -43,14 +44,15 @@ def run_supply(
     *,
     spread_factor: float = 1.0,
 ) -> pd.DataFrame:
-    """Supply forecast of ``site`` from ``run``, indexed by slot start (UTC): ``pv_mw``,
-    ``wind_mw``, ``green_mw``, ``green_mw_p10``, ``green_mw_p90`` [MW] (method in the module
+    """Supply forecast of ``site`` from ``run``, indexed by slot start (UTC): each carrier's
+    ``<carrier>_mw``, ``green_mw``, ``green_mw_p10``, ``green_mw_p90`` [MW] (method in the module
     doc)."""
     members = model.site_members(site, list(run.weather.values()))
-    pv = np.mean([m["pv_mw"].to_numpy() for m in members], axis=0)
-    wind = np.mean([m["wind_mw"].to_numpy() for m in members], axis=0)
-    green = pv + wind
-    capacity = site.pv_capacity_mw_ac + site.wind_capacity_mw
+    columns = {
+        c.column: np.mean([m[c.column].to_numpy() for m in members], axis=0) for c in CARRIERS
+    }
+    green = green_mw(columns)
+    capacity = sum(capacities_mw(site).values())
     if run.is_ensemble:
         spread = np.array([m["green_mw"].to_numpy() for m in members]) - green
         calibrated = np.clip(green + spread_factor * spread, 0.0, capacity)
@@ -61,8 +63,7 @@ def run_supply(
         high = np.clip(green + Z_90 * sigma, 0.0, capacity)
     frame = pd.DataFrame(
         {
-            "pv_mw": pv,
-            "wind_mw": wind,
+            **columns,
             "green_mw": green,
             "green_mw_p10": np.minimum(low, green),
             "green_mw_p90": np.maximum(high, green),
@@ -76,11 +77,16 @@ def run_supply(
 def _error_sigma_mw(
     run: ForecastRun, site: SupplySite, error: ForecastError, slots: pd.DatetimeIndex
 ) -> np.ndarray:
-    """The error model's standard deviation of green supply at each slot's lead [MW]."""
+    """The error model's standard deviation of green supply at each slot's lead [MW]: each
+    carrier's, independent."""
     lead_h = np.asarray((slots - run.issued_at) / pd.Timedelta(hours=1), dtype=float)
-    wind = error.nrmse_at("wind", lead_h) * site.wind_capacity_mw
     sun = sun_factor(slots, site.latitude, site.longitude, site.altitude_m)
     daylit = sun > _MIN_SUN
     sun_rms = float(np.sqrt(np.mean(sun[daylit] ** 2))) if daylit.any() else 1.0
-    pv = np.where(daylit, error.nrmse_at("pv", lead_h) * site.pv_capacity_mw_ac * sun / sun_rms, 0)
-    return np.sqrt(wind**2 + pv**2)
+    variance = np.zeros(len(slots))
+    for carrier in CARRIERS:
+        sigma = error.nrmse_at(carrier.name, lead_h) * carrier.capacity_mw(site)
+        if carrier.error_scale == "clear_sky":
+            sigma = np.where(daylit, sigma * sun / sun_rms, 0)
+        variance = variance + sigma**2
+    return np.sqrt(variance)

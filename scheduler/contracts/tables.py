@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scheduler.contracts.carriers import CARRIERS, carrier_columns
 from scheduler.contracts.errors import UserError
 
 __all__ = [
@@ -384,9 +385,11 @@ SUPPLY = Schema(
     (
         _TIME,
         _SITE,
-        _c("pv_mw", Kind.FLOAT, "MW", "PV AC output delivered to the site", low=0),
-        _c("wind_mw", Kind.FLOAT, "MW", "wind output delivered to the site", low=0),
-        _c("green_mw", Kind.FLOAT, "MW", "pv_mw + wind_mw", low=0),
+        *(
+            _c(c.column, Kind.FLOAT, "MW", f"{c.description} delivered to the site", low=0)
+            for c in CARRIERS
+        ),
+        _c("green_mw", Kind.FLOAT, "MW", " + ".join(carrier_columns()), low=0),
     ),
     unique=("site", "time"),
 )
@@ -589,8 +592,10 @@ MEASUREMENTS = Schema(
     (
         _TIME,
         _SITE,
-        _c("pv_mw", Kind.FLOAT, "MW", "PV output the site measured, slot mean", low=0),
-        _c("wind_mw", Kind.FLOAT, "MW", "wind output the site measured, slot mean", low=0),
+        *(
+            _c(c.column, Kind.FLOAT, "MW", f"{c.description} the site measured, slot mean", low=0)
+            for c in CARRIERS
+        ),
         _c(
             "load_mw",
             Kind.FLOAT,

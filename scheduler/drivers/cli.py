@@ -21,6 +21,7 @@ from rich.table import Table
 from forecasts.weather import Weather
 from scheduler.config import DEFAULT_CONFIG_PATH, load_config
 from scheduler.contracts import UserError, ensure_dir, write_table
+from scheduler.contracts.carriers import CARRIERS
 
 app = typer.Typer(
     help=(
@@ -218,8 +219,7 @@ def forecast(
         "site",
         "weather",
         "clock offset",
-        "PV MWh",
-        "wind MWh",
+        *(f"{c.label} MWh" for c in CARRIERS),
         "green MWh",
         "peak MW",
         "capacity MW",
@@ -233,8 +233,7 @@ def forecast(
             row.site,
             Path(run.weather[row.site].source).name,
             _clock_offset_text(run.weather[row.site]),
-            f"{row.pv_mwh:,.1f}",
-            f"{row.wind_mwh:,.1f}",
+            *(f"{getattr(row, f'{c.name}_mwh'):,.1f}" for c in CARRIERS),
             f"{row.green_mwh:,.1f}",
             f"{row.peak_mw:,.1f}",
             f"{row.capacity_mw:,.1f}",
@@ -887,7 +886,8 @@ def check_config(
     """Validate a config file and print its sites; exit 2 with the field named if it is wrong."""
     cfg = load_config(path)
     view = Table(title=f"{path or DEFAULT_CONFIG_PATH}: valid")
-    for column in ("site", "GPUs", "full load MW", "grid limit MW", "PV MW ac", "wind MW"):
+    carriers = [f"{c.label} MW" for c in CARRIERS]
+    for column in ("site", "GPUs", "full load MW", "grid limit MW", *carriers):
         view.add_column(column, justify="right" if column != "site" else "left")
     for site in cfg.sites.values():
         view.add_row(
@@ -895,8 +895,7 @@ def check_config(
             f"{site.gpus:,}",
             f"{site.full_load_mw:.1f}",
             f"{site.grid_import_limit_mw:.1f}",
-            f"{site.pv_capacity_mw_ac:.1f}",
-            f"{site.wind_capacity_mw:.1f}",
+            *(f"{c.capacity_mw(site):.1f}" for c in CARRIERS),
         )
     console.print(view)
 

@@ -23,6 +23,7 @@ from forecasts.nwp.run import ForecastRun
 from forecasts.supply import SupplyModel
 from scheduler.config import Config
 from scheduler.contracts import MEASUREMENTS, UserError, read_table
+from scheduler.contracts.carriers import carrier_columns, green_mw
 from scheduler.horizon import iso_day
 from scheduler.pipeline import forecast_error_of
 
@@ -210,13 +211,14 @@ def _actual_supply(
 
 
 def _has_supply_header(path: Path) -> bool:
-    """Whether the first line of ``path`` names ``pv_mw`` or ``wind_mw`` (measured supply)."""
+    """Whether the first line of ``path`` names a carrier's column (``pv_mw``, ``wind_mw``:
+    measured supply)."""
     try:
         with path.open(encoding="utf-8", errors="replace") as handle:
             header = handle.readline()
     except OSError as error:
         raise UserError(f"{path}: cannot read: {error.strerror}") from None
-    return bool({"pv_mw", "wind_mw"} & {cell.strip() for cell in header.split(",")})
+    return bool(set(carrier_columns()) & {cell.strip() for cell in header.split(",")})
 
 
 def _measured_supply(
@@ -242,8 +244,9 @@ def _measured_supply(
             f"{path}: column time: site {site!r}'s rows are {minutes:g} minutes apart or more, "
             f"the slots {slot_minutes} minutes; give --slot-minutes {minutes:g}"
         )
-    pv, wind = rows["pv_mw"].to_numpy(float), rows["wind_mw"].to_numpy(float)
-    return pd.DataFrame({"pv_mw": pv, "wind_mw": wind, "green_mw": pv + wind}, index=times)
+    supply = pd.DataFrame({c: rows[c].to_numpy(float) for c in carrier_columns()}, index=times)
+    supply["green_mw"] = green_mw(supply)
+    return supply
 
 
 def _reference_supply(

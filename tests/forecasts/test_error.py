@@ -80,7 +80,7 @@ def test_calm_site_is_unbiased_where_clipping_was_not():
     actual = _calm_wind_series(24 * 120)
     assert (actual["wind_mw"] == 0).mean() > 0.4
     forecast = add_forecast_error(
-        actual, wind_capacity_mw=30.0, pv_capacity_mw=0.0, sun_factor=np.zeros(len(actual)),
+        actual, capacities_mw={"pv": 0.0, "wind": 30.0}, sun_factor=np.zeros(len(actual)),
         error=ERROR, seed=2, key="calm",
     )  # fmt: skip
     bias = (forecast["wind_mw"] - actual["wind_mw"]).mean() / 30.0
@@ -100,7 +100,7 @@ def test_error_size_follows_the_target_or_a_share_of_climatology():
     windy["wind_mw"] = np.minimum(windy["wind_mw"] + 20.0 * (windy["wind_mw"] > 0), 90.0)
     for actual, capacity in ((windy, 90.0), (_calm_wind_series(24 * 120), 30.0)):
         forecast = add_forecast_error(
-            actual, wind_capacity_mw=capacity, pv_capacity_mw=0.0,
+            actual, capacities_mw={"pv": 0.0, "wind": capacity},
             sun_factor=np.zeros(len(actual)), error=ERROR, seed=4, key="x",
         )  # fmt: skip
         nrmse = np.sqrt(((forecast["wind_mw"] - actual["wind_mw"]) ** 2).mean()) / capacity

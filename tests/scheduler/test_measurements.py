@@ -41,7 +41,7 @@ def test_a_plausible_measurement_passes(config):
         ({"pv_mw": -0.1}, "pv_mw", "must be a finite number >= 0"),
         ({"wind_mw": math.nan}, "wind_mw", "must be a finite number >= 0"),
         # shantou: 6.5 MW PV AC, 4 x 8 MW offshore wind; a value in kW is 1000 times too big
-        ({"pv_mw": 6500.0}, "pv_mw", "above 7.15 MW .1.1 x the PV AC nameplate of site 'shantou'"),
+        ({"pv_mw": 6500.0}, "pv_mw", "above 7.15 MW .1.1 x the PV nameplate of site 'shantou'"),
         ({"wind_mw": 35.3}, "wind_mw", "above 35.2 MW .1.1 x the wind nameplate"),
         ({"load_mw": 1e4}, "load_mw", "x the full load of site 'shantou'"),
     ],
