@@ -213,8 +213,8 @@ def erbs_components(
 
 class SlotSun:
     """Slots of a span and the sun at them, computed once per site and span and shared by every
-    member of an ensemble: slot starts, midpoints, solar zenith [deg] and Ineichen clear-sky
-    GHI and DNI [W/m^2] at the midpoints."""
+    member of an ensemble: slot starts, midpoints (also as seconds since 1970), solar zenith
+    [deg] and Ineichen clear-sky GHI and DNI [W/m^2] at the midpoints."""
 
     def __init__(
         self,
@@ -235,6 +235,7 @@ class SlotSun:
         clear = self.location.get_clearsky(self.mids, model="ineichen", solar_position=position)
         self.ghi_clear = clear["ghi"].to_numpy()
         self.dni_clear = clear["dni"].to_numpy()
+        self.start_s = _seconds(self.starts)
         self.mid_s = _seconds(self.mids)
         self.day_of_year = np.asarray(self.mids.day_of_year, dtype=float)
 
@@ -255,8 +256,22 @@ def interval_starts(ends: pd.DatetimeIndex, issued_at: pd.Timestamp) -> pd.Datet
     first is as long as the second, but never starts before the run's issue time."""
     if len(ends) == 1:
         return pd.DatetimeIndex([issued_at])
-    first = max(ends[0] - (ends[1] - ends[0]), issued_at)
-    return ends[:-1].insert(0, first)
+    return ends[:-1].insert(0, _first_start(ends[0], ends[1], issued_at))
+
+
+def _first_start(first_end, second_end, issued_at):
+    """Start of the first of intervals labelled at their ends (:func:`interval_starts`), as
+    Timestamps or as ns since 1970."""
+    return max(first_end - (second_end - first_end), issued_at)
+
+
+def _interval_start_seconds(ends_ns: np.ndarray, issued_at: pd.Timestamp) -> np.ndarray:
+    """:func:`interval_starts` of ends given as ns since 1970, in s since 1970."""
+    issued_ns = pd.Timestamp(issued_at).as_unit("ns").value
+    if len(ends_ns) == 1:
+        return np.array([issued_ns]) / 1e9
+    first_ns = _first_start(ends_ns[0], ends_ns[1], issued_ns)
+    return np.concatenate([[first_ns], ends_ns[:-1]]) / 1e9
 
 
 def means_to_slots(
@@ -268,17 +283,26 @@ def means_to_slots(
     slot midpoints, times the clear sky, then scaled so that each interval keeps its mean (its
     energy). Interval boundaries fall on slot boundaries and the slots lie inside the
     intervals."""
-    ends = pd.DatetimeIndex(means_w_m2.index)
-    interval = np.searchsorted(_seconds(ends), _seconds(sun.starts), side="right")
-    counts = np.bincount(interval, minlength=len(ends)).astype(float)
-    per_slot = np.maximum(counts, 1.0)
-    clear_mean = np.bincount(interval, weights=clear_w_m2, minlength=len(ends)) / per_slot
     values = means_w_m2.to_numpy(dtype=float)
+    ends_s = _seconds(pd.DatetimeIndex(means_w_m2.index))
+    return _means_to_slots(values, _seconds(starts), ends_s, clear_w_m2, sun)
+
+
+def _means_to_slots(
+    values: np.ndarray, starts_s: np.ndarray, ends_s: np.ndarray, clear_w_m2: np.ndarray,
+    sun: SlotSun,
+) -> np.ndarray:  # fmt: skip
+    """:func:`means_to_slots` of means [W/m^2] over intervals from ``starts_s`` to ``ends_s``
+    [s since 1970]."""
+    interval = np.searchsorted(ends_s, sun.start_s, side="right")
+    counts = np.bincount(interval, minlength=len(ends_s)).astype(float)
+    per_slot = np.maximum(counts, 1.0)
+    clear_mean = np.bincount(interval, weights=clear_w_m2, minlength=len(ends_s)) / per_slot
     daylit = (clear_mean > _MIN_CLEAR_W_M2) & (counts > 0)
     index = np.clip(values[daylit] / clear_mean[daylit], 0.0, _MAX_CLEAR_SKY_INDEX)
-    mids_s = (_seconds(starts) + _seconds(ends)) / 2
+    mids_s = (starts_s + ends_s) / 2
     slots = _interp(sun.mid_s, mids_s[daylit], index, empty=0.0) * clear_w_m2
-    slot_mean = np.bincount(interval, weights=slots, minlength=len(ends)) / per_slot
+    slot_mean = np.bincount(interval, weights=slots, minlength=len(ends_s)) / per_slot
     scale = np.divide(values, slot_mean, out=np.zeros_like(values), where=slot_mean > 0)
     return slots * scale[interval]
 
@@ -290,11 +314,19 @@ def instants_to_slots(
     """Slot values of an irradiance sampled at instants: its clear-sky index at the daylit
     samples (clipped to [0, 1.5]) interpolated to the slot midpoints, times the clear sky
     there (zero at night by construction) [W/m^2]."""
-    times = pd.DatetimeIndex(instants_w_m2.index)
+    times_s = _seconds(pd.DatetimeIndex(instants_w_m2.index))
     values = instants_w_m2.to_numpy(dtype=float)
+    return _instants_to_slots(values, times_s, clear_at_samples_w_m2, clear_w_m2, sun)
+
+
+def _instants_to_slots(
+    values: np.ndarray, times_s: np.ndarray, clear_at_samples_w_m2: np.ndarray,
+    clear_w_m2: np.ndarray, sun: SlotSun,
+) -> np.ndarray:  # fmt: skip
+    """:func:`instants_to_slots` of samples [W/m^2] at ``times_s`` [s since 1970]."""
     daylit = clear_at_samples_w_m2 > _MIN_CLEAR_W_M2
     index = np.clip(values[daylit] / clear_at_samples_w_m2[daylit], 0.0, _MAX_CLEAR_SKY_INDEX)
-    return _interp(sun.mid_s, _seconds(times)[daylit], index, empty=0.0) * clear_w_m2
+    return _interp(sun.mid_s, times_s[daylit], index, empty=0.0) * clear_w_m2
 
 
 def covered_span(
@@ -317,16 +349,6 @@ def covered_span(
     return first.ceil(step), last.floor(step)
 
 
-def _sample_seconds(
-    times: pd.DatetimeIndex, kind: IrradianceKind, issued_at: pd.Timestamp
-) -> np.ndarray:
-    """Where a value stands in time [s since 1970]: an instant at its time, an interval mean at
-    its interval's midpoint."""
-    if kind == "instant":
-        return _seconds(times)
-    return (_seconds(interval_starts(times, issued_at)) + _seconds(times)) / 2
-
-
 Components = tuple[np.ndarray, np.ndarray] | None
 """DNI and DHI on the slots [W/m^2], or ``None`` when they come from GHI by Erbs."""
 
@@ -337,35 +359,35 @@ def _irradiance(
     """GHI on the slots [W/m^2], the model's DNI and DHI on the slots where it gives them (else
     ``None``: :func:`erbs_components` of the GHI, done for all members at once) and a note
     naming the method."""
-    values = output.values
-    if "ghi" not in values:
-        cover = values["cloud_cover"].dropna()
-        cloud = _interp(sun.mid_s, _seconds(pd.DatetimeIndex(cover.index)), cover.to_numpy(), 0.0)
+    values, arrays = output.values, output.arrays
+    if "ghi" not in arrays:
+        cover = ~np.isnan(arrays["cloud_cover"])
+        cloud = _interp(sun.mid_s, output.times_s[cover], arrays["cloud_cover"][cover], 0.0)
         ghi = ghi_from_cloud_cover(cloud, sun.ghi_clear)
         return ghi, None, "GHI from total cloud cover (Larson et al. 2016); DNI, DHI by Erbs"
-    ghi_series = values["ghi"].dropna()
-    times = pd.DatetimeIndex(ghi_series.index)
+    known = ~np.isnan(arrays["ghi"])  # the rows with radiation
+    ghi_w_m2, times_ns = arrays["ghi"][known], _ns(values.index)[known]
     if output.irradiance == "mean":
-        starts = interval_starts(times, issued_at)
-        ghi = means_to_slots(ghi_series, starts, sun.ghi_clear, sun)
+        starts_s, ends_s = _interval_start_seconds(times_ns, issued_at), times_ns / 1e9
+        at_s = (starts_s + ends_s) / 2  # where each mean stands
+        ghi = _means_to_slots(ghi_w_m2, starts_s, ends_s, sun.ghi_clear, sun)
         method = "interval means to slots by clear-sky index (energy kept per interval)"
     else:
-        clear = sun.clear_at(times)["ghi"].to_numpy()
-        ghi = instants_to_slots(ghi_series, clear, sun.ghi_clear, sun)
+        at_s = times_ns / 1e9
+        clear = sun.clear_at(pd.DatetimeIndex(values.index[known]))
+        ghi = _instants_to_slots(ghi_w_m2, at_s, clear["ghi"].to_numpy(), sun.ghi_clear, sun)
         method = "instants to slot midpoints by clear-sky index"
-    if not {"dni", "dhi"} <= set(values.columns):
+    if "dni" not in arrays or "dhi" not in arrays:
         return ghi, None, f"{method}; DNI, DHI by Erbs"
-    dni_series = values["dni"].reindex(times)
+    dni_w_m2 = np.where(np.isnan(arrays["dni"][known]), 0.0, arrays["dni"][known])
     if output.irradiance == "mean":
-        dni = means_to_slots(dni_series.fillna(0.0), starts, sun.dni_clear, sun)
+        dni = _means_to_slots(dni_w_m2, starts_s, ends_s, sun.dni_clear, sun)
     else:
-        dni_clear = sun.clear_at(times)["dni"].to_numpy()
-        dni = instants_to_slots(dni_series.fillna(0.0), dni_clear, sun.dni_clear, sun)
-    lit = (ghi_series > _MIN_GHI_W_M2).to_numpy() & values["dhi"].reindex(times).notna().to_numpy()
-    fraction = np.clip(values["dhi"].reindex(times).to_numpy()[lit] / ghi_series.to_numpy()[lit],
-                       0.0, 1.0)  # fmt: skip
-    at_s = _sample_seconds(times, output.irradiance, issued_at)[lit]
-    dhi = _interp(sun.mid_s, at_s, fraction, empty=1.0) * ghi
+        dni = _instants_to_slots(dni_w_m2, at_s, clear["dni"].to_numpy(), sun.dni_clear, sun)
+    dhi_w_m2 = arrays["dhi"][known]
+    lit = (ghi_w_m2 > _MIN_GHI_W_M2) & ~np.isnan(dhi_w_m2)
+    fraction = np.clip(dhi_w_m2[lit] / ghi_w_m2[lit], 0.0, 1.0)
+    dhi = _interp(sun.mid_s, at_s[lit], fraction, empty=1.0) * ghi
     return ghi, (dni, dhi), f"{method}; the model's DNI, DHI by diffuse fraction"
 
 
