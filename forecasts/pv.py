@@ -4,10 +4,16 @@ Choices (explicit, so they can be swapped): PVWatts DC (``pdc0``, ``gamma_pdc``)
 inverter sized so AC output clips at the plant's ``capacity_mw_ac``, Hay-Davies transposition,
 physical IAM, no spectral loss, SAPM cell temperature with the plant's mounting parameters, and
 PVWatts' lumped system losses applied as a DC derate before the inverter (as PVWatts does).
+
+Only the rows with irradiance go through the chain: a row without any (night) gives no power
+whatever its temperature and wind (the plane of array gets none, PVWatts' inverter output is
+at least 0 and pvlib's NaN becomes 0), so those rows are 0 without being modelled; half the
+rows of a forecast, whose stacked members made PV the costliest step of its supply.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pvlib
 from pvlib.modelchain import ModelChain
@@ -29,8 +35,27 @@ class _SharedSunLocation(pvlib.location.Location):
         return solar_position(times, self.latitude, self.longitude, self.altitude)
 
 
+class _GivenSunLocation(pvlib.location.Location):
+    """A Location whose solar position is given, row by row, for the times the chain models
+    (a subset of rows of a grid whose position came from the shared cache)."""
+
+    def __init__(self, position: pd.DataFrame, site: SupplySite) -> None:
+        super().__init__(site.latitude, site.longitude, "UTC", site.altitude_m)
+        self.position = position
+
+    def get_solarposition(self, times, pressure=None, temperature=12, **kwargs):
+        if not self.position.index.equals(times):
+            raise ValueError("solar position asked for other times than the ones given")
+        return self.position
+
+
 def pv_model_chain(plant: PVPlant, site: SupplySite) -> ModelChain:
     """The pvlib ModelChain for one plant at one site (powers in W, as pvlib works)."""
+    location = _SharedSunLocation(site.latitude, site.longitude, "UTC", site.altitude_m)
+    return _model_chain(plant, location)
+
+
+def _model_chain(plant: PVPlant, location: pvlib.location.Location) -> ModelChain:
     system = PVSystem(
         surface_tilt=plant.tilt_deg,
         surface_azimuth=plant.azimuth_deg,
@@ -44,7 +69,6 @@ def pv_model_chain(plant: PVPlant, site: SupplySite) -> ModelChain:
         },
         temperature_model_parameters=TEMPERATURE_MODEL_PARAMETERS["sapm"][plant.temperature_model],
     )
-    location = _SharedSunLocation(site.latitude, site.longitude, "UTC", site.altitude_m)
     return ModelChain(
         system,
         location,
@@ -68,9 +92,12 @@ def pv_ac_mw(weather: pd.DataFrame, plant: PVPlant, site: SupplySite) -> pd.Seri
     step = pd.Timedelta(weather.index[1] - weather.index[0])
     mid = weather[["ghi", "dni", "dhi", "temp_air", "wind_speed"]].copy()
     mid.index = weather.index + step / 2
-    chain = pv_model_chain(plant, site)
-    chain.run_model(mid)
-    ac_w = pd.Series(chain.results.ac, index=mid.index).fillna(0.0)
-    ac_mw = (ac_w / 1e6).clip(lower=0.0, upper=plant.capacity_mw_ac)
-    ac_mw.index = weather.index
-    return ac_mw.rename("pv_mw")
+    lit = (mid[["ghi", "dni", "dhi"]] != 0).any(axis=1).to_numpy()  # NaN counts as lit
+    ac_w = np.zeros(len(mid))
+    if lit.any():
+        position = solar_position(mid.index, site.latitude, site.longitude, site.altitude_m)
+        chain = _model_chain(plant, _GivenSunLocation(position[lit], site))
+        chain.run_model(mid[lit])
+        ac_w[lit] = pd.Series(chain.results.ac).fillna(0.0).to_numpy()
+    ac_mw = np.clip(ac_w / 1e6, 0.0, plant.capacity_mw_ac)
+    return pd.Series(ac_mw, index=weather.index, name="pv_mw")

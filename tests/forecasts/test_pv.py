@@ -7,7 +7,7 @@ import pandas as pd
 import pvlib
 import pytest
 
-from forecasts.pv import pv_ac_mw
+from forecasts.pv import pv_ac_mw, pv_model_chain
 from forecasts.specs import PVPlant
 
 
@@ -64,3 +64,21 @@ def test_more_dc_than_ac_clips_flat(config):
     ac = pv_ac_mw(clear_day(site, "2026-06-21", 15), plant, site)
     assert ac.max() == pytest.approx(20.0)
     assert (ac > 19.99).sum() >= 8  # a flat clipped top of at least two hours
+
+
+def test_rows_without_irradiance_skipped_as_the_whole_chain_gives_them(config):
+    """Only rows with irradiance are modelled: the output equals pvlib's chain run on every
+    row, with dark rows in daytime, missing values and frost and heat among them."""
+    site = config.sites["qingyang"]
+    plant = next(iter(site.pv.values()))
+    weather = clear_day(site, "2026-06-21", 15)
+    weather["temp_air"] = np.linspace(-30.0, 50.0, len(weather))
+    weather.iloc[40:44, weather.columns.get_indexer(["ghi", "dni", "dhi"])] = 0.0  # eclipse
+    weather.iloc[50, weather.columns.get_loc("ghi")] = np.nan
+    weather.iloc[52, weather.columns.get_loc("temp_air")] = np.nan
+    chain = pv_model_chain(plant, site)
+    mid = weather[["ghi", "dni", "dhi", "temp_air", "wind_speed"]]
+    mid.index = weather.index + pd.Timedelta(minutes=7.5)
+    chain.run_model(mid)
+    whole_mw = (chain.results.ac.fillna(0.0) / 1e6).clip(lower=0.0, upper=plant.capacity_mw_ac)
+    np.testing.assert_array_equal(pv_ac_mw(weather, plant, site).to_numpy(), whole_mw.to_numpy())
