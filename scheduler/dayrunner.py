@@ -143,14 +143,14 @@ class RecedingRun:
 
 def settle_receding(
     problem: Problem,
-    plan: pd.DataFrame,
+    plan: pd.DataFrame | PlanResult,
     policy: Policy,
     every: pd.Timedelta,
     supply_at: SupplyAt,
 ) -> RecedingRun:
-    """Settle ``plan`` on ``problem.actual_supply``; at each slot boundary at least ``every``
-    after the last plan, while work is left, ``policy`` plans the rest again on
-    ``supply_at(boundary)``."""
+    """Settle ``plan`` (a plan table or a policy's result) on ``problem.actual_supply``; at
+    each slot boundary at least ``every`` after the last plan, while work is left, ``policy``
+    plans the rest again on ``supply_at(boundary)``."""
     source = _VintagePlans(problem, policy, supply_at)
     runner = DayRunner(Settlement(problem, plan), source, every)
     report = runner.run()

@@ -294,14 +294,14 @@ def _policy_day(
     if spec.replan_every is not None and policy.follows_forecast:
         forecast_before_s = pipeline.timings_s["forecast"]
         receding = settle_receding(
-            problem, result.plan, policy, spec.replan_every, partial(_vintage, pipeline, horizon)
+            problem, result, policy, spec.replan_every, partial(_vintage, pipeline, horizon)
         )
         run, replans = receding.report, receding.replans
         timings.seconds["replan"] += receding.replan_seconds
         timings.seconds["settle"] -= receding.replan_seconds
         timings.forecast_in_replans_s += pipeline.timings_s["forecast"] - forecast_before_s
     else:
-        run = settle(problem, result.plan)
+        run = settle(problem, result)
     assert run.executed is not None and problem.actual_supply is not None
     actual, sites, caps = problem.actual_supply, problem.sites, problem.caps
     metrics = plan_metrics(

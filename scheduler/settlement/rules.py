@@ -309,7 +309,9 @@ def use_surplus(view: SlotView, t: int, chunks: Chunks, bounds: RampBounds) -> N
     later = LaterLoad(view, t)
     for row, c in zip(rows[dearest].tolist(), cell[dearest].tolist(), strict=True):
         j = int(cursor.job[row])
-        want = min(int(cursor.gpus[row]), int(on_grid[c]), int(job_room[j]), later.takeable(c))
+        want = min(int(cursor.gpus[row]), int(on_grid[c]), int(job_room[j]))
+        if want < 1 or (want := min(want, later.takeable(c))) < 1:
+            continue
         for s in np.flatnonzero(problem.site_mask[j] & (room > 0)).tolist():
             if want < 1:
                 break

@@ -75,7 +75,10 @@ class JobsState:
 
     @property
     def active(self) -> np.ndarray:
-        return (self.remaining > 0) & np.array([f is None for f in self.failed], dtype=bool)
+        working = self.remaining > 0
+        if self.failed.count(None) == len(self.failed):  # the usual case: no pass in Python
+            return working
+        return working & np.array([f is None for f in self.failed], dtype=bool)
 
 
 @dataclass
