@@ -518,6 +518,7 @@ def replay(
         forecasts=parse_forecast_specs(forecast_from or [], cfg),
     )  # fmt: skip
     days = spec.days
+    ensure_dir(out)  # a bad --out is said before the progress bar starts
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -256,6 +256,7 @@ def test_a_bad_path_day_time_or_zone_is_one_message_and_exit_2(monkeypatch, caps
     code, err = run_main(monkeypatch, capsys, *make(tmp_path))
     assert code == 2, err
     assert "Traceback" not in err
+    assert " ".join(err.split()).startswith("error: "), err  # the message first, nothing before
     assert re.search(says, " ".join(err.split())), err
 
 
