@@ -103,8 +103,8 @@ def _read_variables(
     time axis by ``decode_cf_datetime``): the values ``xr.open_dataset`` gives, without it
     building a Dataset (indexes, encodings, file-manager locks, a trial decoding of the
     times), which took two thirds of the CPU time of reading the GEFS run's 21 small files
-    (reading: 0.18 s -> 0.07 s). Raises :class:`ForecastSourceError` naming the file and what
-    is missing.
+    (reading them: 0.18 s -> 0.08 s). Raises :class:`ForecastSourceError` naming the file
+    and what is missing.
     """
     try:
         handle = netCDF4.Dataset(path)
