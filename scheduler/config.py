@@ -19,6 +19,7 @@ from forecasts.error import LeadLevel, check_lead_levels
 from forecasts.nwp.settings import NwpSettings
 from forecasts.specs import SupplySite
 from scheduler.contracts import UserError, check_slot_minutes
+from scheduler.storage import StorageUnit
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -85,6 +86,11 @@ class Site(SupplySite):
         default=None,
         gt=0,
         description="fastest fall of the site's load the grid accepts [MW/min]; null = no limit",
+    )
+    storage: dict[str, StorageUnit] = Field(
+        default_factory=dict,
+        description="storage units (batteries) by name, PyPSA's StorageUnit attributes "
+        "(scheduler/storage.py)",
     )
 
     @field_validator("carbon_kg_per_mwh", "price_per_mwh")

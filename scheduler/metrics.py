@@ -28,6 +28,7 @@ from scheduler.jobs import work_units
 from scheduler.labels import label_index
 from scheduler.problem import LoadCap, Problem, hourly_profile, supply_matrix, tightest_caps_mw
 from scheduler.ramps import ramp_limits_mw, ramp_stats
+from scheduler.storage import StorageFleet, follow_surplus
 
 if TYPE_CHECKING:
     from scheduler.policies.base import PlanArrays
@@ -43,6 +44,7 @@ __all__ = [
     "score_plan",
     "site_load",
     "slot_index",
+    "storage_end_mwh",
 ]
 
 CAP_TOLERANCE_MW = 1e-6  # rounding slack when checking caps [MW]
@@ -87,16 +89,20 @@ def site_load(
     sites: Sequence[Site],
     horizon: Horizon,
     caps: Sequence[LoadCap] = (),
+    soc_start_mwh: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The site-load table (:data:`~scheduler.contracts.SITE_LOAD`), one row per site and slot.
 
     ``cap_mw`` is the tightest cap on grid draw (import limit and ``IMPORT_CAPACITY_LIMIT`` caps),
     ``load_cap_mw`` the tightest ``LOAD_LIMIT`` cap (``inf`` when none). ``cap_violation`` marks
     a slot where the plan has GPUs busy and grid or load exceeds its cap by more than
-    :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing.
+    :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing. The
+    sites' storage follows :func:`~scheduler.storage.follow_surplus` from ``soc_start_mwh``
+    ``[unit]`` (default: each unit's initial energy): what it discharges is green used.
     """
     gpus = busy_gpus(plan, [s.name for s in sites], horizon)
-    return _site_load_table(_load_arrays(gpus, supply, sites, horizon, caps), sites, horizon)
+    arrays = _load_arrays(gpus, supply, sites, horizon, caps, soc_start_mwh)
+    return _site_load_table(arrays, sites, horizon)
 
 
 def _site_load_table(
@@ -118,6 +124,7 @@ def _load_arrays(
     sites: Sequence[Site],
     horizon: Horizon,
     caps: Sequence[LoadCap],
+    soc_start_mwh: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``."""
     green = supply_matrix(supply, [s.name for s in sites], horizon)
@@ -125,7 +132,10 @@ def _load_arrays(
         [hourly_profile(s.carbon_kg_per_mwh, horizon.times, s.timezone) for s in sites]
     )
     caps_mw = tightest_caps_mw(caps, sites, horizon)
-    return _load_columns(gpus, green, sites, caps_mw, carbon, horizon.slot_hours)
+    storage = StorageFleet.of([s.storage for s in sites])
+    return _load_columns(
+        gpus, green, sites, caps_mw, carbon, horizon.slot_hours, storage, soc_start_mwh
+    )
 
 
 def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndarray]:
@@ -133,7 +143,7 @@ def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndar
     ``problem``'s supply and caps, from the matrices it holds."""
     return _load_columns(
         gpus, problem.green_mw, problem.sites, problem.caps_mw, problem.carbon_kg_per_mwh,
-        problem.slot_hours,
+        problem.slot_hours, problem.storage, problem.soc_start_mwh,
     )  # fmt: skip
 
 
@@ -144,18 +154,26 @@ def _load_columns(
     caps_mw: Mapping[CapType, np.ndarray],
     carbon: np.ndarray,
     slot_hours: float,
+    storage: StorageFleet,
+    soc_start_mwh: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    mpg = np.array([s.mw_per_gpu for s in sites])[:, None]
-    base = np.array([s.base_load_mw for s in sites])[:, None]
-    load = gpus * mpg + base
-    green_used = np.minimum(load, green)
+    """The columns; stored green discharged counts as green used, and a grid cap may be kept
+    by discharging (the caps see the green supply plus what storage gives)."""
+    load = _load_mw(gpus, sites)
+    stored = follow_surplus(storage, load, green, slot_hours, soc_start_mwh)
+    green_used = np.minimum(load, green) + stored.discharge_mw
     grid = load - green_used
-    violation = (gpus > 0) & broken_caps(caps_mw, load, green, CAP_TOLERANCE_MW)
+    violation = (gpus > 0) & broken_caps(
+        caps_mw, load, green + stored.discharge_mw, CAP_TOLERANCE_MW
+    )
     return {
         "gpus_busy": gpus,
         "load_mw": load,
         "green_mw": green,
         "green_used_mw": green_used,
+        "storage_charge_mw": stored.charge_mw,
+        "storage_discharge_mw": stored.discharge_mw,
+        "soc_mwh": stored.site_soc_mwh(storage, len(sites)),
         "grid_mw": grid,
         "cap_mw": caps_mw[CapType.IMPORT_CAPACITY_LIMIT],
         "load_cap_mw": caps_mw[CapType.LOAD_LIMIT],
@@ -182,7 +200,7 @@ class PlanMetrics:
     green_share: float  # [-], 0..1
     grid_mwh: float
     co2_t: float
-    green_unused_mwh: float  # green supply not used (curtailed)
+    green_unused_mwh: float  # green supply neither used nor stored (curtailed)
     gpu_hours_placed: float
     jobs_unfinished: int  # jobs with work not placed by their deadline
     unfinished_gpu_hours: float
@@ -208,15 +226,48 @@ def plan_metrics(
     horizon: Horizon,
     caps: Sequence[LoadCap] = (),
     initial_load_mw: Sequence[float] | None = None,
+    soc_start_mwh: np.ndarray | None = None,
 ) -> PlanMetrics:
     """Score a plan from the tables alone; pass the actual supply to settle a forecast plan.
 
     ``initial_load_mw`` ``[site]`` is the load before the first slot [MW] (the previous day's
-    last slot), when known.
+    last slot), when known; ``soc_start_mwh`` ``[unit]`` the sites' storage before it [MWh]
+    (default: each unit's initial energy).
     """
     site, slot = _site_slot(plan, [s.name for s in sites], horizon)
-    load = _load_arrays(_busy(site, slot, plan, len(sites), horizon), supply, sites, horizon, caps)
+    busy = _busy(site, slot, plan, len(sites), horizon)
+    load = _load_arrays(busy, supply, sites, horizon, caps, soc_start_mwh)
     return _metrics(plan, jobs, sites, horizon, initial_load_mw, load, site, slot)[0]
+
+
+def storage_end_mwh(
+    plan: pd.DataFrame,
+    supply: pd.DataFrame,
+    sites: Sequence[Site],
+    horizon: Horizon,
+    soc_start_mwh: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each storage unit's energy after the last slot of ``plan`` run on ``supply`` ``[unit]``
+    [MWh]: where the next day starts from."""
+    storage = StorageFleet.of([s.storage for s in sites])
+    if storage.n_units == 0 or horizon.n_slots == 0:
+        return storage.soc_initial_mwh if soc_start_mwh is None else np.asarray(soc_start_mwh)
+    names = [s.name for s in sites]
+    load = _load_mw(busy_gpus(plan, names, horizon), sites)
+    green = supply_matrix(supply, names, horizon)
+    return follow_surplus(storage, load, green, horizon.slot_hours, soc_start_mwh).soc_mwh[:, -1]
+
+
+def _spilled_mw(load: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Green supply neither used at once nor stored, of load columns ``[site, slot]`` [MW]."""
+    direct = load["green_used_mw"] - load["storage_discharge_mw"]
+    return load["green_mw"] - direct - load["storage_charge_mw"]
+
+
+def _load_mw(gpus: np.ndarray, sites: Sequence[Site]) -> np.ndarray:
+    """Each site's load for ``gpus`` busy ``[site, slot]``: GPUs x MW per GPU + base [MW]."""
+    mw_per_gpu = np.array([s.mw_per_gpu for s in sites])[:, None]
+    return gpus * mw_per_gpu + np.array([s.base_load_mw for s in sites])[:, None]
 
 
 @dataclass(frozen=True)
@@ -295,7 +346,7 @@ def _metrics(
         green_share=totals["green_share"],
         grid_mwh=float(load["grid_mw"].sum() * slot_h),
         co2_t=float(load["grid_co2_kg"].sum() / 1000.0),
-        green_unused_mwh=float((load["green_mw"] - load["green_used_mw"]).sum() * slot_h),
+        green_unused_mwh=float(_spilled_mw(load).sum() * slot_h),
         gpu_hours_placed=float(placed.sum() * slot_h),
         jobs_unfinished=int((missing > 0).sum()),
         unfinished_gpu_hours=float(missing.sum() * slot_h),

@@ -42,6 +42,7 @@ from scheduler.contracts import (
 from scheduler.horizon import Horizon
 from scheduler.jobs import window_slots, work_units
 from scheduler.ramps import ramp_limits_mw
+from scheduler.storage import StorageFleet
 
 __all__ = [
     "IMPORT_CAPACITY_LIMIT",
@@ -292,7 +293,9 @@ class Problem:
     and caps are checked against (``green_mw``, or ``green_mw_p10`` for a margin against
     forecast error); costs always use ``green_mw``. ``initial_load_mw`` is each site's load
     in the slot before the horizon (the previous day's last slot) [MW], ``None`` when unknown:
-    the ramp limits then bind from the horizon's second slot.
+    the ramp limits then bind from the horizon's second slot. ``initial_soc_mwh`` is each
+    storage unit's energy before the horizon (:attr:`storage` order) [MWh], ``None``: each
+    unit's ``state_of_charge_initial``.
     """
 
     horizon: Horizon
@@ -305,6 +308,7 @@ class Problem:
     max_site_moves: int | None = None
     limit_green_column: str = "green_mw"
     initial_load_mw: tuple[float, ...] | None = None
+    initial_soc_mwh: tuple[float, ...] | None = None
 
     def __getstate__(self) -> dict:
         """The fields and the values cached so far, copied at once: another thread may cache
@@ -453,6 +457,24 @@ class Problem:
         return self._ramps[1]
 
     @cached_property
+    def storage(self) -> StorageFleet:
+        """The sites' storage units as arrays ``[unit]`` (site order, each site's in order)."""
+        return StorageFleet.of([site.storage for site in self.sites])
+
+    @cached_property
+    def soc_start_mwh(self) -> np.ndarray:
+        """Each storage unit's energy before the horizon ``[unit]`` [MWh]."""
+        if self.initial_soc_mwh is None:
+            return self.storage.soc_initial_mwh
+        soc = np.asarray(self.initial_soc_mwh, dtype=float)
+        if soc.shape != (self.storage.n_units,):
+            raise ProblemError(
+                f"initial_soc_mwh has {soc.size} value(s); it needs one per storage unit "
+                f"({self.storage.n_units})"
+            )
+        return np.minimum(soc, self.storage.energy_mwh)
+
+    @cached_property
     def initial_gpus(self) -> np.ndarray | None:
         """GPUs busy per site in the slot before the horizon ``[site]`` (float), from
         ``initial_load_mw``; ``None`` when unknown."""
@@ -542,8 +564,9 @@ class Problem:
 _CAPS_FREE = (  # Problem's cached values that do not depend on its caps
     "site_names", "slot_hours", "green_mw", "carbon_kg_per_mwh", "price_per_mwh", "mw_per_gpu",
     "base_load_mw", "site_gpus", "green_gpus", "grid_kg_per_gpu_slot", "limit_green_mw",
-    "_ramps", "initial_gpus", "n_jobs", "job_ids", "work_units", "tokens_per_gpu_hour",
-    "max_gpus", "_windows", "site_mask", "preemptible", "duration_slots", "latency_order",
+    "_ramps", "initial_gpus", "storage", "soc_start_mwh", "n_jobs", "job_ids", "work_units",
+    "tokens_per_gpu_hour", "max_gpus", "_windows", "site_mask", "preemptible", "duration_slots",
+    "latency_order",
 )  # fmt: skip
 
 

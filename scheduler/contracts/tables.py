@@ -509,6 +509,15 @@ CAPS = Schema(
     ),
 )
 
+_STORAGE_COLUMNS = (
+    _c("storage_charge_mw", Kind.FLOAT, "MW", "green power taken into the site's storage",
+       low=0, required=False, default=0.0),
+    _c("storage_discharge_mw", Kind.FLOAT, "MW", "power the site's storage gave its load (stored "
+       "green, after losses)", low=0, required=False, default=0.0),
+    _c("soc_mwh", Kind.FLOAT, "MWh", "energy in the site's storage at the slot's end", low=0,
+       required=False, default=0.0),
+)  # fmt: skip
+
 SITE_LOAD = Schema(
     "site load",
     (
@@ -517,7 +526,8 @@ SITE_LOAD = Schema(
         _c("gpus_busy", Kind.INT, "GPU", "GPUs busy"),
         _c("load_mw", Kind.FLOAT, "MW", "GPUs x kW per GPU x PUE + base load"),
         _c("green_mw", Kind.FLOAT, "MW", "green supply"),
-        _c("green_used_mw", Kind.FLOAT, "MW", "min(load, green)"),
+        _c("green_used_mw", Kind.FLOAT, "MW", "min(load, green) + storage discharged"),
+        *_STORAGE_COLUMNS,
         _c("grid_mw", Kind.FLOAT, "MW", "load - green used"),
         _c("cap_mw", Kind.FLOAT, "MW", "tightest grid-draw cap (import limit and caps)"),
         _c("load_cap_mw", Kind.FLOAT, "MW", "tightest load cap (inf when none)"),
@@ -542,7 +552,8 @@ RUN = Schema(
         _c("planned_green_mw", Kind.FLOAT, "MW", "green supply the plan was made on"),
         _c("load_mw", Kind.FLOAT, "MW", "load actually drawn"),
         _c("green_mw", Kind.FLOAT, "MW", "actual green supply"),
-        _c("green_used_mw", Kind.FLOAT, "MW", "min(load, green)"),
+        _c("green_used_mw", Kind.FLOAT, "MW", "min(load, green) + storage discharged"),
+        *_STORAGE_COLUMNS,
         _c("grid_mw", Kind.FLOAT, "MW", "load - green used"),
         _c("grid_cap_mw", Kind.FLOAT, "MW", "tightest grid-draw cap in force"),
         _c("load_cap_mw", Kind.FLOAT, "MW", "tightest load cap in force (inf when none)"),

@@ -8,7 +8,9 @@ hold, deferred work resumes where room is left), and work left unfinished is car
 next day for that policy, so no policy wins by dropping work. Same seed, same numbers.
 
 Each policy's settled load in the last slot of a day is the load the next day starts from
-(``initial_load_mw``), so ramp limits hold across midnight, and the steps are counted there too.
+(``initial_load_mw``), so ramp limits hold across midnight, and the steps are counted there too;
+likewise the energy in the sites' storage (``initial_soc_mwh``), which follows
+:func:`~scheduler.storage.follow_surplus` on the settled load and the actual supply.
 
 With ``replan_every``, each policy that follows the forecast settles its day through
 :func:`~scheduler.dayrunner.settle_receding`: at every slot boundary that long after its last
@@ -22,11 +24,11 @@ start), archived runs replayed as they were issued, and settled on the actual we
 
 Outputs (``out_dir``): ``daily.csv`` (one row per day and policy), ``runs.csv`` (per day and
 site: the forecast's source, model, issue time, members and slots from the run),
-``ramps.csv`` (per day,
-policy and site: largest step, total swing and slots over the ramp limit of the settled load),
-``site_load.csv`` (settled load, green supply and grid draw per policy, site and slot),
-``carry-<policy>.csv`` (work carried into the next day; lets ``resume`` continue), and
-``summary.json`` via :func:`summarize`.
+``ramps.csv`` (per day, policy and site: largest step, total swing and slots over the ramp limit
+of the settled load), ``site_load.csv`` (settled load, green supply, grid draw and storage per
+policy, site and slot), ``carry-<policy>.csv`` (work carried into the next day) and
+``storage.json`` (each policy's stored energy per unit after its last day; both let ``resume``
+continue), and ``summary.json`` via :func:`summarize`.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from scheduler.contracts import (
 from scheduler.contracts.plandir import RunReport
 from scheduler.dayrunner import settle_receding
 from scheduler.horizon import Horizon
-from scheduler.metrics import PlanMetrics, plan_metrics, site_load
+from scheduler.metrics import PlanMetrics, plan_metrics, site_load, storage_end_mwh
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.policies import PlanResult, Policy, get_policy
 from scheduler.problem import LoadCap, Problem
@@ -65,7 +67,8 @@ __all__ = ["DailyCap", "ReplaySpec", "replay", "summarize"]
 
 log = logging.getLogger(__name__)
 
-SITE_LOAD_KEEP = ["policy", "time", "site", "load_mw", "green_mw", "grid_mw"]
+SITE_LOAD_KEEP = ["policy", "time", "site", "load_mw", "green_mw", "grid_mw",
+                  "storage_charge_mw", "storage_discharge_mw", "soc_mwh"]  # fmt: skip
 DAILY_COLUMNS = [
     "day", "policy", "green_share", "grid_mwh", "co2_t", "green_unused_mwh", "late_jobs",
     "energy_used_mwh", "green_used_mwh", "gpu_hours_submitted", "gpu_hours_served",
@@ -158,6 +161,7 @@ class _PolicyDay:
     replans: int
     carry: pd.DataFrame
     load: pd.DataFrame
+    soc_end_mwh: tuple[float, ...]  # each storage unit's energy after the day [MWh]
 
 
 @dataclass
@@ -172,6 +176,7 @@ class _Progress:
     run_rows: list[dict[str, Any]] = field(default_factory=list)
     carry: dict[str, pd.DataFrame] = field(default_factory=dict)
     last_load: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per policy [MW]
+    last_soc: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per policy [MWh]
 
     @classmethod
     def read(cls, out_dir: Path, policies: Sequence[str], sites: tuple[str, ...]) -> _Progress:
@@ -193,6 +198,10 @@ class _Progress:
         for name, part in ramps.groupby("policy"):
             last_day = part[part["day"] == part["day"].max()].set_index("site")["last_load_mw"]
             progress.last_load[str(name)] = tuple(float(last_day[site]) for site in sites)
+        storage_path = out_dir / "storage.json"
+        if storage_path.exists():
+            saved = json.loads(storage_path.read_text())
+            progress.last_soc = {name: tuple(soc) for name, soc in saved.items()}
         return progress
 
     @property
@@ -207,6 +216,7 @@ class _Progress:
         """Book ``policy``'s settled ``day``."""
         metrics = done.metrics
         self.carry[policy] = done.carry
+        self.last_soc[policy] = done.soc_end_mwh
         last = done.load.groupby("site", sort=False)["load_mw"].last()
         self.last_load[policy] = tuple(float(last[site]) for site in self.sites)
         self.ramp_rows += [
@@ -257,6 +267,8 @@ class _Progress:
         self.daily.to_csv(out_dir / "daily.csv", index=False)
         for name, frame in self.carry.items():
             write_table(frame, out_dir / f"carry-{name}.csv")
+        if any(self.last_soc.values()):
+            (out_dir / "storage.json").write_text(json.dumps(self.last_soc))
 
 
 class _Timings:
@@ -304,15 +316,18 @@ def _policy_day(
         run = settle(problem, result)
     assert run.executed is not None and problem.actual_supply is not None
     actual, sites, caps = problem.actual_supply, problem.sites, problem.caps
+    soc_start = problem.soc_start_mwh
     metrics = plan_metrics(
-        run.executed, jobs, actual, sites, horizon, caps, problem.initial_load_mw
+        run.executed, jobs, actual, sites, horizon, caps, problem.initial_load_mw, soc_start
     )
     timings.seconds["settle"] += time.perf_counter() - started
     done = run.jobs.set_index("job_id")["gpu_hours_done"]
     remaining = jobs.set_index("job_id")["gpu_hours"] - done
-    load = site_load(run.executed, actual, sites, horizon, caps)
+    load = site_load(run.executed, actual, sites, horizon, caps, soc_start)
+    soc_end = storage_end_mwh(run.executed, actual, sites, horizon, soc_start)
     return _PolicyDay(run, result, metrics, replans, carry_over(jobs, remaining, next_day),
-                      load.assign(policy=name)[SITE_LOAD_KEEP])  # fmt: skip
+                      load.assign(policy=name)[SITE_LOAD_KEEP],
+                      tuple(soc_end.tolist()))  # fmt: skip
 
 
 def replay(
@@ -363,7 +378,8 @@ def replay(
         next_day = pipeline.horizon(pd.Timestamp(day).date() + pd.Timedelta(days=1))
         loads: list[pd.DataFrame] = []
         for name, policy in policies.items():
-            problem = replace(day_problem, initial_load_mw=book.last_load.get(name))
+            problem = replace(day_problem, initial_load_mw=book.last_load.get(name),
+                              initial_soc_mwh=book.last_soc.get(name))  # fmt: skip
             if name in book.carry and len(book.carry[name]):
                 jobs = pd.concat([book.carry[name], day_problem.jobs], ignore_index=True)
                 problem = replace(problem, jobs=jobs)

@@ -168,9 +168,11 @@ def run_report(
         capacity[:, t] = live
         grid_cap[:, t], load_cap[:, t] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
     caps_in_force, caps_binding = _cap_columns(actual, walk, dispatched, grid_cap, load_cap)
-    done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps)
+    soc_start = problem.soc_start_mwh
+    done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps,
+                          soc_start)  # fmt: skip
     planned_load = site_load(plan_original, problem.supply, problem.sites, horizon,
-                             problem.caps)  # fmt: skip
+                             problem.caps, soc_start)  # fmt: skip
     run = pd.DataFrame(
         {
             "time": done_load["time"],
@@ -186,6 +188,7 @@ def run_report(
             "load_mw": done_load["load_mw"],
             "green_mw": done_load["green_mw"],
             "green_used_mw": done_load["green_used_mw"],
+            **{c: done_load[c] for c in ("storage_charge_mw", "storage_discharge_mw", "soc_mwh")},
             "grid_mw": done_load["grid_mw"],
             "grid_cap_mw": grid_cap.ravel(),
             "load_cap_mw": load_cap.ravel(),

@@ -3,6 +3,7 @@ and leaves unfinished only the work that has no room left (which :func:`later_jo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from functools import cached_property
 
@@ -180,4 +181,6 @@ def test_a_problem_under_other_caps_shares_only_what_caps_leave_alone():
 def _same(a, b) -> bool:
     if isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in b)
+    if dataclasses.is_dataclass(b):
+        return all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(b))
     return bool(np.array_equal(a, b)) if isinstance(b, np.ndarray) else a == b

@@ -1,0 +1,179 @@
+"""Site storage units (batteries): their parameters and how they follow surplus and deficit.
+
+A unit is described with PyPSA's ``StorageUnit`` attribute names and units (:class:`StorageUnit`):
+``p_nom`` [MW] bounds both charging and discharging, ``max_hours`` [h] at ``p_nom`` gives the
+energy capacity ``p_nom x max_hours`` [MWh], ``efficiency_store`` and ``efficiency_dispatch``
+the losses each way, ``standing_loss`` the share of the stored energy lost per hour. Over a
+slot of ``dt`` hours, as PyPSA writes it::
+
+    soc[t] = soc[t-1] x (1 - standing_loss) ** dt
+             + efficiency_store x charge[t] x dt - discharge[t] x dt / efficiency_dispatch
+
+with ``charge`` the power taken in [MW] and ``discharge`` the power delivered to the site's
+load [MW], the state of charge held in ``[state_of_charge_min, p_nom x max_hours]`` [MWh].
+A unit is charged from the site's own green power (from the grid only where
+``charge_from_grid``, which the rule below never does), discharges only into its site's
+load and never exports.
+
+The rule (:func:`follow_surplus`, fifo's and greedy's, and what settles any plan that does
+not say how the battery runs): in each slot, a site's green power above its load charges its
+units, in the order given, as far as their power and room allow (the rest is spilled), and
+its load above the green power is served by discharging them as far as their power and
+energy allow (the rest comes from the grid). Discharged energy is stored green, so it counts
+as green once, after losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["StorageDispatch", "StorageFleet", "StorageUnit", "follow_surplus"]
+
+
+class StorageUnit(BaseModel):
+    """A battery at a site, in PyPSA's ``StorageUnit`` terms (units in the descriptions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p_nom: float = Field(gt=0, le=10_000, description="charge and discharge power limit [MW]")
+    max_hours: float = Field(
+        gt=0, le=1_000, description="hours at p_nom from full to empty: capacity p_nom x max_hours"
+    )
+    efficiency_store: float = Field(default=1.0, gt=0, le=1, description="charging efficiency [-]")
+    efficiency_dispatch: float = Field(
+        default=1.0, gt=0, le=1, description="discharging efficiency [-]"
+    )
+    standing_loss: float = Field(
+        default=0.0, ge=0, lt=1, description="share of the stored energy lost per hour [1/h]"
+    )
+    state_of_charge_initial: float = Field(
+        default=0.0, ge=0, description="energy stored before the first slot [MWh]"
+    )
+    state_of_charge_min: float = Field(
+        default=0.0, ge=0, description="energy never discharged below (a reserve) [MWh]"
+    )
+    cyclic_state_of_charge: bool = Field(
+        default=False,
+        description="a planned day ends with the energy it started with (the optimizer's rule)",
+    )
+    charge_from_grid: bool = Field(
+        default=False, description="may charge from the grid too (the optimizer, on price)"
+    )
+
+    @property
+    def energy_mwh(self) -> float:
+        """Energy capacity [MWh]."""
+        return self.p_nom * self.max_hours
+
+    @model_validator(mode="after")
+    def _energy_within_capacity(self) -> StorageUnit:
+        for name in ("state_of_charge_initial", "state_of_charge_min"):
+            if getattr(self, name) > self.energy_mwh + 1e-9:
+                raise ValueError(
+                    f"{name} ({getattr(self, name):g} MWh) is above the capacity p_nom x "
+                    f"max_hours = {self.energy_mwh:g} MWh"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class StorageFleet:
+    """Every storage unit of a list of sites as arrays ``[unit]``, in site order and each site's
+    units in their given order: ``site`` the site's position, powers [MW], energies [MWh],
+    efficiencies [-], ``standing_loss`` [1/h]."""
+
+    site: np.ndarray
+    p_nom_mw: np.ndarray
+    energy_mwh: np.ndarray
+    efficiency_store: np.ndarray
+    efficiency_dispatch: np.ndarray
+    standing_loss: np.ndarray
+    soc_min_mwh: np.ndarray
+    soc_initial_mwh: np.ndarray
+
+    @classmethod
+    def of(cls, storage: Sequence[Mapping[str, StorageUnit]]) -> StorageFleet:
+        """The fleet of sites whose units are ``storage[site]`` (name -> unit)."""
+        units = [(s, unit) for s, by_name in enumerate(storage) for unit in by_name.values()]
+
+        def column(value, dtype=float) -> np.ndarray:
+            return np.array([value(s, u) for s, u in units], dtype=dtype)
+
+        return cls(
+            site=column(lambda s, u: s, np.int64),
+            p_nom_mw=column(lambda s, u: u.p_nom),
+            energy_mwh=column(lambda s, u: u.energy_mwh),
+            efficiency_store=column(lambda s, u: u.efficiency_store),
+            efficiency_dispatch=column(lambda s, u: u.efficiency_dispatch),
+            standing_loss=column(lambda s, u: u.standing_loss),
+            soc_min_mwh=column(lambda s, u: u.state_of_charge_min),
+            soc_initial_mwh=column(lambda s, u: u.state_of_charge_initial),
+        )
+
+    @property
+    def n_units(self) -> int:
+        return len(self.site)
+
+
+@dataclass(frozen=True)
+class StorageDispatch:
+    """How storage ran, per site and slot ``[site, slot]`` [MW]: ``charge_mw`` taken in from
+    green power, ``discharge_mw`` delivered to the load; and each unit's energy at the end of
+    each slot ``soc_mwh`` ``[unit, slot]`` [MWh]."""
+
+    charge_mw: np.ndarray
+    discharge_mw: np.ndarray
+    soc_mwh: np.ndarray
+
+    def site_soc_mwh(self, fleet: StorageFleet, n_sites: int) -> np.ndarray:
+        """Energy stored per site at the end of each slot ``[site, slot]`` [MWh]."""
+        out = np.zeros((n_sites, self.soc_mwh.shape[1]))
+        np.add.at(out, fleet.site, self.soc_mwh)
+        return out
+
+
+def follow_surplus(
+    fleet: StorageFleet,
+    load_mw: np.ndarray,
+    green_mw: np.ndarray,
+    slot_hours: float,
+    soc_start_mwh: np.ndarray | None = None,
+) -> StorageDispatch:
+    """The rule of the module doc over ``load_mw`` and ``green_mw`` ``[site, slot]`` [MW], from
+    each unit's energy ``soc_start_mwh`` ``[unit]`` before the first slot (default: its
+    ``state_of_charge_initial``)."""
+    n_sites, n_slots = load_mw.shape
+    soc = (fleet.soc_initial_mwh if soc_start_mwh is None else np.asarray(soc_start_mwh)).astype(
+        float
+    )
+    charge = np.zeros((n_sites, n_slots))
+    discharge = np.zeros((n_sites, n_slots))
+    soc_out = np.zeros((fleet.n_units, n_slots))
+    if fleet.n_units == 0:
+        return StorageDispatch(charge, discharge, soc_out)
+    keep = (1.0 - fleet.standing_loss) ** slot_hours
+    surplus = np.maximum(green_mw - load_mw, 0.0)
+    deficit = np.maximum(load_mw - green_mw, 0.0)
+    for t in range(n_slots):
+        soc = soc * keep
+        to_store = surplus[:, t].copy()
+        to_serve = deficit[:, t].copy()
+        for u in range(fleet.n_units):  # a site's units in order: the first takes what it can
+            s = fleet.site[u]
+            room_mw = (fleet.energy_mwh[u] - soc[u]) / (fleet.efficiency_store[u] * slot_hours)
+            taken = min(to_store[s], fleet.p_nom_mw[u], max(room_mw, 0.0))
+            stored = max(soc[u] - fleet.soc_min_mwh[u], 0.0)
+            given = min(to_serve[s], fleet.p_nom_mw[u],
+                        stored * fleet.efficiency_dispatch[u] / slot_hours)  # fmt: skip
+            soc[u] += (taken * fleet.efficiency_store[u]
+                       - given / fleet.efficiency_dispatch[u]) * slot_hours  # fmt: skip
+            to_store[s] -= taken
+            to_serve[s] -= given
+            charge[s, t] += taken
+            discharge[s, t] += given
+        soc_out[:, t] = soc
+    return StorageDispatch(charge, discharge, soc_out)
