@@ -39,6 +39,7 @@ __all__ = [
     "PlanScore",
     "busy_gpus",
     "energy_totals",
+    "green_spilled_mw",
     "plan_metrics",
     "problem_load_arrays",
     "score_plan",
@@ -162,7 +163,7 @@ def _load_columns(
     load = _load_mw(gpus, sites)
     stored = follow_surplus(storage, load, green, slot_hours, soc_start_mwh)
     green_used = np.minimum(load, green) + stored.discharge_mw
-    grid = load - green_used
+    grid = np.maximum(load - green_used, 0.0)  # a discharge covering the deficit: 0, not -1 ulp
     violation = (gpus > 0) & broken_caps(
         caps_mw, load, green + stored.discharge_mw, CAP_TOLERANCE_MW
     )
@@ -258,10 +259,10 @@ def storage_end_mwh(
     return follow_surplus(storage, load, green, horizon.slot_hours, soc_start_mwh).soc_mwh[:, -1]
 
 
-def _spilled_mw(load: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Green supply neither used at once nor stored, of load columns ``[site, slot]`` [MW]."""
+def green_spilled_mw(load: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Green supply neither used at once nor stored, from site-load columns (any shape) [MW]."""
     direct = load["green_used_mw"] - load["storage_discharge_mw"]
-    return load["green_mw"] - direct - load["storage_charge_mw"]
+    return np.maximum(load["green_mw"] - direct - load["storage_charge_mw"], 0.0)
 
 
 def _load_mw(gpus: np.ndarray, sites: Sequence[Site]) -> np.ndarray:
@@ -346,7 +347,7 @@ def _metrics(
         green_share=totals["green_share"],
         grid_mwh=float(load["grid_mw"].sum() * slot_h),
         co2_t=float(load["grid_co2_kg"].sum() / 1000.0),
-        green_unused_mwh=float(_spilled_mw(load).sum() * slot_h),
+        green_unused_mwh=float(green_spilled_mw(load).sum() * slot_h),
         gpu_hours_placed=float(placed.sum() * slot_h),
         jobs_unfinished=int((missing > 0).sum()),
         unfinished_gpu_hours=float(missing.sum() * slot_h),

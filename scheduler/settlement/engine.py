@@ -22,6 +22,7 @@ from scheduler.clock import Clock, InstantClock
 from scheduler.contracts import PLAN
 from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
 from scheduler.contracts.plandir import RunReport
+from scheduler.metrics import problem_load_arrays
 from scheduler.policies.base import PlanResult
 from scheduler.problem import LoadCap, Problem
 from scheduler.ramps import ramp_bounds_gpus
@@ -212,21 +213,19 @@ class Settlement:
         self.cursor.replace(new, first)
 
     def slot_load(self, t: int) -> dict[str, np.ndarray]:
-        """What each site drew in slot ``t`` once it has run: ``load_mw``, ``grid_mw`` and the
-        ``grid_cap_mw`` and ``load_cap_mw`` in force then, arrays ``[site]`` [MW]."""
+        """What each site drew in slot ``t`` once it has run, arrays ``[site]``: the site-load
+        columns (:func:`~scheduler.metrics.problem_load_arrays`: ``gpus_busy``, ``load_mw``,
+        ``green_mw``, ``green_used_mw``, storage, ``grid_mw`` [MW], ...) on the supply the slot
+        settled on, the storage following the slots run so far, and the ``grid_cap_mw`` and
+        ``load_cap_mw`` in force then [MW]."""
         problem, walk = self.problem, self._walk
-        gpus = np.zeros(len(problem.sites), dtype=np.int64)
-        for _job, site, slot, done in walk.executed[-1:]:
-            if len(slot) and slot[0] == t:
-                np.add.at(gpus, site, done)
-        load = problem.base_load_mw + gpus * problem.mw_per_gpu
-        grid = load - np.minimum(load, self.actual.green_mw[:, t])
-        return {
-            "load_mw": load,
-            "grid_mw": grid,
-            "grid_cap_mw": walk.grid_cap_mw[t],
-            "load_cap_mw": walk.load_cap_mw[t],
-        }
+        gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+        for _job, site, slot, done in walk.executed:
+            np.add.at(gpus, (site, slot), done)
+        columns = problem_load_arrays(self.actual, gpus)
+        drawn = {name: column[:, t] for name, column in columns.items()}
+        drawn["grid_cap_mw"], drawn["load_cap_mw"] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
+        return drawn
 
     def state(self) -> dict[str, object]:
         """Everything the walk has done so far, as plain JSON-ready values with a schema

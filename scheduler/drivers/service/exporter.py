@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scheduler.metrics import problem_load_arrays
+from scheduler.metrics import green_spilled_mw
 from scheduler.problem import Problem
 from scheduler.ramps import ramp_stats
 from scheduler.settlement import Settlement
@@ -148,26 +148,23 @@ class ServiceMetrics:
         engine: Settlement,
         t: int,
         state: Mapping,
+        drawn: Mapping[str, np.ndarray],
         baseline_mw: np.ndarray,
         basis: Sequence[str],
     ) -> None:
         """Slot ``t`` of ``engine``'s day has run: count its energy and set the gauges.
 
         ``state`` is the engine's state after the slot (:meth:`Settlement.state`, the one the
-        loop commits), ``baseline_mw`` and ``basis`` per site (the slot's BASELINE [MW] and
-        supply basis)."""
+        loop commits), ``drawn`` what each site drew in it (:meth:`Settlement.slot_load`),
+        ``baseline_mw`` and ``basis`` per site (the slot's BASELINE [MW] and supply basis)."""
         actual, horizon = engine.actual, engine.actual.horizon
-        _, site_of, gpus_of = _executed_in(state, t)
-        busy = np.bincount(site_of, weights=gpus_of, minlength=len(actual.sites))
-        gpus = np.zeros((len(actual.sites), horizon.n_slots))
-        gpus[:, t] = busy
-        drawn = {name: column[:, t] for name, column in problem_load_arrays(actual, gpus).items()}
+        busy = drawn["gpus_busy"]
         start = horizon.times[t]
         slot = pd.Timedelta(minutes=horizon.slot_minutes)
         over_ramp = self._over_ramp(actual, start, slot, drawn["load_mw"])
         jobs = _job_counts(engine.problem, state, t)
         forecast_mw = engine.problem.green_mw[:, t]
-        unused_mw = drawn["green_mw"] - drawn["green_used_mw"]
+        unused_mw = green_spilled_mw(drawn)
         slot_s = slot.total_seconds()
         j_per_mw = slot_s * _W_PER_MW  # energy of 1 MW over the slot [J]
         with self._lock:

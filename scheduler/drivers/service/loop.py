@@ -339,7 +339,7 @@ class ControlLoop:
         runs = {site: run.issued_at for site, run in feed.in_use(start).items()} if feed else {}
         drawn = engine.slot_load(t)
         rows = slot_rows(engine, t, drawn, baseline, settled, runs)
-        self.metrics.slot_ran(engine, t, state, baseline, [row.supply_basis for row in rows])
+        self.metrics.slot_ran(engine, t, state, drawn, baseline, [r.supply_basis for r in rows])
         self._log_progress(engine, t, start, drawn)
         self.reports.add(rows)
 

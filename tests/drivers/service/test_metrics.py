@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pandas as pd
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler.contracts import RUN, read_table
@@ -115,10 +116,18 @@ def test_health_goes_not_serving_while_the_loop_stalls(small_config, tmp_path):
 
 
 def test_a_day_counted_in_joules_adds_up_to_run_csv(small_config, tmp_path):
-    """After a served day: per site the energy counters [J] are run.csv's MW x 900 s x 1e6 over
-    the slots the loop ran (on a loaded machine it may join the day a slot or two in), the
-    slots and GPU time add up, the cap submitted is counted as answered in a batch."""
-    running = start_loop(small_config, tmp_path, speedup=14400)
+    """After a served day with a battery at each site (qingyang's charges on its wind,
+    shantou's starts full and discharges in its morning deficit): per site the energy counters
+    [J] are run.csv's MW x 900 s x 1e6 over the slots the loop ran (on a loaded machine it may
+    join the day a slot or two in), stored green counted once, the slots and GPU time add up,
+    the cap submitted is counted as answered in a batch."""
+    data = yaml.safe_load(small_config.read_text())
+    battery = {"p_nom": 5.0, "max_hours": 2.0, "efficiency_store": 0.95, "efficiency_dispatch": 0.9}
+    data["sites"]["qingyang"]["storage"] = {"b": battery}
+    data["sites"]["shantou"]["storage"] = {"b": {**battery, "state_of_charge_initial": 10.0}}
+    config = tmp_path / "battery.yaml"
+    config.write_text(yaml.safe_dump(data))
+    running = start_loop(config, tmp_path, speedup=14400)
     assert running.metrics_port is not None
     try:
         running.start_loop()
@@ -139,14 +148,16 @@ def test_a_day_counted_in_joules_adds_up_to_run_csv(small_config, tmp_path):
     absent = {*WITH_FORECAST_RUNS, "greensched_loop_lag_seconds"}  # the loop has returned
     assert exposed(text) == {k: v for k, v in table.items() if k not in absent}
     run = read_table(RUN, tmp_path / "out" / DAY / "run.csv")
+    assert run["storage_charge_mw"].sum() > 0 and run["storage_discharge_mw"].sum() > 0
     assert first_run <= DAY_START + pd.Timedelta(hours=6)  # most of the day is compared
     for site, rows in run[run["time"] >= first_run].groupby("site"):
         expected_j = {
             "load": rows["load_mw"].sum(),
             "green_used": rows["green_used_mw"].sum(),
             "grid_import": rows["grid_mw"].sum(),
-            "green_unused": (rows["green_mw"] - rows["green_used_mw"]).sum(),
-        }
+            "green_unused": (rows["green_mw"] - rows["green_used_mw"]
+                             + rows["storage_discharge_mw"] - rows["storage_charge_mw"]).sum(),
+        }  # fmt: skip
         for name, mw_slots in expected_j.items():
             got = value(samples, f"greensched_{name}_joules_total", site=site)
             assert got == pytest.approx(mw_slots * SLOT_S * 1e6, rel=1e-3, abs=1.0), (name, site)
