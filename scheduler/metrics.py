@@ -129,13 +129,14 @@ def _load_arrays(
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``."""
     green = supply_matrix(supply, [s.name for s in sites], horizon)
-    carbon = np.array(
-        [hourly_profile(s.carbon_kg_per_mwh, horizon.times, s.timezone) for s in sites]
+    carbon, price = (
+        np.array([hourly_profile(getattr(s, name), horizon.times, s.timezone) for s in sites])
+        for name in ("carbon_kg_per_mwh", "price_per_mwh")
     )
     caps_mw = tightest_caps_mw(caps, sites, horizon)
     storage = StorageFleet.of([s.storage for s in sites])
     return _load_columns(
-        gpus, green, sites, caps_mw, carbon, horizon.slot_hours, storage, soc_start_mwh
+        gpus, green, sites, caps_mw, (carbon, price), horizon.slot_hours, storage, soc_start_mwh
     )
 
 
@@ -143,8 +144,9 @@ def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndar
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``, on
     ``problem``'s supply and caps, from the matrices it holds."""
     return _load_columns(
-        gpus, problem.green_mw, problem.sites, problem.caps_mw, problem.carbon_kg_per_mwh,
-        problem.slot_hours, problem.storage, problem.soc_start_mwh,
+        gpus, problem.green_mw, problem.sites, problem.caps_mw,
+        (problem.carbon_kg_per_mwh, problem.price_per_mwh), problem.slot_hours, problem.storage,
+        problem.soc_start_mwh,
     )  # fmt: skip
 
 
@@ -153,13 +155,15 @@ def _load_columns(
     green: np.ndarray,
     sites: Sequence[Site],
     caps_mw: Mapping[CapType, np.ndarray],
-    carbon: np.ndarray,
+    tariffs: tuple[np.ndarray, np.ndarray],
     slot_hours: float,
     storage: StorageFleet,
     soc_start_mwh: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    """The columns; stored green discharged counts as green used, and a grid cap may be kept
+    """The columns; ``tariffs`` are the grid's carbon [kg CO2/MWh] and price [currency/MWh]
+    ``[site, slot]``. Stored green discharged counts as green used, and a grid cap may be kept
     by discharging (the caps see the green supply plus what storage gives)."""
+    carbon, price = tariffs
     load = _load_mw(gpus, sites)
     stored = follow_surplus(storage, load, green, slot_hours, soc_start_mwh)
     green_used = np.minimum(load, green) + stored.discharge_mw
@@ -180,6 +184,7 @@ def _load_columns(
         "load_cap_mw": caps_mw[CapType.LOAD_LIMIT],
         "carbon_kg_per_mwh": carbon,
         "grid_co2_kg": grid * carbon * slot_hours,
+        "grid_cost": grid * price * slot_hours,
         "cap_violation": violation,
     }
 
@@ -201,7 +206,11 @@ class PlanMetrics:
     green_share: float  # [-], 0..1
     grid_mwh: float
     co2_t: float
+    cost: float  # grid energy x its price [currency]
     green_unused_mwh: float  # green supply neither used nor stored (curtailed)
+    storage_charged_mwh: float  # green taken into the sites' storage
+    storage_discharged_mwh: float  # stored green given to the load, after losses
+    storage_cycles: float  # discharged over the storage's energy capacity [-]; 0 without
     gpu_hours_placed: float
     jobs_unfinished: int  # jobs with work not placed by their deadline
     unfinished_gpu_hours: float
@@ -341,13 +350,19 @@ def _metrics(
         where=load["load_mw"] > 0,
     )
     row_green_tokens = row_tokens * green_fraction[site, slot]
+    discharged_mwh = float(load["storage_discharge_mw"].sum() * slot_h)
+    capacity_mwh = float(StorageFleet.of([s.storage for s in sites]).energy_mwh.sum())
     metrics = PlanMetrics(
         energy_used_mwh=totals["load_mwh"],
         green_used_mwh=totals["green_used_mwh"],
         green_share=totals["green_share"],
         grid_mwh=float(load["grid_mw"].sum() * slot_h),
         co2_t=float(load["grid_co2_kg"].sum() / 1000.0),
+        cost=float(load["grid_cost"].sum()),
         green_unused_mwh=float(green_spilled_mw(load).sum() * slot_h),
+        storage_charged_mwh=float(load["storage_charge_mw"].sum() * slot_h),
+        storage_discharged_mwh=discharged_mwh,
+        storage_cycles=discharged_mwh / capacity_mwh if capacity_mwh > 0 else 0.0,
         gpu_hours_placed=float(placed.sum() * slot_h),
         jobs_unfinished=int((missing > 0).sum()),
         unfinished_gpu_hours=float(missing.sum() * slot_h),

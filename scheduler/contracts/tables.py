@@ -533,6 +533,14 @@ SITE_LOAD = Schema(
         _c("load_cap_mw", Kind.FLOAT, "MW", "tightest load cap (inf when none)"),
         _c("carbon_kg_per_mwh", Kind.FLOAT, "kg CO2/MWh", "grid carbon intensity"),
         _c("grid_co2_kg", Kind.FLOAT, "kg", "grid CO2 in the slot"),
+        _c(
+            "grid_cost",
+            Kind.FLOAT,
+            "currency",
+            "grid energy x its price in the slot",
+            required=False,
+            default=0.0,
+        ),
         _c("cap_violation", Kind.BOOL, "-", "a cap broken with GPUs busy"),
     ),
 )

@@ -420,9 +420,9 @@ def plan(
         title=f"plan for {day} ({problem.n_jobs} jobs, {horizon.n_slots} slots), on the forecast; "
         f"load steps per site ({' / '.join(problem.site_names)})"
     )
-    for column in ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
-                   "unfinished jobs", "cap violations", "status", "gap", "solve s",
-                   *RAMP_COLUMNS):  # fmt: skip
+    for column in ("policy", "green share", "grid MWh", "CO2 t", "cost", "unused green MWh",
+                   "stored green MWh", "unfinished jobs", "cap violations", "status", "gap",
+                   "solve s", *RAMP_COLUMNS):  # fmt: skip
         view.add_column(column, justify="left" if column in ("policy", "status") else "right")
     for name, metrics in result.metrics.items():
         solved = result.results[name]
@@ -434,7 +434,8 @@ def plan(
         }  # fmt: skip
         view.add_row(
             name, f"{metrics.green_share:.1%}", f"{metrics.grid_mwh:,.1f}", f"{metrics.co2_t:,.1f}",
-            f"{metrics.green_unused_mwh:,.1f}", str(metrics.jobs_unfinished),
+            f"{metrics.cost:,.0f}", f"{metrics.green_unused_mwh:,.1f}",
+            f"{metrics.storage_discharged_mwh:,.1f}", str(metrics.jobs_unfinished),
             str(metrics.cap_violations), solved.status,
             "" if solved.gap is None else f"{solved.gap:.2%}", f"{solved.solve_seconds:.2f}",
             *ramp_cells(ramps),

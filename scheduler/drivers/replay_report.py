@@ -19,8 +19,8 @@ __all__ = [
     "write_replay_report",
 ]
 
-SUMMARY_COLUMNS = ("policy", "green share", "grid MWh", "CO2 t", "unused green MWh",
-                   "late job-days", "unfinished GPU-h at end", "solve s",
+SUMMARY_COLUMNS = ("policy", "green share", "grid MWh", "CO2 t", "cost", "unused green MWh",
+                   "stored green MWh", "late job-days", "unfinished GPU-h at end", "solve s",
                    "largest step MW", "total swing MW", "slots over ramp")  # fmt: skip
 RAMP_COLUMNS = SUMMARY_COLUMNS[-3:]
 
@@ -65,7 +65,9 @@ def summary_lines(summary: dict) -> list[list[str]]:
             f"{row['green_share']:.1%}",
             f"{row['grid_mwh']:,.0f}",
             f"{row['co2_t']:,.0f}",
+            f"{row.get('cost', 0.0):,.0f}",
             f"{row['green_unused_mwh']:,.0f}",
+            f"{row.get('storage_discharged_mwh', 0.0):,.0f}",
             str(row["late_job_days"]),
             f"{row['unfinished_gpu_hours_at_end']:,.1f}",
             f"{row['solve_seconds']:.1f}",
@@ -164,14 +166,15 @@ def write_replay_report(
         "Plans are made on the day-ahead forecast (the oracle on actual supply) and settled "
         "on the actual supply; unfinished work carries into the next day.",
         "",
-        "| policy | green share | grid MWh | CO2 t | unused green MWh | late job-days | "
-        "unfinished at end GPU-h | cap violations | solve s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| policy | green share | grid MWh | CO2 t | cost | unused green MWh | stored green MWh "
+        "| late job-days | unfinished at end GPU-h | cap violations | solve s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in summary["policies"].items():
         lines.append(
             f"| {name} | {row['green_share']:.1%} | {row['grid_mwh']:,.0f} | {row['co2_t']:,.0f} "
-            f"| {row['green_unused_mwh']:,.0f} | {row['late_job_days']} "
+            f"| {row.get('cost', 0.0):,.0f} | {row['green_unused_mwh']:,.0f} "
+            f"| {row.get('storage_discharged_mwh', 0.0):,.0f} | {row['late_job_days']} "
             f"| {row['unfinished_gpu_hours_at_end']:,.1f} | {row['cap_violations']} "
             f"| {row['solve_seconds']:.1f} |"
         )

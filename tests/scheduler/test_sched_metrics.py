@@ -13,6 +13,7 @@ from scheduler.metrics import plan_metrics, score_plan, site_load
 from scheduler.policies.base import PlanStatus, make_result
 from scheduler.problem import Problem
 from scheduler.repair import plan_arrays
+from scheduler.storage import StorageUnit
 
 
 def test_metrics_by_hand_on_15_minute_slots():
@@ -42,6 +43,34 @@ def test_metrics_by_hand_on_15_minute_slots():
     assert m.green_tokens == pytest.approx(1000.0 * 0.1 / 0.16)
     assert m.tokens_by_site == {"a": pytest.approx(1000.0)}
     assert m.cap_violations == 0
+
+
+def test_cost_and_storage_by_hand_on_15_minute_slots():
+    """0.3 MW of green in the first slot, none in the second; a 0.04 MW / 0.04 MWh battery
+    stores 0.01 MWh of the surplus and gives it back: grid, CO2, cost, spill and cycles by hand
+    (a slot counted as an hour would be 4 times off)."""
+    s = site("a", kw_per_gpu=1.2, pue=1.25, base_load_mw=0.1, carbon=600.0).model_copy(
+        update={"price_per_mwh": 200.0, "storage": {"b": StorageUnit(p_nom=0.04, max_hours=1.0)}}
+    )
+    horizon = Horizon(START, 15, 2)
+    supply = supply_frame(horizon, ["a"], np.array([[0.3, 0.0]]))
+    jobs = jobs_frame([Job("j", 10.0, 40, START, START + pd.Timedelta(hours=1), tokens=1000.0)])
+    plan = pd.DataFrame({"job_id": ["j"], "site": ["a"], "time": [START], "gpus": [40]})
+
+    load = site_load(plan, supply, [s], horizon)
+    assert load["storage_charge_mw"].tolist() == pytest.approx([0.04, 0.0])
+    assert load["storage_discharge_mw"].tolist() == pytest.approx([0.0, 0.04])
+    assert load["soc_mwh"].tolist() == pytest.approx([0.01, 0.0])
+    assert load["grid_mw"].tolist() == pytest.approx([0.0, 0.06])
+    m = plan_metrics(plan, jobs, supply, [s], horizon)
+    assert m.grid_mwh == pytest.approx(0.015)
+    assert m.co2_t == pytest.approx(0.015 * 600 / 1000)
+    assert m.cost == pytest.approx(0.015 * 200)
+    assert m.green_used_mwh == pytest.approx((0.16 + 0.04) * 0.25)
+    assert m.green_unused_mwh == pytest.approx((0.3 - 0.16 - 0.04) * 0.25)
+    assert m.storage_charged_mwh == pytest.approx(0.01)
+    assert m.storage_discharged_mwh == pytest.approx(0.01)
+    assert m.storage_cycles == pytest.approx(0.25)
 
 
 def test_unfinished_work_and_cap_violation_are_counted():
