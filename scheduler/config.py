@@ -391,6 +391,31 @@ class Config(_Strict):
         }
         return self.updated({"workload": {"classes": classes}})
 
+    def mean_load_mw(self) -> dict[str, float]:
+        """Each site's mean load under the workload [MW], estimated from the config alone: the
+        day's GPU-hours (jobs x mean GPU-hours per class) shared among the sites by their GPUs,
+        over 24 h, at each site's MW per GPU, plus its base load. Jobs restricted to some sites
+        are shared like the others (a study's scale, not a forecast)."""
+        gpu_h = sum(
+            c.jobs * (c.gpu_hours[0] + c.gpu_hours[1]) / 2 for c in self.workload.classes.values()
+        )
+        gpus = sum(site.gpus for site in self.sites.values())
+        return {
+            name: site.base_load_mw + gpu_h * site.gpus / gpus * site.mw_per_gpu / 24.0
+            for name, site in self.sites.items()
+        }
+
+    def with_storage_hours(self, hours: float, efficiency: float = 0.95) -> Config:
+        """This config with one battery per site (replacing any) of ``p_nom`` its mean load
+        (:meth:`mean_load_mw`) and ``max_hours`` = ``hours``, ``efficiency`` each way, empty at
+        the start; ``hours`` 0: no storage. Validated."""
+        sites = self.model_dump()["sites"]
+        for name, mean_mw in self.mean_load_mw().items():
+            battery = {"p_nom": mean_mw, "max_hours": hours, "efficiency_store": efficiency,
+                       "efficiency_dispatch": efficiency}  # fmt: skip
+            sites[name]["storage"] = {"battery": battery} if hours > 0 else {}
+        return parse_config({**self.model_dump(), "sites": sites}, "<storage hours>")
+
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)

@@ -17,9 +17,11 @@ Example::
       daily_cap: [null, "shantou:18-22:5"]
       limits_on: [forecast, p10]         # default: the config's solver.limits_on
       replan_every_minutes: [null, 60]   # plan once a day, or re-plan hourly on fresher vintages
+      storage_hours: [0, 1, 2, 4]        # a battery per site of that many hours of its mean load
 
 The results table has one row per scenario and policy: the swept values, the policy, its
-totals over the days (green share, grid MWh, CO2 t, unused green MWh, energy used, GPU-hours
+totals over the days (green share, grid MWh, CO2 t, cost, unused green MWh, stored green
+discharged and storage cycles, energy used, GPU-hours
 submitted and served, unfinished GPU-hours at the end, late job-days, cap violations, solve
 seconds, re-plans), per site the ramp figures (``<site>_largest_step_mw``,
 ``<site>_total_swing_mw``, ``<site>_slots_over_ramp``) and the optimizer's share of the
@@ -87,11 +89,18 @@ class Sweep(BaseModel):
         min_length=1,
         description="re-plan the work left this often within each day [min]; null: once a day",
     )
+    storage_hours: list[float | None] = Field(
+        default=[None],
+        min_length=1,
+        description="a battery per site, replacing the config's: p_nom the site's mean load "
+        "(Config.mean_load_mw), this many hours of it, 95 % efficient each way; 0: none; "
+        "null: the config's storage",
+    )
 
-    @field_validator("forecast_error", "deferrable_scale")
+    @field_validator("forecast_error", "deferrable_scale", "storage_hours")
     @classmethod
-    def _non_negative(cls, values: list[float]) -> list[float]:
-        if any(v < 0 for v in values):
+    def _non_negative(cls, values: list[float | None]) -> list[float | None]:
+        if any(v is not None and v < 0 for v in values):
             raise ValueError("values must be >= 0")
         return values
 
@@ -155,13 +164,15 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
                 f"{slot_minutes}-minute slot"
             )
     limits = sweep.limits_on or [config.solver.limits_on]
-    for error, scale, cap, limits_on, every in itertools.product(
+    for error, scale, cap, limits_on, every, hours in itertools.product(
         sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, limits,
-        sweep.replan_every_minutes,
+        sweep.replan_every_minutes, sweep.storage_hours,
     ):  # fmt: skip
         scenario_config = config.with_jobs_scaled(scale, DEFERRABLE_WINDOW_H).with_solver(
             limits_on=limits_on
         )
+        if hours is not None:
+            scenario_config = scenario_config.with_storage_hours(hours)
         spec = ReplaySpec(
             config=scenario_config,
             sources=sources,
@@ -179,6 +190,7 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
             "daily_cap": cap or "",
             "limits_on": limits_on,
             "replan_every_minutes": every,
+            "storage_hours": hours,
         }
         out.append((parameters, spec))
     return out

@@ -64,3 +64,26 @@ def test_replanning_is_an_axis_of_the_grid(tmp_path, config):
     path.write_text(STUDY + "  replan_every_minutes: [0]\n")
     with pytest.raises(ConfigError, match="replan_every_minutes"):
         load_study(path)
+
+
+def test_battery_size_is_an_axis_of_the_grid(tmp_path, config):
+    """storage_hours puts a battery of that many hours of each site's mean load at every site:
+    a day replayed with 2 hours emits less grid CO2 than with none, and cycles its batteries."""
+    from scheduler.drivers.replay import replay, summarize
+
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY.replace("[fifo, optimizer]", "[greedy]")
+                    .replace("[0.0, 2.0]", "[1.0]").replace('[null, "shantou:18-22:4"]', "[null]")
+                    + "  storage_hours: [0, 2]\n")  # fmt: skip
+    grid = scenario_specs(load_study(path), config)
+    assert [p["storage_hours"] for p, _ in grid] == [0, 2]
+    none, two = (spec for _, spec in grid)
+    assert all(not site.storage for site in none.config.sites.values())
+    for name, site in two.config.sites.items():
+        (battery,) = site.storage.values()
+        # p_nom is the site's mean load: above its base load, below its full load [MW]
+        assert site.base_load_mw < battery.p_nom < site.full_load_mw
+        assert battery.energy_mwh == pytest.approx(2 * none.config.mean_load_mw()[name])
+    totals = [summarize(replay(spec))["policies"]["greedy"] for spec in (none, two)]
+    assert totals[1]["co2_t"] < totals[0]["co2_t"]
+    assert totals[0]["storage_cycles"] == 0 < totals[1]["storage_cycles"]
