@@ -287,6 +287,22 @@ class SolverSettings(_Strict):
         "the forecast itself. Replaying 60 synthetic days (2026-03/04) p10 halved the work cut "
         "at settlement (11,127 -> 5,274 GPU-h) for the same green share",
     )
+    objective: Literal["carbon", "cost", "weighted"] = Field(
+        default="carbon",
+        description="what the policies minimise on grid energy: its CO2 [kg], its cost at each "
+        "site's price_per_mwh [currency], or CO2 + cost_weight x cost",
+    )
+    cost_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="with objective 'weighted': kg CO2 one unit of currency is worth [kg/currency]",
+    )
+
+    def objective_weights(self) -> tuple[float, float]:
+        """``(carbon, cost)`` weights of a grid MWh's CO2 [kg] and cost [currency]."""
+        return {"carbon": (1.0, 0.0), "cost": (0.0, 1.0)}.get(
+            self.objective, (1.0, self.cost_weight)
+        )
 
 
 class MeasurementSettings(_Strict):

@@ -295,7 +295,9 @@ class Problem:
     in the slot before the horizon (the previous day's last slot) [MW], ``None`` when unknown:
     the ramp limits then bind from the horizon's second slot. ``initial_soc_mwh`` is each
     storage unit's energy before the horizon (:attr:`storage` order) [MWh], ``None``: each
-    unit's ``state_of_charge_initial``.
+    unit's ``state_of_charge_initial``. ``objective_weights`` are what a grid MWh weighs in
+    the policies' objective: ``(carbon, cost)`` per kg CO2 and per unit of currency (``(1, 0)``:
+    grid CO2 in kg, the default; ``(0, 1)``: grid cost).
     """
 
     horizon: Horizon
@@ -307,6 +309,7 @@ class Problem:
     user_region: str = "singapore"
     max_site_moves: int | None = None
     limit_green_column: str = "green_mw"
+    objective_weights: tuple[float, float] = (1.0, 0.0)
     initial_load_mw: tuple[float, ...] | None = None
     initial_soc_mwh: tuple[float, ...] | None = None
 
@@ -401,9 +404,19 @@ class Problem:
         return (self.green_mw - self.base_load_mw[:, None]) / self.mw_per_gpu[:, None]
 
     @cached_property
+    def objective_per_mwh(self) -> np.ndarray:
+        """What a MWh of grid energy weighs in the objective ``[site, slot]``: its CO2 [kg]
+        under the default weights, its cost [currency] under ``(0, 1)``, their blend else."""
+        carbon, cost = self.objective_weights
+        if cost == 0:
+            return carbon * self.carbon_kg_per_mwh
+        return carbon * self.carbon_kg_per_mwh + cost * self.price_per_mwh
+
+    @cached_property
     def grid_kg_per_gpu_slot(self) -> np.ndarray:
-        """Grid CO2 of one GPU busy one slot on grid power ``[site, slot]`` [kg]."""
-        return self.carbon_kg_per_mwh * self.mw_per_gpu[:, None] * self.slot_hours
+        """What one GPU busy one slot on grid power weighs in the objective ``[site, slot]``:
+        grid CO2 [kg] under the default objective (:attr:`objective_per_mwh`)."""
+        return self.objective_per_mwh * self.mw_per_gpu[:, None] * self.slot_hours
 
     @cached_property
     def limit_green_mw(self) -> np.ndarray:
@@ -563,10 +576,10 @@ class Problem:
 
 _CAPS_FREE = (  # Problem's cached values that do not depend on its caps
     "site_names", "slot_hours", "green_mw", "carbon_kg_per_mwh", "price_per_mwh", "mw_per_gpu",
-    "base_load_mw", "site_gpus", "green_gpus", "grid_kg_per_gpu_slot", "limit_green_mw",
-    "_ramps", "initial_gpus", "storage", "soc_start_mwh", "n_jobs", "job_ids", "work_units",
-    "tokens_per_gpu_hour", "max_gpus", "_windows", "site_mask", "preemptible", "duration_slots",
-    "latency_order",
+    "base_load_mw", "site_gpus", "green_gpus", "grid_kg_per_gpu_slot", "objective_per_mwh",
+    "limit_green_mw", "_ramps", "initial_gpus", "storage", "soc_start_mwh", "n_jobs", "job_ids",
+    "work_units", "tokens_per_gpu_hour", "max_gpus", "_windows", "site_mask", "preemptible",
+    "duration_slots", "latency_order",
 )  # fmt: skip
 
 
@@ -597,4 +610,5 @@ def problem_for(
         user_region=config.workload.user_region,
         max_site_moves=config.solver.max_site_moves,
         limit_green_column="green_mw_p10" if limits_on == "p10" else "green_mw",
+        objective_weights=config.solver.objective_weights(),
     )

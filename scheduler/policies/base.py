@@ -134,13 +134,15 @@ def unfinished_penalty_kg(problem: Problem) -> float:
 
 
 def objective_kg(problem: Problem, arrays: PlanArrays) -> float:
-    """Grid CO2 of a plan on the problem's supply plus the unfinished-work penalty [kg]."""
+    """The objective of a plan on the problem's supply: its grid energy weighed by
+    :attr:`~scheduler.problem.Problem.objective_per_mwh` (grid CO2 [kg] by default) plus the
+    unfinished-work penalty."""
     gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(gpus, (arrays.site, arrays.slot), arrays.gpus)
     load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
     grid_mwh = np.maximum(load - problem.green_mw, 0) * problem.slot_hours
     missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
-    return float((grid_mwh * problem.carbon_kg_per_mwh).sum()) + unfinished_penalty_kg(
+    return float((grid_mwh * problem.objective_per_mwh).sum()) + unfinished_penalty_kg(
         problem
     ) * float(missing.sum())
 
