@@ -70,6 +70,10 @@ ForecastOption = Annotated[
     ),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="log what happens")]
+ObjectiveOption = Annotated[
+    str | None,
+    typer.Option(help="minimise grid 'carbon', 'cost' or 'weighted'; default: solver.objective"),
+]
 AfterOption = Annotated[
     Path | None,
     typer.Option(
@@ -376,6 +380,7 @@ def plan(
         float | None, typer.Option(min=0.1, help="solver time limit \\[s]; default from config")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of weather, errors and jobs")] = None,
+    objective: ObjectiveOption = None,
     after: AfterOption = None,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/plan"),
     verbose: VerboseOption = False,
@@ -396,6 +401,8 @@ def plan(
     cfg = load_config(config)
     changes = {"time_limit_s": time_limit, "policy": policy, "compare": _names(compare)}
     cfg = cfg.with_solver(**{k: v for k, v in changes.items() if v is not None})
+    if objective is not None:
+        cfg = cfg.updated({"solver": {"objective": objective}}, "--objective")
     names = [cfg.solver.policy, *cfg.solver.compare]
     seed = cfg.seed if seed is None else seed
     day = _day(date, "--date") if date else tomorrow(cfg.timezone).isoformat()
@@ -471,6 +478,7 @@ def replay(
         str | None,
         typer.Option(help="plan grid limits on the 'forecast' or its 'p10'; default: config"),
     ] = None,
+    objective: ObjectiveOption = None,
     daily_cap: Annotated[
         list[str] | None,
         typer.Option(help="a cap every day, SITE:START-END:MW (local hours, grid import MW)"),
@@ -508,6 +516,8 @@ def replay(
     cfg = load_config(config)
     if limits_on is not None:
         cfg = cfg.updated({"solver": {"limits_on": limits_on}}, "--limits-on")
+    if objective is not None:
+        cfg = cfg.updated({"solver": {"objective": objective}}, "--objective")
     sources = parse_weather_specs(weather or [], list(cfg.sites))
     names = tuple(_names(policies) or ())
     for name in names:
@@ -854,15 +864,17 @@ def study(
         raise UserError(str(error)) from None
     write_table(table, out)
     view = Table(title=f"study {path.name}: {len(table)} rows")
-    columns = ["forecast_error", "deferrable_scale", "daily_cap", "limits_on", "policy",
-               "green_share", "co2_t"]  # fmt: skip
+    columns = ["forecast_error", "deferrable_scale", "daily_cap", "limits_on", "storage_hours",
+               "policy", "green_share", "co2_t", "cost"]  # fmt: skip
     for column in columns:
         left = column in ("daily_cap", "limits_on", "policy")
         view.add_column(column, justify="left" if left else "right")
     for row in table[columns].itertuples(index=False):
+        hours = "config" if pd.isna(row.storage_hours) else f"{row.storage_hours:g} h"
         view.add_row(
             f"{row.forecast_error:g}", f"{row.deferrable_scale:g}", row.daily_cap or "-",
-            row.limits_on, row.policy, f"{row.green_share:.1%}", f"{row.co2_t:,.0f}",
+            row.limits_on, hours, row.policy, f"{row.green_share:.1%}", f"{row.co2_t:,.0f}",
+            f"{row.cost:,.0f}",
         )  # fmt: skip
     console.print(view)
     console.print(f"wrote {out}")

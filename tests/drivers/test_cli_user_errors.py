@@ -234,6 +234,15 @@ OUTPUTS = {
         lambda t: [*CAP, "--start", "2026-12-01T10:00"],
         "is not a time in ISO 8601 with an offset",
     ),
+    "plan --objective unknown": (
+        lambda t: ["plan", "--date", DAY, "--objective", "price", "--out", str(t / "p")],
+        "--objective: invalid configuration solver.objective: 'price': Input should be "
+        "'carbon', 'cost' or 'weighted'",
+    ),
+    "replay --objective unknown": (
+        lambda t: ["replay", "--from", DAY, "--to", DAY, "--objective", "x", "--out", str(t / "r")],
+        "--objective: invalid configuration solver.objective: 'x'",
+    ),
     "caps list --timezone unknown": (
         lambda t: ["caps", "list", "--timezone", "Mars/Olympus"],
         "--timezone 'Mars/Olympus' is not a time zone",
