@@ -237,7 +237,7 @@ def site_tiers(problem: Problem, fixed_gpus: np.ndarray) -> SiteTiers:
         capacity=np.stack([tier0, tier1, tier2]),
         co2_kg=share * problem.grid_kg_per_gpu_slot[None],
         grid_share=share,
-        fixed_co2_kg=float((fixed_grid * problem.carbon_kg_per_mwh).sum()),
+        fixed_co2_kg=float((fixed_grid * problem.objective_per_mwh).sum()),
         fixed_grid_mwh=float(fixed_grid.sum()),
     )
 

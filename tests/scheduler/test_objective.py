@@ -34,6 +34,10 @@ def test_a_cost_objective_trades_co2_for_cost_where_price_and_carbon_disagree(co
     if policy == "optimizer":  # its objective is the plan's cost (no work unfinished here)
         assert scores["cost"].jobs_unfinished == 0
         assert results["cost"].objective_kg == pytest.approx(scores["cost"].cost, rel=1e-6)
+        # the bound is in the same units: the gap stays small and never negative
+        for result in results.values():
+            assert result.best_bound_kg <= result.objective_kg * (1 + 1e-9)
+            assert result.gap is not None and 0 <= result.gap <= 0.05
         assert results["carbon"].objective_kg == pytest.approx(
             scores["carbon"].co2_t * 1000, rel=1e-6
         )
