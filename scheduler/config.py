@@ -59,6 +59,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Tariff = float | list[float] | dict[Literal["weekday", "weekend"], float | list[float]]
+"""A per-MWh value of grid energy: constant, 24 hourly values in local time, or one of those per
+day type (Monday to Friday, Saturday and Sunday; both required)."""
+
+
 class Site(SupplySite):
     """A GPU site: its renewable plants (from :class:`SupplySite`) plus load and grid terms."""
 
@@ -67,12 +72,14 @@ class Site(SupplySite):
     pue: float = Field(ge=1.0, le=3.0, description="power usage effectiveness [-]")
     base_load_mw: float = Field(ge=0, description="load drawn whatever runs (idle, cooling) [MW]")
     grid_import_limit_mw: float = Field(gt=0, description="most the site may draw from grid [MW]")
-    carbon_kg_per_mwh: float | list[float] = Field(
-        description="grid carbon intensity [kg CO2/MWh]: a constant, or 24 hourly values "
-        "in the site's local time"
+    carbon_kg_per_mwh: Tariff = Field(
+        description="grid carbon intensity [kg CO2/MWh]: a constant, 24 hourly values in the "
+        "site's local time, or {weekday: ..., weekend: ...} of either"
     )
-    price_per_mwh: float | list[float] = Field(
-        default=0.0, description="grid energy price [currency/MWh]: constant or 24 hourly values"
+    price_per_mwh: Tariff = Field(
+        default=0.0,
+        description="grid energy price [currency/MWh], a time-of-use tariff: a constant, 24 "
+        "hourly values in local time, or {weekday: ..., weekend: ...} of either",
     )
     latency_ms: dict[str, float] = Field(
         default_factory=dict, description="round-trip latency to user regions [ms]"
@@ -95,12 +102,16 @@ class Site(SupplySite):
 
     @field_validator("carbon_kg_per_mwh", "price_per_mwh")
     @classmethod
-    def _profile(cls, value: float | list[float]) -> float | list[float]:
-        values = value if isinstance(value, list) else [value]
-        if isinstance(value, list) and len(value) != 24:
-            raise ValueError(f"an hourly profile needs 24 values, got {len(value)}")
-        if any(not math.isfinite(v) or v < 0 for v in values):
-            raise ValueError("values must be finite and >= 0")
+    def _profile(cls, value: Tariff) -> Tariff:
+        if isinstance(value, dict) and set(value) != {"weekday", "weekend"}:
+            raise ValueError("a tariff by day type needs both 'weekday' and 'weekend'")
+        for day_type, profile in value.items() if isinstance(value, dict) else [("", value)]:
+            values = profile if isinstance(profile, list) else [profile]
+            where = f"{day_type}: " if day_type else ""
+            if isinstance(profile, list) and len(profile) != 24:
+                raise ValueError(f"{where}an hourly profile needs 24 values, got {len(profile)}")
+            if any(not math.isfinite(v) or v < 0 for v in values):
+                raise ValueError(f"{where}values must be finite and >= 0")
         return value
 
     @model_validator(mode="after")

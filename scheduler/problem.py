@@ -19,7 +19,7 @@ reading of a cap that starts or ends inside a slot).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -168,12 +168,19 @@ def read_caps(path: str | Path, site_names: Sequence[str]) -> tuple[LoadCap, ...
 
 
 def hourly_profile(
-    value: float | Sequence[float], times: pd.DatetimeIndex, timezone: str
+    value: float | Sequence[float] | Mapping[str, float | Sequence[float]],
+    times: pd.DatetimeIndex,
+    timezone: str,
 ) -> np.ndarray:
-    """Per-slot values of a constant or of 24 hourly values given in local time ``timezone``.
+    """Per-slot values of a constant, of 24 hourly values given in local time ``timezone``, or
+    of either per day type (``{"weekday": ..., "weekend": ...}``, Saturday and Sunday local).
 
-    Slot ``t`` takes the value of the local hour in which it starts.
+    Slot ``t`` takes the value of the local hour (and day) in which it starts.
     """
+    if isinstance(value, Mapping):
+        weekend = times.tz_convert(timezone).dayofweek.to_numpy() >= 5
+        by_type = {name: hourly_profile(value[name], times, timezone) for name in value}
+        return np.where(weekend, by_type["weekend"], by_type["weekday"])
     if isinstance(value, int | float):
         return np.full(len(times), float(value))
     hours = times.tz_convert(timezone).hour.to_numpy()
