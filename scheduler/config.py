@@ -64,6 +64,54 @@ Tariff = float | list[float] | dict[Literal["weekday", "weekend"], float | list[
 day type (Monday to Friday, Saturday and Sunday; both required)."""
 
 
+def check_tariff(value: Tariff) -> Tariff:
+    """``value`` as given; raises ``ValueError`` for a profile of other than 24 hours, a day
+    type missing, or a value below 0 or not finite."""
+    if isinstance(value, dict) and set(value) != {"weekday", "weekend"}:
+        raise ValueError("a profile by day type needs both 'weekday' and 'weekend'")
+    for day_type, profile in value.items() if isinstance(value, dict) else [("", value)]:
+        values = profile if isinstance(profile, list) else [profile]
+        where = f"{day_type}: " if day_type else ""
+        if isinstance(profile, list) and len(profile) != 24:
+            raise ValueError(f"{where}an hourly profile needs 24 values, got {len(profile)}")
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError(f"{where}values must be finite and >= 0")
+    return value
+
+
+class GreenPurchase(_Strict):
+    """A direct green-power purchase (a PPA): green energy delivered at the site's connection,
+    as a profile or a daily volume (delivered evenly), at a price. Take or pay: every contracted
+    MWh is paid whether the site uses it or not; what the load and storage do not take is
+    spilled like surplus wind. It counts as green in every metric and in green tokens."""
+
+    profile_mw: Tariff | None = Field(
+        default=None,
+        description="power delivered [MW]: a constant, 24 hourly values in local time, or "
+        "{weekday: ..., weekend: ...} of either",
+    )
+    mwh_per_day: float | None = Field(
+        default=None, ge=0, description="or a volume per day, delivered evenly [MWh]"
+    )
+    price_per_mwh: float = Field(ge=0, description="contract price [currency/MWh]")
+
+    @field_validator("profile_mw")
+    @classmethod
+    def _profile(cls, value: Tariff | None) -> Tariff | None:
+        return None if value is None else check_tariff(value)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> GreenPurchase:
+        if (self.profile_mw is None) == (self.mwh_per_day is None):
+            raise ValueError("give exactly one of profile_mw and mwh_per_day")
+        return self
+
+    @property
+    def delivered_mw(self) -> Tariff:
+        """The power delivered, as a profile [MW]."""
+        return self.profile_mw if self.profile_mw is not None else (self.mwh_per_day or 0.0) / 24
+
+
 class Site(SupplySite):
     """A GPU site: its renewable plants (from :class:`SupplySite`) plus load and grid terms."""
 
@@ -99,20 +147,14 @@ class Site(SupplySite):
         description="storage units (batteries) by name, PyPSA's StorageUnit attributes "
         "(scheduler/storage.py)",
     )
+    green_purchase: GreenPurchase | None = Field(
+        default=None, description="a direct green-power purchase (PPA) delivered at the site"
+    )
 
     @field_validator("carbon_kg_per_mwh", "price_per_mwh")
     @classmethod
     def _profile(cls, value: Tariff) -> Tariff:
-        if isinstance(value, dict) and set(value) != {"weekday", "weekend"}:
-            raise ValueError("a tariff by day type needs both 'weekday' and 'weekend'")
-        for day_type, profile in value.items() if isinstance(value, dict) else [("", value)]:
-            values = profile if isinstance(profile, list) else [profile]
-            where = f"{day_type}: " if day_type else ""
-            if isinstance(profile, list) and len(profile) != 24:
-                raise ValueError(f"{where}an hourly profile needs 24 values, got {len(profile)}")
-            if any(not math.isfinite(v) or v < 0 for v in values):
-                raise ValueError(f"{where}values must be finite and >= 0")
-        return value
+        return check_tariff(value)
 
     @model_validator(mode="after")
     def _grid_can_carry_base_load(self) -> Site:

@@ -26,7 +26,14 @@ from scheduler.contracts import SITE_LOAD, CapType
 from scheduler.horizon import Horizon
 from scheduler.jobs import work_units
 from scheduler.labels import label_index
-from scheduler.problem import LoadCap, Problem, hourly_profile, supply_matrix, tightest_caps_mw
+from scheduler.problem import (
+    LoadCap,
+    Problem,
+    hourly_profile,
+    purchased_green_mw,
+    site_green_mw,
+    tightest_caps_mw,
+)
 from scheduler.ramps import ramp_limits_mw, ramp_stats
 from scheduler.storage import StorageFleet, follow_surplus
 
@@ -128,7 +135,7 @@ def _load_arrays(
     soc_start_mwh: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``."""
-    green = supply_matrix(supply, [s.name for s in sites], horizon)
+    green = site_green_mw(supply, sites, horizon)
     carbon, price = (
         np.array([hourly_profile(getattr(s, name), horizon.times, s.timezone) for s in sites])
         for name in ("carbon_kg_per_mwh", "price_per_mwh")
@@ -136,7 +143,7 @@ def _load_arrays(
     caps_mw = tightest_caps_mw(caps, sites, horizon)
     storage = StorageFleet.of([s.storage for s in sites])
     return _load_columns(
-        gpus, green, sites, caps_mw, (carbon, price), horizon.slot_hours, storage, soc_start_mwh
+        gpus, green, sites, caps_mw, (carbon, price), horizon, storage, soc_start_mwh
     )
 
 
@@ -145,7 +152,7 @@ def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndar
     ``problem``'s supply and caps, from the matrices it holds."""
     return _load_columns(
         gpus, problem.green_mw, problem.sites, problem.caps_mw,
-        (problem.carbon_kg_per_mwh, problem.price_per_mwh), problem.slot_hours, problem.storage,
+        (problem.carbon_kg_per_mwh, problem.price_per_mwh), problem.horizon, problem.storage,
         problem.soc_start_mwh,
     )  # fmt: skip
 
@@ -156,14 +163,19 @@ def _load_columns(
     sites: Sequence[Site],
     caps_mw: Mapping[CapType, np.ndarray],
     tariffs: tuple[np.ndarray, np.ndarray],
-    slot_hours: float,
+    horizon: Horizon,
     storage: StorageFleet,
     soc_start_mwh: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    """The columns; ``tariffs`` are the grid's carbon [kg CO2/MWh] and price [currency/MWh]
-    ``[site, slot]``. Stored green discharged counts as green used, and a grid cap may be kept
-    by discharging (the caps see the green supply plus what storage gives)."""
+    """The columns; ``green`` includes the sites' green purchases, ``tariffs`` are the grid's
+    carbon [kg CO2/MWh] and price [currency/MWh] ``[site, slot]``. Stored green discharged
+    counts as green used, and a grid cap may be kept by discharging (the caps see the green
+    supply plus what storage gives). A green purchase is paid whether used or not."""
     carbon, price = tariffs
+    slot_hours = horizon.slot_hours
+    purchase_price = np.array(
+        [0.0 if s.green_purchase is None else s.green_purchase.price_per_mwh for s in sites]
+    )
     load = _load_mw(gpus, sites)
     stored = follow_surplus(storage, load, green, slot_hours, soc_start_mwh)
     green_used = np.minimum(load, green) + stored.discharge_mw
@@ -185,6 +197,7 @@ def _load_columns(
         "carbon_kg_per_mwh": carbon,
         "grid_co2_kg": grid * carbon * slot_hours,
         "grid_cost": grid * price * slot_hours,
+        "purchase_cost": purchased_green_mw(sites, horizon) * purchase_price[:, None] * slot_hours,
         "cap_violation": violation,
     }
 
@@ -206,7 +219,8 @@ class PlanMetrics:
     green_share: float  # [-], 0..1
     grid_mwh: float
     co2_t: float
-    cost: float  # grid energy x its price [currency]
+    cost: float  # grid energy at its price plus green purchases at theirs [currency]
+    purchase_cost: float  # the green purchases' part of cost (take or pay) [currency]
     green_unused_mwh: float  # green supply neither used nor stored (curtailed)
     storage_charged_mwh: float  # green taken into the sites' storage
     storage_discharged_mwh: float  # stored green given to the load, after losses
@@ -264,7 +278,7 @@ def storage_end_mwh(
         return storage.soc_initial_mwh if soc_start_mwh is None else np.asarray(soc_start_mwh)
     names = [s.name for s in sites]
     load = _load_mw(busy_gpus(plan, names, horizon), sites)
-    green = supply_matrix(supply, names, horizon)
+    green = site_green_mw(supply, sites, horizon)
     return follow_surplus(storage, load, green, horizon.slot_hours, soc_start_mwh).soc_mwh[:, -1]
 
 
@@ -358,7 +372,8 @@ def _metrics(
         green_share=totals["green_share"],
         grid_mwh=float(load["grid_mw"].sum() * slot_h),
         co2_t=float(load["grid_co2_kg"].sum() / 1000.0),
-        cost=float(load["grid_cost"].sum()),
+        cost=float(load["grid_cost"].sum() + load["purchase_cost"].sum()),
+        purchase_cost=float(load["purchase_cost"].sum()),
         green_unused_mwh=float(green_spilled_mw(load).sum() * slot_h),
         storage_charged_mwh=float(load["storage_charge_mw"].sum() * slot_h),
         storage_discharged_mwh=discharged_mwh,

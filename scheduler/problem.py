@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,9 @@ __all__ = [
     "caps_from_frame",
     "hourly_profile",
     "problem_for",
+    "purchased_green_mw",
     "read_caps",
+    "site_green_mw",
     "supply_matrix",
     "tightest_caps_mw",
 ]
@@ -168,7 +171,7 @@ def read_caps(path: str | Path, site_names: Sequence[str]) -> tuple[LoadCap, ...
 
 
 def hourly_profile(
-    value: float | Sequence[float] | Mapping[str, float | Sequence[float]],
+    value: float | Sequence[float] | Mapping[Any, float | Sequence[float]],
     times: pd.DatetimeIndex,
     timezone: str,
 ) -> np.ndarray:
@@ -185,6 +188,29 @@ def hourly_profile(
         return np.full(len(times), float(value))
     hours = times.tz_convert(timezone).hour.to_numpy()
     return np.asarray(value, dtype=float)[hours]
+
+
+def purchased_green_mw(sites: Sequence[Site], horizon: Horizon) -> np.ndarray:
+    """Green power each site's purchase (PPA) delivers ``[site, slot]`` [MW]; 0 without one."""
+    return np.array(
+        [
+            np.zeros(horizon.n_slots)
+            if s.green_purchase is None
+            else hourly_profile(s.green_purchase.delivered_mw, horizon.times, s.timezone)
+            for s in sites
+        ]
+    ).reshape(len(sites), horizon.n_slots)
+
+
+def site_green_mw(
+    supply: pd.DataFrame, sites: Sequence[Site], horizon: Horizon, column: str = "green_mw"
+) -> np.ndarray:
+    """The green power each site has ``[site, slot]`` [MW]: the supply table's ``column`` (its
+    plants) plus what its green purchase delivers."""
+    plants = supply_matrix(supply, [s.name for s in sites], horizon, column)
+    if all(s.green_purchase is None for s in sites):
+        return plants
+    return plants + purchased_green_mw(sites, horizon)
 
 
 def supply_matrix(
@@ -353,8 +379,8 @@ class Problem:
 
     @cached_property
     def green_mw(self) -> np.ndarray:
-        """Planning green supply ``[site, slot]`` [MW]."""
-        return supply_matrix(self.supply, self.site_names, self.horizon)
+        """Planning green supply ``[site, slot]`` [MW]: the plants' and the green purchases'."""
+        return site_green_mw(self.supply, self.sites, self.horizon)
 
     @cached_property
     def carbon_kg_per_mwh(self) -> np.ndarray:
@@ -431,7 +457,7 @@ class Problem:
         if self.limit_green_column == "green_mw":
             return self.green_mw
         return np.minimum(
-            supply_matrix(self.supply, self.site_names, self.horizon, self.limit_green_column),
+            site_green_mw(self.supply, self.sites, self.horizon, self.limit_green_column),
             self.green_mw,
         )
 
