@@ -40,7 +40,7 @@ from scheduler.horizon import Horizon, operating_day, rows_in
 from scheduler.jobs import generate_jobs, max_gpus_to_fit, validate_jobs, work_units
 from scheduler.metrics import PlanMetrics, plan_metrics
 from scheduler.policies import PlanResult, get_policy
-from scheduler.problem import LoadCap, Problem, problem_for
+from scheduler.problem import LoadCap, Problem, problem_for, purchased_green_mw
 from scheduler.validate import assert_valid
 
 __all__ = [
@@ -537,6 +537,38 @@ def sites_table(problem: Problem) -> pd.DataFrame:
             "ramp_up_mw_per_min": column("ramp_up_mw_per_min"),
             "ramp_down_mw_per_min": column("ramp_down_mw_per_min"),
             "user_latency_ms": [s.latency_ms.get(problem.user_region, math.nan) for s in sites],
+        }
+    )
+
+
+def storage_table(problem: Problem) -> pd.DataFrame:
+    """The storage units table: each unit the plan was scored with, and the energy it held
+    before the day (:attr:`~scheduler.problem.Problem.soc_start_mwh`)."""
+    units = [
+        (site.name, name, unit) for site in problem.sites for name, unit in site.storage.items()
+    ]
+    columns = ("p_nom", "max_hours", "efficiency_store", "efficiency_dispatch", "standing_loss",
+               "state_of_charge_min")  # fmt: skip
+    return pd.DataFrame(
+        {
+            "site": [site for site, _, _ in units],
+            "unit": [name for _, name, _ in units],
+            **{c: [float(getattr(unit, c)) for _, _, unit in units] for c in columns},
+            "state_of_charge_start": problem.soc_start_mwh.astype(float),
+        }
+    )
+
+
+def purchases_table(problem: Problem) -> pd.DataFrame:
+    """The green purchases table: each site's purchase, what it delivers in the day [MWh]."""
+    delivered = purchased_green_mw(problem.sites, problem.horizon).sum(axis=1) * problem.slot_hours
+    bought = [(s, site.name, site.green_purchase) for s, site in enumerate(problem.sites)
+              if site.green_purchase is not None]  # fmt: skip
+    return pd.DataFrame(
+        {
+            "site": [name for _, name, _ in bought],
+            "delivered_mwh": [float(delivered[s]) for s, _, _ in bought],
+            "price_per_mwh": [purchase.price_per_mwh for _, _, purchase in bought],
         }
     )
 

@@ -9,6 +9,7 @@ from scheduler.contracts.errors import UserError
 from scheduler.contracts.tables import (
     CAP_LIST_SEPARATOR,
     CAPS,
+    GREEN_PURCHASES,
     JOBS,
     MEASUREMENTS,
     PLAN,
@@ -16,6 +17,7 @@ from scheduler.contracts.tables import (
     RUN_JOBS,
     SITE_LOAD,
     SITES,
+    STORAGE_UNITS,
     SUPPLY,
     UTC_ISO_FORMAT,
     CapType,
@@ -35,6 +37,7 @@ from scheduler.contracts.tables import (
 __all__ = [
     "CAPS",
     "CAP_LIST_SEPARATOR",
+    "GREEN_PURCHASES",
     "JOBS",
     "MEASUREMENTS",
     "PLAN",
@@ -42,6 +45,7 @@ __all__ = [
     "RUN_JOBS",
     "SITES",
     "SITE_LOAD",
+    "STORAGE_UNITS",
     "SUPPLY",
     "UTC_ISO_FORMAT",
     "CapType",

@@ -23,12 +23,15 @@ import pandas as pd
 from scheduler.contracts.errors import UserError
 from scheduler.contracts.tables import (
     CAPS,
+    GREEN_PURCHASES,
     JOBS,
     PLAN,
     RUN,
     RUN_JOBS,
     SITES,
+    STORAGE_UNITS,
     SUPPLY,
+    Schema,
     TableError,
     ensure_dir,
     read_table,
@@ -65,6 +68,10 @@ FILES: dict[str, str] = {
     "limit, carbon and price as day means, ramp limits, latency to the user region); dispatch "
     "refuses a config whose GPUs, power, base load, import limit or ramp limits differ",
     "caps.csv": "the load caps in force (caps table)",
+    "storage.csv": "the sites' storage units the plan was scored with, and the energy each held "
+    "before the day (storage units table); dispatch refuses a config whose units differ",
+    "purchases.csv": "the sites' direct green-power purchases and what each delivers in the day "
+    "(green purchases table); dispatch refuses a config whose purchases differ",
     "site_load.csv": "the chosen plan's load, green use and grid draw per site and slot",
     "summary.json": "metrics and solver facts per policy; for a day the control loop ran, "
     "'ran' (what ran, on the supply it settled on) and 'planned' (per policy, on the forecast)",
@@ -216,6 +223,8 @@ class PlanTables:
     plans: dict[str, pd.DataFrame]
     sites: pd.DataFrame
     caps: pd.DataFrame
+    storage: pd.DataFrame | None = None  # None: a directory written before storage existed
+    purchases: pd.DataFrame | None = None
 
     @property
     def plan(self) -> pd.DataFrame:
@@ -245,6 +254,9 @@ def write_plan_dir(
     write_table(tables.jobs, out / "jobs.csv")
     write_table(tables.sites, out / "sites.csv")
     write_table(tables.caps, out / "caps.csv")
+    for name, table in (("storage.csv", tables.storage), ("purchases.csv", tables.purchases)):
+        if table is not None:
+            write_table(table, out / name)
     for name, plan in tables.plans.items():
         write_table(plan, out / f"plan-{name}.csv")
     write_table(tables.plan, out / "plan.csv")
@@ -280,11 +292,18 @@ def read_plan_dir(directory: str | Path) -> PlanTables:
             plans=plans,
             sites=read_table(SITES, root / "sites.csv"),
             caps=read_table(CAPS, root / "caps.csv"),
+            storage=_optional(STORAGE_UNITS, root / "storage.csv"),
+            purchases=_optional(GREEN_PURCHASES, root / "purchases.csv"),
         )
     except TableError as error:
         raise PlanDirError(str(error)) from None
     _check_consistent(root, tables)
     return tables
+
+
+def _optional(schema: Schema, path: Path) -> pd.DataFrame | None:
+    """The table at ``path`` when the directory has it (older directories do not)."""
+    return read_table(schema, path) if path.exists() else None
 
 
 def _check_consistent(root: Path, tables: PlanTables) -> None:

@@ -27,6 +27,7 @@ from scheduler.contracts.errors import UserError
 __all__ = [
     "CAPS",
     "CAP_LIST_SEPARATOR",
+    "GREEN_PURCHASES",
     "JOBS",
     "MEASUREMENTS",
     "PLAN",
@@ -34,6 +35,7 @@ __all__ = [
     "RUN_JOBS",
     "SITES",
     "SITE_LOAD",
+    "STORAGE_UNITS",
     "SUPPLY",
     "UTC_ISO_FORMAT",
     "CapType",
@@ -488,6 +490,38 @@ SITES = Schema(
     ),
     unique=("site",),
 )
+
+STORAGE_UNITS = Schema(
+    "storage units",
+    (
+        _SITE,
+        _c("unit", Kind.STR, "-", "the unit's name at its site"),
+        _c("p_nom", Kind.FLOAT, "MW", "charge and discharge power limit", low=0, low_open=True),
+        _c("max_hours", Kind.FLOAT, "h", "hours at p_nom from full to empty", low=0,
+           low_open=True),
+        _c("efficiency_store", Kind.FLOAT, "-", "charging efficiency", low=0, low_open=True),
+        _c("efficiency_dispatch", Kind.FLOAT, "-", "discharging efficiency", low=0,
+           low_open=True),
+        _c("standing_loss", Kind.FLOAT, "1/h", "share of the stored energy lost per hour", low=0),
+        _c("state_of_charge_start", Kind.FLOAT, "MWh", "energy stored before the day's first "
+           "slot", low=0),
+        _c("state_of_charge_min", Kind.FLOAT, "MWh", "energy never discharged below", low=0),
+    ),
+    unique=("site", "unit"),
+)  # fmt: skip
+"""A plan directory's storage units (PyPSA's StorageUnit attributes), one row per unit."""
+
+GREEN_PURCHASES = Schema(
+    "green purchases",
+    (
+        _SITE,
+        _c("delivered_mwh", Kind.FLOAT, "MWh", "green energy the purchase delivers in the day",
+           low=0),
+        _c("price_per_mwh", Kind.FLOAT, "currency/MWh", "contract price, take or pay", low=0),
+    ),
+    unique=("site",),
+)  # fmt: skip
+"""A plan directory's direct green-power purchases (PPAs), one row per site with one."""
 
 CAPS = Schema(
     "caps",

@@ -84,11 +84,46 @@ def _check_matches(directory: Path, tables: PlanTables, config: Config) -> None:
                         f"{row.site}.{name} {_text(planned)} in the plan, {_text(configured)} "
                         "in the config"
                     )
+        differences += _asset_differences(tables, config)
     if differences:
         raise PlanDirError(
             f"{directory}: made with another configuration: {'; '.join(differences)}; "
             "dispatch it with the config it was planned with, or plan the day again"
         )
+
+
+_STORAGE_FIELDS = ("p_nom", "max_hours", "efficiency_store", "efficiency_dispatch",
+                   "standing_loss", "state_of_charge_min")  # fmt: skip
+
+
+def _asset_differences(tables: PlanTables, config: Config) -> list[str]:
+    """How the plan directory's storage units and green purchases differ from the config's
+    (none for a directory written before they existed)."""
+    out = []
+    if tables.storage is not None:
+        planned = {(r.site, r.unit): r for r in tables.storage.itertuples(index=False)}
+        configured = {(name, unit): spec for name, site in config.sites.items()
+                      for unit, spec in site.storage.items()}  # fmt: skip
+        for key in sorted(set(planned) ^ set(configured)):
+            where = "the plan" if key in planned else "the config"
+            out.append(f"storage unit {key[0]}.{key[1]} only in {where}")
+        for key in sorted(set(planned) & set(configured)):
+            for name in _STORAGE_FIELDS:
+                planned_value = getattr(planned[key], name)
+                configured_value = getattr(configured[key], name)
+                if not _same(planned_value, configured_value):
+                    out.append(f"storage {key[0]}.{key[1]}.{name} {_text(planned_value)} in the "
+                               f"plan, {_text(configured_value)} in the config")  # fmt: skip
+    if tables.purchases is not None:
+        bought = dict(zip(tables.purchases["site"], tables.purchases["price_per_mwh"], strict=True))
+        for name, site in config.sites.items():
+            price = None if site.green_purchase is None else site.green_purchase.price_per_mwh
+            if (name in bought) != (price is not None) or (
+                price is not None and not _same(bought[name], price)
+            ):
+                out.append(f"{name} green purchase at {_text(bought.get(name))} in the plan, "
+                           f"{_text(price)} in the config")  # fmt: skip
+    return out
 
 
 def plan_dir_problem(
@@ -130,6 +165,11 @@ def plan_dir_problem(
             None
             if manifest.initial_load_mw is None
             else tuple(manifest.initial_load_mw[name] for name in manifest.sites)
+        ),
+        initial_soc_mwh=(
+            None
+            if tables.storage is None
+            else tuple(tables.storage["state_of_charge_start"].astype(float))
         ),
     )  # fmt: skip
     return problem, tables.plan

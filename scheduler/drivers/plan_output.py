@@ -10,7 +10,7 @@ from forecasts.plot import local_times, site_panels
 from scheduler.config import Config
 from scheduler.contracts.plandir import Manifest, PlanTables, write_plan_dir
 from scheduler.metrics import plan_metrics, site_load
-from scheduler.pipeline import DayPlan, sites_table, summary_of
+from scheduler.pipeline import DayPlan, purchases_table, sites_table, storage_table, summary_of
 from scheduler.problem import Problem, caps_frame
 
 __all__ = ["save_day_plan", "save_run_day"]
@@ -65,6 +65,8 @@ def _tables(problem: Problem, manifest: Manifest, plans: dict[str, pd.DataFrame]
         plans=plans,
         sites=sites_table(problem),
         caps=caps_frame(problem.caps),
+        storage=storage_table(problem),
+        purchases=purchases_table(problem),
     )
 
 

@@ -103,6 +103,18 @@ def test_the_plan_directory_has_a_manifest(plan_dir):
             lambda data: data["sites"]["shantou"].update(ramp_down_mw_per_min=None),
             "shantou.ramp_down_mw_per_min 1 in the plan, none in the config",
         ),
+        (
+            lambda data: data["sites"]["qingyang"].update(
+                storage={"b": {"p_nom": 5.0, "max_hours": 2.0}}
+            ),
+            "storage unit qingyang.b only in the config",
+        ),
+        (
+            lambda data: data["sites"]["shantou"].update(
+                green_purchase={"mwh_per_day": 24.0, "price_per_mwh": 300.0}
+            ),
+            "shantou green purchase at none in the plan, 300 in the config",
+        ),
     ],
 )
 def test_dispatch_refuses_a_plan_made_under_another_config(

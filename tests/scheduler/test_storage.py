@@ -150,3 +150,25 @@ def test_a_replay_carries_the_stored_energy_into_the_next_day(config, tmp_path):
     assert first["soc_mwh"] == pytest.approx(expected)
     saved = json.loads((tmp_path / "battery" / "storage.json").read_text())
     assert saved["greedy"] == [pytest.approx(qingyang["soc_mwh"].iloc[-1])]
+
+
+def test_the_plan_directory_records_storage_units_and_purchases(monkeypatch, capsys, tmp_path):
+    from scheduler.contracts.plandir import read_plan_dir
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    unit = {"p_nom": 10.0, "max_hours": 4.0, "efficiency_store": 0.9, "state_of_charge_initial": 8}
+    data["sites"]["qingyang"]["storage"] = {"b": unit}
+    data["sites"]["shantou"]["green_purchase"] = {"mwh_per_day": 48.0, "price_per_mwh": 300.0}
+    config = tmp_path / "assets.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "plan"
+    code, _out, err = run_cli(monkeypatch, capsys, "plan", "--config", str(config), "--date",
+                              "2026-04-11", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    tables = read_plan_dir(out)
+    (unit,) = tables.storage.itertuples(index=False)
+    assert (unit.site, unit.unit, unit.p_nom, unit.max_hours) == ("qingyang", "b", 10.0, 4.0)
+    assert (unit.efficiency_store, unit.state_of_charge_start) == (0.9, 8.0)
+    (bought,) = tables.purchases.itertuples(index=False)
+    assert (bought.site, bought.price_per_mwh) == ("shantou", 300.0)
+    assert bought.delivered_mwh == pytest.approx(48.0)  # a day's volume on 15-minute slots
