@@ -36,6 +36,7 @@ class ReportRow:
     load_cap_mw: float  # inf when no LOAD_LIMIT was in force
     supply_basis: str = str(SupplyBasis.ACTUAL)  # what the slot ran on, known at its start
     forecast_age_h: float | None = None  # of the weather model run in use; None: synthetic
+    storage: tuple[float, float, float] | None = None  # STORAGE_*: MWh at the end, MW in, out
 
 
 def slot_rows(
@@ -73,9 +74,19 @@ def slot_rows(
                 load_cap_mw=float(load_cap),
                 supply_basis=basis,
                 forecast_age_h=None if issued is None else (start - issued) / pd.Timedelta(hours=1),
+                storage=_storage(drawn, s) if site.storage else None,
             )
         )
     return rows
+
+
+def _storage(drawn: Mapping[str, np.ndarray], s: int) -> tuple[float, float, float]:
+    """Site ``s``'s storage in the slot: energy at its end [MWh], charge and discharge [MW]."""
+    return (
+        float(drawn["soc_mwh"][s]),
+        float(drawn["storage_charge_mw"][s]),
+        float(drawn["storage_discharge_mw"][s]),
+    )
 
 
 class SlotReports:

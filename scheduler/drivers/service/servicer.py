@@ -428,6 +428,7 @@ class LoadCapServicer:
                     load_cap_mw=row.load_cap_mw if math.isfinite(row.load_cap_mw) else None,
                     supply_basis=row.supply_basis,
                     forecast_age_h=row.forecast_age_h,
+                    **_storage_fields(row.storage),
                 )
                 for row in rows
             ],
@@ -570,6 +571,15 @@ def _measurement_message(stored: StoredMeasurement) -> pb.StoredMeasurement:
         received_at=_timestamp(stored.received_at),
         reported_by=stored.reported_by,
     )
+
+
+def _storage_fields(storage: tuple[float, float, float] | None) -> dict[str, float]:
+    """A report row's STORAGE_* fields (none for a site without storage)."""
+    if storage is None:
+        return {}
+    level, charge, discharge = storage
+    return {"storage_charge_level_mwh": level, "storage_charge_mw": charge,
+            "storage_discharge_mw": discharge}  # fmt: skip
 
 
 def _timestamp(time: pd.Timestamp) -> timestamp_pb2.Timestamp:

@@ -138,6 +138,9 @@ def test_a_day_counted_in_joules_adds_up_to_run_csv(small_config, tmp_path):
             running.thread.join(120)
             assert not running.thread.is_alive(), "the day did not finish"
             plan = client.plan()
+            report = client.report(
+                ["qingyang", "shantou"], DAY_START, DAY_START + pd.Timedelta(days=1)
+            )
         assert running.loop is not None
         first_run = running.loop.reports.rows[0].start
         text = metrics_text(running.metrics_port)
@@ -149,6 +152,14 @@ def test_a_day_counted_in_joules_adds_up_to_run_csv(small_config, tmp_path):
     assert exposed(text) == {k: v for k, v in table.items() if k not in absent}
     run = read_table(RUN, tmp_path / "out" / DAY / "run.csv")
     assert run["storage_charge_mw"].sum() > 0 and run["storage_discharge_mw"].sum() > 0
+    # the report's STORAGE_* payloads are run.csv's storage columns, slot by slot
+    booked = run.set_index(["site", "time"])
+    assert len(report.slots) > 0
+    for slot in report.slots:
+        row = booked.loc[(slot.site, pd.Timestamp(slot.start.ToDatetime(), tz="UTC"))]
+        assert slot.storage_charge_level_mwh == pytest.approx(row["soc_mwh"], abs=1e-9)
+        assert slot.storage_charge_mw == pytest.approx(row["storage_charge_mw"], abs=1e-9)
+        assert slot.storage_discharge_mw == pytest.approx(row["storage_discharge_mw"], abs=1e-9)
     assert first_run <= DAY_START + pd.Timedelta(hours=6)  # most of the day is compared
     for site, rows in run[run["time"] >= first_run].groupby("site"):
         expected_j = {

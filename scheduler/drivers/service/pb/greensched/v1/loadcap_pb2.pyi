@@ -264,7 +264,7 @@ class WatchReportRequest(_message.Message):
     def __init__(self, sites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReportSlot(_message.Message):
-    __slots__ = ("site", "start", "usage_mw", "demand_mw", "baseline_mw", "operating_state", "grid_cap_mw", "load_cap_mw", "supply_basis", "forecast_age_h")
+    __slots__ = ("site", "start", "usage_mw", "demand_mw", "baseline_mw", "operating_state", "grid_cap_mw", "load_cap_mw", "supply_basis", "forecast_age_h", "storage_charge_level_mwh", "storage_charge_mw", "storage_discharge_mw")
     SITE_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     USAGE_MW_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +275,9 @@ class ReportSlot(_message.Message):
     LOAD_CAP_MW_FIELD_NUMBER: _ClassVar[int]
     SUPPLY_BASIS_FIELD_NUMBER: _ClassVar[int]
     FORECAST_AGE_H_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_CHARGE_LEVEL_MWH_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_CHARGE_MW_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_DISCHARGE_MW_FIELD_NUMBER: _ClassVar[int]
     site: str
     start: _timestamp_pb2.Timestamp
     usage_mw: float
@@ -285,7 +288,10 @@ class ReportSlot(_message.Message):
     load_cap_mw: float
     supply_basis: str
     forecast_age_h: float
-    def __init__(self, site: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., usage_mw: _Optional[float] = ..., demand_mw: _Optional[float] = ..., baseline_mw: _Optional[float] = ..., operating_state: _Optional[_Union[OperatingState, str]] = ..., grid_cap_mw: _Optional[float] = ..., load_cap_mw: _Optional[float] = ..., supply_basis: _Optional[str] = ..., forecast_age_h: _Optional[float] = ...) -> None: ...
+    storage_charge_level_mwh: float
+    storage_charge_mw: float
+    storage_discharge_mw: float
+    def __init__(self, site: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., usage_mw: _Optional[float] = ..., demand_mw: _Optional[float] = ..., baseline_mw: _Optional[float] = ..., operating_state: _Optional[_Union[OperatingState, str]] = ..., grid_cap_mw: _Optional[float] = ..., load_cap_mw: _Optional[float] = ..., supply_basis: _Optional[str] = ..., forecast_age_h: _Optional[float] = ..., storage_charge_level_mwh: _Optional[float] = ..., storage_charge_mw: _Optional[float] = ..., storage_discharge_mw: _Optional[float] = ...) -> None: ...
 
 class Report(_message.Message):
     __slots__ = ("clock", "slot_minutes", "slots")
