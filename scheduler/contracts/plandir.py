@@ -75,7 +75,8 @@ FILES: dict[str, str] = {
     "site_load.csv": "the chosen plan's load, green use and grid draw per site and slot",
     "summary.json": "metrics and solver facts per policy; for a day the control loop ran, "
     "'ran' (what ran, on the supply it settled on) and 'planned' (per policy, on the forecast)",
-    "plan.png": "per site: green supply vs planned load, grid draw shaded",
+    "plan.png": "per site: green supply vs planned load, grid draw shaded, and the energy "
+    "stored where the site has storage",
     "run.csv": "after a run: planned vs actual per site and slot (run table)",
     "run_jobs.csv": "after a run: how each job ended (done, late, failed) and why",
     "run_report.json": "after a run: totals, events, task attempts",

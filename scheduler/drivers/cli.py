@@ -624,7 +624,10 @@ def _run_summary(report) -> int:
     view.add_column("planned", justify="right")
     view.add_column("actual", justify="right")
     planned, actual = report.totals["planned"], report.totals["actual"]
-    for key in ("gpu_hours", "load_mwh", "green_used_mwh", "grid_mwh", "green_share", "tokens"):
+    keys = ["gpu_hours", "load_mwh", "green_used_mwh", "grid_mwh", "green_share", "tokens"]
+    if (report.site_slots["soc_mwh"] > 0).any():  # a site with storage: what it did
+        keys += ["storage_discharged_mwh", "storage_end_mwh"]
+    for key in keys:
         fmt = {"green_share": "{:.1%}", "tokens": "{:,.0f}"}.get(key, "{:,.1f}")
         view.add_row(
             key,

@@ -26,6 +26,11 @@ def _plot(policy: str, load: pd.DataFrame, sites: list[str], path: Path, timezon
                         color="#e76f51", alpha=0.4, label="grid draw")  # fmt: skip
         ax.step(local, part["cap_mw"] + part["green_mw"], where="post", color="grey", ls=":",
                 lw=0.8, label="grid limit + green")  # fmt: skip
+        if (part["soc_mwh"] > 0).any() or (part["storage_charge_mw"] > 0).any():
+            stored = ax.twinx()  # the site's storage: energy held at each slot's end
+            stored.step(local, part["soc_mwh"], where="post", color="#6a4c93", lw=1.0)
+            stored.set_ylabel("stored MWh", color="#6a4c93")
+            stored.set_ylim(bottom=0)
 
     site_panels(sites, path, draw, timezone)
 

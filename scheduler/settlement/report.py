@@ -212,11 +212,13 @@ def run_report(
     totals = {
         "planned": {
             **energy_totals(planned_load["load_mw"], planned_load["green_used_mw"], slot_h),
+            **_storage_totals(planned_load, horizon.n_slots, slot_h),
             "gpu_hours": float(plan_original["gpus"].sum() * slot_h),
             "tokens": float(_tokens(plan_original, problem)),
         },
         "actual": {
             **energy_totals(done_load["load_mw"], done_load["green_used_mw"], slot_h),
+            **_storage_totals(done_load, horizon.n_slots, slot_h),
             "gpu_hours": float(executed["gpus"].sum() * slot_h),
             "tokens": float(_tokens(executed, problem)),
             "tokens_real": float(jobs.tokens_real.sum()),
@@ -235,6 +237,16 @@ def run_report(
         wall_s=wall_s,
         executed=executed,
     )
+
+
+def _storage_totals(load: pd.DataFrame, n_slots: int, slot_hours: float) -> dict[str, float]:
+    """Stored green given back over the day [MWh] and the energy in storage at its end [MWh],
+    from a site-load table (sites in blocks of ``n_slots``)."""
+    end = load["soc_mwh"].to_numpy().reshape(-1, n_slots)[:, -1] if n_slots else np.zeros(0)
+    return {
+        "storage_discharged_mwh": float(load["storage_discharge_mw"].sum() * slot_hours),
+        "storage_end_mwh": float(end.sum()),
+    }
 
 
 def _site_lists(used: np.ndarray, names: Sequence[str]) -> list[str]:

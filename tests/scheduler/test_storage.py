@@ -172,3 +172,21 @@ def test_the_plan_directory_records_storage_units_and_purchases(monkeypatch, cap
     (bought,) = tables.purchases.itertuples(index=False)
     assert (bought.site, bought.price_per_mwh) == ("shantou", 300.0)
     assert bought.delivered_mwh == pytest.approx(48.0)  # a day's volume on 15-minute slots
+
+
+def test_a_settled_run_totals_what_its_storage_gave_and_held(config):
+    from scheduler.settlement import settle
+
+    battery = {"b": {"p_nom": 10.0, "max_hours": 2.0, "state_of_charge_initial": 5.0}}
+    cfg = config.updated({"sites": {"qingyang": {"storage": battery}}})
+    pipeline = DayPipeline(cfg)
+    problem = pipeline.problem(pipeline.horizon("2026-04-11"))
+    run = settle(problem, plan_day(problem, cfg, ["greedy"]).results["greedy"])
+    slots = run.site_slots
+    qingyang = slots[slots["site"] == "qingyang"]
+    actual = run.totals["actual"]
+    assert actual["storage_end_mwh"] == pytest.approx(qingyang["soc_mwh"].iloc[-1])
+    assert actual["storage_discharged_mwh"] == pytest.approx(
+        slots["storage_discharge_mw"].sum() * 0.25
+    )
+    assert actual["storage_discharged_mwh"] > 0
