@@ -57,7 +57,7 @@ from scheduler.contracts import (
 from scheduler.contracts.plandir import RunReport
 from scheduler.dayrunner import settle_receding
 from scheduler.horizon import Horizon
-from scheduler.metrics import PlanMetrics, plan_metrics, site_load, storage_end_mwh
+from scheduler.metrics import PlanMetrics, score_plan, storage_end_mwh
 from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.policies import PlanResult, Policy, get_policy
 from scheduler.problem import LoadCap, Problem
@@ -320,18 +320,14 @@ def _policy_day(
     else:
         run = settle(problem, result)
     assert run.executed is not None and problem.actual_supply is not None
-    actual, sites, caps = problem.actual_supply, problem.sites, problem.caps
-    soc_start = problem.soc_start_mwh
-    metrics = plan_metrics(
-        run.executed, jobs, actual, sites, horizon, caps, problem.initial_load_mw, soc_start
-    )
+    score = score_plan(problem.on_actual_supply(), run.executed)  # one pass: table and metrics
     timings.seconds["settle"] += time.perf_counter() - started
     done = run.jobs.set_index("job_id")["gpu_hours_done"]
     remaining = jobs.set_index("job_id")["gpu_hours"] - done
-    load = site_load(run.executed, actual, sites, horizon, caps, soc_start)
-    soc_end = storage_end_mwh(run.executed, actual, sites, horizon, soc_start)
-    return _PolicyDay(run, result, metrics, replans, carry_over(jobs, remaining, next_day),
-                      load.assign(policy=name)[SITE_LOAD_KEEP],
+    soc_end = storage_end_mwh(run.executed, problem.actual_supply, problem.sites, horizon,
+                              problem.soc_start_mwh)  # fmt: skip
+    return _PolicyDay(run, result, score.metrics, replans, carry_over(jobs, remaining, next_day),
+                      score.site_load.assign(policy=name)[SITE_LOAD_KEEP],
                       tuple(soc_end.tolist()))  # fmt: skip
 
 
