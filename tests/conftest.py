@@ -77,3 +77,21 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         root.handlers[:], root.level = handlers, level
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def refused_site_change(monkeypatch, capsys, path: Path, site: str, **changes: object) -> str:
+    """``check-config`` on the default config with ``changes`` to ``site``, written to ``path``:
+    asserts one message naming the file (exit 2, no traceback) and returns it, whitespace
+    collapsed."""
+    import yaml
+
+    from scheduler.config import DEFAULT_CONFIG_PATH
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["sites"][site].update(changes)
+    path.write_text(yaml.safe_dump(data))
+    code, _out, err = run_cli(monkeypatch, capsys, "check-config", str(path))
+    assert code == 2 and "Traceback" not in err, err
+    text = " ".join(err.split())
+    assert str(path) in text
+    return text

@@ -9,14 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from scheduler.config import DEFAULT_CONFIG_PATH
 from scheduler.metrics import plan_metrics, site_load
 from scheduler.pipeline import DayPipeline
 from scheduler.policies import get_policy
 from scheduler.problem import hourly_profile
-from tests.conftest import run_cli
+from tests.conftest import refused_site_change
 
 
 @pytest.mark.parametrize("policy", ["optimizer", "greedy"])
@@ -70,14 +68,9 @@ def test_a_time_of_use_tariff_by_hour_and_day_type():
 
 
 def test_a_tariff_missing_a_day_type_is_named_with_the_file(monkeypatch, capsys, tmp_path):
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    data["sites"]["qingyang"]["price_per_mwh"] = {"weekday": 300.0}
-    path = tmp_path / "tariff.yaml"
-    path.write_text(yaml.safe_dump(data))
-    code, _out, err = run_cli(monkeypatch, capsys, "check-config", str(path))
-    text = " ".join(err.split())
-    assert code == 2 and "Traceback" not in err
-    assert str(path) in text and "sites.qingyang.price_per_mwh" in text
+    text = refused_site_change(monkeypatch, capsys, tmp_path / "tariff.yaml", "qingyang",
+                               price_per_mwh={"weekday": 300.0})  # fmt: skip
+    assert "sites.qingyang.price_per_mwh" in text
     assert "needs both 'weekday' and 'weekend'" in text
 
 
