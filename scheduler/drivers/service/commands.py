@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import pandas as pd
 import typer
@@ -190,6 +190,61 @@ def list_caps(
                 f"  {_local(i.start.seconds, i.start.nanos, timezone)} for "
                 f"{i.duration.seconds / 3600:g} h: {pb.PayloadType.Name(i.type)} {i.value_mw:g} MW"
             )
+
+
+@caps_app.command("report")
+def caps_report(
+    server: ServerOption = "127.0.0.1:50051",
+    token: TokenOption = None,
+    tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
+    site: Annotated[list[str] | None, typer.Option("--site", help="only these sites")] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="slots from this ISO time (with offset)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="slots before this ISO time (with offset)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json (lines)")] = "table",
+    watch: Annotated[
+        bool, typer.Option("--watch", help="then each slot as it runs, until Ctrl-C")
+    ] = False,
+    timezone: Annotated[
+        str | None, typer.Option(help="show times in this zone, e.g. Asia/Shanghai; default UTC")
+    ] = None,
+) -> None:
+    """What the sites you may read drew in each slot run so far, in OpenADR 3 terms: USAGE
+    (load), DEMAND (grid draw), BASELINE (the plan without caps), OPERATING_STATE, the caps in
+    force and, for a site with storage, its STORAGE_* payloads [MW, MWh]."""
+    from scheduler.drivers.service.report_view import ReportFormat, report_frame, write_rows
+
+    if fmt not in ("table", "csv", "json"):
+        raise UserError(f"--format {fmt!r}: give table, csv or json")
+    chosen = cast(ReportFormat, fmt)
+    if timezone is not None:
+        try:
+            time_zone(timezone)
+        except ValueError as error:
+            raise UserError(f"--timezone {error}") from None
+    start = None if since is None else _utc(since, "--from")
+    end = None if until is None else _utc(until, "--to")
+    try:
+        with _client(server, token, tls_ca, tls_cert, tls_key) as client:
+            if not watch:
+                rows = report_frame(client.report(site or (), start, end), timezone)
+                if rows.empty:
+                    typer.echo("no slot has run yet", err=True)
+                write_rows(rows, chosen)
+                return
+            stream = client.watch_report(site or ())
+            try:
+                for first, message in enumerate(stream):
+                    write_rows(report_frame(message, timezone), chosen, header=first == 0)
+            except KeyboardInterrupt:
+                stream.cancel()
+    except Exception as error:
+        _fail(error)
 
 
 @caps_app.command("cancel")
