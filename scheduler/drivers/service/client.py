@@ -82,7 +82,9 @@ class CapClient:
         modification_number: int = 0,
         program: str = "demand-response",
         priority: int = 0,
+        dry_run: bool = False,
     ) -> pb.SubmitLoadCapResponse:
+        """Submit a cap event (``dry_run``: only ask what the answer would be)."""
         request = pb.SubmitLoadCapRequest(
             event_id=event_id,
             modification_number=modification_number,
@@ -90,6 +92,7 @@ class CapClient:
             priority=priority,
             targets=targets,
             intervals=intervals,
+            dry_run=dry_run,
         )
         return self.submit_request(request)
 

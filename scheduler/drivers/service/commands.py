@@ -124,6 +124,10 @@ def submit(
         bool,
         typer.Option("--load-limit", help="cap total site load instead of grid import"),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="only ask what the answer and cost would be; store nothing"),
+    ] = False,
 ) -> None:
     """Submit a cap: SITE may draw at most MAX_GRID_MW from START for DURATION."""
     import uuid
@@ -135,12 +139,14 @@ def submit(
     interval = cap_interval(begins, parse_duration(duration), max_grid_mw, load_limit)
     try:
         with _client(server, token, tls_ca, tls_cert, tls_key) as client:
-            reply = client.submit(event, site, [interval], modification_number, program, priority)
+            reply = client.submit(event, site, [interval], modification_number, program, priority,
+                                  dry_run)  # fmt: skip
     except Exception as error:
         _fail(error)
     opt = pb.Opt.Name(reply.opt)
     replayed = " (stored answer to an identical earlier submission)" if reply.replayed else ""
-    typer.echo(f"event {event}: accepted, {opt}, plan version {reply.plan_version}{replayed}")
+    what = "dry run (nothing stored), would be" if dry_run else "accepted,"
+    typer.echo(f"event {event}: {what} {opt}, plan version {reply.plan_version}{replayed}")
     typer.echo(f"  {reply.opt_reason}")
     cost = reply.cost
     typer.echo(

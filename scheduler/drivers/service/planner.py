@@ -399,6 +399,25 @@ class Planner:
                     return _resolved(replay)
             return self._batches.put(Change(event.event_id, coordinator, now, event, caps))
 
+    def quote(self, event: CapEvent, coordinator: Coordinator) -> SubmitAnswer:
+        """What submitting ``event`` now would answer on the day running (OPT_IN or OPT_OUT,
+        and the cost), planned as a submission is but with nothing stored, committed or
+        published: a dry run. The plan version is the current one; the look-ahead day is not
+        quoted. Raises as :meth:`submit` does for bad input or scope."""
+        now = self.clock()
+        caps = event_caps(event, self.config.sites, now)
+        coordinator.require(event.targets, "cap")
+        change = Change(event.event_id, coordinator, now, event, caps)
+        with self._lock:
+            problem = self._running.problem(flat(self._caps.after([change])))
+            previous = self._current
+            reason = f"dry run {event.event_id}"
+            version = self._chosen(previous, problem, previous.version + 1, reason,
+                                   PlanCause.SUBMIT)  # fmt: skip
+            today = answer(previous, version, problem)
+        quoted = answer_of(caps, scoped(today, coordinator, problem), problem, 1)
+        return replace(quoted, plan_version=previous.version)
+
     def cancel(
         self, event_id: str, coordinator: Coordinator, reason: str
     ) -> Future[tuple[bool, int]]:

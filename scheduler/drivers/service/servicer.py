@@ -316,6 +316,9 @@ class LoadCapServicer:
     ) -> pb.SubmitLoadCapResponse:
         began = time.perf_counter()
         coordinator = self._caller(context)
+        if request.dry_run:
+            quoted = await self._blocking(self._planner.quote, _event_of(request), coordinator)
+            return _answer_message(quoted)
         answer = await self._planned(self._planner.submit, _event_of(request), coordinator)
         self._metrics.cap_answered(time.perf_counter() - began)
         return _answer_message(answer)

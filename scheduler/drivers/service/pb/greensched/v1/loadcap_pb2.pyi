@@ -62,20 +62,22 @@ class Interval(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., type: _Optional[_Union[PayloadType, str]] = ..., value_mw: _Optional[float] = ...) -> None: ...
 
 class SubmitLoadCapRequest(_message.Message):
-    __slots__ = ("event_id", "modification_number", "program", "priority", "targets", "intervals")
+    __slots__ = ("event_id", "modification_number", "program", "priority", "targets", "intervals", "dry_run")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODIFICATION_NUMBER_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     INTERVALS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     modification_number: int
     program: str
     priority: int
     targets: _containers.RepeatedScalarFieldContainer[str]
     intervals: _containers.RepeatedCompositeFieldContainer[Interval]
-    def __init__(self, event_id: _Optional[str] = ..., modification_number: _Optional[int] = ..., program: _Optional[str] = ..., priority: _Optional[int] = ..., targets: _Optional[_Iterable[str]] = ..., intervals: _Optional[_Iterable[_Union[Interval, _Mapping]]] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, event_id: _Optional[str] = ..., modification_number: _Optional[int] = ..., program: _Optional[str] = ..., priority: _Optional[int] = ..., targets: _Optional[_Iterable[str]] = ..., intervals: _Optional[_Iterable[_Union[Interval, _Mapping]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class CapCost(_message.Message):
     __slots__ = ("late_jobs", "late_jobs_total", "late_gpu_hours", "moved_mwh", "green_share_change", "grid_mwh_change")
