@@ -460,6 +460,20 @@ class Config(_Strict):
         }
         return self.updated({"workload": {"classes": classes}})
 
+    def with_prices_scaled(self, factor: float) -> Config:
+        """This config with every site's grid price (each value of its tariff) times
+        ``factor``; validated."""
+
+        def scaled(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: scaled(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [v * factor for v in value]
+            return value * factor
+
+        sites = {n: {"price_per_mwh": scaled(s.price_per_mwh)} for n, s in self.sites.items()}
+        return self.updated({"sites": sites})
+
     def mean_load_mw(self) -> dict[str, float]:
         """Each site's mean load under the workload [MW], estimated from the config alone: the
         day's GPU-hours (jobs x mean GPU-hours per class) shared among the sites by their GPUs,

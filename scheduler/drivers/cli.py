@@ -856,7 +856,7 @@ def study(
     verbose: VerboseOption = False,
 ) -> None:
     """Sweep replay scenarios (forecast error, job mix, daily cap) as Ray tasks; one table."""
-    from scheduler.drivers.study import load_study, run_study
+    from scheduler.drivers.study import load_study, plot_front, run_study
 
     _setup_logging(verbose)
     cfg = load_config(config)
@@ -880,7 +880,8 @@ def study(
             f"{row.cost:,.0f}",
         )  # fmt: skip
     console.print(view)
-    console.print(f"wrote {out}")
+    front = plot_front(table, out.with_name(f"{out.stem}-front.png"))
+    console.print(f"wrote {out}" + (f" and {front}" if front is not None else ""))
 
 
 @app.command()

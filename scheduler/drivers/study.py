@@ -18,6 +18,8 @@ Example::
       limits_on: [forecast, p10]         # default: the config's solver.limits_on
       replan_every_minutes: [null, 60]   # plan once a day, or re-plan hourly on fresher vintages
       storage_hours: [0, 1, 2, 4]        # a battery per site of that many hours of its mean load
+      cost_weight: [0, 0.5, 2, 1000]     # plan on CO2 + w x cost [kg/currency]: the front
+      price_scale: [1.0, 1.5]            # every site's grid price times this (the tariff axis)
 
 The results table has one row per scenario and policy: the swept values, the policy, its
 totals over the days (green share, grid MWh, CO2 t, cost, unused green MWh, stored green
@@ -44,7 +46,7 @@ from scheduler.config import Config, ConfigError, format_validation_errors
 from scheduler.contracts import UserError
 from scheduler.drivers.replay import DailyCap, ReplaySpec, replay, summarize
 
-__all__ = ["StudySpec", "load_study", "run_study", "scenario_specs"]
+__all__ = ["StudySpec", "load_study", "plot_front", "run_study", "scenario_specs"]
 
 log = logging.getLogger(__name__)
 DEFERRABLE_WINDOW_H = 12.0  # classes whose shortest window is at least this are "deferrable"
@@ -89,6 +91,18 @@ class Sweep(BaseModel):
         min_length=1,
         description="re-plan the work left this often within each day [min]; null: once a day",
     )
+    cost_weight: list[float | None] = Field(
+        default=[None],
+        min_length=1,
+        description="plan on CO2 + this many kg per unit of currency of grid cost (0: CO2 "
+        "alone; large: cost alone); null: the config's objective. Sweeping it traces the "
+        "cost-CO2 front",
+    )
+    price_scale: list[float] = Field(
+        default=[1.0],
+        min_length=1,
+        description="every site's grid price (and time-of-use tariff) times this factor",
+    )
     storage_hours: list[float | None] = Field(
         default=[None],
         min_length=1,
@@ -97,7 +111,8 @@ class Sweep(BaseModel):
         "null: the config's storage",
     )
 
-    @field_validator("forecast_error", "deferrable_scale", "storage_hours")
+    @field_validator("forecast_error", "deferrable_scale", "storage_hours", "cost_weight",
+                     "price_scale")  # fmt: skip
     @classmethod
     def _non_negative(cls, values: list[float | None]) -> list[float | None]:
         if any(v is not None and v < 0 for v in values):
@@ -164,15 +179,19 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
                 f"{slot_minutes}-minute slot"
             )
     limits = sweep.limits_on or [config.solver.limits_on]
-    for error, scale, cap, limits_on, every, hours in itertools.product(
+    for error, scale, cap, limits_on, every, hours, weight, price in itertools.product(
         sweep.forecast_error, sweep.deferrable_scale, sweep.daily_cap, limits,
-        sweep.replan_every_minutes, sweep.storage_hours,
+        sweep.replan_every_minutes, sweep.storage_hours, sweep.cost_weight, sweep.price_scale,
     ):  # fmt: skip
         scenario_config = config.with_jobs_scaled(scale, DEFERRABLE_WINDOW_H).with_solver(
             limits_on=limits_on
         )
         if hours is not None:
             scenario_config = scenario_config.with_storage_hours(hours)
+        if weight is not None:
+            scenario_config = scenario_config.with_solver(objective="weighted", cost_weight=weight)
+        if price != 1.0:
+            scenario_config = scenario_config.with_prices_scaled(price)
         spec = ReplaySpec(
             config=scenario_config,
             sources=sources,
@@ -191,6 +210,8 @@ def scenario_specs(study: StudySpec, config: Config) -> list[tuple[dict[str, Any
             "limits_on": limits_on,
             "replan_every_minutes": every,
             "storage_hours": hours,
+            "cost_weight": weight,
+            "price_scale": price,
         }
         out.append((parameters, spec))
     return out
@@ -240,3 +261,34 @@ def run_study(
         if started_here:
             ray.shutdown()
     return pd.DataFrame(rows)
+
+
+def plot_front(table: pd.DataFrame, path: Path) -> Path | None:
+    """The cost-CO2 front of a study that swept ``cost_weight``: each policy's scenarios as
+    points (grid cost, CO2 t), joined in the order of the weight, one line per combination of
+    the other swept values; ``None`` (nothing written) when the weight was not swept."""
+    weights = table["cost_weight"].dropna().unique()
+    if len(weights) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [c for c in ("forecast_error", "deferrable_scale", "daily_cap", "limits_on",
+                          "replan_every_minutes", "storage_hours", "price_scale")
+              if table[c].nunique(dropna=False) > 1]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for keys, part in table.dropna(subset=["cost_weight"]).groupby(["policy", *others]):
+        part = part.sort_values("cost_weight")
+        label = ", ".join(str(k) for k in (keys if isinstance(keys, tuple) else (keys,)))
+        ax.plot(part["cost"], part["co2_t"], marker="o", label=label)
+    ax.set_xlabel("grid cost [currency]")
+    ax.set_ylabel("grid CO2 [t]")
+    ax.set_title("cost-CO2 front (each point a cost_weight; lower left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from scheduler.config import ConfigError
@@ -87,3 +88,38 @@ def test_battery_size_is_an_axis_of_the_grid(tmp_path, config):
     totals = [summarize(replay(spec))["policies"]["greedy"] for spec in (none, two)]
     assert totals[1]["co2_t"] < totals[0]["co2_t"]
     assert totals[0]["storage_cycles"] == 0 < totals[1]["storage_cycles"]
+
+
+def test_cost_weight_and_price_scale_are_axes_and_trace_the_front(tmp_path, config):
+    """cost_weight puts the weighted objective in each scenario and price_scale multiplies every
+    site's tariff; replaying a day at weight 1000 settles at a lower cost than at weight 0 (CO2
+    need not rise on a settled day: the plans are made on the forecast), and the front is
+    plotted only when the weight is swept."""
+    from scheduler.drivers.replay import replay, summarize
+    from scheduler.drivers.study import plot_front
+
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY.replace("[fifo, optimizer]", "[optimizer]")
+                    .replace("[0.0, 2.0]", "[1.0]").replace('[null, "shantou:18-22:4"]', "[null]")
+                    + "  cost_weight: [0, 1000]\n  price_scale: [1.0, 2.0]\n")  # fmt: skip
+    grid = scenario_specs(load_study(path), config)
+    assert [(p["cost_weight"], p["price_scale"]) for p, _ in grid] == [
+        (0, 1.0),
+        (0, 2.0),
+        (1000, 1.0),
+        (1000, 2.0),
+    ]
+    for parameters, spec in grid:
+        assert spec.config.solver.objective_weights() == (1.0, parameters["cost_weight"])
+        price = spec.config.sites["shantou"].price_per_mwh
+        assert price == config.sites["shantou"].price_per_mwh * parameters["price_scale"]
+    rows = []
+    for parameters, spec in (grid[0], grid[2]):
+        totals = summarize(replay(spec))["policies"]["optimizer"]
+        rows.append({**parameters, "policy": "optimizer", **totals})
+    table = pd.DataFrame(rows)
+    carbon, cost = table.iloc[0], table.iloc[1]
+    assert cost["cost"] < carbon["cost"]  # identical were the weight not applied
+    assert plot_front(table, tmp_path / "front.png") == tmp_path / "front.png"
+    assert (tmp_path / "front.png").stat().st_size > 10_000
+    assert plot_front(table.iloc[:1], tmp_path / "none.png") is None
