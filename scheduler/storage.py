@@ -118,6 +118,17 @@ class StorageFleet:
     def n_units(self) -> int:
         return len(self.site)
 
+    def unit_energy_mwh(self, site_mwh: Sequence[float]) -> np.ndarray:
+        """Each unit's energy ``[unit]`` [MWh] from each site's total ``site_mwh`` ``[site]``
+        (a day ended with, as ``run.csv`` records it): a site's units filled in their order,
+        each to its capacity (exact for a site with one unit)."""
+        left = np.asarray(site_mwh, dtype=float).copy()
+        out = np.zeros(self.n_units)
+        for u, s in enumerate(self.site.tolist()):
+            out[u] = min(max(left[s], 0.0), float(self.energy_mwh[u]))
+            left[s] -= out[u]
+        return out
+
 
 @dataclass(frozen=True)
 class StorageDispatch:

@@ -47,6 +47,7 @@ __all__ = [
     "RunReport",
     "greensched_version",
     "last_run_load_mw",
+    "last_run_soc_mwh",
     "read_plan_dir",
     "write_plan_dir",
     "write_run_report",
@@ -379,13 +380,25 @@ def write_run_report(directory: str | Path, report: RunReport) -> Path:
 def last_run_load_mw(directory: str | Path, sites: Sequence[str]) -> tuple[float, ...]:
     """Each site's load in the last slot that ran in ``directory`` (its ``run.csv``) [MW], in
     ``sites`` order: the load the next day starts from."""
+    return _last_run(directory, sites, "load_mw")
+
+
+def last_run_soc_mwh(directory: str | Path, sites: Sequence[str]) -> tuple[float, ...]:
+    """Each site's stored energy after the last slot that ran in ``directory`` [MWh], in
+    ``sites`` order: what its storage starts the next day with (0 from a ``run.csv`` written
+    before storage existed)."""
+    return _last_run(directory, sites, "soc_mwh")
+
+
+def _last_run(directory: str | Path, sites: Sequence[str], column: str) -> tuple[float, ...]:
+    """``column`` of each site in the last slot of ``directory``'s ``run.csv``."""
     path = Path(directory) / "run.csv"
     if not path.is_file():
         raise PlanDirError(f"{path}: not found; the day has not run (dispatch it first)")
     run = read_table(RUN, path)
     if run.empty:
         raise PlanDirError(f"{path}: no slot has run")
-    last = run[run["time"] == run["time"].max()].set_index("site")["load_mw"]
+    last = run[run["time"] == run["time"].max()].set_index("site")[column]
     if set(last.index) != set(sites):
         raise PlanDirError(
             f"{path}: ran sites {', '.join(sorted(last.index))}, not {', '.join(sites)}"

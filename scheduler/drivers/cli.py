@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -22,6 +22,9 @@ from forecasts.weather import Weather
 from scheduler.config import DEFAULT_CONFIG_PATH, load_config
 from scheduler.contracts import UserError, ensure_dir, write_table
 from scheduler.contracts.carriers import CARRIERS
+
+if TYPE_CHECKING:  # imported where used: the CLI starts fast
+    from scheduler.problem import Problem
 
 app = typer.Typer(
     help=(
@@ -126,16 +129,22 @@ def _setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def _load_before(directory: Path, sites: list[str]) -> tuple[float, ...]:
-    """Each site's load in the last slot run in ``directory`` [MW], in ``sites`` order."""
-    from scheduler.contracts.plandir import last_run_load_mw
+def _after(directory: Path, problem: Problem) -> Problem:
+    """``problem`` starting where the day run in ``directory`` ended: each site's load in its
+    last slot [MW] and the energy in its storage [MWh]."""
+    from scheduler.contracts.plandir import last_run_load_mw, last_run_soc_mwh
 
+    sites = problem.site_names
     loads = last_run_load_mw(directory, sites)
+    stored = last_run_soc_mwh(directory, sites)
     console.print(
         "starting from the load before the day: "
         + ", ".join(f"{site} {load:.2f} MW" for site, load in zip(sites, loads, strict=True))
-    )
-    return loads
+        + ("" if problem.storage.n_units == 0 else "; stored: " + ", ".join(
+            f"{site} {mwh:.2f} MWh" for site, mwh in zip(sites, stored, strict=True)))
+    )  # fmt: skip
+    units = problem.storage.unit_energy_mwh(stored)
+    return replace(problem, initial_load_mw=loads, initial_soc_mwh=tuple(units.tolist()))
 
 
 def _print_forecast_sources(runs: dict[str, dict]) -> None:
@@ -415,7 +424,7 @@ def plan(
     cap_list = read_caps(caps, list(cfg.sites)) if caps is not None else ()
     problem = pipeline.problem(horizon, jobs=table, caps=cap_list, jobs_source=f"{jobs} line")
     if after is not None:
-        problem = replace(problem, initial_load_mw=_load_before(after, problem.site_names))
+        problem = _after(after, problem)
     result = plan_day(problem, cfg, names)
     runs = pipeline.supply(horizon).runs
     save_day_plan(out, result, cfg, seed, forecast=runs)

@@ -184,3 +184,48 @@ def test_a_settled_run_totals_what_its_storage_gave_and_held(config):
         slots["storage_discharge_mw"].sum() * 0.25
     )
     assert actual["storage_discharged_mwh"] > 0
+
+
+def test_units_take_a_sites_stored_energy_in_order_up_to_their_capacity():
+    fleet = StorageFleet.of(
+        [{"a": StorageUnit(p_nom=1.0, max_hours=2.0), "b": StorageUnit(p_nom=1.0, max_hours=4.0)},
+         {"c": StorageUnit(p_nom=5.0, max_hours=1.0)}]
+    )  # fmt: skip
+    np.testing.assert_allclose(fleet.unit_energy_mwh([3.0, 9.0]), [2.0, 1.0, 5.0])
+
+
+def test_a_day_planned_after_another_starts_with_the_energy_it_ended_with(
+    monkeypatch, capsys, tmp_path
+):
+    """plan --after DIR: the battery starts the day with what DIR's run ended with (its
+    run.csv), not the configured initial energy; storage.csv records it and the settled day
+    starts from it."""
+    from scheduler.config import load_config
+    from scheduler.contracts.plandir import read_plan_dir, write_run_report
+    from scheduler.drivers.nightly import plan_dir_problem
+    from scheduler.settlement import Settlement
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["sites"]["qingyang"]["storage"] = {"b": {"p_nom": 10.0, "max_hours": 4.0}}
+    path = tmp_path / "battery.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    before = tmp_path / "before"
+    code, _, err = run_cli(monkeypatch, capsys, "plan", "--config", str(path), "--date",
+                           "2026-04-10", "--out", str(before))  # fmt: skip
+    assert code == 0, err
+    problem, plan = plan_dir_problem(before, config)
+    report = Settlement(problem, plan).run()
+    write_run_report(before, report)
+    slots = report.site_slots
+    ended = float(slots[slots["site"] == "qingyang"]["soc_mwh"].iloc[-1])
+    assert 0 < ended <= 40.0  # the day before left energy in the battery
+    day_dir = tmp_path / "day"
+    args = ["--date", "2026-04-11", "--after", str(before), "--out", str(day_dir)]
+    code, out, err = run_cli(monkeypatch, capsys, "plan", "--config", str(path), *args)
+    assert code == 0, err
+    assert f"stored: qingyang {ended:.2f} MWh" in " ".join(out.split())
+    (unit,) = read_plan_dir(day_dir).storage.itertuples(index=False)
+    assert unit.state_of_charge_start == pytest.approx(ended)
+    day, _plan = plan_dir_problem(day_dir, config)
+    assert day.soc_start_mwh.tolist() == [pytest.approx(ended)]

@@ -50,6 +50,7 @@ from scheduler.contracts.plandir import (
     PlanDirError,
     RunReport,
     last_run_load_mw,
+    last_run_soc_mwh,
     write_run_report,
 )
 from scheduler.dayrunner import DayRunner, NewPlan
@@ -311,18 +312,21 @@ class ControlLoop:
         ahead = day_problem(self.pipeline, after, jobs_dir=self.jobs_dir)
         return replace(ahead, actual_supply=None)
 
-    def _load_before(self, day: str, sites: list[str]) -> tuple[float, ...] | None:
-        """Each site's load in the last slot of the day before ``day`` [MW], from that day's
-        ``run.csv`` (``None`` when it did not run here): the ramp limits hold across midnight,
-        also after a restart."""
+    def _after_day_before(self, day: str, problem: Problem) -> Problem:
+        """``problem`` starting where the day before ``day`` ended, from that day's ``run.csv``
+        (as it is when it did not run here): each site's load in its last slot, so the ramp
+        limits hold across midnight, and the energy in its storage; also after a restart."""
         before = self.out_dir / (pd.Timestamp(day) - pd.Timedelta(days=1)).date().isoformat()
         if not (before / "run.csv").is_file():
-            return None
+            return problem
+        sites = problem.site_names
         try:
-            return last_run_load_mw(before, sites)
+            load = last_run_load_mw(before, sites)
+            stored = problem.storage.unit_energy_mwh(last_run_soc_mwh(before, sites))
         except PlanDirError as error:  # another set of sites ran there: no ramp across midnight
             log.warning("day %s starts without the load before it: %s", day, error)
-            return None
+            return problem
+        return replace(problem, initial_load_mw=load, initial_soc_mwh=tuple(stored.tolist()))
 
     def _report_slot(
         self,
@@ -364,7 +368,7 @@ class ControlLoop:
     ) -> DayDone | None:
         horizon = self.pipeline.horizon(day)
         problem = day_problem(self.pipeline, horizon, carried=carried, jobs_dir=self.jobs_dir)
-        problem = replace(problem, initial_load_mw=self._load_before(day, problem.site_names))
+        problem = self._after_day_before(day, problem)
         version = self.planner.new_day(replace(problem, actual_supply=None))
         self.planner.look_ahead(None)
         threading.Thread(  # off the slot path: the next day's forecast takes a while
