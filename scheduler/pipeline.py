@@ -41,6 +41,7 @@ from scheduler.jobs import generate_jobs, max_gpus_to_fit, validate_jobs, work_u
 from scheduler.metrics import PlanMetrics, plan_metrics
 from scheduler.policies import PlanResult, get_policy
 from scheduler.problem import LoadCap, Problem, problem_for, purchased_green_mw
+from scheduler.storage import UNIT_FIELDS
 from scheduler.validate import assert_valid
 
 __all__ = [
@@ -547,13 +548,11 @@ def storage_table(problem: Problem) -> pd.DataFrame:
     units = [
         (site.name, name, unit) for site in problem.sites for name, unit in site.storage.items()
     ]
-    columns = ("p_nom", "max_hours", "efficiency_store", "efficiency_dispatch", "standing_loss",
-               "state_of_charge_min")  # fmt: skip
     return pd.DataFrame(
         {
             "site": [site for site, _, _ in units],
             "unit": [name for _, name, _ in units],
-            **{c: [float(getattr(unit, c)) for _, _, unit in units] for c in columns},
+            **{c: [float(getattr(unit, c)) for _, _, unit in units] for c in UNIT_FIELDS},
             "state_of_charge_start": problem.soc_start_mwh.astype(float),
         }
     )

@@ -31,7 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["StorageDispatch", "StorageFleet", "StorageUnit", "follow_surplus"]
+__all__ = ["UNIT_FIELDS", "StorageDispatch", "StorageFleet", "StorageUnit", "follow_surplus"]
+
+UNIT_FIELDS = ("p_nom", "max_hours", "efficiency_store", "efficiency_dispatch", "standing_loss",
+               "state_of_charge_min")  # fmt: skip
+"""A unit's parameters a plan depends on (recorded in the plan directory's storage.csv)."""
 
 
 class StorageUnit(BaseModel):

@@ -38,6 +38,7 @@ from scheduler.policies import get_policy
 from scheduler.problem import Problem, caps_from_frame, problem_for
 from scheduler.replan import policy_replan
 from scheduler.settlement import Settlement, SlotProgress
+from scheduler.storage import UNIT_FIELDS
 
 __all__ = ["Stopped", "dispatch", "plan_dir_problem", "stop_on_sigterm"]
 
@@ -92,10 +93,6 @@ def _check_matches(directory: Path, tables: PlanTables, config: Config) -> None:
         )
 
 
-_STORAGE_FIELDS = ("p_nom", "max_hours", "efficiency_store", "efficiency_dispatch",
-                   "standing_loss", "state_of_charge_min")  # fmt: skip
-
-
 def _asset_differences(tables: PlanTables, config: Config) -> list[str]:
     """How the plan directory's storage units and green purchases differ from the config's
     (none for a directory written before they existed)."""
@@ -108,7 +105,7 @@ def _asset_differences(tables: PlanTables, config: Config) -> list[str]:
             where = "the plan" if key in planned else "the config"
             out.append(f"storage unit {key[0]}.{key[1]} only in {where}")
         for key in sorted(set(planned) & set(configured)):
-            for name in _STORAGE_FIELDS:
+            for name in UNIT_FIELDS:
                 planned_value = getattr(planned[key], name)
                 configured_value = getattr(configured[key], name)
                 if not _same(planned_value, configured_value):

@@ -58,6 +58,16 @@ CertOption = Annotated[
 KeyOption = Annotated[
     Path | None, typer.Option("--tls-key", help="client private key (PEM), with --tls-cert", **_PEM)
 ]
+SitesOption = Annotated[list[str] | None, typer.Option("--site", help="only these sites")]
+FromOption = Annotated[
+    str | None, typer.Option("--from", help="slots from this ISO time (with offset)")
+]
+ToOption = Annotated[
+    str | None, typer.Option("--to", help="slots before this ISO time (with offset)")
+]
+ZoneOption = Annotated[
+    str | None, typer.Option(help="show times in this zone, e.g. Asia/Shanghai; default UTC")
+]
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
@@ -96,6 +106,15 @@ def _fail(error: Exception) -> None:
         typer.echo(f"error: {error.code().name}: {error.details()}", err=True)
         raise typer.Exit(2) from None
     raise error
+
+
+def _check_zone(timezone: str | None) -> None:
+    """One message naming --timezone when it is not an IANA zone."""
+    if timezone is not None:
+        try:
+            time_zone(timezone)
+        except ValueError as error:
+            raise UserError(f"--timezone {error}") from None
 
 
 def _local(seconds: int, nanos: int, timezone: str | None) -> str:
@@ -163,20 +182,14 @@ def list_caps(
     tls_ca: CaOption = None,
     tls_cert: CertOption = None,
     tls_key: KeyOption = None,
-    site: Annotated[list[str] | None, typer.Option("--site", help="only these sites")] = None,
+    site: SitesOption = None,
     include_cancelled: Annotated[bool, typer.Option("--all", help="show cancelled too")] = False,
-    timezone: Annotated[
-        str | None, typer.Option(help="show times in this zone, e.g. Asia/Shanghai; default UTC")
-    ] = None,
+    timezone: ZoneOption = None,
 ) -> None:
     """List the load-cap events you may see."""
     from scheduler.drivers.service.client import pb
 
-    if timezone is not None:
-        try:
-            time_zone(timezone)
-        except ValueError as error:
-            raise UserError(f"--timezone {error}") from None
+    _check_zone(timezone)
     try:
         with _client(server, token, tls_ca, tls_cert, tls_key) as client:
             events = client.list(site or (), include_cancelled=include_cancelled)
@@ -205,20 +218,14 @@ def caps_report(
     tls_ca: CaOption = None,
     tls_cert: CertOption = None,
     tls_key: KeyOption = None,
-    site: Annotated[list[str] | None, typer.Option("--site", help="only these sites")] = None,
-    since: Annotated[
-        str | None, typer.Option("--from", help="slots from this ISO time (with offset)")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--to", help="slots before this ISO time (with offset)")
-    ] = None,
+    site: SitesOption = None,
+    since: FromOption = None,
+    until: ToOption = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json (lines)")] = "table",
     watch: Annotated[
         bool, typer.Option("--watch", help="then each slot as it runs, until Ctrl-C")
     ] = False,
-    timezone: Annotated[
-        str | None, typer.Option(help="show times in this zone, e.g. Asia/Shanghai; default UTC")
-    ] = None,
+    timezone: ZoneOption = None,
 ) -> None:
     """What the sites you may read drew in each slot run so far, in OpenADR 3 terms: USAGE
     (load), DEMAND (grid draw), BASELINE (the plan without caps), OPERATING_STATE, the caps in
@@ -228,11 +235,7 @@ def caps_report(
     if fmt not in ("table", "csv", "json"):
         raise UserError(f"--format {fmt!r}: give table, csv or json")
     chosen = cast(ReportFormat, fmt)
-    if timezone is not None:
-        try:
-            time_zone(timezone)
-        except ValueError as error:
-            raise UserError(f"--timezone {error}") from None
+    _check_zone(timezone)
     start = None if since is None else _utc(since, "--from")
     end = None if until is None else _utc(until, "--to")
     try:
@@ -345,13 +348,9 @@ def measure_list(
     tls_ca: CaOption = None,
     tls_cert: CertOption = None,
     tls_key: KeyOption = None,
-    site: Annotated[list[str] | None, typer.Option("--site", help="only these sites")] = None,
-    since: Annotated[
-        str | None, typer.Option("--from", help="slots from this ISO time (with offset)")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--to", help="slots before this ISO time (with offset)")
-    ] = None,
+    site: SitesOption = None,
+    since: FromOption = None,
+    until: ToOption = None,
 ) -> None:
     """List the measurements of the sites you may read: slot, site, PV, wind, load [MW]."""
     start = None if since is None else _utc(since, "--from")
