@@ -98,6 +98,7 @@ class StorageFleet:
     standing_loss: np.ndarray
     soc_min_mwh: np.ndarray
     soc_initial_mwh: np.ndarray
+    cyclic: np.ndarray  # [unit] bool: a planned day ends with the energy it started with
 
     @classmethod
     def of(cls, storage: Sequence[Mapping[str, StorageUnit]]) -> StorageFleet:
@@ -116,6 +117,7 @@ class StorageFleet:
             standing_loss=column(lambda s, u: u.standing_loss),
             soc_min_mwh=column(lambda s, u: u.state_of_charge_min),
             soc_initial_mwh=column(lambda s, u: u.state_of_charge_initial),
+            cyclic=column(lambda s, u: u.cyclic_state_of_charge, bool),
         )
 
     @property

@@ -18,6 +18,7 @@ import pandas as pd
 from scheduler.contracts import PLAN
 from scheduler.labels import labels_at
 from scheduler.problem import Problem
+from scheduler.storage import follow_surplus
 
 __all__ = [
     "PlanArrays",
@@ -136,11 +137,18 @@ def unfinished_penalty_kg(problem: Problem) -> float:
 def objective_kg(problem: Problem, arrays: PlanArrays) -> float:
     """The objective of a plan on the problem's supply: its grid energy weighed by
     :attr:`~scheduler.problem.Problem.objective_per_mwh` (grid CO2 [kg] by default) plus the
-    unfinished-work penalty."""
+    unfinished-work penalty. The sites' storage runs by the rule every plan is settled under
+    (:func:`~scheduler.storage.follow_surplus`), so its stored green lowers the grid energy."""
     gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(gpus, (arrays.site, arrays.slot), arrays.gpus)
     load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
-    grid_mwh = np.maximum(load - problem.green_mw, 0) * problem.slot_hours
+    supplied = problem.green_mw
+    if problem.storage.n_units:
+        stored = follow_surplus(
+            problem.storage, load, supplied, problem.slot_hours, problem.soc_start_mwh
+        )
+        supplied = supplied + stored.discharge_mw
+    grid_mwh = np.maximum(load - supplied, 0) * problem.slot_hours
     missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
     return float((grid_mwh * problem.objective_per_mwh).sum()) + unfinished_penalty_kg(
         problem

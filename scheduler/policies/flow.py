@@ -69,6 +69,7 @@ __all__ = [
     "FlowResult",
     "Groups",
     "SiteTiers",
+    "fixed_grid_mwh",
     "group_jobs",
     "site_tiers",
     "solve_flow",
@@ -218,6 +219,13 @@ class SiteTiers:
         )
 
 
+def fixed_grid_mwh(problem: Problem, fixed_gpus: np.ndarray) -> np.ndarray:
+    """Grid energy of base load and ``fixed_gpus`` ``[site, slot]`` on the planning supply,
+    without storage ``[site, slot]`` [MWh]."""
+    fixed_load = problem.base_load_mw[:, None] + fixed_gpus * problem.mw_per_gpu[:, None]
+    return np.maximum(fixed_load - problem.green_mw, 0) * problem.slot_hours
+
+
 def site_tiers(problem: Problem, fixed_gpus: np.ndarray) -> SiteTiers:
     """Tiers for the GPUs still free when ``fixed_gpus`` ``[site, slot]`` are already busy."""
     total = problem.capacity_with(fixed_gpus)
@@ -231,8 +239,7 @@ def site_tiers(problem: Problem, fixed_gpus: np.ndarray) -> SiteTiers:
     share = np.stack(
         [np.zeros_like(green), np.where(has_partial, partial_share, 1.0), np.ones_like(green)]
     )
-    fixed_load = problem.base_load_mw[:, None] + fixed_gpus * problem.mw_per_gpu[:, None]
-    fixed_grid = np.maximum(fixed_load - problem.green_mw, 0) * problem.slot_hours
+    fixed_grid = fixed_grid_mwh(problem, fixed_gpus)
     return SiteTiers(
         capacity=np.stack([tier0, tier1, tier2]),
         co2_kg=share * problem.grid_kg_per_gpu_slot[None],
@@ -342,7 +349,7 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
             kind=2 + k,
         )
     # group -> sink: unplaceable work at the penalty
-    arcs(group_node, np.full(n_groups, sink), groups.work, penalty, kind=9)
+    arcs(group_node, np.full(n_groups, sink), groups.work, penalty, kind=-1)
 
     tails_a, heads_a = np.concatenate(tails), np.concatenate(heads)
     caps_a, costs_a, kinds_a = np.concatenate(caps), np.concatenate(costs), np.concatenate(kinds)
@@ -369,7 +376,7 @@ def solve_flow(problem: Problem, groups: Groups, tiers: SiteTiers, tie_break: bo
     x_flow = flow[placement]
     keep = x_flow > 0
     groups_x, sites_x, slots_x = (np.concatenate(a)[keep] for a in (x_group, x_site, x_slot))
-    unplaced = flow[kinds_a == 9]
+    unplaced = flow[kinds_a == -1]
     co2 = tiers.fixed_co2_kg + penalty_kg * float(unplaced.sum())
     grid_mwh = tiers.fixed_grid_mwh
     mwh_per_gpu_slot = problem.mw_per_gpu[:, None] * problem.slot_hours

@@ -14,6 +14,11 @@ and reported unfinished. Steps:
    its cheapest start on the supply alone (the preemptible jobs then go around the blocks),
    and the better plan is kept. On days where blocks crowd the green hours this saves 5-12 %
    of the CO2 (measured on mid-day re-plans of synthetic December days).
+With storage (:mod:`.battery`), the bound's flow is solved twice: once on the plain tiers, to
+   give the profile LP (step 2b, without ramps) the work by site from which it values stored
+   energy, and once on the tiers of that value, whose cost bounds every plan with storage.
+   The profile LP then runs each site's battery with its load, and its value of stored energy
+   prices the flows of step 3. Plans are scored with the storage rule of settlement.
 2b. **Load profile** (:mod:`.profile`): a small GLOP LP over sites x slots, fed with the
    bound's divisible work and the blocks, decides each site's GPUs per slot under ramp limits,
    caps and supply, with a bounded smoothing term that picks the calmest of equal-carbon
@@ -47,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,6 +66,7 @@ from scheduler.policies.base import (
     objective_kg,
     site_moves,
 )
+from scheduler.policies.battery import battery_tiers
 from scheduler.policies.blocks import cheapest_blocks
 from scheduler.policies.disaggregate import disaggregate
 from scheduler.policies.flow import (
@@ -68,8 +74,8 @@ from scheduler.policies.flow import (
     EXACT,
     FlowResult,
     Groups,
+    SiteTiers,
     group_jobs,
-    site_tiers,
     solve_flow,
 )
 from scheduler.policies.profile import LoadProfile, SiteWork, solve_profile
@@ -104,16 +110,59 @@ def lp_bound(problem: Problem) -> FlowResult:
 
     Jobs merge by window, allowed sites and preemptibility with cap ``sum(max_gpus)``.
     """
-    return _bound_and_groups(problem)[0]
+    return _bound(problem).flow
 
 
-def _bound_and_groups(problem: Problem) -> tuple[FlowResult, Groups]:
+@dataclass(frozen=True)
+class _Bound:
+    flow: FlowResult  # the relaxed flow, its rows the preemptible jobs' only
+    groups: Groups
+    value_per_mwh: np.ndarray | None  # [site, slot] stored energy's value, with storage
+
+
+def _bound(problem: Problem) -> _Bound:
     groups = group_jobs(problem, np.arange(problem.n_jobs), problem.site_mask, by_preemptible=True)
-    tiers = site_tiers(problem, np.zeros((len(problem.sites), problem.horizon.n_slots)))
-    flow = solve_flow(problem, groups, tiers, tie_break=False)
+    none = np.zeros((len(problem.sites), problem.horizon.n_slots))
+    flow = solve_flow(problem, groups, battery_tiers(problem, none, None), tie_break=False)
+    value = None
+    if problem.storage.n_units:
+        flow, value = _bound_with_storage(problem, groups)
     divisible = np.zeros(groups.n, dtype=bool)
     divisible[groups.job_group] = problem.preemptible
-    return flow.rows(divisible[flow.group]), groups
+    return _Bound(flow.rows(divisible[flow.group]), groups, value)
+
+
+def _bound_with_storage(problem: Problem, groups: Groups) -> tuple[FlowResult, np.ndarray]:
+    """The bound with storage and where it puts the work: the highest of three lower bounds,
+    the pooled profile LP's (work by allowed sites, no ramps, no smoothing) and the relaxed
+    flow's on the battery tiers of the two values of stored energy that LP gives; the rows of
+    the relaxed flow inside the LP's load (the groups' work by site, which the LP does not
+    say), and the value of stored energy of the better flow ``[site, slot]``."""
+    none = np.zeros((len(problem.sites), problem.horizon.n_slots))
+    pools, pool_of = np.unique(groups.site_mask, axis=0, return_inverse=True)
+    work = np.zeros((groups.n, len(pools)), dtype=np.int64)
+    work[np.arange(groups.n), pool_of.ravel()] = groups.work
+    pooled = solve_profile(problem, SiteWork(groups.first, groups.end, groups.cap, work), none,
+                           ramps=False, pools=pools, smooth=False)  # fmt: skip
+    assert pooled.battery is not None  # the problem has storage
+    flows = []
+    for value in (pooled.battery.value_per_mwh, pooled.battery.use_value_per_mwh):
+        tiers = battery_tiers(problem, none, value)
+        flows.append((solve_flow(problem, groups, tiers, tie_break=False), value))
+    flow, value = max(flows, key=lambda pair: pair[0].co2_kg)
+    # where the work goes: the groups inside the pooled LP's load, which sees the batteries
+    premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 0.5
+    inside = battery_tiers(problem, none, value).within(pooled.gpus, premium_kg)
+    split = solve_flow(problem, groups, inside, tie_break=False)
+    # the bounds are the LPs' and flows' costs; no plan is below 0 (grid energy weighs >= 0)
+    return replace(split, co2_kg=max(flow.co2_kg, pooled.co2_kg, 0.0)), value
+
+
+def _site_work(flow: FlowResult, groups: Groups, problem: Problem) -> SiteWork:
+    """The work of ``flow``'s rows as each group's GPU-slots per site."""
+    work = np.zeros((groups.n, len(problem.sites)), dtype=np.int64)
+    np.add.at(work, (flow.group, flow.site), flow.gpus)
+    return SiteWork(groups.first, groups.end, groups.cap, work)
 
 
 def optimize(
@@ -124,16 +173,17 @@ def optimize(
 ) -> PlanResult:
     """Plan ``problem`` (steps in the module docstring) and report status, bound and gap."""
     began = time.perf_counter()
-    bound, bound_groups = _bound_and_groups(problem)
+    relaxed = _bound(problem)
+    bound = relaxed.flow
     divisible_load = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(divisible_load, (bound.site, bound.slot), bound.gpus)
-    plan = _plan_around_blocks(problem, settings, name, bound, bound_groups, divisible_load)
+    plan = _plan_around_blocks(problem, settings, name, relaxed, divisible_load)
     if _gap(plan.objective_kg, bound.co2_kg) > settings.relative_gap and (
         not problem.preemptible.all()
     ):
         log.info("%s: gap above relative_gap; placing the blocks on the supply alone", name)
         alone = np.zeros_like(divisible_load)
-        first = _plan_around_blocks(problem, settings, name, bound, bound_groups, alone)
+        first = _plan_around_blocks(problem, settings, name, relaxed, alone)
         if first.objective_kg < plan.objective_kg:
             plan = first
     arrays, pinned, ramp_cost_kg = plan.arrays, plan.pinned, plan.ramp_cost_kg
@@ -190,8 +240,7 @@ def _plan_around_blocks(
     problem: Problem,
     settings: SolverSettings,
     name: str,
-    bound: FlowResult,
-    bound_groups: Groups,
+    relaxed: _Bound,
     divisible_load: np.ndarray,
 ) -> _Planned:
     """Steps 2 to 4: the blocks, each at its cheapest start on top of ``divisible_load``
@@ -200,30 +249,30 @@ def _plan_around_blocks(
     blocks = cheapest_blocks(
         problem, np.flatnonzero(~problem.preemptible), problem.site_mask, divisible_load, fixed
     )
-    profile, ramp_cost_kg = _profile(problem, bound, bound_groups, fixed)
-    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, blocks, fixed, profile)
-    if _gap(objective_kg(problem, arrays), bound.co2_kg) > settings.relative_gap:
+    profile, ramp_cost_kg = _profile(problem, relaxed, fixed)
+    value = relaxed.value_per_mwh if profile.battery is None else profile.battery.value_per_mwh
+    tiers = battery_tiers(problem, fixed, value)
+    arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, blocks, fixed, tiers, profile)
+    if _gap(objective_kg(problem, arrays), relaxed.flow.co2_kg) > settings.relative_gap:
         log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
-        exact, exact_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, profile)
+        exact, exact_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, tiers, profile)
         if objective_kg(problem, exact) < objective_kg(problem, arrays):
             arrays, pinned = exact, exact_pinned
     if _gap(objective_kg(problem, arrays), profile.co2_kg) > settings.relative_gap:
         log.info("%s: the profile was not realised; planning again without it", name)
-        free, free_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, None)
+        free, free_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, tiers, None)
         if objective_kg(problem, free) < objective_kg(problem, arrays):
             arrays, pinned = free, free_pinned
     return _Planned(arrays, pinned, ramp_cost_kg, objective_kg(problem, arrays))
 
 
 def _profile(
-    problem: Problem, bound: FlowResult, groups: Groups, fixed: np.ndarray
+    problem: Problem, relaxed: _Bound, fixed: np.ndarray
 ) -> tuple[LoadProfile, float | None]:
     """The load profile (:mod:`.profile`) for the bound's divisible work and the blocks'
     ``fixed`` GPUs, and what the ramp limits cost in it [kg CO2] (``None`` when no site has a
     limit)."""
-    work = np.zeros((groups.n, len(problem.sites)), dtype=np.int64)
-    np.add.at(work, (bound.group, bound.site), bound.gpus)
-    site_work = SiteWork(groups.first, groups.end, groups.cap, work)
+    site_work = _site_work(relaxed.flow, relaxed.groups, problem)
     profile = solve_profile(problem, site_work, fixed)
     if not has_ramps(problem):
         return profile, None
@@ -238,16 +287,18 @@ def _plan_with_moves(
     duration_ratio: float,
     blocks: PlanArrays,
     fixed: np.ndarray,
+    tiers: SiteTiers,
     profile: LoadProfile | None,
 ) -> tuple[PlanArrays, np.ndarray]:
     """Plan, pinning jobs that move too often (step 4); returns the plan and who was pinned.
 
     ``blocks`` are the non-preemptible jobs' runs (step 2) and ``fixed`` their GPUs ``[site,
-    slot]``: pinning never changes them, since a block runs at one site."""
+    slot]``: pinning never changes them, since a block runs at one site. ``tiers`` are the
+    costs of the GPUs left free above them."""
     site_mask = problem.site_mask.copy()
     pinned = np.zeros(problem.n_jobs, dtype=bool)
     for round_ in range(MAX_PIN_ROUNDS + 1):
-        divisible = _plan_divisible(problem, site_mask, fixed, duration_ratio, profile)
+        divisible = _plan_divisible(problem, site_mask, fixed, duration_ratio, tiers, profile)
         arrays = fit_ramps(problem, PlanArrays.concat([blocks, divisible]))
         if problem.max_site_moves is None:
             break
@@ -279,6 +330,7 @@ def _plan_divisible(
     site_mask: np.ndarray,
     fixed: np.ndarray,
     duration_ratio: float,
+    tiers: SiteTiers,
     profile: LoadProfile | None,
 ) -> PlanArrays:
     """Preemptible jobs in splittable groups, inside the profile above ``fixed`` GPUs: leaving
@@ -289,7 +341,6 @@ def _plan_divisible(
     divisible = np.flatnonzero(problem.preemptible)
     groups = group_jobs(problem, divisible, site_mask, duration_ratio)
     premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 0.5
-    tiers = site_tiers(problem, fixed)
     if profile is not None:
         tiers = tiers.within(profile.gpus - fixed, premium_kg)
     flow = solve_flow(problem, groups, tiers, tie_break=True)

@@ -40,6 +40,10 @@ any CO2. The smoothing term is the tie-breaker among equal-carbon profiles: a GP
 :data:`SMOOTHING_SHARE` of a mean grid GPU-slot, so the LP gives up at most that much CO2 per
 GPU of step it avoids, and nothing where costs tie.
 
+With storage, each site's batteries are one (:mod:`.battery`): at such a site the tiers only
+bound the GPUs, and the grid energy is weighed in the battery block, which decides how the
+battery runs together with the load (its plan and the value of stored energy are read back).
+
 The model is built from arrays (:class:`_ArrayLP`) and handed to GLOP through OR-Tools'
 model builder in one call.
 """
@@ -58,7 +62,8 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 from scipy import sparse
 
 from scheduler.policies.base import unfinished_penalty_kg
-from scheduler.policies.flow import site_tiers
+from scheduler.policies.battery import BatteryPlan, SiteBattery, add_battery
+from scheduler.policies.flow import fixed_grid_mwh, site_tiers
 from scheduler.problem import Problem
 
 __all__ = [
@@ -82,13 +87,15 @@ GLOP_PARAMETERS = "use_dual_simplex:true use_preprocessing:false"
 
 @dataclass(frozen=True)
 class LoadProfile:
-    """GPUs per ``[site, slot]`` (int, blocks included) and how the LP ended."""
+    """GPUs per ``[site, slot]`` (int, blocks included) and how the LP ended; ``battery``
+    how it runs the sites' storage (``None`` without storage)."""
 
     gpus: np.ndarray
     status: str
     co2_kg: float  # grid CO2 of the profile, fixed load included, plus unplaced penalty [kg]
     seconds: float
     ramps_bind: bool  # some step is at (or over) a ramp limit
+    battery: BatteryPlan | None = None
 
 
 def smoothing_kg_per_gpu(problem: Problem) -> float:
@@ -227,16 +234,46 @@ class _ArrayLP:
         return model
 
 
+def _rows_of(p: np.ndarray, owner: np.ndarray, n_owners: int) -> list[np.ndarray]:
+    """The rows of ``p`` ``[pair, slot]`` by ``owner`` (each pair's site or pool), as a list of
+    ``[owner, slot]`` index arrays: the first pair of each owner, the second, ... (``-1`` where
+    an owner has fewer)."""
+    rank = np.zeros(len(owner), dtype=np.int64)
+    for k in range(len(owner)):
+        rank[k] = int((owner[:k] == owner[k]).sum())
+    out = []
+    for r in range(int(rank.max(initial=-1)) + 1):
+        rows = np.full((n_owners, p.shape[1]), -1)
+        pick = rank == r
+        rows[owner[pick]] = p[pick]
+        out.append(rows)
+    return out
+
+
 def solve_profile(
-    problem: Problem, site_work: SiteWork, fixed: np.ndarray, ramps: bool = True
+    problem: Problem,
+    site_work: SiteWork,
+    fixed: np.ndarray,
+    ramps: bool = True,
+    pools: np.ndarray | None = None,
+    smooth: bool = True,
 ) -> LoadProfile:
     """The profile LP of the module docstring for ``site_work``; ``fixed`` ``[site, slot]`` are
     the GPUs of non-preemptible blocks (kept as they are). ``ramps=False`` drops the ramp
-    limits (smoothing stays): what the limits cost is the difference in ``co2_kg``."""
+    limits (smoothing stays): what the limits cost is the difference in ``co2_kg``.
+
+    ``pools`` ``[pool, site]`` (bool) lets work choose its site: ``site_work.work[g, k]`` is then
+    the work of pool ``k``, which may run at any of the pool's sites (``p`` has a variable per
+    pool, site and slot, and a pool's work in a slot is at most its rate); default one pool
+    per site, the work fixed per site. ``smooth=False`` drops the smoothing term: with all the
+    work in pools by allowed sites, no ramps and no blocks, ``co2_kg`` is then a lower bound on
+    every plan (the LP relaxes each set of jobs to its windows' totals)."""
     began = time.perf_counter()
     # data
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     released, due, rate, work, rate_all = _site_work(site_work, n_slots)
+    pools = np.eye(n_sites, dtype=bool) if pools is None else pools
+    pair_pool, pair_site = np.nonzero(pools)  # a variable row per pool and allowed site
     tiers = site_tiers(problem, fixed)
     mpg = problem.mw_per_gpu
     margin = n_slots  # rounding the profile up leaves at most one GPU per slot unfilled
@@ -252,15 +289,20 @@ def solve_profile(
     has_step = np.ones((n_sites, n_slots), dtype=bool)
     has_step[:, 0] = initial is not None
     penalty_kg = unfinished_penalty_kg(problem)
-    smooth_kg = smoothing_kg_per_gpu(problem)
+    smooth_kg = smoothing_kg_per_gpu(problem) if smooth else 0.0
     over_kg = smooth_kg + RAMP_PENALTY * penalty_kg
+    battery = SiteBattery.of(problem)
+    stored = battery.has[:, None, None]  # the battery block weighs these sites' grid energy
     tier_capacity = np.moveaxis(tiers.capacity, 0, -1)  # [site, slot, tier]
-    tier_co2_kg = np.moveaxis(tiers.co2_kg, 0, -1)
+    tier_co2_kg = np.where(stored, 0.0, np.moveaxis(tiers.co2_kg, 0, -1))
+    fixed_kg = float(
+        (fixed_grid_mwh(problem, fixed) * problem.objective_per_mwh)[~battery.has].sum()
+    )
     lp = _ArrayLP()
     inf = np.inf
 
     # variables
-    p = lp.variables("p", 0.0, rate)
+    p = lp.variables("p", 0.0, rate[pair_pool])
     c = lp.variables("c", 0.0, released)
     y = lp.variables("y", 0.0, tier_capacity, tier_co2_kg)
     q = lp.variables("q", 0.0, work, penalty_kg)
@@ -268,18 +310,38 @@ def solve_profile(
     down = lp.variables("down", 0.0, np.where(has_step, down_limit[:, None], 0.0), smooth_kg)
     up_over = lp.variables("up_over", 0.0, np.where(has_step, inf, 0.0), over_kg)
     down_over = lp.variables("down_over", 0.0, np.where(has_step, inf, 0.0), over_kg)
-    c_before = np.concatenate([np.full((n_sites, 1), -1), c[:, :-1]], axis=1)  # c[s,t-1]
-    p_before = np.concatenate([np.full((n_sites, 1), -1), p[:, :-1]], axis=1)
+    at_site = _rows_of(p, pair_site, n_sites)  # [k][site, slot]: the k-th pool at each site
+    in_pool = _rows_of(p, pair_pool, len(pools))  # [k][pool, slot]: the k-th site of each pool
+    c_before = np.concatenate([np.full((len(pools), 1), -1), c[:, :-1]], axis=1)  # c[k,t-1]
+
+    def before_of(rows: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.full((n_sites, 1), -1), rows[:, :-1]], axis=1)
 
     # constraints
-    lp.constraints("tiers", 0.0, 0.0, [(p, 1.0), *((y[..., k], -1.0) for k in range(3))])
-    lp.constraints("done", 0.0, 0.0, [(c, 1.0), (c_before, -1.0), (p, -1.0)])
+    lp.constraints(
+        "tiers",
+        0.0,
+        0.0,
+        [*((rows, 1.0) for rows in at_site), *((y[..., k], -1.0) for k in range(3))],
+    )
+    lp.constraints(
+        "done", 0.0, 0.0, [(c, 1.0), (c_before, -1.0), *((rows, -1.0) for rows in in_pool)]
+    )
     lp.constraints("due", due, inf, [(c_before, 1.0), (q[:, None], 1.0)], where=due > 0)
     lp.constraints("work", work, work, [(c[:, -1], 1.0), (q, 1.0)])
-    lp.constraints("rate", 0.0, rate_all, [(p[s], 1.0) for s in range(n_sites)])
-    step_terms = [(p, 1.0), (p_before, -1.0), (up, -1.0), (up_over, -1.0), (down, 1.0),
-                  (down_over, 1.0)]  # fmt: skip
-    lp.constraints("step", -known_step, -known_step, step_terms, where=has_step)
+    lp.constraints("rate", 0.0, rate_all, [(p[j], 1.0) for j in range(len(pair_pool))])
+    shared = pools.sum(axis=1) > 1  # a pool's rate holds across its sites
+    lp.constraints("pool_rate", 0.0, rate, [(rows, 1.0) for rows in in_pool], where=shared[:, None])
+    step_terms = [
+        *((rows, 1.0) for rows in at_site),
+        *((before_of(rows), -1.0) for rows in at_site),
+        (up, -1.0),
+        (up_over, -1.0),
+        (down, 1.0),
+        (down_over, 1.0),
+    ]
+    lp.constraints("step", -known_step, -known_step, step_terms, where=has_step)  # fmt: skip
+    block = add_battery(lp, problem, battery, at_site, fixed) if battery.has.any() else None
 
     # solve
     solver = mbh.ModelSolverHelper("glop")
@@ -291,8 +353,8 @@ def solve_profile(
         raise RuntimeError(f"profile LP ended with status {status_name}; it always has a solution")
 
     # read back
-    x = solver.variable_values()
-    values = x[p]
+    x = np.asarray(solver.variable_values())
+    values = sum(np.where(rows >= 0, x[rows], 0.0) for rows in at_site)
     load = values + fixed
     steps = (
         np.diff(load, axis=1)
@@ -303,7 +365,12 @@ def solve_profile(
         (steps >= up_limit[:, None] - 1e-6).any() or (-steps >= down_limit[:, None] - 1e-6).any()
     )
     gpus = np.ceil(values - 1e-6).astype(np.int64) + fixed.astype(np.int64)
-    co2 = tiers.fixed_co2_kg + float((x[y] * tier_co2_kg).sum() + penalty_kg * x[q].sum())
+    co2 = fixed_kg + float((x[y] * tier_co2_kg).sum() + penalty_kg * x[q].sum())
+    plan = None
+    if block is not None:
+        weight = problem.objective_per_mwh[block.sites] * problem.slot_hours
+        co2 += float((x[block.grid] * weight).sum())
+        plan = block.read(problem, battery, x, np.asarray(solver.dual_values()))
     seconds = time.perf_counter() - began
     log.info(
         "profile LP: %s, objective %.6g kg, in %.3f s",
@@ -311,4 +378,4 @@ def solve_profile(
         solver.objective_value(),
         seconds,
     )
-    return LoadProfile(gpus, status_name, co2, seconds, ramps_bind)
+    return LoadProfile(gpus, status_name, co2, seconds, ramps_bind, plan)
