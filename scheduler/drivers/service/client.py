@@ -171,6 +171,23 @@ class CapClient:
             pb.GetForecastRequest(sites=sites), metadata=self.metadata, timeout=self.timeout_s
         )
 
+    def flexibility(
+        self,
+        sites: Sequence[str] = (),
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        shed_levels_mw: Sequence[float] = (),
+    ) -> pb.Flexibility:
+        """A flexibility quote: per site and slot of ``[start, end)`` (default: from the next
+        slot to the end of the day running) the planned load, the shed floor and the absorb
+        ceiling, and per site the cost of shedding at ``shed_levels_mw`` (default: 25 to 100 %
+        of the largest on-time shed). Nothing is stored."""
+        request = pb.GetFlexibilityRequest(sites=sites, shed_levels_mw=shed_levels_mw)
+        for field, time in (("from", start), ("to", end)):
+            if time is not None:
+                getattr(request, field).FromNanoseconds(pd.Timestamp(time).value)
+        return self.stub.GetFlexibility(request, metadata=self.metadata, timeout=self.timeout_s)
+
     def report_measurements(
         self, measurements: Sequence[Measurement]
     ) -> pb.ReportMeasurementsResponse:

@@ -90,6 +90,13 @@ from scheduler.drivers.service.capbook import (
 )
 from scheduler.drivers.service.events import CapEvent, event_caps
 from scheduler.drivers.service.exporter import ServiceMetrics
+from scheduler.drivers.service.flexibility import (
+    Flexibility,
+    ShedAnswer,
+    check_levels,
+    quote,
+    shed_answer,
+)
 from scheduler.drivers.service.lookahead import LookAhead, overlaps
 from scheduler.drivers.service.running_day import RunningDay
 from scheduler.drivers.service.solvers import SolverProcess
@@ -109,7 +116,7 @@ from scheduler.drivers.service.versions import (
 from scheduler.horizon import Horizon
 from scheduler.metrics import busy_gpus
 from scheduler.policies import PlanResult, get_policy, greedy
-from scheduler.problem import Problem
+from scheduler.problem import LoadCap, Problem
 from scheduler.replan import RunState
 
 __all__ = [
@@ -487,6 +494,34 @@ class Planner:
         """Stored events that target a site the caller may read (and one of ``sites``, if
         given) with an interval overlapping ``[start, end)``."""
         return visible_events(self._store, coordinator, sites, start, end, include_cancelled)
+
+    def flexibility(
+        self,
+        sites: Sequence[str],
+        start: pd.Timestamp | None = None,
+        end: pd.Timestamp | None = None,
+        levels_mw: Sequence[float] = (),
+    ) -> Flexibility:
+        """How far ``sites`` can shed or absorb per slot of ``[start, end)`` and what shedding
+        costs (:mod:`.flexibility`), from the plan in force; each shed level is planned as a
+        submission of its cap now would be. Only the plan in force and the problem of the work
+        left are taken under the planner's lock; nothing is stored, committed or published.
+        Raises :class:`~scheduler.drivers.service.events.EventError` for a bad window or
+        level."""
+        levels = check_levels(levels_mw)
+        now = self.clock()
+        with self._lock:
+            previous = self._current
+            problem = self._running.problem(self._caps.caps())
+
+        def plan(caps: Sequence[LoadCap]) -> ShedAnswer:
+            capped = problem.with_caps([*problem.caps, *caps])
+            version = self._chosen(previous, capped, previous.version + 1, "flexibility quote",
+                                   PlanCause.SUBMIT)  # fmt: skip
+            return shed_answer(previous, version, capped)
+
+        return quote(previous.problem, previous.arrays, previous.version, now, sites,
+                     (start, end), levels, plan)  # fmt: skip
 
     # --- making plans ----------------------------------------------------------------------
     def _chosen(

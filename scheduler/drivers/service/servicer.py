@@ -45,6 +45,7 @@ from scheduler.drivers.service.auth import (
 )
 from scheduler.drivers.service.events import CapEvent, CapInterval, EventError
 from scheduler.drivers.service.exporter import ServiceMetrics
+from scheduler.drivers.service.flexibility import Flexibility
 from scheduler.drivers.service.loop import ControlLoop
 from scheduler.drivers.service.measured import MeasurementBook
 from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2 as pb
@@ -468,6 +469,16 @@ class LoadCapServicer:
         )
         return pb.ListMeasurementsResponse(measurements=[_measurement_message(r) for r in rows])
 
+    @_rpc
+    async def GetFlexibility(self, request: pb.GetFlexibilityRequest, context) -> pb.Flexibility:
+        sites = self._sites(request.sites, self._caller(context))
+        start = _time_of(getattr(request, "from"), "from") if request.HasField("from") else None
+        end = _time_of(request.to, "to") if request.HasField("to") else None
+        quoted = await self._blocking(
+            self._planner.flexibility, sites, start, end, list(request.shed_levels_mw)
+        )
+        return _flexibility_message(quoted, self._planner.clock())
+
     def _measurement_book(self) -> MeasurementBook:
         if self._book is None:
             raise NoLoopError("this service runs no control loop: it takes no measurements")
@@ -716,6 +727,39 @@ def _plan_message(version: PlanVersion, sites: list[str], slots: bool, whole: bo
             for row in load.itertuples()
         )
     return message
+
+
+def _flexibility_message(quoted: Flexibility, clock: pd.Timestamp) -> pb.Flexibility:
+    starts = [_timestamp(time) for time in quoted.times]
+    return pb.Flexibility(
+        clock=_timestamp(clock),
+        plan_version=quoted.plan_version,
+        slot_minutes=quoted.slot_minutes,
+        sites=[
+            pb.SiteFlexibility(
+                site=site.site,
+                slots=[
+                    pb.FlexibilitySlot(start=start, baseline_mw=b, floor_mw=f, ceiling_mw=c)
+                    for start, b, f, c in zip(
+                        starts, site.baseline_mw.tolist(), site.floor_mw.tolist(),
+                        site.ceiling_mw.tolist(), strict=True,
+                    )
+                ],
+                largest_on_time_shed_mw=site.largest_on_time_shed_mw,
+                shed_costs=[
+                    pb.ShedCost(
+                        shed_mw=cost.shed_mw, shed_mwh=cost.shed_mwh, cap_mw=cost.cap_mw,
+                        opt=pb.OPT_IN if cost.opt_in else pb.OPT_OUT,
+                        extra_co2_kg=cost.extra_co2_kg, extra_cost=cost.extra_cost,
+                        grid_mwh_change=cost.grid_mwh_change,
+                        late_gpu_hours=cost.late_gpu_hours, late_jobs_total=cost.late_jobs,
+                    )
+                    for cost in site.costs
+                ],
+            )
+            for site in quoted.sites
+        ],
+    )  # fmt: skip
 
 
 def _forecast_message(planner: Planner, sites: list[str]) -> pb.Forecast:

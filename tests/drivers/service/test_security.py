@@ -274,7 +274,8 @@ def test_raw_random_bytes_never_get_internal(
     shared_server: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     per_method = {"SubmitLoadCap": 100, "CancelLoadCap": 30, "ListLoadCaps": 30, "GetPlan": 30,
-                  "GetReport": 30, "GetForecast": 30, "WatchPlan": 0, "WatchReport": 0}  # fmt: skip
+                  "GetReport": 30, "GetForecast": 30, "GetFlexibility": 30, "WatchPlan": 0,
+                  "WatchReport": 0}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", RAW_FUZZ, f"127.0.0.1:{shared_server.port}", json.dumps(per_method)],
         capture_output=True,

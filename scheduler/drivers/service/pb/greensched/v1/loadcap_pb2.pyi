@@ -387,3 +387,72 @@ class ListMeasurementsResponse(_message.Message):
     MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
     measurements: _containers.RepeatedCompositeFieldContainer[StoredMeasurement]
     def __init__(self, measurements: _Optional[_Iterable[_Union[StoredMeasurement, _Mapping]]] = ...) -> None: ...
+
+class GetFlexibilityRequest(_message.Message):
+    __slots__ = ("sites", "to", "shed_levels_mw")
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    SHED_LEVELS_MW_FIELD_NUMBER: _ClassVar[int]
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    to: _timestamp_pb2.Timestamp
+    shed_levels_mw: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, sites: _Optional[_Iterable[str]] = ..., to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shed_levels_mw: _Optional[_Iterable[float]] = ..., **kwargs) -> None: ...
+
+class FlexibilitySlot(_message.Message):
+    __slots__ = ("start", "baseline_mw", "floor_mw", "ceiling_mw")
+    START_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_MW_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_MW_FIELD_NUMBER: _ClassVar[int]
+    CEILING_MW_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    baseline_mw: float
+    floor_mw: float
+    ceiling_mw: float
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline_mw: _Optional[float] = ..., floor_mw: _Optional[float] = ..., ceiling_mw: _Optional[float] = ...) -> None: ...
+
+class ShedCost(_message.Message):
+    __slots__ = ("shed_mw", "shed_mwh", "cap_mw", "opt", "extra_co2_kg", "extra_cost", "grid_mwh_change", "late_gpu_hours", "late_jobs_total")
+    SHED_MW_FIELD_NUMBER: _ClassVar[int]
+    SHED_MWH_FIELD_NUMBER: _ClassVar[int]
+    CAP_MW_FIELD_NUMBER: _ClassVar[int]
+    OPT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_CO2_KG_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_COST_FIELD_NUMBER: _ClassVar[int]
+    GRID_MWH_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    LATE_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    LATE_JOBS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    shed_mw: float
+    shed_mwh: float
+    cap_mw: _containers.RepeatedScalarFieldContainer[float]
+    opt: Opt
+    extra_co2_kg: float
+    extra_cost: float
+    grid_mwh_change: float
+    late_gpu_hours: float
+    late_jobs_total: int
+    def __init__(self, shed_mw: _Optional[float] = ..., shed_mwh: _Optional[float] = ..., cap_mw: _Optional[_Iterable[float]] = ..., opt: _Optional[_Union[Opt, str]] = ..., extra_co2_kg: _Optional[float] = ..., extra_cost: _Optional[float] = ..., grid_mwh_change: _Optional[float] = ..., late_gpu_hours: _Optional[float] = ..., late_jobs_total: _Optional[int] = ...) -> None: ...
+
+class SiteFlexibility(_message.Message):
+    __slots__ = ("site", "slots", "largest_on_time_shed_mw", "shed_costs")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    LARGEST_ON_TIME_SHED_MW_FIELD_NUMBER: _ClassVar[int]
+    SHED_COSTS_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    slots: _containers.RepeatedCompositeFieldContainer[FlexibilitySlot]
+    largest_on_time_shed_mw: float
+    shed_costs: _containers.RepeatedCompositeFieldContainer[ShedCost]
+    def __init__(self, site: _Optional[str] = ..., slots: _Optional[_Iterable[_Union[FlexibilitySlot, _Mapping]]] = ..., largest_on_time_shed_mw: _Optional[float] = ..., shed_costs: _Optional[_Iterable[_Union[ShedCost, _Mapping]]] = ...) -> None: ...
+
+class Flexibility(_message.Message):
+    __slots__ = ("clock", "plan_version", "slot_minutes", "sites")
+    CLOCK_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SLOT_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    clock: _timestamp_pb2.Timestamp
+    plan_version: int
+    slot_minutes: int
+    sites: _containers.RepeatedCompositeFieldContainer[SiteFlexibility]
+    def __init__(self, clock: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_version: _Optional[int] = ..., slot_minutes: _Optional[int] = ..., sites: _Optional[_Iterable[_Union[SiteFlexibility, _Mapping]]] = ...) -> None: ...

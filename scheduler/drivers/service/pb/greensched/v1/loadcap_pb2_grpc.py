@@ -84,6 +84,11 @@ class LoadCapServiceStub:
                 request_serializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsRequest.SerializeToString,
                 response_deserializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsResponse.FromString,
                 _registered_method=True)
+        self.GetFlexibility = channel.unary_unary(
+                '/greensched.v1.LoadCapService/GetFlexibility',
+                request_serializer=greensched_dot_v1_dot_loadcap__pb2.GetFlexibilityRequest.SerializeToString,
+                response_deserializer=greensched_dot_v1_dot_loadcap__pb2.Flexibility.FromString,
+                _registered_method=True)
 
 
 class LoadCapServiceServicer:
@@ -164,6 +169,15 @@ class LoadCapServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFlexibility(self, request, context):
+        """A flexibility quote: per site the caller may read and slot of a window, the planned load
+        and the lowest and highest load reachable without making a job late, and what shedding
+        below the planned load costs. Nothing is stored, planned or published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoadCapServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +230,11 @@ def add_LoadCapServiceServicer_to_server(servicer, server):
                     servicer.ListMeasurements,
                     request_deserializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsRequest.FromString,
                     response_serializer=greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsResponse.SerializeToString,
+            ),
+            'GetFlexibility': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlexibility,
+                    request_deserializer=greensched_dot_v1_dot_loadcap__pb2.GetFlexibilityRequest.FromString,
+                    response_serializer=greensched_dot_v1_dot_loadcap__pb2.Flexibility.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -488,6 +507,33 @@ class LoadCapService:
             '/greensched.v1.LoadCapService/ListMeasurements',
             greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsRequest.SerializeToString,
             greensched_dot_v1_dot_loadcap__pb2.ListMeasurementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlexibility(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greensched.v1.LoadCapService/GetFlexibility',
+            greensched_dot_v1_dot_loadcap__pb2.GetFlexibilityRequest.SerializeToString,
+            greensched_dot_v1_dot_loadcap__pb2.Flexibility.FromString,
             options,
             channel_credentials,
             insecure,
