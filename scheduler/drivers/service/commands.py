@@ -18,7 +18,7 @@ from typing import Annotated, cast
 import pandas as pd
 import typer
 
-from scheduler.contracts import UserError
+from scheduler.contracts import UserError, ensure_dir
 from scheduler.horizon import iso_time, time_zone
 
 __all__ = ["caps_app", "measure_app", "parse_duration", "serve"]
@@ -254,6 +254,68 @@ def caps_report(
                 stream.cancel()
     except Exception as error:
         _fail(error)
+
+
+def _levels(text: str | None) -> list[float]:
+    """``--levels 5,10`` -> [5.0, 10.0]; one message naming the option otherwise."""
+    if text is None:
+        return []
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(
+            f"--levels {text!r}: give MW values separated by commas, e.g. 5,10"
+        ) from None
+
+
+@caps_app.command("flexibility")
+def caps_flexibility(
+    server: ServerOption = "127.0.0.1:50051",
+    token: TokenOption = None,
+    tls_ca: CaOption = None,
+    tls_cert: CertOption = None,
+    tls_key: KeyOption = None,
+    site: SitesOption = None,
+    since: FromOption = None,
+    until: ToOption = None,
+    levels: Annotated[
+        str | None,
+        typer.Option(
+            help="shed levels to cost, MW below the planned load in every slot, e.g. 5,10; "
+            "default: 25, 50, 75 and 100 % of the largest shed that keeps every job on time"
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json (lines)")] = "table",
+    plot: Annotated[
+        Path | None, typer.Option(help="draw planned load, floor and ceiling per site (PNG)")
+    ] = None,
+    timezone: ZoneOption = None,
+) -> None:
+    """How far each site you may read can shed or absorb per slot, and what shedding costs: the
+    planned load, the lowest load reachable with every job on time (shed floor) and the
+    highest (absorb ceiling) [MW], from the next slot to the end of the day unless --from and
+    --to say otherwise; a quote, nothing is stored."""
+    from scheduler.drivers.service.flexibility_view import QuoteFormat, plot_quote, write_quote
+
+    if fmt not in ("table", "csv", "json"):
+        raise UserError(f"--format {fmt!r}: give table, csv or json")
+    if plot is not None:
+        if plot.is_dir():
+            raise UserError(f"--plot {plot}: is a directory; give a .png file name")
+        ensure_dir(plot.parent)
+    _check_zone(timezone)
+    asked = _levels(levels)
+    start = None if since is None else _utc(since, "--from")
+    end = None if until is None else _utc(until, "--to")
+    try:
+        with _client(server, token, tls_ca, tls_cert, tls_key) as client:
+            quote = client.flexibility(site or (), start, end, asked)
+    except Exception as error:
+        _fail(error)
+    write_quote(quote, cast(QuoteFormat, fmt), timezone)
+    if plot is not None:
+        plot_quote(quote, plot, timezone)
+        typer.echo(f"plot written to {plot}", err=True)
 
 
 @caps_app.command("cancel")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +201,30 @@ def test_the_largest_shed_on_time_applied_as_quoted_costs_what_was_quoted(
     )
     assert after["cost"] - before["cost"] == pytest.approx(largest.extra_cost, rel=0.05)
     assert real.cost.grid_mwh_change == pytest.approx(largest.grid_mwh_change, rel=0.05)
+
+
+FLEXIBILITY = [sys.executable, "-m", "scheduler.drivers.service", "caps", "flexibility"]
+
+
+@pytest.mark.slow
+def test_the_cli_prints_the_quote_and_refuses_a_bad_site(tight: Running, tmp_path: Path):
+    common = ["--server", f"127.0.0.1:{tight.port}", "--token", TOKENS["national"]]
+    plot = tmp_path / "flex" / "quote.png"
+    shown = subprocess.run(
+        [*FLEXIBILITY, *common, "--site", "qingyang", "--from", "2026-11-30T10:00+08:00",
+         "--to", "2026-11-30T13:00+08:00", "--levels", "0.5,1", "--timezone", "Asia/Shanghai",
+         "--plot", str(plot)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "shed floor MW" in shown.stdout and "absorb ceiling MW" in shown.stdout
+    assert "2026-11-30T10:00:00+08:00" in shown.stdout and "OPT_" in shown.stdout
+    assert plot.stat().st_size > 10_000
+    bad = subprocess.run(
+        [*FLEXIBILITY, *common, "--site", "marsbase"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert (
+        bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+        and "INVALID_ARGUMENT: sites[0]: unknown site 'marsbase'" in bad.stderr
+    )
