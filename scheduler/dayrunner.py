@@ -82,7 +82,7 @@ class DayRunner:
         """Plan the rest again from slot ``t``'s boundary, whatever the time since the last."""
         boundary = self.engine.problem.horizon.times[t]
         engine = self.engine
-        state = RunState(boundary, engine.remaining_gpu_hours(), engine.last_load_mw())
+        state = engine.run_state(boundary)
         new = self.source.replan(state, reason)
         self.planned_at = boundary
         if new is not None:

@@ -6,9 +6,11 @@ made on a forecast can be settled against actual supply by passing the actual su
 Per site and slot (``slot_h = slot_minutes / 60``)::
 
     load_mw       = gpus_busy * kw_per_gpu * pue / 1000 + base_load_mw
-    green_used_mw = min(load_mw, green_mw)
-    grid_mw       = load_mw - green_used_mw
+    green_used_mw = min(load_mw, green_mw) + storage_discharge_mw
+    grid_mw       = load_mw - green_used_mw + storage_grid_charge_mw
     energy [MWh]  = power [MW] * slot_h
+
+Storage (:mod:`scheduler.storage`) runs by its rule, or as the plan's guide says.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from scheduler.problem import (
     tightest_caps_mw,
 )
 from scheduler.ramps import ramp_limits_mw, ramp_stats
-from scheduler.storage import StorageFleet, follow_surplus
+from scheduler.storage import StorageFleet, StorageGuide, follow_surplus
 
 if TYPE_CHECKING:
     from scheduler.policies.base import PlanArrays
@@ -98,6 +100,7 @@ def site_load(
     horizon: Horizon,
     caps: Sequence[LoadCap] = (),
     soc_start_mwh: np.ndarray | None = None,
+    guide: StorageGuide | None = None,
 ) -> pd.DataFrame:
     """The site-load table (:data:`~scheduler.contracts.SITE_LOAD`), one row per site and slot.
 
@@ -106,10 +109,11 @@ def site_load(
     a slot where the plan has GPUs busy and grid or load exceeds its cap by more than
     :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing. The
     sites' storage follows :func:`~scheduler.storage.follow_surplus` from ``soc_start_mwh``
-    ``[unit]`` (default: each unit's initial energy): what it discharges is green used.
+    ``[unit]`` (default: each unit's initial energy), and the plan's ``guide`` if it has one:
+    what it discharges is green used.
     """
     gpus = busy_gpus(plan, [s.name for s in sites], horizon)
-    arrays = _load_arrays(gpus, supply, sites, horizon, caps, soc_start_mwh)
+    arrays = _load_arrays(gpus, supply, sites, horizon, caps, soc_start_mwh, guide)
     return _site_load_table(arrays, sites, horizon)
 
 
@@ -133,6 +137,7 @@ def _load_arrays(
     horizon: Horizon,
     caps: Sequence[LoadCap],
     soc_start_mwh: np.ndarray | None,
+    guide: StorageGuide | None = None,
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``."""
     green = site_green_mw(supply, sites, horizon)
@@ -143,17 +148,19 @@ def _load_arrays(
     caps_mw = tightest_caps_mw(caps, sites, horizon)
     storage = StorageFleet.of([s.storage for s in sites])
     return _load_columns(
-        gpus, green, sites, caps_mw, (carbon, price), horizon, storage, soc_start_mwh
+        gpus, green, sites, caps_mw, (carbon, price), horizon, storage, soc_start_mwh, guide
     )
 
 
-def problem_load_arrays(problem: Problem, gpus: np.ndarray) -> dict[str, np.ndarray]:
+def problem_load_arrays(
+    problem: Problem, gpus: np.ndarray, guide: StorageGuide | None = None
+) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``, on
-    ``problem``'s supply and caps, from the matrices it holds."""
+    ``problem``'s supply and caps, from the matrices it holds; storage following ``guide``."""
     return _load_columns(
         gpus, problem.green_mw, problem.sites, problem.caps_mw,
         (problem.carbon_kg_per_mwh, problem.price_per_mwh), problem.horizon, problem.storage,
-        problem.soc_start_mwh,
+        problem.soc_start_mwh, guide,
     )  # fmt: skip
 
 
@@ -166,20 +173,23 @@ def _load_columns(
     horizon: Horizon,
     storage: StorageFleet,
     soc_start_mwh: np.ndarray | None,
+    guide: StorageGuide | None = None,
 ) -> dict[str, np.ndarray]:
     """The columns; ``green`` includes the sites' green purchases, ``tariffs`` are the grid's
     carbon [kg CO2/MWh] and price [currency/MWh] ``[site, slot]``. Stored green discharged
     counts as green used, and a grid cap may be kept by discharging (the caps see the green
-    supply plus what storage gives). A green purchase is paid whether used or not."""
+    supply plus what storage gives); energy a unit takes from the grid (as its plan's
+    ``guide`` charges it) is grid drawn. A green purchase is paid whether used or not."""
     carbon, price = tariffs
     slot_hours = horizon.slot_hours
     purchase_price = np.array(
         [0.0 if s.green_purchase is None else s.green_purchase.price_per_mwh for s in sites]
     )
     load = _load_mw(gpus, sites)
-    stored = follow_surplus(storage, load, green, slot_hours, soc_start_mwh)
+    stored = follow_surplus(storage, load, green, slot_hours, soc_start_mwh, guide)
     green_used = np.minimum(load, green) + stored.discharge_mw
-    grid = np.maximum(load - green_used, 0.0)  # a discharge covering the deficit: 0, not -1 ulp
+    # a discharge covering the deficit: 0, not -1 ulp
+    grid = np.maximum(load - green_used, 0.0) + stored.grid_charge_mw
     violation = (gpus > 0) & broken_caps(
         caps_mw, load, green + stored.discharge_mw, CAP_TOLERANCE_MW
     )
@@ -190,6 +200,7 @@ def _load_columns(
         "green_used_mw": green_used,
         "storage_charge_mw": stored.charge_mw,
         "storage_discharge_mw": stored.discharge_mw,
+        "storage_grid_charge_mw": stored.grid_charge_mw,
         "soc_mwh": stored.site_soc_mwh(storage, len(sites)),
         "grid_mw": grid,
         "cap_mw": caps_mw[CapType.IMPORT_CAPACITY_LIMIT],
@@ -251,16 +262,17 @@ def plan_metrics(
     caps: Sequence[LoadCap] = (),
     initial_load_mw: Sequence[float] | None = None,
     soc_start_mwh: np.ndarray | None = None,
+    guide: StorageGuide | None = None,
 ) -> PlanMetrics:
     """Score a plan from the tables alone; pass the actual supply to settle a forecast plan.
 
     ``initial_load_mw`` ``[site]`` is the load before the first slot [MW] (the previous day's
     last slot), when known; ``soc_start_mwh`` ``[unit]`` the sites' storage before it [MWh]
-    (default: each unit's initial energy).
+    (default: each unit's initial energy), ``guide`` how the plan runs them.
     """
     site, slot = _site_slot(plan, [s.name for s in sites], horizon)
     busy = _busy(site, slot, plan, len(sites), horizon)
-    load = _load_arrays(busy, supply, sites, horizon, caps, soc_start_mwh)
+    load = _load_arrays(busy, supply, sites, horizon, caps, soc_start_mwh, guide)
     return _metrics(plan, jobs, sites, horizon, initial_load_mw, load, site, slot)[0]
 
 
@@ -270,22 +282,25 @@ def storage_end_mwh(
     sites: Sequence[Site],
     horizon: Horizon,
     soc_start_mwh: np.ndarray | None = None,
+    guide: StorageGuide | None = None,
 ) -> np.ndarray:
     """Each storage unit's energy after the last slot of ``plan`` run on ``supply`` ``[unit]``
-    [MWh]: where the next day starts from."""
+    [MWh], following ``guide``: where the next day starts from."""
     storage = StorageFleet.of([s.storage for s in sites])
     if storage.n_units == 0 or horizon.n_slots == 0:
         return storage.soc_initial_mwh if soc_start_mwh is None else np.asarray(soc_start_mwh)
     names = [s.name for s in sites]
     load = _load_mw(busy_gpus(plan, names, horizon), sites)
     green = site_green_mw(supply, sites, horizon)
-    return follow_surplus(storage, load, green, horizon.slot_hours, soc_start_mwh).soc_mwh[:, -1]
+    stored = follow_surplus(storage, load, green, horizon.slot_hours, soc_start_mwh, guide)
+    return stored.soc_mwh[:, -1]
 
 
 def green_spilled_mw(load: Mapping[str, np.ndarray]) -> np.ndarray:
     """Green supply neither used at once nor stored, from site-load columns (any shape) [MW]."""
     direct = load["green_used_mw"] - load["storage_discharge_mw"]
-    return np.maximum(load["green_mw"] - direct - load["storage_charge_mw"], 0.0)
+    from_green = load["storage_charge_mw"] - load.get("storage_grid_charge_mw", 0.0)
+    return np.maximum(load["green_mw"] - direct - from_green, 0.0)
 
 
 def _load_mw(gpus: np.ndarray, sites: Sequence[Site]) -> np.ndarray:
@@ -308,19 +323,23 @@ class PlanScore:
 
 
 def score_plan(
-    problem: Problem, plan: pd.DataFrame, positions: PlanArrays | None = None
+    problem: Problem,
+    plan: pd.DataFrame,
+    positions: PlanArrays | None = None,
+    guide: StorageGuide | None = None,
 ) -> PlanScore:
     """:func:`site_load` and :func:`plan_metrics` of ``plan`` on ``problem``'s tables (its
     supply, caps and load before the first slot), the plan's labels looked up once; not at all
     when the caller has the plan's ``positions`` in ``problem`` (its rows as job, site and slot
-    indices, as :attr:`~scheduler.policies.base.PlanResult.positions`)."""
+    indices, as :attr:`~scheduler.policies.base.PlanResult.positions`); storage following
+    ``guide``."""
     sites, horizon = problem.sites, problem.horizon
     if positions is None:
         job = None
         site, slot = _site_slot(plan, problem.site_names, horizon)
     else:
         job, site, slot = positions.job, positions.site, positions.slot
-    load = problem_load_arrays(problem, _busy(site, slot, plan, len(sites), horizon))
+    load = problem_load_arrays(problem, _busy(site, slot, plan, len(sites), horizon), guide)
     metrics, job = _metrics(
         plan, problem.jobs, sites, horizon, problem.initial_load_mw, load, site, slot, job
     )

@@ -41,7 +41,7 @@ from scheduler.jobs import generate_jobs, max_gpus_to_fit, validate_jobs, work_u
 from scheduler.metrics import PlanMetrics, plan_metrics
 from scheduler.policies import PlanResult, get_policy
 from scheduler.problem import LoadCap, Problem, problem_for, purchased_green_mw
-from scheduler.storage import UNIT_FIELDS
+from scheduler.storage import UNIT_FIELDS, StorageGuide
 from scheduler.validate import assert_valid
 
 __all__ = [
@@ -512,7 +512,7 @@ def plan_day(problem: Problem, config: Config, policies: Sequence[str]) -> DayPl
         results[name] = result
         metrics[name] = plan_metrics(
             result.plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps,
-            problem.initial_load_mw,
+            problem.initial_load_mw, problem.soc_start_mwh, result.storage_guide,
         )  # fmt: skip
     return DayPlan(problem, policies[0], results, metrics)
 
@@ -556,6 +556,33 @@ def storage_table(problem: Problem) -> pd.DataFrame:
             "state_of_charge_start": problem.soc_start_mwh.astype(float),
         }
     )
+
+
+def storage_plan_table(problem: Problem, guide: StorageGuide) -> pd.DataFrame:
+    """The storage plan table of ``guide`` (how a plan of ``problem`` runs its units)."""
+    units = [(site.name, name) for site in problem.sites for name in site.storage]
+    n_slots = problem.horizon.n_slots
+    return pd.DataFrame(
+        {
+            "site": np.repeat([site for site, _ in units], n_slots),
+            "unit": np.repeat([name for _, name in units], n_slots),
+            "time": np.tile(problem.horizon.times, len(units)),
+            **{name: getattr(guide, name).ravel() for name in StorageGuide.FIELDS},
+        }
+    )
+
+
+def storage_guide_of(problem: Problem, table: pd.DataFrame) -> StorageGuide:
+    """The guide a storage plan table gives ``problem``'s units (NaN where it has no row)."""
+    units = [(site.name, name) for site in problem.sites for name in site.storage]
+    guide = StorageGuide.empty(len(units), problem.horizon.n_slots, problem.horizon.start)
+    row = {unit: u for u, unit in enumerate(units)}
+    unit = np.array([row.get(key, -1) for key in zip(table["site"], table["unit"], strict=True)])
+    slot = problem.horizon.times.get_indexer(pd.DatetimeIndex(table["time"]))
+    keep = (unit >= 0) & (slot >= 0)
+    for name in StorageGuide.FIELDS:
+        getattr(guide, name)[unit[keep], slot[keep]] = table[name].to_numpy(dtype=float)[keep]
+    return guide
 
 
 def purchases_table(problem: Problem) -> pd.DataFrame:

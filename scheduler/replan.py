@@ -6,8 +6,8 @@ planner, on the vintage issued at the boundary) and the re-plan after a site los
 :func:`rest_of_day`, from where the day stands (:class:`RunState`) and a supply view: the
 forecast the caller plans on, never the day's actual supply (that would be perfect
 foresight). The rest keeps every setting of the day (caps, ``limits_on``, user regions, site
-moves), ramps from the load running at the boundary and plans only the work left, on the sites
-still live.
+moves), ramps from the load running at the boundary, starts from the energy stored then and
+plans only the work left, on the sites still live.
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ log = logging.getLogger(__name__)
 class RunState:
     """Where a running day stands at a boundary: work left per job [GPU-h] from
     ``from_time`` on (a slot boundary; a time inside a slot means from the next one), each
-    site's load in the slot before [MW] (``None``: unknown, no ramp from it) and the GPUs live
-    per site (``None``: every site's configured GPUs)."""
+    site's load in the slot before [MW] (``None``: unknown, no ramp from it), the GPUs live
+    per site (``None``: every site's configured GPUs) and each storage unit's energy then, in
+    the day's unit order [MWh] (``None``: the day's starting energy)."""
 
     from_time: pd.Timestamp
     remaining_gpu_hours: Mapping[str, float]
     load_before_mw: Mapping[str, float] | None = None
     live_gpus: Mapping[str, float] | None = None
+    stored_mwh: tuple[float, ...] | None = None
 
 
 Replan = Callable[[RunState], pd.DataFrame | None]
@@ -79,6 +81,12 @@ def rest_of_day(
     # an actual supply handed in has no quantiles: its limits are on itself
     limit = problem.limit_green_column if problem.limit_green_column in supply else "green_mw"
     load_before = state.load_before_mw
+    stored = None
+    if state.stored_mwh is not None:  # the units of the sites still live, in order
+        live_units = np.isin(
+            problem.storage.site, [problem.site_names.index(s.name) for s in sites]
+        )
+        stored = tuple(np.asarray(state.stored_mwh)[live_units].tolist())
     return replace(
         problem,
         horizon=window,
@@ -90,6 +98,7 @@ def rest_of_day(
         initial_load_mw=(
             None if load_before is None else tuple(float(load_before[s.name]) for s in sites)
         ),
+        initial_soc_mwh=stored,
     )
 
 

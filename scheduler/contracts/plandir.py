@@ -29,6 +29,7 @@ from scheduler.contracts.tables import (
     RUN,
     RUN_JOBS,
     SITES,
+    STORAGE_PLAN,
     STORAGE_UNITS,
     SUPPLY,
     Schema,
@@ -71,6 +72,9 @@ FILES: dict[str, str] = {
     "caps.csv": "the load caps in force (caps table)",
     "storage.csv": "the sites' storage units the plan was scored with, and the energy each held "
     "before the day (storage units table); dispatch refuses a config whose units differ",
+    "storage_plan.csv": "how the chosen plan runs each storage unit per slot (storage plan table):"
+    " dispatch discharges what it discharges and keeps the energy it holds; absent: the storage "
+    "rule (charge on surplus, discharge on deficit)",
     "purchases.csv": "the sites' direct green-power purchases and what each delivers in the day "
     "(green purchases table); dispatch refuses a config whose purchases differ",
     "site_load.csv": "the chosen plan's load, green use and grid draw per site and slot",
@@ -227,6 +231,7 @@ class PlanTables:
     caps: pd.DataFrame
     storage: pd.DataFrame | None = None  # None: a directory written before storage existed
     purchases: pd.DataFrame | None = None
+    storage_plan: pd.DataFrame | None = None  # None: the plan follows the storage rule
 
     @property
     def plan(self) -> pd.DataFrame:
@@ -256,7 +261,10 @@ def write_plan_dir(
     write_table(tables.jobs, out / "jobs.csv")
     write_table(tables.sites, out / "sites.csv")
     write_table(tables.caps, out / "caps.csv")
-    for name, table in (("storage.csv", tables.storage), ("purchases.csv", tables.purchases)):
+    optional = (("storage.csv", tables.storage), ("purchases.csv", tables.purchases),
+                ("storage_plan.csv", tables.storage_plan))  # fmt: skip
+    (out / "storage_plan.csv").unlink(missing_ok=True)  # an older plan's, when rewritten
+    for name, table in optional:
         if table is not None:
             write_table(table, out / name)
     for name, plan in tables.plans.items():
@@ -296,6 +304,7 @@ def read_plan_dir(directory: str | Path) -> PlanTables:
             caps=read_table(CAPS, root / "caps.csv"),
             storage=_optional(STORAGE_UNITS, root / "storage.csv"),
             purchases=_optional(GREEN_PURCHASES, root / "purchases.csv"),
+            storage_plan=_optional(STORAGE_PLAN, root / "storage_plan.csv"),
         )
     except TableError as error:
         raise PlanDirError(str(error)) from None
@@ -348,6 +357,9 @@ class RunReport:
     wall_s: float
     settings: dict[str, object] = field(default_factory=dict)
     executed: pd.DataFrame | None = None  # the work that completed, as a plan table
+    # how storage ran as walked: a scheduler.storage.StorageGuide, None for the storage rule
+    # (typed loosely: the contracts import nothing else of the project)
+    storage_guide: object | None = None
 
     @property
     def statuses(self) -> dict[str, str]:

@@ -35,6 +35,7 @@ __all__ = [
     "RUN_JOBS",
     "SITES",
     "SITE_LOAD",
+    "STORAGE_PLAN",
     "STORAGE_UNITS",
     "SUPPLY",
     "UTC_ISO_FORMAT",
@@ -510,6 +511,23 @@ STORAGE_UNITS = Schema(
     unique=("site", "unit"),
 )  # fmt: skip
 """A plan directory's storage units (PyPSA's StorageUnit attributes), one row per unit."""
+
+STORAGE_PLAN = Schema(
+    "storage plan",
+    (
+        _SITE,
+        _c("unit", Kind.STR, "-", "the unit's name at its site"),
+        _TIME,
+        _c("charge_mw", Kind.FLOAT, "MW", "power the plan charges the unit with", low=0),
+        _c("discharge_mw", Kind.FLOAT, "MW", "power the plan discharges into the site's load",
+           low=0),
+        _c("energy_before_mwh", Kind.FLOAT, "MWh", "energy the plan holds before the slot",
+           low=0),
+    ),
+    unique=("site", "unit", "time"),
+)  # fmt: skip
+"""How the chosen plan runs each storage unit, one row per unit and slot: settlement discharges
+what it discharges and keeps the energy it holds (:mod:`scheduler.storage`)."""
 
 GREEN_PURCHASES = Schema(
     "green purchases",

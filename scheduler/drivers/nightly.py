@@ -33,12 +33,12 @@ from scheduler.contracts.plandir import (
     write_run_report,
 )
 from scheduler.horizon import Horizon
-from scheduler.pipeline import WEATHER_PAD, load_site_weather
+from scheduler.pipeline import WEATHER_PAD, load_site_weather, storage_guide_of
 from scheduler.policies import get_policy
 from scheduler.problem import Problem, caps_from_frame, problem_for
 from scheduler.replan import policy_replan
 from scheduler.settlement import Settlement, SlotProgress
-from scheduler.storage import UNIT_FIELDS
+from scheduler.storage import UNIT_FIELDS, StorageGuide
 
 __all__ = ["Stopped", "dispatch", "plan_dir_problem", "stop_on_sigterm"]
 
@@ -172,6 +172,13 @@ def plan_dir_problem(
     return problem, tables.plan
 
 
+def plan_dir_guide(directory: Path, problem: Problem) -> StorageGuide | None:
+    """How the plan in ``directory`` runs ``problem``'s storage units (its ``storage_plan.csv``;
+    ``None``: the storage rule)."""
+    table = read_plan_dir(directory).storage_plan
+    return None if table is None else storage_guide_of(problem, table)
+
+
 class Stopped(BaseException):
     """A dispatch stopped by SIGTERM before its day ended (nothing is written). A
     ``BaseException``, as ``KeyboardInterrupt``: no handler of errors (Ray's start is retried on
@@ -259,7 +266,13 @@ def dispatch(
             runner = RayRunner(gpus, settings, work=work)
             replan = policy_replan(problem, get_policy("optimizer", config.solver))
             report = Settlement(
-                problem, plan, runner=runner, clock=clock, replan=replan, progress=progress
+                problem,
+                plan,
+                runner=runner,
+                clock=clock,
+                replan=replan,
+                progress=progress,
+                guide=plan_dir_guide(directory, problem),
             ).run()
         finally:
             if started_here and ray.is_initialized():

@@ -10,8 +10,16 @@ from forecasts.plot import local_times, site_panels
 from scheduler.config import Config
 from scheduler.contracts.plandir import Manifest, PlanTables, write_plan_dir
 from scheduler.metrics import plan_metrics, site_load
-from scheduler.pipeline import DayPlan, purchases_table, sites_table, storage_table, summary_of
+from scheduler.pipeline import (
+    DayPlan,
+    purchases_table,
+    sites_table,
+    storage_plan_table,
+    storage_table,
+    summary_of,
+)
 from scheduler.problem import Problem, caps_frame
+from scheduler.storage import StorageGuide
 
 __all__ = ["save_day_plan", "save_run_day"]
 
@@ -61,7 +69,12 @@ def _manifest(
     )
 
 
-def _tables(problem: Problem, manifest: Manifest, plans: dict[str, pd.DataFrame]) -> PlanTables:
+def _tables(
+    problem: Problem,
+    manifest: Manifest,
+    plans: dict[str, pd.DataFrame],
+    guide: StorageGuide | None = None,
+) -> PlanTables:
     return PlanTables(
         manifest=manifest,
         forecast=problem.supply,
@@ -72,6 +85,7 @@ def _tables(problem: Problem, manifest: Manifest, plans: dict[str, pd.DataFrame]
         caps=caps_frame(problem.caps),
         storage=storage_table(problem),
         purchases=purchases_table(problem),
+        storage_plan=None if guide is None else storage_plan_table(problem, guide),
     )
 
 
@@ -83,9 +97,11 @@ def save_day_plan(
     problem = day.problem
     policies = [day.primary, *(p for p in day.results if p != day.primary)]
     manifest = _manifest(problem, config, seed, policies, forecast)
-    tables = _tables(problem, manifest, {name: r.plan for name, r in day.results.items()})
+    guide = day.results[day.primary].storage_guide
+    tables = _tables(problem, manifest, {name: r.plan for name, r in day.results.items()}, guide)
     primary = day.results[day.primary].plan
-    load = site_load(primary, problem.supply, problem.sites, problem.horizon, problem.caps)
+    load = site_load(primary, problem.supply, problem.sites, problem.horizon, problem.caps,
+                     problem.soc_start_mwh, guide)  # fmt: skip
     write_plan_dir(out, tables, site_load=load, summary=summary_of(day))
     _plot(day.primary, load, problem.site_names, out / "plan.png", config.timezone)
     return out
@@ -98,30 +114,34 @@ def save_run_day(
     config: Config,
     seed: int,
     executed: pd.DataFrame | None = None,
+    guide: StorageGuide | None = None,
 ) -> Path:
     """Write the plan directory of a day the control loop ran: ``plan`` is what it planned
     from slot to slot (every re-plan included), ``problem`` the day with the caps in force,
-    ``executed`` the work that ran (a plan table) when the day ran.
+    ``executed`` the work that ran (a plan table) when the day ran, ``guide`` how the plans
+    ran the sites' storage (``None``: the storage rule).
 
     ``summary.json`` says what ran apart from what was planned: ``ran`` scores ``executed`` on
     the supply the slots settled on (the actual or measured supply), ``planned`` the plan per
     policy on the forecasts it was made on (a plan may break a cap on a forecast the day
     then did not meet)."""
     manifest = _manifest(problem, config, seed, ["optimizer"])
-    load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps)
+    soc_start = problem.soc_start_mwh
+    load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps,
+                     soc_start, guide)  # fmt: skip
     planned = plan_metrics(
         plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps,
-        problem.initial_load_mw,
+        problem.initial_load_mw, soc_start, guide,
     )  # fmt: skip
     summary: dict[str, object] = {"planned": {"optimizer": planned.to_dict()}}
     if executed is not None:
         settled_on = problem.actual_supply if problem.actual_supply is not None else problem.supply
         ran = plan_metrics(
             executed, problem.jobs, settled_on, problem.sites, problem.horizon, problem.caps,
-            problem.initial_load_mw,
+            problem.initial_load_mw, soc_start, guide,
         )  # fmt: skip
         summary = {"ran": ran.to_dict(), **summary}
-    write_plan_dir(out, _tables(problem, manifest, {"optimizer": plan}), site_load=load,
+    write_plan_dir(out, _tables(problem, manifest, {"optimizer": plan}, guide), site_load=load,
                    summary=summary)  # fmt: skip
     _plot("optimizer", load, problem.site_names, out / "plan.png", config.timezone)
     return out

@@ -62,6 +62,7 @@ from scheduler.pipeline import DayPipeline, carry_over
 from scheduler.policies import PlanResult, Policy, get_policy
 from scheduler.problem import LoadCap, Problem
 from scheduler.settlement import settle
+from scheduler.storage import StorageGuide
 
 __all__ = ["DailyCap", "ReplaySpec", "replay", "summarize"]
 
@@ -320,12 +321,14 @@ def _policy_day(
     else:
         run = settle(problem, result)
     assert run.executed is not None and problem.actual_supply is not None
-    score = score_plan(problem.on_actual_supply(), run.executed)  # one pass: table and metrics
+    guide = run.storage_guide if isinstance(run.storage_guide, StorageGuide) else None
+    # one pass: table and metrics
+    score = score_plan(problem.on_actual_supply(), run.executed, guide=guide)
     timings.seconds["settle"] += time.perf_counter() - started
     done = run.jobs.set_index("job_id")["gpu_hours_done"]
     remaining = jobs.set_index("job_id")["gpu_hours"] - done
     soc_end = storage_end_mwh(run.executed, problem.actual_supply, problem.sites, horizon,
-                              problem.soc_start_mwh)  # fmt: skip
+                              problem.soc_start_mwh, guide)  # fmt: skip
     return _PolicyDay(run, result, score.metrics, replans, carry_over(jobs, remaining, next_day),
                       score.site_load.assign(policy=name)[SITE_LOAD_KEEP],
                       tuple(soc_end.tolist()))  # fmt: skip

@@ -18,7 +18,7 @@ import pandas as pd
 from scheduler.contracts import PLAN
 from scheduler.labels import labels_at
 from scheduler.problem import Problem
-from scheduler.storage import follow_surplus
+from scheduler.storage import StorageGuide, follow_surplus
 
 __all__ = [
     "PlanArrays",
@@ -64,7 +64,8 @@ class PlanResult:
     (the optimizer: its load profile with the limits minus without them) [kg].
     ``positions`` is ``plan`` as indices into the jobs, sites and slots of the problem it was
     made for (:func:`make_result` sets it), so that scoring it there looks up no label; a
-    result whose ``plan`` is replaced must drop it.
+    result whose ``plan`` is replaced must drop it. ``storage_guide`` is how the plan runs the
+    sites' storage units, for settlement to follow (``None``: the storage rule alone).
     """
 
     policy: str
@@ -80,6 +81,7 @@ class PlanResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     ramp_cost_kg: float | None = None
     positions: PlanArrays | None = field(default=None, compare=False, repr=False)
+    storage_guide: StorageGuide | None = field(default=None, compare=False, repr=False)
 
     @property
     def jobs_unfinished(self) -> list[str]:
@@ -134,21 +136,22 @@ def unfinished_penalty_kg(problem: Problem) -> float:
     return 2.0 * float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 1.0
 
 
-def objective_kg(problem: Problem, arrays: PlanArrays) -> float:
+def objective_kg(problem: Problem, arrays: PlanArrays, guide: StorageGuide | None = None) -> float:
     """The objective of a plan on the problem's supply: its grid energy weighed by
     :attr:`~scheduler.problem.Problem.objective_per_mwh` (grid CO2 [kg] by default) plus the
-    unfinished-work penalty. The sites' storage runs by the rule every plan is settled under
-    (:func:`~scheduler.storage.follow_surplus`), so its stored green lowers the grid energy."""
+    unfinished-work penalty. The sites' storage runs as settlement runs it
+    (:func:`~scheduler.storage.follow_surplus`, following the plan's ``guide`` if it has one),
+    so its stored green lowers the grid energy and grid charging adds to it."""
     gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
     np.add.at(gpus, (arrays.site, arrays.slot), arrays.gpus)
     load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
-    supplied = problem.green_mw
+    supplied, bought = problem.green_mw, np.zeros_like(problem.green_mw)
     if problem.storage.n_units:
         stored = follow_surplus(
-            problem.storage, load, supplied, problem.slot_hours, problem.soc_start_mwh
+            problem.storage, load, supplied, problem.slot_hours, problem.soc_start_mwh, guide
         )
-        supplied = supplied + stored.discharge_mw
-    grid_mwh = np.maximum(load - supplied, 0) * problem.slot_hours
+        supplied, bought = supplied + stored.discharge_mw, stored.grid_charge_mw
+    grid_mwh = (np.maximum(load - supplied, 0) + bought) * problem.slot_hours
     missing = np.maximum(problem.work_units - arrays.placed_units(problem.n_jobs), 0)
     return float((grid_mwh * problem.objective_per_mwh).sum()) + unfinished_penalty_kg(
         problem
@@ -198,7 +201,7 @@ def make_result(
         plan=plan,
         unfinished_gpu_hours=unfinished_gpu_hours(problem, arrays),
         status=status,
-        objective_kg=objective_kg(problem, arrays),
+        objective_kg=objective_kg(problem, arrays, extra.get("storage_guide")),
         solve_seconds=solve_seconds,
         positions=arrays,
         **extra,

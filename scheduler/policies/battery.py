@@ -37,6 +37,17 @@ mu_{t+1}`` (``mu_T = 0``). Per whole GPU these are cost tiers the min-cost flow 
 takes the plain ones (:func:`~scheduler.policies.flow.site_tiers`), so the flow's cost is a
 lower bound on every plan with storage, whatever ``mu``; the optimizer takes ``mu`` from the
 profile LP's duals, the values at which that LP runs its batteries.
+
+**The dispatch** (:func:`plan_dispatch`). Once the plan's load is known, each unit's charge
+and discharge are chosen by a small LP over the units as they are (no merging) with the load
+fixed, so charging only from surplus is linear: per site ``s`` and slot ``t``::
+
+    sum of charge of units not charging from the grid <= max(green - load, 0)
+    sum of discharge <= max(load - green, 0)      (only into the site's own deficit)
+    grid >= load - green + sum (charge - discharge),  grid >= 0,  minimise sum grid weight dt
+
+with each unit's energy balance, power, reserve, capacity and cyclic end as above. The plan
+carries it as its :class:`~scheduler.storage.StorageGuide`, which settlement follows.
 """
 
 from __future__ import annotations
@@ -45,10 +56,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scheduler.policies.array_lp import ArrayLP, rows_by_owner
 from scheduler.policies.flow import SiteTiers, fixed_grid_mwh, site_tiers
 from scheduler.problem import Problem
+from scheduler.storage import StorageGuide
 
-__all__ = ["BatteryBlock", "BatteryPlan", "SiteBattery", "add_battery", "battery_tiers"]
+__all__ = [
+    "BatteryBlock",
+    "BatteryPlan",
+    "SiteBattery",
+    "add_battery",
+    "battery_tiers",
+    "plan_dispatch",
+]
 
 _GPU_TOLERANCE = 1e-9
 
@@ -205,9 +225,9 @@ def _use_value(
 
 
 def add_battery(
-    lp, problem: Problem, battery: SiteBattery, p: list[np.ndarray], fixed: np.ndarray
+    lp: ArrayLP, problem: Problem, battery: SiteBattery, p: list[np.ndarray], fixed: np.ndarray
 ) -> BatteryBlock:
-    """Add the block of the module docstring to ``lp`` (a :class:`.profile._ArrayLP`) for the
+    """Add the block of the module docstring to ``lp`` (an :class:`.array_lp.ArrayLP`) for the
     divisible GPUs ``p`` above ``fixed`` GPUs: their sum is a site's (index arrays ``[site,
     slot]``, ``-1`` for no variable)."""
     sites = np.flatnonzero(battery.has)
@@ -313,3 +333,55 @@ def _stored_energy_kg(battery: SiteBattery, mu: np.ndarray) -> float:
     energy = np.where(k > 0, k * lowest, k * battery.energy_mwh[:, None])
     start = battery.keep * mu[:, 0] * battery.soc_start_mwh if n_slots else 0.0
     return float(np.where(battery.has[:, None], energy, 0.0).sum() - np.sum(start))
+
+
+def plan_dispatch(problem: Problem, gpus: np.ndarray) -> StorageGuide:
+    """How each storage unit best runs under the load of ``gpus`` busy ``[site, slot]`` on the
+    planning supply: the dispatch LP of the module docstring, as a guide for settlement."""
+    fleet, n_slots, dt = problem.storage, problem.horizon.n_slots, problem.slot_hours
+    load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
+    surplus = np.maximum(problem.green_mw - load, 0.0)
+    deficit = np.maximum(load - problem.green_mw, 0.0)
+    sites = np.unique(fleet.site)
+    row_of = np.searchsorted(sites, fleet.site)  # each unit's row among the sites with units
+    keep = ((1.0 - fleet.standing_loss) ** dt)[:, None]
+    lowest = np.repeat(fleet.soc_min_mwh[:, None], n_slots, axis=1)
+    start = np.minimum(problem.soc_start_mwh, fleet.energy_mwh)
+    if n_slots:
+        lowest[:, -1] = np.where(fleet.cyclic, np.maximum(fleet.soc_min_mwh, start), lowest[:, -1])
+    power = np.broadcast_to(fleet.p_nom_mw[:, None], (fleet.n_units, n_slots))
+    lp = ArrayLP()
+    charge = lp.variables("charge", 0.0, power)
+    discharge = lp.variables("discharge", 0.0, power)
+    soc = lp.variables("soc", lowest, fleet.energy_mwh[:, None])
+    grid = lp.variables("grid", 0.0, np.inf, problem.objective_per_mwh[sites] * dt)
+    soc_before = np.concatenate([np.full((fleet.n_units, 1), -1), soc[:, :-1]], axis=1)
+    first = np.zeros((fleet.n_units, n_slots))
+    first[:, :1] = keep * start[:, None]
+    lp.constraints(
+        "balance", first, first,
+        [(soc, 1.0), (soc_before, -keep), (charge, -fleet.efficiency_store[:, None] * dt),
+         (discharge, dt / fleet.efficiency_dispatch[:, None])],
+    )  # fmt: skip
+    from_green = np.where(fleet.charge_from_grid[:, None], -1, charge)
+    lp.constraints(
+        "surplus",
+        -np.inf,
+        surplus[sites],
+        [(rows, 1.0) for rows in rows_by_owner(from_green, row_of, len(sites))],
+    )
+    lp.constraints(
+        "deficit",
+        -np.inf,
+        deficit[sites],
+        [(rows, 1.0) for rows in rows_by_owner(discharge, row_of, len(sites))],
+    )
+    lp.constraints(
+        "grid_draw", (load - problem.green_mw)[sites], np.inf,
+        [(grid, 1.0), *((rows, -1.0) for rows in rows_by_owner(charge, row_of, len(sites))),
+         *((rows, 1.0) for rows in rows_by_owner(discharge, row_of, len(sites)))],
+    )  # fmt: skip
+    x = lp.solve("storage dispatch LP", names=False).values
+    energy = x[soc]
+    before = np.concatenate([start[:, None], energy[:, :-1]], axis=1)
+    return StorageGuide(x[charge], x[discharge], before, problem.horizon.start)

@@ -18,7 +18,8 @@ With storage (:mod:`.battery`), the bound's flow is solved twice: once on the pl
    give the profile LP (step 2b, without ramps) the work by site from which it values stored
    energy, and once on the tiers of that value, whose cost bounds every plan with storage.
    The profile LP then runs each site's battery with its load, and its value of stored energy
-   prices the flows of step 3. Plans are scored with the storage rule of settlement.
+   prices the flows of step 3. Each candidate plan is scored with its units run as well as its
+   load allows (:func:`.battery.plan_dispatch`), the guide the plan carries to settlement.
 2b. **Load profile** (:mod:`.profile`): a small GLOP LP over sites x slots, fed with the
    bound's divisible work and the blocks, decides each site's GPUs per slot under ramp limits,
    caps and supply, with a bounded smoothing term that picks the calmest of equal-carbon
@@ -66,7 +67,7 @@ from scheduler.policies.base import (
     objective_kg,
     site_moves,
 )
-from scheduler.policies.battery import battery_tiers
+from scheduler.policies.battery import battery_tiers, plan_dispatch
 from scheduler.policies.blocks import cheapest_blocks
 from scheduler.policies.disaggregate import disaggregate
 from scheduler.policies.flow import (
@@ -81,6 +82,7 @@ from scheduler.policies.flow import (
 from scheduler.policies.profile import LoadProfile, SiteWork, solve_profile
 from scheduler.policies.ramp_fit import fit_ramps, has_ramps
 from scheduler.problem import Problem
+from scheduler.storage import StorageGuide
 
 __all__ = ["MAX_PIN_ROUNDS", "OPTIMAL_GAP", "OptimizerPolicy", "lp_bound", "optimize"]
 
@@ -194,7 +196,7 @@ def optimize(
             f"{int(pinned.sum())} job(s) pinned to one site"
         )
     seconds = time.perf_counter() - began
-    objective = objective_kg(problem, arrays)
+    objective, guide = _scored(problem, arrays)
     gap = _gap(objective, bound.co2_kg)
     status = PlanStatus.OPTIMAL if gap <= OPTIMAL_GAP else PlanStatus.FEASIBLE
     if seconds > settings.time_limit_s:
@@ -225,6 +227,7 @@ def optimize(
         supply_basis=supply_basis,
         notes=tuple(notes),
         ramp_cost_kg=ramp_cost_kg,
+        storage_guide=guide,
     )
 
 
@@ -253,17 +256,31 @@ def _plan_around_blocks(
     value = relaxed.value_per_mwh if profile.battery is None else profile.battery.value_per_mwh
     tiers = battery_tiers(problem, fixed, value)
     arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, blocks, fixed, tiers, profile)
-    if _gap(objective_kg(problem, arrays), relaxed.flow.co2_kg) > settings.relative_gap:
+    score = _scored(problem, arrays)[0]
+    if _gap(score, relaxed.flow.co2_kg) > settings.relative_gap:
         log.info("%s: gap above relative_gap; solving again with exact duration groups", name)
         exact, exact_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, tiers, profile)
-        if objective_kg(problem, exact) < objective_kg(problem, arrays):
-            arrays, pinned = exact, exact_pinned
-    if _gap(objective_kg(problem, arrays), profile.co2_kg) > settings.relative_gap:
+        exact_score = _scored(problem, exact)[0]
+        if exact_score < score:
+            arrays, pinned, score = exact, exact_pinned, exact_score
+    if _gap(score, profile.co2_kg) > settings.relative_gap:
         log.info("%s: the profile was not realised; planning again without it", name)
         free, free_pinned = _plan_with_moves(problem, EXACT, blocks, fixed, tiers, None)
-        if objective_kg(problem, free) < objective_kg(problem, arrays):
-            arrays, pinned = free, free_pinned
-    return _Planned(arrays, pinned, ramp_cost_kg, objective_kg(problem, arrays))
+        free_score = _scored(problem, free)[0]
+        if free_score < score:
+            arrays, pinned, score = free, free_pinned, free_score
+    return _Planned(arrays, pinned, ramp_cost_kg, score)
+
+
+def _scored(problem: Problem, arrays: PlanArrays) -> tuple[float, StorageGuide | None]:
+    """A plan's objective with its storage run as well as its load allows
+    (:func:`.battery.plan_dispatch`, the guide it then carries); without storage, as is."""
+    if not problem.storage.n_units:
+        return objective_kg(problem, arrays), None
+    gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    np.add.at(gpus, (arrays.site, arrays.slot), arrays.gpus)
+    guide = plan_dispatch(problem, gpus)
+    return objective_kg(problem, arrays, guide), guide
 
 
 def _profile(

@@ -44,23 +44,19 @@ With storage, each site's batteries are one (:mod:`.battery`): at such a site th
 bound the GPUs, and the grid energy is weighed in the battery block, which decides how the
 battery runs together with the load (its plan and the value of stored energy are read back).
 
-The model is built from arrays (:class:`_ArrayLP`) and handed to GLOP through OR-Tools'
+The model is built from arrays (:class:`.array_lp.ArrayLP`) and handed to GLOP through OR-Tools'
 model builder in one call.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
-from ortools.linear_solver.python import model_builder_helper as mbh
-from scipy import sparse
 
+from scheduler.policies.array_lp import ArrayLP, rows_by_owner
 from scheduler.policies.base import unfinished_penalty_kg
 from scheduler.policies.battery import BatteryPlan, SiteBattery, add_battery
 from scheduler.policies.flow import fixed_grid_mwh, site_tiers
@@ -140,116 +136,6 @@ def _site_work(work: SiteWork, n_slots: int) -> tuple[np.ndarray, ...]:
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def _labels(name: str, shape: tuple[int, ...]) -> tuple[str, ...]:
-    """``name_i_j`` for every element of a block of ``shape``, in C order (kept: the shapes
-    recur from one re-plan to the next; a day of hourly re-plans uses about 300, and a
-    smaller cache, walked in that cycle, missed every time)."""
-    return tuple("_".join((name, *map(str, at))) for at in np.ndindex(shape))
-
-
-class _ArrayLP:
-    """A linear program built from arrays: variables and constraints are added in named blocks
-    of any shape, each a numpy array of indices (element ``i, j`` of block ``p`` is named
-    ``p_{i}_{j}``); terms refer to variables by those indices, ``-1`` for "no term"."""
-
-    def __init__(self) -> None:
-        self._lower: list[np.ndarray] = []
-        self._upper: list[np.ndarray] = []
-        self._cost: list[np.ndarray] = []
-        self._row_lower: list[np.ndarray] = []
-        self._row_upper: list[np.ndarray] = []
-        self._entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._names: list[tuple[str, int, tuple[int, ...]]] = []  # variable blocks
-        self._row_names: list[tuple[str, np.ndarray]] = []
-        self.n_variables = 0
-        self.n_constraints = 0
-
-    def variables(self, name: str, lower: ArrayLike, upper: ArrayLike, cost: ArrayLike = 0.0):
-        """A block of variables of the shape of ``lower``, ``upper`` and ``cost`` (broadcast)."""
-        lower, upper, cost = np.broadcast_arrays(
-            *(np.asarray(a, float) for a in (lower, upper, cost))
-        )
-        first = self.n_variables
-        self.n_variables += lower.size
-        self._lower.append(lower.ravel())
-        self._upper.append(upper.ravel())
-        self._cost.append(cost.ravel())
-        self._names.append((name, first, lower.shape))
-        return first + np.arange(lower.size).reshape(lower.shape)
-
-    def constraints(
-        self,
-        name: str,
-        lower: ArrayLike,
-        upper: ArrayLike,
-        terms: Sequence[tuple[np.ndarray, ArrayLike]],
-        where: ArrayLike = True,
-    ) -> np.ndarray:
-        """``lower <= sum of coefficient * variable <= upper`` for each element of the block,
-        ``terms`` as ``(variable indices, coefficients)``; only where ``where`` holds (the
-        others are ``-1`` in the indices returned)."""
-        shapes = [np.shape(a) for a in (lower, upper, where)]
-        shapes += [np.shape(a) for term in terms for a in term]
-        shape = np.broadcast_shapes(*shapes)
-        keep = np.broadcast_to(np.asarray(where, dtype=bool), shape)
-
-        def kept(values: ArrayLike) -> np.ndarray:
-            return np.broadcast_to(values, shape)[keep]
-
-        low, high = kept(np.asarray(lower, dtype=float)), kept(np.asarray(upper, dtype=float))
-        rows = self.n_constraints + np.arange(low.size)
-        for variables, coefficients in terms:
-            var, coefficient = kept(variables), kept(np.asarray(coefficients, dtype=float))
-            has = var >= 0
-            self._entries.append((rows[has], var[has], coefficient[has]))
-        self.n_constraints += low.size
-        self._row_lower.append(low)
-        self._row_upper.append(high)
-        index = np.full(shape, -1)
-        index[keep] = rows
-        self._row_names.append((name, index))
-        return index
-
-    def model(self, names: bool = True) -> mbh.ModelBuilderHelper:
-        """The model, ready for :class:`mbh.ModelSolverHelper`; ``names`` off saves time."""
-        rows, cols, coefficients = (np.concatenate(a) for a in zip(*self._entries, strict=True))
-        matrix = sparse.csr_matrix(
-            (coefficients, (rows, cols)), shape=(self.n_constraints, self.n_variables)
-        )
-        lower, upper, cost = (np.concatenate(a) for a in (self._lower, self._upper, self._cost))
-        row_lower, row_upper = (np.concatenate(a) for a in (self._row_lower, self._row_upper))
-        model = mbh.ModelBuilderHelper()
-        fill = model.fill_model_from_sparse_data
-        # the stub types the bounds as Eigen vectors, which mypy cannot match to an ndarray
-        fill(lower, upper, cost, row_lower, row_upper, matrix)  # type: ignore[arg-type]
-        if names:
-            for name, first, shape in self._names:
-                for offset, label in enumerate(_labels(name, shape)):
-                    model.set_var_name(first + offset, label)
-            for name, index in self._row_names:
-                labels = _labels(name, index.shape)
-                for position in np.flatnonzero(index >= 0).tolist():
-                    model.set_constraint_name(int(index.flat[position]), labels[position])
-        return model
-
-
-def _rows_of(p: np.ndarray, owner: np.ndarray, n_owners: int) -> list[np.ndarray]:
-    """The rows of ``p`` ``[pair, slot]`` by ``owner`` (each pair's site or pool), as a list of
-    ``[owner, slot]`` index arrays: the first pair of each owner, the second, ... (``-1`` where
-    an owner has fewer)."""
-    rank = np.zeros(len(owner), dtype=np.int64)
-    for k in range(len(owner)):
-        rank[k] = int((owner[:k] == owner[k]).sum())
-    out = []
-    for r in range(int(rank.max(initial=-1)) + 1):
-        rows = np.full((n_owners, p.shape[1]), -1)
-        pick = rank == r
-        rows[owner[pick]] = p[pick]
-        out.append(rows)
-    return out
-
-
 def solve_profile(
     problem: Problem,
     site_work: SiteWork,
@@ -298,7 +184,7 @@ def solve_profile(
     fixed_kg = float(
         (fixed_grid_mwh(problem, fixed) * problem.objective_per_mwh)[~battery.has].sum()
     )
-    lp = _ArrayLP()
+    lp = ArrayLP()
     inf = np.inf
 
     # variables
@@ -310,8 +196,8 @@ def solve_profile(
     down = lp.variables("down", 0.0, np.where(has_step, down_limit[:, None], 0.0), smooth_kg)
     up_over = lp.variables("up_over", 0.0, np.where(has_step, inf, 0.0), over_kg)
     down_over = lp.variables("down_over", 0.0, np.where(has_step, inf, 0.0), over_kg)
-    at_site = _rows_of(p, pair_site, n_sites)  # [k][site, slot]: the k-th pool at each site
-    in_pool = _rows_of(p, pair_pool, len(pools))  # [k][pool, slot]: the k-th site of each pool
+    at_site = rows_by_owner(p, pair_site, n_sites)  # [k][site, slot]: the k-th pool at each site
+    in_pool = rows_by_owner(p, pair_pool, len(pools))  # [k][pool, slot]: the k-th site of each pool
     c_before = np.concatenate([np.full((len(pools), 1), -1), c[:, :-1]], axis=1)  # c[k,t-1]
 
     def before_of(rows: np.ndarray) -> np.ndarray:
@@ -344,16 +230,10 @@ def solve_profile(
     block = add_battery(lp, problem, battery, at_site, fixed) if battery.has.any() else None
 
     # solve
-    solver = mbh.ModelSolverHelper("glop")
-    solver.set_solver_specific_parameters(GLOP_PARAMETERS)
-    solver.solve(lp.model())
-    status = solver.status()
-    status_name = status.name
-    if status not in (mbh.SolveStatus.OPTIMAL, mbh.SolveStatus.FEASIBLE):
-        raise RuntimeError(f"profile LP ended with status {status_name}; it always has a solution")
+    answer = lp.solve("profile LP", GLOP_PARAMETERS)
 
     # read back
-    x = np.asarray(solver.variable_values())
+    x = answer.values
     values = sum(np.where(rows >= 0, x[rows], 0.0) for rows in at_site)
     load = values + fixed
     steps = (
@@ -370,12 +250,9 @@ def solve_profile(
     if block is not None:
         weight = problem.objective_per_mwh[block.sites] * problem.slot_hours
         co2 += float((x[block.grid] * weight).sum())
-        plan = block.read(problem, battery, x, np.asarray(solver.dual_values()))
+        plan = block.read(problem, battery, x, answer.duals)
     seconds = time.perf_counter() - began
     log.info(
-        "profile LP: %s, objective %.6g kg, in %.3f s",
-        status_name,
-        solver.objective_value(),
-        seconds,
+        "profile LP: %s, objective %.6g kg, in %.3f s", answer.status, answer.objective, seconds
     )
-    return LoadProfile(gpus, status_name, co2, seconds, ramps_bind, plan)
+    return LoadProfile(gpus, answer.status, co2, seconds, ramps_bind, plan)

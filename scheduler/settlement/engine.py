@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -31,6 +31,7 @@ from scheduler.settlement.cursor import PlanCursor
 from scheduler.settlement.report import caps_recorded, run_report
 from scheduler.settlement.rules import RULES, SlotRule, SlotView
 from scheduler.settlement.state import Chunks, JobsState, WalkRecord, from_plain, to_plain
+from scheduler.storage import StorageGuide, follow_surplus
 
 __all__ = ["MIN_SLOT_TIMEOUT_S", "Runner", "Settlement", "SlotProgress", "settle"]
 
@@ -94,10 +95,15 @@ class Settlement:
         progress: Callable[[SlotProgress], None] | None = None,
         slot_timeout_s: float | None = None,
         rules: Sequence[SlotRule] = RULES,
+        guide: StorageGuide | None = None,
     ) -> None:
         self.problem = problem
         self.actual = problem.on_actual_supply() if problem.actual_supply is not None else problem
         self.plan_original = _plan_table(plan)
+        if guide is None and isinstance(plan, PlanResult):
+            guide = plan.storage_guide
+        self.guide_original = guide  # how the plan runs the sites' storage (None: the rule)
+        self._guide = guide
         self.cursor = PlanCursor(problem, self.plan_original)
         self.runner = runner
         self.clock = clock if clock is not None else InstantClock()
@@ -121,6 +127,12 @@ class Settlement:
     def plan(self) -> pd.DataFrame:
         """The plan walked (every re-plan from the slot it took over at; a plan table)."""
         return self.cursor.plan
+
+    @property
+    def storage_guide(self) -> StorageGuide | None:
+        """How the plans walked run the sites' storage, each from the slot it took over at
+        (``None``: the storage rule all day)."""
+        return self._guide
 
     # ----------------------------------------------------------------- the walk
     def run(self) -> RunReport:
@@ -211,6 +223,16 @@ class Settlement:
         first = int(self.problem.horizon.times.searchsorted(from_time))  # at or after it
         self._jobs.backlog[:] = 0
         self.cursor.replace(new, first)
+        rest = plan.storage_guide if isinstance(plan, PlanResult) else None
+        if self._guide is not None or rest is not None:
+            problem = self.problem
+            walked = self._guide or StorageGuide.empty(problem.storage.n_units,
+                                                       problem.horizon.n_slots)  # fmt: skip
+            # a re-plan's guide starts where its horizon did, at or before the slot it takes over
+            planned_from = first
+            if rest is not None and rest.start is not None:
+                planned_from = min(int(problem.horizon.times.searchsorted(rest.start)), first)
+            self._guide = walked.from_slot(first, rest, planned_from)
 
     def slot_load(self, t: int) -> dict[str, np.ndarray]:
         """What each site drew in slot ``t`` once it has run, arrays ``[site]``: the site-load
@@ -218,14 +240,44 @@ class Settlement:
         ``green_mw``, ``green_used_mw``, storage, ``grid_mw`` [MW], ...) on the supply the slot
         settled on, the storage following the slots run so far, and the ``grid_cap_mw`` and
         ``load_cap_mw`` in force then [MW]."""
-        problem, walk = self.problem, self._walk
-        gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
-        for _job, site, slot, done in walk.executed:
-            np.add.at(gpus, (site, slot), done)
-        columns = problem_load_arrays(self.actual, gpus)
+        walk = self._walk
+        columns = problem_load_arrays(self.actual, self._executed_gpus(), self._guide)
         drawn = {name: column[:, t] for name, column in columns.items()}
         drawn["grid_cap_mw"], drawn["load_cap_mw"] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
         return drawn
+
+    def stored_mwh(self, gpus_next: np.ndarray | None = None) -> tuple[float, ...] | None:
+        """Each storage unit's energy after the slots run so far [MWh] (``None`` without
+        storage); with ``gpus_next`` ``[site]``, after the next slot too, run with those GPUs
+        busy, on the supply the day settles on."""
+        problem = self.problem
+        if not problem.storage.n_units:
+            return None
+        last = max(self._walk.capacity, default=-1)
+        gpus = self._executed_gpus()
+        if gpus_next is not None and last + 1 < problem.horizon.n_slots:
+            last += 1
+            gpus[:, last] = gpus_next
+        if last < 0:
+            return tuple(problem.soc_start_mwh.tolist())
+        actual = self.actual
+        load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
+        stored = follow_surplus(problem.storage, load, actual.green_mw, problem.slot_hours,
+                                problem.soc_start_mwh, self._guide)  # fmt: skip
+        return tuple(stored.soc_mwh[:, last].tolist())
+
+    def run_state(self, at: pd.Timestamp, live_gpus: Mapping[str, float] | None = None) -> RunState:
+        """Where the day stands at the slot boundary ``at`` (after the slots run so far)."""
+        return RunState(at, self.remaining_gpu_hours(), self.last_load_mw(), live_gpus,
+                        self.stored_mwh())  # fmt: skip
+
+    def _executed_gpus(self) -> np.ndarray:
+        """GPUs that ran per ``[site, slot]`` so far."""
+        problem = self.problem
+        gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+        for _job, site, slot, done in self._walk.executed:
+            np.add.at(gpus, (site, slot), done)
+        return gpus
 
     def state(self) -> dict[str, object]:
         """Everything the walk has done so far, as plain JSON-ready values with a schema
@@ -241,7 +293,8 @@ class Settlement:
         """What ran so far: the run tables, events and totals."""
         chunks = self.runner.attempts() if self.runner is not None else pd.DataFrame()
         return run_report(self.problem, self.actual, self.plan_original, self._jobs,
-                          self._walk, self._wall_s, chunks)  # fmt: skip
+                          self._walk, self._wall_s, chunks,
+                          (self.guide_original, self._guide))  # fmt: skip
 
     def _live(self) -> np.ndarray:
         gpus = self.problem.site_gpus.astype(float)
@@ -333,7 +386,7 @@ class Settlement:
         new_plan = None
         if self.replan is not None and remaining:
             try:
-                new_plan = self.replan(RunState(when, remaining, self.last_load_mw(), available))
+                new_plan = self.replan(self.run_state(when, available))
             except Exception as error:  # a re-plan that cannot place work must not end the run
                 self._event(t, "replan_failed", f"re-plan raised {type(error).__name__}: "
                             f"{error}")  # fmt: skip

@@ -20,6 +20,7 @@ from scheduler.contracts.plandir import RunReport
 from scheduler.metrics import CAP_TOLERANCE_MW, energy_totals, site_load
 from scheduler.problem import Problem
 from scheduler.settlement.state import CapInForce, JobsState, WalkRecord
+from scheduler.storage import StorageGuide
 
 __all__ = ["EVENT_COLUMNS", "caps_recorded", "executed_plan", "run_report"]
 
@@ -146,10 +147,12 @@ def run_report(
     walk: WalkRecord,
     wall_s: float,
     chunks: pd.DataFrame,
+    guides: tuple[StorageGuide | None, StorageGuide | None] = (None, None),
 ) -> RunReport:
     """The report of a walk over ``problem`` settled on ``actual`` (the same day on the supply
     it settled on): ``plan_original`` is the plan it started with (the planned side), ``chunks``
-    the runner's task attempts."""
+    the runner's task attempts, ``guides`` how the storage runs on the planned side and as
+    walked (``None``: the storage rule)."""
     horizon, names = problem.horizon, problem.site_names
     executed = executed_plan(problem, walk)
     n_sites, n_slots = len(names), horizon.n_slots
@@ -169,10 +172,11 @@ def run_report(
         grid_cap[:, t], load_cap[:, t] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
     caps_in_force, caps_binding = _cap_columns(actual, walk, dispatched, grid_cap, load_cap)
     soc_start = problem.soc_start_mwh
+    planned_guide, walked_guide = guides
     done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps,
-                          soc_start)  # fmt: skip
+                          soc_start, walked_guide)  # fmt: skip
     planned_load = site_load(plan_original, problem.supply, problem.sites, horizon,
-                             problem.caps, soc_start)  # fmt: skip
+                             problem.caps, soc_start, planned_guide)  # fmt: skip
     run = pd.DataFrame(
         {
             "time": done_load["time"],
@@ -236,6 +240,7 @@ def run_report(
         slot_minutes=horizon.slot_minutes,
         wall_s=wall_s,
         executed=executed,
+        storage_guide=walked_guide,
     )
 
 

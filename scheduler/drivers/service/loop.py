@@ -126,7 +126,7 @@ class DayDone:
 
 def _run_state(engine: Settlement, at: pd.Timestamp) -> RunState:
     """Where ``engine``'s day stands at the slot boundary ``at``."""
-    return RunState(at, engine.remaining_gpu_hours(), engine.last_load_mw())
+    return engine.run_state(at)
 
 
 class _PlannerPlans:
@@ -169,7 +169,10 @@ def _running_state(engine: Settlement, t: int) -> RunState:
     load = problem.base_load_mw + busy * problem.mw_per_gpu
     load_mw = dict(zip(problem.site_names, load.tolist(), strict=True))
     return RunState(
-        horizon.times[t] + pd.Timedelta(minutes=horizon.slot_minutes), remaining, load_mw
+        horizon.times[t] + pd.Timedelta(minutes=horizon.slot_minutes),
+        remaining,
+        load_mw,
+        stored_mwh=engine.stored_mwh(busy),
     )
 
 
@@ -276,7 +279,7 @@ class ControlLoop:
         if settled is not None:
             report = replace(report, site_slots=settled.columns(report.site_slots))
         save_run_day(directory, engine.problem, engine.plan, self.config, self.pipeline.seed,
-                     executed=report.executed)  # fmt: skip
+                     executed=report.executed, guide=engine.storage_guide)  # fmt: skip
         write_run_report(directory, report)
         return report
 
@@ -377,7 +380,7 @@ class ControlLoop:
         ).start()  # fmt: skip
         engine = Settlement(
             replace(problem, caps=version.problem.caps),
-            version.result.plan,
+            version.result,
             runner=self.runner,
             clock=self.clock,
         )

@@ -110,7 +110,8 @@ def make_version(
     """``result`` (a plan of ``problem``) scored as plan version ``number``, made in
     ``seconds`` [s] from the running day's state at ``from_time`` (``None``: the whole day)."""
     plan = result.plan
-    score = score_plan(problem, plan, result.positions)  # of the same jobs, sites and slots
+    # of the same jobs, sites and slots
+    score = score_plan(problem, plan, result.positions, result.storage_guide)
     return PlanVersion(
         version=number,
         created_at=created_at,

@@ -1,0 +1,159 @@
+"""Settlement follows how a plan runs its batteries (the optimizer's storage guide): on the
+planned supply the day settles as planned, on another it keeps what the plan keeps."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from scheduler.config import load_config, parse_config
+from scheduler.drivers.nightly import plan_dir_guide
+from scheduler.drivers.plan_output import save_day_plan
+from scheduler.metrics import score_plan
+from scheduler.pipeline import DayPipeline, plan_day
+from scheduler.policies import get_policy
+from scheduler.replan import rest_of_day
+from scheduler.settlement.engine import Settlement, settle
+from scheduler.storage import StorageFleet, StorageGuide, StorageUnit, follow_surplus
+
+PEAK = [300.0] * 8 + [600.0] * 4 + [900.0] * 6 + [1200.0] * 4 + [300.0] * 2  # per MWh, local
+
+
+def _fleet(**unit) -> StorageFleet:
+    return StorageFleet.of([{"b": StorageUnit(**unit)}])
+
+
+def test_a_guide_keeps_energy_for_the_slot_its_plan_discharges_in():
+    # 1 h slots: 10 MW green then none, 5 MW load; a lossless 10 MW, 10 MWh battery
+    fleet = _fleet(p_nom=10.0, max_hours=1.0)
+    load, green = np.array([[5.0, 5.0, 5.0]]), np.array([[10.0, 0.0, 0.0]])
+    rule = follow_surplus(fleet, load, green, 1.0)
+    np.testing.assert_allclose(rule.discharge_mw, [[0.0, 5.0, 0.0]])  # the first deficit
+    later = StorageGuide(
+        charge_mw=np.array([[5.0, 0.0, 0.0]]),
+        discharge_mw=np.array([[0.0, 0.0, 5.0]]),
+        energy_before_mwh=np.array([[0.0, 5.0, 5.0]]),
+    )
+    guided = follow_surplus(fleet, load, green, 1.0, guide=later)
+    np.testing.assert_allclose(guided.discharge_mw, [[0.0, 0.0, 5.0]])
+    np.testing.assert_allclose(guided.soc_mwh, [[5.0, 5.0, 0.0]])
+    # more green than planned: the energy above the plan is not kept back
+    more = follow_surplus(fleet, load, np.array([[12.0, 0.0, 0.0]]), 1.0, guide=later)
+    np.testing.assert_allclose(more.discharge_mw, [[0.0, 2.0, 5.0]])
+    # less: the plan's discharge as far as the energy goes
+    less = follow_surplus(fleet, load, np.array([[8.0, 0.0, 0.0]]), 1.0, guide=later)
+    np.testing.assert_allclose(less.discharge_mw, [[0.0, 0.0, 3.0]])
+
+
+def test_a_unit_that_may_charge_from_the_grid_tops_up_to_its_plan_and_only_then():
+    guide = StorageGuide(np.array([[4.0, 0.0]]), np.zeros((1, 2)), np.array([[0.0, 4.0]]))
+    load, green = np.array([[5.0, 5.0]]), np.array([[1.0, 0.0]])
+    allowed = follow_surplus(_fleet(p_nom=5.0, max_hours=2.0, charge_from_grid=True), load,
+                             green, 1.0, guide=guide)  # fmt: skip
+    np.testing.assert_allclose(allowed.grid_charge_mw, [[4.0, 0.0]])
+    np.testing.assert_allclose(allowed.soc_mwh, [[4.0, 4.0]])  # discharge 0 planned in slot 1
+    barred = follow_surplus(_fleet(p_nom=5.0, max_hours=2.0), load, green, 1.0, guide=guide)
+    np.testing.assert_allclose(barred.grid_charge_mw, 0.0)
+    assert allowed.charge_mw.sum() > barred.charge_mw.sum()
+
+
+@functools.cache
+def _peak_priced(cyclic: bool):
+    """The default sites on cost, a time-of-use tariff with an evening peak and a 4-hour
+    battery each starting a quarter full (``cyclic``: ending at least so); a default day with
+    its synthetic weather, and the optimizer's plan of it."""
+    data = load_config().model_dump()
+    data["solver"]["objective"] = "cost"
+    for site in data["sites"].values():
+        site["price_per_mwh"] = PEAK
+    config = parse_config(data, "<test>").with_storage_hours(4.0)
+    data = config.model_dump()
+    for site in data["sites"].values():
+        unit = site["storage"]["battery"]
+        unit.update(cyclic_state_of_charge=cyclic,
+                    state_of_charge_initial=unit["p_nom"] * unit["max_hours"] / 4)  # fmt: skip
+    config = parse_config(data, "<test>")
+    pipeline = DayPipeline(config)
+    problem = pipeline.problem(pipeline.horizon("2026-04-11"))
+    return config, problem, get_policy("optimizer", config.solver).plan(problem)
+
+
+@pytest.fixture(scope="module")
+def peak_priced():
+    return _peak_priced(False)
+
+
+def _settled(problem, result):
+    """``result`` settled on the supply it was planned on, and its metrics."""
+    as_planned = replace(problem, actual_supply=problem.supply)
+    run = settle(as_planned, result)
+    return run, score_plan(as_planned.on_actual_supply(), run.executed, guide=run.storage_guide)
+
+
+def test_a_plan_settled_on_its_own_supply_costs_what_it_planned(peak_priced):
+    _config, problem, result = peak_priced
+    assert result.storage_guide is not None
+    _run, score = _settled(problem, result)
+    assert score.metrics.cost == pytest.approx(result.objective_kg, rel=1e-9)
+    # the same plan under the storage rule discharges at the first deficit, off the peak
+    _ruled, ruled = _settled(problem, replace(result, storage_guide=None))
+    assert score.metrics.cost < ruled.metrics.cost * 0.97
+
+
+def test_cyclic_units_end_the_day_with_the_energy_they_started_with():
+    _config, problem, result = _peak_priced(True)
+    start = problem.soc_start_mwh.sum()
+
+    def end_mwh(run) -> float:
+        slots = run.site_slots
+        return float(slots.loc[slots["time"] == slots["time"].max(), "soc_mwh"].sum())
+
+    guided, _score = _settled(problem, result)
+    assert end_mwh(guided) >= start - 1e-6
+    ruled, _score = _settled(problem, replace(result, storage_guide=None))
+    assert end_mwh(ruled) < start  # the rule alone spends it: the plan's guide keeps it
+
+
+def test_a_re_plan_starts_from_the_energy_stored_at_its_boundary_on_the_sites_still_live(
+    peak_priced,
+):
+    _config, problem, result = peak_priced
+    engine = Settlement(problem, result)
+    for t in range(40):
+        engine.step(t)
+    boundary = problem.horizon.times[40]
+    stored = engine.stored_mwh()
+    report = engine.report()
+    held = report.site_slots[report.site_slots["time"] == problem.horizon.times[39]]
+    assert sum(stored) == pytest.approx(held["soc_mwh"].sum())
+    assert sum(stored) != pytest.approx(problem.soc_start_mwh.sum())  # it moved since the start
+    rest = rest_of_day(problem, engine.run_state(boundary))
+    assert rest is not None and rest.soc_start_mwh.tolist() == pytest.approx(list(stored))
+    only = problem.site_names[1]
+    lost = rest_of_day(problem, engine.run_state(boundary, {only: 10.0}))
+    assert lost is not None and lost.site_names == [only]
+    assert lost.soc_start_mwh.tolist() == pytest.approx([stored[1]])
+    # the re-plan's guide takes over from its boundary; the slots before keep the first plan's
+    new = get_policy("optimizer", _config.solver).plan(rest)
+    engine.replace_plan(new, boundary)
+    walked = engine.storage_guide
+    assert walked is not None and new.storage_guide is not None
+    np.testing.assert_allclose(walked.discharge_mw[:, 40:], new.storage_guide.discharge_mw)
+    np.testing.assert_allclose(
+        walked.discharge_mw[:, :40], result.storage_guide.discharge_mw[:, :40]
+    )
+
+
+def test_the_plan_directory_carries_the_storage_plan_dispatch_follows(peak_priced, tmp_path):
+    config, problem, _result = peak_priced
+    day = plan_day(problem, config, ["optimizer", "greedy"])
+    save_day_plan(tmp_path, day, config, seed=7)
+    guide = day.results["optimizer"].storage_guide
+    assert guide is not None and (tmp_path / "storage_plan.csv").exists()
+    read = plan_dir_guide(tmp_path, problem)
+    assert read is not None
+    for name in StorageGuide.FIELDS:
+        np.testing.assert_allclose(getattr(read, name), getattr(guide, name), atol=1e-9)
