@@ -6,46 +6,48 @@ and nothing is stored, planned or published. Per site and slot of the window:
 
 - **shed floor** [MW]: the lowest load the site can draw in that slot, the slot alone, with
   no job later than in the plan in force. One unit of flow is one GPU busy one slot, as in
-  :mod:`scheduler.policies.flow`; a max-flow network (OR-Tools ``SimpleMaxFlow``, built once
-  per quote, :class:`ShedNetwork`) carries each job's planned work of the slots not begun from
-  a source through its group (jobs of one window, allowed sites and duration at ``max_gpus``:
-  Gale's condition makes such a group split back to its jobs exactly, see
-  :func:`scheduler.policies.flow.group_jobs`) to the site-slots of its window (at most the
-  group's ``max_gpus`` per slot) and on to the sink at each site-slot's free GPUs
+  :mod:`scheduler.policies.flow`. A max-flow network (OR-Tools ``SimpleMaxFlow``, built once
+  per quote: :class:`ShedNetwork`) carries each job's planned work in the slots not begun
+  from a source through its group (jobs of one window, allowed sites and duration at
+  ``max_gpus``: by Gale's condition such a group splits back to its jobs exactly, see
+  :mod:`scheduler.policies.flow`) to the site-slots of its window (at most the group's
+  ``max_gpus`` per slot) and on to the sink at each site-slot's free GPUs
   (:attr:`~scheduler.problem.Problem.capacity_gpus`: site size, grid import limit, caps in
-  force). The most flow with site-slot ``(s, t)`` closed, ``f0``, gives the floor exactly:
-  with that one arc at capacity ``c`` the most flow is ``min(W, f0 + c)`` (a cut either holds
-  the arc or not), so the GPUs that must stay are ``W - f0`` (``W``: the work planned). The
-  rise out of the shed slot is bounded by the site's ramp-up limit (load in slot ``t + k`` at
-  most the floor plus ``k`` ramp-up steps; a fall into a capped slot is allowed, as
-  :mod:`scheduler.ramps` reads a cap); where that binds, the floor is found by bisection
-  on the same network.
-- **absorb ceiling** [MW]: the highest load the site can draw in that slot without breaking
-  capacity, caps or ramp limits or making any job late: its free GPUs, at most what the
-  preemptible jobs allowed there can run in the slot (``min(max_gpus, work)`` each: work moved
-  into the slot only frees room elsewhere), and within one ramp step of the neighbouring
-  slots' ceilings.
+  force). With site-slot ``(s, t)`` closed the most flow is ``f0``; with its arc at capacity
+  ``c`` it is ``min(W, f0 + c)`` (a cut holds the arc or not; ``W`` is the work planned), so
+  exactly ``W - f0`` GPUs must stay: one max-flow per site-slot. The rise out of the shed
+  slot is bounded by the site's ramp-up limit (slot ``t + k`` at most the floor plus ``k``
+  ramp-up steps; a fall into a capped slot is allowed, as :mod:`scheduler.ramps` reads a
+  cap). Opening the closed arc to ``W - f0`` adds flow only along paths that end on it, so
+  the other site-slots keep the flow the closed solve gave them: where that keeps the ramp,
+  the floor stands; else it is found by bisection on the same network.
+- **absorb ceiling** [MW]: the highest load the site can draw in that slot within its
+  capacity (GPUs, import limit, caps): at most what the preemptible jobs allowed there can
+  run in the slot (``min(max_gpus, work)`` each; work moved into a slot only frees room
+  elsewhere), within one ramp step of the slot before the window and of the ceilings of the
+  slots beside it (so an upper bound where ramps bind).
 - **baseline** [MW]: the load the plan in force draws.
 
-Per site, the **cost of shedding** below the baseline over the window: the largest shed
-``L`` [MW] such that a ``LOAD_LIMIT`` cap at ``max(base load, baseline - L)`` in every slot of
-the window keeps every job on time in the network above (bisection, the slots after the window
-bounded by the ramp-up limit as for the floor), then at a few levels (25, 50, 75 and 100 % of
-it, or the levels asked; where nothing can be shed on time, of the shed down to base load) the
-cap at that level is planned for real by the planner's own choice
-(:func:`scheduler.choice.choose_plan`: kept, repaired, greedy or provisional, or the optimizer
-where a submission would wait for it), exactly as a submission of that cap now would be
-(:meth:`~scheduler.drivers.service.planner.Planner.quote` plans a dry run the same way): its
-extra grid CO2 [kg], extra cost [currency], change of grid energy [MWh] and the work made late
-[GPU-h]. Submitting the level's caps (:attr:`ShedCost.cap_mw`) on the same plan version gets
-the same answer.
+Per site, the **cost of shedding** below the baseline over the window. The largest shed ``L``
+[MW] such that a ``LOAD_LIMIT`` cap at ``max(base load, baseline - L)`` in every slot of the
+window keeps every job's planned work placed in the network above (the slots after the window
+within the ramp-up, as for the floor) is found by bisection, to 0.1 % of the deepest shed.
+At a few levels (25, 50, 75 and 100 % of it, or the levels asked; where nothing can be shed on
+time, of the shed down to base load) the caps of the level are planned as a submission of
+them now would be: the planner's own choice (:func:`scheduler.choice.choose_plan`: kept,
+repaired, greedy or provisional, or the optimizer where a submission waits for it), as
+:meth:`~scheduler.drivers.service.planner.Planner.quote` plans a dry run. Each level gives
+the extra grid CO2 [kg], the extra cost [currency] and the change of grid energy [MWh] of the
+whole plan, and the work made late [GPU-h]; submitting the level's caps
+(:attr:`ShedCost.cap_mw`) on the same plan version gets the same answer.
 
-Limits: non-preemptible jobs stay where the plan has them (their block is not moved), so the
-floor may be higher than a re-plan could reach; ramp limits are modelled only as said above
-(the planner's ramp fit may still need to move more work); ``max_site_moves`` is not modelled.
-A cap at the floor is planned by the planner's quick path (repair, else greedy): where that
-cannot find the plan the flow proves to exist, the answer is a provisional OPT_OUT until the
-optimizer's plan follows in the background.
+Limits. Non-preemptible jobs stay where the plan has them (their block is not moved), so a
+site whose load is mostly blocks shows little to shed, and a re-plan may go below its floor.
+Ramp limits are modelled only as said; ``max_site_moves`` is not. A cap at the floor is
+answered by the planner's quick path (repair, else greedy): where that misses the plan the
+flow proves to exist, the answer is a provisional OPT_OUT until the optimizer's plan follows in
+the background. A level's cost is that of the plan that answers at once, which may be a
+greedy or repaired one: the optimizer's plan that follows often costs less.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ __all__ = [
 
 DEFAULT_SHARES = (0.25, 0.5, 0.75, 1.0)  # of the largest on-time shed, when no level is asked
 MAX_LEVELS = 10
+SHED_RESOLUTION = 1000  # the largest on-time shed is found to 1/1000 of the deepest [-]
 _GPU_TOLERANCE = 1e-9
 
 
@@ -209,6 +212,8 @@ class ShedNetwork:
         self.free[:, :first_open] = 0
         self.work = int(demand.sum())  # GPU-slots every probe must still place
         self._flow = max_flow.SimpleMaxFlow()
+        self.site_flow: np.ndarray | None = None  # see carries
+        self._placing: dict[int, list[np.ndarray]] = {}  # per site: probes that placed all
         self._cell_arc = self._build(demand.astype(np.int64), first_open)
 
     def _build(self, demand: np.ndarray, first_open: int) -> np.ndarray:
@@ -272,17 +277,23 @@ class ShedNetwork:
 
     def carries(self, site: int, cap_gpus: dict[int, int]) -> int:
         """The most flow with ``site``'s slots ``t`` lowered to at most ``cap_gpus[t]`` GPUs
-        (pinned ones included); the network is restored after."""
+        (pinned ones included); the network is restored after. :attr:`site_flow` then holds
+        the GPUs that flow placed at ``site`` per slot (the pinned ones not counted)."""
         slots = [
             t for t, gpus in cap_gpus.items() if gpus - self.pinned[site, t] < self.free[site, t]
         ]
         if not slots:
+            self.site_flow = None
             return self.work
         arcs = self._cell_arc[site, slots]
         room = [max(cap_gpus[t] - int(self.pinned[site, t]), 0) for t in slots]
         self._flow.set_arcs_capacity(arcs, np.array(room, dtype=np.int64))
         try:
-            return self.most_flow()
+            carried = self.most_flow()
+            self.site_flow = np.asarray(self._flow.flows(self._cell_arc[site]), dtype=np.int64)
+            if carried >= self.work:
+                self._placing.setdefault(site, []).append(self.site_flow)
+            return carried
         finally:
             self._flow.set_arcs_capacity(arcs, self.free[site, slots])
 
@@ -303,8 +314,19 @@ class ShedNetwork:
         (module docstring), the rise after the slot within ``ramp_gpus`` per slot; at most
         the plan's ``busy``."""
         pinned = int(self.pinned[site, slot])
+        for placed in self._placing.get(site, ()):  # a probe placed all the work elsewhere
+            if placed[slot] == 0 and self._rises_within(site, slot, pinned, ramp_gpus, placed):
+                return min(pinned, busy)
         floor = min(pinned + max(self.work - self.carries(site, {slot: pinned}), 0), busy)
-        if floor == busy or self.keeps(site, self.rising(site, slot, floor, ramp_gpus)):
+        if floor == busy:
+            return floor
+        # with the slot's arc opened to the floor, the flow grows by augmenting paths that end
+        # on that arc, leaving every other site-slot's flow as the closed slot's solve placed
+        # it: where that keeps the ramp after the slot, no other solve is needed
+        closed = self.site_flow
+        if closed is not None and self._rises_within(site, slot, floor, ramp_gpus, closed):
+            return floor
+        if self.keeps(site, self.rising(site, slot, floor, ramp_gpus)):
             return floor
         low, high = floor, busy  # low fails; the plan keeps its own ramps
         while high - low > 1:
@@ -314,6 +336,14 @@ class ShedNetwork:
             else:
                 low = middle
         return high
+
+    def _rises_within(
+        self, site: int, slot: int, gpus: int, ramp_gpus: float, placed: np.ndarray
+    ) -> bool:
+        """Whether a flow that placed ``placed`` ``[slot]`` GPUs at ``site`` keeps the rise
+        after ``gpus`` in ``slot`` within the ramp-up."""
+        caps = self.rising(site, slot, gpus, ramp_gpus)
+        return all(placed[t] + self.pinned[site, t] <= cap for t, cap in caps.items() if t != slot)
 
     def rising(self, site: int, slot: int, gpus: int, ramp_gpus: float) -> dict[int, int]:
         """``gpus`` in ``slot``, and the slots after it at most ``ramp_gpus`` more each."""
@@ -331,12 +361,14 @@ class ShedNetwork:
     def largest_shed_gpus(self, site: int, slots: range, busy: np.ndarray, ramp_gpus: float) -> int:
         """The largest shed [GPUs] below the plan's ``busy`` ``[slot]`` in every slot of
         ``slots`` (never below 0 GPUs) that keeps every job's planned work placed, the slots
-        after the window within the ramp-up of its last."""
+        after the window within the ramp-up of its last; by bisection, to
+        1/:data:`SHED_RESOLUTION` of the deepest shed (rounded down: the shed returned keeps)."""
         deepest = int(max((busy[t] for t in slots), default=0))
         if self.keeps(site, self.shed(site, slots, busy, deepest, ramp_gpus)):
             return deepest
         low, high = 0, deepest  # low keeps (the plan itself), high does not
-        while high - low > 1:
+        step = max(1, deepest // SHED_RESOLUTION)
+        while high - low > step:
             middle = (low + high) // 2
             if self.keeps(site, self.shed(site, slots, busy, middle, ramp_gpus)):
                 low = middle
@@ -490,8 +522,8 @@ def quote(
         if name not in problem.site_names:
             continue
         s = problem.site_names.index(name)
+        largest = network.largest_shed_gpus(s, slots, busy[s], up[s])  # its probes help
         floors = np.array([network.floor_gpus(s, t, int(busy[s, t]), up[s]) for t in slots])
-        largest = network.largest_shed_gpus(s, slots, busy[s], up[s])
         baseline = base[s] + busy[s, first:last] * mpg[s]
         levels = shed_levels(levels_mw, largest * mpg[s], float((baseline - base[s]).max()))
         costs = tuple(
