@@ -46,8 +46,10 @@ site whose load is mostly blocks shows little to shed, and a re-plan may go belo
 Ramp limits are modelled only as said; ``max_site_moves`` is not. A cap at the floor is
 answered by the planner's quick path (repair, else greedy): where that misses the plan the
 flow proves to exist, the answer is a provisional OPT_OUT until the optimizer's plan follows in
-the background. A level's cost is that of the plan that answers at once, which may be a
-greedy or repaired one: the optimizer's plan that follows often costs less.
+the background; so may a level up to the largest on-time shed be (:attr:`ShedCost.provisional`
+says so: at 1,000 jobs the 100 % level was, leaving 58 GPU-h late that the flow places). A
+level's cost is that of the plan that answers at once, which may be a greedy or repaired one:
+the optimizer's plan that follows often costs less.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class ShedCost:
     grid_mwh_change: float  # grid energy of the whole plan, new minus old [MWh]
     late_gpu_hours: float  # work newly unfinished by its deadline [GPU-h]
     late_jobs: int
+    provisional: bool = False  # a quick plan answered; the optimizer's may keep more on time
 
 
 @dataclass(frozen=True)
@@ -456,6 +459,7 @@ class ShedAnswer:
     grid_mwh_change: float
     late_gpu_hours: float
     late_jobs: int
+    provisional: bool
 
 
 PlanCaps = Callable[[Sequence[LoadCap]], ShedAnswer]
@@ -479,7 +483,7 @@ def shed_cost(
     shed_mwh = float((baseline_mw - caps_mw).sum() * slot_minutes / 60)
     return ShedCost(
         level_mw, shed_mwh, tuple(float(v) for v in caps_mw), got.opt_in, got.extra_co2_kg,
-        got.extra_cost, got.grid_mwh_change, got.late_gpu_hours, got.late_jobs,
+        got.extra_cost, got.grid_mwh_change, got.late_gpu_hours, got.late_jobs, got.provisional,
     )  # fmt: skip
 
 
@@ -490,6 +494,7 @@ def shed_answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> Sh
     return ShedAnswer(
         reply.opt_in, (after.co2_t - before.co2_t) * 1000.0, after.cost - before.cost,
         reply.cost.grid_mwh_change, reply.cost.late_gpu_hours, reply.cost.late_jobs_total,
+        new.provisional,
     )  # fmt: skip
 
 

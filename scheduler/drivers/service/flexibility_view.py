@@ -75,7 +75,7 @@ def cost_frame(quote: pb.Flexibility) -> pd.DataFrame:
             "site": site.site,
             "shed_mw": cost.shed_mw,
             "shed_mwh": cost.shed_mwh,
-            "opt": pb.Opt.Name(cost.opt),
+            "opt": pb.Opt.Name(cost.opt) + (" (provisional)" if cost.provisional else ""),
             "extra_co2_kg": cost.extra_co2_kg,
             "extra_cost": cost.extra_cost,
             "grid_mwh_change": cost.grid_mwh_change,

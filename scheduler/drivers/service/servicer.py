@@ -753,6 +753,7 @@ def _flexibility_message(quoted: Flexibility, clock: pd.Timestamp) -> pb.Flexibi
                         extra_co2_kg=cost.extra_co2_kg, extra_cost=cost.extra_cost,
                         grid_mwh_change=cost.grid_mwh_change,
                         late_gpu_hours=cost.late_gpu_hours, late_jobs_total=cost.late_jobs,
+                        provisional=cost.provisional,
                     )
                     for cost in site.costs
                 ],

@@ -130,6 +130,30 @@ def test_floor_baseline_ceiling_per_slot_and_nothing_stored(tight: Running, nati
     assert _rows(tight.store.path) == stored
 
 
+def test_a_full_hour_sheds_nothing_on_time_and_its_levels_make_work_late(national: CapClient):
+    """The tight hour holds exactly the 14,000 GPU-slots its job needs (4,000 + 4,000 + 2,000 +
+    4,000 as planned): any shed in every slot leaves work late, so the largest on-time shed is
+    0 and the default levels (of the shed down to base load) are all OPT_OUT; asked levels are
+    costed as asked."""
+    hour = (TIGHT_START, TIGHT_START + pd.Timedelta(hours=1))
+    site = _site(national.flexibility(["qingyang"], *hour), "qingyang")
+    assert site.largest_on_time_shed_mw == 0
+    deepest = max(s.baseline_mw for s in site.slots) - BASE_MW["qingyang"]
+    assert [c.shed_mw for c in site.shed_costs] == pytest.approx(
+        [share * deepest for share in (0.25, 0.5, 0.75, 1.0)]
+    )
+    assert all(c.opt == pb.OPT_OUT and c.late_gpu_hours > 0 for c in site.shed_costs)
+    asked = _site(national.flexibility(["qingyang"], *hour, [0.0, 5.0]), "qingyang")
+    none, deep = asked.shed_costs
+    assert none.opt == pb.OPT_IN and none.late_gpu_hours == 0 and none.extra_co2_kg == 0
+    assert deep.shed_mw == 5.0 and deep.opt == pb.OPT_OUT and deep.provisional
+    assert deep.cap_mw == pytest.approx([max(s.baseline_mw - 5.0, BASE_MW["qingyang"])
+                                         for s in asked.slots])  # fmt: skip
+    assert deep.shed_mwh == pytest.approx(
+        sum(s.baseline_mw - c for s, c in zip(asked.slots, deep.cap_mw, strict=True)) / 4
+    )
+
+
 def _code(call) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as error:
         call()
@@ -190,7 +214,7 @@ def test_the_largest_shed_on_time_applied_as_quoted_costs_what_was_quoted(
         [share * site.largest_on_time_shed_mw for share in (0.25, 0.5, 0.75, 1.0)]
     )
     largest = site.shed_costs[-1]
-    assert largest.opt == pb.OPT_IN and largest.late_gpu_hours == 0
+    assert largest.opt == pb.OPT_IN and largest.late_gpu_hours == 0 and not largest.provisional
     assert largest.extra_co2_kg > 100  # work leaves green hours: a cost worth comparing
     before = _metrics(server.store.path, quote.plan_version)
     real = client.submit("shed", ["qingyang"], _load_limits(site.slots, largest.cap_mw))

@@ -412,7 +412,7 @@ class FlexibilitySlot(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline_mw: _Optional[float] = ..., floor_mw: _Optional[float] = ..., ceiling_mw: _Optional[float] = ...) -> None: ...
 
 class ShedCost(_message.Message):
-    __slots__ = ("shed_mw", "shed_mwh", "cap_mw", "opt", "extra_co2_kg", "extra_cost", "grid_mwh_change", "late_gpu_hours", "late_jobs_total")
+    __slots__ = ("shed_mw", "shed_mwh", "cap_mw", "opt", "extra_co2_kg", "extra_cost", "grid_mwh_change", "late_gpu_hours", "late_jobs_total", "provisional")
     SHED_MW_FIELD_NUMBER: _ClassVar[int]
     SHED_MWH_FIELD_NUMBER: _ClassVar[int]
     CAP_MW_FIELD_NUMBER: _ClassVar[int]
@@ -422,6 +422,7 @@ class ShedCost(_message.Message):
     GRID_MWH_CHANGE_FIELD_NUMBER: _ClassVar[int]
     LATE_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
     LATE_JOBS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONAL_FIELD_NUMBER: _ClassVar[int]
     shed_mw: float
     shed_mwh: float
     cap_mw: _containers.RepeatedScalarFieldContainer[float]
@@ -431,7 +432,8 @@ class ShedCost(_message.Message):
     grid_mwh_change: float
     late_gpu_hours: float
     late_jobs_total: int
-    def __init__(self, shed_mw: _Optional[float] = ..., shed_mwh: _Optional[float] = ..., cap_mw: _Optional[_Iterable[float]] = ..., opt: _Optional[_Union[Opt, str]] = ..., extra_co2_kg: _Optional[float] = ..., extra_cost: _Optional[float] = ..., grid_mwh_change: _Optional[float] = ..., late_gpu_hours: _Optional[float] = ..., late_jobs_total: _Optional[int] = ...) -> None: ...
+    provisional: bool
+    def __init__(self, shed_mw: _Optional[float] = ..., shed_mwh: _Optional[float] = ..., cap_mw: _Optional[_Iterable[float]] = ..., opt: _Optional[_Union[Opt, str]] = ..., extra_co2_kg: _Optional[float] = ..., extra_cost: _Optional[float] = ..., grid_mwh_change: _Optional[float] = ..., late_gpu_hours: _Optional[float] = ..., late_jobs_total: _Optional[int] = ..., provisional: _Optional[bool] = ...) -> None: ...
 
 class SiteFlexibility(_message.Message):
     __slots__ = ("site", "slots", "largest_on_time_shed_mw", "shed_costs")
