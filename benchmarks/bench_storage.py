@@ -25,8 +25,9 @@ Then battery sizes (issue 24): the year replayed (:func:`~scheduler.drivers.repl
 2026-01-01 to 2026-12-31 on the same weather, both sites) with one battery per site of 0, 1, 2
 and 4 hours of the site's mean load (:meth:`~scheduler.config.Config.with_storage_hours`:
 ``p_nom`` the mean load, 95 % efficient each way, empty on 1 January, its energy carried from
-day to day), for greedy, the optimizer and the oracle, which plan without the battery; the
-battery follows :func:`~scheduler.storage.follow_surplus` as each day is settled. Per size and
+day to day), for greedy (whose batteries follow the storage rule,
+:func:`~scheduler.storage.follow_surplus`), the optimizer and the oracle (which plan each
+battery with the jobs and settle it as planned, their plans' storage guide). Per size and
 policy: green share, grid energy, CO2 and its change against no battery, grid cost, stored
 green given back to the load, the share of the otherwise-unused green it recovers (stored
 green discharged over the unused green of the same policy's run without a battery) and the

@@ -31,6 +31,7 @@ __all__ = [
     "generate_jobs",
     "jobs_frame",
     "read_jobs",
+    "unused_in_last_slot",
     "validate_jobs",
     "window_slots",
     "work_units",
@@ -91,6 +92,37 @@ def work_units(gpu_hours: np.ndarray | float, slot_minutes: int) -> np.ndarray:
     """Work in GPU-slots, rounded up: ``ceil(gpu_hours * 60 / slot_minutes)`` [GPU-slot]."""
     units = np.asarray(gpu_hours, dtype=float) * 60.0 / slot_minutes
     return np.ceil(units - 1e-9).astype(np.int64)
+
+
+def unused_in_last_slot(
+    job: np.ndarray,
+    site: np.ndarray,
+    slot: np.ndarray,
+    gpus: np.ndarray,
+    gpu_hours: np.ndarray,
+    slot_minutes: int,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """GPUs a plan holds but leaves idle ``[site, slot]`` (float): a job's work rounded up to
+    whole GPU-slots (:func:`work_units`) uses its last GPU-slot only in part, so a job whose
+    work is all placed (plan rows ``job``, ``site``, ``slot``, ``gpus``; ``job`` -1 for rows of
+    no job) draws ``work_units - gpu_hours / slot_h`` of a GPU less in its last slot, at the
+    first site it ran at then. Capacity still counts the whole GPU."""
+    out = np.zeros(shape)
+    known = job >= 0
+    if not known.any():
+        return out
+    job, site, slot, gpus = job[known], site[known], slot[known], gpus[known]
+    units = work_units(gpu_hours, slot_minutes)
+    idle = units - np.asarray(gpu_hours, dtype=float) * 60.0 / slot_minutes
+    placed = np.bincount(job, weights=gpus, minlength=len(units))
+    last = np.lexsort((site, -slot, job))  # each job's latest slot first, lowest site first
+    first_row = np.ones(len(last), dtype=bool)
+    first_row[1:] = job[last][1:] != job[last][:-1]
+    rows = last[first_row]
+    share = np.where(placed[job[rows]] >= units[job[rows]], np.clip(idle[job[rows]], 0, 1), 0.0)
+    np.add.at(out, (site[rows], slot[rows]), share)
+    return out
 
 
 def window_slots(jobs: pd.DataFrame, horizon: Horizon) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from scheduler.caps import broken_caps
 from scheduler.config import Site
 from scheduler.contracts import SITE_LOAD, CapType
 from scheduler.horizon import Horizon
-from scheduler.jobs import work_units
+from scheduler.jobs import unused_in_last_slot, work_units
 from scheduler.labels import label_index
 from scheduler.problem import (
     LoadCap,
@@ -101,6 +101,7 @@ def site_load(
     caps: Sequence[LoadCap] = (),
     soc_start_mwh: np.ndarray | None = None,
     guide: StorageGuide | None = None,
+    jobs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The site-load table (:data:`~scheduler.contracts.SITE_LOAD`), one row per site and slot.
 
@@ -110,10 +111,17 @@ def site_load(
     :data:`CAP_TOLERANCE_MW`; a cap that base load alone breaks is not the plan's doing. The
     sites' storage follows :func:`~scheduler.storage.follow_surplus` from ``soc_start_mwh``
     ``[unit]`` (default: each unit's initial energy), and the plan's ``guide`` if it has one:
-    what it discharges is green used.
+    what it discharges is green used. With the ``jobs`` table the load is drawn for the work as
+    asked (:func:`idle_gpus`); without, for whole GPU-slots.
     """
-    gpus = busy_gpus(plan, [s.name for s in sites], horizon)
-    arrays = _load_arrays(gpus, supply, sites, horizon, caps, soc_start_mwh, guide)
+    names = [s.name for s in sites]
+    site, slot = _site_slot(plan, names, horizon)
+    gpus = _busy(site, slot, plan, len(sites), horizon)
+    idle = None
+    if jobs is not None:
+        job = label_index(plan["job_id"], jobs["job_id"].to_numpy()) if len(plan) else site
+        idle = idle_gpus(plan, jobs, job, site, slot, gpus.shape, horizon)
+    arrays = _load_arrays(gpus, supply, sites, horizon, caps, soc_start_mwh, guide, idle)
     return _site_load_table(arrays, sites, horizon)
 
 
@@ -138,6 +146,7 @@ def _load_arrays(
     caps: Sequence[LoadCap],
     soc_start_mwh: np.ndarray | None,
     guide: StorageGuide | None = None,
+    idle: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``."""
     green = site_green_mw(supply, sites, horizon)
@@ -148,19 +157,23 @@ def _load_arrays(
     caps_mw = tightest_caps_mw(caps, sites, horizon)
     storage = StorageFleet.of([s.storage for s in sites])
     return _load_columns(
-        gpus, green, sites, caps_mw, (carbon, price), horizon, storage, soc_start_mwh, guide
+        gpus, green, sites, caps_mw, (carbon, price), horizon, storage, soc_start_mwh, guide, idle
     )
 
 
 def problem_load_arrays(
-    problem: Problem, gpus: np.ndarray, guide: StorageGuide | None = None
+    problem: Problem,
+    gpus: np.ndarray,
+    guide: StorageGuide | None = None,
+    idle: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The site-load columns as ``[site, slot]`` arrays for ``gpus`` busy ``[site, slot]``, on
-    ``problem``'s supply and caps, from the matrices it holds; storage following ``guide``."""
+    ``problem``'s supply and caps, from the matrices it holds; storage following ``guide``,
+    ``idle`` GPUs ``[site, slot]`` drawing nothing (:func:`idle_gpus`)."""
     return _load_columns(
         gpus, problem.green_mw, problem.sites, problem.caps_mw,
         (problem.carbon_kg_per_mwh, problem.price_per_mwh), problem.horizon, problem.storage,
-        problem.soc_start_mwh, guide,
+        problem.soc_start_mwh, guide, idle,
     )  # fmt: skip
 
 
@@ -174,9 +187,11 @@ def _load_columns(
     storage: StorageFleet,
     soc_start_mwh: np.ndarray | None,
     guide: StorageGuide | None = None,
+    idle: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The columns; ``green`` includes the sites' green purchases, ``tariffs`` are the grid's
-    carbon [kg CO2/MWh] and price [currency/MWh] ``[site, slot]``. Stored green discharged
+    """The columns (``idle`` GPUs ``[site, slot]`` are busy but draw nothing); ``green``
+    includes the sites' green purchases, ``tariffs`` are the grid's carbon [kg CO2/MWh] and
+    price [currency/MWh] ``[site, slot]``. Stored green discharged
     counts as green used, and a grid cap may be kept by discharging (the caps see the green
     supply plus what storage gives); energy a unit takes from the grid (as its plan's
     ``guide`` charges it) is grid drawn. A green purchase is paid whether used or not."""
@@ -185,7 +200,9 @@ def _load_columns(
     purchase_price = np.array(
         [0.0 if s.green_purchase is None else s.green_purchase.price_per_mwh for s in sites]
     )
-    load = _load_mw(gpus, sites)
+    mw_per_gpu = np.array([s.mw_per_gpu for s in sites])[:, None]
+    idle_mw = np.zeros(gpus.shape) if idle is None else idle * mw_per_gpu
+    load = _load_mw(gpus, sites) - idle_mw
     stored = follow_surplus(storage, load, green, slot_hours, soc_start_mwh, guide)
     green_used = np.minimum(load, green) + stored.discharge_mw
     # a discharge covering the deficit: 0, not -1 ulp
@@ -196,6 +213,7 @@ def _load_columns(
     return {
         "gpus_busy": gpus,
         "load_mw": load,
+        "idle_mw": idle_mw,
         "green_mw": green,
         "green_used_mw": green_used,
         "storage_charge_mw": stored.charge_mw,
@@ -272,8 +290,10 @@ def plan_metrics(
     """
     site, slot = _site_slot(plan, [s.name for s in sites], horizon)
     busy = _busy(site, slot, plan, len(sites), horizon)
-    load = _load_arrays(busy, supply, sites, horizon, caps, soc_start_mwh, guide)
-    return _metrics(plan, jobs, sites, horizon, initial_load_mw, load, site, slot)[0]
+    job = label_index(plan["job_id"], jobs["job_id"].to_numpy()) if len(plan) else site
+    idle = idle_gpus(plan, jobs, job, site, slot, busy.shape, horizon)
+    load = _load_arrays(busy, supply, sites, horizon, caps, soc_start_mwh, guide, idle)
+    return _metrics(plan, jobs, sites, horizon, initial_load_mw, load, site, slot, job)[0]
 
 
 def storage_end_mwh(
@@ -283,17 +303,36 @@ def storage_end_mwh(
     horizon: Horizon,
     soc_start_mwh: np.ndarray | None = None,
     guide: StorageGuide | None = None,
+    jobs: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """Each storage unit's energy after the last slot of ``plan`` run on ``supply`` ``[unit]``
-    [MWh], following ``guide``: where the next day starts from."""
+    [MWh], following ``guide`` (the load of the work as asked with the ``jobs`` table): where
+    the next day starts from."""
     storage = StorageFleet.of([s.storage for s in sites])
     if storage.n_units == 0 or horizon.n_slots == 0:
         return storage.soc_initial_mwh if soc_start_mwh is None else np.asarray(soc_start_mwh)
-    names = [s.name for s in sites]
-    load = _load_mw(busy_gpus(plan, names, horizon), sites)
+    load = site_load(plan, supply, sites, horizon, (), soc_start_mwh, guide, jobs)["load_mw"]
+    load = load.to_numpy().reshape(len(sites), horizon.n_slots)
     green = site_green_mw(supply, sites, horizon)
     stored = follow_surplus(storage, load, green, horizon.slot_hours, soc_start_mwh, guide)
     return stored.soc_mwh[:, -1]
+
+
+def idle_gpus(
+    plan: pd.DataFrame,
+    jobs: pd.DataFrame,
+    job: np.ndarray,
+    site: np.ndarray,
+    slot: np.ndarray,
+    shape: tuple[int, int],
+    horizon: Horizon,
+) -> np.ndarray:
+    """GPUs ``plan`` holds but leaves idle ``[site, slot]``: the unused part of each finished
+    job's last GPU-slot (:func:`~scheduler.jobs.unused_in_last_slot`); ``job``, ``site`` and
+    ``slot`` are the rows' positions (``job`` -1 for a job not in ``jobs``)."""
+    return unused_in_last_slot(job, site, slot, plan["gpus"].to_numpy(dtype=np.int64),
+                               jobs["gpu_hours"].to_numpy(dtype=float), horizon.slot_minutes,
+                               shape)  # fmt: skip
 
 
 def green_spilled_mw(load: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -335,11 +374,13 @@ def score_plan(
     ``guide``."""
     sites, horizon = problem.sites, problem.horizon
     if positions is None:
-        job = None
         site, slot = _site_slot(plan, problem.site_names, horizon)
+        job = label_index(plan["job_id"], problem.job_ids) if len(plan) else site
     else:
         job, site, slot = positions.job, positions.site, positions.slot
-    load = problem_load_arrays(problem, _busy(site, slot, plan, len(sites), horizon), guide)
+    busy = _busy(site, slot, plan, len(sites), horizon)
+    idle = idle_gpus(plan, problem.jobs, job, site, slot, busy.shape, horizon)
+    load = problem_load_arrays(problem, busy, guide, idle)
     metrics, job = _metrics(
         plan, problem.jobs, sites, horizon, problem.initial_load_mw, load, site, slot, job
     )
@@ -363,7 +404,9 @@ def _metrics(
     names = [s.name for s in sites]
     up_mw, down_mw = ramp_limits_mw(sites, horizon.slot_minutes)
     initial = None if initial_load_mw is None else np.asarray(initial_load_mw, dtype=float)
-    ramps = ramp_stats(load["load_mw"], up_mw, down_mw, initial)
+    # ramps on the load of the GPUs held (whole GPU-slots), which the plan and the ramp rules
+    # bound: a job ending inside its last slot is the job's step, not the plan's
+    ramps = ramp_stats(load["load_mw"] + load["idle_mw"], up_mw, down_mw, initial)
     slot_h = horizon.slot_hours
     totals = energy_totals(load["load_mw"], load["green_used_mw"], slot_h)
     required = work_units(jobs["gpu_hours"].to_numpy(dtype=float), horizon.slot_minutes)

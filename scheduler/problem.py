@@ -421,6 +421,10 @@ class Problem:
         """Site power per busy GPU, PUE included ``[site]`` [MW]."""
         return np.array([s.mw_per_gpu for s in self.sites])
 
+    def load_mw_of(self, gpus: Sequence[float]) -> tuple[float, ...]:
+        """Each site's load with ``gpus`` ``[site]`` busy [MW]."""
+        return tuple((self.base_load_mw + np.asarray(gpus) * self.mw_per_gpu).tolist())
+
     @cached_property
     def base_load_mw(self) -> np.ndarray:
         """Load drawn whatever runs ``[site]`` [MW]."""
@@ -548,9 +552,14 @@ class Problem:
         return self.jobs["job_id"].to_numpy(dtype=object)
 
     @cached_property
+    def gpu_hours(self) -> np.ndarray:
+        """Work per job as asked ``[job]`` [GPU-h]."""
+        return self.jobs["gpu_hours"].to_numpy(dtype=float)
+
+    @cached_property
     def work_units(self) -> np.ndarray:
         """Work per job in GPU-slots ``[job]`` (int)."""
-        return work_units(self.jobs["gpu_hours"].to_numpy(dtype=float), self.horizon.slot_minutes)
+        return work_units(self.gpu_hours, self.horizon.slot_minutes)
 
     @cached_property
     def tokens_per_gpu_hour(self) -> np.ndarray:

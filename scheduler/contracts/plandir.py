@@ -47,7 +47,7 @@ __all__ = [
     "PlanTables",
     "RunReport",
     "greensched_version",
-    "last_run_load_mw",
+    "last_run_gpus",
     "last_run_soc_mwh",
     "read_plan_dir",
     "write_plan_dir",
@@ -389,10 +389,11 @@ def write_run_report(directory: str | Path, report: RunReport) -> Path:
     return path
 
 
-def last_run_load_mw(directory: str | Path, sites: Sequence[str]) -> tuple[float, ...]:
-    """Each site's load in the last slot that ran in ``directory`` (its ``run.csv``) [MW], in
-    ``sites`` order: the load the next day starts from."""
-    return _last_run(directory, sites, "load_mw")
+def last_run_gpus(directory: str | Path, sites: Sequence[str]) -> tuple[float, ...]:
+    """Each site's GPUs busy in the last slot that ran in ``directory`` (its ``run.csv``), in
+    ``sites`` order: whose load the next day ramps from (whole GPUs, as the ramp rules count
+    them; ``load_mw`` is what a job finishing inside the slot drew)."""
+    return _last_run(directory, sites, "actual_gpus")
 
 
 def last_run_soc_mwh(directory: str | Path, sites: Sequence[str]) -> tuple[float, ...]:

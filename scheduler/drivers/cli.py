@@ -132,10 +132,10 @@ def _setup_logging(verbose: bool) -> None:
 def _after(directory: Path, problem: Problem) -> Problem:
     """``problem`` starting where the day run in ``directory`` ended: each site's load in its
     last slot [MW] and the energy in its storage [MWh]."""
-    from scheduler.contracts.plandir import last_run_load_mw, last_run_soc_mwh
+    from scheduler.contracts.plandir import last_run_gpus, last_run_soc_mwh
 
     sites = problem.site_names
-    loads = last_run_load_mw(directory, sites)
+    loads = problem.load_mw_of(last_run_gpus(directory, sites))
     stored = last_run_soc_mwh(directory, sites)
     console.print(
         "starting from the load before the day: "

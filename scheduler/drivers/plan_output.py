@@ -101,7 +101,7 @@ def save_day_plan(
     tables = _tables(problem, manifest, {name: r.plan for name, r in day.results.items()}, guide)
     primary = day.results[day.primary].plan
     load = site_load(primary, problem.supply, problem.sites, problem.horizon, problem.caps,
-                     problem.soc_start_mwh, guide)  # fmt: skip
+                     problem.soc_start_mwh, guide, problem.jobs)  # fmt: skip
     write_plan_dir(out, tables, site_load=load, summary=summary_of(day))
     _plot(day.primary, load, problem.site_names, out / "plan.png", config.timezone)
     return out
@@ -128,7 +128,7 @@ def save_run_day(
     manifest = _manifest(problem, config, seed, ["optimizer"])
     soc_start = problem.soc_start_mwh
     load = site_load(plan, problem.supply, problem.sites, problem.horizon, problem.caps,
-                     soc_start, guide)  # fmt: skip
+                     soc_start, guide, problem.jobs)  # fmt: skip
     planned = plan_metrics(
         plan, problem.jobs, problem.supply, problem.sites, problem.horizon, problem.caps,
         problem.initial_load_mw, soc_start, guide,

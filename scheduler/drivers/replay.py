@@ -164,6 +164,7 @@ class _PolicyDay:
     carry: pd.DataFrame
     load: pd.DataFrame
     soc_end_mwh: tuple[float, ...]  # each storage unit's energy after the day [MWh]
+    last_load_mw: tuple[float, ...]  # each site's load of the GPUs held in the last slot [MW]
 
 
 @dataclass
@@ -219,8 +220,7 @@ class _Progress:
         metrics = done.metrics
         self.carry[policy] = done.carry
         self.last_soc[policy] = done.soc_end_mwh
-        last = done.load.groupby("site", sort=False)["load_mw"].last()
-        self.last_load[policy] = tuple(float(last[site]) for site in self.sites)
+        self.last_load[policy] = done.last_load_mw
         self.ramp_rows += [
             {
                 "day": day,
@@ -328,10 +328,14 @@ def _policy_day(
     done = run.jobs.set_index("job_id")["gpu_hours_done"]
     remaining = jobs.set_index("job_id")["gpu_hours"] - done
     soc_end = storage_end_mwh(run.executed, problem.actual_supply, problem.sites, horizon,
-                              problem.soc_start_mwh, guide)  # fmt: skip
+                              problem.soc_start_mwh, guide, jobs)  # fmt: skip
+    # the next day ramps from the GPUs held in the last slot (whole GPU-slots, as the ramp
+    # rules count them), not from the part of a last GPU-slot a finishing job used
+    last = score.site_load.groupby("site", sort=False)["gpus_busy"].last()
+    held = problem.base_load_mw + last[problem.site_names].to_numpy() * problem.mw_per_gpu
     return _PolicyDay(run, result, score.metrics, replans, carry_over(jobs, remaining, next_day),
                       score.site_load.assign(policy=name)[SITE_LOAD_KEEP],
-                      tuple(soc_end.tolist()))  # fmt: skip
+                      tuple(soc_end.tolist()), tuple(held.tolist()))  # fmt: skip
 
 
 def replay(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scheduler.contracts import PLAN
+from scheduler.jobs import unused_in_last_slot
 from scheduler.labels import labels_at
 from scheduler.problem import Problem
 from scheduler.storage import StorageGuide, follow_surplus
@@ -139,11 +140,16 @@ def unfinished_penalty_kg(problem: Problem) -> float:
 def objective_kg(problem: Problem, arrays: PlanArrays, guide: StorageGuide | None = None) -> float:
     """The objective of a plan on the problem's supply: its grid energy weighed by
     :attr:`~scheduler.problem.Problem.objective_per_mwh` (grid CO2 [kg] by default) plus the
-    unfinished-work penalty. The sites' storage runs as settlement runs it
-    (:func:`~scheduler.storage.follow_surplus`, following the plan's ``guide`` if it has one),
-    so its stored green lowers the grid energy and grid charging adds to it."""
-    gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
+    unfinished-work penalty. Energy is drawn for the work as asked: a finished job's last
+    GPU-slot only in part (:func:`~scheduler.jobs.unused_in_last_slot`). The sites' storage
+    runs as settlement runs it (:func:`~scheduler.storage.follow_surplus`, following the plan's
+    ``guide`` if it has one), so its stored green lowers the grid energy and grid charging adds
+    to it."""
+    shape = (len(problem.sites), problem.horizon.n_slots)
+    gpus = np.zeros(shape)
     np.add.at(gpus, (arrays.site, arrays.slot), arrays.gpus)
+    gpus -= unused_in_last_slot(arrays.job, arrays.site, arrays.slot, arrays.gpus,
+                                problem.gpu_hours, problem.horizon.slot_minutes, shape)  # fmt: skip
     load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
     supplied, bought = problem.green_mw, np.zeros_like(problem.green_mw)
     if problem.storage.n_units:

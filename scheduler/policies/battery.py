@@ -133,25 +133,20 @@ class SiteBattery:
 @dataclass(frozen=True)
 class BatteryPlan:
     """How the profile LP runs each site's battery ``[site, slot]``: ``charge_mw`` and
-    ``discharge_mw`` [MW], ``soc_mwh`` at the end of the slot [MWh]; and two estimates of
-    what a MWh stored at the end of the slot is worth (objective units per MWh, >= 0): the
-    LP's duals (``value_per_mwh``), and ``use_value_per_mwh``, what the plan would do with it
-    (:func:`_use_value`). Where the LP is degenerate (a battery not short of energy for the
-    work the LP was given) its duals may be 0, which prices the battery as free power: the
-    optimizer bounds with both and keeps the higher bound."""
+    ``discharge_mw`` [MW], ``soc_mwh`` at the end of the slot [MWh]; and ``value_per_mwh``,
+    what a MWh stored at the end of the slot is worth, the LP's duals (objective units per MWh,
+    >= 0)."""
 
     charge_mw: np.ndarray
     discharge_mw: np.ndarray
     soc_mwh: np.ndarray
     value_per_mwh: np.ndarray
-    use_value_per_mwh: np.ndarray
 
 
 @dataclass(frozen=True)
 class BatteryBlock:
-    """Where the block sits in the LP: ``sites`` with a battery, its variables and energy
-    balance rows ``[site with a battery, slot]``, and those sites' divisible GPUs ``p`` and
-    ``fixed_mw`` load."""
+    """Where the block sits in the LP: ``sites`` with a battery, and its variables and energy
+    balance rows ``[site with a battery, slot]``."""
 
     sites: np.ndarray
     charge: np.ndarray
@@ -159,69 +154,23 @@ class BatteryBlock:
     soc: np.ndarray
     grid: np.ndarray
     balance: np.ndarray
-    p: list[np.ndarray]
-    fixed_mw: np.ndarray
 
-    def read(
-        self, problem: Problem, battery: SiteBattery, values: np.ndarray, duals: np.ndarray
-    ) -> BatteryPlan:
-        """The plan from the LP's variable ``values`` and row ``duals`` (a MWh more stored
-        lowers the objective by the negated dual of its balance row)."""
-        shape = (len(problem.sites), problem.horizon.n_slots)
+    def read(self, shape: tuple[int, int], values: np.ndarray, duals: np.ndarray) -> BatteryPlan:
+        """The plan ``[site, slot]`` of ``shape`` from the LP's variable ``values`` and row
+        ``duals`` (a MWh more stored lowers the objective by the negated dual of its balance
+        row)."""
 
         def full(block: np.ndarray) -> np.ndarray:
             out = np.zeros(shape)
             out[self.sites] = block
             return out
 
-        plan = {
-            name: full(values[getattr(self, name)])
-            for name in ("charge", "discharge", "soc", "grid")
-        }
-        gpus = sum(np.where(rows >= 0, values[rows], 0.0) for rows in self.p)
-        load = full(self.fixed_mw + problem.mw_per_gpu[self.sites, None] * gpus)
-        spill = problem.green_mw + plan["discharge"] + plan["grid"] - load - plan["charge"]
         return BatteryPlan(
-            charge_mw=plan["charge"],
-            discharge_mw=plan["discharge"],
-            soc_mwh=plan["soc"],
+            charge_mw=full(values[self.charge]),
+            discharge_mw=full(values[self.discharge]),
+            soc_mwh=full(values[self.soc]),
             value_per_mwh=full(np.maximum(-duals[self.balance], 0.0)),
-            use_value_per_mwh=_use_value(
-                battery, problem.objective_per_mwh, plan["soc"], plan["discharge"],
-                plan["grid"], spill,
-            ),
-        )  # fmt: skip
-
-
-def _use_value(
-    battery: SiteBattery,
-    weight: np.ndarray,
-    soc_mwh: np.ndarray,
-    discharge_mw: np.ndarray,
-    grid_mw: np.ndarray,
-    spill_mw: np.ndarray,
-) -> np.ndarray:
-    """What a MWh more at the end of each slot ``[site, slot]`` would be worth to a plan that
-    runs its batteries as given: nothing when the next slot ends full and spilling green (it
-    would be spilled); else, kept over that slot, the more of the grid weight it could displace
-    there (a slot drawing grid and discharging below the battery's power) and its worth in the
-    slot after. 0 after the last slot."""
-    out = np.zeros_like(soc_mwh)
-    tolerance = 1e-6
-    for s in np.flatnonzero(battery.has).tolist():
-        keep, eta = float(battery.keep[s]), float(battery.efficiency_dispatch[s])
-        full, power = float(battery.energy_mwh[s]) - tolerance, float(battery.p_mw[s]) - tolerance
-        for t in range(soc_mwh.shape[1] - 2, -1, -1):
-            n = t + 1
-            if soc_mwh[s, n] >= full and spill_mw[s, n] > tolerance:
-                continue
-            use = (
-                eta * weight[s, n]
-                if grid_mw[s, n] > tolerance and discharge_mw[s, n] < power
-                else 0.0
-            )
-            out[s, t] = keep * max(out[s, n], use)
-    return out
+        )
 
 
 def add_battery(
@@ -262,7 +211,7 @@ def add_battery(
         [(grid, 1.0), *gpus, (charge, -1.0), (discharge, 1.0)],
     )
     lp.constraints("to_load", -np.inf, fixed_mw, [(discharge, 1.0), *gpus])
-    return BatteryBlock(sites, charge, discharge, soc, grid, balance, p_here, fixed_mw)
+    return BatteryBlock(sites, charge, discharge, soc, grid, balance)
 
 
 def battery_tiers(

@@ -226,24 +226,39 @@ def fixed_grid_mwh(problem: Problem, fixed_gpus: np.ndarray) -> np.ndarray:
     return np.maximum(fixed_load - problem.green_mw, 0) * problem.slot_hours
 
 
-def site_tiers(problem: Problem, fixed_gpus: np.ndarray) -> SiteTiers:
-    """Tiers for the GPUs still free when ``fixed_gpus`` ``[site, slot]`` are already busy."""
+def site_tiers(problem: Problem, fixed_gpus: np.ndarray, continuous: bool = False) -> SiteTiers:
+    """Tiers for the GPUs still free when ``fixed_gpus`` ``[site, slot]`` are already busy.
+
+    ``continuous``: for GPUs counted in fractions (an LP over the work as asked), the green
+    tier ends where green does (float capacities, no partial GPU), so every fraction of a GPU
+    costs exactly its grid energy; the whole-GPU tiers cost the partial GPU its average."""
     total = problem.capacity_with(fixed_gpus)
     green = problem.green_gpus - fixed_gpus  # GPUs green covers beyond base and fixed load
+    if continuous:
+        tier0 = np.clip(green, 0, total)
+        return _tiers(problem, fixed_gpus, [tier0, np.zeros_like(tier0), total - tier0],
+                      [np.zeros_like(green), np.ones_like(green), np.ones_like(green)])  # fmt: skip
     whole = np.clip(np.floor(green + _GPU_TOLERANCE), 0, None)
     partial_share = np.where(green > 0, 1.0 - (green - whole), 1.0)  # grid share of next GPU
     has_partial = (green > 0) & (partial_share > _GPU_TOLERANCE) & (partial_share < 1.0)
     tier0 = np.minimum(whole.astype(np.int64), total)
     tier1 = np.minimum(has_partial.astype(np.int64), total - tier0)
     tier2 = total - tier0 - tier1
-    share = np.stack(
-        [np.zeros_like(green), np.where(has_partial, partial_share, 1.0), np.ones_like(green)]
-    )
+    share = [np.zeros_like(green), np.where(has_partial, partial_share, 1.0), np.ones_like(green)]
+    return _tiers(problem, fixed_gpus, [tier0, tier1, tier2], share)
+
+
+def _tiers(
+    problem: Problem, fixed_gpus: np.ndarray, capacity: list[np.ndarray], share: list[np.ndarray]
+) -> SiteTiers:
+    """The tiers of ``capacity`` GPUs each ``[site, slot]`` drawing ``share`` of their energy
+    from the grid, above ``fixed_gpus``."""
+    grid_share = np.stack(share)
     fixed_grid = fixed_grid_mwh(problem, fixed_gpus)
     return SiteTiers(
-        capacity=np.stack([tier0, tier1, tier2]),
-        co2_kg=share * problem.grid_kg_per_gpu_slot[None],
-        grid_share=share,
+        capacity=np.stack(capacity),
+        co2_kg=grid_share * problem.grid_kg_per_gpu_slot[None],
+        grid_share=grid_share,
         fixed_co2_kg=float((fixed_grid * problem.objective_per_mwh).sum()),
         fixed_grid_mwh=float(fixed_grid.sum()),
     )

@@ -52,11 +52,17 @@ class LpSolution:
     solve_seconds: float
 
 
-def solve_time_indexed_lp(problem: Problem, time_limit_s: float = 600.0) -> LpSolution:
-    """Build and solve the LP of the module docstring with GLOP."""
+def solve_time_indexed_lp(
+    problem: Problem, time_limit_s: float = 600.0, as_asked: bool = False
+) -> LpSolution:
+    """Build and solve the LP of the module docstring with GLOP; ``as_asked``: each job's work
+    as asked (``gpu_hours / slot_h`` GPU-slots, not rounded up), every fraction of a GPU costing
+    exactly its grid energy (:func:`.flow.site_tiers`, ``continuous``)."""
     began = time.perf_counter()
     # data
-    tiers = site_tiers(problem, np.zeros((len(problem.sites), problem.horizon.n_slots)))
+    none = np.zeros((len(problem.sites), problem.horizon.n_slots))
+    tiers = site_tiers(problem, none, continuous=as_asked)
+    work = problem.gpu_hours / problem.slot_hours if as_asked else problem.work_units
     penalty_kg = unfinished_penalty_kg(problem)
     solver = pywraplp.Solver.CreateSolver("GLOP")
     solver.SetTimeLimit(int(time_limit_s * 1000))
@@ -67,7 +73,7 @@ def solve_time_indexed_lp(problem: Problem, time_limit_s: float = 600.0) -> LpSo
         for s in np.flatnonzero(problem.site_mask[j]).tolist():
             for t in range(problem.release_slot[j], problem.deadline_slot[j]):
                 x[j, s, t] = solver.NumVar(0, float(problem.max_gpus[j]), f"x_{j}_{s}_{t}")
-    unplaced = [solver.NumVar(0, float(w), f"u_{j}") for j, w in enumerate(problem.work_units)]
+    unplaced = [solver.NumVar(0, float(w), f"u_{j}") for j, w in enumerate(work)]
     y = {
         (s, t, k): solver.NumVar(0, float(cap), f"y_{s}_{t}_{k}")
         for (k, s, t), cap in np.ndenumerate(tiers.capacity)
@@ -84,7 +90,7 @@ def solve_time_indexed_lp(problem: Problem, time_limit_s: float = 600.0) -> LpSo
         by_job.setdefault(j, []).append(var)
         by_job_slot.setdefault((j, t), []).append(var)
         by_site_slot.setdefault((s, t), []).append(var)
-    for j, w in enumerate(problem.work_units.tolist()):
+    for j, w in enumerate(work.tolist()):
         solver.Add(sum(by_job.get(j, [])) + unplaced[j] == float(w))
     for (j, _t), vars_ in by_job_slot.items():
         if len(vars_) > 1:
@@ -115,7 +121,7 @@ def solve_time_indexed_lp(problem: Problem, time_limit_s: float = 600.0) -> LpSo
 
     # read back
     names = {pywraplp.Solver.OPTIMAL: "OPTIMAL", pywraplp.Solver.FEASIBLE: "FEASIBLE"}
-    fixed = fixed_grid_mwh(problem, np.zeros_like(problem.green_mw)) * problem.objective_per_mwh
+    fixed = fixed_grid_mwh(problem, none) * problem.objective_per_mwh
     fixed_kg = float(np.delete(fixed, sorted(stored_sites), axis=0).sum())
     value = objective.Value() + fixed_kg if status in names else float("nan")
     return LpSolution(names.get(status, f"STATUS_{status}"), value, built - began, solved - built)

@@ -142,7 +142,7 @@ def solve_profile(
     fixed: np.ndarray,
     ramps: bool = True,
     pools: np.ndarray | None = None,
-    smooth: bool = True,
+    bound: bool = False,
 ) -> LoadProfile:
     """The profile LP of the module docstring for ``site_work``; ``fixed`` ``[site, slot]`` are
     the GPUs of non-preemptible blocks (kept as they are). ``ramps=False`` drops the ramp
@@ -151,16 +151,18 @@ def solve_profile(
     ``pools`` ``[pool, site]`` (bool) lets work choose its site: ``site_work.work[g, k]`` is then
     the work of pool ``k``, which may run at any of the pool's sites (``p`` has a variable per
     pool, site and slot, and a pool's work in a slot is at most its rate); default one pool
-    per site, the work fixed per site. ``smooth=False`` drops the smoothing term: with all the
-    work in pools by allowed sites, no ramps and no blocks, ``co2_kg`` is then a lower bound on
-    every plan (the LP relaxes each set of jobs to its windows' totals)."""
+    per site, the work fixed per site. ``bound=True`` drops the smoothing term and costs GPUs
+    in fractions exactly (:func:`.flow.site_tiers`, ``continuous``): with all the work (as
+    asked, in fractions of a GPU-slot) in pools by allowed sites, no ramps and no blocks,
+    ``co2_kg`` is then a lower bound on every plan of the work as asked (the LP relaxes each
+    set of jobs to its windows' totals and whole GPUs to fractions)."""
     began = time.perf_counter()
     # data
     n_sites, n_slots = len(problem.sites), problem.horizon.n_slots
     released, due, rate, work, rate_all = _site_work(site_work, n_slots)
     pools = np.eye(n_sites, dtype=bool) if pools is None else pools
     pair_pool, pair_site = np.nonzero(pools)  # a variable row per pool and allowed site
-    tiers = site_tiers(problem, fixed)
+    tiers = site_tiers(problem, fixed, continuous=bound)
     mpg = problem.mw_per_gpu
     margin = n_slots  # rounding the profile up leaves at most one GPU per slot unfilled
 
@@ -175,7 +177,7 @@ def solve_profile(
     has_step = np.ones((n_sites, n_slots), dtype=bool)
     has_step[:, 0] = initial is not None
     penalty_kg = unfinished_penalty_kg(problem)
-    smooth_kg = smoothing_kg_per_gpu(problem) if smooth else 0.0
+    smooth_kg = 0.0 if bound else smoothing_kg_per_gpu(problem)
     over_kg = smooth_kg + RAMP_PENALTY * penalty_kg
     battery = SiteBattery.of(problem)
     stored = battery.has[:, None, None]  # the battery block weighs these sites' grid energy
@@ -250,7 +252,7 @@ def solve_profile(
     if block is not None:
         weight = problem.objective_per_mwh[block.sites] * problem.slot_hours
         co2 += float((x[block.grid] * weight).sum())
-        plan = block.read(problem, battery, x, answer.duals)
+        plan = block.read((n_sites, n_slots), x, answer.duals)
     seconds = time.perf_counter() - began
     log.info(
         "profile LP: %s, objective %.6g kg, in %.3f s", answer.status, answer.objective, seconds

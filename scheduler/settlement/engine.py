@@ -22,6 +22,7 @@ from scheduler.clock import Clock, InstantClock
 from scheduler.contracts import PLAN
 from scheduler.contracts.chunks import Chunk, ChunkOutcome, ChunkStatus
 from scheduler.contracts.plandir import RunReport
+from scheduler.jobs import unused_in_last_slot
 from scheduler.metrics import problem_load_arrays
 from scheduler.policies.base import PlanResult
 from scheduler.problem import LoadCap, Problem
@@ -241,7 +242,8 @@ class Settlement:
         settled on, the storage following the slots run so far, and the ``grid_cap_mw`` and
         ``load_cap_mw`` in force then [MW]."""
         walk = self._walk
-        columns = problem_load_arrays(self.actual, self._executed_gpus(), self._guide)
+        gpus, idle = self._executed()
+        columns = problem_load_arrays(self.actual, gpus, self._guide, idle)
         drawn = {name: column[:, t] for name, column in columns.items()}
         drawn["grid_cap_mw"], drawn["load_cap_mw"] = walk.grid_cap_mw[t], walk.load_cap_mw[t]
         return drawn
@@ -254,14 +256,14 @@ class Settlement:
         if not problem.storage.n_units:
             return None
         last = max(self._walk.capacity, default=-1)
-        gpus = self._executed_gpus()
+        gpus, idle = self._executed()
         if gpus_next is not None and last + 1 < problem.horizon.n_slots:
             last += 1
             gpus[:, last] = gpus_next
         if last < 0:
             return tuple(problem.soc_start_mwh.tolist())
         actual = self.actual
-        load = problem.base_load_mw[:, None] + gpus * problem.mw_per_gpu[:, None]
+        load = problem.base_load_mw[:, None] + (gpus - idle) * problem.mw_per_gpu[:, None]
         stored = follow_surplus(problem.storage, load, actual.green_mw, problem.slot_hours,
                                 problem.soc_start_mwh, self._guide)  # fmt: skip
         return tuple(stored.soc_mwh[:, last].tolist())
@@ -271,23 +273,43 @@ class Settlement:
         return RunState(at, self.remaining_gpu_hours(), self.last_load_mw(), live_gpus,
                         self.stored_mwh())  # fmt: skip
 
-    def _executed_gpus(self) -> np.ndarray:
-        """GPUs that ran per ``[site, slot]`` so far."""
+    def _executed(self) -> tuple[np.ndarray, np.ndarray]:
+        """GPUs that ran per ``[site, slot]`` so far, and those of them idle: the unused part
+        of each finished job's last GPU-slot (:func:`~scheduler.jobs.unused_in_last_slot`)."""
         problem = self.problem
-        gpus = np.zeros((len(problem.sites), problem.horizon.n_slots), dtype=np.int64)
-        for _job, site, slot, done in self._walk.executed:
-            np.add.at(gpus, (site, slot), done)
-        return gpus
+        shape = (len(problem.sites), problem.horizon.n_slots)
+        parts = self._walk.executed or [(np.zeros(0, np.int64),) * 4]
+        job, site, slot, done = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        gpus = np.zeros(shape, dtype=np.int64)
+        np.add.at(gpus, (site, slot), done)
+        idle = unused_in_last_slot(job, site, slot, done, problem.gpu_hours,
+                                   problem.horizon.slot_minutes, shape)  # fmt: skip
+        return gpus, idle
 
     def state(self) -> dict[str, object]:
         """Everything the walk has done so far, as plain JSON-ready values with a schema
         version (see :meth:`restore`): a live loop stores it after every slot to survive a
         crash."""
-        return to_plain(self._jobs, self._walk, self._wall_s, self._previous)
+        state = to_plain(self._jobs, self._walk, self._wall_s, self._previous)
+        guide = self._guide
+        if guide is not None:  # how the plans walked run the storage, NaN as null
+            state["storage_guide"] = {
+                **{name: [[None if v != v else v for v in row]
+                          for row in getattr(guide, name).tolist()]
+                   for name in StorageGuide.FIELDS},
+                "start": None if guide.start is None else guide.start.isoformat(),
+            }  # fmt: skip
+        return state
 
     def restore(self, state: dict) -> None:
         """Continue from a :meth:`state` of the same problem (after a restart)."""
         self._walk, self._wall_s, self._previous = from_plain(state, self._jobs)
+        saved = state.get("storage_guide")
+        if saved is not None:
+            start = None if saved["start"] is None else pd.Timestamp(saved["start"])
+            charge, discharge, energy = (np.array(saved[name], dtype=float)
+                                         for name in StorageGuide.FIELDS)  # fmt: skip
+            self._guide = StorageGuide(charge, discharge, energy, start)
 
     def report(self) -> RunReport:
         """What ran so far: the run tables, events and totals."""

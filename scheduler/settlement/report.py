@@ -174,9 +174,9 @@ def run_report(
     soc_start = problem.soc_start_mwh
     planned_guide, walked_guide = guides
     done_load = site_load(executed, actual.supply, problem.sites, horizon, problem.caps,
-                          soc_start, walked_guide)  # fmt: skip
+                          soc_start, walked_guide, problem.jobs)  # fmt: skip
     planned_load = site_load(plan_original, problem.supply, problem.sites, horizon,
-                             problem.caps, soc_start, planned_guide)  # fmt: skip
+                             problem.caps, soc_start, planned_guide, problem.jobs)  # fmt: skip
     run = pd.DataFrame(
         {
             "time": done_load["time"],

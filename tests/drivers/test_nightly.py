@@ -263,8 +263,12 @@ def test_the_next_day_ramps_from_the_load_the_day_before_ended_on(small_config_p
     problem, plan = plan_dir_problem(before, config)
     report = Settlement(problem, plan).run()
     # the night before ended busy at qingyang: 12 MW, far above what the day would start on
+    # (the next day ramps from the GPUs that ran then)
+    qingyang = config.sites["qingyang"]
+    gpus = round((12.0 - qingyang.base_load_mw) / qingyang.mw_per_gpu)
+    busy_mw = qingyang.base_load_mw + gpus * qingyang.mw_per_gpu
     last = report.site_slots["time"] == report.site_slots["time"].max()
-    report.site_slots.loc[last & (report.site_slots["site"] == "qingyang"), "load_mw"] = 12.0
+    report.site_slots.loc[last & (report.site_slots["site"] == "qingyang"), "actual_gpus"] = gpus
     write_run_report(before, report)
 
     jobs = tmp_path / "jobs.csv"  # work from the first slot on, so the load can stay up
@@ -275,9 +279,10 @@ def test_the_next_day_ramps_from_the_load_the_day_before_ended_on(small_config_p
     result = greensched("plan", "--config", str(config_path), "--date", DAY, "--after",
                         str(before), "--jobs", str(jobs), "--out", "day", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "qingyang 12.00 MW" in result.stdout
+    assert f"qingyang {busy_mw:.2f} MW" in result.stdout and abs(busy_mw - 12.0) < 0.01
     manifest = read_plan_dir(tmp_path / "day").manifest
-    assert manifest.initial_load_mw is not None and manifest.initial_load_mw["qingyang"] == 12.0
+    assert manifest.initial_load_mw is not None
+    assert manifest.initial_load_mw["qingyang"] == pytest.approx(busy_mw)
     day, day_plan = plan_dir_problem(tmp_path / "day", config)
     assert day.initial_load_mw is not None
     first = day.initial_load_mw[day.site_names.index("qingyang")]

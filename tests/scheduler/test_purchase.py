@@ -24,7 +24,9 @@ def test_contracted_green_is_green_paid_whether_used_or_not(config):
     scored = {}
     for name, cfg in (("none", config), ("ppa", bought)):
         sites = tuple(cfg.sites.values())
-        load = site_load(plan, problem.supply, sites, problem.horizon, problem.caps)
+        load = site_load(
+            plan, problem.supply, sites, problem.horizon, problem.caps, jobs=problem.jobs
+        )
         metrics = plan_metrics(plan, problem.jobs, problem.supply, sites, problem.horizon)
         scored[name] = (load, metrics)
     (before, m0), (after, m1) = scored["none"], scored["ppa"]

@@ -13,7 +13,7 @@ from scheduler.config import SolverSettings
 from scheduler.policies import get_policy
 from scheduler.policies.flow import group_jobs, site_tiers, solve_flow
 from scheduler.policies.lp_reference import solve_time_indexed_lp
-from scheduler.policies.optimizer import lp_bound
+from scheduler.policies.optimizer import lp_bound, relaxed_flow
 from scheduler.problem import LOAD_LIMIT, LoadCap
 from scheduler.validate import assert_valid
 
@@ -43,7 +43,20 @@ def test_flow_bound_equals_the_time_indexed_lp(seed):
     problem = _random_problem(seed, same_duration=False)
     lp = solve_time_indexed_lp(problem)
     assert lp.status == "OPTIMAL"
-    assert lp_bound(problem).co2_kg == pytest.approx(lp.objective_kg, rel=1e-6, abs=1e-9)
+    assert relaxed_flow(problem).co2_kg == pytest.approx(lp.objective_kg, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_the_bound_on_the_work_as_asked_is_below_its_lp_and_every_plan(seed):
+    problem = _random_problem(seed, same_duration=False)
+    asked = solve_time_indexed_lp(problem, as_asked=True)
+    rounded = solve_time_indexed_lp(problem)
+    assert asked.status == "OPTIMAL"
+    assert asked.objective_kg <= rounded.objective_kg + 1e-9  # less work, never dearer
+    assert lp_bound(problem) <= asked.objective_kg * (1 + 1e-7) + 1e-9
+    result = get_policy("optimizer", SolverSettings()).plan(problem)
+    assert result.objective_kg >= asked.objective_kg * (1 - 1e-7) - 1e-9
+    assert result.best_bound_kg == pytest.approx(lp_bound(problem))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -4,6 +4,7 @@ planned supply the day settles as planned, on another it keeps what the plan kee
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -157,3 +158,21 @@ def test_the_plan_directory_carries_the_storage_plan_dispatch_follows(peak_price
     assert read is not None
     for name in StorageGuide.FIELDS:
         np.testing.assert_allclose(getattr(read, name), getattr(guide, name), atol=1e-9)
+
+
+def test_the_walked_guide_survives_a_restart_through_the_saved_state(peak_priced):
+    config, problem, result = peak_priced
+    engine = Settlement(problem, result)
+    for t in range(40):
+        engine.step(t)
+    rest = rest_of_day(problem, engine.run_state(problem.horizon.times[40]))
+    assert rest is not None
+    engine.replace_plan(get_policy("optimizer", config.solver).plan(rest), rest.horizon.start)
+    saved = json.loads(json.dumps(engine.state()))  # as the loop's store keeps it
+    again = Settlement(problem, result)
+    again.restore(saved)
+    assert again.storage_guide is not None and engine.storage_guide is not None
+    for name in StorageGuide.FIELDS:
+        np.testing.assert_array_equal(getattr(again.storage_guide, name),
+                                      getattr(engine.storage_guide, name))  # fmt: skip
+    assert again.stored_mwh() == pytest.approx(engine.stored_mwh())

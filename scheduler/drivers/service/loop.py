@@ -49,7 +49,7 @@ from scheduler.contracts import JOBS, UserError
 from scheduler.contracts.plandir import (
     PlanDirError,
     RunReport,
-    last_run_load_mw,
+    last_run_gpus,
     last_run_soc_mwh,
     write_run_report,
 )
@@ -324,7 +324,7 @@ class ControlLoop:
             return problem
         sites = problem.site_names
         try:
-            load = last_run_load_mw(before, sites)
+            load = problem.load_mw_of(last_run_gpus(before, sites))
             stored = problem.storage.unit_energy_mwh(last_run_soc_mwh(before, sites))
         except PlanDirError as error:  # another set of sites ran there: no ramp across midnight
             log.warning("day %s starts without the load before it: %s", day, error)
