@@ -259,8 +259,9 @@ def battery_sizes(console: Console, config: Config, sources: dict[str, str]) -> 
     caption = (
         "unused: green neither used nor stored; stored out: green energy the batteries gave to "
         "the load, after losses; recovered: stored out / the unused of the same "
-        "policy's run with no battery (the policies plan without the battery, so at most "
-        "95 % x 95 %); cycles: each site's battery, discharged / capacity, over the period "
+        "policy's run with no battery (95 % x 95 % of what is stored comes back; greedy runs "
+        "its batteries by the rule, the optimizer and the oracle plan them with the jobs); "
+        "cycles: each site's battery, discharged / capacity, over the period "
         f"({' / '.join(sites)}), and the most in one local day (site, month-day); cost: grid "
         "energy x the site's price, millions"
     )
