@@ -19,7 +19,7 @@ import numpy as np
 from scheduler.config import Site
 from scheduler.contracts import CapType
 
-__all__ = ["CAP_KINDS", "CapKind", "broken_caps", "most_load_mw", "uncapped"]
+__all__ = ["CAP_KINDS", "CapKind", "broken_caps", "is_limit", "most_load_mw", "uncapped"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,12 @@ CAP_KINDS: dict[CapType, CapKind] = {
     )
 }
 """Every type of cap, by :class:`~scheduler.contracts.CapType`."""
+
+
+def is_limit(cap_type: CapType) -> bool:
+    """Whether caps of ``cap_type`` limit a site's draw (a row of :data:`CAP_KINDS`; a
+    ``PRICE`` does not)."""
+    return cap_type in CAP_KINDS
 
 
 def uncapped(sites: Sequence[Site], n_slots: int) -> dict[CapType, np.ndarray]:

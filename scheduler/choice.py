@@ -7,14 +7,18 @@ of caps on the plan in force, as a :class:`PlanChoice`:
 - ``UNCHANGED``: the caps change no cap matrix of the day planned (outside it, or looser than
   a limit already in force): the plan in force stays as it is;
 - ``KEPT``: the plan in force already keeps the new caps, which only tightened: it stays as
-  optimal as it was (adding constraints cannot improve an optimum that is still feasible);
+  optimal as it was (adding constraints cannot improve an optimum that is still feasible); or
+  only prices changed, which the objective does not weigh (carbon alone): the plan stays, its
+  new version carries the prices;
 - ``KEPT_LOOSENED``: it keeps them, but some cap loosened: the optimum may use the room;
 - ``REPAIRED``: its repair (:func:`~scheduler.repair.repair`) leaves no job later;
 - ``GREEDY``: the quick policy's plan (``greedy``) leaves no job with more work unfinished;
 - ``PROVISIONAL_REPAIRED`` / ``PROVISIONAL_GREEDY``: neither keeps every job; the one of the
   two that leaves less work unfinished answers for now, until the optimizer's plan follows;
 - ``OPTIMIZER``: only the optimizer decides: another day or another state of it (a new jobs
-  table), or a change that leaves work unfinished where no optimum follows (``late_ok`` off).
+  table), a change of what a grid MWh weighs in the objective (a ``PRICE`` cap under a cost or
+  weighted objective: no limit moved, so only a new optimum can answer it), or a change that
+  leaves work unfinished where no optimum follows (``late_ok`` off).
 
 The function computes (the repair, the quick plan) but changes nothing and reads no clock: the
 caller runs the optimizer, times the choice, names it and publishes it. A repair whose min-cost
@@ -89,9 +93,13 @@ def choose_plan(
     ``repaired_as``; ``late_ok`` allows a provisional plan (else ``OPTIMIZER``)."""
     if previous.horizon != problem.horizon or previous.jobs is not problem.jobs:
         return Choice(PlanChoice.OPTIMIZER)
+    if not np.array_equal(previous.objective_per_mwh, problem.objective_per_mwh):
+        return Choice(PlanChoice.OPTIMIZER)  # a price moved: the plan minimises something else
     old_grid, old_load = previous.grid_cap_mw, previous.load_cap_mw
     new_grid, new_load = problem.grid_cap_mw, problem.load_cap_mw
     if np.array_equal(old_grid, new_grid) and np.array_equal(old_load, new_load):
+        if previous.prices != problem.prices:  # priced, not planned on: the plan stays
+            return Choice(PlanChoice.KEPT, result)
         return Choice(PlanChoice.UNCHANGED)
     if (busy_gpus <= problem.capacity_gpus).all():  # the limits every policy plans to
         tighter = (new_grid <= old_grid).all() and (new_load <= old_load).all()

@@ -10,7 +10,10 @@ Grid and caps, per site and slot (``mpg`` = MW per busy GPU, PUE included)::
     grid_mw <= grid_cap_mw   (grid import limit and IMPORT_CAPACITY_LIMIT caps)
     load_mw <= load_cap_mw   (LOAD_LIMIT caps; inf when none)
 
-What each type of cap limits is one row of :data:`scheduler.caps.CAP_KINDS`.
+What each type of cap limits is one row of :data:`scheduler.caps.CAP_KINDS`. A ``PRICE``
+"cap" limits nothing: it is a coordinator's grid price [currency/MWh] for a site and window,
+which replaces the site's tariff in the slots it overlaps (:attr:`Problem.price_per_mwh`; the
+highest where prices overlap) and so enters the cost objective.
 
 A cap is in force in every slot its interval ``[start, end)`` overlaps (the conservative
 reading of a cap that starts or ends inside a slot).
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scheduler.caps import most_load_mw, uncapped
+from scheduler.caps import is_limit, most_load_mw, uncapped
 from scheduler.config import Config, Site
 from scheduler.contracts import (
     CAP_LIST_SEPARATOR,
@@ -55,6 +58,7 @@ __all__ = [
     "caps_frame",
     "caps_from_frame",
     "hourly_profile",
+    "priced_per_mwh",
     "problem_for",
     "purchased_green_mw",
     "read_caps",
@@ -79,9 +83,11 @@ class LoadCap:
     """A grid coordinator's cap: site ``site`` may draw at most ``value_mw`` in ``[start, end)``.
 
     ``type`` is ``IMPORT_CAPACITY_LIMIT`` (grid draw, load minus green) or ``LOAD_LIMIT``
-    (total site load). Times are converted to UTC. ``event_id`` names the event the cap came
-    from (empty when none did); it travels to ``run.csv``, which names the caps in force and
-    binding in each slot by :attr:`label`. Two caps alike but for their ids are two caps.
+    (total site load); or ``PRICE``, which limits nothing: ``value_mw`` is then the grid price
+    [currency/MWh] in ``[start, end)`` in place of the site's tariff. Times are converted to
+    UTC. ``event_id`` names the event the cap came from (empty when none did); it travels to
+    ``run.csv``, which names the (limiting) caps in force and binding in each slot by
+    :attr:`label`. Two caps alike but for their ids are two caps.
     """
 
     site: str
@@ -314,6 +320,22 @@ def tightest_caps_mw(
     return tightest
 
 
+def priced_per_mwh(
+    tariff_per_mwh: np.ndarray, caps: Sequence[LoadCap], sites: Sequence[Site], horizon: Horizon
+) -> np.ndarray:
+    """The grid price ``[site, slot]`` [currency/MWh]: ``tariff_per_mwh`` ``[site, slot]``
+    where no ``PRICE`` cap is in force, else the price in force (in every slot its interval
+    overlaps, as for limits; the highest where prices of several events overlap)."""
+    prices = [cap for cap in caps if cap.type is CapType.PRICE]
+    if not prices:
+        return tariff_per_mwh
+    row, first, end = cap_spans(prices, sites, horizon)
+    priced = np.full(tariff_per_mwh.shape, -np.inf)
+    for s, a, b, cap in zip(row, first, end, prices, strict=True):
+        priced[s, a:b] = np.maximum(priced[s, a:b], cap.value_mw)
+    return np.where(np.isneginf(priced), tariff_per_mwh, priced)
+
+
 @dataclass(frozen=True, eq=False)
 class Problem:
     """What to plan: horizon, sites, planning supply, jobs, caps.
@@ -359,6 +381,9 @@ class Problem:
         capped = replace(self, caps=tuple(caps))
         for name in _CAPS_FREE:
             capped.__dict__[name] = getattr(self, name)
+        if capped.prices == self.prices:  # the same prices: the same objective
+            for name in _PRICES_ONLY:
+                capped.__dict__[name] = getattr(self, name)
         return capped
 
     def on_actual_supply(self) -> Problem:
@@ -389,8 +414,14 @@ class Problem:
 
     @cached_property
     def price_per_mwh(self) -> np.ndarray:
-        """Grid energy price ``[site, slot]`` [currency/MWh]."""
-        return self._profile("price_per_mwh")
+        """Grid energy price ``[site, slot]`` [currency/MWh]: each site's tariff, replaced by
+        the ``PRICE`` caps in force (:func:`priced_per_mwh`)."""
+        return priced_per_mwh(self._profile("price_per_mwh"), self.caps, self.sites, self.horizon)
+
+    @cached_property
+    def prices(self) -> tuple[LoadCap, ...]:
+        """The ``PRICE`` caps among :attr:`caps` (they limit nothing)."""
+        return tuple(cap for cap in self.caps if cap.type is CapType.PRICE)
 
     @cached_property
     def caps_mw(self) -> dict[CapType, np.ndarray]:
@@ -402,9 +433,14 @@ class Problem:
         return cap_spans(self.caps, self.sites, self.horizon)
 
     def caps_in_force(self, t: int) -> list[tuple[int, LoadCap]]:
-        """The caps in force in slot ``t``, each with its site's row: ``(site, cap)``."""
+        """The caps limiting a site's draw in slot ``t``, each with its site's row: ``(site,
+        cap)`` (a ``PRICE`` limits nothing and is not one of them)."""
         row, first, end = self._cap_spans
-        return [(int(row[k]), self.caps[k]) for k in np.flatnonzero((first <= t) & (t < end))]
+        return [
+            (int(row[k]), self.caps[k])
+            for k in np.flatnonzero((first <= t) & (t < end))
+            if is_limit(self.caps[k].type)
+        ]
 
     @property
     def grid_cap_mw(self) -> np.ndarray:
@@ -617,11 +653,14 @@ class Problem:
 
 
 _CAPS_FREE = (  # Problem's cached values that do not depend on its caps
-    "site_names", "slot_hours", "green_mw", "carbon_kg_per_mwh", "price_per_mwh", "mw_per_gpu",
-    "base_load_mw", "site_gpus", "green_gpus", "grid_kg_per_gpu_slot", "objective_per_mwh",
+    "site_names", "slot_hours", "green_mw", "carbon_kg_per_mwh", "mw_per_gpu",
+    "base_load_mw", "site_gpus", "green_gpus",
     "limit_green_mw", "_ramps", "initial_gpus", "storage", "soc_start_mwh", "n_jobs", "job_ids",
     "work_units", "tokens_per_gpu_hour", "max_gpus", "_windows", "site_mask", "preemptible",
     "duration_slots", "latency_order",
+)  # fmt: skip
+_PRICES_ONLY = (  # Problem's cached values that depend on its caps through the PRICE caps only
+    "price_per_mwh", "objective_per_mwh", "grid_kg_per_gpu_slot",
 )  # fmt: skip
 
 

@@ -76,10 +76,12 @@ class Kind(StrEnum):
 
 
 class CapType(StrEnum):
-    """What a load cap limits (OpenADR 3 vocabulary)."""
+    """What a grid signal on a site's draw says (OpenADR 3 vocabulary): a limit on it, or its
+    price. A ``PRICE`` limits nothing; its value is currency per MWh, not MW."""
 
     IMPORT_CAPACITY_LIMIT = "IMPORT_CAPACITY_LIMIT"  # grid draw: load minus green used
     LOAD_LIMIT = "LOAD_LIMIT"  # total site load
+    PRICE = "PRICE"  # the grid energy price [currency/MWh], in place of the tariff's
 
 
 class SupplyBasis(StrEnum):
@@ -547,8 +549,14 @@ CAPS = Schema(
         _SITE,
         _c("start", Kind.TIME, "UTC", "cap in force from"),
         _c("end", Kind.TIME, "UTC", "cap in force until (exclusive)"),
-        _c("type", Kind.STR, "-", "what the cap limits", choices=tuple(CapType)),
-        _c("value_mw", Kind.FLOAT, "MW", "the limit", low=0),
+        _c("type", Kind.STR, "-", "what the cap limits (PRICE: nothing)", choices=tuple(CapType)),
+        _c(
+            "value_mw",
+            Kind.FLOAT,
+            "MW",
+            "the limit; for a PRICE row the price [currency/MWh]",
+            low=0,
+        ),
         _c(
             "event_id",
             Kind.STR,

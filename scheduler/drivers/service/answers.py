@@ -5,7 +5,8 @@ A submission's answer compares the plan version of its batch with the version be
 :data:`MAX_NAMED_LATE_JOBS`). A batch's cost is shared by its changes (:func:`answer_of` says
 so), an event after the planned day is SCHEDULED, one reaching into the look-ahead day adds that
 day's cost (:func:`with_ahead`), and a caller is named only the late jobs it may read
-(:func:`scoped`).
+(:func:`scoped`). A price event is not a limit: it is answered OPT_IN with what the re-plan on
+its price changed (the grid cost at the prices in force after it, the grid energy moved).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from scheduler.contracts import CapType
 from scheduler.drivers.service.auth import Coordinator
 from scheduler.drivers.service.versions import PlanVersion
 from scheduler.problem import LoadCap, Problem
@@ -44,6 +46,8 @@ class CapCost:
     moved_mwh: float  # half the summed |site load change| over sites and slots [MWh]
     green_share_change: float  # new minus old [-]
     grid_mwh_change: float  # new minus old [MWh]
+    # new minus old grid cost, both at the prices in force after the change [currency]
+    grid_cost_change: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def with_ahead(today: SubmitAnswer, ahead: SubmitAnswer) -> SubmitAnswer:
         moved_mwh=today.cost.moved_mwh + ahead.cost.moved_mwh,
         green_share_change=today.cost.green_share_change,
         grid_mwh_change=today.cost.grid_mwh_change + ahead.cost.grid_mwh_change,
+        grid_cost_change=today.cost.grid_cost_change + ahead.cost.grid_cost_change,
     )
     return replace(
         today,
@@ -110,10 +115,28 @@ def answer_of(
             batch.plan_version,
             scheduled=True,
         )
+    if all(cap.type is CapType.PRICE for cap in caps):
+        batch = _priced(batch, problem)
     if changes == 1:
         return batch
     together = f"planned in one batch with {changes - 1} other change(s); the cost is the batch's"
     return replace(batch, reason=f"{batch.reason} ({together})")
+
+
+def _priced(batch: SubmitAnswer, problem: Problem) -> SubmitAnswer:
+    """A price event's answer: OPT_IN (a price limits nothing), with the re-plan's change."""
+    if problem.objective_weights[1] == 0:
+        how = "the objective is carbon alone, so the plan does not follow prices"
+    elif batch.cost.moved_mwh == 0:
+        how = "re-planned on it; no work moved"
+    else:
+        cost = batch.cost
+        how = (
+            f"re-planned on it: {cost.moved_mwh:,.2f} MWh moved, grid "
+            f"{cost.grid_mwh_change:+,.2f} MWh, grid cost {cost.grid_cost_change:+,.2f} at the "
+            "prices now in force"
+        )
+    return replace(batch, opt_in=True, reason=f"a price, not a limit: stored and in force; {how}")
 
 
 def scoped(answer: SubmitAnswer, coordinator: Coordinator, problem: Problem) -> SubmitAnswer:
@@ -137,16 +160,25 @@ def scoped(answer: SubmitAnswer, coordinator: Coordinator, problem: Problem) -> 
     return replace(answer, reason=reason, cost=replace(answer.cost, late_jobs=named))
 
 
-def _load_change_mw(previous: PlanVersion, new: PlanVersion) -> np.ndarray:
-    """New minus previous load over the site-slots both plans cover [MW]."""
+def _changes(previous: PlanVersion, new: PlanVersion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New minus previous load and grid draw over the site-slots both plans cover [MW],
+    ``(load, grid)``, and the grid price there in ``new``'s problem [currency/MWh]."""
     old_problem, new_problem = previous.problem, new.problem
+    price = new_problem.price_per_mwh.ravel()  # site-major, as the site-load table
     if (old_problem.horizon, old_problem.site_names) == (
         new_problem.horizon,
         new_problem.site_names,
     ):
-        return new.site_load["load_mw"].to_numpy() - previous.site_load["load_mw"].to_numpy()
-    both = new.site_load.merge(previous.site_load, on=["time", "site"], suffixes=("", "_before"))
-    return both["load_mw"].to_numpy() - both["load_mw_before"].to_numpy()
+        load = new.site_load["load_mw"].to_numpy() - previous.site_load["load_mw"].to_numpy()
+        grid = new.site_load["grid_mw"].to_numpy() - previous.site_load["grid_mw"].to_numpy()
+        return load, grid, price
+    priced = new.site_load.assign(price=price)
+    both = priced.merge(previous.site_load, on=["time", "site"], suffixes=("", "_before"))
+    return (
+        both["load_mw"].to_numpy() - both["load_mw_before"].to_numpy(),
+        both["grid_mw"].to_numpy() - both["grid_mw_before"].to_numpy(),
+        both["price"].to_numpy(),
+    )
 
 
 def answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitAnswer:
@@ -162,7 +194,8 @@ def answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitA
             new.version,
         )
     late = later_jobs(new.result, previous.result).sort_values(ascending=False)
-    load_change = np.abs(_load_change_mw(previous, new))
+    load_change, grid_change, price = _changes(previous, new)
+    load_change = np.abs(load_change)
     cost = CapCost(
         late_jobs=tuple(late.index[:MAX_NAMED_LATE_JOBS]),
         late_jobs_total=len(late),
@@ -170,6 +203,7 @@ def answer(previous: PlanVersion, new: PlanVersion, problem: Problem) -> SubmitA
         moved_mwh=float(load_change.sum() * problem.horizon.slot_hours / 2),
         green_share_change=new.metrics.green_share - previous.metrics.green_share,
         grid_mwh_change=new.metrics.grid_mwh - previous.metrics.grid_mwh,
+        grid_cost_change=float((grid_change * price).sum() * problem.horizon.slot_hours),
     )
     if late.empty:
         how = "re-planned" if new.replanned else "the current plan already keeps it"

@@ -20,21 +20,32 @@ from scheduler.drivers.service.pb.greensched.v1 import loadcap_pb2_grpc as pb_gr
 from scheduler.measurements import Measurement
 from scheduler.problem import LoadCap
 
-__all__ = ["CapClient", "cap_interval", "pb"]
+__all__ = ["CapClient", "cap_interval", "pb", "price_interval"]
 
 
 def cap_interval(
     start: pd.Timestamp, duration_s: float, value_mw: float, load_limit: bool = False
 ) -> pb.Interval:
     """One interval: at most ``value_mw`` of grid draw (or total load) from ``start``."""
+    kind = pb.LOAD_LIMIT if load_limit else pb.IMPORT_CAPACITY_LIMIT
+    return _interval(start, duration_s, kind, value_mw)
+
+
+def price_interval(start: pd.Timestamp, duration_s: float, price_per_mwh: float) -> pb.Interval:
+    """One interval of a price event: grid energy at ``price_per_mwh`` [currency/MWh] from
+    ``start`` (OpenADR 3 ``PRICE``)."""
+    return _interval(start, duration_s, pb.PRICE, price_per_mwh)
+
+
+def _interval(start: pd.Timestamp, duration_s: float, kind: int, value: float) -> pb.Interval:
     start = pd.Timestamp(start)
     seconds, nanos = divmod(start.tz_convert("UTC").value, 10**9)
     whole = int(duration_s)
     return pb.Interval(
         start=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos),
         duration=duration_pb2.Duration(seconds=whole, nanos=round((duration_s - whole) * 1e9)),
-        type=pb.LOAD_LIMIT if load_limit else pb.IMPORT_CAPACITY_LIMIT,
-        value_mw=value_mw,
+        type=kind,  # type: ignore[arg-type]
+        value_mw=value,
     )
 
 
@@ -121,7 +132,8 @@ class CapClient:
         return list(reply.events)
 
     def caps_in_force(self) -> tuple[LoadCap, ...]:
-        """Every cap of the active events the caller may see, one per target and interval."""
+        """Every cap of the active events the caller may see, one per target and interval
+        (a price event's as ``PRICE`` caps, which limit nothing but price the grid)."""
         return tuple(
             LoadCap(
                 site,

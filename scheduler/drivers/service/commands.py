@@ -127,7 +127,7 @@ def submit(
     site: Annotated[list[str], typer.Option("--site", help="site to cap; repeatable")],
     start: Annotated[str, typer.Option(help="ISO time with offset, e.g. 2026-11-29T18:00+08:00")],
     duration: Annotated[str, typer.Option(help="length, e.g. 2h, 90m")],
-    max_grid_mw: Annotated[float, typer.Option("--max-grid-mw", help="the cap [MW]")],
+    max_grid_mw: Annotated[float | None, typer.Option("--max-grid-mw", help="the cap [MW]")] = None,
     server: ServerOption = "127.0.0.1:50051",
     token: TokenOption = None,
     tls_ca: CaOption = None,
@@ -147,15 +147,32 @@ def submit(
         bool,
         typer.Option("--dry-run", help="only ask what the answer and cost would be; store nothing"),
     ] = False,
+    price: Annotated[
+        float | None,
+        typer.Option(
+            "--price",
+            help="a price event instead of a cap: grid energy at this price [currency/MWh]",
+        ),
+    ] = None,
 ) -> None:
-    """Submit a cap: SITE may draw at most MAX_GRID_MW from START for DURATION."""
+    """Submit a cap: SITE may draw at most MAX_GRID_MW from START for DURATION; or, with
+    --price, a price event: SITE's grid energy costs PRICE per MWh from START for DURATION."""
     import uuid
 
-    from scheduler.drivers.service.client import cap_interval, pb
+    from scheduler.drivers.service.client import cap_interval, pb, price_interval
 
+    if (max_grid_mw is None) == (price is None):
+        raise typer.BadParameter("give either --max-grid-mw (a cap) or --price (a price event)")
+    if price is not None and load_limit:
+        raise typer.BadParameter("--load-limit goes with --max-grid-mw, not --price")
     begins = _utc(start, "--start")
     event = event_id or f"cli-{uuid.uuid4().hex[:12]}"
-    interval = cap_interval(begins, parse_duration(duration), max_grid_mw, load_limit)
+    seconds = parse_duration(duration)
+    interval = (
+        price_interval(begins, seconds, price)
+        if price is not None
+        else cap_interval(begins, seconds, max_grid_mw or 0.0, load_limit)
+    )
     try:
         with _client(server, token, tls_ca, tls_cert, tls_key) as client:
             reply = client.submit(event, site, [interval], modification_number, program, priority,
@@ -171,7 +188,7 @@ def submit(
     typer.echo(
         f"  cost: {cost.late_jobs_total} job(s) late ({cost.late_gpu_hours:,.1f} GPU-h), "
         f"{cost.moved_mwh:,.2f} MWh moved, green share {cost.green_share_change:+.2%}, "
-        f"grid {cost.grid_mwh_change:+,.2f} MWh"
+        f"grid {cost.grid_mwh_change:+,.2f} MWh, grid cost {cost.grid_cost_change:+,.2f}"
     )
 
 
@@ -205,9 +222,11 @@ def list_caps(
             f"sites {', '.join(event.targets)}"
         )
         for i in event.intervals:
+            unit = "per MWh" if i.type == pb.PRICE else "MW"
             typer.echo(
                 f"  {_local(i.start.seconds, i.start.nanos, timezone)} for "
-                f"{i.duration.seconds / 3600:g} h: {pb.PayloadType.Name(i.type)} {i.value_mw:g} MW"
+                f"{i.duration.seconds / 3600:g} h: {pb.PayloadType.Name(i.type)} "
+                f"{i.value_mw:g} {unit}"
             )
 
 

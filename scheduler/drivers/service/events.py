@@ -2,6 +2,9 @@
 
 An event targets sites and carries intervals; every interval applies to every target, so an
 event of ``T`` targets and ``I`` intervals becomes ``T * I`` :class:`~scheduler.problem.LoadCap`.
+An interval is a limit [MW] (``IMPORT_CAPACITY_LIMIT``, ``LOAD_LIMIT``) or a ``PRICE``
+[currency/MWh, the config's currency], carried in the same value field; an event holds one or
+the other, not both (a price event).
 The gRPC layer converts messages to these types and back; nothing here knows of gRPC.
 """
 
@@ -27,6 +30,7 @@ __all__ = [
     "MAX_DURATION_S",
     "MAX_EVENT_ID_CHARS",
     "MAX_INTERVALS",
+    "MAX_PRICE_PER_MWH",
     "MAX_PROGRAM_CHARS",
     "CapEvent",
     "CapInterval",
@@ -40,6 +44,7 @@ MAX_PROGRAM_CHARS = 64
 MAX_DURATION_S = 31 * 86400  # a month
 MAX_AHEAD_S = 7 * 86400  # latest interval start after now: a week (day-ahead markets need 2)
 MAX_CAP_FACTOR = 2.0  # a cap above this times max(full load, import limit) is a typo
+MAX_PRICE_PER_MWH = 100_000.0  # a price above this is a typo (or a price per kWh x 1000)
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]+")
 
 
@@ -67,7 +72,8 @@ class CapInterval:
 
 @dataclass(frozen=True)
 class CapEvent:
-    """A coordinator's event: the idempotency key, its modification and what it caps."""
+    """A coordinator's event: the idempotency key, its modification and what it caps (or, for
+    a price event, what it prices)."""
 
     event_id: str
     modification_number: int
@@ -104,6 +110,11 @@ class CapEvent:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     @property
+    def is_price(self) -> bool:
+        """Whether the event prices its sites' grid energy rather than limiting their draw."""
+        return any(i.type == CapType.PRICE for i in self.intervals)
+
+    @property
     def start(self) -> pd.Timestamp:
         return min(i.start for i in self.intervals)
 
@@ -122,7 +133,8 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
     ``now``, a start at most :data:`MAX_AHEAD_S` (7 days) after ``now``, and a finite value at
     or above every target's base load (a site draws its base load whatever runs, even without
     wind or sun) and at most :data:`MAX_CAP_FACTOR` times the larger of its full load and its
-    grid import limit.
+    grid import limit. A ``PRICE`` interval's value is a price: finite, >= 0 and at most
+    :data:`MAX_PRICE_PER_MWH` [currency/MWh]; an event's intervals are all prices or all limits.
     """
     if not event.event_id or len(event.event_id) > MAX_EVENT_ID_CHARS:
         raise EventError("event_id", f"must have 1 to {MAX_EVENT_ID_CHARS} characters")
@@ -182,6 +194,15 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
                 f"({event.intervals[k - 1].end.isoformat()}); intervals must be in order of "
                 "start and must not overlap",
             )
+        if (interval.type == CapType.PRICE) != (event.intervals[0].type == CapType.PRICE):
+            raise EventError(
+                f"{where}.type",
+                f"{interval.type} after {event.intervals[0].type} in intervals[0]; an event "
+                "carries prices or limits, not both: send the prices as an event of their own",
+            )
+        if interval.type == CapType.PRICE:
+            caps.extend(_price_caps(event, interval, where))
+            continue
         if not math.isfinite(interval.value_mw) or interval.value_mw < 0:
             raise EventError(
                 f"{where}.value_mw", f"{interval.value_mw}; must be a finite number >= 0 MW"
@@ -208,3 +229,18 @@ def event_caps(event: CapEvent, sites: Mapping[str, Site], now: pd.Timestamp) ->
                 )
             )
     return caps
+
+
+def _price_caps(event: CapEvent, interval: CapInterval, where: str) -> list[LoadCap]:
+    """A ``PRICE`` interval's caps, one per target (its value a price [currency/MWh])."""
+    price = interval.value_mw
+    if not (math.isfinite(price) and 0 <= price <= MAX_PRICE_PER_MWH):
+        raise EventError(
+            f"{where}.value_mw",
+            f"{price} is not a price this service takes; a PRICE interval's value is the "
+            f"price per MWh: finite, >= 0 and at most {MAX_PRICE_PER_MWH:,.0f}",
+        )
+    return [
+        LoadCap(target, interval.start, interval.end, CapType.PRICE, price, event.event_id)
+        for target in event.targets
+    ]

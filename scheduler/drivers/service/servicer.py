@@ -619,6 +619,7 @@ def _answer_message(answer: SubmitAnswer) -> pb.SubmitLoadCapResponse:
             moved_mwh=cost.moved_mwh,
             green_share_change=cost.green_share_change,
             grid_mwh_change=cost.grid_mwh_change,
+            grid_cost_change=cost.grid_cost_change,
         ),
         plan_version=answer.plan_version,
         replayed=answer.replayed,
@@ -710,7 +711,8 @@ def _plan_message(version: PlanVersion, sites: list[str], slots: bool, whole: bo
             )
         )
     if slots:
-        load = version.site_load
+        # the price each site-slot is planned on, site-major as the site-load table's rows
+        load = version.site_load.assign(price=version.problem.price_per_mwh.ravel())
         if sites:
             load = load[load["site"].isin(sites)]
         message.slots.extend(
@@ -723,6 +725,7 @@ def _plan_message(version: PlanVersion, sites: list[str], slots: bool, whole: bo
                 grid_mw=row.grid_mw,
                 grid_cap_mw=row.cap_mw,
                 load_cap_mw=row.load_cap_mw if math.isfinite(row.load_cap_mw) else None,
+                price_per_mwh=row.price,
             )
             for row in load.itertuples()
         )

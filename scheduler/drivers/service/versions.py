@@ -13,6 +13,7 @@ from enum import StrEnum
 
 import pandas as pd
 
+from scheduler.caps import is_limit
 from scheduler.choice import PlanChoice
 from scheduler.drivers.service.store import PlanRecord
 from scheduler.horizon import Horizon
@@ -72,7 +73,8 @@ class PlanVersion:
 
     @property
     def caps_in_force(self) -> int:
-        return len(self.problem.caps)
+        """The caps on the sites' draw the plan keeps (prices are not caps)."""
+        return sum(is_limit(cap.type) for cap in self.problem.caps)
 
     def record(self) -> PlanRecord:
         metrics = {

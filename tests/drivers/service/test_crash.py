@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from scheduler.contracts import JOBS, RUN, RUN_JOBS, read_table
-from scheduler.drivers.service.client import CapClient, cap_interval, pb
+from scheduler.drivers.service.client import CapClient, cap_interval, pb, price_interval
 from scheduler.horizon import tomorrow
 
 from .conftest import STARTUP_TIMEOUT_S, TIMEZONE, free_port, launch, wait_serving
@@ -46,6 +46,9 @@ def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> 
                 client.submit(f"crash-{k}", ["shantou"], [cap_interval(start, 3600, 1.0 + k / 10)])
                 for k, start in enumerate(starts)
             ]
+            # a price event (tests/drivers/service/test_price_events.py) is kept as caps are
+            priced = price_interval(starts[1], 7200, 12_345.0)
+            acks.append(client.submit("crash-price", ["qingyang"], [priced]))
             process.send_signal(signal.SIGKILL)  # right after the last ack
             process.wait(timeout=10)
         assert all(a.accepted for a in acks)
@@ -60,10 +63,16 @@ def test_sigkill_after_acks_loses_no_cap(small_config: Path, tmp_path: Path) -> 
             wait_serving(client, process, log)
             client.timeout_s = 60
             events = client.list()
-            assert sorted(e.event_id for e in events) == [f"crash-{k}" for k in range(5)]
+            assert sorted(e.event_id for e in events) == [
+                *(f"crash-{k}" for k in range(5)),
+                "crash-price",
+            ]
             assert all(e.status == pb.ACTIVE for e in events)
+            priced_hours = [*hour_slots(client.plan(["qingyang"]), starts[1]),
+                            *hour_slots(client.plan(["qingyang"]), starts[2])]  # fmt: skip
+            assert [s.price_per_mwh for s in priced_hours] == [12_345.0] * 8
             plan = client.plan(["shantou"])
-            assert plan.caps_in_force == 5 and plan.reason == "startup"
+            assert plan.caps_in_force == 5 and plan.reason == "startup"  # a price is no cap
             assert plan.version > max(a.plan_version for a in acks)
             for k, start in enumerate(starts):
                 slots = hour_slots(plan, start)

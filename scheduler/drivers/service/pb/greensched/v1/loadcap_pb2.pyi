@@ -16,6 +16,7 @@ class PayloadType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYLOAD_TYPE_UNSPECIFIED: _ClassVar[PayloadType]
     IMPORT_CAPACITY_LIMIT: _ClassVar[PayloadType]
     LOAD_LIMIT: _ClassVar[PayloadType]
+    PRICE: _ClassVar[PayloadType]
 
 class Opt(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +39,7 @@ class OperatingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 PAYLOAD_TYPE_UNSPECIFIED: PayloadType
 IMPORT_CAPACITY_LIMIT: PayloadType
 LOAD_LIMIT: PayloadType
+PRICE: PayloadType
 OPT_UNSPECIFIED: Opt
 OPT_IN: Opt
 OPT_OUT: Opt
@@ -80,20 +82,22 @@ class SubmitLoadCapRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., modification_number: _Optional[int] = ..., program: _Optional[str] = ..., priority: _Optional[int] = ..., targets: _Optional[_Iterable[str]] = ..., intervals: _Optional[_Iterable[_Union[Interval, _Mapping]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class CapCost(_message.Message):
-    __slots__ = ("late_jobs", "late_jobs_total", "late_gpu_hours", "moved_mwh", "green_share_change", "grid_mwh_change")
+    __slots__ = ("late_jobs", "late_jobs_total", "late_gpu_hours", "moved_mwh", "green_share_change", "grid_mwh_change", "grid_cost_change")
     LATE_JOBS_FIELD_NUMBER: _ClassVar[int]
     LATE_JOBS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     LATE_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
     MOVED_MWH_FIELD_NUMBER: _ClassVar[int]
     GREEN_SHARE_CHANGE_FIELD_NUMBER: _ClassVar[int]
     GRID_MWH_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    GRID_COST_CHANGE_FIELD_NUMBER: _ClassVar[int]
     late_jobs: _containers.RepeatedScalarFieldContainer[str]
     late_jobs_total: int
     late_gpu_hours: float
     moved_mwh: float
     green_share_change: float
     grid_mwh_change: float
-    def __init__(self, late_jobs: _Optional[_Iterable[str]] = ..., late_jobs_total: _Optional[int] = ..., late_gpu_hours: _Optional[float] = ..., moved_mwh: _Optional[float] = ..., green_share_change: _Optional[float] = ..., grid_mwh_change: _Optional[float] = ...) -> None: ...
+    grid_cost_change: float
+    def __init__(self, late_jobs: _Optional[_Iterable[str]] = ..., late_jobs_total: _Optional[int] = ..., late_gpu_hours: _Optional[float] = ..., moved_mwh: _Optional[float] = ..., green_share_change: _Optional[float] = ..., grid_mwh_change: _Optional[float] = ..., grid_cost_change: _Optional[float] = ...) -> None: ...
 
 class SubmitLoadCapResponse(_message.Message):
     __slots__ = ("accepted", "opt", "opt_reason", "cost", "plan_version", "replayed")
@@ -203,7 +207,7 @@ class PlanMetrics(_message.Message):
     def __init__(self, green_share: _Optional[float] = ..., grid_mwh: _Optional[float] = ..., energy_used_mwh: _Optional[float] = ..., co2_t: _Optional[float] = ..., jobs_unfinished: _Optional[int] = ..., unfinished_gpu_hours: _Optional[float] = ..., cap_violations: _Optional[int] = ...) -> None: ...
 
 class SiteSlot(_message.Message):
-    __slots__ = ("site", "start", "gpus_busy", "load_mw", "green_mw", "grid_mw", "grid_cap_mw", "load_cap_mw")
+    __slots__ = ("site", "start", "gpus_busy", "load_mw", "green_mw", "grid_mw", "grid_cap_mw", "load_cap_mw", "price_per_mwh")
     SITE_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     GPUS_BUSY_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +216,7 @@ class SiteSlot(_message.Message):
     GRID_MW_FIELD_NUMBER: _ClassVar[int]
     GRID_CAP_MW_FIELD_NUMBER: _ClassVar[int]
     LOAD_CAP_MW_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_MWH_FIELD_NUMBER: _ClassVar[int]
     site: str
     start: _timestamp_pb2.Timestamp
     gpus_busy: int
@@ -220,7 +225,8 @@ class SiteSlot(_message.Message):
     grid_mw: float
     grid_cap_mw: float
     load_cap_mw: float
-    def __init__(self, site: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus_busy: _Optional[int] = ..., load_mw: _Optional[float] = ..., green_mw: _Optional[float] = ..., grid_mw: _Optional[float] = ..., grid_cap_mw: _Optional[float] = ..., load_cap_mw: _Optional[float] = ...) -> None: ...
+    price_per_mwh: float
+    def __init__(self, site: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpus_busy: _Optional[int] = ..., load_mw: _Optional[float] = ..., green_mw: _Optional[float] = ..., grid_mw: _Optional[float] = ..., grid_cap_mw: _Optional[float] = ..., load_cap_mw: _Optional[float] = ..., price_per_mwh: _Optional[float] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("version", "created_at", "reason", "replanned", "horizon_start", "slot_minutes", "caps_in_force", "solver_status", "plan_seconds", "metrics", "slots", "clock")
