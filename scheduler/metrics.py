@@ -32,6 +32,7 @@ from scheduler.problem import (
     LoadCap,
     Problem,
     hourly_profile,
+    priced_per_mwh,
     purchased_green_mw,
     site_green_mw,
     tightest_caps_mw,
@@ -154,6 +155,7 @@ def _load_arrays(
         np.array([hourly_profile(getattr(s, name), horizon.times, s.timezone) for s in sites])
         for name in ("carbon_kg_per_mwh", "price_per_mwh")
     )
+    price = priced_per_mwh(price, caps, sites, horizon)  # price events in force
     caps_mw = tightest_caps_mw(caps, sites, horizon)
     storage = StorageFleet.of([s.storage for s in sites])
     return _load_columns(

@@ -12,7 +12,7 @@ import pytest
 from scheduler_testkit import START, job, make_problem, site
 
 from scheduler.contracts import CapType
-from scheduler.metrics import busy_gpus
+from scheduler.metrics import busy_gpus, plan_metrics, site_load
 from scheduler.policies import get_policy
 from scheduler.problem import LoadCap
 from scheduler.validate import assert_valid
@@ -85,3 +85,16 @@ def test_a_price_is_a_row_of_the_caps_table(tmp_path):
     caps_frame(caps).to_csv(path, index=False)
     assert list(read_caps(path, ["a"])) == caps
     assert _problem(read_caps(path, ["a"])).price_per_mwh[0, 7] == pytest.approx(1234.5)
+
+
+def test_the_settled_tables_cost_grid_energy_at_the_price_in_force():
+    # the plan's site-load table (run.csv's grid_cost, replay, summaries) and its metrics price
+    # a slot's grid energy at the event's price where one is in force, as the planner does
+    problem = _problem([_price(6, 8, 10_000.0)], objective=(1.0, 0.0))  # carbon: hours 6, 7
+    result = get_policy("optimizer").plan(problem)
+    load = site_load(result.plan, problem.supply, problem.sites, problem.horizon, problem.caps,
+                     jobs=problem.jobs)  # fmt: skip
+    assert load["grid_cost"].tolist() == pytest.approx([0.0] * 6 + [0.1 * 10_000.0] * 2)
+    metrics = plan_metrics(result.plan, problem.jobs, problem.supply, problem.sites,
+                           problem.horizon, problem.caps)  # fmt: skip
+    assert metrics.cost == pytest.approx(2 * 0.1 * 10_000.0)

@@ -151,7 +151,7 @@ def submit(
         float | None,
         typer.Option(
             "--price",
-            help="a price event instead of a cap: grid energy at this price [currency/MWh]",
+            help="a price event instead of a cap: grid energy at this price \\[currency/MWh]",
         ),
     ] = None,
 ) -> None:
