@@ -22,6 +22,7 @@ from forecasts.weather import Weather
 from scheduler.config import DEFAULT_CONFIG_PATH, load_config
 from scheduler.contracts import UserError, ensure_dir, write_table
 from scheduler.contracts.carriers import CARRIERS
+from scheduler.contracts.plandir import read_plan_dir
 
 if TYPE_CHECKING:  # imported where used: the CLI starts fast
     from scheduler.problem import Problem
@@ -684,6 +685,7 @@ def dispatch(
     cfg = load_config(config)
     sources = parse_weather_specs(actual_weather or [], list(cfg.sites), "--actual-weather")
     files = {site: path for site, path in sources.items() if path != "synthetic"}
+    read_plan_dir(directory)  # a bad directory is one message before the progress bar shows
     bar, _, show = _run_display("dispatch", 24 * 60 // cfg.forecast.slot_minutes)
     with _exit_143_on_sigterm(), bar:
         report = run_dispatch(

@@ -255,6 +255,7 @@ def dispatch(
     import ray
 
     problem, plan = plan_dir_problem(directory, config, actual_weather)
+    guide = plan_dir_guide(directory, problem)
     gpus = {site.name: site.gpus for site in problem.sites}
     started_here = not ray.is_initialized()
     settings = TaskSettings(gpus_per_unit=gpus_per_unit)
@@ -272,7 +273,7 @@ def dispatch(
                 clock=clock,
                 replan=replan,
                 progress=progress,
-                guide=plan_dir_guide(directory, problem),
+                guide=guide,
             ).run()
         finally:
             if started_here and ray.is_initialized():

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import yaml
 
 from scheduler.config import load_config, parse_config
 from scheduler.drivers.nightly import plan_dir_guide
@@ -19,6 +20,7 @@ from scheduler.policies import get_policy
 from scheduler.replan import rest_of_day
 from scheduler.settlement.engine import Settlement, settle
 from scheduler.storage import StorageFleet, StorageGuide, StorageUnit, follow_surplus
+from tests.conftest import run_cli
 
 PEAK = [300.0] * 8 + [600.0] * 4 + [900.0] * 6 + [1200.0] * 4 + [300.0] * 2  # per MWh, local
 
@@ -176,3 +178,23 @@ def test_the_walked_guide_survives_a_restart_through_the_saved_state(peak_priced
         np.testing.assert_array_equal(getattr(again.storage_guide, name),
                                       getattr(engine.storage_guide, name))  # fmt: skip
     assert again.stored_mwh() == pytest.approx(engine.stored_mwh())
+
+
+def test_a_bad_storage_plan_stops_dispatch_with_one_message(monkeypatch, capsys, tmp_path):
+    data = load_config().with_storage_hours(2.0).model_dump(mode="json")
+    config = tmp_path / "batteries.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "day"
+    code, _out, err = run_cli(monkeypatch, capsys, "plan", "--config", str(config), "--date",
+                              "2026-04-11", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    path = out / "storage_plan.csv"
+    lines = path.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[3] = "-5"  # charge_mw of the second row
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    code, shown, err = run_cli(monkeypatch, capsys, "dispatch", str(out), "--config", str(config))
+    assert code == 2
+    assert "storage_plan.csv line 3: charge_mw" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 2 and not shown.strip()  # the error and its cell
