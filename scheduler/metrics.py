@@ -410,7 +410,7 @@ def _metrics(
     # bound: a job ending inside its last slot is the job's step, not the plan's
     ramps = ramp_stats(load["load_mw"] + load["idle_mw"], up_mw, down_mw, initial)
     slot_h = horizon.slot_hours
-    totals = energy_totals(load["load_mw"], load["green_used_mw"], slot_h)
+    totals = energy_totals(load["load_mw"], load["green_used_mw"], load["grid_mw"], slot_h)
     required = work_units(jobs["gpu_hours"].to_numpy(dtype=float), horizon.slot_minutes)
     if job is None:
         job = label_index(plan["job_id"], jobs["job_id"].to_numpy())
@@ -459,16 +459,19 @@ def _metrics(
     return metrics, job
 
 
-def energy_totals(load_mw: np.ndarray, green_used_mw: np.ndarray, slot_hours: float) -> dict:
+def energy_totals(
+    load_mw: np.ndarray, green_used_mw: np.ndarray, grid_mw: np.ndarray, slot_hours: float
+) -> dict:
     """Energy of a load profile [MWh] and its green share [-]: ``load_mwh``,
-    ``green_used_mwh``, ``grid_mwh`` (load minus green used) and ``green_share`` (green used
-    over load, matched slot by slot), from loads and green used per site and slot [MW]."""
+    ``green_used_mwh``, ``grid_mwh`` (load minus green used, plus what storage took from the
+    grid) and ``green_share`` (green used over load, matched slot by slot), from loads, green
+    used and grid draw per site and slot [MW]."""
     load_mwh = float(np.sum(load_mw) * slot_hours)
     green_mwh = float(np.sum(green_used_mw) * slot_hours)
     return {
         "load_mwh": load_mwh,
         "green_used_mwh": green_mwh,
-        "grid_mwh": load_mwh - green_mwh,
+        "grid_mwh": float(np.sum(grid_mw) * slot_hours),
         "green_share": green_mwh / load_mwh if load_mwh > 0 else 0.0,
     }
 

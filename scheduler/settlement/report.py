@@ -215,13 +215,20 @@ def run_report(
     slot_h = horizon.slot_hours
     totals = {
         "planned": {
-            **energy_totals(planned_load["load_mw"], planned_load["green_used_mw"], slot_h),
+            **energy_totals(
+                planned_load["load_mw"],
+                planned_load["green_used_mw"],
+                planned_load["grid_mw"],
+                slot_h,
+            ),
             **_storage_totals(planned_load, horizon.n_slots, slot_h),
             "gpu_hours": float(plan_original["gpus"].sum() * slot_h),
             "tokens": float(_tokens(plan_original, problem)),
         },
         "actual": {
-            **energy_totals(done_load["load_mw"], done_load["green_used_mw"], slot_h),
+            **energy_totals(
+                done_load["load_mw"], done_load["green_used_mw"], done_load["grid_mw"], slot_h
+            ),
             **_storage_totals(done_load, horizon.n_slots, slot_h),
             "gpu_hours": float(executed["gpus"].sum() * slot_h),
             "tokens": float(_tokens(executed, problem)),

@@ -64,10 +64,11 @@ def test_a_unit_that_may_charge_from_the_grid_tops_up_to_its_plan_and_only_then(
 
 
 @functools.cache
-def _peak_priced(cyclic: bool):
+def _peak_priced(cyclic: bool, from_grid: bool = False, day: str = "2026-04-11"):
     """The default sites on cost, a time-of-use tariff with an evening peak and a 4-hour
-    battery each starting a quarter full (``cyclic``: ending at least so); a default day with
-    its synthetic weather, and the optimizer's plan of it."""
+    battery each starting a quarter full (``cyclic``: ending at least so; ``from_grid``: that
+    may charge from the grid); a default ``day`` with its synthetic weather, and the
+    optimizer's plan of it."""
     data = load_config().model_dump()
     data["solver"]["objective"] = "cost"
     for site in data["sites"].values():
@@ -76,11 +77,11 @@ def _peak_priced(cyclic: bool):
     data = config.model_dump()
     for site in data["sites"].values():
         unit = site["storage"]["battery"]
-        unit.update(cyclic_state_of_charge=cyclic,
+        unit.update(cyclic_state_of_charge=cyclic, charge_from_grid=from_grid,
                     state_of_charge_initial=unit["p_nom"] * unit["max_hours"] / 4)  # fmt: skip
     config = parse_config(data, "<test>")
     pipeline = DayPipeline(config)
-    problem = pipeline.problem(pipeline.horizon("2026-04-11"))
+    problem = pipeline.problem(pipeline.horizon(day))
     return config, problem, get_policy("optimizer", config.solver).plan(problem)
 
 
@@ -198,3 +199,21 @@ def test_a_bad_storage_plan_stops_dispatch_with_one_message(monkeypatch, capsys,
     assert code == 2
     assert "storage_plan.csv line 3: charge_mw" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 2 and not shown.strip()  # the error and its cell
+
+
+def test_energy_bought_to_store_is_grid_energy_in_every_total():
+    # night power at 300 stored for a 1,200 peak pays even at 95 % x 95 %: on a day of little
+    # green (July's synthetic weather) the plan buys it
+    _config, problem, result = _peak_priced(False, from_grid=True, day="2026-07-20")
+    assert result.storage_guide is not None
+    run, score = _settled(problem, result)
+    slots = run.site_slots
+    bought_mwh = float((slots["grid_mw"] - slots["load_mw"] + slots["green_used_mw"]).sum() * 0.25)
+    assert bought_mwh > 10.0
+    grid_mwh = float(slots["grid_mw"].sum() * 0.25)
+    assert run.totals["actual"]["grid_mwh"] == pytest.approx(grid_mwh)
+    assert score.metrics.grid_mwh == pytest.approx(grid_mwh)
+    assert score.metrics.cost == pytest.approx(result.objective_kg, rel=1e-9)
+    # and it pays: the same day without grid charging costs more
+    _config, _problem, kept = _peak_priced(False, day="2026-07-20")
+    assert result.objective_kg < kept.objective_kg
