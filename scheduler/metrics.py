@@ -115,15 +115,22 @@ def site_load(
     what it discharges is green used. With the ``jobs`` table the load is drawn for the work as
     asked (:func:`idle_gpus`); without, for whole GPU-slots.
     """
-    names = [s.name for s in sites]
-    site, slot = _site_slot(plan, names, horizon)
-    gpus = _busy(site, slot, plan, len(sites), horizon)
-    idle = None
-    if jobs is not None:
-        job = label_index(plan["job_id"], jobs["job_id"].to_numpy()) if len(plan) else site
-        idle = idle_gpus(plan, jobs, job, site, slot, gpus.shape, horizon)
+    gpus, idle = _held_and_idle(plan, sites, horizon, jobs)
     arrays = _load_arrays(gpus, supply, sites, horizon, caps, soc_start_mwh, guide, idle)
     return _site_load_table(arrays, sites, horizon)
+
+
+def _held_and_idle(
+    plan: pd.DataFrame, sites: Sequence[Site], horizon: Horizon, jobs: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """GPUs ``plan`` holds per ``[site, slot]`` and, with the ``jobs`` table, those of them idle
+    (:func:`idle_gpus`; ``None`` without it)."""
+    site, slot = _site_slot(plan, [s.name for s in sites], horizon)
+    gpus = _busy(site, slot, plan, len(sites), horizon)
+    if jobs is None:
+        return gpus, None
+    job = label_index(plan["job_id"], jobs["job_id"].to_numpy()) if len(plan) else site
+    return gpus, idle_gpus(plan, jobs, job, site, slot, gpus.shape, horizon)
 
 
 def _site_load_table(
@@ -313,8 +320,10 @@ def storage_end_mwh(
     storage = StorageFleet.of([s.storage for s in sites])
     if storage.n_units == 0 or horizon.n_slots == 0:
         return storage.soc_initial_mwh if soc_start_mwh is None else np.asarray(soc_start_mwh)
-    load = site_load(plan, supply, sites, horizon, (), soc_start_mwh, guide, jobs)["load_mw"]
-    load = load.to_numpy().reshape(len(sites), horizon.n_slots)
+    gpus, idle = _held_and_idle(plan, sites, horizon, jobs)
+    load = _load_mw(gpus, sites)
+    if idle is not None:  # as the site-load table draws it (_load_columns)
+        load = load - idle * np.array([s.mw_per_gpu for s in sites])[:, None]
     green = site_green_mw(supply, sites, horizon)
     stored = follow_surplus(storage, load, green, horizon.slot_hours, soc_start_mwh, guide)
     return stored.soc_mwh[:, -1]

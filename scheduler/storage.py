@@ -141,6 +141,12 @@ class StorageFleet:
     def n_units(self) -> int:
         return len(self.site)
 
+    def lowest_end_mwh(self, soc_start_mwh: np.ndarray) -> np.ndarray:
+        """Each unit's least energy after a planned day ``[unit]`` [MWh]: its reserve, and for a
+        cyclic unit the energy it started the day with, ``soc_start_mwh`` (within capacity)."""
+        start = np.minimum(soc_start_mwh, self.energy_mwh)
+        return np.where(self.cyclic, np.maximum(self.soc_min_mwh, start), self.soc_min_mwh)
+
     def unit_energy_mwh(self, site_mwh: Sequence[float]) -> np.ndarray:
         """Each unit's energy ``[unit]`` [MWh] from each site's total ``site_mwh`` ``[site]``
         (a day ended with, as ``run.csv`` records it): a site's units filled in their order,

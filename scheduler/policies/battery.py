@@ -63,7 +63,6 @@ from scheduler.storage import StorageGuide
 
 __all__ = [
     "BatteryBlock",
-    "BatteryPlan",
     "SiteBattery",
     "add_battery",
     "battery_tiers",
@@ -106,8 +105,6 @@ class SiteBattery:
 
         has = np.zeros(n_sites, dtype=bool)
         has[fleet.site] = True
-        start = np.minimum(problem.soc_start_mwh, fleet.energy_mwh)
-        end_min = np.where(fleet.cyclic, np.maximum(fleet.soc_min_mwh, start), fleet.soc_min_mwh)
         return cls(
             has=has,
             p_mw=total(fleet.p_nom_mw),
@@ -117,7 +114,7 @@ class SiteBattery:
             efficiency_store=best(fleet.efficiency_store),
             efficiency_dispatch=best(fleet.efficiency_dispatch),
             keep=best((1.0 - fleet.standing_loss) ** problem.slot_hours),
-            end_min_mwh=total(end_min),
+            end_min_mwh=total(fleet.lowest_end_mwh(problem.soc_start_mwh)),
         )
 
     def lowest_mwh(self, n_slots: int) -> np.ndarray:
@@ -131,46 +128,21 @@ class SiteBattery:
 
 
 @dataclass(frozen=True)
-class BatteryPlan:
-    """How the profile LP runs each site's battery ``[site, slot]``: ``charge_mw`` and
-    ``discharge_mw`` [MW], ``soc_mwh`` at the end of the slot [MWh]; and ``value_per_mwh``,
-    what a MWh stored at the end of the slot is worth, the LP's duals (objective units per MWh,
-    >= 0)."""
-
-    charge_mw: np.ndarray
-    discharge_mw: np.ndarray
-    soc_mwh: np.ndarray
-    value_per_mwh: np.ndarray
-
-
-@dataclass(frozen=True)
 class BatteryBlock:
-    """Where the block sits in the LP: ``sites`` with a battery, and its variables and energy
-    balance rows ``[site with a battery, slot]``."""
+    """Where the block sits in the LP: ``sites`` with a battery, and its grid draw variables
+    and energy balance rows ``[site with a battery, slot]``."""
 
     sites: np.ndarray
-    charge: np.ndarray
-    discharge: np.ndarray
-    soc: np.ndarray
     grid: np.ndarray
     balance: np.ndarray
 
-    def read(self, shape: tuple[int, int], values: np.ndarray, duals: np.ndarray) -> BatteryPlan:
-        """The plan ``[site, slot]`` of ``shape`` from the LP's variable ``values`` and row
-        ``duals`` (a MWh more stored lowers the objective by the negated dual of its balance
-        row)."""
-
-        def full(block: np.ndarray) -> np.ndarray:
-            out = np.zeros(shape)
-            out[self.sites] = block
-            return out
-
-        return BatteryPlan(
-            charge_mw=full(values[self.charge]),
-            discharge_mw=full(values[self.discharge]),
-            soc_mwh=full(values[self.soc]),
-            value_per_mwh=full(np.maximum(-duals[self.balance], 0.0)),
-        )
+    def value_per_mwh(self, shape: tuple[int, int], duals: np.ndarray) -> np.ndarray:
+        """What a MWh stored at the end of each slot is worth ``[site, slot]`` of ``shape``
+        (objective units per MWh, >= 0): a MWh more stored lowers the objective by the negated
+        dual of its balance row."""
+        out = np.zeros(shape)
+        out[self.sites] = np.maximum(-duals[self.balance], 0.0)
+        return out
 
 
 def add_battery(
@@ -211,7 +183,7 @@ def add_battery(
         [(grid, 1.0), *gpus, (charge, -1.0), (discharge, 1.0)],
     )
     lp.constraints("to_load", -np.inf, fixed_mw, [(discharge, 1.0), *gpus])
-    return BatteryBlock(sites, charge, discharge, soc, grid, balance)
+    return BatteryBlock(sites, grid, balance)
 
 
 def battery_tiers(
@@ -297,7 +269,7 @@ def plan_dispatch(problem: Problem, gpus: np.ndarray) -> StorageGuide:
     lowest = np.repeat(fleet.soc_min_mwh[:, None], n_slots, axis=1)
     start = np.minimum(problem.soc_start_mwh, fleet.energy_mwh)
     if n_slots:
-        lowest[:, -1] = np.where(fleet.cyclic, np.maximum(fleet.soc_min_mwh, start), lowest[:, -1])
+        lowest[:, -1] = fleet.lowest_end_mwh(problem.soc_start_mwh)
     power = np.broadcast_to(fleet.p_nom_mw[:, None], (fleet.n_units, n_slots))
     lp = ArrayLP()
     charge = lp.variables("charge", 0.0, power)

@@ -132,12 +132,11 @@ def _storage_variables(solver: pywraplp.Solver, problem: Problem) -> dict[str, d
     storage's ``grid`` per ``(site, slot)``."""
     fleet, n_slots = problem.storage, problem.horizon.n_slots
     out: dict[str, dict] = {"charge": {}, "discharge": {}, "soc": {}, "grid": {}}
+    end = fleet.lowest_end_mwh(problem.soc_start_mwh)
     for u in range(fleet.n_units):
         power, energy = float(fleet.p_nom_mw[u]), float(fleet.energy_mwh[u])
         for t in range(n_slots):
-            low = float(fleet.soc_min_mwh[u])
-            if t == n_slots - 1 and fleet.cyclic[u]:
-                low = max(low, min(float(problem.soc_start_mwh[u]), energy))
+            low = float(end[u] if t == n_slots - 1 else fleet.soc_min_mwh[u])
             out["charge"][u, t] = solver.NumVar(0, power, f"charge_{u}_{t}")
             out["discharge"][u, t] = solver.NumVar(0, power, f"discharge_{u}_{t}")
             out["soc"][u, t] = solver.NumVar(low, energy, f"soc_{u}_{t}")

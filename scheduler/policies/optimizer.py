@@ -145,11 +145,11 @@ def _bound(problem: Problem) -> _Bound:
     groups = group_jobs(problem, np.arange(problem.n_jobs), problem.site_mask, by_preemptible=True)
     pooled = _pooled(problem, groups)
     value = None
-    if pooled.battery is None:
+    if pooled.value_per_mwh is None:
         none = np.zeros((len(problem.sites), problem.horizon.n_slots))
         flow = solve_flow(problem, groups, battery_tiers(problem, none, None), tie_break=False)
     else:
-        flow, value = _split_with_storage(problem, groups, pooled), pooled.battery.value_per_mwh
+        flow, value = _split_with_storage(problem, groups, pooled), pooled.value_per_mwh
     divisible = np.zeros(groups.n, dtype=bool)
     divisible[groups.job_group] = problem.preemptible
     # no plan is below 0 (grid energy weighs >= 0, and so does unplaced work)
@@ -173,10 +173,10 @@ def _split_with_storage(problem: Problem, groups: Groups, pooled: LoadProfile) -
     """Where the work goes with storage: the relaxed flow on battery tiers at the pooled LP's
     value of stored energy, inside its load (which sees the batteries; the LP does not say
     which group's work runs where)."""
-    assert pooled.battery is not None
+    assert pooled.value_per_mwh is not None
     none = np.zeros((len(problem.sites), problem.horizon.n_slots))
     premium_kg = float(problem.grid_kg_per_gpu_slot.max(initial=0.0)) + 0.5
-    tiers = battery_tiers(problem, none, pooled.battery.value_per_mwh)
+    tiers = battery_tiers(problem, none, pooled.value_per_mwh)
     return solve_flow(problem, groups, tiers.within(pooled.gpus, premium_kg), tie_break=False)
 
 
@@ -273,7 +273,7 @@ def _plan_around_blocks(
         problem, np.flatnonzero(~problem.preemptible), problem.site_mask, divisible_load, fixed
     )
     profile, ramp_cost_kg = _profile(problem, relaxed, fixed)
-    value = relaxed.value_per_mwh if profile.battery is None else profile.battery.value_per_mwh
+    value = relaxed.value_per_mwh if profile.value_per_mwh is None else profile.value_per_mwh
     tiers = battery_tiers(problem, fixed, value)
     arrays, pinned = _plan_with_moves(problem, DURATION_BUCKET_RATIO, blocks, fixed, tiers, profile)
     score = _scored(problem, arrays)[0]

@@ -58,7 +58,7 @@ import numpy as np
 
 from scheduler.policies.array_lp import ArrayLP, rows_by_owner
 from scheduler.policies.base import unfinished_penalty_kg
-from scheduler.policies.battery import BatteryPlan, SiteBattery, add_battery
+from scheduler.policies.battery import SiteBattery, add_battery
 from scheduler.policies.flow import fixed_grid_mwh, site_tiers
 from scheduler.problem import Problem
 
@@ -83,15 +83,16 @@ GLOP_PARAMETERS = "use_dual_simplex:true use_preprocessing:false"
 
 @dataclass(frozen=True)
 class LoadProfile:
-    """GPUs per ``[site, slot]`` (int, blocks included) and how the LP ended; ``battery``
-    how it runs the sites' storage (``None`` without storage)."""
+    """GPUs per ``[site, slot]`` (int, blocks included) and how the LP ended; with storage,
+    ``value_per_mwh`` ``[site, slot]``, what a MWh stored at the end of a slot is worth to the
+    LP (its duals; ``None`` without storage)."""
 
     gpus: np.ndarray
     status: str
     co2_kg: float  # grid CO2 of the profile, fixed load included, plus unplaced penalty [kg]
     seconds: float
     ramps_bind: bool  # some step is at (or over) a ramp limit
-    battery: BatteryPlan | None = None
+    value_per_mwh: np.ndarray | None = None
 
 
 def smoothing_kg_per_gpu(problem: Problem) -> float:
@@ -248,13 +249,13 @@ def solve_profile(
     )
     gpus = np.ceil(values - 1e-6).astype(np.int64) + fixed.astype(np.int64)
     co2 = fixed_kg + float((x[y] * tier_co2_kg).sum() + penalty_kg * x[q].sum())
-    plan = None
+    value = None
     if block is not None:
         weight = problem.objective_per_mwh[block.sites] * problem.slot_hours
         co2 += float((x[block.grid] * weight).sum())
-        plan = block.read((n_sites, n_slots), x, answer.duals)
+        value = block.value_per_mwh((n_sites, n_slots), answer.duals)
     seconds = time.perf_counter() - began
     log.info(
         "profile LP: %s, objective %.6g kg, in %.3f s", answer.status, answer.objective, seconds
     )
-    return LoadProfile(gpus, answer.status, co2, seconds, ramps_bind, plan)
+    return LoadProfile(gpus, answer.status, co2, seconds, ramps_bind, value)
